@@ -1,0 +1,5 @@
+"""``python -m dobby`` runs the CLI."""
+
+from dobby.cli import main
+
+main()

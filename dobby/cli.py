@@ -1,0 +1,411 @@
+"""The ``dobby`` command line: a thin client of the hub's REST API."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dobby import cli_render as render
+from dobby.client import HubClient
+from dobby.errors import DobbyError, ValidationError
+from dobby.timefmt import parse_duration
+
+HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
+
+
+class _Group(click.Group):
+    """A click group that prints a DobbyError as one ``error:`` line and exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn DobbyError into ``error: message`` on stderr."""
+        try:
+            return super().invoke(ctx)
+        except DobbyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _client() -> HubClient:
+    return HubClient()
+
+
+def _print_json(body: Any) -> None:
+    click.echo(json.dumps(body, indent=2))
+
+
+def _width() -> int:
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def _echo_task(task: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(task)
+    else:
+        click.echo(render.task_line(task))
+
+
+def _echo_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the hub's JSON answer.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dobby")
+def main() -> None:
+    """Dispatch coding-agent tasks to your machines over SSH."""
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to serve on (default 8420).")
+@click.option("--inventory", type=click.Path(), help="Inventory file or directory.")
+@click.option("--home", type=click.Path(file_okay=False), help="State directory (DOBBY_HOME).")
+def start(host: str | None, port: int | None, inventory: str | None, home: str | None) -> None:
+    """Run the hub (REST API + dashboard) in the foreground."""
+    from dobby.hub.server import serve
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if inventory is not None:
+        overrides["inventory"] = str(Path(inventory).expanduser().resolve())
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    serve(home=Path(home).expanduser() if home else None, overrides=overrides)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port of the demo hub.")
+@click.option("--keep", is_flag=True, help="Keep the hub and its state after the demo.")
+def demo(port: int | None, keep: bool) -> None:
+    """Run a self-contained demo: a local hub, a project and a few tasks."""
+    from dobby.demo import run_demo
+
+    run_demo(port=port, keep=keep)
+
+
+@main.command()
+@json_option
+def hosts(as_json: bool) -> None:
+    """List the inventory's hosts with reachability, tool versions and running tasks."""
+    body = _client().hosts()
+    if as_json:
+        return _print_json(body)
+    colors = {3: render.reach_color}
+    _echo_lines(
+        render.render_table(
+            render.HOST_HEADERS,
+            render.host_rows(body.get("hosts") or []),
+            width=_width(),
+            colors=colors,
+        )
+    )
+    for h in body.get("hosts") or []:
+        if h.get("error"):
+            click.secho(f"{h.get('name')}: {render.clean(h['error'])}", fg="yellow")
+    error = (body.get("inventory") or {}).get("error")
+    if error:
+        click.secho(f"inventory error: {error} (last good inventory in force)", fg="red")
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--name", required=True, help="Project name.")
+@click.option("--context", default="", help="Text given to every agent working on it.")
+@json_option
+def register(path: str, name: str, context: str, as_json: bool) -> None:
+    """Register a git repository as a project."""
+    absolute = os.path.abspath(os.path.expanduser(path))
+    body = _client().register_project(name, absolute, context)
+    if as_json:
+        return _print_json(body)
+    click.echo(f"registered project {body.get('name', name)} → {body.get('path', absolute)}")
+
+
+@main.command()
+@json_option
+def projects(as_json: bool) -> None:
+    """List the registered projects."""
+    body = _client().projects()
+    if as_json:
+        return _print_json(body)
+    rows = [[p.get("name"), p.get("path"), p.get("context") or ""] for p in body["projects"]]
+    _echo_lines(render.render_table(["NAME", "PATH", "CONTEXT"], rows, width=_width(), max_col=60))
+
+
+def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--project", help="Project the task works on.")
+@click.option(
+    "--backend",
+    type=click.Choice(["claude", "codex", "shell"]),
+    default="claude",
+    show_default=True,
+)
+@click.option("--model", help="Model for the agent.")
+@click.option("--priority", type=click.Choice(["urgent", "high", "normal", "low"]))
+@click.option("--host", help="Run on this host.")
+@click.option("--label", "labels", multiple=True, help="Run on a host with this label.")
+@click.option("--timeout", callback=_timeout, help="Time limit: seconds, 30m, 2h.")
+@click.option("--title", help="Short title (default: the prompt's first line).")
+@click.option("--resume", help="Continue the agent session of this task.")
+@json_option
+def add(
+    prompt: str,
+    project: str | None,
+    backend: str,
+    model: str | None,
+    priority: str | None,
+    host: str | None,
+    labels: tuple[str, ...],
+    timeout: float | None,
+    title: str | None,
+    resume: str | None,
+    as_json: bool,
+) -> None:
+    """Queue a task; PROMPT '-' reads it from stdin."""
+    if prompt == "-":
+        raw = click.get_binary_stream("stdin").read()
+        try:
+            prompt = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError("the prompt on stdin is not valid UTF-8") from None
+    task = _client().add_task(
+        prompt=prompt,
+        project=project,
+        backend=backend,
+        model=model,
+        priority=priority,
+        host=host,
+        labels=list(labels) or None,
+        timeout=timeout,
+        title=title,
+        resume=resume,
+    )
+    _echo_task(task, as_json)
+
+
+@main.command()
+@click.argument("project", required=False)
+@click.option("--status", "status_", help="Only tasks in this status.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many tasks.")
+@json_option
+def status(project: str | None, status_: str | None, limit: int | None, as_json: bool) -> None:
+    """List tasks, newest first."""
+    body = _client().tasks(project=project, status=status_, limit=limit)
+    if as_json:
+        return _print_json(body)
+    tasks = body.get("tasks") or []
+    if not tasks:
+        click.echo("no tasks")
+        return
+    colors = {1: render.status_color}
+    _echo_lines(
+        render.render_table(
+            render.TASK_HEADERS, render.task_rows(tasks), width=_width(), colors=colors
+        )
+    )
+
+
+@main.command()
+@click.argument("task_id")
+@json_option
+def show(task_id: str, as_json: bool) -> None:
+    """Show every field of a task."""
+    task = _client().task(task_id)
+    if as_json:
+        return _print_json(task)
+    _echo_lines(render.task_detail_lines(task))
+
+
+def _echo_log_body(body: dict[str, Any], raw: bool) -> None:
+    """Print one log chunk, raw or rendered."""
+    if raw:
+        text = body.get("text") or ""
+        if text:
+            click.echo(text, nl=False)
+        return
+    for event in body.get("events") or []:
+        line = render.render_log_event(event)
+        if line is not None:
+            click.echo(line)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the task ends.")
+@click.option("--raw", is_flag=True, help="Print the agent's output as written.")
+@json_option
+def logs(task_id: str, follow: bool, raw: bool, as_json: bool) -> None:
+    """Print a task's log (readable by default; --raw for the original)."""
+    client = _client()
+    if not follow:
+        body = client.logs(task_id)
+        if as_json:
+            return _print_json(body)
+        # A long log may come in chunks; read on until the hub has nothing more.
+        while True:
+            _echo_log_body(body, raw)
+            offset, next_offset = body.get("offset"), body.get("next_offset")
+            if next_offset is None or next_offset == offset or not body.get("text"):
+                return
+            body = client.logs(task_id, offset=next_offset)
+    last: dict[str, Any] = {}
+    last_status = None
+    for event, data in client.follow(task_id):
+        if as_json:
+            click.echo(json.dumps({"event": event, "data": data}))
+        elif event == "log":
+            _echo_log_body(data, raw)
+        elif event == "status" and data.get("status") != last_status and not raw:
+            click.secho(f"· {render.task_line(data)}", dim=True)
+        if event in ("status", "end"):
+            last = data
+            last_status = data.get("status")
+    if not as_json:
+        # With --raw, stdout stays the agent's bytes; the closing line goes to stderr.
+        click.echo(render.final_line(last), err=raw)
+    click.get_current_context().exit(0 if last.get("status") == "completed" else 1)
+
+
+@main.command()
+@click.argument("task_id")
+@json_option
+def results(task_id: str, as_json: bool) -> None:
+    """Show what a task produced: summary, cost, tokens, branch."""
+    body = _client().result(task_id)
+    if as_json:
+        return _print_json(body)
+    _echo_lines(render.result_lines(body))
+
+
+@main.command()
+@click.argument("task_id")
+@json_option
+def cancel(task_id: str, as_json: bool) -> None:
+    """Cancel a task."""
+    _echo_task(_client().cancel(task_id), as_json)
+
+
+@main.command()
+@click.argument("task_id")
+@json_option
+def retry(task_id: str, as_json: bool) -> None:
+    """Re-queue a failed or cancelled task."""
+    _echo_task(_client().retry(task_id), as_json)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--print", "print_only", is_flag=True, help="Only print the command.")
+def attach(task_id: str, print_only: bool) -> None:
+    """Attach this terminal to the task's tmux session (over SSH for remote hosts)."""
+    client = _client()
+    task = client.task(task_id)
+    if not task.get("host"):
+        raise DobbyError(f"task {task.get('id')} is {task.get('status')} and has no host yet")
+    hosts = {h.get("name"): h for h in client.hosts().get("hosts") or []}
+    host = hosts.get(task["host"])
+    if host is None:
+        raise DobbyError(f"host {task['host']!r} of task {task.get('id')} is not in the inventory")
+    cmd = render.attach_command(task["id"], host)
+    running = task.get("status") == "running"
+    if print_only:
+        if not running:
+            click.echo(f"note: task {task['id']} is {task.get('status')}, not running", err=True)
+        click.echo(shlex.join(cmd))
+        return
+    if not running:
+        raise DobbyError(f"task {task['id']} is {task.get('status')}, not running")
+    try:
+        os.execvp(cmd[0], cmd)
+    except OSError as exc:
+        raise DobbyError(f"cannot run {cmd[0]}: {exc.strerror}") from None
+
+
+@main.command()
+@json_option
+def spokes(as_json: bool) -> None:
+    """List hosts added with `dobby agent` (POST /spokes/register)."""
+    body = _client().spokes()
+    if as_json:
+        return _print_json(body)
+    rows = render.host_rows(body.get("spokes") or [])
+    headers = ["NAME", "CONN", "ADDRESS", "REACH", "LABELS"]
+    _echo_lines(
+        render.render_table(headers, [[r[0], r[1], r[2], r[3], r[9]] for r in rows], width=_width())
+    )
+
+
+def primary_address() -> str:
+    """Return this machine's primary non-loopback IPv4 address, or 127.0.0.1."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it only picks a route
+            address: str = sock.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    return address if not address.startswith("127.") and address != "0.0.0.0" else "127.0.0.1"
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)
+        return str(os.getuid())
+
+
+def _host_key() -> str | None:
+    try:
+        return Path(HOST_KEY_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+@main.command()
+@click.option("--hub", "hub_url", required=True, help="URL of the hub.")
+@click.option("--id", "name", required=True, help="Name of this machine in the inventory.")
+@click.option("--address", help="Address the hub reaches this machine at.")
+@click.option("--port", type=int, default=22, show_default=True, help="SSH port.")
+@click.option("--user", help="SSH user (default: the current user).")
+@click.option("--label", "labels", multiple=True, help="Label of this machine (repeatable).")
+@json_option
+def agent(
+    hub_url: str,
+    name: str,
+    address: str | None,
+    port: int,
+    user: str | None,
+    labels: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Add this machine to a hub's hosts (it is then reached over SSH)."""
+    host = HubClient(url=hub_url).register_spoke(
+        name=name,
+        address=address or primary_address(),
+        port=port,
+        user=user or _current_user(),
+        labels=list(labels),
+        host_key=_host_key(),
+    )
+    if as_json:
+        return _print_json(host)
+    where = f"{host.get('user')}@{host.get('address')}:{host.get('port')}"
+    click.echo(f"registered {host.get('name', name)} ({where}) with {hub_url}")

@@ -1,0 +1,119 @@
+"""BaseHandler: API-key check in prepare(), JSON bodies, JSON errors, SSE framing."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from dobby.errors import AuthError, DobbyError, ValidationError
+from dobby.service import Dobby
+
+log = logging.getLogger("dobby.hub")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Common behaviour of every API route."""
+
+    public = False  # True: no API key needed (only /health)
+
+    def initialize(self, dobby: Dobby) -> None:
+        self.dobby = dobby
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> None:
+        key = self.dobby.settings.api_key
+        if key and not self.public:
+            given = self.request.headers.get("X-Dobby-Key", "")
+            auth = self.request.headers.get("Authorization", "")
+            if not given and auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                raise AuthError("missing or wrong API key (send it as X-Dobby-Key)")
+
+    def body_json(self) -> Any:
+        """Return the request body parsed as JSON (``{}`` when empty)."""
+        if not self.request.body:
+            return {}
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"request body is not valid JSON: {exc}") from exc
+
+    def send(self, data: Any, status: int = 200) -> None:
+        """Write a JSON answer."""
+        self.set_status(status)
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DobbyError):
+            code, message = exc.code, exc.message
+        elif isinstance(exc, tornado.web.HTTPError):
+            code = "not_found" if status_code == 404 else "http_error"
+            message = exc.log_message or self._reason
+        else:
+            code, message = "internal_error", "internal error (see the hub log)"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, DobbyError):
+            if self._finished:
+                return
+            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)  # type: ignore[arg-type]
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, DobbyError):
+            return
+        super().log_exception(typ, value, tb)
+
+
+class SSEHandler(BaseHandler):
+    """A handler that streams Server-Sent Events."""
+
+    closed = False
+
+    def start_stream(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("X-Accel-Buffering", "no")
+
+    async def emit(self, frame: str) -> bool:
+        """Send one SSE frame; return False if the client is gone."""
+        if self.closed:
+            return False
+        try:
+            self.write(frame)
+            await self.flush()
+            return True
+        except StreamClosedError:
+            self.closed = True
+            return False
+
+    def on_connection_close(self) -> None:
+        self.closed = True
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> str:
+    """Return one SSE frame (data is JSON on one line)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class NotFoundHandler(BaseHandler):
+    """JSON 404 for unknown routes."""
+
+    public = True
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, "no such route: %s", self.request.path)

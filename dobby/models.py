@@ -1,0 +1,212 @@
+"""Plain data of Dobby: tasks, hosts, projects, results. No I/O here."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class TaskStatus(str, Enum):
+    DRAFT = "draft"
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class Reason(str, Enum):
+    AGENT_ERROR = "agent_error"
+    EXIT_CODE = "exit_code"
+    TIMEOUT = "timeout"
+    STALE = "stale"
+    HOST_LOST = "host_lost"
+    DEPENDENCY_FAILED = "dependency_failed"
+    DISPATCH_ERROR = "dispatch_error"
+    BUDGET = "budget"
+
+
+class BackendName(str, Enum):
+    CLAUDE = "claude"
+    CODEX = "codex"
+    SHELL = "shell"
+
+
+class Priority(str, Enum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Permissions(str, Enum):
+    """What an agent may do on a host; never ``bypass`` unless the inventory says so."""
+
+    BYPASS = "bypass"
+    EDITS = "edits"
+    PLAN = "plan"
+
+
+def utcnow() -> str:
+    """Return the current UTC time as ISO-8601 with a ``Z`` suffix."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> _dt.datetime:
+    """Parse a time written by :func:`utcnow`."""
+    return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def new_task_id() -> str:
+    """Return a short random task id (8 hex chars: safe in paths, tmux and git names)."""
+    return secrets.token_hex(4)
+
+
+@dataclass
+class Tokens:
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Host:
+    """One machine of the inventory."""
+
+    name: str
+    connection: str = "ssh"  # ssh | local | slurm
+    address: str | None = None
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    trust_on_first_use: bool = False
+    labels: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=lambda: ["claude", "codex", "shell"])
+    max_agents: int = 4
+    workdir: str = "~/.dobby"
+    gpus: bool | str = False
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    permissions: str = "edits"
+    source: str | None = None  # "file:line" where the host was defined
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Return the host as JSON; env values are secrets and are redacted by default."""
+        data = dataclasses.asdict(self)
+        if redact:
+            data["env"] = {k: "***" for k in self.env}
+        return data
+
+
+@dataclass
+class Project:
+    name: str
+    path: str
+    context: str = ""
+    created_at: str = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Result:
+    """What a finished task produced, derived from its output by the backend."""
+
+    status: TaskStatus
+    reason: Reason | None = None
+    summary: str = ""
+    error: str | None = None
+    exit_code: int | None = None
+    cost_usd: float | None = None
+    tokens: Tokens = field(default_factory=Tokens)
+    models: list[str] = field(default_factory=list)
+    session_id: str | None = None
+    turns: int | None = None
+    api_error_status: int | None = None
+
+
+TASK_FIELDS = (
+    "id", "title", "prompt", "project", "backend", "model", "priority", "status", "reason",
+    "waiting_on", "host", "host_selector", "after", "cron", "every", "batch_id", "attempt",
+    "timeout", "created_at", "started_at", "finished_at", "session_id", "branch", "exit_code",
+    "cost_usd", "tokens", "summary", "error", "resume", "models", "turns",
+)
+
+
+@dataclass
+class Task:
+    """A unit of work; its JSON form is the same in API, CLI ``--json`` and export."""
+
+    prompt: str
+    backend: str = BackendName.SHELL.value
+    id: str = field(default_factory=new_task_id)
+    title: str = ""
+    project: str | None = None
+    model: str | None = None
+    priority: str = Priority.NORMAL.value
+    status: str = TaskStatus.PENDING.value
+    reason: str | None = None
+    waiting_on: str | None = "capacity"
+    host: str | None = None
+    host_selector: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    cron: str | None = None
+    every: str | None = None
+    batch_id: str | None = None
+    attempt: int = 0
+    timeout: float | None = None
+    created_at: str = field(default_factory=utcnow)
+    started_at: str | None = None
+    finished_at: str | None = None
+    session_id: str | None = None
+    branch: str | None = None
+    exit_code: int | None = None
+    cost_usd: float | None = None
+    tokens: Tokens = field(default_factory=Tokens)
+    summary: str | None = None
+    error: str | None = None
+    resume: str | None = None
+    models: list[str] = field(default_factory=list)
+    turns: int | None = None
+    # Placement: the host the user asked for (``host`` is where it actually runs).
+    want_host: str | None = None
+    base_commit: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            self.title = make_title(self.prompt)
+        if isinstance(self.tokens, dict):
+            self.tokens = Tokens(**self.tokens)
+
+    @property
+    def state(self) -> TaskStatus:
+        return TaskStatus(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the task as stored and served (public fields first)."""
+        data = dataclasses.asdict(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def make_title(prompt: str, limit: int = 72) -> str:
+    """Return the first line of a prompt, shortened to ``limit`` characters."""
+    first = prompt.strip().splitlines()[0] if prompt.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"

@@ -1,0 +1,355 @@
+"""Launch a task on its host, follow its output by byte offset, collect its result.
+
+The hub's copy of a task's stdout lives in ``results_dir/<id>/out.jsonl`` and only ever
+receives whole lines; its size *is* the follower's offset. So a hub killed at any instant
+resumes exactly where its copy ends: no gap, no duplicate line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dobby.errors import DispatchError, TransportError
+from dobby.hosts import HostManager
+from dobby.models import Reason, Task, TaskStatus, utcnow
+from dobby.pricing import ModelPrice
+from dobby.runner import scripts
+from dobby.runner.backends import get_backend
+from dobby.runner.gitsync import create_bundle, head_commit
+from dobby.transport import Transport
+
+log = logging.getLogger("dobby.runner")
+
+READ_LIMIT = 1 << 20
+TIMEOUT_GRACE = 30.0  # run.sh's own timeout(1) normally ends the task first
+PROBE_EVERY = 5.0
+
+
+def poll_interval(idle: float) -> float:
+    """Return how long to wait before the next read, given seconds since the last output."""
+    if idle < 2:
+        return 0.02
+    if idle < 10:
+        return 0.1
+    if idle < 60:
+        return 0.25
+    return 0.5
+
+
+class Runner:
+    """Launch, follow, collect and cancel tasks on hosts."""
+
+    def __init__(
+        self,
+        *,
+        hosts: HostManager,
+        results_dir: Path,
+        get_task: Callable[[str], Task],
+        save: Callable[[Task, str], None],
+        publish_log: Callable[[Task, dict[str, Any]], None],
+        project_path: Callable[[str], str],
+        prices: Mapping[str, ModelPrice],
+    ) -> None:
+        self.hosts = hosts
+        self.results_dir = results_dir
+        self._get_task = get_task
+        self._save = save
+        self._publish_log = publish_log
+        self._project_path = project_path
+        self._prices = prices
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._git_locks: dict[str, asyncio.Lock] = {}
+
+    # -- local copies -------------------------------------------------------------------
+    def task_dir(self, task_id: str) -> Path:
+        return self.results_dir / task_id
+
+    def log_path(self, task_id: str) -> Path:
+        return self.task_dir(task_id) / "out.jsonl"
+
+    async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
+        assert task.host is not None
+        transport = self.hosts.transport(task.host)
+        await transport.connect()
+        return transport, scripts.TaskPaths(workdir=transport.workdir, task_id=task.id)
+
+    # -- launch ------------------------------------------------------------------------
+    async def launch(self, task: Task, *, resume_session: str | None = None) -> None:
+        """Write the bundle, deliver the project, start tmux; raise DispatchError on failure."""
+        try:
+            await self._launch(task, resume_session)
+        except TransportError as exc:
+            self.hosts.record(task.host or "", ok=False, error=str(exc))
+            raise DispatchError(str(exc)) from exc
+
+    async def _launch(self, task: Task, resume_session: str | None) -> None:
+        transport, paths = await self._paths(task)
+        host = self.hosts.get(task.host or "")
+        backend = get_backend(task.backend)
+        if resume_session:
+            task.resume = resume_session
+        argv = backend.argv(task=task, host=host, is_root=transport.is_root)
+        env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
+        base = None
+        if task.project:
+            base = await head_commit(self._project_path(task.project))
+            task.base_commit = base
+        run_sh = scripts.render_run_sh(
+            paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
+        )
+        await transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600)
+        await asyncio.gather(
+            transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
+            transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
+        )
+        launch = scripts.render_launch(
+            paths=paths, project=task.project, base=base, reuse_worktree=bool(resume_session)
+        )
+        res = await transport.run(launch, timeout=60)
+        if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
+            await self._deliver(task.project, base, res.stdout.strip() or None, transport, paths)
+            res = await transport.run(launch, timeout=60)
+        if not res.ok:
+            raise DispatchError(
+                f"{task.host}: launch failed (exit {res.exit_status}): "
+                f"{(res.stderr or res.stdout).strip()[-500:]}"
+            )
+        self.hosts.record(task.host or "", ok=True)
+
+    async def _deliver(
+        self,
+        project: str,
+        base: str,
+        have: str | None,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+    ) -> None:
+        lock = self._git_locks.setdefault(project, asyncio.Lock())
+        with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
+            local = os.path.join(tmp, f"{project}.bundle")
+            async with lock:
+                await create_bundle(self._project_path(project), local, base=base, have=have)
+            remote = paths.file("project.bundle")
+            await transport.put_file(local, remote)
+        res = await transport.run(
+            scripts.render_receive_bundle(paths=paths, project=project, bundle_path=remote),
+            timeout=300,
+        )
+        if not res.ok:
+            raise DispatchError(
+                f"{transport.host.name}: git fetch of bundle failed: {res.stderr.strip()[-500:]}"
+            )
+
+    # -- follow ------------------------------------------------------------------------
+    def follow(self, task: Task, *, adopt: bool = False) -> None:
+        """Start following a running task (``adopt``: after a hub restart)."""
+        if task.id in self._followers and not self._followers[task.id].done():
+            return
+        self._followers[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
+
+    @property
+    def following(self) -> int:
+        return sum(1 for f in self._followers.values() if not f.done())
+
+    async def _follow(self, task_id: str, adopt: bool) -> None:
+        try:
+            await self._follow_loop(task_id, adopt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a follower must never die silently
+            log.exception("follower of %s crashed", task_id)
+            task = self._get_task(task_id)
+            if task.status == TaskStatus.RUNNING.value:
+                self._finish(task, TaskStatus.FAILED, Reason.STALE, "internal error following task")
+        finally:
+            self._followers.pop(task_id, None)
+
+    async def _follow_loop(self, task_id: str, adopt: bool) -> None:
+        local = self.log_path(task_id)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        offset = local.stat().st_size if local.exists() else 0
+        last_data = time.monotonic()
+        last_probe = 0.0 if adopt else time.monotonic()
+        failures = 0
+        draining = False  # exit seen: one more read, issued after it, gets the last lines
+        with open(local, "ab") as sink:
+            while True:
+                task = self._get_task(task_id)
+                if task.status != TaskStatus.RUNNING.value:
+                    return
+                try:
+                    transport, paths = await self._paths(task)
+                    data, exit_text = await asyncio.gather(
+                        transport.read_from(paths.file("out.jsonl"), offset, READ_LIMIT),
+                        transport.read_from(paths.file("exit"), 0, 64),
+                    )
+                    failures = 0
+                except TransportError as exc:
+                    self.hosts.record(task.host or "", ok=False, error=str(exc))
+                    failures += 1
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                    continue
+                self.hosts.record(task.host or "", ok=True)
+                now = time.monotonic()
+                if data:
+                    offset += self._append(task, sink, offset, data, final=draining)
+                    if len(data) >= READ_LIMIT:
+                        continue
+                    last_data = now
+                if exit_text is not None and exit_text.strip():
+                    if not draining:
+                        draining = True
+                        continue
+                    await self._collect(task, transport, paths, _parse_exit(exit_text))
+                    return
+                if now - last_probe >= PROBE_EVERY:
+                    last_probe = now
+                    if await self._probe_lost(task, transport, paths):
+                        return
+                if self._timed_out(task):
+                    await self._kill(transport, paths)
+                    self._finish(
+                        task,
+                        TaskStatus.FAILED,
+                        Reason.TIMEOUT,
+                        f"timed out after {task.timeout:g}s",
+                    )
+                    return
+                await asyncio.sleep(poll_interval(now - last_data))
+
+    def _append(self, task: Task, sink: Any, offset: int, data: bytes, *, final: bool) -> int:
+        """Append whole lines to the local copy and publish them; return bytes consumed."""
+        cut = data.rfind(b"\n") + 1
+        if final and cut < len(data):
+            cut = len(data)  # the agent ended without a newline: keep its last line
+        if cut == 0:
+            return 0
+        chunk = data[:cut]
+        sink.write(chunk)
+        sink.flush()
+        os.fsync(sink.fileno())
+        backend = get_backend(task.backend)
+        events: list[dict[str, Any]] = []
+        text = chunk.decode("utf-8", "replace")
+        for line in text.splitlines():
+            events.extend(e.to_dict() for e in backend.render(line))
+        self._publish_log(task, {"offset": offset, "next_offset": offset + cut, "events": events})
+        return cut
+
+    def _timed_out(self, task: Task) -> bool:
+        if not task.timeout or not task.started_at:
+            return False
+        from dobby.models import parse_time
+
+        started = parse_time(task.started_at).timestamp()
+        return time.time() - started > task.timeout + TIMEOUT_GRACE
+
+    async def _probe_lost(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
+        """Return True (and fail the task) if its session is gone without an exit code."""
+        res = await transport.run(
+            scripts.render_probe(session=paths.session, paths=paths), timeout=20
+        )
+        state = scripts.parse_kv(res.stdout)
+        if state.get("session") == "1" or state.get("exit"):
+            return False
+        self._finish(
+            task,
+            TaskStatus.FAILED,
+            Reason.HOST_LOST,
+            f"tmux session {paths.session} is gone and left no exit code on {task.host}",
+        )
+        return True
+
+    # -- collect -----------------------------------------------------------------------
+    async def _collect(
+        self, task: Task, transport: Transport, paths: scripts.TaskPaths, exit_code: int | None
+    ) -> None:
+        err = await transport.read_from(paths.file("err.log"), 0, 1 << 20) or b""
+        (self.task_dir(task.id) / "err.log").write_bytes(err)
+        stderr_tail = err[-4000:].decode("utf-8", "replace")
+        backend = get_backend(task.backend)
+        with open(self.log_path(task.id), encoding="utf-8", errors="replace") as fh:
+            result = backend.collect(
+                fh,
+                exit_code=exit_code,
+                stderr_tail=stderr_tail,
+                model=task.model,
+                prices=self._prices,
+            )
+        current = self._get_task(task.id)
+        if current.status != TaskStatus.RUNNING.value:
+            return  # cancelled meanwhile: cancellation wins
+        task = current
+        task.exit_code = exit_code
+        task.summary = result.summary
+        task.error = result.error
+        task.cost_usd = result.cost_usd
+        task.tokens = result.tokens
+        task.models = result.models
+        task.turns = result.turns
+        task.session_id = result.session_id or task.session_id
+        if task.project:
+            task.branch = f"dobby/{task.id}"
+        reason = result.reason
+        if exit_code in (124, 137) and task.timeout:
+            reason = Reason.TIMEOUT
+            task.error = f"timed out after {task.timeout:g}s"
+        for path in ("out.jsonl", "exit"):
+            transport.release(paths.file(path))
+        self._finish(task, result.status, reason, task.error)
+
+    def _finish(
+        self, task: Task, status: TaskStatus, reason: Reason | None, error: str | None
+    ) -> None:
+        task.status = status.value
+        task.reason = reason.value if reason else None
+        task.error = error
+        task.waiting_on = None
+        task.finished_at = utcnow()
+        self._save(task, "task.finished")
+
+    # -- cancel / recover --------------------------------------------------------------
+    async def _kill(self, transport: Transport, paths: scripts.TaskPaths) -> None:
+        await transport.run(scripts.render_cancel(paths=paths), timeout=30)
+
+    async def kill(self, task: Task) -> None:
+        """End a task's processes and tmux session on its host (best effort, logged)."""
+        follower = self._followers.pop(task.id, None)
+        if follower is not None:
+            follower.cancel()
+        if not task.host:
+            return
+        try:
+            transport, paths = await self._paths(task)
+            await self._kill(transport, paths)
+        except TransportError as exc:
+            log.warning("cancel of %s: could not reach %s: %s", task.id, task.host, exc)
+
+    async def session_state(self, task: Task) -> dict[str, str]:
+        """Return ``{"session": "0|1", "exit": code}`` for a task on its host."""
+        transport, paths = await self._paths(task)
+        res = await transport.run(
+            scripts.render_probe(session=paths.session, paths=paths), timeout=20
+        )
+        return scripts.parse_kv(res.stdout)
+
+    async def close(self) -> None:
+        """Stop every follower (tasks keep running on their hosts)."""
+        followers = list(self._followers.values())
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+
+
+def _parse_exit(text: bytes) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None

@@ -1,0 +1,472 @@
+"""The hub's core: owns store, event bus, hosts, runner and scheduler; HTTP handlers call it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dobby import __version__
+from dobby.config import Settings
+from dobby.errors import (
+    Conflict,
+    DispatchError,
+    InventoryError,
+    NotFound,
+    TransportError,
+    ValidationError,
+)
+from dobby.events import EventBus
+from dobby.hosts import HostManager, HostState
+from dobby.inventory import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
+from dobby.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.pricing import DEFAULT_PRICES, parse_prices
+from dobby.runner.runner import Runner
+from dobby.scheduler.plan import HostSlot, PlanInput, check_placeable, plan
+from dobby.store import Store
+from dobby.validate import validate_project, validate_submit
+
+log = logging.getLogger("dobby.hub")
+
+EDITABLE = ("prompt", "title", "priority", "host", "labels", "timeout", "model")
+
+
+class Dobby:
+    """The hub's state and every operation on it."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        home = Path(settings.home)
+        home.mkdir(parents=True, exist_ok=True)
+        self.spokes_file = home / "spokes.yaml"
+        self.store = Store(path=Path(settings.db_path), archive_dir=home / "archive")
+        self.bus = EventBus(start_seq=int(self.store.get_meta("seq", 0) or 0))
+        prices = dict(DEFAULT_PRICES)
+        prices.update(parse_prices(settings.prices or {}))
+        self.hosts = HostManager(
+            on_change=self._host_changed, tofu_known_hosts=str(home / "known_hosts")
+        )
+        self.runner = Runner(
+            hosts=self.hosts,
+            results_dir=Path(settings.results_dir),
+            get_task=self.get_task,
+            save=self.save,
+            publish_log=self._publish_log,
+            project_path=self._project_path,
+            prices=prices,
+        )
+        self.inventory: Inventory | None = None
+        self.inventory_error: str | None = None
+        self._watcher: InventoryWatcher | None = None
+        self._kick = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._dispatching: set[str] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the inventory, re-adopt running tasks, start probing and scheduling."""
+        inv_path = Path(self.settings.inventory) if self.settings.inventory else None
+        self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
+        self._watcher = InventoryWatcher(
+            inv_path,
+            self.spokes_file,
+            on_change=self._set_inventory,
+            on_error=self._inventory_failed,
+        )
+        self._watcher.start()
+        self.hosts.start()
+        self.store.start()
+        await self._recover()
+        self._loop_task = asyncio.ensure_future(self._schedule_loop())
+        self.bus.publish("hub.started", data={"version": __version__})
+
+    async def stop(self) -> None:
+        """Stop background work; tasks keep running on their hosts."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._watcher is not None:
+            await self._watcher.stop()
+        await self.runner.close()
+        await self.hosts.close()
+        self.store.set_meta("seq", self.bus.last_seq)
+        await self.store.close()
+
+    def _set_inventory(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.inventory_error = None
+        self.hosts.set_hosts(inventory.hosts)
+        self.bus.publish("inventory.reloaded", data={"hosts": sorted(inventory.hosts)})
+        self._kick.set()
+
+    def _inventory_failed(self, error: InventoryError) -> None:
+        self.inventory_error = str(error)
+        log.error("inventory not reloaded (last good one stays in force): %s", error)
+        self.bus.publish("inventory.error", data={"error": str(error)})
+
+    # -- events ------------------------------------------------------------------------
+    def save(self, task: Task, event: str = "task.updated") -> None:
+        """Persist a task, then publish the event (the one place tasks change)."""
+        self.store.put_task(task)
+        ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
+        self.store.set_meta("seq", ev.seq)
+        if event == "task.finished":
+            self._kick.set()
+
+    def _publish_log(self, task: Task, data: dict[str, Any]) -> None:
+        self.bus.publish("task.log", task_id=task.id, data=data)
+
+    def _host_changed(self, name: str, state: HostState) -> None:
+        self.store.put_host_state(name, state.to_dict())
+        self.bus.publish("host.updated", data={"name": name, **state.to_dict()})
+        self._kick.set()
+
+    # -- tasks -------------------------------------------------------------------------
+    def get_task(self, task_id: str) -> Task:
+        """Return a task by id (or unique prefix)."""
+        return self.store.get_task(task_id)
+
+    def tasks(
+        self, *, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[Task]:
+        """List tasks newest first."""
+        if project is not None:
+            self.store.get_project(project)
+        found = self.store.tasks(project=project, status=status)
+        return found[:limit] if limit else found
+
+    def submit(self, body: dict[str, Any]) -> Task:
+        """Validate and queue a new task."""
+        fields = validate_submit(body, default_timeout=self.settings.default_timeout)
+        if fields.get("project"):
+            self.store.get_project(fields["project"])
+        resume_of = fields.pop("resume_task", None)
+        task = Task(**fields)
+        if resume_of:
+            parent = self.get_task(resume_of)
+            if not parent.session_id:
+                raise ValidationError(f"task {parent.id} has no agent session to resume")
+            task.resume = parent.id
+            task.want_host = parent.host
+            task.project = task.project or parent.project
+            task.backend = parent.backend
+        check_placeable(task, self.hosts.hosts.values())
+        self.save(task, "task.created")
+        self._kick.set()
+        return task
+
+    def patch(self, task_id: str, body: dict[str, Any]) -> Task:
+        """Edit a task that has not started."""
+        task = self.get_task(task_id)
+        if task.status not in (TaskStatus.DRAFT.value, TaskStatus.PENDING.value) or (
+            task.id in self._dispatching
+        ):
+            raise Conflict(
+                f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
+            )
+        unknown = sorted(set(body) - set(EDITABLE))
+        if unknown:
+            raise ValidationError(
+                f"cannot edit field(s) {', '.join(unknown)} (editable: {', '.join(EDITABLE)})"
+            )
+        merged = {
+            "prompt": task.prompt,
+            "backend": task.backend,
+            "priority": task.priority,
+            "host": task.want_host,
+            "labels": task.host_selector,
+            "timeout": task.timeout,
+            "model": task.model,
+            "title": task.title,
+            **body,
+        }
+        fields = validate_submit(merged, default_timeout=self.settings.default_timeout)
+        for key in (
+            "prompt",
+            "priority",
+            "want_host",
+            "host_selector",
+            "timeout",
+            "model",
+            "title",
+        ):
+            if key in fields:
+                setattr(task, key, fields[key])
+        check_placeable(task, self.hosts.hosts.values())
+        self.save(task)
+        self._kick.set()
+        return task
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task; a running one is killed on its host."""
+        task = self.get_task(task_id)
+        if TaskStatus(task.status).finished:
+            raise Conflict(f"task {task.id} is already {task.status}")
+        was_running = task.status == TaskStatus.RUNNING.value or task.id in self._dispatching
+        task.status = TaskStatus.CANCELLED.value
+        task.waiting_on = None
+        task.finished_at = utcnow()
+        self.save(task, "task.finished")
+        if was_running:
+            await self.runner.kill(task)
+        return task
+
+    def retry(self, task_id: str) -> Task:
+        """Queue a failed or cancelled task again."""
+        task = self.get_task(task_id)
+        if task.status not in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value):
+            raise Conflict(
+                f"task {task.id} is {task.status}: only failed or cancelled tasks can be retried"
+            )
+        task.status = TaskStatus.PENDING.value
+        task.waiting_on = "capacity"
+        task.attempt += 1
+        for name in (
+            "reason",
+            "error",
+            "started_at",
+            "finished_at",
+            "exit_code",
+            "summary",
+            "host",
+        ):
+            setattr(task, name, None)
+        self._reset_log(task.id)
+        self.save(task)
+        self._kick.set()
+        return task
+
+    def _reset_log(self, task_id: str) -> None:
+        log_path = self.runner.log_path(task_id)
+        if log_path.exists():
+            log_path.rename(log_path.with_name(f"out.{int(time.time())}.jsonl"))
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        """Return the result fields of a task."""
+        task = self.get_task(task_id)
+        duration = None
+        if task.started_at:
+            from dobby.models import parse_time
+
+            end = parse_time(task.finished_at).timestamp() if task.finished_at else time.time()
+            duration = round(end - parse_time(task.started_at).timestamp(), 3)
+        keys = (
+            "status",
+            "reason",
+            "summary",
+            "error",
+            "exit_code",
+            "cost_usd",
+            "models",
+            "turns",
+            "session_id",
+            "branch",
+            "host",
+            "backend",
+            "project",
+            "started_at",
+            "finished_at",
+        )
+        out: dict[str, Any] = {"task_id": task.id}
+        out.update({k: getattr(task, k) for k in keys})
+        out["tokens"] = task.tokens.to_dict()
+        out["duration_s"] = duration
+        return out
+
+    def read_log(self, task_id: str, offset: int = 0, limit: int = 4 << 20) -> tuple[bytes, int]:
+        """Return (bytes, next_offset) of the hub's copy of a task's output."""
+        self.get_task(task_id)
+        path = self.runner.log_path(task_id)
+        if not path.exists():
+            return b"", offset
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(limit)
+        return data, offset + len(data)
+
+    def log_size(self, task_id: str) -> int:
+        """Return the size of the hub's copy of a task's output."""
+        path = self.runner.log_path(task_id)
+        return path.stat().st_size if path.exists() else 0
+
+    # -- projects and hosts ------------------------------------------------------------
+    def register_project(self, body: dict[str, Any]) -> Project:
+        """Register a local git checkout as a project."""
+        project = validate_project(body)
+        self.store.put_project(project)
+        self.bus.publish("project.created", data=project.to_dict())
+        return project
+
+    def _project_path(self, name: str) -> str:
+        return self.store.get_project(name).path
+
+    def hosts_view(self) -> dict[str, Any]:
+        """Return every host with its state and running tasks."""
+        running: dict[str, list[str]] = {}
+        for task in self.store.tasks(status=TaskStatus.RUNNING.value):
+            running.setdefault(task.host or "", []).append(task.id)
+        hosts = []
+        for name, host in sorted(self.hosts.hosts.items()):
+            state = self.hosts.states.get(name) or HostState()
+            hosts.append({**host.to_dict(), **state.to_dict(), "running": running.get(name, [])})
+        inv = self.inventory
+        return {
+            "hosts": hosts,
+            "inventory": {
+                "files": inv.files if inv else [],
+                "error": self.inventory_error,
+                "loaded_at": str(inv.loaded_at) if inv else None,
+            },
+        }
+
+    def register_spoke(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Add a host to the hub's spokes file (it joins the inventory at once)."""
+        host = add_spoke(self.spokes_file, body, inventory=self.inventory)
+        inv_path = Path(self.settings.inventory) if self.settings.inventory else None
+        self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
+        return host.to_dict()
+
+    def spokes(self) -> list[dict[str, Any]]:
+        """List hosts added through /spokes/register."""
+        return [h.to_dict() for h in list_spokes(self.spokes_file)]
+
+    def health(self) -> dict[str, Any]:
+        """Return the hub's liveness summary."""
+        return {
+            "ok": True,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "hosts": len(self.hosts.hosts),
+            "pid": os.getpid(),
+            "tasks": {
+                "running": len(self.store.tasks(status=TaskStatus.RUNNING.value)),
+                "pending": len(self.store.tasks(status=TaskStatus.PENDING.value)),
+            },
+        }
+
+    # -- scheduling --------------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        while True:
+            self._kick.clear()
+            try:
+                self.schedule_once()
+            except Exception:  # noqa: BLE001 - the loop must survive a bad decision
+                log.exception("scheduling pass failed")
+            try:
+                await asyncio.wait_for(self._kick.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    def schedule_once(self) -> None:
+        """Decide what starts now and launch it."""
+        pending = [
+            t
+            for t in self.store.tasks(status=TaskStatus.PENDING.value)
+            if t.id not in self._dispatching
+        ]
+        if not pending:
+            return
+        running = self.store.tasks(status=TaskStatus.RUNNING.value)
+        load: dict[str, int] = {}
+        for task in running:
+            load[task.host or ""] = load.get(task.host or "", 0) + 1
+        for task_id in self._dispatching:
+            host = self.get_task(task_id).host or ""
+            load[host] = load.get(host, 0) + 1
+        slots = [
+            HostSlot(
+                host=h,
+                running=load.get(n, 0),
+                reachable=(self.hosts.states.get(n) or HostState()).reachable,
+                error=(self.hosts.states.get(n) or HostState()).error,
+            )
+            for n, h in self.hosts.hosts.items()
+        ]
+        decisions = plan(
+            PlanInput(
+                pending=pending,
+                hosts=slots,
+                running_total=len(running) + len(self._dispatching),
+                max_total=self.settings.max_concurrent_agents,
+            )
+        )
+        for decision in decisions:
+            task = self.get_task(decision.task_id)
+            if decision.host is None:
+                self._fail(task, Reason.DISPATCH_ERROR, decision.error or "no host")
+                continue
+            task.host = decision.host
+            task.waiting_on = "dispatch"
+            self.save(task)
+            self._dispatching.add(task.id)
+            asyncio.ensure_future(self._dispatch(task.id))
+
+    def _fail(self, task: Task, reason: Reason, error: str) -> None:
+        task.status = TaskStatus.FAILED.value
+        task.reason = reason.value
+        task.error = error
+        task.waiting_on = None
+        task.finished_at = utcnow()
+        self.save(task, "task.finished")
+
+    async def _dispatch(self, task_id: str) -> None:
+        try:
+            task = self.get_task(task_id)
+            resume_session = None
+            if task.resume:
+                resume_session = self.get_task(task.resume).session_id
+            try:
+                await self.runner.launch(task, resume_session=resume_session)
+            except (DispatchError, TransportError, NotFound, ValidationError) as exc:
+                current = self.get_task(task_id)
+                if current.status == TaskStatus.PENDING.value:
+                    self._fail(current, Reason.DISPATCH_ERROR, str(exc))
+                return
+            current = self.get_task(task_id)
+            if current.status != TaskStatus.PENDING.value:
+                await self.runner.kill(current)  # cancelled while launching
+                return
+            current.base_commit = task.base_commit
+            current.resume = task.resume
+            current.status = TaskStatus.RUNNING.value
+            current.waiting_on = None
+            current.started_at = utcnow()
+            self.save(current, "task.started")
+            self.runner.follow(current)
+        finally:
+            self._dispatching.discard(task_id)
+            self._kick.set()
+
+    async def _recover(self) -> None:
+        """Re-adopt tasks that were running (or being launched) when the hub stopped."""
+        for task in self.store.tasks(status=TaskStatus.RUNNING.value):
+            log.info("re-adopting running task %s on %s", task.id, task.host)
+            self.runner.follow(task, adopt=True)
+        for task in self.store.tasks(status=TaskStatus.PENDING.value):
+            if task.waiting_on == "dispatch" and task.host:
+                asyncio.ensure_future(self._recover_dispatch(task))
+
+    async def _recover_dispatch(self, task: Task) -> None:
+        self._dispatching.add(task.id)
+        try:
+            state = await self.runner.session_state(task)
+        except (TransportError, NotFound) as exc:
+            log.warning("cannot check %s on %s: %s; re-queueing", task.id, task.host, exc)
+            state = {}
+        finally:
+            self._dispatching.discard(task.id)
+        if state.get("session") == "1" or state.get("exit"):
+            task.status = TaskStatus.RUNNING.value
+            task.waiting_on = None
+            task.started_at = task.started_at or utcnow()
+            self.save(task, "task.started")
+            self.runner.follow(task, adopt=True)
+        else:
+            task.waiting_on = "capacity"
+            task.host = None
+            self.save(task)
+        self._kick.set()

@@ -1,0 +1,99 @@
+"""The Transport interface: the only seam between the hub and a host."""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+from dataclasses import dataclass
+
+from dobby.models import Host
+
+# Environment variables of the hub that must never reach a task's process.
+HUB_SECRETS = ("DOBBY_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+
+
+@dataclass
+class RunResult:
+    """Outcome of one command on a host."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+
+class Transport(abc.ABC):
+    """Run commands and move bytes on one host; implementations: local, ssh."""
+
+    def __init__(self, *, host: Host) -> None:
+        self.host = host
+        self.home: str | None = None
+        self.uid: int | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+    @property
+    def connected(self) -> bool:
+        return self.home is not None
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the connection (idempotent) and learn the remote home and uid."""
+
+    @abc.abstractmethod
+    async def run(
+        self, command: str, *, input: str | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Run ``command`` with bash on the host; raise TransportError if the host is lost."""
+
+    @abc.abstractmethod
+    async def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``path`` (absolute), creating parent directories."""
+
+    @abc.abstractmethod
+    async def put_file(self, local_path: str, path: str) -> None:
+        """Copy a local file to ``path`` on the host."""
+
+    @abc.abstractmethod
+    async def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes | None:
+        """Return up to ``limit`` bytes of ``path`` from ``offset``; None if it does not exist."""
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> int | None:
+        """Return the size of ``path``, or None if it does not exist."""
+
+    def release(self, path: str) -> None:  # noqa: B027 - optional hook
+        """Forget any cached handle on ``path`` (the follower is done with it)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection."""
+
+    def expand(self, path: str) -> str:
+        """Return ``path`` with a leading ``~`` replaced by the host's home."""
+        if self.home is None:
+            raise RuntimeError("transport is not connected")
+        if path == "~":
+            return self.home
+        if path.startswith("~/"):
+            return posixpath.join(self.home, path[2:])
+        return path
+
+    @property
+    def workdir(self) -> str:
+        return self.expand(self.host.workdir).rstrip("/")
+
+    @staticmethod
+    def _parse_ident(text: str) -> tuple[str, int]:
+        lines = text.strip().splitlines()
+        if len(lines) < 2:
+            raise ValueError(f"unexpected answer to the identity probe: {text!r}")
+        return lines[0], int(lines[1])
+
+
+IDENT_COMMAND = 'printf "%s\\n%s\\n" "$HOME" "$(id -u)"'

@@ -1,0 +1,100 @@
+"""The ``local`` transport: the hub's own machine, no SSH."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+
+from dobby.errors import TransportError
+from dobby.transport.base import HUB_SECRETS, IDENT_COMMAND, RunResult, Transport
+
+
+def _task_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in HUB_SECRETS}
+    env.pop("TMUX", None)  # a hub started inside tmux must still create its own sessions
+    return env
+
+
+class LocalTransport(Transport):
+    """Run commands with asyncio subprocesses and move bytes with plain files."""
+
+    def __init__(self, *, host, max_processes: int = 16) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(host=host)
+        self._sem = asyncio.Semaphore(max_processes)
+
+    async def connect(self) -> None:
+        """Learn home and uid (no connection to open)."""
+        if self.home is None:
+            res = await self.run(IDENT_COMMAND)
+            self.home, self.uid = self._parse_ident(res.stdout)
+
+    async def run(
+        self, command: str, *, input: str | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Run ``command`` with bash, stdin from ``input`` or /dev/null."""
+        async with self._sem:
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                command,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=_task_env(),
+                start_new_session=True,
+            )
+            data = input.encode() if input is not None else None
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(data), timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await proc.wait()
+                raise
+        return RunResult(
+            exit_status=proc.returncode if proc.returncode is not None else -1,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+        )
+
+    async def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write a file atomically enough for a task bundle (written before launch)."""
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise TransportError(f"cannot write {path}: {exc}", host=self.host.name) from exc
+
+    async def put_file(self, local_path: str, path: str) -> None:
+        """Copy a file."""
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            shutil.copyfile(local_path, path)
+        except OSError as exc:
+            raise TransportError(f"cannot copy to {path}: {exc}", host=self.host.name) from exc
+
+    async def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> bytes | None:
+        """Read bytes from an offset."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(limit)
+        except FileNotFoundError:
+            return None
+
+    async def stat(self, path: str) -> int | None:
+        """Return a file's size."""
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+
+    async def close(self) -> None:
+        """Nothing to close."""
