@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 TOP_KEYS = ("defaults", "groups", "hosts")
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host) if f.name not in ("name", "source"))
-CONNECTIONS = ("ssh", "local", "slurm")
+CONNECTIONS = ("ssh", "local")  # slurm (DESIGN.md, Scale) is not implemented yet
 BACKENDS = tuple(b.value for b in BackendName)
 PERMISSIONS = tuple(p.value for p in Permissions)
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")

@@ -86,7 +86,7 @@ class Host:
     """One machine of the inventory."""
 
     name: str
-    connection: str = "ssh"  # ssh | local | slurm
+    connection: str = "ssh"  # ssh | local
     address: str | None = None
     port: int = 22
     user: str | None = None

@@ -186,7 +186,7 @@ def render_probe(*, session: str, paths: TaskPaths) -> str:
 
 def render_versions(env: Mapping[str, str]) -> str:
     """Return the host probe: tool versions with the host's env applied."""
-    exports = "".join(f"export {k}={q(str(v))}; " for k, v in env.items() if _ENV_NAME.match(k))
+    exports = "".join(f"export {k}={quote_env_value(str(v))}; " for k, v in env.items() if _ENV_NAME.match(k))
     probes = {
         "tmux": "tmux -V",
         "git": "git --version",

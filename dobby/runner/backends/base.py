@@ -21,18 +21,8 @@ from dobby.pricing import ModelPrice
 # read from prompt.md at run time, so the prompt is never pasted into a shell line.
 PROMPT = "\x00DOBBY_PROMPT\x00"
 
-EVENT_KINDS = (
-    "system",
-    "text",
-    "reasoning",
-    "tool_use",
-    "tool_result",
-    "retry",
-    "command",
-    "file_change",
-    "error",
-    "result",
-    "line",
+EVENT_KINDS = tuple(
+    "system text reasoning tool_use tool_result retry command file_change error result line".split()
 )
 
 TEXT_LIMIT = 4000  # text / reasoning: whole paragraphs are worth showing

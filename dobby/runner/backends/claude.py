@@ -201,7 +201,7 @@ def _render_system(data: dict[str, Any]) -> list[LogEvent]:
     if subtype == "init":
         model = get_str(data, "model") or "?"
         mode = get_str(data, "permissionMode") or "?"
-        extra = {
+        extra: dict[str, Any] = {
             "session_id": get_str(data, "session_id"),
             "model": model,
             "cwd": get_str(data, "cwd"),
@@ -215,13 +215,13 @@ def _render_system(data: dict[str, Any]) -> list[LogEvent]:
     if subtype == "api_retry":
         attempt, most = get_int(data, "attempt"), get_int(data, "max_retries")
         text = f"API retry {_or_q(attempt)}/{_or_q(most)}"
-        extra = {
+        retry = {
             "attempt": attempt,
             "max_retries": most,
             "error_status": get_int(data, "error_status"),
             "retry_delay_ms": get_float(data, "retry_delay_ms"),
         }
-        return [LogEvent("retry", f"{text}: {_retry_reason(data)}", is_error=True, data=extra)]
+        return [LogEvent("retry", f"{text}: {_retry_reason(data)}", is_error=True, data=retry)]
     if subtype == "status":
         return []  # "requesting": noise
     return [LogEvent("system", clip(f"system: {subtype or '?'}", LINE_LIMIT))]

@@ -125,7 +125,9 @@ class CodexBackend:
             status=TaskStatus.COMPLETED,
             summary=summary or "",
             exit_code=exit_code,
-            cost_usd=cost(_disjoint(tokens), price) if price and usage is not None else None,
+            cost_usd=cost(_disjoint(tokens), price)
+            if price is not None and usage is not None
+            else None,
             tokens=tokens,
             models=[model] if model else [],
             session_id=session_id,

@@ -1,0 +1,42 @@
+"""Fake ``claude`` and ``codex`` executables that replay recorded runs: no model, no API key.
+
+Tests and ``dobby demo`` install them with :func:`install_fake_agents` and put the directory
+first on PATH. Pick what a run does with a ``[scenario:NAME]`` token in the prompt or the
+``FAKE_AGENT_SCENARIO`` variable; every run records its argv, prompt and cwd in
+``$DOBBY_TASK_DIR/fake-agent.json``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+
+from dobby.replay.playbook import SCENARIOS
+
+__all__ = ["AGENTS", "SCENARIOS", "install_fake_agents"]
+
+AGENTS = ("claude", "codex")
+_HERE = Path(__file__).resolve().parent
+_WRAPPER = '#!/bin/sh\nexec /usr/bin/env python3 -I {script} {agent} "$@"\n'
+
+
+def install_fake_agents(dest_dir: Path) -> Path:
+    """Write world-readable ``claude`` and ``codex`` executables into dest_dir; return it."""
+    dest_dir = Path(dest_dir)
+    transcripts = dest_dir / "transcripts"
+    transcripts.mkdir(parents=True, exist_ok=True)
+    for directory in (dest_dir, transcripts):
+        directory.chmod(0o755)
+    for source in sorted((_HERE / "transcripts").iterdir()):
+        shutil.copyfile(source, transcripts / source.name)
+        (transcripts / source.name).chmod(0o644)
+    for name in ("agent.py", "playbook.py"):
+        shutil.copyfile(_HERE / name, dest_dir / name)
+        (dest_dir / name).chmod(0o644)
+    script = shlex.quote(str(dest_dir.resolve() / "agent.py"))
+    for agent in AGENTS:
+        wrapper = dest_dir / agent
+        wrapper.write_text(_WRAPPER.format(script=script, agent=agent), encoding="utf-8")
+        wrapper.chmod(0o755)
+    return dest_dir
