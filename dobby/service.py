@@ -325,10 +325,30 @@ class Dobby:
 
     def register_spoke(self, body: dict[str, Any]) -> dict[str, Any]:
         """Add a host to the hub's spokes file (it joins the inventory at once)."""
+        body = dict(body)
+        host_key = body.pop("host_key", None)
+        if host_key is not None:
+            body["known_hosts"] = self._pin_spoke_key(body, host_key)
         host = add_spoke(self.spokes_file, body, inventory=self.inventory)
         inv_path = Path(self.settings.inventory) if self.settings.inventory else None
         self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
         return host.to_dict()
+
+    def _pin_spoke_key(self, body: dict[str, Any], host_key: Any) -> str:
+        """Record a registering spoke's host key in the hub's known_hosts; return its path."""
+        parts = host_key.split() if isinstance(host_key, str) else []
+        if len(parts) < 2 or "\n" in host_key or not parts[0].startswith(("ssh-", "ecdsa-")):
+            raise ValidationError("'host_key' must be one public key line, e.g. the content of "
+                                  "/etc/ssh/ssh_host_ed25519_key.pub")
+        address = body.get("address")
+        if not isinstance(address, str) or not address or any(c.isspace() for c in address):
+            raise ValidationError("'address' is required to register a spoke with a host key")
+        port = body.get("port", 22)
+        name = address if port == 22 else f"[{address}]:{port}"
+        path = Path(self.settings.home) / "known_hosts"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{name} {parts[0]} {parts[1]}\n")
+        return str(path)
 
     def spokes(self) -> list[dict[str, Any]]:
         """List hosts added through /spokes/register."""
@@ -378,12 +398,8 @@ class Dobby:
             host = self.get_task(task_id).host or ""
             load[host] = load.get(host, 0) + 1
         slots = [
-            HostSlot(
-                host=h,
-                running=load.get(n, 0),
-                reachable=(self.hosts.states.get(n) or HostState()).reachable,
-                error=(self.hosts.states.get(n) or HostState()).error,
-            )
+            HostSlot(host=h, running=load.get(n, 0),
+                     reachable=(self.hosts.states.get(n) or HostState()).reachable)
             for n, h in self.hosts.hosts.items()
         ]
         decisions = plan(

@@ -39,8 +39,8 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def _write_inside(cwd: Path, path: str, content: str) -> None:
     """Write a file the replayed agent creates, refusing paths outside the cwd."""
-    target = (cwd / path).resolve()
-    if target.is_relative_to(cwd.resolve()):
+    target, root = (cwd / path).resolve(), cwd.resolve()
+    if target == root or root in target.parents:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
 
@@ -169,7 +169,9 @@ def run(inv: playbook.Invocation, env: Mapping[str, str]) -> int:
     if inv.agent == "claude" and lines and lines[0].get("subtype") == "init":
         lines[0]["model"] = inv.opts.get("model") or lines[0]["model"]
         mode = inv.opts.get("permission_mode", "default")
-        lines[0]["permissionMode"] = "bypassPermissions" if inv.opts.get("skip_permissions") else mode
+        lines[0]["permissionMode"] = (
+            "bypassPermissions" if inv.opts.get("skip_permissions") else mode
+        )
     stream = inv.opts.get("output_format") == "stream-json" or bool(inv.opts.get("json"))
     started = time.monotonic()
     for n, line in enumerate(lines):

@@ -151,9 +151,7 @@ def _missing_value(agent: str, name: str) -> UsageError:
 
 def parse_claude(args: list[str]) -> Invocation:
     """Parse ``claude -p ... [--] PROMPT`` the way Claude Code 2.1 does."""
-    opts, before, after = _scan(
-        args, _CLAUDE_FLAGS, _CLAUDE_VALUES, _CLAUDE_LISTS, agent="claude"
-    )
+    opts, before, after = _scan(args, _CLAUDE_FLAGS, _CLAUDE_VALUES, _CLAUDE_LISTS, agent="claude")
     positionals = before + after
     if not opts.get("print"):
         raise UsageError("fake claude: only print mode (-p) is supported", 2)
@@ -271,7 +269,9 @@ def build_claude(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Repl
     if scenario == "max_turns":
         result = load("claude-max-turns.json")[0]
         result["errors"] = [f"Reached maximum number of turns ({max_turns or 1})"]
-        return Replay(load("claude-stream-json.jsonl")[:4] + [result], _exit_code("claude-max-turns"))
+        return Replay(
+            load("claude-stream-json.jsonl")[:4] + [result], _exit_code("claude-max-turns")
+        )
     if scenario == "failed_command":
         return Replay(load("claude-failed-command.jsonl"))
     if scenario.startswith("lines:"):
@@ -348,7 +348,7 @@ class Freshener:
         if key == "uuid":
             return str(uuid.uuid4())
         if key == "timestamp":
-            now = _dt.datetime.now(_dt.UTC)
+            now = _dt.datetime.now(_dt.timezone.utc)  # noqa: UP017 (hosts may run Python < 3.11)
             return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
         value = _RECORDED_PATHS.sub(lambda m: self.paths[m.group(0)], value)
         value = _FAKE_ID.sub(lambda m: self._map(m.group(0), f"{m.group(1)}_"), value)

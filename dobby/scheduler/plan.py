@@ -27,7 +27,6 @@ class HostSlot:
     host: Host
     running: int = 0
     reachable: bool | None = None  # None = not probed yet
-    error: str | None = None
 
 
 @dataclass
@@ -90,11 +89,9 @@ def plan(state: PlanInput) -> list[Decision]:
         if not candidates:
             decisions.append(Decision(task.id, None, "no host in the inventory matches any more"))
             continue
-        reachable = [s for s in candidates if s.reachable is not False]
-        if not reachable:
-            why = "; ".join(f"{s.host.name}: {s.error or 'unreachable'}" for s in candidates)
-            decisions.append(Decision(task.id, None, f"no reachable host ({why})"))
-            continue
+        # Unreachable hosts are used only when no other candidate is left: the launch is then
+        # a fresh connection attempt, and its error (not a stale one) fails the task.
+        reachable = [s for s in candidates if s.reachable is not False] or candidates
         free = [s for s in reachable if load[s.host.name] < s.host.max_agents]
         if not free:
             continue
