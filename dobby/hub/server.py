@@ -49,4 +49,6 @@ def serve(*, home: Path | None = None, overrides: dict[str, Any] | None = None) 
         level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # asyncssh logs every channel at INFO: noise in the hub log and CPU on the hot path.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     asyncio.run(run_hub(settings))

@@ -32,15 +32,19 @@ TIMEOUT_GRACE = 30.0  # run.sh's own timeout(1) normally ends the task first
 PROBE_EVERY = 5.0
 
 
-def poll_interval(idle: float) -> float:
-    """Return how long to wait before the next read, given seconds since the last output."""
-    if idle < 2:
-        return 0.02
-    if idle < 10:
-        return 0.1
-    if idle < 60:
-        return 0.25
-    return 0.5
+FAST_POLL = 0.02
+
+
+def next_poll(previous: float, idle: float) -> float:
+    """Return the wait before the next read: fast while output flows, backing off when quiet.
+
+    Each poll costs the host an SFTP round trip; doubling while idle keeps a host with dozens
+    of quiet agents cheap, and any new output snaps back to FAST_POLL.
+    """
+    if idle < 0.5:
+        return FAST_POLL  # output is flowing: the next line is likely close
+    cap = 0.25 if idle < 60 else 1.0
+    return min(cap, max(FAST_POLL, previous) * 2)
 
 
 class Runner:
@@ -104,8 +108,8 @@ class Runner:
         run_sh = scripts.render_run_sh(
             paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
         )
-        await transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600)
         await asyncio.gather(
+            transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
             transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
             transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
         )
@@ -176,6 +180,7 @@ class Runner:
         local.parent.mkdir(parents=True, exist_ok=True)
         offset = local.stat().st_size if local.exists() else 0
         last_data = time.monotonic()
+        interval = FAST_POLL
         last_probe = 0.0 if adopt else time.monotonic()
         failures = 0
         draining = False  # exit seen: one more read, issued after it, gets the last lines
@@ -203,6 +208,7 @@ class Runner:
                     if len(data) >= READ_LIMIT:
                         continue
                     last_data = now
+                    interval = FAST_POLL
                 if exit_text is not None and exit_text.strip():
                     if not draining:
                         draining = True
@@ -222,7 +228,8 @@ class Runner:
                         f"timed out after {task.timeout:g}s",
                     )
                     return
-                await asyncio.sleep(poll_interval(now - last_data))
+                interval = next_poll(interval, now - last_data)
+                await asyncio.sleep(interval)
 
     def _append(self, task: Task, sink: Any, offset: int, data: bytes, *, final: bool) -> int:
         """Append whole lines to the local copy and publish them; return bytes consumed."""

@@ -106,9 +106,9 @@ set -a
 set +a
 export DOBBY_TASK_ID={q(paths.task_id)} DOBBY_TASK_DIR={d} DOBBY_ARTIFACTS={d}/artifacts
 echo $$ >{d}/pid
-# The prompt is data: read it from the file (the x keeps trailing newlines).
-DOBBY_PROMPT=$(cat {d}/prompt.md; printf x)
-DOBBY_PROMPT=${{DOBBY_PROMPT%x}}
+# The prompt is data: read it whole from its file (builtin read: no fork, trailing newlines
+# kept; read returns 1 at end of file, which is expected).
+IFS= read -r -d '' DOBBY_PROMPT <{d}/prompt.md || true
 {command} </dev/null 2>>{d}/err.log | tee -a {d}/out.jsonl
 rc=${{PIPESTATUS[0]}}
 printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
@@ -125,7 +125,10 @@ def render_launch(
     lacks ``base``: the hub then pushes a bundle and runs this again.
     """
     wt = q(paths.worktree)
-    lines = ["set -e", f"mkdir -p {q(paths.task_dir)}/artifacts {q(paths.workdir)}/worktrees"]
+    dirs = [f"{q(paths.task_dir)}/artifacts", f"{q(paths.workdir)}/worktrees"]
+    if not (project and base) and not reuse_worktree:
+        dirs.append(wt)
+    lines = ["set -e", "mkdir -p " + " ".join(dirs)]
     if project and base:
         repo = q(paths.repo(project))
         branch = q(f"dobby/{paths.task_id}")
@@ -138,13 +141,22 @@ def render_launch(
             f"  git -C {repo} worktree add -q -B {branch} {wt} {q(base)} >/dev/null",
             "fi",
         ]
-    elif not reuse_worktree:
-        lines.append(f"mkdir -p {wt}")
     session = q(paths.session)
-    lines.append(
-        f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} "
-        + q(f"bash {q(paths.file('run.sh'))}")
-    )
+    # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
+    # starting one (~10 ms of CPU per task on a host running short tasks back to back).
+    new_session = (f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} "
+                   + q(f"bash {q(paths.file('run.sh'))}") + r" \; set-option -g exit-empty off")
+    # A tmux server exits when its last session ends; a launch racing that exit fails with
+    # "server exited unexpectedly" and must simply be tried again (and tmux < 2.7, without
+    # exit-empty, reports an error after creating the session: has-session settles it).
+    lines += [
+        "for attempt in 1 2 3 4 5; do",
+        f"  {new_session} && break",
+        f"  tmux has-session -t {session} 2>/dev/null && break",
+        '  [ "$attempt" = 5 ] && exit 1',
+        "  sleep 0.1",
+        "done",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,11 @@ from dobby.transport.base import IDENT_COMMAND, RunResult, Transport
 
 _LOST = (asyncssh.Error, OSError, EOFError)
 
+# AES-GCM first: asyncssh builds a new cipher object per packet for chacha20-poly1305, which
+# made crypto the hub's top CPU cost when following many tasks; GCM reuses one context.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+           "aes128-ctr", "aes256-ctr")
+
 
 def _default_known_hosts() -> str:
     return os.path.expanduser("~/.ssh/known_hosts")
@@ -75,6 +80,7 @@ class SshTransport(Transport):
         self._retry_at = 0.0
         self._last_error = ""
         self._readers: OrderedDict[str, Any] = OrderedDict()
+        self._dirs: dict[str, asyncio.Future[None]] = {}
         self._tofu_known_hosts = tofu_known_hosts
 
     @property
@@ -128,6 +134,7 @@ class SshTransport(Transport):
             "keepalive_interval": self._keepalive,
             "keepalive_count_max": 3,
             "connect_timeout": self._connect_timeout,
+            "encryption_algs": list(CIPHERS),
         }
         if host.user:
             options["username"] = host.user
@@ -147,6 +154,7 @@ class SshTransport(Transport):
         self._conn = conn
         self._sftp = None
         self._readers.clear()
+        self._dirs.clear()
         try:
             res = await self._exec(IDENT_COMMAND, None, self._connect_timeout)
             self.home, self.uid = self._parse_ident(res.stdout)
@@ -160,6 +168,7 @@ class SshTransport(Transport):
         self._conn = None
         self._sftp = None
         self._readers.clear()
+        self._dirs.clear()
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         self._drop()
@@ -205,15 +214,43 @@ class SshTransport(Transport):
                 raise self._lost(exc) from exc
         return self._sftp
 
+    async def _ensure_dir(self, sftp: asyncssh.SFTPClient, directory: str) -> None:
+        """Create ``directory`` once per connection; concurrent callers share one attempt."""
+        pending = self._dirs.get(directory)
+        if pending is None:
+            pending = asyncio.ensure_future(self._mkdir(sftp, directory))
+            self._dirs[directory] = pending
+        try:
+            await asyncio.shield(pending)
+        except BaseException:
+            self._dirs.pop(directory, None)
+            raise
+
+    @staticmethod
+    async def _mkdir(sftp: asyncssh.SFTPClient, directory: str) -> None:
+        try:
+            await sftp.mkdir(directory)  # one round trip when the parent exists (the usual case)
+        except asyncssh.SFTPNoSuchFile:
+            await sftp.makedirs(directory, exist_ok=True)
+        except asyncssh.SFTPError:
+            if not await sftp.isdir(directory):
+                raise
+
     async def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Write a file over SFTP with the given mode (set at creation: no window)."""
         sftp = await self._sftp_client()
         try:
-            await sftp.makedirs(os.path.dirname(path), exist_ok=True)
+            directory = os.path.dirname(path)
+            await self._ensure_dir(sftp, directory)
             attrs = asyncssh.SFTPAttrs(permissions=mode)
-            async with sftp.open(path, "wb", attrs=attrs) as fh:
+            try:
+                fh = await sftp.open(path, "wb", attrs=attrs)
+            except asyncssh.SFTPNoSuchFile:  # removed behind our back (cleanup): create again
+                self._dirs.pop(directory, None)
+                await self._ensure_dir(sftp, directory)
+                fh = await sftp.open(path, "wb", attrs=attrs)
+            async with fh:
                 await fh.write(data)
-            await sftp.chmod(path, mode)
         except asyncssh.SFTPError as exc:
             raise TransportError(f"cannot write {path}: {exc.reason}", host=self.host.name) from exc
         except _LOST as exc:

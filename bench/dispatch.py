@@ -1,0 +1,179 @@
+"""Dispatch benchmark on real loopback sshd hosts, printed beside baselines from the same run.
+
+Measures (the hub runs as its own process, as `dobby start` would):
+  1. submit → running (tmux session started on the host, `task.started` seen on /events)
+     p50/p99 on warm connections; baselines: a warm asyncssh `run('true')` and a warm
+     `tmux new-session -d` + kill.
+  2. wall time for N `true` shell tasks spread over H hosts; baseline: a sequential
+     `ssh host true` loop (OpenSSH client, same key) for the same N.
+  3. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
+
+Run as root (it starts sshd and creates test users): `python bench/dispatch.py [--tasks 200]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncssh  # noqa: E402
+
+from dobby.client import HubClient  # noqa: E402
+from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
+from tests.fixtures.sshd import SshdCluster  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def fmt(values: list[float]) -> str:
+    return (f"p50 {pct(values, 50) * 1000:7.1f} ms   p99 {pct(values, 99) * 1000:7.1f} ms   "
+            f"(n={len(values)})")
+
+
+class EventWatcher:
+    """Record when each (event type, task id) first arrives on GET /events."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, args=(client,), daemon=True)
+        self.thread.start()
+
+    def _run(self, client: HubClient) -> None:
+        for event in client.events(since=None, give_up_after=3600):
+            key = (event.get("type", ""), event.get("task_id") or "")
+            with self.cond:
+                self.seen.setdefault(key, time.perf_counter())
+                self.cond.notify_all()
+
+    def wait(self, kind: str, task_id: str, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (kind, task_id) not in self.seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{kind} of {task_id} not seen")
+                self.cond.wait(left)
+            return self.seen[(kind, task_id)]
+
+
+async def warm_baselines(host, rounds: int) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+    runs, tmux = [], []
+    async with asyncssh.connect(**host.connect_options()) as conn:
+        await conn.run("true")
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            await conn.run("true")
+            runs.append(time.perf_counter() - t0)
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            await conn.run(f"tmux -L dobby-bench new-session -d -s bench-{i} 'sleep 5'")
+            tmux.append(time.perf_counter() - t0)
+        await conn.run("tmux -L dobby-bench kill-server 2>/dev/null; true")
+    return runs, tmux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--hosts", type=int, default=5)
+    parser.add_argument("--latency-rounds", type=int, default=50)
+    parser.add_argument("--max-agents", type=int, default=8)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
+    with SshdCluster(count=args.hosts, user_prefix="dobbyb") as cluster:
+        hosts = cluster.hosts
+        inv = write_inventory(work / "inventory.yaml",
+                              [h.inventory_entry(max_agents=args.max_agents) for h in hosts])
+        home = work / "home"
+        home.mkdir()
+        (home / "dobby.yaml").write_text(
+            f"max_concurrent_agents: {args.max_agents * args.hosts}\n")
+        hub = HubProcess(home=home, inventory=inv).start()
+        client = hub.client()
+        watcher = EventWatcher(client)
+        try:
+            # warm every connection
+            for h in hosts:
+                tid = client.add_task(prompt="true", backend="shell", host=h.name)["id"]
+                hub.wait_status(tid)
+
+            print(f"== dispatch benchmark: {args.hosts} loopback sshd hosts, hub as a process ==")
+            runs, tmux = asyncio.run(warm_baselines(hosts[0], args.latency_rounds))
+            submit = []
+            for _ in range(args.latency_rounds):
+                t0 = time.perf_counter()
+                tid = client.add_task(prompt="sleep 0.2", backend="shell", host=hosts[0].name)["id"]
+                submit.append(watcher.wait("task.started", tid) - t0)
+                hub.wait_status(tid)
+            print("1. submit → running (warm host)")
+            print(f"   dobby  POST /tasks → task.started  {fmt(submit)}")
+            print(f"   base   asyncssh warm run('true')     {fmt(runs)}")
+            print(f"   base   warm `tmux new-session -d`    {fmt(tmux)}")
+
+            # Submitted from 4 client threads at once, as a batch of work arrives.
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                ids = list(pool.map(
+                    lambda i: client.add_task(prompt="true", backend="shell",
+                                              host=hosts[i % args.hosts].name)["id"],
+                    range(args.tasks)))
+            for tid in ids:
+                watcher.wait("task.finished", tid, timeout=600)
+            dobby_wall = time.perf_counter() - t0
+            bad = [client.task(t) for t in ids]
+            bad = [t for t in bad if t["status"] != "completed"]
+            for t in bad[:5]:
+                print(f"   not completed: {t['id']} {t['status']} {t['reason']}: {t['error']}")
+            t0 = time.perf_counter()
+            for i in range(args.tasks):
+                subprocess.run(hosts[i % args.hosts].ssh_argv("true"), check=True)
+            ssh_wall = time.perf_counter() - t0
+            print(f"2. {args.tasks} `true` tasks over {args.hosts} hosts")
+            print(f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
+                  f"{len(bad)} not completed)")
+            print(f"   base   sequential `ssh host true` loop {ssh_wall:7.2f} s  "
+                  f"({args.tasks / ssh_wall:6.1f} /s)   speed-up {ssh_wall / dobby_wall:5.1f}x")
+
+            script = ("for i in $(seq 100); do python3 -c 'import time; print(time.time(), "
+                      "flush=True)'; sleep 0.05; done")
+            tid = client.add_task(prompt=script, backend="shell", host=hosts[1].name)["id"]
+            lat: list[float] = []
+            for event, data in client.follow(tid):
+                if event != "log":
+                    continue
+                now = time.time()
+                for line in data["text"].splitlines():
+                    try:
+                        lat.append(now - float(line))
+                    except ValueError:
+                        pass
+            print("3. line written on the host → received on GET /tasks/{id}/events")
+            print(f"   dobby  {fmt(lat)}")
+            print(json.dumps({"submit_p50_ms": pct(submit, 50) * 1000,
+                              "submit_p99_ms": pct(submit, 99) * 1000,
+                              "tasks": args.tasks, "dobby_wall_s": dobby_wall,
+                              "ssh_loop_wall_s": ssh_wall, "speedup": ssh_wall / dobby_wall,
+                              "log_p50_ms": pct(lat, 50) * 1000,
+                              "log_p99_ms": pct(lat, 99) * 1000}))
+        finally:
+            hub.stop()
+
+
+if __name__ == "__main__":
+    main()
