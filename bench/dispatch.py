@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def fmt(values: list[float]) -> str:
-    return (f"p50 {pct(values, 50) * 1000:7.1f} ms   p99 {pct(values, 99) * 1000:7.1f} ms   "
-            f"(n={len(values)})")
+    return (
+        f"p50 {pct(values, 50) * 1000:7.1f} ms   p99 {pct(values, 99) * 1000:7.1f} ms   "
+        f"(n={len(values)})"
+    )
 
 
 class EventWatcher:
@@ -75,7 +76,7 @@ async def warm_baselines(host, rounds: int) -> tuple[list[float], list[float]]: 
     runs, tmux = [], []
     async with asyncssh.connect(**host.connect_options()) as conn:
         await conn.run("true")
-        for i in range(rounds):
+        for _ in range(rounds):
             t0 = time.perf_counter()
             await conn.run("true")
             runs.append(time.perf_counter() - t0)
@@ -98,12 +99,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
     with SshdCluster(count=args.hosts, user_prefix="dobbyb") as cluster:
         hosts = cluster.hosts
-        inv = write_inventory(work / "inventory.yaml",
-                              [h.inventory_entry(max_agents=args.max_agents) for h in hosts])
+        inv = write_inventory(
+            work / "inventory.yaml", [h.inventory_entry(max_agents=args.max_agents) for h in hosts]
+        )
         home = work / "home"
         home.mkdir()
-        (home / "dobby.yaml").write_text(
-            f"max_concurrent_agents: {args.max_agents * args.hosts}\n")
+        (home / "dobby.yaml").write_text(f"max_concurrent_agents: {args.max_agents * args.hosts}\n")
         hub = HubProcess(home=home, inventory=inv).start()
         client = hub.client()
         watcher = EventWatcher(client)
@@ -129,10 +130,14 @@ def main() -> None:
             # Submitted from 4 client threads at once, as a batch of work arrives.
             t0 = time.perf_counter()
             with ThreadPoolExecutor(4) as pool:
-                ids = list(pool.map(
-                    lambda i: client.add_task(prompt="true", backend="shell",
-                                              host=hosts[i % args.hosts].name)["id"],
-                    range(args.tasks)))
+                ids = list(
+                    pool.map(
+                        lambda i: client.add_task(
+                            prompt="true", backend="shell", host=hosts[i % args.hosts].name
+                        )["id"],
+                        range(args.tasks),
+                    )
+                )
             for tid in ids:
                 watcher.wait("task.finished", tid, timeout=600)
             dobby_wall = time.perf_counter() - t0
@@ -145,13 +150,19 @@ def main() -> None:
                 subprocess.run(hosts[i % args.hosts].ssh_argv("true"), check=True)
             ssh_wall = time.perf_counter() - t0
             print(f"2. {args.tasks} `true` tasks over {args.hosts} hosts")
-            print(f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
-                  f"{len(bad)} not completed)")
-            print(f"   base   sequential `ssh host true` loop {ssh_wall:7.2f} s  "
-                  f"({args.tasks / ssh_wall:6.1f} /s)   speed-up {ssh_wall / dobby_wall:5.1f}x")
+            print(
+                f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
+                f"{len(bad)} not completed)"
+            )
+            print(
+                f"   base   sequential `ssh host true` loop {ssh_wall:7.2f} s  "
+                f"({args.tasks / ssh_wall:6.1f} /s)   speed-up {ssh_wall / dobby_wall:5.1f}x"
+            )
 
-            script = ("for i in $(seq 100); do python3 -c 'import time; print(time.time(), "
-                      "flush=True)'; sleep 0.05; done")
+            script = (
+                "for i in $(seq 100); do python3 -c 'import time; print(time.time(), "
+                "flush=True)'; sleep 0.05; done"
+            )
             tid = client.add_task(prompt=script, backend="shell", host=hosts[1].name)["id"]
             lat: list[float] = []
             for event, data in client.follow(tid):
@@ -165,12 +176,20 @@ def main() -> None:
                         pass
             print("3. line written on the host → received on GET /tasks/{id}/events")
             print(f"   dobby  {fmt(lat)}")
-            print(json.dumps({"submit_p50_ms": pct(submit, 50) * 1000,
-                              "submit_p99_ms": pct(submit, 99) * 1000,
-                              "tasks": args.tasks, "dobby_wall_s": dobby_wall,
-                              "ssh_loop_wall_s": ssh_wall, "speedup": ssh_wall / dobby_wall,
-                              "log_p50_ms": pct(lat, 50) * 1000,
-                              "log_p99_ms": pct(lat, 99) * 1000}))
+            print(
+                json.dumps(
+                    {
+                        "submit_p50_ms": pct(submit, 50) * 1000,
+                        "submit_p99_ms": pct(submit, 99) * 1000,
+                        "tasks": args.tasks,
+                        "dobby_wall_s": dobby_wall,
+                        "ssh_loop_wall_s": ssh_wall,
+                        "speedup": ssh_wall / dobby_wall,
+                        "log_p50_ms": pct(lat, 50) * 1000,
+                        "log_p99_ms": pct(lat, 99) * 1000,
+                    }
+                )
+            )
         finally:
             hub.stop()
 

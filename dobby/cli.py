@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import shlex
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -90,30 +88,6 @@ def demo(port: int | None, keep: bool) -> None:
     from dobby.demo import run_demo
 
     run_demo(port=port, keep=keep)
-
-
-@main.command()
-@json_option
-def hosts(as_json: bool) -> None:
-    """List the inventory's hosts with reachability, tool versions and running tasks."""
-    body = _client().hosts()
-    if as_json:
-        return _print_json(body)
-    colors = {3: render.reach_color}
-    _echo_lines(
-        render.render_table(
-            render.HOST_HEADERS,
-            render.host_rows(body.get("hosts") or []),
-            width=_width(),
-            colors=colors,
-        )
-    )
-    for h in body.get("hosts") or []:
-        if h.get("error"):
-            click.secho(f"{h.get('name')}: {render.clean(h['error'])}", fg="yellow")
-    error = (body.get("inventory") or {}).get("error")
-    if error:
-        click.secho(f"inventory error: {error} (last good inventory in force)", fg="red")
 
 
 @main.command()
@@ -340,72 +314,5 @@ def attach(task_id: str, print_only: bool) -> None:
         raise DobbyError(f"cannot run {cmd[0]}: {exc.strerror}") from None
 
 
-@main.command()
-@json_option
-def spokes(as_json: bool) -> None:
-    """List hosts added with `dobby agent` (POST /spokes/register)."""
-    body = _client().spokes()
-    if as_json:
-        return _print_json(body)
-    rows = render.host_rows(body.get("spokes") or [])
-    headers = ["NAME", "CONN", "ADDRESS", "REACH", "LABELS"]
-    _echo_lines(
-        render.render_table(headers, [[r[0], r[1], r[2], r[3], r[9]] for r in rows], width=_width())
-    )
-
-
-def primary_address() -> str:
-    """Return this machine's primary non-loopback IPv4 address, or 127.0.0.1."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it only picks a route
-            address: str = sock.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-    return address if not address.startswith("127.") and address != "0.0.0.0" else "127.0.0.1"
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)
-        return str(os.getuid())
-
-
-def _host_key() -> str | None:
-    try:
-        return Path(HOST_KEY_FILE).read_text().strip() or None
-    except OSError:
-        return None
-
-
-@main.command()
-@click.option("--hub", "hub_url", required=True, help="URL of the hub.")
-@click.option("--id", "name", required=True, help="Name of this machine in the inventory.")
-@click.option("--address", help="Address the hub reaches this machine at.")
-@click.option("--port", type=int, default=22, show_default=True, help="SSH port.")
-@click.option("--user", help="SSH user (default: the current user).")
-@click.option("--label", "labels", multiple=True, help="Label of this machine (repeatable).")
-@json_option
-def agent(
-    hub_url: str,
-    name: str,
-    address: str | None,
-    port: int,
-    user: str | None,
-    labels: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Add this machine to a hub's hosts (it is then reached over SSH)."""
-    host = HubClient(url=hub_url).register_spoke(
-        name=name,
-        address=address or primary_address(),
-        port=port,
-        user=user or _current_user(),
-        labels=list(labels),
-        host_key=_host_key(),
-    )
-    if as_json:
-        return _print_json(host)
-    where = f"{host.get('user')}@{host.get('address')}:{host.get('port')}"
-    click.echo(f"registered {host.get('name', name)} ({where}) with {hub_url}")
+# Feature modules add their commands to `main` when imported.
+from dobby import cli_hosts  # noqa: E402,F401

@@ -29,15 +29,30 @@ SAMPLE_FILES = {
 }
 
 DEMO_TASKS: list[dict[str, Any]] = [
-    {"prompt": "ls -la && git log --oneline -n 3 && python3 -c 'import calc; print(calc.add(2, 3))'",
-     "backend": "shell", "project": "sample", "title": "inspect the sample project"},
+    {
+        "prompt": "ls -la && git log --oneline -n 3 && "
+        "python3 -c 'import calc; print(calc.add(2, 3))'",
+        "backend": "shell",
+        "project": "sample",
+        "title": "inspect the sample project",
+    },
     {"prompt": "Create hello.txt with a greeting", "backend": "claude", "project": "sample"},
-    {"prompt": "Create hello.txt and notes.md", "backend": "codex", "project": "sample",
-     "model": "gpt-5.5"},
-    {"prompt": "for i in 1 2 3 4 5; do echo step $i; sleep 0.3; done", "backend": "shell",
-     "title": "a slow shell job"},
-    {"prompt": "echo 'this one fails on purpose' >&2; exit 3", "backend": "shell",
-     "title": "a failing command"},
+    {
+        "prompt": "Create hello.txt and notes.md",
+        "backend": "codex",
+        "project": "sample",
+        "model": "gpt-5.5",
+    },
+    {
+        "prompt": "for i in 1 2 3 4 5; do echo step $i; sleep 0.3; done",
+        "backend": "shell",
+        "title": "a slow shell job",
+    },
+    {
+        "prompt": "echo 'this one fails on purpose' >&2; exit 3",
+        "backend": "shell",
+        "title": "a failing command",
+    },
 ]
 
 
@@ -46,8 +61,13 @@ def make_sample_project(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for name, text in SAMPLE_FILES.items():
         (path / name).write_text(text, encoding="utf-8")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Dobby demo", "GIT_AUTHOR_EMAIL": "demo@dobby.local",
-           "GIT_COMMITTER_NAME": "Dobby demo", "GIT_COMMITTER_EMAIL": "demo@dobby.local"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dobby demo",
+        "GIT_AUTHOR_EMAIL": "demo@dobby.local",
+        "GIT_COMMITTER_NAME": "Dobby demo",
+        "GIT_COMMITTER_EMAIL": "demo@dobby.local",
+    }
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "sample"]):
         subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
     return path
@@ -63,7 +83,7 @@ def write_demo_inventory(home: Path, bin_dir: Path) -> Path:
         f"    workdir: {home / 'work'}\n"
         "    max_agents: 4\n"
         "    env:\n"
-        f"      PATH: \"{bin_dir}:$PATH\"\n",
+        f'      PATH: "{bin_dir}:$PATH"\n',
         encoding="utf-8",
     )
     return inv
@@ -84,8 +104,9 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
     bin_dir = install_fake_agents(home / "bin")
     project = make_sample_project(home / "sample")
     inventory = write_demo_inventory(home, bin_dir)
-    settings = load_settings(home=home, overrides={"port": port, "inventory": str(inventory)},
-                             environ={})
+    settings = load_settings(
+        home=home, overrides={"port": port, "inventory": str(inventory)}, environ={}
+    )
     url = f"http://127.0.0.1:{port}"
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -119,10 +140,13 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
         res = client.result(task_id)
         cost = "-" if res["cost_usd"] is None else f"${res['cost_usd']:.4f}"
         summary = (res["summary"] or res["error"] or "").strip().splitlines()
-        print(f"  {task_id}  {res['status']:<9} {res['backend']:<6} cost {cost:<8} "
-              f"{summary[-1][:70] if summary else ''}")
-    print(f"try:  DOBBY_URL={url} dobby status   |   dobby logs {ids[1]}   |   "
-          f"dobby results {ids[2]}")
+        print(
+            f"  {task_id}  {res['status']:<9} {res['backend']:<6} cost {cost:<8} "
+            f"{summary[-1][:70] if summary else ''}"
+        )
+    print(
+        f"try:  DOBBY_URL={url} dobby status   |   dobby logs {ids[1]}   |   dobby results {ids[2]}"
+    )
     try:
         if keep:
             print("hub keeps running; Ctrl-C to stop")

@@ -6,11 +6,11 @@ import dataclasses
 import datetime as _dt
 import secrets
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     DRAFT = "draft"
     PENDING = "pending"
     RUNNING = "running"
@@ -23,7 +23,7 @@ class TaskStatus(str, Enum):
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     AGENT_ERROR = "agent_error"
     EXIT_CODE = "exit_code"
     TIMEOUT = "timeout"
@@ -34,20 +34,20 @@ class Reason(str, Enum):
     BUDGET = "budget"
 
 
-class BackendName(str, Enum):
+class BackendName(StrEnum):
     CLAUDE = "claude"
     CODEX = "codex"
     SHELL = "shell"
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     URGENT = "urgent"
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
 
 
-class Permissions(str, Enum):
+class Permissions(StrEnum):
     """What an agent may do on a host; never ``bypass`` unless the inventory says so."""
 
     BYPASS = "bypass"
@@ -139,10 +139,37 @@ class Result:
 
 
 TASK_FIELDS = (
-    "id", "title", "prompt", "project", "backend", "model", "priority", "status", "reason",
-    "waiting_on", "host", "host_selector", "after", "cron", "every", "batch_id", "attempt",
-    "timeout", "created_at", "started_at", "finished_at", "session_id", "branch", "exit_code",
-    "cost_usd", "tokens", "summary", "error", "resume", "models", "turns",
+    "id",
+    "title",
+    "prompt",
+    "project",
+    "backend",
+    "model",
+    "priority",
+    "status",
+    "reason",
+    "waiting_on",
+    "host",
+    "host_selector",
+    "after",
+    "cron",
+    "every",
+    "batch_id",
+    "attempt",
+    "timeout",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "session_id",
+    "branch",
+    "exit_code",
+    "cost_usd",
+    "tokens",
+    "summary",
+    "error",
+    "resume",
+    "models",
+    "turns",
 )
 
 

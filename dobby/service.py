@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -13,19 +12,17 @@ from dobby import __version__
 from dobby.config import Settings
 from dobby.errors import (
     Conflict,
-    DispatchError,
     InventoryError,
-    NotFound,
-    TransportError,
     ValidationError,
 )
 from dobby.events import EventBus
 from dobby.hosts import HostManager, HostState
 from dobby.inventory import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
-from dobby.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.models import Project, Task, TaskStatus, utcnow
 from dobby.pricing import DEFAULT_PRICES, parse_prices
 from dobby.runner.runner import Runner
-from dobby.scheduler.plan import HostSlot, PlanInput, check_placeable, plan
+from dobby.scheduler.loop import SchedulerLoop
+from dobby.scheduler.plan import check_placeable
 from dobby.store import Store
 from dobby.validate import validate_project, validate_submit
 
@@ -62,9 +59,7 @@ class Dobby:
         self.inventory: Inventory | None = None
         self.inventory_error: str | None = None
         self._watcher: InventoryWatcher | None = None
-        self._kick = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._dispatching: set[str] = set()
+        self.scheduler = SchedulerLoop(dobby=self)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -80,15 +75,12 @@ class Dobby:
         self._watcher.start()
         self.hosts.start()
         self.store.start()
-        await self._recover()
-        self._loop_task = asyncio.ensure_future(self._schedule_loop())
+        await self.scheduler.start()
         self.bus.publish("hub.started", data={"version": __version__})
 
     async def stop(self) -> None:
         """Stop background work; tasks keep running on their hosts."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self.scheduler.stop()
         if self._watcher is not None:
             await self._watcher.stop()
         await self.runner.close()
@@ -101,7 +93,7 @@ class Dobby:
         self.inventory_error = None
         self.hosts.set_hosts(inventory.hosts)
         self.bus.publish("inventory.reloaded", data={"hosts": sorted(inventory.hosts)})
-        self._kick.set()
+        self.scheduler.kick()
 
     def _inventory_failed(self, error: InventoryError) -> None:
         self.inventory_error = str(error)
@@ -115,7 +107,7 @@ class Dobby:
         ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
-            self._kick.set()
+            self.scheduler.kick()
 
     def _publish_log(self, task: Task, data: dict[str, Any]) -> None:
         self.bus.publish("task.log", task_id=task.id, data=data)
@@ -123,7 +115,7 @@ class Dobby:
     def _host_changed(self, name: str, state: HostState) -> None:
         self.store.put_host_state(name, state.to_dict())
         self.bus.publish("host.updated", data={"name": name, **state.to_dict()})
-        self._kick.set()
+        self.scheduler.kick()
 
     # -- tasks -------------------------------------------------------------------------
     def get_task(self, task_id: str) -> Task:
@@ -156,14 +148,14 @@ class Dobby:
             task.backend = parent.backend
         check_placeable(task, self.hosts.hosts.values())
         self.save(task, "task.created")
-        self._kick.set()
+        self.scheduler.kick()
         return task
 
     def patch(self, task_id: str, body: dict[str, Any]) -> Task:
         """Edit a task that has not started."""
         task = self.get_task(task_id)
         if task.status not in (TaskStatus.DRAFT.value, TaskStatus.PENDING.value) or (
-            task.id in self._dispatching
+            task.id in self.scheduler.dispatching
         ):
             raise Conflict(
                 f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
@@ -198,7 +190,7 @@ class Dobby:
                 setattr(task, key, fields[key])
         check_placeable(task, self.hosts.hosts.values())
         self.save(task)
-        self._kick.set()
+        self.scheduler.kick()
         return task
 
     async def cancel(self, task_id: str) -> Task:
@@ -206,7 +198,9 @@ class Dobby:
         task = self.get_task(task_id)
         if TaskStatus(task.status).finished:
             raise Conflict(f"task {task.id} is already {task.status}")
-        was_running = task.status == TaskStatus.RUNNING.value or task.id in self._dispatching
+        was_running = (
+            task.status == TaskStatus.RUNNING.value or task.id in self.scheduler.dispatching
+        )
         task.status = TaskStatus.CANCELLED.value
         task.waiting_on = None
         task.finished_at = utcnow()
@@ -237,7 +231,7 @@ class Dobby:
             setattr(task, name, None)
         self._reset_log(task.id)
         self.save(task)
-        self._kick.set()
+        self.scheduler.kick()
         return task
 
     def _reset_log(self, task_id: str) -> None:
@@ -338,8 +332,10 @@ class Dobby:
         """Record a registering spoke's host key in the hub's known_hosts; return its path."""
         parts = host_key.split() if isinstance(host_key, str) else []
         if len(parts) < 2 or "\n" in host_key or not parts[0].startswith(("ssh-", "ecdsa-")):
-            raise ValidationError("'host_key' must be one public key line, e.g. the content of "
-                                  "/etc/ssh/ssh_host_ed25519_key.pub")
+            raise ValidationError(
+                "'host_key' must be one public key line, e.g. the content of "
+                "/etc/ssh/ssh_host_ed25519_key.pub"
+            )
         address = body.get("address")
         if not isinstance(address, str) or not address or any(c.isspace() for c in address):
             raise ValidationError("'address' is required to register a spoke with a host key")
@@ -367,122 +363,3 @@ class Dobby:
                 "pending": len(self.store.tasks(status=TaskStatus.PENDING.value)),
             },
         }
-
-    # -- scheduling --------------------------------------------------------------------
-    async def _schedule_loop(self) -> None:
-        while True:
-            self._kick.clear()
-            try:
-                self.schedule_once()
-            except Exception:  # noqa: BLE001 - the loop must survive a bad decision
-                log.exception("scheduling pass failed")
-            try:
-                await asyncio.wait_for(self._kick.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-    def schedule_once(self) -> None:
-        """Decide what starts now and launch it."""
-        pending = [
-            t
-            for t in self.store.tasks(status=TaskStatus.PENDING.value)
-            if t.id not in self._dispatching
-        ]
-        if not pending:
-            return
-        running = self.store.tasks(status=TaskStatus.RUNNING.value)
-        load: dict[str, int] = {}
-        for task in running:
-            load[task.host or ""] = load.get(task.host or "", 0) + 1
-        for task_id in self._dispatching:
-            host = self.get_task(task_id).host or ""
-            load[host] = load.get(host, 0) + 1
-        slots = [
-            HostSlot(host=h, running=load.get(n, 0),
-                     reachable=(self.hosts.states.get(n) or HostState()).reachable)
-            for n, h in self.hosts.hosts.items()
-        ]
-        decisions = plan(
-            PlanInput(
-                pending=pending,
-                hosts=slots,
-                running_total=len(running) + len(self._dispatching),
-                max_total=self.settings.max_concurrent_agents,
-            )
-        )
-        for decision in decisions:
-            task = self.get_task(decision.task_id)
-            if decision.host is None:
-                self._fail(task, Reason.DISPATCH_ERROR, decision.error or "no host")
-                continue
-            task.host = decision.host
-            task.waiting_on = "dispatch"
-            self.save(task)
-            self._dispatching.add(task.id)
-            asyncio.ensure_future(self._dispatch(task.id))
-
-    def _fail(self, task: Task, reason: Reason, error: str) -> None:
-        task.status = TaskStatus.FAILED.value
-        task.reason = reason.value
-        task.error = error
-        task.waiting_on = None
-        task.finished_at = utcnow()
-        self.save(task, "task.finished")
-
-    async def _dispatch(self, task_id: str) -> None:
-        try:
-            task = self.get_task(task_id)
-            resume_session = None
-            if task.resume:
-                resume_session = self.get_task(task.resume).session_id
-            try:
-                await self.runner.launch(task, resume_session=resume_session)
-            except (DispatchError, TransportError, NotFound, ValidationError) as exc:
-                current = self.get_task(task_id)
-                if current.status == TaskStatus.PENDING.value:
-                    self._fail(current, Reason.DISPATCH_ERROR, str(exc))
-                return
-            current = self.get_task(task_id)
-            if current.status != TaskStatus.PENDING.value:
-                await self.runner.kill(current)  # cancelled while launching
-                return
-            current.base_commit = task.base_commit
-            current.resume = task.resume
-            current.status = TaskStatus.RUNNING.value
-            current.waiting_on = None
-            current.started_at = utcnow()
-            self.save(current, "task.started")
-            self.runner.follow(current)
-        finally:
-            self._dispatching.discard(task_id)
-            self._kick.set()
-
-    async def _recover(self) -> None:
-        """Re-adopt tasks that were running (or being launched) when the hub stopped."""
-        for task in self.store.tasks(status=TaskStatus.RUNNING.value):
-            log.info("re-adopting running task %s on %s", task.id, task.host)
-            self.runner.follow(task, adopt=True)
-        for task in self.store.tasks(status=TaskStatus.PENDING.value):
-            if task.waiting_on == "dispatch" and task.host:
-                asyncio.ensure_future(self._recover_dispatch(task))
-
-    async def _recover_dispatch(self, task: Task) -> None:
-        self._dispatching.add(task.id)
-        try:
-            state = await self.runner.session_state(task)
-        except (TransportError, NotFound) as exc:
-            log.warning("cannot check %s on %s: %s; re-queueing", task.id, task.host, exc)
-            state = {}
-        finally:
-            self._dispatching.discard(task.id)
-        if state.get("session") == "1" or state.get("exit"):
-            task.status = TaskStatus.RUNNING.value
-            task.waiting_on = None
-            task.started_at = task.started_at or utcnow()
-            self.save(task, "task.started")
-            self.runner.follow(task, adopt=True)
-        else:
-            task.waiting_on = "capacity"
-            task.host = None
-            self.save(task)
-        self._kick.set()

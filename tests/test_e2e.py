@@ -15,15 +15,20 @@ from tests.fixtures.hub import HubProcess, git_commit, make_git_project, write_i
 from tests.fixtures.sshd import SshHost
 
 NASTY = (
-    "Fix it's \"quoted\" $(touch /tmp/dobby-e2e-pwned) `touch /tmp/dobby-e2e-pwned2`; "
+    'Fix it\'s "quoted" $(touch /tmp/dobby-e2e-pwned) `touch /tmp/dobby-e2e-pwned2`; '
     "rm -rf ~ ;\nsecond line\twith tab\n  indented é ✓ 日本語 \\n $HOME ${PATH} \n\n"
 )
 
 
 @pytest.fixture
 def local_entry(tmp_path: Path, fake_bin: Path) -> dict:
-    return {"name": "local", "connection": "local", "workdir": str(tmp_path / "localwork"),
-            "labels": ["hub"], "env": {"PATH": f"{fake_bin}:$PATH"}}
+    return {
+        "name": "local",
+        "connection": "local",
+        "workdir": str(tmp_path / "localwork"),
+        "labels": ["hub"],
+        "env": {"PATH": f"{fake_bin}:$PATH"},
+    }
 
 
 @pytest.fixture
@@ -50,8 +55,9 @@ def add(hub: HubProcess, *args: str, input: str | None = None) -> str:
 
 
 def ssh(host: SshHost, command: str) -> str:
-    return subprocess.run(host.ssh_argv(command), capture_output=True, text=True,
-                          check=True, timeout=30).stdout
+    return subprocess.run(
+        host.ssh_argv(command), capture_output=True, text=True, check=True, timeout=30
+    ).stdout
 
 
 def host_file(host: SshHost, task_id: str, name: str) -> str:
@@ -60,20 +66,50 @@ def host_file(host: SshHost, task_id: str, name: str) -> str:
 
 # --- the main path ---------------------------------------------------------------------------
 
-def test_shell_claude_codex_on_two_ssh_hosts_and_local(hub: HubProcess, project: Path,
-                                                        ssh_hosts: list[SshHost]) -> None:
-    h1, h2 = ssh_hosts[0], ssh_hosts[1]
+
+def test_shell_claude_codex_on_two_ssh_hosts_and_local(
+    hub: HubProcess, project: Path, ssh_hosts: list[SshHost]
+) -> None:
+    h2 = ssh_hosts[1]
     ids = {
-        "shell-h1": add(hub, "git log --oneline | wc -l; ls", "--project", "app",
-                        "--backend", "shell", "--host", "h1"),
-        "claude-h2": add(hub, "write unit tests for the auth module", "--project", "app",
-                         "--backend", "claude", "--host", "h2"),
-        "codex-h1": add(hub, "refactor the app", "--project", "app", "--backend", "codex",
-                        "--host", "h1", "--model", "gpt-5.5"),
-        "claude-local": add(hub, "document the code", "--project", "app", "--backend", "claude",
-                            "--host", "local"),
-        "shell-label": add(hub, "echo on $(hostname) as $(whoami)", "--backend", "shell",
-                           "--label", "h2"),
+        "shell-h1": add(
+            hub,
+            "git log --oneline | wc -l; ls",
+            "--project",
+            "app",
+            "--backend",
+            "shell",
+            "--host",
+            "h1",
+        ),
+        "claude-h2": add(
+            hub,
+            "write unit tests for the auth module",
+            "--project",
+            "app",
+            "--backend",
+            "claude",
+            "--host",
+            "h2",
+        ),
+        "codex-h1": add(
+            hub,
+            "refactor the app",
+            "--project",
+            "app",
+            "--backend",
+            "codex",
+            "--host",
+            "h1",
+            "--model",
+            "gpt-5.5",
+        ),
+        "claude-local": add(
+            hub, "document the code", "--project", "app", "--backend", "claude", "--host", "local"
+        ),
+        "shell-label": add(
+            hub, "echo on $(hostname) as $(whoami)", "--backend", "shell", "--label", "h2"
+        ),
     }
     tasks = {k: hub.wait_status(v) for k, v in ids.items()}
     assert {k: t["status"] for k, t in tasks.items()} == dict.fromkeys(ids, "completed")
@@ -86,8 +122,12 @@ def test_shell_claude_codex_on_two_ssh_hosts_and_local(hub: HubProcess, project:
     claude = tasks["claude-h2"]
     assert claude["summary"] == "Done: created hello.txt"
     assert claude["cost_usd"] == pytest.approx(0.0437)
-    assert claude["tokens"] == {"input": 4800, "output": 168, "cache_read": 16000,
-                                "cache_write": 1200}
+    assert claude["tokens"] == {
+        "input": 4800,
+        "output": 168,
+        "cache_read": 16000,
+        "cache_write": 1200,
+    }
     assert claude["session_id"] and claude["branch"] == f"dobby/{claude['id']}"
     # the agent really worked in a git worktree of the project, on the task's branch
     wt = f"~/.dobby/worktrees/{claude['id']}"
@@ -114,8 +154,10 @@ def test_shell_claude_codex_on_two_ssh_hosts_and_local(hub: HubProcess, project:
     assert all(ids[k] in table for k in ("shell-h1", "claude-h2", "codex-h1"))
     results = hub.cli("results", claude["id"], check=True).stdout
     assert "Done: created hello.txt" in results and "0.0437" in results
-    assert json.loads(hub.cli("results", claude["id"], "--json", check=True).stdout)[
-        "session_id"] == claude["session_id"]
+    assert (
+        json.loads(hub.cli("results", claude["id"], "--json", check=True).stdout)["session_id"]
+        == claude["session_id"]
+    )
     logs = hub.cli("logs", claude["id"], check=True).stdout
     assert "hello.txt" in logs
     raw = hub.cli("logs", claude["id"], "--raw", check=True).stdout
@@ -130,15 +172,27 @@ def test_shell_claude_codex_on_two_ssh_hosts_and_local(hub: HubProcess, project:
     assert f"tmux attach -t dobby-{claude['id']}" in attach and h2.address in attach
 
 
-def test_project_delivery_is_incremental(hub: HubProcess, project: Path,
-                                         ssh_hosts: list[SshHost]) -> None:
+def test_project_delivery_is_incremental(
+    hub: HubProcess, project: Path, ssh_hosts: list[SshHost]
+) -> None:
     h1 = ssh_hosts[0]
-    first = hub.wait_status(add(hub, "git log --format=%s", "--project", "app", "--backend",
-                                "shell", "--host", "h1"))
+    first = hub.wait_status(
+        add(hub, "git log --format=%s", "--project", "app", "--backend", "shell", "--host", "h1")
+    )
     assert first["summary"] == "init"
     head = git_commit(project, "app.py", "print('v2')\n", "second")
-    second = hub.wait_status(add(hub, "git log --format=%s; cat app.py", "--project", "app",
-                                 "--backend", "shell", "--host", "h1"))
+    second = hub.wait_status(
+        add(
+            hub,
+            "git log --format=%s; cat app.py",
+            "--project",
+            "app",
+            "--backend",
+            "shell",
+            "--host",
+            "h1",
+        )
+    )
     assert second["summary"] == "second\ninit\nprint('v2')"
     assert second["base_commit"] == head
     # the mirror on the host holds both commits, fed by two bundles
@@ -147,23 +201,23 @@ def test_project_delivery_is_incremental(hub: HubProcess, project: Path,
 
 
 def test_logs_follow_streams_until_the_end(hub: HubProcess) -> None:
-    task_id = add(hub, "[scenario:lines:15:100] stream please", "--backend", "claude",
-                  "--host", "h1")
+    task_id = add(
+        hub, "[scenario:lines:15:100] stream please", "--backend", "claude", "--host", "h1"
+    )
     res = hub.cli("logs", task_id, "-f", timeout=60)
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("line ")]
-    assert lines == [f"line {i}" for i in range(1, 16)] or lines == [f"line {i}" for i in
-                                                                     range(15)]
+    assert lines == [f"line {i}" for i in range(1, 16)] or lines == [f"line {i}" for i in range(15)]
     assert "completed" in (res.stdout + res.stderr)
 
 
-def test_prompt_arrives_byte_identical_and_executes_nothing(hub: HubProcess, project: Path,
-                                                            ssh_hosts: list[SshHost]) -> None:
+def test_prompt_arrives_byte_identical_and_executes_nothing(
+    hub: HubProcess, project: Path, ssh_hosts: list[SshHost]
+) -> None:
     for marker in ("/tmp/dobby-e2e-pwned", "/tmp/dobby-e2e-pwned2"):
         if os.path.exists(marker):
             os.unlink(marker)
-    task_id = add(hub, "-", "--project", "app", "--backend", "claude", "--host", "h1",
-                  input=NASTY)
+    task_id = add(hub, "-", "--project", "app", "--backend", "claude", "--host", "h1", input=NASTY)
     task = hub.wait_status(task_id)
     assert task["status"] == "completed"
     assert task["prompt"] == NASTY
@@ -172,15 +226,24 @@ def test_prompt_arrives_byte_identical_and_executes_nothing(hub: HubProcess, pro
     assert host_file(ssh_hosts[0], task_id, "prompt.md") == NASTY
     assert not os.path.exists("/tmp/dobby-e2e-pwned")
     assert not os.path.exists("/tmp/dobby-e2e-pwned2")
-    assert ssh(ssh_hosts[0], "ls /tmp/dobby-e2e-pwned /tmp/dobby-e2e-pwned2 2>/dev/null || true"
-               ) == ""
+    assert (
+        ssh(ssh_hosts[0], "ls /tmp/dobby-e2e-pwned /tmp/dobby-e2e-pwned2 2>/dev/null || true") == ""
+    )
     # a shell task's "prompt" is its command line: it runs as written, quoting intact
-    shell_id = add(hub, "-", "--backend", "shell", "--host", "h1",
-                   input="printf '%s|' \"it's\" 'a \"b\"' $'\\x41'")
-    assert hub.wait_status(shell_id)["summary"] == "it's|a \"b\"|A|"
+    shell_id = add(
+        hub,
+        "-",
+        "--backend",
+        "shell",
+        "--host",
+        "h1",
+        input="printf '%s|' \"it's\" 'a \"b\"' $'\\x41'",
+    )
+    assert hub.wait_status(shell_id)["summary"] == 'it\'s|a "b"|A|'
 
 
 # --- failures ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("backend", "scenario", "reason", "error_part"),
@@ -193,9 +256,9 @@ def test_prompt_arrives_byte_identical_and_executes_nothing(hub: HubProcess, pro
         ("shell", None, "exit_code", "exit code 3"),
     ],
 )
-def test_agent_failures_end_failed_with_the_reason(hub: HubProcess, backend: str,
-                                                   scenario: str | None, reason: str,
-                                                   error_part: str) -> None:
+def test_agent_failures_end_failed_with_the_reason(
+    hub: HubProcess, backend: str, scenario: str | None, reason: str, error_part: str
+) -> None:
     prompt = f"[scenario:{scenario}] do it" if scenario else "echo boom >&2; exit 3"
     task = hub.wait_status(add(hub, prompt, "--backend", backend, "--host", "h2"))
     assert task["status"] == "failed"
@@ -204,24 +267,30 @@ def test_agent_failures_end_failed_with_the_reason(hub: HubProcess, backend: str
     assert task["exit_code"] not in (0, None)
 
 
-def test_cancel_kills_the_session_and_its_processes(hub: HubProcess,
-                                                    ssh_hosts: list[SshHost]) -> None:
+def test_cancel_kills_the_session_and_its_processes(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
     h1 = ssh_hosts[0]
     task_id = add(hub, "sleep 300 & sleep 301; wait", "--backend", "shell", "--host", "h1")
     hub.wait_status(task_id, ("running",))
-    ssh(h1, f"for i in $(seq 50); do pgrep -f '[s]leep 301' && break; sleep 0.1; done")
+    ssh(h1, "for i in $(seq 50); do pgrep -f '[s]leep 301' && break; sleep 0.1; done")
     res = hub.cli("cancel", task_id, "--json", check=True)
     assert json.loads(res.stdout)["status"] == "cancelled"
-    assert ssh(h1, f"tmux has-session -t dobby-{task_id} 2>/dev/null && echo alive || echo gone"
-               ).strip() == "gone"
+    assert (
+        ssh(
+            h1, f"tmux has-session -t dobby-{task_id} 2>/dev/null && echo alive || echo gone"
+        ).strip()
+        == "gone"
+    )
     assert ssh(h1, "pgrep -f '[s]leep 30[01]' || echo none").strip() == "none"
     again = hub.cli("cancel", task_id)
     assert again.returncode == 1 and "already cancelled" in again.stderr
 
 
 def test_timeout_ends_a_hung_agent(hub: HubProcess, ssh_hosts: list[SshHost]) -> None:
-    task_id = add(hub, "[scenario:hang] wait forever", "--backend", "codex", "--host", "h1",
-                  "--timeout", "2")
+    task_id = add(
+        hub, "[scenario:hang] wait forever", "--backend", "codex", "--host", "h1", "--timeout", "2"
+    )
     task = hub.wait_status(task_id, timeout=60)
     assert (task["status"], task["reason"]) == ("failed", "timeout")
     assert "timed out after 2s" in task["error"]
@@ -247,8 +316,7 @@ def test_hub_kill_9_mid_run_then_restart(hub: HubProcess, ssh_hosts: list[SshHos
 
 def test_sshd_restart_mid_run(hub: HubProcess, ssh_hosts: list[SshHost]) -> None:
     h2 = ssh_hosts[1]
-    task_id = add(hub, "[scenario:lines:30:100] keep going", "--backend", "claude",
-                  "--host", "h2")
+    task_id = add(hub, "[scenario:lines:30:100] keep going", "--backend", "claude", "--host", "h2")
     hub.wait_status(task_id, ("running",))
     time.sleep(0.5)
     h2.stop()  # cuts the hub's connection; the task goes on inside tmux
@@ -275,6 +343,7 @@ def test_host_down_at_dispatch_fails_clearly_and_spares_others(
 
 
 # --- bad input --------------------------------------------------------------------------------
+
 
 def test_bad_input_gets_one_line_errors(hub: HubProcess, project: Path) -> None:
     cases = [
@@ -350,7 +419,9 @@ def test_api_key_is_required_when_set(tmp_path: Path, local_entry: dict) -> None
 def test_non_loopback_bind_without_key_is_refused(tmp_path: Path) -> None:
     res = subprocess.run(
         ["python3", "-m", "dobby", "start", "--host", "0.0.0.0", "--port", "1"],
-        env={**os.environ, "DOBBY_HOME": str(tmp_path / "h")}, capture_output=True, text=True,
+        env={**os.environ, "DOBBY_HOME": str(tmp_path / "h")},
+        capture_output=True,
+        text=True,
         timeout=30,
     )
     assert res.returncode != 0

@@ -14,7 +14,9 @@ import pytest
 from dobby.runner import scripts
 from dobby.runner.backends.base import PROMPT
 
-NASTY = "it's \"quoted\" $(touch /tmp/dobby-pwned) `id` ; rm -rf / \n\tnew line é ✓ 日本 \\ $HOME\n\n"
+NASTY = (
+    'it\'s "quoted" $(touch /tmp/dobby-pwned) `id` ; rm -rf / \n\tnew line é ✓ 日本 \\ $HOME\n\n'
+)
 
 
 @pytest.mark.parametrize(
@@ -31,13 +33,17 @@ NASTY = "it's \"quoted\" $(touch /tmp/dobby-pwned) `id` ; rm -rf / \n\tnew line 
         ("100%", "100%"),
     ],
 )
-def test_env_values_are_data_except_variable_references(tmp_path: Path, value: str,
-                                                        expected: str) -> None:
+def test_env_values_are_data_except_variable_references(
+    tmp_path: Path, value: str, expected: str
+) -> None:
     env_file = tmp_path / "env"
     env_file.write_text(scripts.render_env({"V": value}))
     out = subprocess.run(
-        ["bash", "-c", f". {env_file}; printf %s \"$V\""], capture_output=True, text=True,
-        env={"PATH": "/usr/bin", "HOME": str(tmp_path)}, check=True,
+        ["bash", "-c", f'. {env_file}; printf %s "$V"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "HOME": str(tmp_path)},
+        check=True,
     )
     assert out.stdout == expected
 
@@ -52,8 +58,9 @@ def test_render_command_quotes_every_word_and_keeps_the_prompt_out() -> None:
     assert line == "claude -p --model 'x y' -- \"$DOBBY_PROMPT\""
 
 
-def _run_bundle(tmp_path: Path, argv: list[str], prompt: str, timeout: float | None = None
-                ) -> tuple[Path, scripts.TaskPaths]:
+def _run_bundle(
+    tmp_path: Path, argv: list[str], prompt: str, timeout: float | None = None
+) -> tuple[Path, scripts.TaskPaths]:
     paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="abcd1234")
     task_dir = Path(paths.task_dir)
     task_dir.mkdir(parents=True)
@@ -69,9 +76,11 @@ def _run_bundle(tmp_path: Path, argv: list[str], prompt: str, timeout: float | N
 def test_run_sh_passes_the_prompt_byte_identical_and_writes_exit_last(tmp_path: Path) -> None:
     if os.path.exists("/tmp/dobby-pwned"):
         os.unlink("/tmp/dobby-pwned")
-    probe = ("import json,os,sys; json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), "
-             "'g': os.environ['GREETING'], 'id': os.environ['DOBBY_TASK_ID']}, "
-             "open(os.environ['DOBBY_TASK_DIR'] + '/seen.json', 'w')); print('{\"ok\": 1}')")
+    probe = (
+        "import json,os,sys; json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), "
+        "'g': os.environ['GREETING'], 'id': os.environ['DOBBY_TASK_ID']}, "
+        "open(os.environ['DOBBY_TASK_DIR'] + '/seen.json', 'w')); print('{\"ok\": 1}')"
+    )
     task_dir, paths = _run_bundle(tmp_path, ["python3", "-c", probe, "--", PROMPT], NASTY)
     seen = json.loads((task_dir / "seen.json").read_text())
     assert seen["argv"] == ["--", NASTY]
@@ -111,10 +120,14 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
     Path(paths.task_dir).mkdir(parents=True)
     (Path(paths.task_dir) / "prompt.md").write_text("sleep 300 & sleep 300; wait")
     (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
-    (Path(paths.task_dir) / "run.sh").write_text(scripts.render_run_sh(
-        paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree))
-    subprocess.run(["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)],
-                   check=True)
+    (Path(paths.task_dir) / "run.sh").write_text(
+        scripts.render_run_sh(
+            paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree
+        )
+    )
+    subprocess.run(
+        ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)], check=True
+    )
     pid_file = Path(paths.file("pid"))
     deadline = time.monotonic() + 10
     while not pid_file.exists() and time.monotonic() < deadline:
@@ -127,13 +140,19 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
             break
         time.sleep(0.05)
     assert len(procs) >= 3  # run.sh, timeout, bash, sleeps
-    probe = subprocess.run(["bash", "-c", scripts.render_probe(session=paths.session, paths=paths)],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        ["bash", "-c", scripts.render_probe(session=paths.session, paths=paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert scripts.parse_kv(probe.stdout) == {"session": "1", "exit": ""}
     subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)
     assert subprocess.run(["pgrep", "-s", sid], capture_output=True).returncode == 1
-    assert subprocess.run(["tmux", "has-session", "-t", paths.session],
-                          capture_output=True).returncode != 0
+    assert (
+        subprocess.run(["tmux", "has-session", "-t", paths.session], capture_output=True).returncode
+        != 0
+    )
 
 
 def test_versions_probe_applies_host_env(tmp_path: Path) -> None:

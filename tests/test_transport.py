@@ -16,8 +16,15 @@ from tests.fixtures.sshd import SshHost
 
 
 def ssh_host_model(h: SshHost, **overrides) -> Host:  # type: ignore[no-untyped-def]
-    fields = dict(name=h.name, connection="ssh", address=h.address, port=h.port, user=h.user,
-                  identity_file=str(h.identity_file), known_hosts=str(h.known_hosts))
+    fields = dict(
+        name=h.name,
+        connection="ssh",
+        address=h.address,
+        port=h.port,
+        user=h.user,
+        identity_file=str(h.identity_file),
+        known_hosts=str(h.known_hosts),
+    )
     fields.update(overrides)
     return Host(**fields)
 
@@ -25,8 +32,9 @@ def ssh_host_model(h: SshHost, **overrides) -> Host:  # type: ignore[no-untyped-
 @pytest.fixture(params=["local", "ssh"])
 async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
     if request.param == "local":
-        t: Transport = LocalTransport(host=Host(name="local", connection="local",
-                                                workdir=str(tmp_path / "w")))
+        t: Transport = LocalTransport(
+            host=Host(name="local", connection="local", workdir=str(tmp_path / "w"))
+        )
     else:
         hosts = request.getfixturevalue("ssh_hosts")
         t = SshTransport(host=ssh_host_model(hosts[0]))
@@ -111,14 +119,17 @@ async def test_unknown_host_key_is_refused(ssh_hosts: list[SshHost], tmp_path: P
         await t.connect()
 
 
-async def test_wrong_host_key_is_refused_even_with_tofu(ssh_hosts: list[SshHost],
-                                                        tmp_path: Path) -> None:
+async def test_wrong_host_key_is_refused_even_with_tofu(
+    ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
     h1, h2 = ssh_hosts[0], ssh_hosts[1]
     wrong = tmp_path / "known_hosts"
     key = h2.known_hosts.read_text().split(None, 1)[1]
     wrong.write_text(f"[{h1.address}]:{h1.port} {key}")
-    t = SshTransport(host=ssh_host_model(h1, known_hosts=str(wrong), trust_on_first_use=True),
-                     tofu_known_hosts=str(wrong))
+    t = SshTransport(
+        host=ssh_host_model(h1, known_hosts=str(wrong), trust_on_first_use=True),
+        tofu_known_hosts=str(wrong),
+    )
     with pytest.raises(HostUnreachable, match="host key not verified"):
         await t.connect()
 
@@ -126,8 +137,10 @@ async def test_wrong_host_key_is_refused_even_with_tofu(ssh_hosts: list[SshHost]
 async def test_trust_on_first_use_pins_the_key(ssh_hosts: list[SshHost], tmp_path: Path) -> None:
     pinned = tmp_path / "pinned_known_hosts"
     h = ssh_hosts[0]
-    t = SshTransport(host=ssh_host_model(h, known_hosts=str(pinned), trust_on_first_use=True),
-                     tofu_known_hosts=str(pinned))
+    t = SshTransport(
+        host=ssh_host_model(h, known_hosts=str(pinned), trust_on_first_use=True),
+        tofu_known_hosts=str(pinned),
+    )
     await t.connect()
     await t.close()
     expected = h.known_hosts.read_text().split()[:3]
@@ -149,4 +162,3 @@ async def test_connection_refused_names_the_host(ssh_hosts: list[SshHost]) -> No
     # inside the backoff window the error comes at once, with the cause
     with pytest.raises(HostUnreachable, match="retrying in"):
         await t.connect()
-

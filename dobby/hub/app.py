@@ -16,14 +16,20 @@ ID = r"([A-Za-z0-9_-]+)"
 # (pattern, handler, {method: summary}) — the single source of the routes and of /openapi.json.
 ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (r"/health", h.HealthHandler, {"get": "Liveness and counts (no API key needed)"}),
-    (r"/tasks", h.TasksHandler, {"get": "List tasks (?project=&status=&limit=)",
-                                  "post": "Submit a task"}),
+    (
+        r"/tasks",
+        h.TasksHandler,
+        {"get": "List tasks (?project=&status=&limit=)", "post": "Submit a task"},
+    ),
     (rf"/tasks/{ID}", h.TaskHandler, {"get": "One task", "patch": "Edit a draft/pending task"}),
     (rf"/tasks/{ID}/cancel", h.TaskCancelHandler, {"post": "Cancel a task"}),
     (rf"/tasks/{ID}/retry", h.TaskRetryHandler, {"post": "Queue a failed/cancelled task again"}),
     (rf"/tasks/{ID}/logs", h.TaskLogsHandler, {"get": "Task output from ?offset="}),
-    (rf"/tasks/{ID}/events", h.TaskEventsHandler,
-     {"get": "SSE: a task's log (from ?offset=), status changes, end"}),
+    (
+        rf"/tasks/{ID}/events",
+        h.TaskEventsHandler,
+        {"get": "SSE: a task's log (from ?offset=), status changes, end"},
+    ),
     (r"/events", h.EventsHandler, {"get": "SSE: every hub event (Last-Event-ID / ?since=)"}),
     (rf"/results/{ID}", h.ResultHandler, {"get": "A task's result"}),
     (r"/projects", h.ProjectsHandler, {"get": "List projects", "post": "Register a project"}),
@@ -43,30 +49,52 @@ def openapi() -> dict[str, Any]:
         for method, summary in methods.items():
             op: dict[str, Any] = {
                 "summary": summary,
-                "responses": {"200": {"description": "OK"},
-                              "400": {"$ref": "#/components/responses/Error"},
-                              "401": {"$ref": "#/components/responses/Error"},
-                              "404": {"$ref": "#/components/responses/Error"}},
+                "responses": {
+                    "200": {"description": "OK"},
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "404": {"$ref": "#/components/responses/Error"},
+                },
             }
             if "{id}" in path:
-                op["parameters"] = [{"name": "id", "in": "path", "required": True,
-                                     "schema": {"type": "string"}}]
+                op["parameters"] = [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ]
             if method in ("post", "patch"):
-                op["requestBody"] = {"content": {"application/json": {"schema": {
-                    "type": "object"}}}}
+                op["requestBody"] = {
+                    "content": {"application/json": {"schema": {"type": "object"}}}
+                }
             ops[method] = op
         paths[path] = ops
-    paths["/openapi.json"] = {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OK"}}}}
+    paths["/openapi.json"] = {
+        "get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Dobby hub", "version": __version__},
         "components": {
             "securitySchemes": {"key": {"type": "apiKey", "in": "header", "name": "X-Dobby-Key"}},
-            "responses": {"Error": {"description": "Error", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"error": {"type": "object",
-                           "properties": {"code": {"type": "string"},
-                                          "message": {"type": "string"}}}}}}}}},
+            "responses": {
+                "Error": {
+                    "description": "Error",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "error": {
+                                        "type": "object",
+                                        "properties": {
+                                            "code": {"type": "string"},
+                                            "message": {"type": "string"},
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
+                }
+            },
         },
         "security": [{"key": []}],
         "paths": paths,
@@ -86,5 +114,7 @@ def make_app(dobby: Dobby) -> tornado.web.Application:
     routes: list[Any] = [(pattern, handler, args) for pattern, handler, _ in ROUTES]
     routes.append((r"/openapi.json", OpenAPIHandler, args))
     return tornado.web.Application(
-        routes, default_handler_class=NotFoundHandler, default_handler_args=args,
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
     )

@@ -75,8 +75,12 @@ def log_chunk(dobby: Any, task_id: str, offset: int) -> dict[str, Any]:
     backend = get_backend(task.backend)
     events = [e.to_dict() for line in text.splitlines() for e in backend.render(line)]
     return {
-        "task_id": task.id, "offset": offset, "next_offset": next_offset, "text": text,
-        "events": events, "status": task.status,
+        "task_id": task.id,
+        "offset": offset,
+        "next_offset": next_offset,
+        "text": text,
+        "events": events,
+        "status": task.status,
         "done": task.state.finished and next_offset >= dobby.log_size(task.id),
     }
 

@@ -15,16 +15,21 @@ from dobby.service import Dobby
 log = logging.getLogger("dobby.hub")
 
 
-async def run_hub(settings: Settings, *, ready: asyncio.Event | None = None,
-                  stop: asyncio.Event | None = None) -> None:
+async def run_hub(
+    settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
     """Serve until ``stop`` is set (or a signal arrives)."""
     settings.validate()
     dobby = Dobby(settings=settings)
     await dobby.start()
     app = make_app(dobby)
     server = app.listen(settings.port, address=settings.host, xheaders=False)
-    log.info("dobby hub listening on http://%s:%s (state in %s)", settings.host, settings.port,
-             settings.home)
+    log.info(
+        "dobby hub listening on http://%s:%s (state in %s)",
+        settings.host,
+        settings.port,
+        settings.home,
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

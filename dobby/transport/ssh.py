@@ -25,8 +25,13 @@ _LOST = (asyncssh.Error, OSError, EOFError)
 
 # AES-GCM first: asyncssh builds a new cipher object per packet for chacha20-poly1305, which
 # made crypto the hub's top CPU cost when following many tasks; GCM reuses one context.
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
-           "aes128-ctr", "aes256-ctr")
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
 
 
 def _default_known_hosts() -> str:
