@@ -144,9 +144,11 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
             f"  {task_id}  {res['status']:<9} {res['backend']:<6} cost {cost:<8} "
             f"{summary[-1][:70] if summary else ''}"
         )
-    print(
-        f"try:  DOBBY_URL={url} dobby status   |   dobby logs {ids[1]}   |   dobby results {ids[2]}"
-    )
+    if keep:
+        print(f"try:  export DOBBY_URL={url}; dobby status; dobby logs {ids[1]}; "
+              f"dobby results {ids[2]}")
+    else:
+        print("demo done; `dobby demo --keep` leaves the hub running to explore")
     try:
         if keep:
             print("hub keeps running; Ctrl-C to stop")

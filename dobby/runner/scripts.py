@@ -16,6 +16,7 @@ from dobby.runner.backends.base import PROMPT
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEED_BUNDLE_EXIT = 42
+OUTPUT_FILES = ("out.jsonl", "err.log", "exit", "exit.tmp", "pid")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def render_launch(
             f"  git -C {repo} worktree add -q -B {branch} {wt} {q(base)} >/dev/null",
             "fi",
         ]
+    # A retried task starts with no output, exit code or pid of its previous attempt.
+    lines.append("rm -f " + " ".join(q(paths.file(n)) for n in OUTPUT_FILES))
     session = q(paths.session)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
     # starting one (~10 ms of CPU per task on a host running short tasks back to back).
