@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -27,6 +28,11 @@ from dobby.store import Store
 from dobby.validate import validate_project, validate_submit
 
 log = logging.getLogger("dobby.hub")
+
+# Finished tasks stay in the hot database (rewritten at each commit) for a day, then move to
+# monthly archive files that are still searched on lookups.
+ARCHIVE_AFTER = 24 * 3600.0
+ARCHIVE_EVERY = 600.0
 
 EDITABLE = ("prompt", "title", "priority", "host", "labels", "timeout", "model")
 
@@ -60,6 +66,7 @@ class Dobby:
         self.inventory_error: str | None = None
         self._watcher: InventoryWatcher | None = None
         self.scheduler = SchedulerLoop(dobby=self)
+        self._housekeeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,17 +83,32 @@ class Dobby:
         self.hosts.start()
         self.store.start()
         await self.scheduler.start()
+        self._housekeeper = asyncio.ensure_future(self._housekeep())
         self.bus.publish("hub.started", data={"version": __version__})
 
     async def stop(self) -> None:
         """Stop background work; tasks keep running on their hosts."""
         await self.scheduler.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
         if self._watcher is not None:
             await self._watcher.stop()
         await self.runner.close()
         await self.hosts.close()
         self.store.set_meta("seq", self.bus.last_seq)
         await self.store.close()
+
+    async def _housekeep(self) -> None:
+        """Move long-finished tasks out of the hot database, now and then."""
+        while True:
+            try:
+                moved = self.store.archive_finished(ARCHIVE_AFTER)
+                if moved:
+                    log.info("archived %d finished tasks", moved)
+            except Exception:  # noqa: BLE001 - retried at the next round
+                log.exception("archiving finished tasks failed")
+            await asyncio.sleep(ARCHIVE_EVERY)
 
     def _set_inventory(self, inventory: Inventory) -> None:
         self.inventory = inventory

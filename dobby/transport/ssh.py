@@ -285,7 +285,7 @@ class SshTransport(Transport):
                 while len(self._readers) > 256:
                     _, old = self._readers.popitem(last=False)
                     asyncio.ensure_future(_quiet_close(old))
-            data = await fh.read(limit, offset)
+            data: bytes = await fh.read(limit, offset)
             return data
         except asyncssh.SFTPNoSuchFile:
             return None
