@@ -14,7 +14,7 @@ import click
 from dobby import cli_render as render
 from dobby.client import HubClient
 from dobby.errors import DobbyError, ValidationError
-from dobby.timefmt import parse_duration
+from dobby.timefmt import format_duration, parse_duration
 
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -104,15 +104,31 @@ def register(path: str, name: str, context: str, as_json: bool) -> None:
     click.echo(f"registered project {body.get('name', name)} → {body.get('path', absolute)}")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
-def projects(as_json: bool) -> None:
-    """List the registered projects."""
+@click.pass_context
+def projects(ctx: click.Context, as_json: bool) -> None:
+    """List the registered projects and their policies (`projects set` changes them)."""
+    if ctx.invoked_subcommand:
+        return
     body = _client().projects()
     if as_json:
         return _print_json(body)
-    rows = [[p.get("name"), p.get("path"), p.get("context") or ""] for p in body["projects"]]
-    _echo_lines(render.render_table(["NAME", "PATH", "CONTEXT"], rows, width=_width(), max_col=60))
+    headers = ["NAME", "PATH", "MAX", "PRIORITY", "BACKEND", "TIMEOUT", "CHAIN", "CONTEXT"]
+    rows = [
+        [
+            p.get("name"),
+            p.get("path"),
+            str(p.get("max_concurrent", 1)),
+            p.get("default_priority") or "-",
+            p.get("default_backend") or "-",
+            format_duration(p["default_timeout"]) if p.get("default_timeout") else "-",
+            "yes" if p.get("auto_chain") else "-",
+            p.get("context") or "",
+        ]
+        for p in body["projects"]
+    ]
+    _echo_lines(render.render_table(headers, rows, width=_width(), max_col=60))
 
 
 def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -130,8 +146,7 @@ def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option(
     "--backend",
     type=click.Choice(["claude", "codex", "shell"]),
-    default="claude",
-    show_default=True,
+    help="Agent to run (default: the project's default_backend, else claude).",
 )
 @click.option("--model", help="Model for the agent.")
 @click.option("--priority", type=click.Choice(["urgent", "high", "normal", "low"]))
@@ -140,6 +155,22 @@ def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 @click.option("--timeout", callback=_timeout, help="Time limit: seconds, 30m, 2h.")
 @click.option("--title", help="Short title (default: the prompt's first line).")
 @click.option("--resume", help="Continue the agent session of this task.")
+@click.option("--after", "after", multiple=True, help="Run once this task completed (repeatable).")
+@click.option("--wait-for-host", is_flag=True, help="Wait for an eligible host, don't fail.")
+@click.option("--cron", help='Create a schedule: crontab fields, e.g. "0 3 * * *".')
+@click.option("--every", help="Create a schedule firing every 30s, 30m, 2h...")
+@click.option(
+    "--overlap",
+    type=click.Choice(["skip", "queue"]),
+    help="A schedule's fire while its last run is unfinished: skip (default) or queue.",
+)
+@click.option(
+    "--artifact",
+    "artifacts",
+    multiple=True,
+    help="Bring back worktree files matching this glob (repeatable), e.g. 'reports/*.json'.",
+)
+@click.option("--gpus", type=click.IntRange(min=0), help="GPUs the task needs (free ones only).")
 @json_option
 def add(
     prompt: str,
@@ -152,16 +183,23 @@ def add(
     timeout: float | None,
     title: str | None,
     resume: str | None,
+    after: tuple[str, ...],
+    wait_for_host: bool,
+    cron: str | None,
+    every: str | None,
+    overlap: str | None,
+    artifacts: tuple[str, ...],
+    gpus: int | None,
     as_json: bool,
 ) -> None:
-    """Queue a task; PROMPT '-' reads it from stdin."""
+    """Queue a task (or, with --cron/--every, a schedule); PROMPT '-' reads it from stdin."""
     if prompt == "-":
         raw = click.get_binary_stream("stdin").read()
         try:
             prompt = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationError("the prompt on stdin is not valid UTF-8") from None
-    task = _client().add_task(
+    fields: dict[str, Any] = dict(
         prompt=prompt,
         project=project,
         backend=backend,
@@ -172,7 +210,16 @@ def add(
         timeout=timeout,
         title=title,
         resume=resume,
+        after=list(after) or None,
+        wait_for_host=wait_for_host or None,
+        artifacts=list(artifacts) or None,
+        gpus=gpus or None,
     )
+    if cron is not None or every is not None or overlap is not None:
+        from dobby.cli_scheduler import add_schedule
+
+        return add_schedule(fields, cron=cron, every=every, overlap=overlap, as_json=as_json)
+    task = _client().add_task(**fields)
     _echo_task(task, as_json)
 
 
@@ -209,67 +256,6 @@ def show(task_id: str, as_json: bool) -> None:
     _echo_lines(render.task_detail_lines(task))
 
 
-def _echo_log_body(body: dict[str, Any], raw: bool) -> None:
-    """Print one log chunk, raw or rendered."""
-    if raw:
-        text = body.get("text") or ""
-        if text:
-            click.echo(text, nl=False)
-        return
-    for event in body.get("events") or []:
-        line = render.render_log_event(event)
-        if line is not None:
-            click.echo(line)
-
-
-@main.command()
-@click.argument("task_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the task ends.")
-@click.option("--raw", is_flag=True, help="Print the agent's output as written.")
-@json_option
-def logs(task_id: str, follow: bool, raw: bool, as_json: bool) -> None:
-    """Print a task's log (readable by default; --raw for the original)."""
-    client = _client()
-    if not follow:
-        body = client.logs(task_id)
-        if as_json:
-            return _print_json(body)
-        # A long log may come in chunks; read on until the hub has nothing more.
-        while True:
-            _echo_log_body(body, raw)
-            offset, next_offset = body.get("offset"), body.get("next_offset")
-            if next_offset is None or next_offset == offset or not body.get("text"):
-                return
-            body = client.logs(task_id, offset=next_offset)
-    last: dict[str, Any] = {}
-    last_status = None
-    for event, data in client.follow(task_id):
-        if as_json:
-            click.echo(json.dumps({"event": event, "data": data}))
-        elif event == "log":
-            _echo_log_body(data, raw)
-        elif event == "status" and data.get("status") != last_status and not raw:
-            click.secho(f"· {render.task_line(data)}", dim=True)
-        if event in ("status", "end"):
-            last = data
-            last_status = data.get("status")
-    if not as_json:
-        # With --raw, stdout stays the agent's bytes; the closing line goes to stderr.
-        click.echo(render.final_line(last), err=raw)
-    click.get_current_context().exit(0 if last.get("status") == "completed" else 1)
-
-
-@main.command()
-@click.argument("task_id")
-@json_option
-def results(task_id: str, as_json: bool) -> None:
-    """Show what a task produced: summary, cost, tokens, branch."""
-    body = _client().result(task_id)
-    if as_json:
-        return _print_json(body)
-    _echo_lines(render.result_lines(body))
-
-
 @main.command()
 @click.argument("task_id")
 @json_option
@@ -280,10 +266,14 @@ def cancel(task_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("task_id")
+@click.option("--cascade", is_flag=True, help="Also re-queue what failed because of it.")
 @json_option
-def retry(task_id: str, as_json: bool) -> None:
-    """Re-queue a failed or cancelled task."""
-    _echo_task(_client().retry(task_id), as_json)
+def retry(task_id: str, cascade: bool, as_json: bool) -> None:
+    """Re-queue a failed or cancelled task (and, with --cascade, its failed dependents)."""
+    task = _client().retry(task_id, cascade=cascade)
+    _echo_task(task, as_json)
+    if cascade and not as_json and len(task.get("requeued") or []) > 1:
+        click.echo(f"also re-queued: {', '.join(task['requeued'][1:])}")
 
 
 @main.command()
@@ -315,4 +305,10 @@ def attach(task_id: str, print_only: bool) -> None:
 
 
 # Feature modules add their commands to `main` when imported.
-from dobby import cli_hosts  # noqa: E402,F401
+from dobby import (  # noqa: E402,F401
+    cli_hosts,
+    cli_integrations,
+    cli_machines,
+    cli_results,
+    cli_scheduler,
+)

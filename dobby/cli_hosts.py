@@ -16,10 +16,13 @@ from dobby.client import HubClient
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
-def hosts(as_json: bool) -> None:
+@click.pass_context
+def hosts(ctx: click.Context, as_json: bool) -> None:
     """List the inventory's hosts with reachability, tool versions and running tasks."""
+    if ctx.invoked_subcommand is not None:
+        return  # `hosts check` / `hosts bootstrap` (dobby/cli_machines.py)
     body = _client().hosts()
     if as_json:
         return _print_json(body)
@@ -72,9 +75,9 @@ def _current_user() -> str:
         return str(os.getuid())
 
 
-def _host_key() -> str | None:
+def _host_key(path: str = HOST_KEY_FILE) -> str | None:
     try:
-        return Path(HOST_KEY_FILE).read_text().strip() or None
+        return Path(path).read_text().strip() or None
     except OSError:
         return None
 
@@ -86,6 +89,27 @@ def _host_key() -> str | None:
 @click.option("--port", type=int, default=22, show_default=True, help="SSH port.")
 @click.option("--user", help="SSH user (default: the current user).")
 @click.option("--label", "labels", multiple=True, help="Label of this machine (repeatable).")
+@click.option(
+    "--host-key",
+    "host_key_file",
+    default=HOST_KEY_FILE,
+    show_default=True,
+    help="This machine's public SSH host key (pinned by the hub).",
+)
+@click.option(
+    "--reverse",
+    metavar="[USER@]HOST[:PORT]",
+    help="Behind NAT: keep a reverse tunnel to this SSH server (the hub's machine).",
+)
+@click.option(
+    "--reverse-port",
+    type=int,
+    default=2222,
+    show_default=True,
+    help="Port opened on the --reverse host's loopback, forwarded to our sshd.",
+)
+@click.option("--reverse-identity", help="SSH key for the --reverse host.")
+@click.option("--reverse-known-hosts", help="known_hosts file for the --reverse host.")
 @json_option
 def agent(
     hub_url: str,
@@ -94,18 +118,44 @@ def agent(
     port: int,
     user: str | None,
     labels: tuple[str, ...],
+    host_key_file: str,
+    reverse: str | None,
+    reverse_port: int,
+    reverse_identity: str | None,
+    reverse_known_hosts: str | None,
     as_json: bool,
 ) -> None:
-    """Add this machine to a hub's hosts (it is then reached over SSH)."""
+    """Add this machine to a hub's hosts (it is then reached over SSH); --reverse for NAT."""
+    from dobby.tunnel import keep_open, open_tunnel, reverse_argv
+
+    tunnel, first = None, None
+    if reverse:
+        # The hub reaches us at 127.0.0.1:reverse_port on the --reverse host: register that.
+        tunnel = reverse_argv(
+            target=reverse,
+            remote_port=reverse_port,
+            local_address=address or "localhost",
+            local_port=port,
+            identity_file=reverse_identity,
+            known_hosts=reverse_known_hosts,
+        )
+        first = open_tunnel(tunnel)  # up before registering: the hub connects at once
     host = HubClient(url=hub_url).register_spoke(
         name=name,
-        address=address or primary_address(),
-        port=port,
+        address="127.0.0.1" if tunnel else (address or primary_address()),
+        port=reverse_port if tunnel else port,
         user=user or _current_user(),
         labels=list(labels),
-        host_key=_host_key(),
+        host_key=_host_key(host_key_file),
     )
     if as_json:
-        return _print_json(host)
-    where = f"{host.get('user')}@{host.get('address')}:{host.get('port')}"
-    click.echo(f"registered {host.get('name', name)} ({where}) with {hub_url}")
+        _print_json(host)
+    else:
+        where = f"{host.get('user')}@{host.get('address')}:{host.get('port')}"
+        click.echo(f"registered {host.get('name', name)} ({where}) with {hub_url}")
+    if tunnel:
+        click.echo(f"keeping the reverse tunnel open: {' '.join(tunnel)} (Ctrl-C stops)", err=True)
+        try:
+            keep_open(tunnel, first=first, log=lambda m: click.echo(m, err=True))
+        except KeyboardInterrupt:
+            pass

@@ -157,13 +157,25 @@ def task_rows(
                 status,
                 t.get("project") or "-",
                 t.get("backend") or "-",
-                t.get("host") or "-",
+                host_cell(t),
                 age_or_duration(t, now),
                 format_cost(t.get("cost_usd"), "-"),
                 t.get("title") or "",
             ]
         )
     return rows
+
+
+def host_cell(task: Mapping[str, Any]) -> str:
+    """Return ``host``, plus ``gpu0,1 39.6GiB`` for a task holding GPUs (dobby.gpu)."""
+    cell = str(task.get("host") or "-")
+    indices = task.get("gpu_indices") or []
+    if indices:
+        cell += " gpu" + ",".join(str(i) for i in indices)
+    mem = task.get("gpu_memory_mib")
+    if mem:
+        cell += f" {mem / 1024:.1f}GiB"
+    return cell
 
 
 def short_version(value: str | None) -> str:

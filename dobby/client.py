@@ -212,9 +212,10 @@ class HubClient:
         """Cancel a task."""
         return self._call("POST", f"/tasks/{_q(id)}/cancel", body={})  # type: ignore[no-any-return]
 
-    def retry(self, id: str) -> dict[str, Any]:
-        """Re-queue a failed or cancelled task."""
-        return self._call("POST", f"/tasks/{_q(id)}/retry", body={})  # type: ignore[no-any-return]
+    def retry(self, id: str, cascade: bool = False) -> dict[str, Any]:
+        """Re-queue a failed or cancelled task (``cascade``: and what failed because of it)."""
+        body = {"cascade": True} if cascade else {}
+        return self._call("POST", f"/tasks/{_q(id)}/retry", body=body)  # type: ignore[no-any-return]
 
     def logs(self, id: str, offset: int = 0) -> dict[str, Any]:
         """Return the task's log from byte ``offset`` (text, parsed events, next_offset)."""
@@ -259,6 +260,80 @@ class HubClient:
         """Return the task's result (summary, cost, tokens, branch…)."""
         return self._call("GET", f"/results/{_q(id)}")  # type: ignore[no-any-return]
 
+    def results(
+        self, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Return the raw ``{"results": [...]}`` body, newest first."""
+        query = {"project": project, "status": status, "limit": limit}
+        return self._call("GET", "/results", query=query)  # type: ignore[no-any-return]
+
+    def detail_status(self, id: str) -> dict[str, Any]:
+        """Return what the task's agent is doing now (step, tool, files, commands, tokens)."""
+        return self._call("GET", f"/tasks/{_q(id)}/detail-status")  # type: ignore[no-any-return]
+
+    def artifacts(self, id: str) -> dict[str, Any]:
+        """Return ``{"task_id", "artifacts": [{name, size}]}``."""
+        return self._call("GET", f"/tasks/{_q(id)}/artifacts")  # type: ignore[no-any-return]
+
+    def download_artifact(self, id: str, name: str, sink: Any) -> int:
+        """Write one artifact into the binary file object ``sink``; return its size."""
+        path = f"/tasks/{_q(id)}/artifacts/{urllib.parse.quote(name, safe='/')}"
+        return self._stream("GET", path, None, sink)
+
+    def diff(self, id: str) -> dict[str, Any]:
+        """Return the task's diff: ``{"diff", "diff_stat", "branch", "base_commit", …}``."""
+        return self._call("GET", f"/tasks/{_q(id)}/diff")  # type: ignore[no-any-return]
+
+    def merge(self, id: str) -> dict[str, Any]:
+        """Merge the task's branch into its project's checkout."""
+        return self._call("POST", f"/tasks/{_q(id)}/merge", body={})  # type: ignore[no-any-return]
+
+    def stats(self, since: str | None = None, project: str | None = None) -> dict[str, Any]:
+        """Return stats and cost accounting."""
+        query = {"since": since, "project": project}
+        return self._call("GET", "/stats", query=query)  # type: ignore[no-any-return]
+
+    def export(
+        self, sink: Any, *, fmt: str = "csv", project: str | None = None, since: str | None = None
+    ) -> int:
+        """Stream an export into the binary file object ``sink``; return the bytes written."""
+        query = {"format": fmt, "project": project, "since": since}
+        return self._stream("GET", "/export", query, sink)
+
+    def import_tasks(self, data: bytes) -> dict[str, Any]:
+        """Import a JSON export (bytes of ``dobby export --format json``)."""
+        req = self._request_obj("POST", "/import", None, None, "application/json")
+        req.data = data
+        req.add_header("Content-Type", "application/json")
+        try:
+            with self._opener.open(req, timeout=max(self.timeout, 300)) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise _http_error(exc.code, exc.reason, exc.read()) from None
+        except (urllib.error.URLError, *_DROPS):
+            raise self._unreachable() from None
+
+    def gc(self, older_than: str | float | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Free finished tasks' directories on hosts (older than the retention by default)."""
+        body = {"older_than": older_than, "dry_run": dry_run}
+        body = {k: v for k, v in body.items() if v is not None}
+        return self._call("POST", "/gc", body=body)  # type: ignore[no-any-return]
+
+    def _stream(self, method: str, path: str, query: dict[str, Any] | None, sink: Any) -> int:
+        """Copy a response body into ``sink`` in chunks; return its size."""
+        total = 0
+        with self._open(method, path, query=query, accept="*/*") as resp:
+            while True:
+                try:
+                    chunk = resp.read(1 << 16)
+                except _DROPS:
+                    raise self._unreachable() from None
+                if not chunk:
+                    return total
+                sink.write(chunk)
+                total += len(chunk)
+
     def projects(self) -> dict[str, Any]:
         """Return the raw ``{"projects": [...]}`` body."""
         return self._call("GET", "/projects")  # type: ignore[no-any-return]
@@ -280,6 +355,73 @@ class HubClient:
     def spokes(self) -> dict[str, Any]:
         """Return the raw ``{"spokes": [...]}`` body."""
         return self._call("GET", "/spokes")  # type: ignore[no-any-return]
+
+    def check_host(self, name: str) -> dict[str, Any]:
+        """Have the hub check one of its hosts (``dobby hosts check --hub``)."""
+        return self._call("POST", f"/hosts/{_q(name)}/check", body={})  # type: ignore[no-any-return]
+
+    def gpus(self, history: bool = False) -> dict[str, Any]:
+        """Return ``GET /gpus``: every GPU host, its GPUs and who uses them."""
+        query = {"history": 1} if history else None
+        return self._call("GET", "/gpus", query=query)  # type: ignore[no-any-return]
+
+    def open_remote(self, **fields: Any) -> dict[str, Any]:
+        """Open an interactive session (``host``, ``project``, ``backend``…); return its task."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/remote", body=body)  # type: ignore[no-any-return]
+
+    def remote_sessions(self, include_finished: bool = False) -> dict[str, Any]:
+        """Return the raw ``{"sessions": [task...]}`` body of interactive sessions."""
+        query = {"all": 1} if include_finished else None
+        return self._call("GET", "/remote", query=query)  # type: ignore[no-any-return]
+
+    def add_batch(self, **fields: Any) -> dict[str, Any]:
+        """Submit a batch (``tasks``, optional ``name`` and ``defaults``) via ``POST /batches``."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+
+    # -- scheduler: drafts, schedules, batches, project policies --------------------------
+
+    def approve(self, id: str) -> dict[str, Any]:
+        """Queue a draft (with its approved plan)."""
+        return self._call("POST", f"/tasks/{_q(id)}/approve", body={})  # type: ignore[no-any-return]
+
+    def reject(self, id: str) -> dict[str, Any]:
+        """Drop a draft."""
+        return self._call("POST", f"/tasks/{_q(id)}/reject", body={})  # type: ignore[no-any-return]
+
+    def add_schedule(self, **fields: Any) -> dict[str, Any]:
+        """Create a schedule: ``cron`` or ``every``, ``overlap``, and the task's fields."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/schedules", body=body)  # type: ignore[no-any-return]
+
+    def schedules(self) -> dict[str, Any]:
+        """Return the raw ``{"schedules": [...]}`` body."""
+        return self._call("GET", "/schedules")  # type: ignore[no-any-return]
+
+    def schedule_action(self, id: str, action: str) -> dict[str, Any]:
+        """Pause, resume or delete a schedule; return it."""
+        if action == "delete":
+            return self._call("DELETE", f"/schedules/{_q(id)}")  # type: ignore[no-any-return]
+        path = f"/schedules/{_q(id)}/{action}"
+        return self._call("POST", path, body={})  # type: ignore[no-any-return]
+
+    def submit_batch_file(self, text: str, file: str) -> dict[str, Any]:
+        """Submit a batch file's YAML text; errors name ``file:line``."""
+        body = {"yaml": text, "file": file}
+        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+
+    def batch(self, id: str) -> dict[str, Any]:
+        """Return a batch: counts by status, cost so far, each task."""
+        return self._call("GET", f"/batches/{_q(id)}")  # type: ignore[no-any-return]
+
+    def batches(self) -> dict[str, Any]:
+        """Return the raw ``{"batches": [...]}`` body."""
+        return self._call("GET", "/batches")  # type: ignore[no-any-return]
+
+    def update_project(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Set project policies (``max_concurrent``, ``auto_chain``…)."""
+        return self._call("PATCH", f"/projects/{_q(name)}", body=fields)  # type: ignore[no-any-return]
 
 
 def _q(id: str) -> str:

@@ -21,7 +21,7 @@ CONFIG_FILE = "dobby.yaml"
 DEFAULT_HOME = "~/.dobby-hub"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Settings that hold credentials: masked in to_public_dict(), kept out of repr().
-SECRET_SETTINGS = frozenset({"api_key", "webhook_url"})
+SECRET_SETTINGS = frozenset({"api_key", "webhook_url", "webhook_secret"})
 # Settings the environment cannot set as DOBBY_<NAME> (structured values belong in dobby.yaml).
 _NO_ENV = frozenset({"prices"})
 
@@ -58,9 +58,20 @@ class Settings:
     api_key: str | None = _setting(
         None, help="Key clients must send; env DOBBY_API_KEY overrides dobby.yaml."
     )
-    webhook_url: str | None = _setting(None, help="URL that receives every event as a JSON POST.")
+    webhook_url: str | None = _setting(
+        None, help="URL that receives a JSON POST per finished task and per draft to approve."
+    )
+    webhook_secret: str | None = _setting(
+        None, help="Key of the webhook's HMAC-SHA256 signature header (X-Dobby-Signature)."
+    )
     stale_timeout: float = _setting(
-        600, help="Seconds with no output and no tmux session before a task is declared stale."
+        600, help="Seconds a running task may go without new output before it is stale."
+    )
+    stale_action: str = _setting(
+        "kill", help="What happens to a stale task: kill (fail it, reason stale) or mark."
+    )
+    priority_aging: float = _setting(
+        600, help="Seconds of waiting that raise a pending task one priority level (0: off)."
     )
     hub_url: str = _derived("URL clients use to reach the hub (default http://HOST:PORT).")
     github_url: str | None = _setting(None, help="Base URL used to link task branches on GitHub.")
@@ -71,6 +82,11 @@ class Settings:
     )
     prices: dict[str, Any] = _setting(
         factory=dict, help="Token prices per model (USD per million tokens), for codex costs."
+    )
+    host_retention: float = _setting(
+        604800,
+        help="Seconds a finished task's worktree and tasks/<id> stay on its host (0: remove "
+        "right after collection).",
     )
     timezone: str | None = _setting(None, help="IANA zone for displayed times (None = local).")
     log_level: str = _setting("info", help="Logging level: debug, info, warning, error.")
@@ -94,6 +110,16 @@ class Settings:
         for name in ("default_timeout", "gpu_poll_interval", "stale_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting '{name}' must be a positive number of seconds")
+        if self.host_retention < 0:
+            raise ConfigError("setting 'host_retention' must be a number of seconds >= 0")
+        if self.stale_action not in ("kill", "mark"):
+            raise ConfigError(
+                f"setting 'stale_action' must be kill or mark, got {self.stale_action!r}"
+            )
+        if self.priority_aging < 0:
+            raise ConfigError("setting 'priority_aging' must be a number of seconds >= 0")
+        if self.webhook_url and urlsplit(self.webhook_url).scheme not in ("http", "https"):
+            raise ConfigError("setting 'webhook_url' must be an http(s) URL")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(
                 f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, "

@@ -30,7 +30,19 @@ class EventType(StrEnum):
     TASK_STARTED = "task.started"
     TASK_LOG = "task.log"  # new log bytes / parsed agent events of a task
     TASK_FINISHED = "task.finished"
+    # Scheduler (dobby/scheduler/): queue transitions, drafts, staleness, schedules, batches.
+    TASK_QUEUED = "task.queued"  # a waiting task's dependencies completed: it joins the queue
+    TASK_RETRIED = "task.retried"
+    TASK_APPROVED = "task.approved"
+    TASK_AWAITING_APPROVAL = "task.awaiting_approval"  # a draft (and its plan) is ready
+    TASK_STALE = "task.stale"  # no output for stale_timeout (stale_action: mark)
+    SCHEDULE_CREATED = "schedule.created"
+    SCHEDULE_UPDATED = "schedule.updated"  # paused, resumed, fired, skipped
+    SCHEDULE_DELETED = "schedule.deleted"
+    BATCH_CREATED = "batch.created"
+    PROJECT_UPDATED = "project.updated"
     HOST_UPDATED = "host.updated"
+    GPUS_UPDATED = "gpus.updated"  # a GPU host's GPUs changed: count, no-GPU reason, users
     INVENTORY_RELOADED = "inventory.reloaded"
     INVENTORY_ERROR = "inventory.error"
     PROJECT_CREATED = "project.created"

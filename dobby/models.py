@@ -116,6 +116,13 @@ class Project:
     path: str
     context: str = ""
     created_at: str = field(default_factory=utcnow)
+    # Policies (dobby/scheduler/): defaults for the project's tasks and how many run at once.
+    default_backend: str | None = None
+    default_timeout: float | None = None
+    default_priority: str | None = None
+    max_concurrent: int = 1
+    auto_chain: bool = False  # a new task waits for the project's latest unfinished task
+    auto_retry: int = 0  # re-queue a host_lost/dispatch_error task on another host, N times
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,6 +177,28 @@ TASK_FIELDS = (
     "resume",
     "models",
     "turns",
+    "base_commit",
+    "head_commit",
+    "diff_stat",
+    "artifact_globs",
+    "artifacts",
+    "collect_error",
+    "merged_at",
+    "merge_commit",
+    "host_cleaned_at",
+    "queued_at",
+    "schedule_id",
+    "plan",
+    "plan_task",
+    "plan_for",
+    "permissions",
+    "wait_for_host",
+    "stale_since",
+    "attempts",
+    "kind",
+    "gpus",
+    "gpu_indices",
+    "gpu_memory_mib",
 )
 
 
@@ -208,9 +237,34 @@ class Task:
     resume: str | None = None
     models: list[str] = field(default_factory=list)
     turns: int | None = None
+    # Scheduler (dobby/scheduler/): queue order, drafts and plans, schedules, attempts.
+    queued_at: str | None = None  # FIFO key within a priority; reset on approve and retry
+    schedule_id: str | None = None  # the schedule that spawned this task
+    plan: str | None = None  # the plan attached to a draft (agent-written or edited)
+    plan_task: str | None = None  # on a draft: the read-only planning run writing its plan
+    plan_for: str | None = None  # on a planning run: the draft its summary becomes the plan of
+    permissions: str | None = None  # per-task override; only "plan" (read-only) is accepted
+    wait_for_host: bool = False  # wait for an eligible reachable host instead of failing
+    stale_since: str | None = None  # set while no output arrives for stale_timeout
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier runs, oldest first
+    avoid_hosts: list[str] = field(default_factory=list)  # hosts an automatic retry skips
+    # Machines (dobby/gpu.py, dobby/remote.py): GPU requests and interactive sessions.
+    kind: str = "task"  # task | interactive (a `dobby remote` session a person attaches to)
+    gpus: int = 0  # GPUs the task needs; placed only where that many are free
+    gpu_indices: list[int] = field(default_factory=list)  # reserved while it runs
+    gpu_memory_mib: int | None = None  # GPU memory its processes use (last poll)
     # Placement: the host the user asked for (``host`` is where it actually runs).
     want_host: str | None = None
     base_commit: str | None = None
+    # Results (dobby/results/): what came back from the host after the task ended.
+    head_commit: str | None = None
+    diff_stat: dict[str, Any] | None = None  # {files: [{path, status, added, deleted}], totals}
+    artifact_globs: list[str] = field(default_factory=list)  # declared with --artifact
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # [{name, size}]
+    collect_error: str | None = None  # why work or artifacts could not be brought back
+    merged_at: str | None = None
+    merge_commit: str | None = None
+    host_cleaned_at: str | None = None  # worktree and tasks/<id> removed from the host
 
     def __post_init__(self) -> None:
         if not self.title:
@@ -237,3 +291,56 @@ def make_title(prompt: str, limit: int = 72) -> str:
     """Return the first line of a prompt, shortened to ``limit`` characters."""
     first = prompt.strip().splitlines()[0] if prompt.strip() else ""
     return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def new_id(prefix: str) -> str:
+    """Return a short random id with a kind prefix (``b-1a2b3c4d``, ``s-…``)."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@dataclass
+class Batch:
+    """Tasks submitted together from one batch file; ``tasks`` maps batch names to task ids."""
+
+    id: str = field(default_factory=lambda: new_id("b"))
+    name: str = ""
+    file: str | None = None
+    created_at: str = field(default_factory=utcnow)
+    tasks: list[dict[str, str]] = field(default_factory=list)  # [{name, id}] in file order
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Batch:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Schedule:
+    """Spawn a task from ``template`` at each fire time of ``cron`` or ``every``."""
+
+    template: dict[str, Any]  # a POST /tasks body, validated when the schedule was created
+    id: str = field(default_factory=lambda: new_id("s"))
+    cron: str | None = None
+    every: str | None = None  # as written (30m); ``every_s`` is the same in seconds
+    every_s: float | None = None
+    timezone: str | None = None  # IANA zone the cron fields are read in (None = hub's local)
+    overlap: str = "skip"  # skip | queue: what a fire does while the previous run is unfinished
+    paused: bool = False
+    next_at: str | None = None
+    last_fire_at: str | None = None
+    last_task_id: str | None = None
+    fires: int = 0
+    skipped: int = 0
+    last_error: str | None = None
+    created_at: str = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schedule:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -43,6 +43,9 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "gpt-5": ModelPrice(input=1.25, output=10.00, cache_read=0.125, cache_write=1.25),
     "gpt-4.1": ModelPrice(input=2.00, output=8.00, cache_read=0.50, cache_write=2.00),
     "o3": ModelPrice(input=2.00, output=8.00, cache_read=0.50, cache_write=2.00),
+    # Claude Code prices itself (total_cost_usd); this entry only estimates the cost of a run
+    # still in progress (detail-status). Reported as "claude-opus-4-8[1m]": prefix match.
+    "claude-opus-4-8": ModelPrice(input=5.00, output=25.00, cache_read=0.50, cache_write=6.25),
 }
 
 

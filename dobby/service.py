@@ -17,15 +17,22 @@ from dobby.errors import (
     ValidationError,
 )
 from dobby.events import EventBus
+from dobby.gpu_monitor import make_gpu_monitor
 from dobby.hosts import HostManager, HostState
 from dobby.inventory import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
 from dobby.models import Project, Task, TaskStatus, utcnow
+from dobby.pending import register_pending_projects
 from dobby.pricing import DEFAULT_PRICES, parse_prices
+from dobby.remote import RemoteSessions
+from dobby.results.service import ResultsService
 from dobby.runner.runner import Runner
+from dobby.scheduler.batches import Batches
+from dobby.scheduler.intake import Intake
 from dobby.scheduler.loop import SchedulerLoop
-from dobby.scheduler.plan import check_placeable
+from dobby.scheduler.schedules import Schedules
 from dobby.store import Store
-from dobby.validate import validate_project, validate_submit
+from dobby.validate import validate_policy_patch, validate_project
+from dobby.webhook import Webhook
 
 log = logging.getLogger("dobby.hub")
 
@@ -33,8 +40,6 @@ log = logging.getLogger("dobby.hub")
 # monthly archive files that are still searched on lookups.
 ARCHIVE_AFTER = 24 * 3600.0
 ARCHIVE_EVERY = 600.0
-
-EDITABLE = ("prompt", "title", "priority", "host", "labels", "timeout", "model")
 
 
 class Dobby:
@@ -66,6 +71,14 @@ class Dobby:
         self.inventory_error: str | None = None
         self._watcher: InventoryWatcher | None = None
         self.scheduler = SchedulerLoop(dobby=self)
+        # Scheduler operations (dobby/scheduler/): tasks in, schedules, batches; webhook out.
+        self.intake = Intake(dobby=self)
+        self.schedules = Schedules(dobby=self)
+        self.batches = Batches(dobby=self)
+        self.webhook = Webhook.from_settings(settings)
+        self.results = ResultsService(dobby=self, prices=prices)
+        self.gpu = make_gpu_monitor(self)  # dobby/gpu_monitor.py
+        self.remote = RemoteSessions(dobby=self)  # dobby/remote.py: `dobby remote` sessions
         self._housekeeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -83,12 +96,21 @@ class Dobby:
         self.hosts.start()
         self.store.start()
         await self.scheduler.start()
+        self.webhook.start(self.bus)
+        self.results.start()
+        self.gpu.start()
+        self.remote.start()
+        register_pending_projects(self)  # recorded by `dobby init` while no hub ran
         self._housekeeper = asyncio.ensure_future(self._housekeep())
         self.bus.publish("hub.started", data={"version": __version__})
 
     async def stop(self) -> None:
         """Stop background work; tasks keep running on their hosts."""
         await self.scheduler.stop()
+        await self.webhook.stop()
+        await self.results.stop()
+        await self.gpu.stop()
+        await self.remote.stop()
         if self._housekeeper is not None:
             self._housekeeper.cancel()
             await asyncio.gather(self._housekeeper, return_exceptions=True)
@@ -126,6 +148,7 @@ class Dobby:
     def save(self, task: Task, event: str = "task.updated") -> None:
         """Persist a task, then publish the event (the one place tasks change)."""
         self.store.put_task(task)
+        self.scheduler.observe(task)
         ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
@@ -154,66 +177,12 @@ class Dobby:
         return found[:limit] if limit else found
 
     def submit(self, body: dict[str, Any]) -> Task:
-        """Validate and queue a new task."""
-        fields = validate_submit(body, default_timeout=self.settings.default_timeout)
-        if fields.get("project"):
-            self.store.get_project(fields["project"])
-        resume_of = fields.pop("resume_task", None)
-        task = Task(**fields)
-        if resume_of:
-            parent = self.get_task(resume_of)
-            if not parent.session_id:
-                raise ValidationError(f"task {parent.id} has no agent session to resume")
-            task.resume = parent.id
-            task.want_host = parent.host
-            task.project = task.project or parent.project
-            task.backend = parent.backend
-        check_placeable(task, self.hosts.hosts.values())
-        self.save(task, "task.created")
-        self.scheduler.kick()
-        return task
+        """Validate and queue a new task (or store a draft; see dobby.scheduler.intake)."""
+        return self.intake.submit(body)
 
     def patch(self, task_id: str, body: dict[str, Any]) -> Task:
-        """Edit a task that has not started."""
-        task = self.get_task(task_id)
-        if task.status not in (TaskStatus.DRAFT.value, TaskStatus.PENDING.value) or (
-            task.id in self.scheduler.dispatching
-        ):
-            raise Conflict(
-                f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
-            )
-        unknown = sorted(set(body) - set(EDITABLE))
-        if unknown:
-            raise ValidationError(
-                f"cannot edit field(s) {', '.join(unknown)} (editable: {', '.join(EDITABLE)})"
-            )
-        merged = {
-            "prompt": task.prompt,
-            "backend": task.backend,
-            "priority": task.priority,
-            "host": task.want_host,
-            "labels": task.host_selector,
-            "timeout": task.timeout,
-            "model": task.model,
-            "title": task.title,
-            **body,
-        }
-        fields = validate_submit(merged, default_timeout=self.settings.default_timeout)
-        for key in (
-            "prompt",
-            "priority",
-            "want_host",
-            "host_selector",
-            "timeout",
-            "model",
-            "title",
-        ):
-            if key in fields:
-                setattr(task, key, fields[key])
-        check_placeable(task, self.hosts.hosts.values())
-        self.save(task)
-        self.scheduler.kick()
-        return task
+        """Edit a draft or a task that has not started."""
+        return self.intake.patch(task_id, body)
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task; a running one is killed on its host."""
@@ -231,30 +200,9 @@ class Dobby:
             await self.runner.kill(task)
         return task
 
-    def retry(self, task_id: str) -> Task:
-        """Queue a failed or cancelled task again."""
-        task = self.get_task(task_id)
-        if task.status not in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value):
-            raise Conflict(
-                f"task {task.id} is {task.status}: only failed or cancelled tasks can be retried"
-            )
-        task.status = TaskStatus.PENDING.value
-        task.waiting_on = "capacity"
-        task.attempt += 1
-        for name in (
-            "reason",
-            "error",
-            "started_at",
-            "finished_at",
-            "exit_code",
-            "summary",
-            "host",
-        ):
-            setattr(task, name, None)
-        self._reset_log(task.id)
-        self.save(task)
-        self.scheduler.kick()
-        return task
+    def retry(self, task_id: str, *, cascade: bool = False) -> Task:
+        """Queue a failed or cancelled task again (``cascade``: and what failed because of it)."""
+        return self.intake.retry(task_id, cascade=cascade)[0]
 
     def _reset_log(self, task_id: str) -> None:
         log_path = self.runner.log_path(task_id)
@@ -262,36 +210,8 @@ class Dobby:
             log_path.rename(log_path.with_name(f"out.{int(time.time())}.jsonl"))
 
     def result(self, task_id: str) -> dict[str, Any]:
-        """Return the result fields of a task."""
-        task = self.get_task(task_id)
-        duration = None
-        if task.started_at:
-            from dobby.models import parse_time
-
-            end = parse_time(task.finished_at).timestamp() if task.finished_at else time.time()
-            duration = round(end - parse_time(task.started_at).timestamp(), 3)
-        keys = (
-            "status",
-            "reason",
-            "summary",
-            "error",
-            "exit_code",
-            "cost_usd",
-            "models",
-            "turns",
-            "session_id",
-            "branch",
-            "host",
-            "backend",
-            "project",
-            "started_at",
-            "finished_at",
-        )
-        out: dict[str, Any] = {"task_id": task.id}
-        out.update({k: getattr(task, k) for k in keys})
-        out["tokens"] = task.tokens.to_dict()
-        out["duration_s"] = duration
-        return out
+        """Return the result fields of a task (see dobby.results)."""
+        return self.results.result(task_id)
 
     def read_log(self, task_id: str, offset: int = 0, limit: int = 4 << 20) -> tuple[bytes, int]:
         """Return (bytes, next_offset) of the hub's copy of a task's output."""
@@ -315,6 +235,16 @@ class Dobby:
         project = validate_project(body)
         self.store.put_project(project)
         self.bus.publish("project.created", data=project.to_dict())
+        return project
+
+    def update_project(self, name: str, body: dict[str, Any]) -> Project:
+        """Change a project's policies (or context)."""
+        project = self.store.get_project(name)
+        for key, value in validate_policy_patch(body).items():
+            setattr(project, key, value)
+        self.store.put_project(project)
+        self.bus.publish("project.updated", data=project.to_dict())
+        self.scheduler.kick()  # a larger max_concurrent may start tasks now
         return project
 
     def _project_path(self, name: str) -> str:

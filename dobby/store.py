@@ -37,7 +37,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -46,11 +46,11 @@ from tinydb import Storage, TinyDB
 from tinydb.middlewares import Middleware
 
 from dobby.errors import ConfigError, NotFound, ValidationError
-from dobby.models import Project, Task, TaskStatus, parse_time
+from dobby.models import Batch, Project, Schedule, Task, TaskStatus, parse_time
 
 log = logging.getLogger(__name__)
 
-TABLES = ("tasks", "projects", "hosts", "meta")
+TABLES = ("tasks", "projects", "hosts", "meta", "batches", "schedules")
 FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
 MIN_PREFIX = 4
 ARCHIVE_GLOB = "tasks-*.jsonl"
@@ -89,6 +89,7 @@ class AtomicJSONStorage(Storage):
         if create_dirs:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.writes = 0  # number of completed file replaces (tests and stats read it)
+        self._encoded: dict[tuple[str, str], tuple[Any, str]] = {}  # (table, key) -> (doc, JSON)
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         """Return the stored tables, None for a missing or empty file; ConfigError if corrupt."""
@@ -116,8 +117,29 @@ class AtomicJSONStorage(Storage):
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         """Replace the file with ``data`` atomically."""
-        atomic_write(self.path, json.dumps(data, separators=(",", ":")).encode())
+        atomic_write(self.path, self.encode(data))
         self.writes += 1
+
+    def encode(self, data: dict[str, dict[str, Any]]) -> bytes:
+        """Return ``json.dumps(data)`` (compact), serialising only documents that changed.
+
+        The Store replaces documents and never changes them in place, so a document object
+        seen at the last write still has the JSON it had then: a commit re-encodes what
+        changed and joins the rest (a durable submit into a large database costs a copy of
+        the file, not a json.dumps of every task).
+        """
+        seen: dict[tuple[str, str], tuple[Any, str]] = {}
+        tables = []
+        for name, docs in data.items():
+            parts = []
+            for key, doc in docs.items():
+                hit = self._encoded.get((name, key))
+                text = hit[1] if hit is not None and hit[0] is doc else _compact(doc)
+                seen[(name, key)] = (doc, text)
+                parts.append(f"{_compact(key)}:{text}")
+            tables.append(f"{_compact(name)}:{{{','.join(parts)}}}")
+        self._encoded = seen
+        return f"{{{','.join(tables)}}}".encode()
 
     def close(self) -> None:
         """Release nothing: the file is never held open."""
@@ -359,8 +381,12 @@ class Store:
         self._projects: dict[str, dict[str, Any]] = data["projects"]
         self._hosts: dict[str, dict[str, Any]] = data["hosts"]
         self._meta: dict[str, Any] = data["meta"]
+        self._batches: dict[str, dict[str, Any]] = data["batches"]
+        self._schedules: dict[str, dict[str, Any]] = data["schedules"]
+        self._durable: list[tuple[int, asyncio.Future[None]]] = []  # (generation, waiter)
         self.archive = TaskArchive(self.archive_dir)
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # someone awaits durability: cut the batching pause
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -409,6 +435,52 @@ class Store:
             docs.extend(self.archive.read(entries))
         docs.sort(key=lambda d: (d.get("created_at") or "", d["id"]), reverse=True)
         return [Task.from_dict(d) for d in docs]
+
+    def iter_task_docs(
+        self, *, project: str | None = None, batch: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Yield task documents newest first, reading archived ones ``batch`` at a time."""
+        keys: list[tuple[str, str, _Archived | None]] = [
+            (d.get("created_at") or "", tid, None)
+            for tid, d in self._tasks.items()
+            if project is None or d.get("project") == project
+        ]
+        keys += [
+            (e.created_at, tid, e)
+            for tid, e in self.archive.index().items()
+            if tid not in self._tasks and (project is None or e.project == project)
+        ]
+        keys.sort(key=lambda k: (k[0], k[1]), reverse=True)
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            wanted = [e for _, _, e in chunk if e is not None]
+            archived = iter(self.archive.read(wanted))
+            for _, tid, entry in chunk:
+                if entry is not None:
+                    yield next(archived)
+                elif tid in self._tasks:  # may have been deleted meanwhile
+                    yield copy.deepcopy(self._tasks[tid])
+
+    def has_task(self, task_id: str) -> bool:
+        """Return whether a task with exactly this id exists (hot or archived)."""
+        return task_id in self._tasks or task_id in self.archive.index()
+
+    def import_finished(self, docs: list[dict[str, Any]]) -> None:
+        """Append finished task documents with new ids straight to the archive."""
+        by_month: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            when = doc.get("finished_at") or doc.get("created_at") or ""
+            by_month.setdefault(when[:7] or "unknown", []).append(doc)
+        for month, group in sorted(by_month.items()):
+            self.archive.append(month, group)
+
+    def task_status(self, task_id: str) -> str | None:
+        """Return the status of a task by exact id (None if unknown), without building it."""
+        doc = self._tasks.get(task_id)
+        if doc is not None:
+            return str(doc.get("status"))
+        entry = self.archive.index().get(task_id)
+        return entry.status if entry is not None else None
 
     def delete_task(self, task_id: str) -> None:
         """Remove a task from the hot database and the archive."""
@@ -506,6 +578,42 @@ class Store:
         self._meta[key] = _json_copy(value)
         self._touch()
 
+    # -- batches and schedules ------------------------------------------------------------
+
+    def put_batch(self, batch: Batch) -> None:
+        """Insert or replace a batch."""
+        self._batches[batch.id] = batch.to_dict()
+        self._touch()
+
+    def get_batch(self, batch_id: str) -> Batch:
+        """Return a batch by id or unique prefix."""
+        return Batch.from_dict(self._batches[_by_prefix(self._batches, batch_id, "batch")])
+
+    def batches(self) -> list[Batch]:
+        """Return every batch, newest first."""
+        docs = sorted(self._batches.values(), key=lambda d: d.get("created_at") or "", reverse=True)
+        return [Batch.from_dict(d) for d in docs]
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        """Insert or replace a schedule."""
+        self._schedules[schedule.id] = _json_copy(schedule.to_dict())
+        self._touch()
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        """Return a schedule by id or unique prefix."""
+        key = _by_prefix(self._schedules, schedule_id, "schedule")
+        return Schedule.from_dict(copy.deepcopy(self._schedules[key]))
+
+    def schedules(self) -> list[Schedule]:
+        """Return every schedule, oldest first."""
+        docs = sorted(self._schedules.values(), key=lambda d: d.get("created_at") or "")
+        return [Schedule.from_dict(copy.deepcopy(d)) for d in docs]
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Remove a schedule."""
+        del self._schedules[_by_prefix(self._schedules, schedule_id, "schedule")]
+        self._touch()
+
     # -- commit ---------------------------------------------------------------------------
 
     @property
@@ -520,6 +628,33 @@ class Store:
     def flush(self) -> None:
         """Write pending changes now (one atomic file replace)."""
         self._mw.flush()
+        self._release_durable()
+
+    async def durable(self) -> None:
+        """Return once every change made so far is on disk (group commit with other callers)."""
+        if not self._mw.dirty:
+            return
+        if self._flusher is None or self._flusher.done():
+            self.flush()  # no background flusher (tests, tools): write now
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._durable.append((self._mw.generation, fut))
+        self._wake.set()
+        self._urgent.set()
+        await fut
+
+    def _release_durable(self) -> None:
+        if not self._durable:
+            return
+        done = self._mw.committed if self._mw.dirty else self._mw.generation
+        waiting = []
+        for generation, fut in self._durable:
+            if generation <= done:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                waiting.append((generation, fut))
+        self._durable = waiting
 
     async def run_flusher(self) -> None:
         """Commit pending changes at most once per ``flush_interval``, until cancelled."""
@@ -534,7 +669,14 @@ class Store:
                     log.exception("could not write %s; retrying", self.path)
                     self._wake.set()
                     await asyncio.sleep(max(1.0, self.flush_interval))  # don't spin on ENOSPC
-            await asyncio.sleep(self.flush_interval)
+                    continue
+            self._release_durable()
+            # Someone awaits durability: commit again at once (the changes made while this
+            # commit was writing form the next group). Otherwise batch for flush_interval.
+            if not self._durable:
+                self._urgent.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self.flush_interval)
 
     def start(self) -> None:
         """Start the background flusher on the running loop."""
@@ -556,6 +698,22 @@ class Store:
         finally:
             self._closed = True
             _unlock(self._lock_fd)
+
+
+def _by_prefix(table: dict[str, Any], key: str, kind: str) -> str:
+    """Return the id in ``table`` that is ``key`` or the only one starting with it."""
+    if key in table:
+        return key
+    matches = sorted(k for k in table if len(key) >= MIN_PREFIX and k.startswith(key))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValidationError(f"ambiguous {kind} id prefix {key!r}: matches {', '.join(matches)}")
+    raise NotFound(f"unknown {kind} {key!r}")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _project(doc: dict[str, Any]) -> Project:

@@ -559,7 +559,6 @@ def test_add_reads_stdin_byte_identical(hub: FakeHub) -> None:
     assert sent == {
         "prompt": sent["prompt"],
         "project": "demo",
-        "backend": "claude",
         "labels": ["gpu", "a100"],
         "timeout": 1800.0,
     }

@@ -16,8 +16,9 @@ def test_demo_runs_every_task_to_its_true_end() -> None:
     rows = re.findall(r"^  ([0-9a-f]{8})  (\w+)\s+(\w+)\s+cost (\S+)\s+(.*)$", res.stdout, re.M)
     assert len(rows) == 5, res.stdout
     outcome = {(backend, status) for _, status, backend, _, _ in rows}
-    assert ("claude", "completed") in outcome and ("codex", "completed") in outcome
-    assert ("shell", "failed") in outcome
+    assert ("claude", "completed") in outcome, res.stdout
+    assert ("codex", "completed") in outcome, res.stdout
+    assert ("shell", "failed") in outcome, res.stdout
     claude = next(r for r in rows if r[2] == "claude")
     assert claude[3] == "$0.0437" and claude[4] == "Done: created hello.txt"
     state = re.search(r"state in (\S+)\)", res.stdout)

@@ -273,7 +273,7 @@ def test_cancel_kills_the_session_and_its_processes(
     h1 = ssh_hosts[0]
     task_id = add(hub, "sleep 300 & sleep 301; wait", "--backend", "shell", "--host", "h1")
     hub.wait_status(task_id, ("running",))
-    ssh(h1, "for i in $(seq 50); do pgrep -f '[s]leep 301' && break; sleep 0.1; done")
+    ssh(h1, "for i in $(seq 50); do pgrep -u $(id -u) -f '[s]leep 301' && break; sleep 0.1; done")
     res = hub.cli("cancel", task_id, "--json", check=True)
     assert json.loads(res.stdout)["status"] == "cancelled"
     assert (
@@ -282,7 +282,7 @@ def test_cancel_kills_the_session_and_its_processes(
         ).strip()
         == "gone"
     )
-    assert ssh(h1, "pgrep -f '[s]leep 30[01]' || echo none").strip() == "none"
+    assert ssh(h1, "pgrep -u $(id -u) -f '[s]leep 30[01]' || echo none").strip() == "none"
     again = hub.cli("cancel", task_id)
     assert again.returncode == 1 and "already cancelled" in again.stderr
 

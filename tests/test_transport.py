@@ -162,3 +162,17 @@ async def test_connection_refused_names_the_host(ssh_hosts: list[SshHost]) -> No
     # inside the backoff window the error comes at once, with the cause
     with pytest.raises(HostUnreachable, match="retrying in"):
         await t.connect()
+
+
+
+async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_host_model(ssh_hosts[0]))
+    first = asyncio.ensure_future(t.connect())
+    while t._conn is None:  # the SSH connection is up, the identity probe not yet done
+        await asyncio.sleep(0)
+    await t.connect()
+    assert t.workdir == f"{ssh_hosts[0].home}/.dobby"  # raised "not connected" before
+    await first
+    await t.close()

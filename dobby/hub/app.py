@@ -8,7 +8,11 @@ import tornado.web
 
 from dobby import __version__
 from dobby.hub import handlers as h
+from dobby.hub import handlers_scheduler as hs
 from dobby.hub.base import BaseHandler, NotFoundHandler
+from dobby.hub.dashboard import DASHBOARD_ROUTES
+from dobby.hub.handlers_machines import ROUTES as MACHINES_ROUTES
+from dobby.hub.handlers_results import RESULTS_ROUTES
 from dobby.service import Dobby
 
 ID = r"([A-Za-z0-9_-]+)"
@@ -18,12 +22,16 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (r"/health", h.HealthHandler, {"get": "Liveness and counts (no API key needed)"}),
     (
         r"/tasks",
-        h.TasksHandler,
+        hs.TasksHandler,  # POST answers once the task is durable
         {"get": "List tasks (?project=&status=&limit=)", "post": "Submit a task"},
     ),
     (rf"/tasks/{ID}", h.TaskHandler, {"get": "One task", "patch": "Edit a draft/pending task"}),
     (rf"/tasks/{ID}/cancel", h.TaskCancelHandler, {"post": "Cancel a task"}),
-    (rf"/tasks/{ID}/retry", h.TaskRetryHandler, {"post": "Queue a failed/cancelled task again"}),
+    (
+        rf"/tasks/{ID}/retry",
+        hs.TaskRetryHandler,
+        {"post": "Queue a failed/cancelled task again ({cascade: true}: and its dependents)"},
+    ),
     (rf"/tasks/{ID}/logs", h.TaskLogsHandler, {"get": "Task output from ?offset="}),
     (
         rf"/tasks/{ID}/events",
@@ -31,20 +39,25 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         {"get": "SSE: a task's log (from ?offset=), status changes, end"},
     ),
     (r"/events", h.EventsHandler, {"get": "SSE: every hub event (Last-Event-ID / ?since=)"}),
-    (rf"/results/{ID}", h.ResultHandler, {"get": "A task's result"}),
     (r"/projects", h.ProjectsHandler, {"get": "List projects", "post": "Register a project"}),
-    (rf"/projects/{ID}", h.ProjectHandler, {"get": "One project"}),
+    (rf"/projects/{ID}", hs.ProjectHandler, {"get": "One project", "patch": "Set its policies"}),
     (r"/hosts", h.HostsHandler, {"get": "Inventory hosts with reachability and versions"}),
     (r"/spokes/register", h.SpokesRegisterHandler, {"post": "Add a host to the inventory"}),
     (r"/spokes", h.SpokesHandler, {"get": "Hosts added through /spokes/register"}),
 ]
+ROUTES += hs.SCHEDULER_ROUTES  # drafts, schedules, batches (dobby/hub/handlers_scheduler.py)
+ROUTES += DASHBOARD_ROUTES  # the web dashboard (dobby/hub/dashboard.py)
+ROUTES += RESULTS_ROUTES  # results, artifacts, stats, export (dobby/hub/handlers_results.py)
+ROUTES += MACHINES_ROUTES  # GPUs and `dobby remote` sessions (dobby/hub/handlers_machines.py)
 
 
 def openapi() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the routes above."""
     paths: dict[str, Any] = {}
     for pattern, _handler, methods in ROUTES:
-        path = pattern.replace(ID, "{id}")
+        if not methods:
+            continue  # a page, not an API route (the dashboard)
+        path = pattern.replace(ID, "{id}").replace("(.+)", "{name}")
         ops = {}
         for method, summary in methods.items():
             op: dict[str, Any] = {
@@ -60,6 +73,10 @@ def openapi() -> dict[str, Any]:
                 op["parameters"] = [
                     {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ]
+            if "{name}" in path:
+                op.setdefault("parameters", []).append(
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                )
             if method in ("post", "patch"):
                 op["requestBody"] = {
                     "content": {"application/json": {"schema": {"type": "object"}}}

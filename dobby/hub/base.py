@@ -53,6 +53,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(data, ensure_ascii=False))
 
+    async def send_durable(self, data: Any, status: int = 200) -> None:
+        """Answer only once the change is on disk: a 2xx survives a hub killed right after."""
+        await self.dobby.store.durable()
+        self.send(data, status)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, DobbyError):

@@ -40,31 +40,31 @@ class TasksHandler(BaseHandler):
         )
         self.send({"tasks": [t.to_dict() for t in tasks]})
 
-    def post(self) -> None:
+    async def post(self) -> None:
         task = self.dobby.submit(self.body_json())
-        self.send(task.to_dict(), 201)
+        await self.send_durable(task.to_dict(), 201)
 
 
 class TaskHandler(BaseHandler):
     def get(self, task_id: str) -> None:
         self.send(self.dobby.get_task(task_id).to_dict())
 
-    def patch(self, task_id: str) -> None:
+    async def patch(self, task_id: str) -> None:
         body = self.body_json()
         if not isinstance(body, dict):
             raise ValidationError("request body must be a JSON object")
-        self.send(self.dobby.patch(task_id, body).to_dict())
+        await self.send_durable(self.dobby.patch(task_id, body).to_dict())
 
 
 class TaskCancelHandler(BaseHandler):
     async def post(self, task_id: str) -> None:
         task = await self.dobby.cancel(task_id)
-        self.send(task.to_dict())
+        await self.send_durable(task.to_dict())
 
 
 class TaskRetryHandler(BaseHandler):
-    def post(self, task_id: str) -> None:
-        self.send(self.dobby.retry(task_id).to_dict(), 201)
+    async def post(self, task_id: str) -> None:
+        await self.send_durable(self.dobby.retry(task_id).to_dict(), 201)
 
 
 def log_chunk(dobby: Any, task_id: str, offset: int) -> dict[str, Any]:
@@ -148,17 +148,12 @@ class EventsHandler(SSEHandler):
                     return
 
 
-class ResultHandler(BaseHandler):
-    def get(self, task_id: str) -> None:
-        self.send(self.dobby.result(task_id))
-
-
 class ProjectsHandler(BaseHandler):
     def get(self) -> None:
         self.send({"projects": [p.to_dict() for p in self.dobby.store.projects()]})
 
-    def post(self) -> None:
-        self.send(self.dobby.register_project(self.body_json()).to_dict(), 201)
+    async def post(self) -> None:
+        await self.send_durable(self.dobby.register_project(self.body_json()).to_dict(), 201)
 
 
 class ProjectHandler(BaseHandler):
@@ -172,11 +167,11 @@ class HostsHandler(BaseHandler):
 
 
 class SpokesRegisterHandler(BaseHandler):
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.body_json()
         if not isinstance(body, dict):
             raise ValidationError("request body must be a JSON object")
-        self.send(self.dobby.register_spoke(body), 201)
+        await self.send_durable(self.dobby.register_spoke(body), 201)
 
 
 class SpokesHandler(BaseHandler):

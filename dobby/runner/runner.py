@@ -8,6 +8,7 @@ resumes exactly where its copy ends: no gap, no duplicate line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import tempfile
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from dobby.errors import DispatchError, TransportError
+from dobby.gpu import gpu_env
 from dobby.hosts import HostManager
 from dobby.models import Reason, Task, TaskStatus, utcnow
 from dobby.pricing import ModelPrice
+from dobby.results import followup
+from dobby.results.collect import collect_outputs
 from dobby.runner import scripts
 from dobby.runner.backends import get_backend
 from dobby.runner.gitsync import create_bundle, head_commit
@@ -78,11 +82,18 @@ class Runner:
     def log_path(self, task_id: str) -> Path:
         return self.task_dir(task_id) / "out.jsonl"
 
+    def git_lock(self, project: str) -> asyncio.Lock:
+        """Return the lock serialising writes to a project's repository on the hub."""
+        return self._git_locks.setdefault(project, asyncio.Lock())
+
     async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
         assert task.host is not None
         transport = self.hosts.transport(task.host)
         await transport.connect()
-        return transport, scripts.TaskPaths(workdir=transport.workdir, task_id=task.id)
+        # A follow-up works in the worktree of its chain's first task (see results.followup).
+        worktree = followup.worktree_id(task, self._get_task)
+        paths = scripts.TaskPaths(workdir=transport.workdir, task_id=task.id, worktree_id=worktree)
+        return transport, paths
 
     # -- launch ------------------------------------------------------------------------
     async def launch(self, task: Task, *, resume_session: str | None = None) -> None:
@@ -96,14 +107,19 @@ class Runner:
     async def _launch(self, task: Task, resume_session: str | None) -> None:
         transport, paths = await self._paths(task)
         host = self.hosts.get(task.host or "")
+        if task.permissions == "plan":  # a planning run is read-only whatever the host allows
+            host = dataclasses.replace(host, permissions="plan")
         backend = get_backend(task.backend)
-        if resume_session:
-            task.resume = resume_session
-        argv = backend.argv(task=task, host=host, is_root=transport.is_root)
+        # task.resume stays the parent task's id (the chain); the agent gets its session id.
+        agent_view = dataclasses.replace(task, resume=resume_session) if resume_session else task
+        argv = backend.argv(task=agent_view, host=host, is_root=transport.is_root)
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
+        if task.gpu_indices:
+            env.update(gpu_env(task.gpu_indices))  # the GPUs the scheduler reserved (dobby.gpu)
         base = None
         if task.project:
-            base = await head_commit(self._project_path(task.project))
+            base = followup.followup_base(task, self._get_task) if resume_session else None
+            base = base or await head_commit(self._project_path(task.project))
             task.base_commit = base
         run_sh = scripts.render_run_sh(
             paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
@@ -135,17 +151,21 @@ class Runner:
         transport: Transport,
         paths: scripts.TaskPaths,
     ) -> None:
-        lock = self._git_locks.setdefault(project, asyncio.Lock())
-        with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
-            local = os.path.join(tmp, f"{project}.bundle")
-            async with lock:
-                await create_bundle(self._project_path(project), local, base=base, have=have)
-            remote = paths.file("project.bundle")
-            await transport.put_file(local, remote)
-        res = await transport.run(
-            scripts.render_receive_bundle(paths=paths, project=project, bundle_path=remote),
-            timeout=300,
-        )
+        # Two tasks of one project starting together on one host must not init or fetch
+        # into the host's mirror at the same time.
+        delivery = self._git_locks.setdefault(f"{transport.host.name}\0{project}",
+                                              asyncio.Lock())
+        async with delivery:
+            with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
+                local = os.path.join(tmp, f"{project}.bundle")
+                async with self.git_lock(project):
+                    await create_bundle(self._project_path(project), local, base=base, have=have)
+                remote = paths.file("project.bundle")
+                await transport.put_file(local, remote)
+            res = await transport.run(
+                scripts.render_receive_bundle(paths=paths, project=project, bundle_path=remote),
+                timeout=300,
+            )
         if not res.ok:
             raise DispatchError(
                 f"{transport.host.name}: git fetch of bundle failed: {res.stderr.strip()[-500:]}"
@@ -290,6 +310,14 @@ class Runner:
                 model=task.model,
                 prices=self._prices,
             )
+        outputs = await collect_outputs(
+            task=task,
+            transport=transport,
+            paths=paths,
+            project_path=self._project_path(task.project) if task.project else None,
+            results_dir=self.task_dir(task.id),
+            lock=self.git_lock(task.project or ""),
+        )
         current = self._get_task(task.id)
         if current.status != TaskStatus.RUNNING.value:
             return  # cancelled meanwhile: cancellation wins
@@ -302,8 +330,8 @@ class Runner:
         task.models = result.models
         task.turns = result.turns
         task.session_id = result.session_id or task.session_id
-        if task.project:
-            task.branch = f"dobby/{task.id}"
+        followup.settle_usage(task, self._get_task, self._prices)
+        outputs.apply(task)
         reason = result.reason
         if exit_code in (124, 137) and task.timeout:
             reason = Reason.TIMEOUT

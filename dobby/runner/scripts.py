@@ -25,6 +25,7 @@ class TaskPaths:
 
     workdir: str
     task_id: str
+    worktree_id: str | None = None  # a follow-up works in its chain's first worktree
 
     @property
     def task_dir(self) -> str:
@@ -32,7 +33,7 @@ class TaskPaths:
 
     @property
     def worktree(self) -> str:
-        return f"{self.workdir}/worktrees/{self.task_id}"
+        return f"{self.workdir}/worktrees/{self.worktree_id or self.task_id}"
 
     def file(self, name: str) -> str:
         return f"{self.task_dir}/{name}"
@@ -128,8 +129,8 @@ def render_launch(
     """
     wt = q(paths.worktree)
     dirs = [f"{q(paths.task_dir)}/artifacts", f"{q(paths.workdir)}/worktrees"]
-    if not (project and base) and not reuse_worktree:
-        dirs.append(wt)
+    if not (project and base):
+        dirs.append(wt)  # no-op when a follow-up reuses it
     lines = ["set -e", "mkdir -p " + " ".join(dirs)]
     if project and base:
         repo = q(paths.repo(project))
@@ -140,9 +141,15 @@ def render_launch(
             f"    git -C {repo} rev-parse -q --verify refs/dobby/sent 2>/dev/null || true",
             f"    exit {NEED_BUNDLE_EXIT}",
             "  fi",
-            f"  git -C {repo} worktree add -q -B {branch} {wt} {q(base)} >/dev/null",
-            "fi",
+            # A worktree removed by hand is still registered: prune, then try once more.
+            f"  git -C {repo} worktree add -q -B {branch} {wt} {q(base)} >/dev/null 2>&1 ||",
+            f"    {{ git -C {repo} worktree prune; "
+            f"git -C {repo} worktree add -q -B {branch} {wt} {q(base)} >/dev/null; }}",
         ]
+        if reuse_worktree:
+            # A follow-up goes on where its parent's work ended, on a branch of its own.
+            lines += ["else", f"  git -C {wt} checkout -q -B {branch}"]
+        lines.append("fi")
     # A retried task starts with no output, exit code or pid of its previous attempt.
     lines.append("rm -f " + " ".join(q(paths.file(n)) for n in OUTPUT_FILES))
     session = q(paths.session)
@@ -172,7 +179,7 @@ def render_receive_bundle(*, paths: TaskPaths, project: str, bundle_path: str) -
     repo = q(paths.repo(project))
     return (
         "set -e\n"
-        f"[ -d {repo} ] || git init -q --bare {repo}\n"
+        f"git init -q --bare {repo}\n"  # idempotent: re-init keeps objects and refs
         f"git -C {repo} fetch -q {q(bundle_path)} +refs/dobby/deliver:refs/dobby/sent\n"
         f"rm -f {q(bundle_path)}\n"
     )

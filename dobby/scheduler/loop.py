@@ -1,20 +1,36 @@
-"""The scheduler's I/O loop: fetch state, call the pure planner, apply its decisions."""
+"""The scheduler's I/O loop: fetch state, call the pure planner, apply its decisions.
+
+The loop keeps the pending queue and the tasks holding a slot (running or being launched) in
+memory, updated by :meth:`SchedulerLoop.observe` on every task save, so a pass costs what the
+planner costs, not a scan of the database. Each pass also fires due schedules, fails tasks
+whose dependencies broke, attaches finished planning runs to their drafts, and now and then
+looks for stale tasks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from dobby.errors import DispatchError, NotFound, TransportError, ValidationError
 from dobby.hosts import HostState
 from dobby.models import Reason, Task, TaskStatus, utcnow
-from dobby.scheduler.plan import HostSlot, PlanInput, plan
+from dobby.scheduler import deps
+from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
+from dobby.scheduler.queue import PendingQueue
+from dobby.scheduler.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from dobby.service import Dobby
 
 log = logging.getLogger("dobby.scheduler")
+
+PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
+IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
+INTERACTIVE = "interactive"  # `dobby remote` sessions (dobby/remote.py watches those)
 
 
 class SchedulerLoop:
@@ -23,15 +39,41 @@ class SchedulerLoop:
     def __init__(self, *, dobby: Dobby) -> None:
         self.dobby = dobby
         self.dispatching: set[str] = set()
+        self.queue = PendingQueue(aging=dobby.settings.priority_aging)
+        self.deps = deps.Tracker()  # which queued tasks wait for dependencies
+        self.active: dict[str, Task] = {}  # running or being launched: each holds a slot
+        self.watchdog = Watchdog(dobby=dobby)
+        self._finished: list[Task] = []  # finished since the last pass (drafts, auto-retry)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._launches: set[asyncio.Task[None]] = set()
 
     def kick(self) -> None:
         """Ask for a scheduling pass soon (a task was added or finished, a host changed)."""
         self._wake.set()
 
+    def observe(self, task: Task) -> None:
+        """Track a task just saved: queue membership, slot holders, finished ones."""
+        # A copy: the caller may keep changing its object (unsaved) or answer with it later.
+        task = copy.copy(task)
+        if task.status == PENDING and task.id not in self.dispatching:
+            self.queue.put(task)
+            self.deps.put(task)
+        else:
+            self.queue.discard(task.id)
+            self.deps.discard(task.id)
+        if task.status == RUNNING or task.id in self.dispatching:
+            self.active[task.id] = task
+        else:
+            self.active.pop(task.id, None)
+        if TaskStatus(task.status).finished:
+            self._finished.append(task)
+            self.deps.changed(task.id)
+
     async def start(self) -> None:
-        """Re-adopt tasks from before a restart, then start the loop."""
+        """Load the queue, re-adopt tasks from before a restart, then start the loop."""
+        for task in self.dobby.store.tasks(status=(PENDING, RUNNING)):
+            self.observe(task)
         await self._recover()
         self._task = asyncio.ensure_future(self._schedule_loop())
 
@@ -47,55 +89,132 @@ class SchedulerLoop:
             self._wake.clear()
             try:
                 self.schedule_once()
+                if self.watchdog.due(time.time()):
+                    self.watchdog.check(
+                        [
+                            t
+                            for t in self.active.values()
+                            if t.status == RUNNING and t.kind != INTERACTIVE
+                        ]
+                    )
             except Exception:  # noqa: BLE001 - the loop must survive a bad decision
                 log.exception("scheduling pass failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
             except TimeoutError:
                 pass
 
-    def schedule_once(self) -> None:
-        """Decide what starts now and launch it."""
-        pending = [
-            t
-            for t in self.dobby.store.tasks(status=TaskStatus.PENDING.value)
-            if t.id not in self.dispatching
-        ]
-        if not pending:
-            return
-        running = self.dobby.store.tasks(status=TaskStatus.RUNNING.value)
+    def _idle_wait(self) -> float:
+        due = self.dobby.schedules.next_due()
+        if due is None:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.005, due - time.time()))
+
+    def schedule_once(self) -> Plan | None:
+        """Fire schedules, settle dependencies, decide what starts now and launch it."""
+        self._settle_finished()
+        due = self.dobby.schedules.next_due()
+        if due is not None and due <= time.time():
+            self.dobby.schedules.tick()
+        if not len(self.queue):
+            return None
+        blocked = self._blocked()
+        result = plan(self._plan_input(blocked))
+        started = set()
+        for decision in result.decisions:
+            try:
+                task = self.dobby.get_task(decision.task_id)
+            except NotFound:  # deleted behind the scheduler's back
+                self.queue.discard(decision.task_id)
+                continue
+            if decision.host is None:
+                self._fail(task, Reason.DISPATCH_ERROR, decision.error or "no host")
+                continue
+            task.host = decision.host
+            task.gpu_indices = decision.gpus
+            task.waiting_on = "dispatch"
+            self.dispatching.add(task.id)
+            self.dobby.save(task)
+            started.add(task.id)
+            launch = asyncio.ensure_future(self._dispatch(task.id))
+            self._launches.add(launch)
+            launch.add_done_callback(self._launches.discard)
+        self._update_waiting(result, blocked, started)
+        return result
+
+    def _plan_input(self, blocked: dict[str, str]) -> PlanInput:
+        holders = list(self.active.values())
         load: dict[str, int] = {}
-        for task in running:
+        projects: dict[str, int] = {}
+        for task in holders:
             load[task.host or ""] = load.get(task.host or "", 0) + 1
-        for task_id in self.dispatching:
-            host = self.dobby.get_task(task_id).host or ""
-            load[host] = load.get(host, 0) + 1
+            # A person's interactive session uses a host slot but does not hold up the
+            # project's queue.
+            if task.project and task.kind != INTERACTIVE:
+                projects[task.project] = projects.get(task.project, 0) + 1
+        # GPUs held by running or launching tasks stay reserved (dobby.gpu); freed at the end.
+        gpus_free = self.dobby.gpu.free_gpus(holders)
         slots = [
             HostSlot(
                 host=h,
                 running=load.get(n, 0),
                 reachable=(self.dobby.hosts.states.get(n) or HostState()).reachable,
+                gpus_free=gpus_free.get(n, ()),
             )
             for n, h in self.dobby.hosts.hosts.items()
         ]
-        decisions = plan(
-            PlanInput(
-                pending=pending,
-                hosts=slots,
-                running_total=len(running) + len(self.dispatching),
-                max_total=self.dobby.settings.max_concurrent_agents,
-            )
+        return PlanInput(
+            pending=self.queue,
+            hosts=slots,
+            running_total=len(holders),
+            max_total=self.dobby.settings.max_concurrent_agents,
+            busy_projects=projects,
+            project_limits={p.name: p.max_concurrent for p in self.dobby.store.projects()},
+            blocked=blocked,
+            busy_schedules={t.schedule_id for t in holders if t.schedule_id},
+            now=time.time(),
+            aging=self.dobby.settings.priority_aging,
         )
-        for decision in decisions:
-            task = self.dobby.get_task(decision.task_id)
-            if decision.host is None:
-                self._fail(task, Reason.DISPATCH_ERROR, decision.error or "no host")
+
+    def _blocked(self) -> dict[str, str]:
+        """Fail tasks whose dependencies broke (transitively); return the ones still waiting."""
+        while doomed := self.deps.settle(self.dobby.store.task_status):
+            for tid, blocked in doomed.items():
+                task = self.queue.get(tid)
+                if task is not None:  # failing it makes its own dependents due a check
+                    self._fail(task, Reason.DEPENDENCY_FAILED, deps.failure_message(blocked))
+        return dict.fromkeys(self.deps.waiting, "dependencies")
+
+    def _update_waiting(self, result: Plan, blocked: dict[str, str], started: set[str]) -> None:
+        """Save ``waiting_on`` where it changed (tasks not examined wait on capacity).
+
+        Only tasks that may have changed are looked at: the ones this pass examined, the ones
+        whose dependencies were re-checked, and the few waiting on a host or a schedule. The
+        thousands that simply wait their turn cost nothing.
+        """
+        ids = {*result.waiting, *self.deps.checked} | {t.id for t in self.queue.flagged()}
+        self.deps.checked.clear()
+        for tid in ids:
+            task = self.queue.get(tid)
+            if task is None or tid in started:
                 continue
-            task.host = decision.host
-            task.waiting_on = "dispatch"
-            self.dobby.save(task)
-            self.dispatching.add(task.id)
-            asyncio.ensure_future(self._dispatch(task.id))
+            want = blocked.get(tid) or result.waiting.get(tid) or "capacity"
+            if task.waiting_on != want:
+                was = task.waiting_on
+                task.waiting_on = want
+                event = "task.queued" if was == "dependencies" else "task.updated"
+                self.dobby.save(task, event)
+
+    def _settle_finished(self) -> None:
+        """React to tasks that finished since the last pass: plans, automatic retries."""
+        finished, self._finished = self._finished, []
+        for task in finished:
+            try:
+                if task.plan_for:
+                    self.dobby.intake.plan_finished(task)
+                self.dobby.intake.auto_retry(task)
+            except Exception:  # noqa: BLE001 - one bad task must not stop the others
+                log.exception("settling finished task %s failed", task.id)
 
     def _fail(self, task: Task, reason: Reason, error: str) -> None:
         task.status = TaskStatus.FAILED.value
@@ -105,54 +224,72 @@ class SchedulerLoop:
         task.finished_at = utcnow()
         self.dobby.save(task, "task.finished")
 
+    def _release(self, task_id: str) -> None:
+        """Forget a launch: the task no longer holds a slot unless it is running."""
+        self.dispatching.discard(task_id)
+        held = self.active.get(task_id)
+        if held is not None and held.status != RUNNING:
+            self.active.pop(task_id, None)
+
     async def _dispatch(self, task_id: str) -> None:
         try:
+            # Write-ahead: the host assignment is on disk before the launch, so a hub killed
+            # mid-launch finds it (recovery checks the host) instead of launching it twice.
+            await self.dobby.store.durable()
             task = self.dobby.get_task(task_id)
+            if task.status != PENDING:
+                return  # cancelled before the launch began
             resume_session = None
             if task.resume:
                 resume_session = self.dobby.get_task(task.resume).session_id
             try:
                 await self.dobby.runner.launch(task, resume_session=resume_session)
-            except (DispatchError, TransportError, NotFound, ValidationError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a launch must never leave a task stuck
+                if not isinstance(exc, DispatchError | TransportError | NotFound | ValidationError):
+                    log.exception("launch of %s failed unexpectedly", task_id)
                 current = self.dobby.get_task(task_id)
-                if current.status == TaskStatus.PENDING.value:
-                    self._fail(current, Reason.DISPATCH_ERROR, str(exc))
+                if current.status == PENDING:
+                    self._release(task_id)
+                    self._fail(current, Reason.DISPATCH_ERROR, str(exc) or type(exc).__name__)
                 return
             current = self.dobby.get_task(task_id)
-            if current.status != TaskStatus.PENDING.value:
+            if current.status != PENDING:
                 await self.dobby.runner.kill(current)  # cancelled while launching
                 return
             current.base_commit = task.base_commit
             current.resume = task.resume
-            current.status = TaskStatus.RUNNING.value
+            current.status = RUNNING
             current.waiting_on = None
             current.started_at = utcnow()
             self.dobby.save(current, "task.started")
             self.dobby.runner.follow(current)
         finally:
-            self.dispatching.discard(task_id)
+            self._release(task_id)
             self.kick()
 
     async def _recover(self) -> None:
         """Re-adopt tasks that were running (or being launched) when the hub stopped."""
-        for task in self.dobby.store.tasks(status=TaskStatus.RUNNING.value):
+        for task in list(self.active.values()):
+            if task.kind == INTERACTIVE:
+                continue  # no output to follow: dobby/remote.py watches its session
             log.info("re-adopting running task %s on %s", task.id, task.host)
             self.dobby.runner.follow(task, adopt=True)
-        for task in self.dobby.store.tasks(status=TaskStatus.PENDING.value):
+        for task in self.queue.tasks():
             if task.waiting_on == "dispatch" and task.host:
+                self.dispatching.add(task.id)
+                self.observe(task)  # holds its slot while we look
                 asyncio.ensure_future(self._recover_dispatch(task))
 
     async def _recover_dispatch(self, task: Task) -> None:
-        self.dispatching.add(task.id)
         try:
             state = await self.dobby.runner.session_state(task)
         except (TransportError, NotFound) as exc:
             log.warning("cannot check %s on %s: %s; re-queueing", task.id, task.host, exc)
             state = {}
         finally:
-            self.dispatching.discard(task.id)
+            self._release(task.id)
         if state.get("session") == "1" or state.get("exit"):
-            task.status = TaskStatus.RUNNING.value
+            task.status = RUNNING
             task.waiting_on = None
             task.started_at = task.started_at or utcnow()
             self.dobby.save(task, "task.started")

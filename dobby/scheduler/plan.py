@@ -1,32 +1,48 @@
-"""Pure placement: which pending task starts on which host now.
+"""Pure placement: which pending task starts on which host now, and why the others wait.
 
 State in, decisions out; no I/O. The loop in ``dobby.scheduler.loop`` fetches the state, calls
-:func:`plan`, and applies the decisions.
+:func:`plan`, and applies the result. Tasks are considered in queue order (priority with
+aging, then FIFO: see ``queue.py``); a task that cannot start (its dependencies, its project's
+``max_concurrent``, no host with room) is skipped, so the tasks behind it still may start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dobby.errors import NoEligibleHost, NotFound
-from dobby.models import Host, Priority, Task
+from dobby.gpu import take_gpus
+from dobby.models import Task
+from dobby.scheduler.capacity import (
+    NEVER,
+    WAIT_CAPACITY,
+    Capacity,
+    HostIndex,
+    HostSlot,
+    check_placeable,
+    eligible,
+)
+from dobby.scheduler.queue import (
+    DEFAULT_AGING,
+    PRIORITY_RANK,
+    Cursor,
+    PendingQueue,
+    order_key,
+)
 
-PRIORITY_RANK = {
-    Priority.URGENT.value: 0,
-    Priority.HIGH.value: 1,
-    Priority.NORMAL.value: 2,
-    Priority.LOW.value: 3,
-}
+__all__ = [
+    "PRIORITY_RANK",
+    "Decision",
+    "HostSlot",
+    "Plan",
+    "PlanInput",
+    "check_placeable",
+    "eligible",
+    "order_key",
+    "plan",
+]
 
-
-@dataclass(frozen=True)
-class HostSlot:
-    """What the planner needs to know about one host."""
-
-    host: Host
-    running: int = 0
-    reachable: bool | None = None  # None = not probed yet
+NO_HOST_ANY_MORE = "no host in the inventory matches any more"
 
 
 @dataclass
@@ -36,67 +52,92 @@ class Decision:
     task_id: str
     host: str | None
     error: str | None = None
+    gpus: list[int] = field(default_factory=list)  # GPU indices reserved for the task
 
 
 @dataclass
 class PlanInput:
-    pending: Sequence[Task]
-    hosts: Sequence[HostSlot]
+    """Everything one planning pass looks at."""
+
+    pending: PendingQueue | Iterable[Task]
+    hosts: list[HostSlot]
     running_total: int
     max_total: int
-    busy_projects: Mapping[str, int] = field(default_factory=dict)
+    busy_projects: Mapping[str, int] = field(default_factory=dict)  # running per project
+    project_limits: Mapping[str, int] = field(default_factory=dict)  # max_concurrent
+    blocked: Mapping[str, str] = field(default_factory=dict)  # task id -> waiting_on
+    busy_schedules: Collection[str] = ()  # schedules with an unfinished run (overlap: queue)
+    now: float | None = None  # epoch seconds, for aging; None: no aging
+    aging: float = DEFAULT_AGING
 
 
-def eligible(task: Task, host: Host) -> bool:
-    """Return True if ``host`` could ever run ``task`` (ignoring load)."""
-    if task.want_host and task.want_host != host.name:
-        return False
-    if task.backend not in host.backends:
-        return False
-    return all(label in host.labels for label in task.host_selector)
+@dataclass
+class Plan:
+    """The pass's decisions (starts and failures) and why each examined task waits."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # task id -> waiting_on
+    examined: int = 0
+
+    @property
+    def starts(self) -> list[Decision]:
+        return [d for d in self.decisions if d.host is not None]
 
 
-def check_placeable(task: Task, hosts: Iterable[Host]) -> None:
-    """Raise a clear error at submit if no inventory host can ever run ``task``."""
-    hosts = list(hosts)
-    names = [h.name for h in hosts]
-    if task.want_host and task.want_host not in names:
-        raise NotFound(f"unknown host '{task.want_host}' (hosts: {', '.join(names) or 'none'})")
-    if not any(eligible(task, h) for h in hosts):
-        want = []
-        if task.want_host:
-            want.append(f"host {task.want_host}")
-        if task.host_selector:
-            want.append("labels " + ",".join(task.host_selector))
-        want.append(f"backend {task.backend}")
-        raise NoEligibleHost(f"no host matches {' + '.join(want)}")
+def _cursor(state: PlanInput) -> Cursor:
+    if not isinstance(state.pending, PendingQueue):
+        queue = PendingQueue(aging=state.aging)
+        for task in state.pending:
+            queue.put(task)
+        return queue.cursor(state.now)
+    return state.pending.cursor(state.now)
 
 
-def order_key(task: Task) -> tuple[int, str]:
-    """Sort key: priority first, then FIFO."""
-    return (PRIORITY_RANK.get(task.priority, 2), task.created_at)
+def plan(state: PlanInput) -> Plan:
+    """Return the tasks to start now and where, respecting every capacity limit.
 
-
-def plan(state: PlanInput) -> list[Decision]:
-    """Return the tasks to start now and where, respecting every capacity limit."""
-    decisions: list[Decision] = []
-    load = {slot.host.name: slot.running for slot in state.hosts}
-    room = state.max_total - state.running_total
-    for task in sorted(state.pending, key=order_key):
-        if room <= 0:
-            break
-        candidates = [s for s in state.hosts if eligible(task, s.host)]
-        if not candidates:
-            decisions.append(Decision(task.id, None, "no host in the inventory matches any more"))
+    Tasks not examined (the pass stops once the hub or every host is full) wait on capacity.
+    """
+    out = Plan()
+    cap = Capacity(
+        max_total=state.max_total,
+        running_total=state.running_total,
+        project_running=dict(state.busy_projects),
+        project_limits=state.project_limits,
+        host_load={s.host.name: s.running for s in state.hosts},
+    )
+    index = HostIndex(state.hosts)
+    free_hosts = sum(1 for s in state.hosts if s.running < s.host.max_agents)
+    busy_schedules = set(state.busy_schedules)
+    cursor = _cursor(state)
+    for task in cursor:
+        if cap.room <= 0 or free_hosts <= 0:
+            break  # nothing more can start: the rest waits on capacity
+        out.examined += 1
+        reason = state.blocked.get(task.id)
+        if reason is None and task.schedule_id and task.schedule_id in busy_schedules:
+            reason = "schedule"
+        if reason is None and cap.project_full(task.project):
+            reason = WAIT_CAPACITY
+            cursor.drop(task.project)  # the project's later tasks wait too: skip them all
+        if reason is not None:
+            out.waiting[task.id] = reason
             continue
-        # Unreachable hosts are used only when no other candidate is left: the launch is then
-        # a fresh connection attempt, and its error (not a stale one) fails the task.
-        reachable = [s for s in candidates if s.reachable is not False] or candidates
-        free = [s for s in reachable if load[s.host.name] < s.host.max_agents]
-        if not free:
+        slot, why = index.pick(task, cap.host_load)
+        if slot is None:
+            if why == NEVER:
+                out.decisions.append(Decision(task.id, None, NO_HOST_ANY_MORE))
+            else:
+                out.waiting[task.id] = why
             continue
-        best = min(free, key=lambda s: (load[s.host.name], s.host.name))
-        load[best.host.name] += 1
-        room -= 1
-        decisions.append(Decision(task.id, best.host.name))
-    return decisions
+        name = slot.host.name
+        cap.take(task, name)
+        if cap.project_full(task.project):
+            cursor.drop(task.project)
+        if cap.host_load[name] >= slot.host.max_agents:
+            free_hosts -= 1
+        if task.schedule_id:
+            busy_schedules.add(task.schedule_id)
+        gpus = take_gpus(index.gpu_room, name, task.gpus)
+        out.decisions.append(Decision(task.id, name, gpus=gpus))
+    return out

@@ -77,6 +77,7 @@ class SshTransport(Transport):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._lock = asyncio.Lock()
+        self._sftp_lock = asyncio.Lock()  # concurrent first users share one SFTP channel
         self._channels = asyncio.Semaphore(max_channels)
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
@@ -90,7 +91,8 @@ class SshTransport(Transport):
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._conn.is_closed()
+        # Not before the identity probe is done: callers need home (workdir) at once.
+        return self._conn is not None and not self._conn.is_closed() and self.home is not None
 
     def _known_hosts(self) -> str:
         return os.path.expanduser(self.host.known_hosts or _default_known_hosts())
@@ -157,6 +159,7 @@ class SshTransport(Transport):
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             raise HostUnreachable(_describe(exc), host=host.name) from exc
         self._conn = conn
+        self.home = None
         self._sftp = None
         self._readers.clear()
         self._dirs.clear()
@@ -212,11 +215,15 @@ class SshTransport(Transport):
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         await self.connect()
         if self._sftp is None:
-            assert self._conn is not None
-            try:
-                self._sftp = await self._conn.start_sftp_client()
-            except _LOST as exc:
-                raise self._lost(exc) from exc
+            async with self._sftp_lock:
+                # Without the lock, a burst of launches on a fresh connection each opened an
+                # SFTP channel and together passed sshd's MaxSessions.
+                if self._sftp is None:
+                    assert self._conn is not None
+                    try:
+                        self._sftp = await self._conn.start_sftp_client()
+                    except _LOST as exc:
+                        raise self._lost(exc) from exc
         return self._sftp
 
     async def _ensure_dir(self, sftp: asyncssh.SFTPClient, directory: str) -> None:

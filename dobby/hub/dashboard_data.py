@@ -1,0 +1,348 @@
+"""Pure computations behind the dashboard's read-only views: heatmap, usage, timeline, steps.
+
+Everything here takes plain task dicts (``Task.to_dict()``) and log events, and returns JSON-ready
+dicts; no I/O, no clock (callers pass ``now``), so it is tested from tables.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
+USAGE_WINDOWS: tuple[tuple[str, float], ...] = (("5h", 5.0), ("7d", 7 * 24.0))
+STEP_KINDS = ("tool_use", "command", "file_change")
+NO_PROJECT = "(no project)"
+
+Task = Mapping[str, Any]
+
+
+def parse_ts(value: str | None) -> _dt.datetime | None:
+    """Parse a UTC ISO-8601 string (``Z`` suffix or offset) into an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
+
+
+def iso(value: _dt.datetime) -> str:
+    """Format an aware datetime as UTC ISO-8601 with a ``Z`` suffix."""
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- heatmap ----------------------------------------------------------------------------------
+
+
+def heatmap(
+    tasks: Iterable[Task], *, today: _dt.date, tz: _dt.tzinfo = _dt.UTC, days: int = 365
+) -> dict[str, Any]:
+    """Count completed tasks per project per day (in ``tz``) over the ``days`` ending today."""
+    start = today - _dt.timedelta(days=days - 1)
+    per_project: dict[str, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for task in tasks:
+        if task.get("status") != "completed":
+            continue
+        finished = parse_ts(task.get("finished_at"))
+        if finished is None:
+            continue
+        day = finished.astimezone(tz).date()
+        if not start <= day <= today:
+            continue
+        key = day.isoformat()
+        counts = per_project.setdefault(task.get("project") or NO_PROJECT, {})
+        counts[key] = counts.get(key, 0) + 1
+        total[key] = total.get(key, 0) + 1
+    order = sorted(per_project, key=lambda name: (-sum(per_project[name].values()), name))
+    projects = [
+        {
+            "project": name,
+            "total": sum(per_project[name].values()),
+            "days": dict(sorted(per_project[name].items())),
+        }
+        for name in order
+    ]
+    return {
+        "start": start.isoformat(),
+        "end": today.isoformat(),
+        "days": days,
+        "timezone": str(tz),
+        "projects": projects,
+        "total": {"total": sum(total.values()), "days": dict(sorted(total.items()))},
+        "max": max(total.values(), default=0),
+    }
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+def _empty_usage(backend: str) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "tasks": 0,
+        "cost_usd": 0.0,
+        "tokens": dict.fromkeys((*TOKEN_KINDS, "total"), 0),
+    }
+
+
+def _add_usage(row: dict[str, Any], task: Task) -> None:
+    row["tasks"] += 1
+    row["cost_usd"] = round(row["cost_usd"] + float(task.get("cost_usd") or 0.0), 6)
+    tokens = task.get("tokens") or {}
+    for kind in TOKEN_KINDS:
+        value = int(tokens.get(kind) or 0)
+        row["tokens"][kind] += value
+        row["tokens"]["total"] += value
+
+
+def usage(
+    tasks: Iterable[Task],
+    *,
+    now: _dt.datetime,
+    tz: _dt.tzinfo = _dt.UTC,
+    days: int = 30,
+    windows: Sequence[tuple[str, float]] = USAGE_WINDOWS,
+) -> dict[str, Any]:
+    """Sum tokens and cost per backend over rolling windows, and cost per day per backend."""
+    today = now.astimezone(tz).date()
+    first_day = today - _dt.timedelta(days=days - 1)
+    starts = [(name, hours, now - _dt.timedelta(hours=hours)) for name, hours in windows]
+    per_window: dict[str, dict[str, dict[str, Any]]] = {name: {} for name, _, _ in starts}
+    per_day: dict[str, dict[str, float]] = {}
+    backends: set[str] = set()
+    for task in tasks:
+        finished = parse_ts(task.get("finished_at"))
+        if finished is None or finished > now:
+            continue
+        backend = str(task.get("backend") or "?")
+        backends.add(backend)
+        for name, _hours, since in starts:
+            if finished >= since:
+                rows = per_window[name]
+                _add_usage(rows.setdefault(backend, _empty_usage(backend)), task)
+        day = finished.astimezone(tz).date()
+        if first_day <= day <= today and task.get("cost_usd"):
+            costs = per_day.setdefault(day.isoformat(), {})
+            costs[backend] = round(costs.get(backend, 0.0) + float(task["cost_usd"]), 6)
+    names = sorted(backends)
+    out_windows = []
+    for name, hours, since in starts:
+        rows = per_window[name]
+        out_windows.append(
+            {
+                "name": name,
+                "hours": hours,
+                "since": iso(since),
+                "backends": [rows.get(b) or _empty_usage(b) for b in names],
+            }
+        )
+    out_days = []
+    for i in range(days):
+        key = (first_day + _dt.timedelta(days=i)).isoformat()
+        costs = per_day.get(key, {})
+        out_days.append(
+            {
+                "date": key,
+                "cost_usd": {b: costs.get(b, 0.0) for b in names},
+                "total": round(sum(costs.values()), 6),
+            }
+        )
+    return {
+        "now": iso(now),
+        "timezone": str(tz),
+        "backends": names,
+        "windows": out_windows,
+        "days": out_days,
+    }
+
+
+# -- timeline ---------------------------------------------------------------------------------
+
+
+def interpolate(offsets: Sequence[int], anchors: Sequence[tuple[int, float]]) -> list[float]:
+    """Return a time for each byte offset from known (offset, time) anchors, linearly between."""
+    points = sorted(anchors)
+    if not points:
+        return [0.0 for _ in offsets]
+    keys = [p[0] for p in points]
+    out: list[float] = []
+    for offset in offsets:
+        i = bisect.bisect_right(keys, offset)  # points[:i] are at or before offset
+        if i == 0:
+            out.append(points[0][1])
+        elif i == len(points) or points[i - 1][0] == offset:
+            out.append(points[i - 1][1])
+        else:
+            (o1, t1), (o2, t2) = points[i - 1], points[i]
+            out.append(t1 + (t2 - t1) * (offset - o1) / (o2 - o1))
+    return out
+
+
+def arrival_times(
+    offsets: Sequence[int],
+    arrivals: Sequence[tuple[int, int, float]],
+    *,
+    start: float | None,
+    end: float,
+    log_size: int,
+) -> tuple[list[float], bool]:
+    """Return when each line arrived, and whether some times had to be interpolated."""
+    chunks = sorted(arrivals)
+    starts = [c[0] for c in chunks]
+    anchors: list[tuple[int, float]] = [(a, ts) for a, _b, ts in chunks]
+    if start is not None and not any(a[0] == 0 for a in anchors):
+        anchors.append((0, start))
+    if log_size and not any(a[0] >= log_size for a in anchors):
+        anchors.append((log_size, end))
+    guessed = interpolate(offsets, anchors)
+    times: list[float] = []
+    approximate = False
+    for offset, guess in zip(offsets, guessed, strict=True):
+        i = bisect.bisect_right(starts, offset) - 1
+        if i >= 0 and offset < chunks[i][1]:
+            times.append(chunks[i][2])
+        else:
+            times.append(guess)
+            approximate = True
+    return times, approximate
+
+
+def _states(task: Task, now: _dt.datetime) -> list[dict[str, Any]]:
+    created = parse_ts(task.get("created_at"))
+    started = parse_ts(task.get("started_at"))
+    finished = parse_ts(task.get("finished_at"))
+    states: list[dict[str, Any]] = []
+    if created is not None:
+        end = started or finished or now
+        states.append({"status": "pending", "start": iso(created), "end": iso(end)})
+    if started is not None:
+        states.append({"status": "running", "start": iso(started), "end": iso(finished or now)})
+    if finished is not None:
+        states.append({"status": task.get("status"), "start": iso(finished), "end": iso(finished)})
+    return states
+
+
+def timeline(
+    task: Task,
+    entries: Sequence[tuple[int, Mapping[str, Any]]],
+    *,
+    arrivals: Sequence[tuple[int, int, float]],
+    log_size: int,
+    now: _dt.datetime,
+) -> dict[str, Any]:
+    """Lay a task's states and its tool calls on a time axis.
+
+    ``entries`` are (byte offset of the line, rendered log event) in log order; ``arrivals``
+    are (offset, next_offset, epoch seconds) of the log chunks the hub saw arrive. Lines with
+    no known arrival are placed by interpolating between the task's start and end, and the
+    result says ``approximate``.
+    """
+    started = parse_ts(task.get("started_at"))
+    finished = parse_ts(task.get("finished_at"))
+    end_time = (finished or now).timestamp()
+    times, approximate = arrival_times(
+        [off for off, _ in entries],
+        arrivals,
+        start=started.timestamp() if started else None,
+        end=end_time,
+        log_size=log_size,
+    )
+    steps = _steps(entries, times, end_time)
+    return {
+        "task_id": task.get("id"),
+        "start": task.get("created_at"),
+        "end": iso(finished or now),
+        "states": _states(task, now),
+        "steps": steps,
+        "approximate": approximate,
+    }
+
+
+def _steps(
+    entries: Sequence[tuple[int, Mapping[str, Any]]], times: Sequence[float], end_time: float
+) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    open_by_id: dict[str, dict[str, Any]] = {}
+    open_commands: dict[str, dict[str, Any]] = {}
+    last_open: dict[str, Any] | None = None
+    for (_off, event), at in zip(entries, times, strict=True):
+        kind = event.get("kind")
+        data = event.get("data") or {}
+        if last_open is not None and last_open["_end"] is None and kind not in ("tool_result",):
+            last_open["_end"] = at  # an unpaired step ends where the next thing starts
+        if kind == "tool_result":
+            step = open_by_id.pop(str(data.get("tool_use_id")), None)
+            if step is None and last_open is not None and last_open["kind"] == "tool_use":
+                step = last_open
+            if step is not None:
+                step["_end"] = at
+                step["is_error"] = step["is_error"] or bool(event.get("is_error"))
+            continue
+        if kind == "command" and data.get("status") != "in_progress":
+            pending = open_commands.pop(str(event.get("target")), None)
+            if pending is not None:
+                pending["_end"] = at
+                pending["label"] = event.get("text") or pending["label"]
+                pending["is_error"] = bool(event.get("is_error")) or (
+                    data.get("exit_code") not in (None, 0)
+                )
+                continue
+        if kind not in STEP_KINDS:
+            continue
+        step = {
+            "kind": kind,
+            "tool": event.get("tool")
+            or ("shell" if kind == "command" else "edit" if kind == "file_change" else None),
+            "label": event.get("text") or "",
+            "_start": at,
+            "_end": None,
+            "is_error": bool(event.get("is_error")),
+        }
+        steps.append(step)
+        last_open = step
+        if kind == "tool_use" and data.get("id"):
+            open_by_id[str(data["id"])] = step
+        if kind == "command" and data.get("status") == "in_progress":
+            open_commands[str(event.get("target"))] = step
+        elif kind != "tool_use":
+            step["_end"] = at  # a finished command / file change is an instant
+    out = []
+    for step in steps:
+        start = step.pop("_start")
+        end = step.pop("_end")
+        end = end_time if end is None else max(end, start)
+        out.append(
+            {
+                **step,
+                "start": _epoch_iso(start),
+                "end": _epoch_iso(end),
+                "duration_s": round(end - start, 3),
+            }
+        )
+    return out
+
+
+def _epoch_iso(seconds: float) -> str:
+    return iso(_dt.datetime.fromtimestamp(seconds, _dt.UTC))
+
+
+# -- live steps -------------------------------------------------------------------------------
+
+
+def last_step(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Return the event a person would call the task's current step (skips results/system)."""
+    for event in reversed(events):
+        if event.get("kind") in ("result", "system"):
+            continue
+        return {
+            "kind": event.get("kind"),
+            "text": str(event.get("text") or "")[:240],
+            "tool": event.get("tool"),
+            "is_error": bool(event.get("is_error")),
+        }
+    return None

@@ -1,0 +1,1 @@
+"""What a task gives back: its git branch, artifacts, live detail, stats, exports and cleanup."""

@@ -1,0 +1,351 @@
+"""The hub's results operations: result views, detail-status, artifacts, diff and merge,
+stats, export/import and host cleanup. HTTP handlers call these; the Dobby service owns one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dobby.errors import Conflict, NotFound, TransportError, ValidationError
+from dobby.events import Event
+from dobby.models import Task, TaskStatus, parse_time, utcnow
+from dobby.pricing import ModelPrice
+from dobby.results import artifacts, export, followup, gc, gitback, remote, stats
+from dobby.results.detail import Detail
+
+if TYPE_CHECKING:
+    from dobby.service import Dobby
+
+log = logging.getLogger("dobby.results")
+
+FINISHED = tuple(s.value for s in TaskStatus if s.finished)
+RESULT_KEYS = (
+    "status", "reason", "summary", "error", "exit_code", "cost_usd", "models", "turns",
+    "session_id", "branch", "host", "backend", "model", "project", "title", "started_at",
+    "finished_at", "base_commit", "head_commit", "diff_stat", "artifact_globs", "artifacts",
+    "collect_error", "merged_at", "merge_commit", "host_cleaned_at",
+)  # fmt: skip
+READ_CHUNK = 4 << 20
+MAX_DETAILS = 512  # cached detail summaries (one per recently viewed task)
+
+
+@dataclass
+class _Cached:
+    detail: Detail
+    attempt: int
+    offset: int = 0
+
+
+class ResultsService:
+    """Everything a user gets back from tasks, over the hub's store, runner and hosts."""
+
+    def __init__(self, *, dobby: Dobby, prices: Mapping[str, ModelPrice]) -> None:
+        self.dobby = dobby
+        self.prices = prices
+        self._details: dict[str, _Cached] = {}
+        self._children: dict[str, list[str]] | None = None  # built on first use
+        self._sweeper: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Follow task events and start the retention sweeper."""
+        self.dobby.bus.subscribe(self._on_event)
+        self._sweeper = asyncio.ensure_future(self._sweep_loop())
+
+    async def stop(self) -> None:
+        """Stop the sweeper."""
+        self.dobby.bus.unsubscribe(self._on_event)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    def _on_event(self, event: Event) -> None:
+        if event.type == "task.created" and self._children is not None:
+            parent = event.data.get("resume")
+            if parent and event.task_id not in self._children.get(parent, []):
+                self._children.setdefault(parent, []).append(str(event.task_id))
+        elif event.type == "task.finished" and self.dobby.settings.host_retention <= 0:
+            self._wake.set()
+
+    # -- results -------------------------------------------------------------------------
+    def result(self, task_id: str) -> dict[str, Any]:
+        """Return the result of one task, with its follow-up chain."""
+        task = self.dobby.get_task(task_id)
+        return self._result(task, chain=followup.chain(task, self.dobby.get_task))
+
+    def _result(self, task: Task, *, chain: list[str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"task_id": task.id}
+        out.update({k: getattr(task, k) for k in RESULT_KEYS})
+        out["tokens"] = task.tokens.to_dict()
+        out["duration_s"] = _duration(task)
+        out["parent"] = task.resume
+        out["chain"] = chain if chain is not None else [task.id]
+        out["followups"] = list(self.children().get(task.id, []))
+        return out
+
+    def results(
+        self, *, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Return results newest first (finished tasks unless ``status`` says otherwise)."""
+        if project is not None:
+            self.dobby.store.get_project(project)
+        tasks = self.dobby.store.tasks(project=project, status=status or FINISHED)
+        tasks = tasks[:limit] if limit else tasks
+        return [self._result(t, chain=followup.chain(t, self.dobby.get_task)) for t in tasks]
+
+    def children(self) -> dict[str, list[str]]:
+        """Return parent id → follow-up ids (indexed once, then kept by task.created)."""
+        if self._children is None:
+            self._children = followup.children(self.dobby.store.tasks())
+        return self._children
+
+    # -- detail-status -------------------------------------------------------------------
+    def detail_status(self, task_id: str) -> dict[str, Any]:
+        """Return what the task's agent is doing now (or did), from its output so far."""
+        task = self.dobby.get_task(task_id)
+        cached = self._details.get(task.id)
+        size = self.dobby.log_size(task.id)
+        if cached is None or cached.attempt != task.attempt or cached.offset > size:
+            cached = _Cached(detail=self._new_detail(task), attempt=task.attempt)
+        while cached.offset < size:
+            data, _ = self.dobby.read_log(task.id, cached.offset, READ_CHUNK)
+            cut = data.rfind(b"\n") + 1
+            if task.state.finished and len(data) < READ_CHUNK:
+                cut = len(data)  # the last line may lack its newline
+            if cut == 0:
+                break
+            for line in data[:cut].decode("utf-8", "replace").splitlines():
+                cached.detail.feed(line)
+            cached.offset += cut
+        self._details.pop(task.id, None)
+        self._details[task.id] = cached  # most recent last
+        while len(self._details) > MAX_DETAILS:
+            self._details.pop(next(iter(self._details)))
+        out = {
+            "task_id": task.id,
+            "status": task.status,
+            "reason": task.reason,
+            "backend": task.backend,
+            "host": task.host,
+            "started_at": task.started_at,
+            "finished_at": task.finished_at,
+            "elapsed_s": _duration(task),
+            "exit_code": task.exit_code,
+            **cached.detail.to_dict(),
+        }
+        if task.state.finished and task.cost_usd is not None:
+            out["cost_usd"], out["cost_estimated"] = task.cost_usd, False
+            out["tokens"] = task.tokens.to_dict()
+        return out
+
+    def _new_detail(self, task: Task) -> Detail:
+        parent = followup.parent_of(task, self.dobby.get_task)
+        baseline = parent.tokens if parent is not None and parent.backend == "codex" else None
+        return Detail(
+            backend=task.backend,
+            model=task.model,
+            prices=self.prices,
+            baseline=baseline if task.backend == "codex" else None,
+        )
+
+    # -- artifacts -----------------------------------------------------------------------
+    def _artifact_root(self, task_id: str) -> Path:
+        return self.dobby.runner.task_dir(task_id) / "artifacts"
+
+    def artifacts(self, task_id: str) -> dict[str, Any]:
+        """Return ``{task_id, artifacts: [{name, size}]}``."""
+        task = self.dobby.get_task(task_id)
+        return {
+            "task_id": task.id,
+            "artifacts": artifacts.list_artifacts(self._artifact_root(task.id)),
+        }
+
+    def artifact_file(self, task_id: str, name: str) -> Path:
+        """Return the file of one artifact; refuse names outside the task's artifacts."""
+        task = self.dobby.get_task(task_id)
+        return artifacts.artifact_path(self._artifact_root(task.id), name)
+
+    # -- git -----------------------------------------------------------------------------
+    def _git_task(self, task_id: str) -> tuple[Task, str]:
+        task = self.dobby.get_task(task_id)
+        if not task.project:
+            raise Conflict(f"task {task.id} has no project: there is no git work to show")
+        if not task.head_commit or not task.base_commit:
+            why = task.collect_error or f"task {task.id} is {task.status}"
+            raise Conflict(f"no work of task {task.id} came back yet ({why})")
+        return task, self.dobby.store.get_project(task.project).path
+
+    async def diff(self, task_id: str) -> dict[str, Any]:
+        """Return the task's diff (base..head) as text, with its stat."""
+        task, path = self._git_task(task_id)
+        assert task.base_commit and task.head_commit
+        text, truncated = await gitback.diff_text(path, task.base_commit, task.head_commit)
+        return {
+            "task_id": task.id,
+            "branch": task.branch,
+            "base_commit": task.base_commit,
+            "head_commit": task.head_commit,
+            "diff_stat": task.diff_stat,
+            "diff": text,
+            "truncated": truncated,
+        }
+
+    async def merge(self, task_id: str) -> dict[str, Any]:
+        """Merge the task's branch into the project's checkout, or raise why it cannot."""
+        task, path = self._git_task(task_id)
+        outcome = await gitback.merge(
+            task=task, project_path=path, lock=self.dobby.runner.git_lock(task.project or "")
+        )
+        if not outcome["already"]:
+            current = self.dobby.get_task(task.id)
+            current.merged_at = utcnow()
+            current.merge_commit = outcome["commit"]
+            self.dobby.save(current)
+        return {"task_id": task.id, **outcome}
+
+    # -- stats, export, import -----------------------------------------------------------
+    def stats(self, *, since: str | None = None, project: str | None = None) -> dict[str, Any]:
+        """Return stats and cost accounting (``since``: 24h, 7d or an ISO time)."""
+        now = _dt.datetime.now(_dt.UTC)
+        window = stats.parse_since(since, now)
+        if project is not None:
+            self.dobby.store.get_project(project)
+        return stats.compute(self.dobby.store.tasks(), now=now, since=window, project=project)
+
+    def export(
+        self, *, fmt: str = "csv", project: str | None = None, since: str | None = None
+    ) -> Iterator[str]:
+        """Return the export as text chunks (validated before the first chunk)."""
+        if fmt not in export.FORMATS:
+            raise ValidationError(f"invalid format {fmt!r} (choose {', '.join(export.FORMATS)})")
+        window = stats.parse_since(since, _dt.datetime.now(_dt.UTC))
+        if project is not None:
+            self.dobby.store.get_project(project)
+
+        def docs() -> Iterator[dict[str, Any]]:
+            for doc in self.dobby.store.iter_task_docs(project=project):
+                if window is None or stats.in_window(Task.from_dict(doc), window):
+                    yield doc
+
+        return export.csv_chunks(docs()) if fmt == "csv" else export.json_chunks(docs())
+
+    def import_tasks(self, data: bytes) -> dict[str, Any]:
+        """Import a JSON export: new finished tasks go to the archive as they are."""
+        docs = export.parse_import(data)
+        tasks = [export.check_task(doc, i) for i, doc in enumerate(docs)]
+        fresh, existing, unfinished, seen = [], [], [], set()
+        for task in tasks:
+            if task.id in seen or self.dobby.store.has_task(task.id):
+                existing.append(task.id)
+            elif not task.state.finished:
+                unfinished.append(task.id)  # it belongs to the hub that runs it
+            else:
+                fresh.append(task.to_dict())
+            seen.add(task.id)
+        self.dobby.store.import_finished(fresh)
+        self._children = None
+        return {
+            "imported": len(fresh),
+            "skipped_existing": existing,
+            "skipped_unfinished": unfinished,
+        }
+
+    # -- host cleanup --------------------------------------------------------------------
+    async def gc(self, *, older_than: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Free finished tasks' directories on their hosts; report what was (or would be) freed."""
+        retention = self.dobby.settings.host_retention if older_than is None else older_than
+        if retention < 0:
+            raise ValidationError("'older_than' must be >= 0 seconds")
+        items = gc.plan(self.dobby.store.tasks(), now=time.time(), older_than=retention)
+        by_host: dict[str, list[remote.GcItem]] = {}
+        for item in items:
+            by_host.setdefault(item.host, []).append(item)
+        results = await asyncio.gather(
+            *(self._gc_host(host, group, dry_run) for host, group in sorted(by_host.items()))
+        )
+        report: dict[str, Any] = {
+            "dry_run": dry_run, "older_than_s": retention, "freed_bytes": 0,
+            "tasks": [], "busy": [], "errors": [],
+        }  # fmt: skip
+        for host, (freed, busy, error) in zip(sorted(by_host), results, strict=True):
+            if error:
+                report["errors"].append({"host": host, "error": error})
+            report["busy"] += [{"task_id": t, "host": host} for t in busy]
+            for task_id, size in sorted(freed.items()):
+                report["tasks"].append({"task_id": task_id, "host": host, "bytes": size})
+                report["freed_bytes"] += size
+                if not dry_run:
+                    self._mark_cleaned(task_id)
+        return report
+
+    async def _gc_host(
+        self, host: str, items: list[remote.GcItem], dry_run: bool
+    ) -> tuple[dict[str, int], list[str], str | None]:
+        # Re-check right before acting: a follow-up may have been queued since the plan.
+        active = {
+            followup.worktree_id(t, self.dobby.get_task)
+            for t in self.dobby.store.tasks(status=("pending", "running", "draft"))
+        }
+        items = [
+            remote.GcItem(
+                i.task_id, i.host, i.project, None if i.worktree in active else i.worktree
+            )
+            for i in items
+            if self.dobby.get_task(i.task_id).state.finished
+        ]
+        try:
+            transport = self.dobby.hosts.transport(host)
+            await transport.connect()
+            script = remote.render_gc(workdir=transport.workdir, items=items, dry_run=dry_run)
+            res = await transport.run(script, timeout=600)
+        except (TransportError, NotFound) as exc:
+            return {}, [], str(exc)
+        freed, busy = remote.parse_gc(res.stdout)
+        error = None if res.ok else (res.stderr or res.stdout).strip()[-300:]
+        return freed, busy, error
+
+    def _mark_cleaned(self, task_id: str) -> None:
+        try:
+            task = self.dobby.get_task(task_id)
+        except NotFound:
+            return
+        task.host_cleaned_at = utcnow()
+        self.dobby.save(task)
+
+    async def _sweep_loop(self) -> None:
+        """Apply the retention periodically, and after each task when the retention is 0."""
+        while True:
+            # A sweep reads every task: not at start (a slower start), but after one interval.
+            retention = self.dobby.settings.host_retention
+            interval = min(max(retention / 10, 60.0), 3600.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()  # a task finishing during this sweep wakes the next one
+            try:
+                report = await self.gc()
+                if report["tasks"] or report["errors"]:
+                    log.info(
+                        "retention: freed %d task dirs (%d bytes); errors: %s",
+                        len(report["tasks"]), report["freed_bytes"], report["errors"],
+                    )  # fmt: skip
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the sweeper must outlive one bad pass
+                log.exception("retention sweep failed")
+
+
+def _duration(task: Task) -> float | None:
+    if not task.started_at:
+        return None
+    end = parse_time(task.finished_at).timestamp() if task.finished_at else time.time()
+    return round(end - parse_time(task.started_at).timestamp(), 3)

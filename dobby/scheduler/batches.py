@@ -1,0 +1,125 @@
+"""Batches: many tasks submitted at once, all or nothing, and their progress.
+
+``POST /batches`` takes either a batch file's text (``{"yaml": TEXT, "file": NAME}``, errors
+then say ``NAME:LINE: …``) or the same structure as JSON (``{"name", "defaults", "tasks"}``).
+Every task is validated and placed before the first one is stored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dobby.errors import DobbyError, ValidationError
+from dobby.models import Batch, Task, TaskStatus
+from dobby.scheduler import deps
+from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_batch
+
+if TYPE_CHECKING:
+    from dobby.service import Dobby
+
+
+def _spec(body: Any) -> BatchSpec:
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    if "yaml" in body:
+        text, file = body.get("yaml"), body.get("file") or "<batch>"
+        if not isinstance(text, str) or not isinstance(file, str):
+            raise ValidationError("'yaml' and 'file' must be strings")
+        return parse_batch(text, file)
+    # JSON: the same structure; dumped and parsed again so both forms share every check.
+    return parse_batch(yaml.safe_dump(body, sort_keys=False), "<request>")
+
+
+class Batches:
+    """Submit and report on batches."""
+
+    def __init__(self, *, dobby: Dobby) -> None:
+        self.dobby = dobby
+
+    def submit(self, body: Any) -> dict[str, Any]:
+        """Validate every task of a batch, then queue them all; return the batch view."""
+        spec = _spec(body)
+        names = {e.name: i for i, e in enumerate(spec.entries)}
+        built: list[Task] = []
+        for entry in spec.entries:
+            built.append(self._build(entry, spec.file, names))
+        ids = {e.name: t.id for e, t in zip(spec.entries, built, strict=True)}
+        graph: dict[str, list[str]] = {}
+        for entry, task in zip(spec.entries, built, strict=True):
+            refs = [str(r) for r in entry.body.get("after") or []]
+            local = [r for r in refs if r in names]
+            graph[entry.name] = local
+            task.after = [ids[r] for r in local] + task.after
+        cycle = deps.find_cycle(graph)
+        if cycle:
+            line = spec.entries[names[cycle[0]]].line_of("after")
+            raise ValidationError(f"{spec.file}:{line}: dependency cycle: {' → '.join(cycle)}")
+        batch = Batch(name=spec.name, file=spec.file if spec.file != "<request>" else None)
+        batch.tasks = [
+            {"name": e.name, "id": t.id} for e, t in zip(spec.entries, built, strict=True)
+        ]
+        for entry, task in zip(spec.entries, built, strict=True):
+            task.batch_id = batch.id
+            if entry.body.get("draft"):
+                task.status, task.waiting_on = TaskStatus.DRAFT.value, "approval"
+                self.dobby.save(task, "task.created")
+            else:
+                self.dobby.intake.enqueue(task, "task.created")
+        self.dobby.store.put_batch(batch)
+        self.dobby.bus.publish("batch.created", data=batch.to_dict())
+        return self.view(batch.id)
+
+    def _build(self, entry: Entry, file: str, names: dict[str, int]) -> Task:
+        """Build one entry's task; errors point at the entry's (or the key's) line."""
+        body = dict(entry.body)
+        after = body.pop("after", None)
+        if after is not None and not isinstance(after, list):
+            after = [after]
+        outside = [str(r) for r in after or [] if str(r) not in names]
+        if outside:
+            body["after"] = outside
+        try:
+            task, flags = self.dobby.intake.build(body)
+        except DobbyError as exc:
+            message = str(exc)
+            if message.startswith("unknown task id(s) in 'after'"):
+                message += " (neither a task of this batch nor an existing task)"
+            key = key_in_message(message, list(entry.body))
+            raise ValidationError(f"{file}:{entry.line_of(key or '')}: {message}") from None
+        del flags
+        return task
+
+    def view(self, batch_id: str) -> dict[str, Any]:
+        """Return a batch with counts by status, cost so far and each task."""
+        batch = self.dobby.store.get_batch(batch_id)
+        counts: dict[str, int] = {}
+        cost = 0.0
+        tasks = []
+        for ref in batch.tasks:
+            try:
+                task = self.dobby.get_task(ref["id"])
+            except DobbyError:
+                continue
+            counts[task.status] = counts.get(task.status, 0) + 1
+            cost += (task.cost_usd or 0.0) + sum(a.get("cost_usd") or 0.0 for a in task.attempts)
+            tasks.append({"name": ref["name"], **task.to_dict()})
+        done = all(TaskStatus(t["status"]).finished for t in tasks)
+        return {
+            **batch.to_dict(),
+            "total": len(batch.tasks),
+            "counts": counts,
+            "cost_usd": round(cost, 6),
+            "done": done,
+            "tasks": tasks,
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        """Return every batch with its counts (no task bodies), newest first."""
+        out = []
+        for batch in self.dobby.store.batches():
+            view = self.view(batch.id)
+            view.pop("tasks")
+            out.append(view)
+        return out

@@ -1,0 +1,169 @@
+"""Pure capacity accounting and host choice for one planning pass.
+
+Three caps hold at once: the hub's ``max_concurrent_agents``, each project's
+``max_concurrent`` (default 1), each host's ``max_agents``. ``Capacity`` counts what runs now
+and what the pass has started so far; ``HostIndex`` answers "which host, if any" per task.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dobby.errors import NoEligibleHost, NotFound
+from dobby.models import Host, Task
+
+DEFAULT_PROJECT_LIMIT = 1
+
+
+@dataclass(frozen=True)
+class HostSlot:
+    """What the planner needs to know about one host."""
+
+    host: Host
+    running: int = 0
+    reachable: bool | None = None  # None = not probed yet
+    gpus_free: tuple[int, ...] = ()  # GPU indices free now (dobby.gpu.gpus_free)
+
+
+def eligible(task: Task, host: Host) -> bool:
+    """Return True if ``host`` could ever run ``task`` (ignoring load and reachability)."""
+    if task.want_host and task.want_host != host.name:
+        return False
+    if task.backend not in host.backends:
+        return False
+    if task.gpus and host.gpus not in (True, "auto"):
+        return False
+    return all(label in host.labels for label in task.host_selector)
+
+
+def check_placeable(task: Task, hosts: Collection[Host]) -> None:
+    """Raise a clear error at submit if no inventory host can ever run ``task``."""
+    names = [h.name for h in hosts]
+    if task.want_host and task.want_host not in names:
+        raise NotFound(f"unknown host '{task.want_host}' (hosts: {', '.join(names) or 'none'})")
+    if not any(eligible(task, h) for h in hosts):
+        want = []
+        if task.want_host:
+            want.append(f"host {task.want_host}")
+        if task.host_selector:
+            want.append("labels " + ",".join(task.host_selector))
+        want.append(f"backend {task.backend}")
+        if task.gpus:
+            want.append(f"{task.gpus} GPU(s) (inventory gpus: true|auto)")
+        raise NoEligibleHost(f"no host matches {' + '.join(want)}")
+
+
+@dataclass
+class Capacity:
+    """Running counts against every cap; ``take`` records a start decided by the pass."""
+
+    max_total: int
+    running_total: int = 0
+    project_running: dict[str, int] = field(default_factory=dict)
+    project_limits: Mapping[str, int] = field(default_factory=dict)
+    host_load: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def room(self) -> int:
+        """Return how many more tasks may start hub-wide."""
+        return self.max_total - self.running_total
+
+    def project_limit(self, project: str | None) -> int | None:
+        """Return the project's cap (None: a task without project has no project cap)."""
+        if project is None:
+            return None
+        return self.project_limits.get(project, DEFAULT_PROJECT_LIMIT)
+
+    def project_full(self, project: str | None) -> bool:
+        """Return True if the project runs as many tasks as its policy allows."""
+        limit = self.project_limit(project)
+        return limit is not None and self.project_running.get(project or "", 0) >= limit
+
+    def take(self, task: Task, host: str) -> None:
+        """Count ``task`` as started on ``host``."""
+        self.running_total += 1
+        self.host_load[host] = self.host_load.get(host, 0) + 1
+        if task.project is not None:
+            self.project_running[task.project] = self.project_running.get(task.project, 0) + 1
+
+
+# Why a task found no host this pass: no host may ever run it, or none has room / is reachable.
+NEVER, WAIT_HOST, WAIT_CAPACITY = "never", "host", "capacity"
+
+
+class HostIndex:
+    """Eligible hosts per placement signature, computed once per pass, plus a full-host cache.
+
+    Host load only grows during a pass, so a signature whose hosts are all full stays full:
+    a queue of thousands of tasks that want the same busy hosts costs one scan, not thousands.
+    """
+
+    def __init__(self, hosts: Sequence[HostSlot]) -> None:
+        self.hosts = list(hosts)
+        self._candidates: dict[tuple[object, ...], list[HostSlot]] = {}
+        self._full: set[tuple[object, ...]] = set()
+        self._heaps: dict[tuple[object, ...], list[tuple[int, str, int]]] = {}
+        self.gpu_room = {s.host.name: list(s.gpus_free) for s in self.hosts}
+
+    @staticmethod
+    def signature(task: Task) -> tuple[object, ...]:
+        """Return what placement depends on for ``task``."""
+        return (
+            task.want_host,
+            task.backend,
+            tuple(sorted(task.host_selector)),
+            tuple(sorted(task.avoid_hosts)),
+            task.wait_for_host,
+            task.gpus,
+        )
+
+    def candidates(self, task: Task) -> list[HostSlot]:
+        """Return the hosts that could run ``task``, best first among equals by name."""
+        sig = self.signature(task)
+        found = self._candidates.get(sig)
+        if found is None:
+            found = [s for s in self.hosts if eligible(task, s.host)]
+            # An automatic retry goes to another host when there is one.
+            others = [s for s in found if s.host.name not in task.avoid_hosts]
+            found = others or found
+            if task.wait_for_host:
+                found = [s for s in found if s.reachable is not False]
+            else:
+                # Unreachable hosts are used only when no other candidate is left: the launch
+                # is then a fresh connection attempt whose error (not a stale one) fails it.
+                found = [s for s in found if s.reachable is not False] or found
+            self._candidates[sig] = found
+        return found
+
+    def pick(self, task: Task, load: Mapping[str, int]) -> tuple[HostSlot | None, str]:
+        """Return the least-loaded host with room for ``task``, or None and why not."""
+        sig = self.signature(task)
+        if sig in self._full:
+            return None, WAIT_CAPACITY
+        found = self.candidates(task)
+        if not found:
+            return None, WAIT_HOST if task.wait_for_host else NEVER
+        # A heap of (load, name) per signature, fixed lazily: loads only grow during a pass, so
+        # an entry whose load is out of date is pushed back with the new one, and a host with
+        # no room (or too few free GPUs) for this signature leaves its heap for good.
+        heap = self._heaps.get(sig)
+        if heap is None:
+            heap = [(load.get(s.host.name, s.running), s.host.name, i) for i, s in enumerate(found)]
+            heapq.heapify(heap)
+            self._heaps[sig] = heap
+        while heap:
+            used, name, i = heap[0]
+            slot = found[i]
+            now = load.get(name, slot.running)
+            if now != used:
+                heapq.heapreplace(heap, (now, name, i))
+            elif used >= slot.host.max_agents:
+                heapq.heappop(heap)
+            elif task.gpus and len(self.gpu_room.get(name, ())) < task.gpus:
+                heapq.heappop(heap)  # not enough free GPUs there now (dobby.gpu)
+            else:
+                return slot, ""
+        self._full.add(sig)
+        return None, WAIT_CAPACITY

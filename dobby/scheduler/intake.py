@@ -1,0 +1,339 @@
+"""Requests in, tasks out: submit, drafts and agent plans, edits, approve/reject, retry.
+
+The hub's operations on tasks that the scheduler owns. Every input is validated in full before
+anything is stored, and every change goes through ``Dobby.save`` (store write, then event).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from dobby.errors import Conflict, NotFound, ValidationError
+from dobby.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.scheduler import deps
+from dobby.scheduler.capacity import check_placeable
+from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
+from dobby.validate import validate_submit
+
+if TYPE_CHECKING:
+    from dobby.service import Dobby
+
+log = logging.getLogger("dobby.scheduler")
+
+PENDING, DRAFT = TaskStatus.PENDING.value, TaskStatus.DRAFT.value
+RETRYABLE = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
+EDITABLE = (
+    "prompt",
+    "title",
+    "priority",
+    "host",
+    "labels",
+    "timeout",
+    "model",
+    "backend",
+    "after",
+    "wait_for_host",
+    "plan",
+)
+# What a run leaves on a task; cleared (and kept in ``attempts``) when it is queued again.
+RUN_FIELDS = ("reason", "error", "started_at", "finished_at", "exit_code", "summary", "host")
+ATTEMPT_FIELDS = (*RUN_FIELDS, "status", "cost_usd", "session_id")
+AUTO_RETRY_REASONS = (Reason.HOST_LOST.value, Reason.DISPATCH_ERROR.value)
+
+
+class Intake:
+    """Create, edit, approve and re-queue tasks."""
+
+    def __init__(self, *, dobby: Dobby) -> None:
+        self.dobby = dobby
+
+    # -- building ----------------------------------------------------------------------
+    def _project(self, body: Any) -> Project | None:
+        name = body.get("project") if isinstance(body, dict) else None
+        return self.dobby.store.get_project(name) if isinstance(name, str) and name else None
+
+    def build(self, body: Any) -> tuple[Task, dict[str, Any]]:
+        """Validate a POST /tasks body into an unsaved task (+ draft flags); check placement."""
+        project = self._project(body)
+        default_timeout = self.dobby.settings.default_timeout
+        if project is not None and project.default_timeout:
+            default_timeout = project.default_timeout
+        fields = validate_submit(
+            body,
+            default_timeout=default_timeout,
+            default_backend=project.default_backend if project else None,
+        )
+        keys = ("resume_task", "draft", "agent_plan")
+        flags: dict[str, Any] = {k: fields.pop(k) for k in keys if k in fields}
+        if "priority" not in fields and project is not None and project.default_priority:
+            fields["priority"] = project.default_priority
+        task = Task(**fields)
+        if flags.get("resume_task"):
+            parent = self.dobby.get_task(flags["resume_task"])
+            if not parent.session_id:
+                raise ValidationError(f"task {parent.id} has no agent session to resume")
+            task.resume = parent.id
+            task.want_host = parent.host
+            task.project = task.project or parent.project
+            task.backend = parent.backend
+        task.after = self.resolve_ids(task.after)
+        if flags.get("agent_plan") and task.backend == "shell":
+            raise ValidationError("--agent-plan needs an agent backend (claude or codex)")
+        self.check_placement(task)
+        return task, flags
+
+    def check_placement(self, task: Task) -> None:
+        """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
+        if not task.wait_for_host:
+            check_placeable(task, list(self.dobby.hosts.hosts.values()))
+
+    def resolve_ids(self, ids: Iterable[str]) -> list[str]:
+        """Return full task ids for ids or prefixes; name every unknown one in one error."""
+        found: list[str] = []
+        unknown: list[str] = []
+        for ref in ids:
+            try:
+                tid = self.dobby.store.get_task(ref).id
+            except NotFound:
+                unknown.append(ref)
+                continue
+            if tid not in found:
+                found.append(tid)
+        if unknown:
+            raise ValidationError(f"unknown task id(s) in 'after': {', '.join(unknown)}")
+        return found
+
+    # -- submit ------------------------------------------------------------------------
+    def submit(self, body: Any) -> Task:
+        """Validate and queue a task, or store it as a draft (with a planning run)."""
+        task, flags = self.build(body)
+        if flags.get("draft") or flags.get("agent_plan"):
+            return self._draft(task, agent_plan=bool(flags.get("agent_plan")))
+        self.enqueue(task, "task.created")
+        return task
+
+    def enqueue(self, task: Task, event: str) -> None:
+        """Put a task in the queue (project auto_chain applies here) and save it."""
+        if task.project and not task.resume and not task.plan_for:
+            project = self.dobby.store.get_project(task.project)
+            if project.auto_chain:
+                latest = self.latest_unfinished(task.project, exclude=task.id)
+                if latest and latest not in task.after:
+                    task.after = [*task.after, latest]
+        task.status = PENDING
+        task.queued_at = utcnow()
+        waiting = any(self.dobby.store.task_status(d) != "completed" for d in task.after)
+        task.waiting_on = "dependencies" if waiting else "capacity"
+        self.dobby.save(task, event)
+        self.dobby.scheduler.kick()
+
+    def latest_unfinished(self, project: str, *, exclude: str) -> str | None:
+        """Return the newest pending or running task of ``project`` (what auto_chain waits for)."""
+        live = self.dobby.store.tasks(project=project, status=(PENDING, "running"))
+        live = [t for t in live if t.id != exclude and not t.plan_for]
+        return max(live, key=lambda t: (t.queued_at or t.created_at, t.id)).id if live else None
+
+    def _draft(self, task: Task, *, agent_plan: bool) -> Task:
+        task.status = DRAFT
+        task.waiting_on = "approval"
+        planner = None
+        if agent_plan:
+            planner = Task(
+                prompt=planning_prompt(task.prompt),
+                title=planning_title(task.title),
+                backend=task.backend,
+                project=task.project,
+                model=task.model,
+                priority=task.priority,
+                want_host=task.want_host,
+                host_selector=list(task.host_selector),
+                timeout=task.timeout,
+                wait_for_host=task.wait_for_host,
+                permissions="plan",
+                plan_for=task.id,
+            )
+            task.plan_task = planner.id
+        self.dobby.save(task, "task.created")
+        if planner is not None:
+            self.enqueue(planner, "task.created")
+        else:
+            self.dobby.bus.publish("task.awaiting_approval", task_id=task.id, data=task.to_dict())
+        return task
+
+    def plan_finished(self, planner: Task) -> None:
+        """Attach a finished planning run's result to its draft."""
+        try:
+            draft = self.dobby.get_task(planner.plan_for or "")
+        except NotFound:
+            return
+        if draft.status != DRAFT or draft.plan_task != planner.id:
+            return
+        if planner.status == TaskStatus.COMPLETED.value and (planner.summary or "").strip():
+            draft.plan = planner.summary
+            draft.error = None
+            self.dobby.save(draft, "task.awaiting_approval")
+            return
+        why = planner.error or ("no plan in its output" if planner.status == "completed" else "")
+        draft.error = f"planning run {planner.id} {planner.status}: {why}".rstrip(": ")
+        self.dobby.save(draft, "task.awaiting_approval")
+
+    # -- drafts ------------------------------------------------------------------------
+    def approve(self, task_id: str) -> Task:
+        """Queue a draft; with an agent plan, the execution prompt carries the approved plan."""
+        task = self.dobby.get_task(task_id)
+        if task.status != DRAFT:
+            raise Conflict(f"task {task.id} is {task.status}: only drafts can be approved")
+        if task.plan_task and not (task.plan or "").strip():
+            planner_status = self.dobby.store.task_status(task.plan_task)
+            if planner_status in (PENDING, "running"):
+                raise Conflict(
+                    f"the plan of {task.id} is still being written by task {task.plan_task} "
+                    f"({planner_status}); approve once it is attached, or reject"
+                )
+            raise Conflict(
+                f"draft {task.id} has no plan: planning task {task.plan_task} {planner_status} "
+                f"(`dobby retry {task.plan_task}`, or write one: `dobby edit {task.id} --plan -`)"
+            )
+        self.check_placement(task)
+        task.prompt = execution_prompt(task.prompt, task.plan)
+        task.error = None
+        self.enqueue(task, "task.approved")
+        return task
+
+    async def reject(self, task_id: str) -> Task:
+        """Drop a draft (cancelled, error ``rejected``); stop its planning run if it runs."""
+        task = self.dobby.get_task(task_id)
+        if task.status != DRAFT:
+            raise Conflict(f"task {task.id} is {task.status}: only drafts can be rejected")
+        task.status = TaskStatus.CANCELLED.value
+        task.waiting_on = None
+        task.error = "rejected"
+        task.finished_at = utcnow()
+        self.dobby.save(task, "task.finished")
+        status = self.dobby.store.task_status(task.plan_task) if task.plan_task else None
+        if task.plan_task and status in (PENDING, "running"):
+            await self.dobby.cancel(task.plan_task)
+        return task
+
+    # -- edit --------------------------------------------------------------------------
+    def patch(self, task_id: str, body: dict[str, Any]) -> Task:
+        """Edit a draft or a task that has not started."""
+        task = self.dobby.get_task(task_id)
+        if task.status not in (DRAFT, PENDING) or task.id in self.dobby.scheduler.dispatching:
+            raise Conflict(
+                f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
+            )
+        unknown = sorted(set(body) - set(EDITABLE))
+        if unknown:
+            raise ValidationError(
+                f"cannot edit field(s) {', '.join(unknown)} (editable: {', '.join(EDITABLE)})"
+            )
+        if "plan" in body and task.status != DRAFT:
+            raise Conflict(f"task {task.id} is {task.status}: only a draft's plan can be edited")
+        plan = body.get("plan", task.plan)
+        if plan is not None and not isinstance(plan, str):
+            raise ValidationError("'plan' must be a string")
+        merged = {
+            "prompt": task.prompt,
+            "backend": task.backend,
+            "priority": task.priority,
+            "host": task.want_host,
+            "labels": task.host_selector,
+            "timeout": task.timeout,
+            "model": task.model,
+            "title": task.title,
+            "after": task.after,
+            "wait_for_host": task.wait_for_host,
+            **{k: v for k, v in body.items() if k != "plan"},
+        }
+        fields = validate_submit(merged, default_timeout=task.timeout)
+        fields["after"] = self.resolve_ids(fields.get("after", []))
+        if task.id in fields["after"]:
+            raise ValidationError(f"dependency cycle: {task.id} → {task.id}")
+        self._check_cycle(task.id, fields["after"])
+        for key in EDITABLE:
+            name = {"host": "want_host", "labels": "host_selector"}.get(key, key)
+            if key in body and name in fields:
+                setattr(task, name, fields[name])
+        if "host" in body and not body["host"]:
+            task.want_host = None
+        if "plan" in body:
+            task.plan = plan
+        self.check_placement(task)
+        self.dobby.save(task)
+        self.dobby.scheduler.kick()
+        return task
+
+    def _check_cycle(self, task_id: str, after: list[str]) -> None:
+        """Reject ``after`` if it makes ``task_id`` wait (transitively) for itself."""
+        graph: dict[str, list[str]] = {task_id: list(after)}
+        frontier = list(after)
+        while frontier:
+            tid = frontier.pop()
+            if tid in graph:
+                continue
+            try:
+                graph[tid] = list(self.dobby.get_task(tid).after)
+            except NotFound:
+                graph[tid] = []
+            frontier.extend(graph[tid])
+        deps.check_no_cycle(graph, start=task_id)
+
+    # -- retry -------------------------------------------------------------------------
+    def retry(self, task_id: str, *, cascade: bool = False) -> tuple[Task, list[str]]:
+        """Re-queue a failed/cancelled task (and, with ``cascade``, what failed because of it)."""
+        task = self.dobby.get_task(task_id)
+        if task.kind == "interactive":  # a `dobby remote` session is not a queued task
+            raise Conflict(
+                f"task {task.id} is an interactive session: open another with `dobby remote`"
+            )
+        if task.status not in RETRYABLE:
+            raise Conflict(
+                f"task {task.id} is {task.status}: only failed or cancelled tasks can be retried"
+            )
+        if not cascade:
+            broken = [d for d in task.after if self.dobby.store.task_status(d) in deps.BROKEN]
+            if broken and task.reason == Reason.DEPENDENCY_FAILED.value:
+                raise Conflict(
+                    f"task {task.id} waits for {', '.join(broken)}, which failed: retry that "
+                    f"with --cascade (`dobby retry {broken[0]} --cascade`)"
+                )
+            self.requeue(task)
+            return task, [task.id]
+        everything = {t.id: t for t in self.dobby.store.tasks()}
+        ids = deps.cascade(task.id, everything)
+        for tid in ids:
+            self.requeue(everything[tid] if tid != task.id else task)
+        return task, ids
+
+    def requeue(self, task: Task, *, avoid_host: str | None = None) -> None:
+        """Record the finished attempt, clear its result and queue the task again."""
+        # New lists, not appends: the task's lists may be shared with the stored document.
+        record = {"attempt": task.attempt, **{k: getattr(task, k) for k in ATTEMPT_FIELDS}}
+        task.attempts = [*task.attempts, record]
+        if avoid_host and avoid_host not in task.avoid_hosts:
+            task.avoid_hosts = [*task.avoid_hosts, avoid_host]
+        task.attempt += 1
+        for name in (*RUN_FIELDS, "cost_usd", "stale_since"):
+            setattr(task, name, None)
+        self.dobby._reset_log(task.id)
+        self.enqueue(task, "task.retried")
+
+    def auto_retry(self, task: Task) -> bool:
+        """Re-queue a task lost with its host, per its project's ``auto_retry``; say if it did."""
+        if task.status != TaskStatus.FAILED.value or task.reason not in AUTO_RETRY_REASONS:
+            return False
+        if not task.project or not task.host:
+            return False
+        try:
+            project = self.dobby.store.get_project(task.project)
+        except NotFound:
+            return False
+        automatic = sum(1 for a in task.attempts if a.get("reason") in AUTO_RETRY_REASONS)
+        if automatic >= project.auto_retry:
+            return False
+        log.info("auto-retrying %s (%s on %s)", task.id, task.reason, task.host)
+        self.requeue(task, avoid_host=task.host)
+        return True

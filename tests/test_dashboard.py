@@ -1,0 +1,548 @@
+"""The dashboard in a real browser (Debian's chromium via Playwright) against a real hub process,
+real sshd hosts, tmux and the fake agents."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.dashboard import NEEDLE, VIEWPORT, history, launch, seed_history
+from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.sshd import SshHost
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+expect.set_options(timeout=15_000)  # generous: the suite may run on a busy machine
+XSS = "<img src=x onerror=alert(1)>"
+SEEDED = 10_000
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    with playwright_sync.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser tab on a hub's dashboard that records page errors, dialogs and requests."""
+
+    def __init__(self, browser: Any, hub: HubProcess, **context: Any) -> None:
+        self.hub = hub
+        self.context = browser.new_context(viewport=VIEWPORT, **context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[Any] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", self._console)
+        self.page.on("dialog", self._dialog)
+        self.page.on("request", lambda r: self.requests.append(r))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(message.text)  # something inline slipped in
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, hash_: str = "", *, live: bool = True) -> Any:
+        self.page.goto(f"{self.hub.url}/dashboard{hash_}")
+        if live:
+            self.wait_live()
+        return self.page
+
+    def wait_live(self, timeout: float = 30_000) -> None:
+        expect(self.page.locator("#conn")).to_have_attribute("data-state", "live", timeout=timeout)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser: Any) -> Iterator[Any]:
+    pages: list[Page] = []
+
+    def make(hub: HubProcess, **context: Any) -> Page:
+        pages.append(Page(browser, hub, **context))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.close()
+    errors = [e for p in pages for e in p.errors]
+    assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def local_entry(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
+    return {
+        "name": "local",
+        "connection": "local",
+        "workdir": str(tmp_path / "localwork"),
+        "labels": ["hub"],
+        "env": {"PATH": f"{fake_bin}:$PATH"},
+    }
+
+
+@pytest.fixture
+def hub(
+    tmp_path: Path, ssh_hosts: list[SshHost], local_entry: dict[str, Any]
+) -> Iterator[HubProcess]:
+    inventory = write_inventory(
+        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts[:2]] + [local_entry]
+    )
+    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
+    wait_reachable(proc, "h1", "h2")
+    yield proc
+    proc.stop()
+
+
+def wait_reachable(hub: HubProcess, *names: str, timeout: float = 30) -> None:
+    """Wait for the hosts' first probe (work sent before it can stick in dispatch: reported)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hosts = {h["name"]: h for h in hub.client().hosts()["hosts"]}
+        if all(hosts[n]["reachable"] for n in names):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"hosts {names} not reachable after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> Iterator[HubProcess]:
+    """A hub with a year of history: 10,000 finished tasks in three projects."""
+    root = tmp_path_factory.mktemp("seeded")
+    now = dt.datetime.now(dt.UTC)
+    projects = {name: make_git_project(root / name) for name in ("app", "web", "infra")}
+    seed_history(root / "home", history(SEEDED, now=now), projects)
+    inventory = write_inventory(
+        root / "inventory.yaml",
+        [
+            {
+                "name": "local",
+                "connection": "local",
+                "workdir": str(root / "work"),
+                "env": {"PATH": f"{fake_bin}:$PATH"},
+            }
+        ],
+    )
+    proc = HubProcess(
+        home=root / "home", inventory=inventory, extra_env={"DOBBY_TIMEZONE": "UTC"}
+    ).start()
+    yield proc
+    proc.stop()
+
+
+def add(hub: HubProcess, *args: str) -> str:
+    return json.loads(hub.cli("add", *args, "--json", check=True).stdout)["id"]
+
+
+def api(hub: HubProcess, path: str) -> Any:
+    with urllib.request.urlopen(hub.url + path, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def ssh(host: SshHost, command: str) -> str:
+    return subprocess.run(
+        host.ssh_argv(command), capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+# -- the page and its headers -----------------------------------------------------------------
+
+
+def test_page_and_files_are_served_with_a_strict_csp(seeded: HubProcess) -> None:
+    with urllib.request.urlopen(seeded.url + "/dashboard") as resp:
+        csp = resp.headers["Content-Security-Policy"]
+        assert resp.headers["Content-Type"].startswith("text/html")
+        page = resp.read().decode()
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp and "unsafe" not in csp
+    assert "<script>" not in page and " style=" not in page  # nothing inline
+    with urllib.request.urlopen(seeded.url + "/dashboard/static/js/app.js") as resp:
+        assert resp.headers["Content-Type"].startswith("text/javascript")
+    for bad in (
+        "/dashboard/static/../dashboard.py",
+        "/dashboard/static/js/nope.js",
+        "/dashboard/static/%2e%2e/dashboard.py",
+    ):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(seeded.url + bad)
+        err.value.close()
+        assert err.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(seeded.url + "/dashboard/api/heatmap?days=0")
+    err.value.close()
+    assert err.value.code == 400
+    assert api(seeded, "/dashboard/api/heatmap?days=7")["days"] == 7
+    paths = api(seeded, "/openapi.json")["paths"]
+    assert "/dashboard/api/heatmap" in paths and "/dashboard" not in paths
+
+
+# -- live jobs, logs, cancel ------------------------------------------------------------------
+
+
+def test_cli_task_shows_in_live_jobs_at_once_and_its_log_streams(hub: HubProcess, tab: Any) -> None:
+    t = tab(hub)
+    page = t.open("#/live")
+    task_id = add(
+        hub, "[scenario:lines:30:150] stream some lines", "--backend", "claude", "--host", "h1"
+    )
+    row = page.locator(f'tr[data-task="{task_id}"]')
+    expect(row).to_be_visible(timeout=1000)  # pushed over the event stream, no reload
+    running = page.locator(f'#live-table tr[data-task="{task_id}"]')
+    expect(running).to_be_visible(timeout=15_000)
+    expect(running.locator("td").nth(1)).to_have_text("h1")
+    expect(running.locator("td.step")).to_contain_text("line", timeout=15_000)
+
+    running.locator("a.tasklink").click()
+    assert page.url.endswith(f"#/tasks/{task_id}/logs")
+    log = page.locator("#log-events")
+    expect(log).to_contain_text("line 3", timeout=15_000)
+    # lines arrive while the agent writes them: the end is not there yet
+    assert "line 30" not in log.inner_text()
+    assert hub.client().task(task_id)["status"] == "running"
+    expect(page.locator("#log-status")).to_have_text("End of log · task completed", timeout=30_000)
+    texts = page.locator("#log-events .ev-text p").all_inner_texts()
+    assert texts == [f"line {i}" for i in range(1, 31)]
+    expect(page.locator("#task-title + .task-meta .badge")).to_have_text("completed")
+    page.locator("#log-raw").check()
+    raw = page.locator("#log-raw-text").inner_text()
+    assert raw == hub.client().logs(task_id)["text"]
+
+
+def test_cancel_from_the_ui_kills_the_tmux_session(
+    hub: HubProcess, tab: Any, ssh_hosts: list[SshHost]
+) -> None:
+    h1 = ssh_hosts[0]
+    task_id = add(hub, "sleep 300 & sleep 301; wait", "--backend", "shell", "--host", "h1")
+    page = tab(hub).open("#/live")
+    row = page.locator(f'#live-table tr[data-task="{task_id}"]')
+    expect(row).to_be_visible(timeout=15_000)
+    assert ssh(h1, f"tmux has-session -t dobby-{task_id} && echo alive").strip() == "alive"
+    button = row.locator('button[data-action="cancel"]')
+    button.click()
+    expect(button).to_have_text("Confirm cancel")
+    assert hub.client().task(task_id)["status"] == "running"  # one click is not enough
+    button.click()
+    expect(row).to_have_count(0, timeout=15_000)
+    assert hub.client().task(task_id)["status"] == "cancelled"
+    assert (
+        ssh(
+            h1, f"tmux has-session -t dobby-{task_id} 2>/dev/null && echo alive || echo gone"
+        ).strip()
+        == "gone"
+    )
+    assert ssh(h1, "pgrep -u $(id -u) -f '[s]leep 30[01]' || echo none").strip() == "none"
+    page.goto(f"{hub.url}/dashboard#/tasks?status=cancelled")
+    expect(page.locator(f'#task-rows tr[data-task="{task_id}"] .badge')).to_have_text("cancelled")
+
+
+# -- the hub restarts under the page ----------------------------------------------------------
+
+
+def test_page_reconnects_after_a_hub_restart_and_shows_the_end(hub: HubProcess, tab: Any) -> None:
+    task_id = add(hub, "[scenario:lines:40:100] long one", "--backend", "claude", "--host", "h1")
+    t = tab(hub)
+    page = t.open(f"#/tasks/{task_id}")
+    expect(page.locator("#log-events")).to_contain_text("line 2", timeout=15_000)
+    hub.stop()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+    hub.start()  # same port, same home: the task kept running in tmux on h1
+    t.wait_live(timeout=20_000)
+    expect(page.locator("#log-status")).to_have_text("End of log · task completed", timeout=60_000)
+    expect(page.locator(".task-meta .badge")).to_have_text("completed", timeout=10_000)
+    texts = page.locator("#log-events .ev-text p").all_inner_texts()
+    assert texts == [f"line {i}" for i in range(1, 41)]  # no gap, no duplicate
+    # the list caught up too, through the replayed events
+    page.locator("#nav a[data-route=tasks]").click()
+    expect(page.locator(f'#task-rows tr[data-task="{task_id}"] .badge')).to_have_text("completed")
+    # and a deep link survives a reload
+    page.goto(f"{hub.url}/dashboard#/tasks/{task_id}/details")
+    page.reload()
+    expect(page.locator("#task-summary")).to_have_text("line 40")
+    expect(page.locator("#tab-details")).to_have_attribute("aria-current", "page")
+
+
+# -- list, search, filters --------------------------------------------------------------------
+
+
+def test_search_filter_sort_and_pages_over_10000_tasks(seeded: HubProcess, tab: Any) -> None:
+    tasks = api(seeded, "/tasks")["tasks"]
+    assert len(tasks) == SEEDED
+    t = tab(seeded)
+    page = t.open("#/tasks")
+    expect(page.locator("#task-count")).to_have_text(f"{SEEDED:,} tasks")
+    expect(page.locator("#task-rows tr")).to_have_count(50)
+    expect(page.locator("#page-info")).to_contain_text(f"of {SEEDED:,}")
+
+    page.locator("#task-search").fill("needle payments")
+    expect(page.locator("#task-rows tr")).to_have_count(1)
+    expect(page.locator("#task-rows a.tasklink")).to_have_text(NEEDLE)
+    needle = next(t for t in tasks if t["title"] == NEEDLE)
+    page.locator("#task-search").fill(needle["id"][:6])  # an id prefix
+    expect(page.locator(f'#task-rows tr[data-task="{needle["id"]}"]')).to_be_visible()
+    assert "q=" in page.url  # the filter lives in the URL
+
+    page.locator("#task-search").fill("")
+    page.locator("#filter-status").select_option("failed")
+    page.locator("#filter-backend").select_option("codex")
+    page.locator("#filter-project").select_option("web")
+    want = [
+        t for t in tasks if (t["status"], t["backend"], t["project"]) == ("failed", "codex", "web")
+    ]
+    expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
+    page.locator("#task-sort").select_option("cost")
+    first = max(want, key=lambda t: t["cost_usd"] or 0)
+    expect(page.locator("#task-rows tr").first).to_have_attribute("data-task", first["id"])
+
+    page.locator("#filter-status").select_option("")
+    page.locator("#filter-backend").select_option("")
+    page.locator("#filter-project").select_option("")
+    page.locator("#filter-host").select_option("h2")
+    page.locator("#filter-priority").select_option("urgent")
+    want = [t for t in tasks if t["host"] == "h2" and t["priority"] == "urgent"]
+    expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
+    shown = page.locator("#task-rows tr").evaluate_all("rs => rs.map(r => r.dataset.task)")
+    newest = sorted(want, key=lambda t: t["cost_usd"] or -1, reverse=True)[:50]
+    assert shown == [t["id"] for t in newest]
+    page.locator("#page-next").click()
+    expect(page.locator("#page-info")).to_contain_text("page 2")
+    # filters survive a reload (they are in the URL)
+    page.reload()
+    t.wait_live()
+    expect(page.locator("#filter-host")).to_have_value("h2")
+    expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
+
+
+# -- heatmap and usage ------------------------------------------------------------------------
+
+
+def test_heatmap_cells_show_the_api_counts(seeded: HubProcess, tab: Any) -> None:
+    data = api(seeded, "/dashboard/api/heatmap")
+    tasks = api(seeded, "/tasks?status=completed")["tasks"]
+    start = dt.date.fromisoformat(data["start"])
+    expected = Counter(
+        t["finished_at"][:10]
+        for t in tasks
+        if dt.date.fromisoformat(t["finished_at"][:10]) >= start
+    )
+    assert data["total"]["days"] == dict(sorted(expected.items()))
+    page = tab(seeded).open("#/heatmap")
+    cells = page.locator('svg.heatmap[data-project=""] rect.hm-cell')
+    expect(cells).to_have_count(365)
+    shown = cells.evaluate_all("cs => cs.map(c => [c.dataset.date, +c.dataset.count])")
+    assert {d: c for d, c in shown if c} == data["total"]["days"]
+    for project in data["projects"]:
+        grid = page.locator(f'svg.heatmap[data-project="{project["project"]}"] rect.hm-cell')
+        counts = grid.evaluate_all("cs => cs.map(c => [c.dataset.date, +c.dataset.count])")
+        assert {d: c for d, c in counts if c} == project["days"]
+    busiest = max(data["total"]["days"], key=data["total"]["days"].get)
+    page.locator(f'svg.heatmap[data-project=""] rect[data-date="{busiest}"]').hover()
+    expect(page.locator("#hm-status")).to_contain_text(
+        f"{data['total']['days'][busiest]} completions on"
+    )
+
+
+def test_usage_shows_the_api_numbers(seeded: HubProcess, tab: Any) -> None:
+    data = api(seeded, "/dashboard/api/usage")
+    page = tab(seeded).open("#/usage")
+    week = next(w for w in data["windows"] if w["name"] == "7d")
+    claude = next(b for b in week["backends"] if b["backend"] == "claude")
+    row = page.locator('[data-window="7d"] .urow[data-backend="claude"]')
+    expect(row).to_contain_text(f"{claude['tasks']} task")
+    bars = page.locator("#cost-chart rect.chit")
+    expect(bars).to_have_count(30)
+    totals = bars.evaluate_all("bs => bs.map(b => +b.dataset.total)")
+    assert totals == pytest.approx([d["total"] for d in data["days"]])
+
+
+# -- safety: escaping, theme, API key ---------------------------------------------------------
+
+
+def test_task_text_is_rendered_as_text_never_markup(seeded: HubProcess, tab: Any) -> None:
+    client = seeded.client()
+    task = client.add_task(
+        prompt="printf '%s\\n' '<b>bold?</b>' '<script>alert(2)</script>'",
+        backend="shell",
+        title=XSS,
+    )
+    t = tab(seeded)
+    page = t.open(f"#/tasks?q={task['id']}")
+    link = page.locator(f'#task-rows tr[data-task="{task["id"]}"] a.tasklink')
+    expect(link).to_have_text(XSS)
+    assert page.locator("#task-rows img").count() == 0
+    link.click()
+    expect(page.locator("#task-title")).to_have_text(XSS)
+    expect(page.locator("#log-status")).to_contain_text("End of log", timeout=30_000)
+    expect(page.locator("#log-events")).to_contain_text("<script>alert(2)</script>")
+    page.locator("#tab-details").click()
+    expect(page.locator("#task-prompt")).to_contain_text("<b>bold?</b>")
+    assert page.locator("#view img, #view script, #view b").count() == 0
+    page.locator("#nav a[data-route=live]").click()
+    page.locator("#nav a[data-route=network]").click()
+    assert t.dialogs == []
+    assert not [r.url for r in t.requests if r.url.rstrip("/").endswith("/x")]
+
+
+def test_details_show_results_and_download_artifacts(seeded: HubProcess, tab: Any) -> None:
+    task = seeded.client().add_task(
+        prompt='mkdir -p "$DOBBY_ARTIFACTS" && printf "42 passed" > "$DOBBY_ARTIFACTS/report.txt"'
+        " && echo done",
+        backend="shell",
+        title="write a report",
+    )
+    done = seeded.wait_status(task["id"])
+    assert done["status"] == "completed", done
+    page = tab(seeded).open(f"#/tasks/{task['id']}/details")
+    expect(page.locator("#task-summary")).to_have_text("done")
+    expect(page.locator('#task-fields dd[data-field="exit_code"]')).to_have_text("0")
+    button = page.locator("#task-artifacts button", has_text="report.txt")
+    with page.expect_download() as info:
+        button.click()
+    download = info.value
+    assert download.suggested_filename == "report.txt"
+    assert Path(download.path()).read_text() == "42 passed"
+
+
+def post(hub: HubProcess, path: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        hub.url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_drafts_inbox_edit_approve_and_reject(seeded: HubProcess, tab: Any) -> None:
+    keep = post(
+        seeded,
+        "/tasks",
+        {
+            "prompt": "echo from the draft",
+            "backend": "shell",
+            "title": "draft to approve",
+            "draft": True,
+        },
+    )
+    drop = post(
+        seeded,
+        "/tasks",
+        {"prompt": "echo never", "backend": "shell", "title": "draft to reject", "draft": True},
+    )
+    page = tab(seeded).open("#/drafts")
+    expect(page.locator("#count-drafts")).to_have_text("2")
+    card = page.locator(f'article.draft[data-task="{keep["id"]}"]')
+    expect(card).to_contain_text("No plan")
+    card.locator('button[data-action="edit"]').click()
+    page.locator(f"#edit-plan-{keep['id']}").fill("1. say hello\n2. <b>stop</b>")
+    card.locator('button[type="submit"]').click()
+    expect(card.locator("pre.plan")).to_have_text("1. say hello\n2. <b>stop</b>")
+    assert api(seeded, f"/tasks/{keep['id']}")["plan"] == "1. say hello\n2. <b>stop</b>"
+
+    other = page.locator(f'article.draft[data-task="{drop["id"]}"]')
+    other.locator('button[data-action="reject"]').click()
+    other.locator('button[data-action="reject"]').click()  # the confirming second click
+    expect(other).to_have_count(0)
+    assert api(seeded, f"/tasks/{drop['id']}")["status"] == "cancelled"
+    card.locator('button[data-action="approve"]').click()
+    expect(card).to_have_count(0)
+    expect(page.locator("#drafts-count")).to_have_text("0 waiting for review")
+    approved = seeded.wait_status(keep["id"], ("pending", "running", "completed", "failed"))
+    assert "2. <b>stop</b>" in approved["prompt"]  # it runs with the approved plan
+
+
+def test_batches_show_progress_by_status(seeded: HubProcess, tab: Any) -> None:
+    batch = post(
+        seeded,
+        "/batches",
+        {
+            "name": "nightly <i>evals</i>",
+            "tasks": [
+                {"name": "first", "prompt": "echo one", "backend": "shell"},
+                {"name": "second", "prompt": "echo two", "backend": "shell", "after": ["first"]},
+                {"name": "broken", "prompt": "exit 3", "backend": "shell"},
+            ],
+        },
+    )
+    page = tab(seeded).open("#/batches")
+    card = page.locator(f'article.batch[data-batch="{batch["id"]}"]')
+    expect(card).to_contain_text("nightly <i>evals</i>")
+    expect(card).to_contain_text("3/3 finished · 2 completed, 1 failed", timeout=30_000)
+    expect(card.locator(".pill")).to_have_text("done")
+    card.locator("h3 a").click()
+    rows = page.locator("#batch-tasks tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2).locator(".badge")).to_contain_text("failed")
+    assert rows.locator("td.mono").all_inner_texts() == ["first", "second", "broken"]
+
+
+def test_theme_follows_the_os_first_then_the_saved_choice(seeded: HubProcess, tab: Any) -> None:
+    dark = tab(seeded, color_scheme="dark").open()
+    assert dark.evaluate("document.documentElement.dataset.theme") == "dark"
+    t = tab(seeded, color_scheme="light")
+    page = t.open()
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", "light")
+    page.locator("#theme-toggle").click()
+    expect(html).to_have_attribute("data-theme", "dark")
+    assert page.evaluate("localStorage.getItem('dobby.theme')") == "dark"
+    page.reload()
+    t.wait_live()
+    expect(html).to_have_attribute("data-theme", "dark")  # the choice beats the OS
+    bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(15, 19, 24)"
+
+
+def test_api_key_prompt_refuses_a_wrong_key_and_keeps_the_key_out_of_urls(
+    tmp_path: Path, local_entry: dict[str, Any], tab: Any
+) -> None:
+    key = "k3y-for-the-dashboard"
+    inv = write_inventory(tmp_path / "inv.yaml", [local_entry])
+    hub = HubProcess(home=tmp_path / "home", inventory=inv, api_key=key).start()
+    try:
+        add(hub, "echo hello from a locked hub", "--backend", "shell")
+        t = tab(hub)
+        page = t.open("#/tasks", live=False)
+        overlay = page.locator("#key-overlay")
+        expect(overlay).to_be_visible()
+        page.locator("#key-input").fill("wrong")
+        page.locator("#key-form button").click()
+        expect(page.locator("#key-error")).to_contain_text("refused")
+        expect(overlay).to_be_visible()
+        expect(page.locator("#task-rows tr")).to_have_count(0)
+        page.locator("#key-input").fill(key)
+        page.locator("#key-form button").click()
+        expect(overlay).to_be_hidden()
+        t.wait_live()
+        expect(page.locator("#task-rows tr")).to_have_count(1)
+        assert page.evaluate("sessionStorage.getItem('dobby.key')") == key
+        assert page.evaluate("localStorage.getItem('dobby.key')") is None
+        page.reload()  # same tab: the key is still there, no prompt
+        t.wait_live()
+        expect(overlay).to_be_hidden()
+        assert not [r.url for r in t.requests if key in r.url]
+        sent = [r for r in t.requests if r.url.endswith("/events")]
+        assert sent and all(r.headers.get("x-dobby-key") == key for r in sent)
+    finally:
+        hub.stop()

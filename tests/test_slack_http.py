@@ -1,0 +1,130 @@
+"""``dobby slack --http PORT`` as a real process: Slack's signed HTTP events in, Web API calls
+out to the local stand-in, tasks into a real hub."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.hub import HubProcess, free_port, make_git_project, write_inventory
+from tests.fixtures.slack_api import (
+    SECRET,
+    FakeSlack,
+    event_request,
+    mention,
+    reaction,
+    signed_headers,
+)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, fake_bin: Path) -> Iterator[HubProcess]:
+    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "work")}
+    local["env"] = {"PATH": f"{fake_bin}:$PATH"}
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local])
+    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
+    proc.client().register_project("spare", str(make_git_project(tmp_path / "spare")))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def bot_process(hub: HubProcess, tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
+    """Run ``dobby slack --http`` against the fake Slack API; yield its events URL."""
+    with FakeSlack() as slack:
+        port = free_port()
+        env = {
+            **hub.env(),
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "DOBBY_HUB_URL": "https://dobby.example.com",
+        }
+        log = open(tmp_path / "slack.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dobby", "slack", "--http", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, (tmp_path / "slack.log").read_text()
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                assert time.monotonic() < deadline, "dobby slack --http did not listen"
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}/slack/events", slack
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            log.close()
+
+
+def post(url: str, body: str, headers: dict[str, str]) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def send(url: str, event: dict) -> int:
+    req = event_request(event)
+    return post(url, req.raw_body, signed_headers(req.raw_body))[0]
+
+
+def test_http_events_mode_end_to_end(bot_process: tuple[str, FakeSlack], hub: HubProcess) -> None:
+    url, slack = bot_process
+    challenge = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "t"})
+    forged = {**signed_headers(challenge), "x-slack-signature": "v0=" + "0" * 64}
+    assert post(url, challenge, forged)[0] == 401
+    status, body = post(url, challenge, signed_headers(challenge))
+    assert status == 200 and "c-123" in body
+
+    thread = "1690000100.000001"
+    assert send(url, mention("echo over-http in spare using shell", ts=thread)) == 200
+    preview = slack.wait_for(lambda: slack.posts(thread))[0]
+    assert "backend *shell*" in preview["text"] and "> echo over-http" in preview["text"]
+    preview_ts = next(t for t, m in slack.messages.items() if m["thread_ts"] == thread)
+    assert send(url, reaction("white_check_mark", ts=preview_ts)) == 200
+    done = slack.wait_for(
+        lambda: [p["text"] for p in slack.posts(thread) if "completed" in p["text"]]
+    )
+    [task] = hub.client().tasks()["tasks"]
+    assert task["prompt"] == "echo over-http" and task["status"] == "completed"
+    assert f"https://dobby.example.com/dashboard#/tasks/{task['id']}" in done[0]
+    assert "over-http" in done[0]
+
+
+def test_http_mode_needs_a_signing_secret(hub: HubProcess) -> None:
+    env = {**hub.env(), "SLACK_BOT_TOKEN": "xoxb-test"}
+    res = subprocess.run(
+        [sys.executable, "-m", "dobby", "slack", "--http", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1 and "SLACK_SIGNING_SECRET" in res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "dobby", "slack"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1 and "SLACK_APP_TOKEN" in res.stderr
