@@ -23,7 +23,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Settings that hold credentials: masked in to_public_dict(), kept out of repr().
 SECRET_SETTINGS = frozenset({"api_key", "webhook_url", "webhook_secret"})
 # Settings the environment cannot set as DOBBY_<NAME> (structured values belong in dobby.yaml).
-_NO_ENV = frozenset({"prices"})
+_NO_ENV = frozenset({"prices", "usage_limits"})
 
 
 def _setting(default: Any = None, *, help: str, factory: Any = None) -> Any:
@@ -79,6 +79,11 @@ class Settings:
         None,
         help="Inventory file or directory (env DOBBY_INVENTORY; ./inventory if it exists, "
         "else the implicit local host).",
+    )
+    usage_limits: dict[str, Any] = _setting(
+        factory=dict,
+        help="Limits per backend and rolling window for the dashboard's usage bars, e.g. "
+        "{claude: {5h: {cost_usd: 20}, 7d: {tokens: 50000000}}}.",
     )
     prices: dict[str, Any] = _setting(
         factory=dict, help="Token prices per model (USD per million tokens), for codex costs."

@@ -133,6 +133,8 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> Iterator
     now = dt.datetime.now(dt.UTC)
     projects = {name: make_git_project(root / name) for name in ("app", "web", "infra")}
     seed_history(root / "home", history(SEEDED, now=now), projects)
+    limits = "usage_limits:\n  claude:\n    7d: {cost_usd: 1000}\n"
+    (root / "home" / "dobby.yaml").write_text(limits)
     inventory = write_inventory(
         root / "inventory.yaml",
         [
@@ -369,6 +371,9 @@ def test_usage_shows_the_api_numbers(seeded: HubProcess, tab: Any) -> None:
     claude = next(b for b in week["backends"] if b["backend"] == "claude")
     row = page.locator('[data-window="7d"] .urow[data-backend="claude"]')
     expect(row).to_contain_text(f"{claude['tasks']} task")
+    used = round(100 * claude["limit"]["cost_used"])
+    limit = page.locator('[data-window="7d"] .ulimit[data-limit="cost"]')
+    expect(limit).to_contain_text(f"{used}% of $1000")
     bars = page.locator("#cost-chart rect.chit")
     expect(bars).to_have_count(30)
     totals = bars.evaluate_all("bs => bs.map(b => +b.dataset.total)")

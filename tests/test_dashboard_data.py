@@ -262,3 +262,17 @@ def test_timeline_of_a_task_that_never_started() -> None:
 def test_last_step(events: list[dict[str, Any]], expected: str | None) -> None:
     step = dd.last_step(events)
     assert (step["text"] if step else None) == expected
+
+
+def test_usage_rows_carry_the_configured_limits_and_their_utilisation() -> None:
+    tasks = [
+        task(backend="claude", finished_at=at(1), cost_usd=5.0, tokens={"input": 250}),
+        task(backend="codex", finished_at=at(2), cost_usd=1.0, tokens={"input": 10}),
+    ]
+    limits = {"claude": {"5h": {"cost_usd": 20, "tokens": 1000}, "7d": {"tokens": 0}}}
+    five, seven = dd.usage(tasks, now=NOW, days=2, limits=limits)["windows"]
+    by = {b["backend"]: b for b in five["backends"]}
+    assert by["claude"]["limit"] == {"tokens": 1000, "tokens_used": 0.25, "cost_usd": 20,
+                                     "cost_used": 0.25}
+    assert by["codex"]["limit"] is None
+    assert all(b["limit"] is None for b in seven["backends"])  # a 0 limit means none

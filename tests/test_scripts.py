@@ -146,7 +146,7 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
         text=True,
         check=True,
     )
-    assert scripts.parse_kv(probe.stdout) == {"session": "1", "exit": ""}
+    assert scripts.parse_kv(probe.stdout) == {"session": "1", "exit": "", "started": "1"}
     subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)
     assert subprocess.run(["pgrep", "-s", sid], capture_output=True).returncode == 1
     assert (
@@ -166,3 +166,25 @@ def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
     assert found["claude"] == "2.1.197 (Claude Code)"
     assert found["tmux"].startswith("tmux")
     assert found["codex"] == ""
+
+
+def test_a_repeated_launch_keeps_the_running_session_and_its_files(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0002")
+    tmux_session_cleanup.append(paths.session)
+    Path(paths.task_dir).mkdir(parents=True)
+    (Path(paths.task_dir) / "prompt.md").write_text("echo started; sleep 300")
+    (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
+    (Path(paths.task_dir) / "run.sh").write_text(scripts.render_run_sh(
+        paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree))
+    launch = scripts.render_launch(paths=paths, project=None, base=None)
+    subprocess.run(["bash", "-c", launch], check=True)
+    pid_file = Path(paths.file("pid"))
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sid = pid_file.read_text()
+    subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
+    assert pid_file.read_text() == sid
+    subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)

@@ -145,7 +145,8 @@ class UsageHandler(BaseHandler):
         tz = _timezone(self.dobby.settings.timezone)
         days = _days_arg(self, 30, 366)
         tasks = [_slim(t) for t in self.dobby.store.tasks()]
-        self.send(data.usage(tasks, now=_dt.datetime.now(_dt.UTC), tz=tz, days=days))
+        self.send(data.usage(tasks, now=_dt.datetime.now(_dt.UTC), tz=tz, days=days,
+                             limits=self.dobby.settings.usage_limits))
 
 
 class LiveHandler(BaseHandler):

@@ -100,6 +100,19 @@ def _add_usage(row: dict[str, Any], task: Task) -> None:
         row["tokens"]["total"] += value
 
 
+def _with_limit(row: dict[str, Any], limits: Mapping[str, Any], window: str) -> dict[str, Any]:
+    """Attach the configured limit of this backend and window, with utilisation (0..1+)."""
+    spec = (limits.get(row["backend"]) or {}).get(window) or {}
+    limit: dict[str, Any] = {}
+    if isinstance(spec.get("tokens"), int | float) and spec["tokens"] > 0:
+        limit["tokens"] = spec["tokens"]
+        limit["tokens_used"] = round(row["tokens"]["total"] / spec["tokens"], 4)
+    if isinstance(spec.get("cost_usd"), int | float) and spec["cost_usd"] > 0:
+        limit["cost_usd"] = spec["cost_usd"]
+        limit["cost_used"] = round(row["cost_usd"] / spec["cost_usd"], 4)
+    return {**row, "limit": limit or None}
+
+
 def usage(
     tasks: Iterable[Task],
     *,
@@ -107,8 +120,13 @@ def usage(
     tz: _dt.tzinfo = _dt.UTC,
     days: int = 30,
     windows: Sequence[tuple[str, float]] = USAGE_WINDOWS,
+    limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sum tokens and cost per backend over rolling windows, and cost per day per backend."""
+    """Sum tokens and cost per backend over rolling windows, and cost per day per backend.
+
+    ``limits`` (the ``usage_limits`` setting) maps backend → window → {tokens, cost_usd}; each
+    backend row of a window then carries ``limit`` with the utilisation of each limit.
+    """
     today = now.astimezone(tz).date()
     first_day = today - _dt.timedelta(days=days - 1)
     starts = [(name, hours, now - _dt.timedelta(hours=hours)) for name, hours in windows]
@@ -138,7 +156,10 @@ def usage(
                 "name": name,
                 "hours": hours,
                 "since": iso(since),
-                "backends": [rows.get(b) or _empty_usage(b) for b in names],
+                "backends": [
+                    _with_limit(rows.get(b) or _empty_usage(b), (limits or {}), name)
+                    for b in names
+                ],
             }
         )
     out_days = []

@@ -150,8 +150,10 @@ def render_launch(
             # A follow-up goes on where its parent's work ended, on a branch of its own.
             lines += ["else", f"  git -C {wt} checkout -q -B {branch}"]
         lines.append("fi")
-    # A retried task starts with no output, exit code or pid of its previous attempt.
-    lines.append("rm -f " + " ".join(q(paths.file(n)) for n in OUTPUT_FILES))
+    # A retried task starts with no output, exit code or pid of its previous attempt; a task
+    # whose session is alive (a launch repeated after a lost answer) keeps its files.
+    lines.append(f"tmux has-session -t {q(paths.session)} 2>/dev/null || rm -f "
+                 + " ".join(q(paths.file(n)) for n in OUTPUT_FILES))
     session = q(paths.session)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
     # starting one (~10 ms of CPU per task on a host running short tasks back to back).
@@ -202,11 +204,16 @@ def render_cancel(*, paths: TaskPaths) -> str:
 
 
 def render_probe(*, session: str, paths: TaskPaths) -> str:
-    """Return a command printing ``session=0|1`` and ``exit=<code or empty>``."""
+    """Return a command printing ``session=0|1``, ``exit=<code or empty>``, ``started=0|1``.
+
+    ``started`` says run.sh began (it writes ``pid`` first): a task whose launch the hub
+    cannot remember was really launched iff it is 1.
+    """
     return (
         f"if tmux has-session -t {q(session)} 2>/dev/null; then echo session=1; "
         "else echo session=0; fi; "
-        f"printf 'exit=%s\\n' \"$(cat {q(paths.file('exit'))} 2>/dev/null)\""
+        f"printf 'exit=%s\\n' \"$(cat {q(paths.file('exit'))} 2>/dev/null)\"; "
+        f"if [ -e {q(paths.file('pid'))} ]; then echo started=1; else echo started=0; fi"
     )
 
 

@@ -294,6 +294,11 @@ class SchedulerLoop:
             task.started_at = task.started_at or utcnow()
             self.dobby.save(task, "task.started")
             self.dobby.runner.follow(task, adopt=True)
+        elif state.get("started") == "1":
+            # It did start, and its session died with no exit code: launching it again
+            # would run the work twice.
+            self._fail(task, Reason.HOST_LOST, f"tmux session dobby-{task.id} is gone and left "
+                       f"no exit code on {task.host}")
         else:
             task.waiting_on = "capacity"
             task.host = None

@@ -13,14 +13,30 @@ function windowCard(win) {
   const rows = win.backends.map((b) => {
     const bar = el("div", { class: "ubar", role: "img", "aria-label": `${b.backend}: ${b.tokens.total} tokens` },
       KINDS.map((k) => el("span", { class: `seg k-${k}`, style: { width: `${(100 * b.tokens[k]) / max}%` }, title: `${k.replace("_", " ")}: ${b.tokens[k].toLocaleString()}` })));
-    return el("div", { class: "urow", "data-backend": b.backend },
+    const row = el("div", { class: "urow", "data-backend": b.backend },
       el("span", { class: "uname" }, b.backend),
       bar,
       el("span", { class: "unums" }, `${fmtTokens(b.tokens.total)} tokens · ${fmtCost(b.cost_usd)} · ${b.tasks} task${b.tasks === 1 ? "" : "s"}`));
+    return b.limit ? el("div", {}, row, limitRow(b)) : row;
   });
   return el("section", { class: "panel", "data-window": win.name },
     el("h2", {}, WINDOW_TITLE[win.name] || win.name),
     rows.length ? rows : el("p", { class: "muted" }, "Nothing finished in this window."));
+}
+
+// Utilisation of the limits set in the hub's `usage_limits` setting (one bar per limit).
+function limitRow(b) {
+  const parts = [];
+  if (b.limit.tokens) parts.push(["tokens", b.limit.tokens_used, `${fmtTokens(b.limit.tokens)} tokens`]);
+  if (b.limit.cost_usd) parts.push(["cost", b.limit.cost_used, fmtCost(b.limit.cost_usd)]);
+  return el("div", { class: "ulimits" }, parts.map(([kind, used, of]) => {
+    const pct = Math.round(100 * used);
+    return el("div", { class: "urow ulimit", "data-limit": kind, "data-used": String(pct) },
+      el("span", { class: "uname muted small" }, `${kind} limit`),
+      el("div", { class: "ubar", role: "img", "aria-label": `${pct}% of the ${kind} limit` },
+        el("span", { class: `seg ${pct >= 90 ? "k-over" : "k-input"}`, style: { width: `${Math.min(100, pct)}%` } })),
+      el("span", { class: "unums" }, `${pct}% of ${of}`));
+  }));
 }
 
 function tokenLegend() {
@@ -72,7 +88,7 @@ function costPanel(data) {
 export function mount(root) {
   const body = el("div", { id: "usage" }, el("p", { class: "muted" }, "Loading…"));
   root.append(el("header", { class: "view-head" }, el("h1", {}, "Usage"),
-    el("p", { class: "muted" }, "Tokens and cost of finished tasks per backend (codex runs are priced from the hub's price table). No rate-limit data is reported by the agents, so bars compare backends with each other.")), body);
+    el("p", { class: "muted" }, "Tokens and cost of finished tasks per backend (codex runs are priced from the hub's price table). Limits come from the hub's usage_limits setting; without them bars compare backends with each other.")), body);
   let alive = true;
   let draw = null;
   const resized = throttle(() => draw?.(), 200);
