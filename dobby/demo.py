@@ -56,10 +56,10 @@ DEMO_TASKS: list[dict[str, Any]] = [
 ]
 
 
-def make_sample_project(path: Path) -> Path:
-    """Create a small git repository with one commit."""
+def make_git_repo(path: Path, files: dict[str, str], *, message: str) -> Path:
+    """Create a git repository holding ``files`` in one commit."""
     path.mkdir(parents=True, exist_ok=True)
-    for name, text in SAMPLE_FILES.items():
+    for name, text in files.items():
         (path / name).write_text(text, encoding="utf-8")
     env = {
         **os.environ,
@@ -68,9 +68,14 @@ def make_sample_project(path: Path) -> Path:
         "GIT_COMMITTER_NAME": "Dobby demo",
         "GIT_COMMITTER_EMAIL": "demo@dobby.local",
     }
-    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "sample"]):
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", message]):
         subprocess.run(["git", "-C", str(path), *args], check=True, env=env)
     return path
+
+
+def make_sample_project(path: Path) -> Path:
+    """Create the demo's small git repository."""
+    return make_git_repo(path, SAMPLE_FILES, message="sample")
 
 
 def write_demo_inventory(home: Path, bin_dir: Path) -> Path:
