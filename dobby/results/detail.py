@@ -9,7 +9,6 @@ cost so far, turns and API retries. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from dobby.runner.backends.base import (
     one_line,
     parse_json,
 )
+from dobby.runner.backends.codex import unwrap_command, usage_tokens
 
 MAX_COMMANDS = 50  # the most recent ones are shown; commands_total counts them all
 MAX_FILES = 200
@@ -207,7 +207,7 @@ class Detail:
             self.turns = (self.turns or 0) + 1
             self.step = "thinking"
         elif kind == "turn.completed":
-            self.tokens = minus(_codex_tokens(get_dict(data, "usage")), self.baseline)
+            self.tokens = minus(usage_tokens(get_dict(data, "usage")), self.baseline)
             self.cost_usd = codex_cost(self.tokens, self.model, self.prices)
             self.step = "turn completed"
         elif kind == "turn.failed":
@@ -227,7 +227,7 @@ class Detail:
     def _codex_item(self, phase: str, item: dict[str, Any]) -> None:
         kind, item_id = get_str(item, "type"), get_str(item, "id") or ""
         if kind == "command_execution":
-            command = _unwrap(get_str(item, "command") or "")
+            command = unwrap_command(get_str(item, "command") or "")
             self.last_tool, self.last_target = "shell", command
             if item_id not in self._tools:
                 self._tools[item_id] = {"command": self._command_started(command)}
@@ -321,27 +321,3 @@ def _text(content: Any) -> str:
         return content
     parts = [get_str(b, "text") for b in content] if isinstance(content, list) else []
     return "\n".join(p for p in parts if p)
-
-
-def _codex_tokens(usage: dict[str, Any]) -> Tokens:
-    return Tokens(
-        input=get_int(usage, "input_tokens") or 0,
-        output=get_int(usage, "output_tokens") or 0,
-        cache_read=get_int(usage, "cached_input_tokens") or 0,
-        cache_write=get_int(usage, "cache_write_input_tokens") or 0,
-    )
-
-
-def _unwrap(command: str) -> str:
-    """Return the script of ``/bin/bash -lc '…'`` (how codex wraps commands), else as is."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return command
-    if (
-        len(words) == 3
-        and words[0].rsplit("/", 1)[-1] in ("bash", "sh", "zsh")
-        and words[1] in ("-lc", "-c")
-    ):
-        return words[2]
-    return command

@@ -74,7 +74,7 @@ class CodexBackend:
         if kind == "turn.started":
             return []
         if kind == "turn.completed":
-            tokens = _tokens(get_dict(data, "usage"))
+            tokens = usage_tokens(get_dict(data, "usage"))
             text = (
                 f"turn completed: {tokens.input} input ({tokens.cache_read} cached), "
                 f"{tokens.output} output tokens"
@@ -119,7 +119,7 @@ class CodexBackend:
                 failure = get_str(get_dict(data, "error"), "message") or "turn failed"
             elif kind == "error":
                 last_error = get_str(data, "message") or last_error
-        tokens = _tokens(usage or {})
+        tokens = usage_tokens(usage or {})
         price = price_for(model, prices)
         result = Result(
             status=TaskStatus.COMPLETED,
@@ -149,7 +149,7 @@ class CodexBackend:
         return result
 
 
-def _tokens(usage: dict[str, Any]) -> Tokens:
+def usage_tokens(usage: dict[str, Any]) -> Tokens:
     """Return the usage of a turn.completed line (cumulative over the thread)."""
     return Tokens(
         input=get_int(usage, "input_tokens") or 0,
@@ -249,7 +249,7 @@ def _render_item(phase: str, item: dict[str, Any]) -> list[LogEvent]:
 
 def _render_command(item: dict[str, Any], done: bool) -> LogEvent:
     raw = get_str(item, "command") or ""
-    shown = one_line(_unwrap(raw))
+    shown = one_line(unwrap_command(raw))
     status = get_str(item, "status")
     exit_code = get_int(item, "exit_code")
     if not done:
@@ -268,7 +268,7 @@ def _render_command(item: dict[str, Any], done: bool) -> LogEvent:
     )
 
 
-def _unwrap(command: str) -> str:
+def unwrap_command(command: str) -> str:
     """Return the script of ``/bin/bash -lc '…'`` (how codex wraps commands), else as is."""
     try:
         words = shlex.split(command)
