@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
-from dobby.client import HubClient  # noqa: E402
+from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster  # noqa: E402
 

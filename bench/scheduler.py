@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinydb import TinyDB  # noqa: E402
 
-from dobby.models import Host, Task  # noqa: E402
+from dobby.core.models import Host, Task  # noqa: E402
 from dobby.scheduler import deps  # noqa: E402
 from dobby.scheduler.plan import HostSlot, PlanInput, plan  # noqa: E402
 from dobby.scheduler.queue import PRIORITY_RANK, PendingQueue  # noqa: E402

@@ -1,5 +1,5 @@
 """``python -m dobby`` runs the CLI."""
 
-from dobby.cli import main
+from dobby.cli.main import main
 
 main()

@@ -7,13 +7,13 @@ from typing import Any
 import tornado.web
 
 from dobby import __version__
-from dobby.hub import handlers as h
-from dobby.hub import handlers_scheduler as hs
 from dobby.hub.base import BaseHandler, NotFoundHandler
-from dobby.hub.dashboard import DASHBOARD_ROUTES
-from dobby.hub.handlers_machines import ROUTES as MACHINES_ROUTES
-from dobby.hub.handlers_results import RESULTS_ROUTES
-from dobby.service import Dobby
+from dobby.hub.core import Dobby
+from dobby.hub.handlers import scheduler as hs
+from dobby.hub.handlers import tasks as h
+from dobby.hub.handlers.dashboard import DASHBOARD_ROUTES
+from dobby.hub.handlers.machines import ROUTES as MACHINES_ROUTES
+from dobby.hub.handlers.results import RESULTS_ROUTES
 
 ID = r"([A-Za-z0-9_-]+)"
 

@@ -10,8 +10,8 @@ from typing import Any
 import tornado.web
 from tornado.iostream import StreamClosedError
 
-from dobby.errors import AuthError, DobbyError, ValidationError
-from dobby.service import Dobby
+from dobby.core.errors import AuthError, DobbyError, ValidationError
+from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.hub")
 

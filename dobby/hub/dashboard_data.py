@@ -157,8 +157,7 @@ def usage(
                 "hours": hours,
                 "since": iso(since),
                 "backends": [
-                    _with_limit(rows.get(b) or _empty_usage(b), (limits or {}), name)
-                    for b in names
+                    _with_limit(rows.get(b) or _empty_usage(b), (limits or {}), name) for b in names
                 ],
             }
         )

@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from dobby.config import Settings, load_settings
+from dobby.core.config import Settings, load_settings
 from dobby.hub.app import make_app
-from dobby.service import Dobby
+from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.hub")
 

@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dobby.errors import NotFound, ValidationError
-from dobby.results import remote
+from dobby.core.errors import NotFound, ValidationError
+from dobby.core.names import safe_name
+from dobby.hostside import results as remote
+from dobby.hostside.scripts import TaskPaths, parse_kv, q
 from dobby.results.gitback import CollectError, fetch_file
-from dobby.results.names import safe_name
-from dobby.runner.scripts import TaskPaths, parse_kv, q
 from dobby.transport import Transport
 
 

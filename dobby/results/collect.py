@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dobby.errors import DobbyError
-from dobby.models import Task
+from dobby.core.errors import DobbyError
+from dobby.core.models import Task
+from dobby.hostside.scripts import TaskPaths
 from dobby.results import artifacts, gitback
-from dobby.runner.scripts import TaskPaths
 from dobby.transport import Transport
 
 log = logging.getLogger("dobby.results")

@@ -13,11 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dobby.models import Tokens
-from dobby.pricing import ModelPrice, cost, price_for
-from dobby.results.followup import codex_cost, minus
-from dobby.runner.backends import get_backend
-from dobby.runner.backends.base import (
+from dobby.backends import get_backend
+from dobby.backends.base import (
     clean,
     clip,
     display_path,
@@ -28,7 +25,10 @@ from dobby.runner.backends.base import (
     one_line,
     parse_json,
 )
-from dobby.runner.backends.codex import unwrap_command, usage_tokens
+from dobby.backends.codex import unwrap_command, usage_tokens
+from dobby.backends.pricing import ModelPrice, cost, price_for
+from dobby.core.models import Tokens
+from dobby.results.followup import codex_cost, minus
 
 MAX_COMMANDS = 50  # the most recent ones are shown; commands_total counts them all
 MAX_FILES = 200

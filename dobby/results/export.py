@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from dobby.errors import ValidationError
-from dobby.models import Task, TaskStatus
+from dobby.core.errors import ValidationError
+from dobby.core.models import Task, TaskStatus
 
 FORMATS = ("csv", "json")
 # Stable order: never reorder, only append.

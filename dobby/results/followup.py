@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from dobby.errors import NotFound
-from dobby.models import Task, Tokens
-from dobby.pricing import ModelPrice, cost, price_for
+from dobby.backends.pricing import ModelPrice, cost, price_for
+from dobby.core.errors import NotFound
+from dobby.core.models import Task, Tokens
 
 MAX_CHAIN = 1000  # guards against a cycle in hand-edited or imported data
 

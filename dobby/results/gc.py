@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dobby.models import Task, parse_time
+from dobby.core.models import Task, parse_time
+from dobby.hostside.results import GcItem
 from dobby.results.followup import MAX_CHAIN
-from dobby.results.remote import GcItem
 
 
 def _root(task: Task, by_id: dict[str, Task]) -> str:

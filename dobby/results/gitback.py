@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from dobby.errors import Conflict, DobbyError
-from dobby.models import Task
-from dobby.results import remote
-from dobby.runner.gitsync import git
-from dobby.runner.scripts import TaskPaths, parse_kv
+from dobby.core.errors import Conflict, DobbyError
+from dobby.core.models import Task
+from dobby.hostside import results as remote
+from dobby.hostside.scripts import TaskPaths, parse_kv
+from dobby.store.git import git
 from dobby.transport import Transport
 
 CHUNK = 4 << 20

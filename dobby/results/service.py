@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dobby.errors import Conflict, NotFound, TransportError, ValidationError
-from dobby.events import Event
-from dobby.models import Task, TaskStatus, parse_time, utcnow
-from dobby.pricing import ModelPrice
-from dobby.results import artifacts, export, followup, gc, gitback, remote, stats
+from dobby.backends.pricing import ModelPrice
+from dobby.core.errors import Conflict, NotFound, TransportError, ValidationError
+from dobby.core.events import Event
+from dobby.core.models import Task, TaskStatus, parse_time, utcnow
+from dobby.hostside import results as remote
+from dobby.results import artifacts, export, followup, gc, gitback, stats
 from dobby.results.detail import Detail
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.results")
 

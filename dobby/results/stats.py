@@ -10,9 +10,9 @@ import datetime as _dt
 from collections.abc import Iterable
 from typing import Any
 
-from dobby.errors import ValidationError
-from dobby.models import Task, TaskStatus
-from dobby.timefmt import parse_duration, parse_iso
+from dobby.core.errors import ValidationError
+from dobby.core.models import Task, TaskStatus
+from dobby.core.timefmt import parse_duration, parse_iso
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 GROUPS = ("project", "backend", "model", "host", "day")

@@ -17,16 +17,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dobby.errors import DispatchError, TransportError
-from dobby.gpu import gpu_env
-from dobby.hosts import HostManager
-from dobby.models import Reason, Task, TaskStatus, utcnow
-from dobby.pricing import ModelPrice
+from dobby.backends import get_backend
+from dobby.backends.pricing import ModelPrice
+from dobby.core.errors import DispatchError, TransportError
+from dobby.core.models import Reason, Task, TaskStatus, utcnow
+from dobby.hostside import scripts
+from dobby.machines.gpu import gpu_env
+from dobby.machines.hosts import HostManager
 from dobby.results import followup
 from dobby.results.collect import collect_outputs
-from dobby.runner import scripts
-from dobby.runner.backends import get_backend
-from dobby.runner.gitsync import create_bundle, head_commit
+from dobby.store.git import create_bundle, head_commit
 from dobby.transport import Transport
 
 log = logging.getLogger("dobby.runner")
@@ -115,7 +115,9 @@ class Runner:
         argv = backend.argv(task=agent_view, host=host, is_root=transport.is_root)
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
         if task.gpu_indices:
-            env.update(gpu_env(task.gpu_indices))  # the GPUs the scheduler reserved (dobby.gpu)
+            env.update(
+                gpu_env(task.gpu_indices)
+            )  # the GPUs the scheduler reserved (dobby.machines.gpu)
         base = None
         if task.project:
             base = followup.followup_base(task, self._get_task) if resume_session else None
@@ -153,8 +155,7 @@ class Runner:
     ) -> None:
         # Two tasks of one project starting together on one host must not init or fetch
         # into the host's mirror at the same time.
-        delivery = self._git_locks.setdefault(f"{transport.host.name}\0{project}",
-                                              asyncio.Lock())
+        delivery = self._git_locks.setdefault(f"{transport.host.name}\0{project}", asyncio.Lock())
         async with delivery:
             with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
                 local = os.path.join(tmp, f"{project}.bundle")
@@ -273,7 +274,7 @@ class Runner:
     def _timed_out(self, task: Task) -> bool:
         if not task.timeout or not task.started_at:
             return False
-        from dobby.models import parse_time
+        from dobby.core.models import parse_time
 
         started = parse_time(task.started_at).timestamp()
         return time.time() - started > task.timeout + TIMEOUT_GRACE

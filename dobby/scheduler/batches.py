@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dobby.errors import DobbyError, ValidationError
-from dobby.models import Batch, Task, TaskStatus
+from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.models import Batch, Task, TaskStatus
 from dobby.scheduler import deps
 from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_batch
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 
 def _spec(body: Any) -> BatchSpec:

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from dobby.errors import ValidationError
+from dobby.core.errors import ValidationError
 
 TASK_KEYS = (
     "name",

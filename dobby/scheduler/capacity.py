@@ -11,8 +11,8 @@ import heapq
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dobby.errors import NoEligibleHost, NotFound
-from dobby.models import Host, Task
+from dobby.core.errors import NoEligibleHost, NotFound
+from dobby.core.models import Host, Task
 
 DEFAULT_PROJECT_LIMIT = 1
 
@@ -24,7 +24,7 @@ class HostSlot:
     host: Host
     running: int = 0
     reachable: bool | None = None  # None = not probed yet
-    gpus_free: tuple[int, ...] = ()  # GPU indices free now (dobby.gpu.gpus_free)
+    gpus_free: tuple[int, ...] = ()  # GPU indices free now (dobby.machines.gpu.gpus_free)
 
 
 def eligible(task: Task, host: Host) -> bool:
@@ -162,7 +162,7 @@ class HostIndex:
             elif used >= slot.host.max_agents:
                 heapq.heappop(heap)
             elif task.gpus and len(self.gpu_room.get(name, ())) < task.gpus:
-                heapq.heappop(heap)  # not enough free GPUs there now (dobby.gpu)
+                heapq.heappop(heap)  # not enough free GPUs there now (dobby.machines.gpu)
             else:
                 return slot, ""
         self._full.add(sig)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-from dobby.errors import ValidationError
-from dobby.models import Schedule, parse_time
-from dobby.timefmt import parse_duration
+from dobby.core.errors import ValidationError
+from dobby.core.models import Schedule, parse_time
+from dobby.core.timefmt import parse_duration
 
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 MIN_EVERY = 1.0
@@ -127,5 +127,5 @@ def tick(schedule: Schedule, now: _dt.datetime) -> Tick:
 
 
 def iso(moment: _dt.datetime) -> str:
-    """Format an aware datetime like :func:`dobby.models.utcnow`."""
+    """Format an aware datetime like :func:`dobby.core.models.utcnow`."""
     return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

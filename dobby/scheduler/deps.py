@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from dobby.errors import ValidationError
-from dobby.models import Reason, Task, TaskStatus
+from dobby.core.errors import ValidationError
+from dobby.core.models import Reason, Task, TaskStatus
 
 COMPLETED = TaskStatus.COMPLETED.value
 BROKEN = frozenset({TaskStatus.FAILED.value, TaskStatus.CANCELLED.value})

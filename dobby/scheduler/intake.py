@@ -10,15 +10,15 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from dobby.errors import Conflict, NotFound, ValidationError
-from dobby.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.core.errors import Conflict, NotFound, ValidationError
+from dobby.core.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.core.validate import validate_submit
 from dobby.scheduler import deps
 from dobby.scheduler.capacity import check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
-from dobby.validate import validate_submit
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.scheduler")
 

@@ -15,16 +15,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from dobby.errors import DispatchError, NotFound, TransportError, ValidationError
-from dobby.hosts import HostState
-from dobby.models import Reason, Task, TaskStatus, utcnow
+from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
+from dobby.core.models import Reason, Task, TaskStatus, utcnow
+from dobby.machines.hosts import HostState
 from dobby.scheduler import deps
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue
 from dobby.scheduler.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -152,7 +152,8 @@ class SchedulerLoop:
             # project's queue.
             if task.project and task.kind != INTERACTIVE:
                 projects[task.project] = projects.get(task.project, 0) + 1
-        # GPUs held by running or launching tasks stay reserved (dobby.gpu); freed at the end.
+        # GPUs held by running or launching tasks stay reserved (dobby.machines.gpu); freed at
+        # the end.
         gpus_free = self.dobby.gpu.free_gpus(holders)
         slots = [
             HostSlot(
@@ -297,8 +298,11 @@ class SchedulerLoop:
         elif state.get("started") == "1":
             # It did start, and its session died with no exit code: launching it again
             # would run the work twice.
-            self._fail(task, Reason.HOST_LOST, f"tmux session dobby-{task.id} is gone and left "
-                       f"no exit code on {task.host}")
+            self._fail(
+                task,
+                Reason.HOST_LOST,
+                f"tmux session dobby-{task.id} is gone and left no exit code on {task.host}",
+            )
         else:
             task.waiting_on = "capacity"
             task.host = None

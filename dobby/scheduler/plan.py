@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dobby.gpu import take_gpus
-from dobby.models import Task
+from dobby.core.models import Task
+from dobby.machines.gpu import take_gpus
 from dobby.scheduler.capacity import (
     NEVER,
     WAIT_CAPACITY,

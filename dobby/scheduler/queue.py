@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-from dobby.models import Priority, Task, parse_time
+from dobby.core.models import Priority, Task, parse_time
 
 PRIORITY_RANK = {
     Priority.URGENT.value: 0,

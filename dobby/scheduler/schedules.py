@@ -12,13 +12,13 @@ import datetime as _dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dobby.errors import DobbyError, ValidationError
-from dobby.models import Schedule, TaskStatus, parse_time
+from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.models import Schedule, TaskStatus, parse_time
+from dobby.core.validate import as_bool
 from dobby.scheduler import cron
-from dobby.validate import as_bool
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.scheduler")
 

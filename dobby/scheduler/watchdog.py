@@ -20,10 +20,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from dobby.models import Reason, Task, TaskStatus, parse_time, utcnow
+from dobby.core.models import Reason, Task, TaskStatus, parse_time, utcnow
 
 if TYPE_CHECKING:
-    from dobby.service import Dobby
+    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.scheduler")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dobby.errors import ValidationError
-from dobby.models import Host
+from dobby.core.errors import ValidationError
+from dobby.core.models import Host
 from dobby.transport.base import RunResult, Transport
 from dobby.transport.local import LocalTransport
 from dobby.transport.ssh import SshTransport

@@ -6,7 +6,7 @@ import abc
 import posixpath
 from dataclasses import dataclass
 
-from dobby.models import Host
+from dobby.core.models import Host
 
 # Environment variables of the hub that must never reach a task's process.
 HUB_SECRETS = ("DOBBY_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")

@@ -7,7 +7,7 @@ import os
 import shutil
 import signal
 
-from dobby.errors import TransportError
+from dobby.core.errors import TransportError
 from dobby.transport.base import HUB_SECRETS, IDENT_COMMAND, RunResult, Transport
 
 

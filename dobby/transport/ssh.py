@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncssh
 
-from dobby.errors import ConnectionLost, HostUnreachable, TransportError
-from dobby.models import Host
+from dobby.core.errors import ConnectionLost, HostUnreachable, TransportError
+from dobby.core.models import Host
 from dobby.transport.base import IDENT_COMMAND, RunResult, Transport
 
 _LOST = (asyncssh.Error, OSError, EOFError)

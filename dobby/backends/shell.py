@@ -1,0 +1,64 @@
+"""Shell: the prompt is a command line the user gave, run with ``bash -c``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from dobby.backends.pricing import ModelPrice
+from dobby.core.models import Host, Reason, Result, Task, TaskStatus
+from dobby.hostside.scripts import PROMPT
+
+from .base import LINE_LIMIT, LogEvent, clean, exit_error
+
+SUMMARY_LINES = 10
+SUMMARY_LIMIT = 2000
+
+
+class ShellBackend:
+    """Run the user's command line; its output is plain text."""
+
+    name = "shell"
+
+    def argv(self, *, task: Task, host: Host, is_root: bool) -> list[str]:
+        """Return ``bash -c PROMPT``: the prompt is the command line itself."""
+        return ["bash", "-c", PROMPT]
+
+    def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
+        """Return no extra environment."""
+        return {}
+
+    def render(self, line: str) -> list[LogEvent]:
+        """Show each non-blank output line as it is."""
+        text = clean(line).rstrip()  # keep the indentation: tables, tracebacks
+        if len(text) > LINE_LIMIT * 4:
+            text = text[: LINE_LIMIT * 4 - 1] + "…"
+        return [LogEvent("line", text)] if text.strip() else []
+
+    def collect(
+        self,
+        lines: Iterable[str],
+        *,
+        exit_code: int | None,
+        stderr_tail: str = "",
+        model: str | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
+    ) -> Result:
+        """Succeed on exit 0; the summary is the last lines of output."""
+        tail: list[str] = []
+        for line in lines:
+            text = clean(line).rstrip()
+            if text.strip():
+                tail = [*tail[-(SUMMARY_LINES - 1) :], text]
+        summary = "\n".join(tail)
+        if len(summary) > SUMMARY_LIMIT:
+            summary = "…" + summary[-(SUMMARY_LIMIT - 1) :]
+        if exit_code == 0:
+            return Result(status=TaskStatus.COMPLETED, summary=summary, exit_code=0)
+        error = exit_error(exit_code, stderr_tail)
+        return Result(
+            status=TaskStatus.FAILED,
+            reason=Reason.EXIT_CODE,
+            summary=summary or error,
+            error=error,
+            exit_code=exit_code,
+        )

@@ -1,0 +1,364 @@
+"""Turn hub JSON into lines for a terminal: tables, log events, task details (pure functions)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import shlex
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import click
+
+from dobby.core.errors import ValidationError
+from dobby.core.timefmt import ago, format_duration, local_time, parse_iso, seconds_between
+
+STATUS_COLORS = {
+    "draft": "white",
+    "pending": "yellow",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+FINISHED = ("completed", "failed", "cancelled")
+TASK_HEADERS = ["ID", "STATUS", "PROJECT", "BACKEND", "HOST", "AGE/DURATION", "COST", "TITLE"]
+HOST_HEADERS = [
+    "NAME",
+    "CONN",
+    "ADDRESS",
+    "REACH",
+    "TMUX",
+    "GIT",
+    "CLAUDE",
+    "CODEX",
+    "RUNNING",
+    "LABELS",
+]
+# Control characters (ANSI escapes from agent output or titles) must not reach the terminal.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_VERSION = re.compile(r"\d+(?:\.\d+)+[a-z0-9.+-]*|\d+[a-z]\b")
+
+
+def clean(text: Any, *, keep_newlines: bool = False) -> str:
+    """Return ``text`` as a str without terminal control characters (newlines kept on request)."""
+    value = "" if text is None else str(text)
+    value = _CONTROL.sub("", value.replace("\r\n", "\n"))
+    return value if keep_newlines else value.replace("\n", " ").replace("\t", " ")
+
+
+def display_width(text: str) -> int:
+    """Return how many terminal cells ``text`` takes (wide East Asian chars take two)."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def truncate(text: str, width: int) -> str:
+    """Shorten ``text`` to at most ``width`` cells, ending with ``…`` when cut."""
+    if display_width(text) <= width:
+        return text
+    if width <= 0:
+        return ""
+    out, used = [], 0
+    for ch in text:
+        w = display_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
+
+
+def render_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    width: int | None = None,
+    colors: Mapping[int, Callable[[str], str | None]] | None = None,
+    max_col: int = 32,
+) -> list[str]:
+    """Lay out rows under headers; the last column is cut to fit ``width`` terminal cells."""
+    cells = [[clean(c) for c in row] for row in rows]
+    last = len(headers) - 1
+    for row in cells:
+        for i in range(last):
+            row[i] = truncate(row[i], max_col)
+    widths = [
+        max([display_width(h)] + [display_width(r[i]) for r in cells])
+        for i, h in enumerate(headers)
+    ]
+    if width is not None:
+        room = width - sum(widths[:last]) - 2 * last
+        for row in cells:
+            row[last] = truncate(row[last], max(room, 8))
+    lines = ["  ".join(_pad(h, widths[i]) if i < last else h for i, h in enumerate(headers))]
+    for row in cells:
+        parts = []
+        for i, text in enumerate(row):
+            padded = _pad(text, widths[i]) if i < last else text
+            fg = colors[i](text) if colors and i in colors else None
+            parts.append(click.style(padded, fg=fg) if fg else padded)
+        lines.append("  ".join(parts).rstrip())
+    return lines
+
+
+def status_color(status: str) -> str | None:
+    """Return the click color of a task status."""
+    return STATUS_COLORS.get(status.split(" ")[0])
+
+
+def format_cost(cost: float | None, unknown: str = "unknown") -> str:
+    """Format a cost in USD as ``$0.0437`` (or ``unknown``)."""
+    return unknown if cost is None else f"${cost:.4f}"
+
+
+def format_tokens(tokens: Mapping[str, Any] | None) -> str:
+    """Format token counts as ``in N · out N · cache read N · cache write N``."""
+    t = tokens or {}
+    return (
+        f"in {t.get('input') or 0} · out {t.get('output') or 0} · "
+        f"cache read {t.get('cache_read') or 0} · cache write {t.get('cache_write') or 0}"
+    )
+
+
+def age_or_duration(task: Mapping[str, Any], now: _dt.datetime | None = None) -> str:
+    """Return how long a task ran (finished), runs (running) or has waited (otherwise)."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    status, started = task.get("status"), task.get("started_at")
+    if status in FINISHED:
+        took = seconds_between(started, task.get("finished_at"))
+        return format_duration(took) if took is not None else ago(task.get("finished_at"), now=now)
+    if status == "running" and started:
+        return format_duration((now - parse_iso(started)).total_seconds())
+    return ago(task.get("created_at"), now=now)
+
+
+def task_rows(
+    tasks: Sequence[Mapping[str, Any]], now: _dt.datetime | None = None
+) -> list[list[str]]:
+    """Return one row per task for :data:`TASK_HEADERS`."""
+    rows = []
+    for t in tasks:
+        status = t.get("status") or "?"
+        if status == "failed" and t.get("reason"):
+            status = f"failed {t['reason']}"
+        rows.append(
+            [
+                t.get("id") or "?",
+                status,
+                t.get("project") or "-",
+                t.get("backend") or "-",
+                host_cell(t),
+                age_or_duration(t, now),
+                format_cost(t.get("cost_usd"), "-"),
+                t.get("title") or "",
+            ]
+        )
+    return rows
+
+
+def host_cell(task: Mapping[str, Any]) -> str:
+    """Return ``host``, plus ``gpu0,1 39.6GiB`` for a task holding GPUs (dobby.machines.gpu)."""
+    cell = str(task.get("host") or "-")
+    indices = task.get("gpu_indices") or []
+    if indices:
+        cell += " gpu" + ",".join(str(i) for i in indices)
+    mem = task.get("gpu_memory_mib")
+    if mem:
+        cell += f" {mem / 1024:.1f}GiB"
+    return cell
+
+
+def short_version(value: str | None) -> str:
+    """Return the version number in a ``--version`` answer (``tmux 3.3a`` → ``3.3a``)."""
+    if not value:
+        return "-"
+    match = _VERSION.search(value)
+    return match.group(0) if match else value
+
+
+def host_rows(hosts: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Return one row per host for :data:`HOST_HEADERS`."""
+    rows = []
+    for h in hosts:
+        conn = h.get("connection") or "ssh"
+        address = "-" if conn == "local" else str(h.get("address") or h.get("name") or "-")
+        if conn != "local" and h.get("port") not in (None, 22):
+            address += f":{h['port']}"
+        if conn != "local" and h.get("user"):
+            address = f"{h['user']}@{address}"
+        reach = {True: "yes", False: "no"}.get(h.get("reachable"), "?")  # type: ignore[arg-type]
+        versions = h.get("versions") or {}
+        rows.append(
+            [
+                h.get("name") or "?",
+                conn,
+                address,
+                reach,
+                *(short_version(versions.get(k)) for k in ("tmux", "git", "claude", "codex")),
+                str(len(h.get("running") or [])),
+                ",".join(h.get("labels") or []),
+            ]
+        )
+    return rows
+
+
+def reach_color(value: str) -> str | None:
+    """Return the click color of a REACH cell."""
+    return {"yes": "green", "no": "red"}.get(value)
+
+
+def render_log_event(event: Mapping[str, Any]) -> str | None:
+    """Render one parsed log event as a line a person reads; None when there is nothing to show."""
+    kind = event.get("kind") or "line"
+    text = clean(event.get("text"), keep_newlines=True).rstrip("\n")
+    target = clean(event.get("target"))
+    tool = clean(event.get("tool"))
+    if kind in ("text", "line"):
+        return text or None
+    if kind == "reasoning":
+        return f"(thinking) {text}" if text else None
+    if kind == "tool_use":
+        what = target or clean(text)
+        return f"→ {tool}: {what}" if tool and what else f"→ {tool or what}"
+    if kind == "tool_result":
+        if not event.get("is_error"):
+            return "← ok"
+        first = truncate(text.strip().splitlines()[0], 200) if text.strip() else "failed"
+        return f"← error: {first}"
+    if kind == "command":
+        line = f"→ $ {target or clean(text)}"
+        return line + "  (failed)" if event.get("is_error") else line
+    if kind == "file_change":
+        return f"✎ {target or clean(text)}"
+    if kind == "retry":
+        if text.lower().startswith(("api retry", "reconnecting")):
+            return f"! {text}"
+        return f"! API retry {text}".rstrip()
+    if kind == "error":
+        return f"! error: {text}"
+    if kind == "result":
+        if event.get("is_error"):
+            return f"✗ {text or 'failed'}"
+        return f"✓ result: {text}" if text else "✓ result"
+    if kind == "system":
+        return f"· {text}" if text else None
+    return text or None
+
+
+def task_line(task: Mapping[str, Any]) -> str:
+    """Return ``ID  status  host``."""
+    return f"{task.get('id')}  {task.get('status')}  {task.get('host') or '-'}"
+
+
+def final_line(task: Mapping[str, Any]) -> str:
+    """Return the closing line of ``dobby logs -f``: mark, id, status, reason, duration, cost."""
+    status = task.get("status") or "?"
+    head = f"{'✓' if status == 'completed' else '✗'} {task.get('id')} {status}"
+    if task.get("reason"):
+        head += f" ({task['reason']})"
+    parts = [head]
+    took = seconds_between(task.get("started_at"), task.get("finished_at"))
+    if took is not None:
+        parts.append(format_duration(took))
+    if task.get("cost_usd") is not None:
+        parts.append(format_cost(task.get("cost_usd")))
+    if task.get("error"):
+        parts.append(truncate(clean(task["error"]), 200))
+    return " · ".join(parts)
+
+
+def _value(key: str, value: Any) -> str:
+    if value is None or value == [] or value == "":
+        return "-"
+    if key.endswith("_at") and isinstance(value, str):
+        return local_time(value)
+    if key == "tokens" and isinstance(value, Mapping):
+        return format_tokens(value)
+    if key == "cost_usd":
+        return format_cost(value)
+    if key == "timeout" and isinstance(value, int | float):
+        return format_duration(value)
+    if isinstance(value, list):
+        return ", ".join(clean(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={clean(v)}" for k, v in value.items())
+    return clean(value)
+
+
+_BLOCKS = ("summary", "error", "prompt")
+
+
+def task_detail_lines(task: Mapping[str, Any]) -> list[str]:
+    """Return every field of a task as ``key: value`` lines; long texts come last as blocks."""
+    keys = [k for k in task if k not in _BLOCKS]
+    width = max((len(k) for k in keys), default=0) + 1
+    lines = [f"{k + ':':<{width}} {_value(k, task[k])}" for k in keys]
+    if task.get("started_at"):
+        took = seconds_between(task["started_at"], task.get("finished_at"))
+        if took is not None:
+            lines.append(f"{'duration:':<{width}} {format_duration(took)}")
+    for key in _BLOCKS:
+        if key in task:
+            lines.extend(_block(key, task[key]))
+    return lines
+
+
+def _block(key: str, value: Any) -> list[str]:
+    if not value:
+        return [f"{key}: -"]
+    body = clean(value, keep_newlines=True).rstrip("\n").splitlines() or [""]
+    return [f"{key}:"] + ["  " + line for line in body]
+
+
+def result_lines(result: Mapping[str, Any]) -> list[str]:
+    """Return the lines of ``dobby results``: summary, status, error, cost, tokens…"""
+    status = result.get("status") or "?"
+    if result.get("reason"):
+        status += f" ({result['reason']})"
+    duration = result.get("duration_s")
+    if duration is None:
+        duration = seconds_between(result.get("started_at"), result.get("finished_at"))
+    fields = [
+        ("status", status),
+        ("error", clean(result.get("error")) or "-"),
+        ("exit code", "-" if result.get("exit_code") is None else str(result["exit_code"])),
+        ("cost", format_cost(result.get("cost_usd"))),
+        ("tokens", format_tokens(result.get("tokens"))),
+        ("models", ", ".join(clean(m) for m in result.get("models") or []) or "-"),
+        ("turns", "-" if result.get("turns") is None else str(result["turns"])),
+        ("duration", format_duration(duration)),
+        ("branch", clean(result.get("branch")) or "-"),
+        ("session id", clean(result.get("session_id")) or "-"),
+    ]
+    lines = _block("summary", result.get("summary"))
+    lines += [f"{k + ':':<11} {v}" for k, v in fields]
+    return lines
+
+
+def attach_command(task_id: str, host: Mapping[str, Any]) -> list[str]:
+    """Return the argv that attaches a terminal to the task's tmux session on ``host``."""
+    session = f"dobby-{task_id}"
+    conn = host.get("connection") or "ssh"
+    if conn == "local":
+        return ["tmux", "attach", "-t", session]
+    if conn != "ssh":
+        raise ValidationError(f"cannot attach to a task on {conn} host {host.get('name')!r}")
+    cmd = ["ssh", "-t", "-p", str(host.get("port") or 22)]
+    if host.get("identity_file"):
+        cmd += ["-i", str(host["identity_file"])]
+    if host.get("known_hosts"):
+        cmd += ["-o", f"UserKnownHostsFile={host['known_hosts']}"]
+    address = str(host.get("address") or host.get("name"))
+    cmd.append(f"{host['user']}@{address}" if host.get("user") else address)
+    cmd.append("tmux attach -t " + shlex.quote(session))
+    return cmd

@@ -1,0 +1,450 @@
+"""HubClient: the only way the CLI, Slack and MCP reach the hub (stdlib HTTP, synchronous)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+from dobby.core.errors import HubError
+
+DEFAULT_URL = "http://127.0.0.1:8420"
+
+# Network failures that mean "the stream dropped" rather than "the hub said no".
+_DROPS = (OSError, http.client.HTTPException)
+
+
+_Frame = tuple[str, Any, "str | None"]  # (event name, decoded data, last event id)
+
+
+class _Dropped(Exception):
+    """The SSE connection ended or failed before its last event."""
+
+
+class HubClient:
+    """Call the hub's REST API; errors come back as :class:`HubError`."""
+
+    def __init__(
+        self, *, url: str | None = None, api_key: str | None = None, timeout: float = 30
+    ) -> None:
+        self.url = (url or os.environ.get("DOBBY_URL") or DEFAULT_URL).rstrip("/")
+        self._api_key = api_key if api_key is not None else os.environ.get("DOBBY_API_KEY")
+        self.timeout = timeout
+        # Direct connections only: a proxy from the environment would see the API key, and
+        # would break the usual 127.0.0.1 hub when no_proxy is unset.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __repr__(self) -> str:
+        return f"HubClient(url={self._display_url!r})"
+
+    @property
+    def _display_url(self) -> str:
+        """Return the hub URL without any user:password part."""
+        parts = urllib.parse.urlsplit(self.url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _unreachable(self) -> HubError:
+        return HubError(
+            f"cannot reach the hub at {self._display_url}: is `dobby start` running? "
+            "(set DOBBY_URL)",
+            code="hub_unreachable",
+            status=0,
+        )
+
+    def _request_obj(
+        self, method: str, path: str, query: dict[str, Any] | None, body: Any, accept: str
+    ) -> urllib.request.Request:
+        url = self.url + path
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        headers = {"Accept": accept, "User-Agent": "dobby-client"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["X-Dobby-Key"] = self._api_key
+        return urllib.request.Request(url, data=data, headers=headers, method=method)
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        accept: str = "application/json",
+    ) -> http.client.HTTPResponse:
+        """Send a request and return the open response; raise HubError on any failure."""
+        req = self._request_obj(method, path, query, body, accept)
+        try:
+            return self._opener.open(req, timeout=self.timeout)  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise _http_error(exc.code, exc.reason, exc.read()) from None
+        except TimeoutError:
+            raise HubError(
+                f"the hub at {self._display_url} did not answer within {self.timeout:g}s",
+                code="hub_timeout",
+                status=0,
+            ) from None
+        except (urllib.error.URLError, *_DROPS):
+            raise self._unreachable() from None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """Send a request and return the decoded JSON answer."""
+        with self._open(method, path, query=query, body=body) as resp:
+            try:
+                raw = resp.read()
+            except _DROPS:
+                raise self._unreachable() from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise HubError(
+                f"the hub at {self._display_url} sent a non-JSON answer to {method} {path}",
+                code="bad_response",
+                status=resp.status,
+            ) from None
+
+    def _sse(self, path: str, query: dict[str, Any]) -> Generator[_Frame, None, None]:
+        """Yield (event, data, id) frames of one SSE connection; raise _Dropped when it ends."""
+        resp = self._open("GET", path, query=query, accept="text/event-stream")
+        with resp:
+            event, data_lines, last_id = "message", list[str](), None
+            while True:
+                try:
+                    line = resp.readline()
+                except _DROPS:
+                    raise _Dropped() from None
+                if not line:
+                    raise _Dropped()
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text:
+                    if data_lines:
+                        yield event, _json_or_text("\n".join(data_lines)), last_id
+                    event, data_lines = "message", []
+                    continue
+                if text.startswith(":"):
+                    continue  # keep-alive comment
+                name, _, value = text.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data_lines.append(value)
+                elif name == "id":
+                    last_id = value
+
+    def _reconnecting(
+        self, open_stream: Callable[[], Generator[_Frame, None, None]], give_up_after: float
+    ) -> Generator[_Frame, None, None]:
+        """Yield frames of ``open_stream()``, reopening it after drops; give up after a silence."""
+        # The first connection fails fast: a hub that was never up is a usage error, not a drop.
+        first = True
+        last_seen = time.monotonic()
+        delay = 0.2
+        while True:
+            try:
+                with contextlib.closing(open_stream()) as stream:
+                    for frame in stream:
+                        first = False
+                        last_seen = time.monotonic()
+                        delay = 0.2
+                        yield frame
+            except _Dropped:
+                first = False
+            except HubError as exc:
+                retryable = exc.status == 0 or exc.status >= 500
+                if first or not retryable:
+                    raise
+            remaining = give_up_after - (time.monotonic() - last_seen)
+            if remaining <= 0:
+                raise self._unreachable()
+            time.sleep(min(delay, remaining + 0.01))
+            delay = min(delay * 2, 2.0)
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Return the hub's health (no API key needed)."""
+        return self._call("GET", "/health")  # type: ignore[no-any-return]
+
+    def add_task(self, **fields: Any) -> dict[str, Any]:
+        """Create a task from API fields (``prompt``, ``project``…); None values are dropped."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/tasks", body=body)  # type: ignore[no-any-return]
+
+    def tasks(
+        self, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Return the raw ``{"tasks": [...]}`` body, newest first."""
+        query = {"project": project, "status": status, "limit": limit}
+        return self._call("GET", "/tasks", query=query)  # type: ignore[no-any-return]
+
+    def task(self, id: str) -> dict[str, Any]:
+        """Return one task (an id prefix of 4+ chars works)."""
+        return self._call("GET", f"/tasks/{_q(id)}")  # type: ignore[no-any-return]
+
+    def patch_task(self, id: str, **fields: Any) -> dict[str, Any]:
+        """Change a draft or pending task."""
+        return self._call("PATCH", f"/tasks/{_q(id)}", body=fields)  # type: ignore[no-any-return]
+
+    def cancel(self, id: str) -> dict[str, Any]:
+        """Cancel a task."""
+        return self._call("POST", f"/tasks/{_q(id)}/cancel", body={})  # type: ignore[no-any-return]
+
+    def retry(self, id: str, cascade: bool = False) -> dict[str, Any]:
+        """Re-queue a failed or cancelled task (``cascade``: and what failed because of it)."""
+        body = {"cascade": True} if cascade else {}
+        return self._call("POST", f"/tasks/{_q(id)}/retry", body=body)  # type: ignore[no-any-return]
+
+    def logs(self, id: str, offset: int = 0) -> dict[str, Any]:
+        """Return the task's log from byte ``offset`` (text, parsed events, next_offset)."""
+        path = f"/tasks/{_q(id)}/logs"
+        return self._call("GET", path, query={"offset": offset})  # type: ignore[no-any-return]
+
+    def follow(
+        self, id: str, offset: int = 0, *, give_up_after: float = 60.0
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event, data) from the task's SSE stream until ``end``, reconnecting on drops."""
+        state = {"offset": offset}
+
+        def open_stream() -> Generator[_Frame, None, None]:
+            return self._sse(f"/tasks/{_q(id)}/events", {"offset": state["offset"]})
+
+        with contextlib.closing(self._reconnecting(open_stream, give_up_after)) as frames:
+            for event, data, _ in frames:
+                moved = data.get("next_offset") if isinstance(data, dict) else None
+                if event == "log" and moved is not None:
+                    state["offset"] = moved
+                yield event, data
+                if event == "end":
+                    return
+
+    def events(
+        self, since: int | None = None, *, give_up_after: float = 60.0
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every bus event from sequence ``since`` on, forever, reconnecting on drops."""
+        state: dict[str, Any] = {"since": since}
+
+        def open_stream() -> Generator[_Frame, None, None]:
+            return self._sse("/events", {"since": state["since"]})
+
+        with contextlib.closing(self._reconnecting(open_stream, give_up_after)) as frames:
+            for _, data, last_id in frames:
+                seq = data.get("seq") if isinstance(data, dict) else None
+                if seq is not None or last_id:
+                    state["since"] = seq if seq is not None else last_id
+                yield data
+
+    def result(self, id: str) -> dict[str, Any]:
+        """Return the task's result (summary, cost, tokens, branch…)."""
+        return self._call("GET", f"/results/{_q(id)}")  # type: ignore[no-any-return]
+
+    def results(
+        self, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Return the raw ``{"results": [...]}`` body, newest first."""
+        query = {"project": project, "status": status, "limit": limit}
+        return self._call("GET", "/results", query=query)  # type: ignore[no-any-return]
+
+    def detail_status(self, id: str) -> dict[str, Any]:
+        """Return what the task's agent is doing now (step, tool, files, commands, tokens)."""
+        return self._call("GET", f"/tasks/{_q(id)}/detail-status")  # type: ignore[no-any-return]
+
+    def artifacts(self, id: str) -> dict[str, Any]:
+        """Return ``{"task_id", "artifacts": [{name, size}]}``."""
+        return self._call("GET", f"/tasks/{_q(id)}/artifacts")  # type: ignore[no-any-return]
+
+    def download_artifact(self, id: str, name: str, sink: Any) -> int:
+        """Write one artifact into the binary file object ``sink``; return its size."""
+        path = f"/tasks/{_q(id)}/artifacts/{urllib.parse.quote(name, safe='/')}"
+        return self._stream("GET", path, None, sink)
+
+    def diff(self, id: str) -> dict[str, Any]:
+        """Return the task's diff: ``{"diff", "diff_stat", "branch", "base_commit", …}``."""
+        return self._call("GET", f"/tasks/{_q(id)}/diff")  # type: ignore[no-any-return]
+
+    def merge(self, id: str) -> dict[str, Any]:
+        """Merge the task's branch into its project's checkout."""
+        return self._call("POST", f"/tasks/{_q(id)}/merge", body={})  # type: ignore[no-any-return]
+
+    def stats(self, since: str | None = None, project: str | None = None) -> dict[str, Any]:
+        """Return stats and cost accounting."""
+        query = {"since": since, "project": project}
+        return self._call("GET", "/stats", query=query)  # type: ignore[no-any-return]
+
+    def export(
+        self, sink: Any, *, fmt: str = "csv", project: str | None = None, since: str | None = None
+    ) -> int:
+        """Stream an export into the binary file object ``sink``; return the bytes written."""
+        query = {"format": fmt, "project": project, "since": since}
+        return self._stream("GET", "/export", query, sink)
+
+    def import_tasks(self, data: bytes) -> dict[str, Any]:
+        """Import a JSON export (bytes of ``dobby export --format json``)."""
+        req = self._request_obj("POST", "/import", None, None, "application/json")
+        req.data = data
+        req.add_header("Content-Type", "application/json")
+        try:
+            with self._opener.open(req, timeout=max(self.timeout, 300)) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise _http_error(exc.code, exc.reason, exc.read()) from None
+        except (urllib.error.URLError, *_DROPS):
+            raise self._unreachable() from None
+
+    def gc(self, older_than: str | float | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Free finished tasks' directories on hosts (older than the retention by default)."""
+        body = {"older_than": older_than, "dry_run": dry_run}
+        body = {k: v for k, v in body.items() if v is not None}
+        return self._call("POST", "/gc", body=body)  # type: ignore[no-any-return]
+
+    def _stream(self, method: str, path: str, query: dict[str, Any] | None, sink: Any) -> int:
+        """Copy a response body into ``sink`` in chunks; return its size."""
+        total = 0
+        with self._open(method, path, query=query, accept="*/*") as resp:
+            while True:
+                try:
+                    chunk = resp.read(1 << 16)
+                except _DROPS:
+                    raise self._unreachable() from None
+                if not chunk:
+                    return total
+                sink.write(chunk)
+                total += len(chunk)
+
+    def projects(self) -> dict[str, Any]:
+        """Return the raw ``{"projects": [...]}`` body."""
+        return self._call("GET", "/projects")  # type: ignore[no-any-return]
+
+    def register_project(self, name: str, path: str, context: str = "") -> dict[str, Any]:
+        """Register a project (a git repository path) under ``name``."""
+        body = {"name": name, "path": path, "context": context}
+        return self._call("POST", "/projects", body=body)  # type: ignore[no-any-return]
+
+    def hosts(self) -> dict[str, Any]:
+        """Return the raw ``{"hosts": [...], "inventory": {...}}`` body."""
+        return self._call("GET", "/hosts")  # type: ignore[no-any-return]
+
+    def register_spoke(self, **fields: Any) -> dict[str, Any]:
+        """Add a host through ``POST /spokes/register``; None fields are dropped."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/spokes/register", body=body)  # type: ignore[no-any-return]
+
+    def spokes(self) -> dict[str, Any]:
+        """Return the raw ``{"spokes": [...]}`` body."""
+        return self._call("GET", "/spokes")  # type: ignore[no-any-return]
+
+    def check_host(self, name: str) -> dict[str, Any]:
+        """Have the hub check one of its hosts (``dobby hosts check --hub``)."""
+        return self._call("POST", f"/hosts/{_q(name)}/check", body={})  # type: ignore[no-any-return]
+
+    def gpus(self, history: bool = False) -> dict[str, Any]:
+        """Return ``GET /gpus``: every GPU host, its GPUs and who uses them."""
+        query = {"history": 1} if history else None
+        return self._call("GET", "/gpus", query=query)  # type: ignore[no-any-return]
+
+    def open_remote(self, **fields: Any) -> dict[str, Any]:
+        """Open an interactive session (``host``, ``project``, ``backend``…); return its task."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/remote", body=body)  # type: ignore[no-any-return]
+
+    def remote_sessions(self, include_finished: bool = False) -> dict[str, Any]:
+        """Return the raw ``{"sessions": [task...]}`` body of interactive sessions."""
+        query = {"all": 1} if include_finished else None
+        return self._call("GET", "/remote", query=query)  # type: ignore[no-any-return]
+
+    def add_batch(self, **fields: Any) -> dict[str, Any]:
+        """Submit a batch (``tasks``, optional ``name`` and ``defaults``) via ``POST /batches``."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+
+    # -- scheduler: drafts, schedules, batches, project policies --------------------------
+
+    def approve(self, id: str) -> dict[str, Any]:
+        """Queue a draft (with its approved plan)."""
+        return self._call("POST", f"/tasks/{_q(id)}/approve", body={})  # type: ignore[no-any-return]
+
+    def reject(self, id: str) -> dict[str, Any]:
+        """Drop a draft."""
+        return self._call("POST", f"/tasks/{_q(id)}/reject", body={})  # type: ignore[no-any-return]
+
+    def add_schedule(self, **fields: Any) -> dict[str, Any]:
+        """Create a schedule: ``cron`` or ``every``, ``overlap``, and the task's fields."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._call("POST", "/schedules", body=body)  # type: ignore[no-any-return]
+
+    def schedules(self) -> dict[str, Any]:
+        """Return the raw ``{"schedules": [...]}`` body."""
+        return self._call("GET", "/schedules")  # type: ignore[no-any-return]
+
+    def schedule_action(self, id: str, action: str) -> dict[str, Any]:
+        """Pause, resume or delete a schedule; return it."""
+        if action == "delete":
+            return self._call("DELETE", f"/schedules/{_q(id)}")  # type: ignore[no-any-return]
+        path = f"/schedules/{_q(id)}/{action}"
+        return self._call("POST", path, body={})  # type: ignore[no-any-return]
+
+    def submit_batch_file(self, text: str, file: str) -> dict[str, Any]:
+        """Submit a batch file's YAML text; errors name ``file:line``."""
+        body = {"yaml": text, "file": file}
+        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+
+    def batch(self, id: str) -> dict[str, Any]:
+        """Return a batch: counts by status, cost so far, each task."""
+        return self._call("GET", f"/batches/{_q(id)}")  # type: ignore[no-any-return]
+
+    def batches(self) -> dict[str, Any]:
+        """Return the raw ``{"batches": [...]}`` body."""
+        return self._call("GET", "/batches")  # type: ignore[no-any-return]
+
+    def update_project(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Set project policies (``max_concurrent``, ``auto_chain``…)."""
+        return self._call("PATCH", f"/projects/{_q(name)}", body=fields)  # type: ignore[no-any-return]
+
+
+def _q(id: str) -> str:
+    """Quote an id for use as one path segment."""
+    return urllib.parse.quote(str(id), safe="")
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _http_error(status: int, reason: str, raw: bytes) -> HubError:
+    """Turn an HTTP error answer into a HubError, using the hub's JSON error body if any."""
+    try:
+        err = json.loads(raw)["error"]
+        message, code = str(err["message"]), str(err.get("code") or "error")
+    except (ValueError, KeyError, TypeError):
+        return HubError(
+            f"the hub answered HTTP {status} {reason}".rstrip(), code="http_error", status=status
+        )
+    if status == 401 and "DOBBY_API_KEY" not in message:
+        message += " (set DOBBY_API_KEY)"
+    return HubError(message, code=code, status=status)

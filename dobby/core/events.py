@@ -1,0 +1,187 @@
+"""The one flat event vocabulary of Dobby and the in-memory bus that carries it.
+
+Events are published once, after the store write, and read three ways: by cursor
+(``since(seq)``, for SSE/websocket clients resuming with ``Last-Event-ID``), by long-poll
+(``await wait(seq, timeout)``), and by sync listeners (webhook, Slack) called on each publish.
+The bus keeps the last ``capacity`` events; a client whose cursor fell behind
+``oldest_seq`` has missed events and should reload state (see ``EventBus.missed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from dobby.core.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    TASK_CREATED = "task.created"
+    TASK_UPDATED = "task.updated"
+    TASK_STARTED = "task.started"
+    TASK_LOG = "task.log"  # new log bytes / parsed agent events of a task
+    TASK_FINISHED = "task.finished"
+    # Scheduler (dobby/scheduler/): queue transitions, drafts, staleness, schedules, batches.
+    TASK_QUEUED = "task.queued"  # a waiting task's dependencies completed: it joins the queue
+    TASK_RETRIED = "task.retried"
+    TASK_APPROVED = "task.approved"
+    TASK_AWAITING_APPROVAL = "task.awaiting_approval"  # a draft (and its plan) is ready
+    TASK_STALE = "task.stale"  # no output for stale_timeout (stale_action: mark)
+    SCHEDULE_CREATED = "schedule.created"
+    SCHEDULE_UPDATED = "schedule.updated"  # paused, resumed, fired, skipped
+    SCHEDULE_DELETED = "schedule.deleted"
+    BATCH_CREATED = "batch.created"
+    PROJECT_UPDATED = "project.updated"
+    HOST_UPDATED = "host.updated"
+    GPUS_UPDATED = "gpus.updated"  # a GPU host's GPUs changed: count, no-GPU reason, users
+    INVENTORY_RELOADED = "inventory.reloaded"
+    INVENTORY_ERROR = "inventory.error"
+    PROJECT_CREATED = "project.created"
+    HUB_STARTED = "hub.started"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened, numbered by the bus."""
+
+    seq: int
+    type: str
+    ts: str = field(default_factory=utcnow)
+    task_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            "ts": self.ts,
+            "task_id": self.task_id,
+            "data": self.data,
+        }
+
+    def to_sse(self) -> str:
+        """Return one Server-Sent Events frame; the JSON is one line, so one ``data:`` line."""
+        # json.dumps escapes newlines inside strings and never adds its own without indent;
+        # default=str keeps one odd value (a Path, a datetime) from breaking every stream.
+        payload = json.dumps(self.to_dict(), default=str)
+        return f"id: {self.seq}\nevent: {self.type}\ndata: {payload}\n\n"
+
+
+Listener = Callable[[Event], Any]
+
+
+class EventBus:
+    """Number events, keep the latest in a ring buffer, wake waiters and call listeners."""
+
+    def __init__(self, *, capacity: int = 10000, start_seq: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._buffer: deque[Event] = deque(maxlen=capacity)
+        self._seq = start_seq
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._listeners: list[Listener] = []
+        self._pending: set[asyncio.Task[Any]] = set()  # async listener calls in flight
+
+    @property
+    def last_seq(self) -> int:
+        """Return the seq of the newest event (``start_seq`` before any publish)."""
+        return self._seq
+
+    @property
+    def oldest_seq(self) -> int:
+        """Return the seq of the oldest buffered event (``last_seq + 1`` when empty)."""
+        return self._buffer[0].seq if self._buffer else self._seq + 1
+
+    def missed(self, seq: int) -> bool:
+        """Return True if events after ``seq`` fell out of the buffer (or predate this run)."""
+        return seq < self.oldest_seq - 1
+
+    def publish(
+        self, type: str, *, task_id: str | None = None, data: dict[str, Any] | None = None
+    ) -> Event:
+        """Record an event, wake waiters and call listeners; call from the loop's thread."""
+        kind = EventType(type).value  # a typo is a bug: fail here, not in every client
+        self._seq += 1
+        event = Event(seq=self._seq, type=kind, task_id=task_id, data=dict(data or {}))
+        self._buffer.append(event)
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+        for listener in list(self._listeners):  # a copy: listeners may unsubscribe themselves
+            self._call(listener, event)
+        return event
+
+    def _call(self, listener: Listener, event: Event) -> None:
+        try:
+            result = listener(event)
+            if inspect.isawaitable(result):
+                # Async listeners (an HTTP webhook) run as tasks; publish stays O(1) and sync.
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    if inspect.iscoroutine(result):
+                        result.close()  # never awaited: close it rather than warn later
+                    raise
+                task = asyncio.ensure_future(result, loop=loop)
+                self._pending.add(task)
+                task.add_done_callback(self._async_done)
+        except Exception:
+            log.exception("event listener %r failed on %s #%d", listener, event.type, event.seq)
+
+    def _async_done(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async event listener failed", exc_info=task.exception())
+
+    def since(self, seq: int, *, task_id: str | None = None) -> list[Event]:
+        """Return buffered events newer than ``seq``, oldest first, optionally for one task."""
+        newer: list[Event] = []
+        # Walk from the newest end: a client that is nearly caught up costs O(new events).
+        for event in reversed(self._buffer):
+            if event.seq <= seq:
+                break
+            if task_id is None or event.task_id == task_id:
+                newer.append(event)
+        newer.reverse()
+        return newer
+
+    async def wait(self, seq: int, timeout: float) -> bool:
+        """Wait until an event newer than ``seq`` exists; return False on timeout."""
+        if self._seq > seq:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            return self._seq > seq
+        finally:
+            self._waiters.discard(fut)  # also on cancel: no waiter outlives its caller
+        return True
+
+    @property
+    def waiters(self) -> int:
+        """Return how many ``wait`` calls are pending (tests check nothing leaks)."""
+        return len(self._waiters)
+
+    def subscribe(self, callback: Listener) -> None:
+        """Call ``callback(event)`` after each publish; an awaitable result runs as a task."""
+        if callback not in self._listeners:
+            self._listeners.append(callback)
+
+    def unsubscribe(self, callback: Listener) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)

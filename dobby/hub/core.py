@@ -1,0 +1,317 @@
+"""The hub's core: owns store, event bus, hosts, runner and scheduler; HTTP handlers call it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dobby import __version__
+from dobby.backends.pricing import DEFAULT_PRICES, parse_prices
+from dobby.core.config import Settings
+from dobby.core.errors import (
+    Conflict,
+    InventoryError,
+    ValidationError,
+)
+from dobby.core.events import EventBus
+from dobby.core.models import Project, Task, TaskStatus, utcnow
+from dobby.core.validate import validate_policy_patch, validate_project
+from dobby.hub.webhook import Webhook
+from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
+from dobby.machines.gpumonitor import make_gpu_monitor
+from dobby.machines.hosts import HostManager, HostState
+from dobby.results.service import ResultsService
+from dobby.runner.interactive import RemoteSessions
+from dobby.runner.runner import Runner
+from dobby.scheduler.batches import Batches
+from dobby.scheduler.intake import Intake
+from dobby.scheduler.loop import SchedulerLoop
+from dobby.scheduler.schedules import Schedules
+from dobby.store.db import Store
+from dobby.store.pending import register_pending_projects
+
+log = logging.getLogger("dobby.hub")
+
+# Finished tasks stay in the hot database (rewritten at each commit) for a day, then move to
+# monthly archive files that are still searched on lookups.
+ARCHIVE_AFTER = 24 * 3600.0
+ARCHIVE_EVERY = 600.0
+
+
+class Dobby:
+    """The hub's state and every operation on it."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
+        self.started = time.monotonic()
+        home = Path(settings.home)
+        home.mkdir(parents=True, exist_ok=True)
+        self.spokes_file = home / "spokes.yaml"
+        self.store = Store(path=Path(settings.db_path), archive_dir=home / "archive")
+        self.bus = EventBus(start_seq=int(self.store.get_meta("seq", 0) or 0))
+        prices = dict(DEFAULT_PRICES)
+        prices.update(parse_prices(settings.prices or {}))
+        self.hosts = HostManager(
+            on_change=self._host_changed, tofu_known_hosts=str(home / "known_hosts")
+        )
+        self.runner = Runner(
+            hosts=self.hosts,
+            results_dir=Path(settings.results_dir),
+            get_task=self.get_task,
+            save=self.save,
+            publish_log=self._publish_log,
+            project_path=self._project_path,
+            prices=prices,
+        )
+        self.inventory: Inventory | None = None
+        self.inventory_error: str | None = None
+        self._watcher: InventoryWatcher | None = None
+        self.scheduler = SchedulerLoop(dobby=self)
+        # Scheduler operations (dobby/scheduler/): tasks in, schedules, batches; webhook out.
+        self.intake = Intake(dobby=self)
+        self.schedules = Schedules(dobby=self)
+        self.batches = Batches(dobby=self)
+        self.webhook = Webhook.from_settings(settings)
+        self.results = ResultsService(dobby=self, prices=prices)
+        self.gpu = make_gpu_monitor(self)  # dobby/gpu_monitor.py
+        self.remote = RemoteSessions(dobby=self)  # dobby/remote.py: `dobby remote` sessions
+        self._housekeeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the inventory, re-adopt running tasks, start probing and scheduling."""
+        inv_path = Path(self.settings.inventory) if self.settings.inventory else None
+        self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
+        self._watcher = InventoryWatcher(
+            inv_path,
+            self.spokes_file,
+            on_change=self._set_inventory,
+            on_error=self._inventory_failed,
+        )
+        self._watcher.start()
+        self.hosts.start()
+        self.store.start()
+        await self.scheduler.start()
+        self.webhook.start(self.bus)
+        self.results.start()
+        self.gpu.start()
+        self.remote.start()
+        register_pending_projects(self)  # recorded by `dobby init` while no hub ran
+        self._housekeeper = asyncio.ensure_future(self._housekeep())
+        self.bus.publish("hub.started", data={"version": __version__})
+
+    async def stop(self) -> None:
+        """Stop background work; tasks keep running on their hosts."""
+        await self.scheduler.stop()
+        await self.webhook.stop()
+        await self.results.stop()
+        await self.gpu.stop()
+        await self.remote.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+        if self._watcher is not None:
+            await self._watcher.stop()
+        await self.runner.close()
+        await self.hosts.close()
+        self.store.set_meta("seq", self.bus.last_seq)
+        await self.store.close()
+
+    async def _housekeep(self) -> None:
+        """Move long-finished tasks out of the hot database, now and then."""
+        while True:
+            try:
+                moved = self.store.archive_finished(ARCHIVE_AFTER)
+                if moved:
+                    log.info("archived %d finished tasks", moved)
+            except Exception:  # noqa: BLE001 - retried at the next round
+                log.exception("archiving finished tasks failed")
+            await asyncio.sleep(ARCHIVE_EVERY)
+
+    def _set_inventory(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.inventory_error = None
+        self.hosts.set_hosts(inventory.hosts)
+        self.bus.publish("inventory.reloaded", data={"hosts": sorted(inventory.hosts)})
+        self.scheduler.kick()
+
+    def _inventory_failed(self, error: InventoryError) -> None:
+        self.inventory_error = str(error)
+        log.error("inventory not reloaded (last good one stays in force): %s", error)
+        self.bus.publish("inventory.error", data={"error": str(error)})
+
+    # -- events ------------------------------------------------------------------------
+    def save(self, task: Task, event: str = "task.updated") -> None:
+        """Persist a task, then publish the event (the one place tasks change)."""
+        self.store.put_task(task)
+        self.scheduler.observe(task)
+        ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
+        self.store.set_meta("seq", ev.seq)
+        if event == "task.finished":
+            self.scheduler.kick()
+
+    def _publish_log(self, task: Task, data: dict[str, Any]) -> None:
+        self.bus.publish("task.log", task_id=task.id, data=data)
+
+    def _host_changed(self, name: str, state: HostState) -> None:
+        self.store.put_host_state(name, state.to_dict())
+        self.bus.publish("host.updated", data={"name": name, **state.to_dict()})
+        self.scheduler.kick()
+
+    # -- tasks -------------------------------------------------------------------------
+    def get_task(self, task_id: str) -> Task:
+        """Return a task by id (or unique prefix)."""
+        return self.store.get_task(task_id)
+
+    def tasks(
+        self, *, project: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[Task]:
+        """List tasks newest first."""
+        if project is not None:
+            self.store.get_project(project)
+        found = self.store.tasks(project=project, status=status)
+        return found[:limit] if limit else found
+
+    def submit(self, body: dict[str, Any]) -> Task:
+        """Validate and queue a new task (or store a draft; see dobby.scheduler.intake)."""
+        return self.intake.submit(body)
+
+    def patch(self, task_id: str, body: dict[str, Any]) -> Task:
+        """Edit a draft or a task that has not started."""
+        return self.intake.patch(task_id, body)
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task; a running one is killed on its host."""
+        task = self.get_task(task_id)
+        if TaskStatus(task.status).finished:
+            raise Conflict(f"task {task.id} is already {task.status}")
+        was_running = (
+            task.status == TaskStatus.RUNNING.value or task.id in self.scheduler.dispatching
+        )
+        task.status = TaskStatus.CANCELLED.value
+        task.waiting_on = None
+        task.finished_at = utcnow()
+        self.save(task, "task.finished")
+        if was_running:
+            await self.runner.kill(task)
+        return task
+
+    def retry(self, task_id: str, *, cascade: bool = False) -> Task:
+        """Queue a failed or cancelled task again (``cascade``: and what failed because of it)."""
+        return self.intake.retry(task_id, cascade=cascade)[0]
+
+    def _reset_log(self, task_id: str) -> None:
+        log_path = self.runner.log_path(task_id)
+        if log_path.exists():
+            log_path.rename(log_path.with_name(f"out.{int(time.time())}.jsonl"))
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        """Return the result fields of a task (see dobby.results)."""
+        return self.results.result(task_id)
+
+    def read_log(self, task_id: str, offset: int = 0, limit: int = 4 << 20) -> tuple[bytes, int]:
+        """Return (bytes, next_offset) of the hub's copy of a task's output."""
+        self.get_task(task_id)
+        path = self.runner.log_path(task_id)
+        if not path.exists():
+            return b"", offset
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(limit)
+        return data, offset + len(data)
+
+    def log_size(self, task_id: str) -> int:
+        """Return the size of the hub's copy of a task's output."""
+        path = self.runner.log_path(task_id)
+        return path.stat().st_size if path.exists() else 0
+
+    # -- projects and hosts ------------------------------------------------------------
+    def register_project(self, body: dict[str, Any]) -> Project:
+        """Register a local git checkout as a project."""
+        project = validate_project(body)
+        self.store.put_project(project)
+        self.bus.publish("project.created", data=project.to_dict())
+        return project
+
+    def update_project(self, name: str, body: dict[str, Any]) -> Project:
+        """Change a project's policies (or context)."""
+        project = self.store.get_project(name)
+        for key, value in validate_policy_patch(body).items():
+            setattr(project, key, value)
+        self.store.put_project(project)
+        self.bus.publish("project.updated", data=project.to_dict())
+        self.scheduler.kick()  # a larger max_concurrent may start tasks now
+        return project
+
+    def _project_path(self, name: str) -> str:
+        return self.store.get_project(name).path
+
+    def hosts_view(self) -> dict[str, Any]:
+        """Return every host with its state and running tasks."""
+        running: dict[str, list[str]] = {}
+        for task in self.store.tasks(status=TaskStatus.RUNNING.value):
+            running.setdefault(task.host or "", []).append(task.id)
+        hosts = []
+        for name, host in sorted(self.hosts.hosts.items()):
+            state = self.hosts.states.get(name) or HostState()
+            hosts.append({**host.to_dict(), **state.to_dict(), "running": running.get(name, [])})
+        inv = self.inventory
+        return {
+            "hosts": hosts,
+            "inventory": {
+                "files": inv.files if inv else [],
+                "error": self.inventory_error,
+                "loaded_at": str(inv.loaded_at) if inv else None,
+            },
+        }
+
+    def register_spoke(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Add a host to the hub's spokes file (it joins the inventory at once)."""
+        body = dict(body)
+        host_key = body.pop("host_key", None)
+        if host_key is not None:
+            body["known_hosts"] = self._pin_spoke_key(body, host_key)
+        host = add_spoke(self.spokes_file, body, inventory=self.inventory)
+        inv_path = Path(self.settings.inventory) if self.settings.inventory else None
+        self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
+        return host.to_dict()
+
+    def _pin_spoke_key(self, body: dict[str, Any], host_key: Any) -> str:
+        """Record a registering spoke's host key in the hub's known_hosts; return its path."""
+        parts = host_key.split() if isinstance(host_key, str) else []
+        if len(parts) < 2 or "\n" in host_key or not parts[0].startswith(("ssh-", "ecdsa-")):
+            raise ValidationError(
+                "'host_key' must be one public key line, e.g. the content of "
+                "/etc/ssh/ssh_host_ed25519_key.pub"
+            )
+        address = body.get("address")
+        if not isinstance(address, str) or not address or any(c.isspace() for c in address):
+            raise ValidationError("'address' is required to register a spoke with a host key")
+        port = body.get("port", 22)
+        name = address if port == 22 else f"[{address}]:{port}"
+        path = Path(self.settings.home) / "known_hosts"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{name} {parts[0]} {parts[1]}\n")
+        return str(path)
+
+    def spokes(self) -> list[dict[str, Any]]:
+        """List hosts added through /spokes/register."""
+        return [h.to_dict() for h in list_spokes(self.spokes_file)]
+
+    def health(self) -> dict[str, Any]:
+        """Return the hub's liveness summary."""
+        return {
+            "ok": True,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "hosts": len(self.hosts.hosts),
+            "pid": os.getpid(),
+            "tasks": {
+                "running": len(self.store.tasks(status=TaskStatus.RUNNING.value)),
+                "pending": len(self.store.tasks(status=TaskStatus.PENDING.value)),
+            },
+        }

@@ -1,0 +1,145 @@
+"""Routes of results: views, detail-status, artifacts, diff/merge, stats, export/import, gc."""
+
+from __future__ import annotations
+
+import mimetypes
+import urllib.parse
+from typing import Any
+
+from dobby.core.errors import ValidationError
+from dobby.core.timefmt import parse_duration
+from dobby.hub.base import BaseHandler
+from dobby.hub.handlers.tasks import _int_arg
+
+ID = r"([A-Za-z0-9_-]+)"
+FILE_CHUNK = 256 << 10
+
+
+class ResultsHandler(BaseHandler):
+    def get(self) -> None:
+        results = self.dobby.results.results(
+            project=self.get_query_argument("project", None) or None,
+            status=self.get_query_argument("status", None) or None,
+            limit=_int_arg(self, "limit"),
+        )
+        self.send({"results": results})
+
+
+class ResultHandler(BaseHandler):
+    def get(self, task_id: str) -> None:
+        self.send(self.dobby.results.result(task_id))
+
+
+class DetailStatusHandler(BaseHandler):
+    def get(self, task_id: str) -> None:
+        self.send(self.dobby.results.detail_status(task_id))
+
+
+class ArtifactsHandler(BaseHandler):
+    def get(self, task_id: str) -> None:
+        self.send(self.dobby.results.artifacts(task_id))
+
+
+class ArtifactHandler(BaseHandler):
+    """Send one artifact as a download (never rendered by the browser: same origin as the API)."""
+
+    async def get(self, task_id: str, name: str) -> None:
+        path = self.dobby.results.artifact_file(task_id, name)
+        guessed = mimetypes.guess_type(path.name)[0]
+        text = guessed is not None and (guessed.startswith("text/") or guessed.endswith("json"))
+        self.set_header(
+            "Content-Type", "text/plain; charset=utf-8" if text else "application/octet-stream"
+        )
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+        fallback = "".join(
+            c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in path.name
+        )
+        quoted = urllib.parse.quote(path.name, safe="")
+        self.set_header(
+            "Content-Disposition", f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quoted}"
+        )
+        self.set_header("Content-Length", str(path.stat().st_size))
+        with open(path, "rb") as fh:
+            while chunk := fh.read(FILE_CHUNK):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class DiffHandler(BaseHandler):
+    async def get(self, task_id: str) -> None:
+        body = await self.dobby.results.diff(task_id)
+        if self.get_query_argument("format", "json") == "text":
+            self.set_header("Content-Type", "text/x-diff; charset=utf-8")
+            self.finish(body["diff"])
+            return
+        self.send(body)
+
+
+class MergeHandler(BaseHandler):
+    async def post(self, task_id: str) -> None:
+        await self.send_durable(await self.dobby.results.merge(task_id))
+
+
+class StatsHandler(BaseHandler):
+    def get(self) -> None:
+        self.send(
+            self.dobby.results.stats(
+                since=self.get_query_argument("since", None) or None,
+                project=self.get_query_argument("project", None) or None,
+            )
+        )
+
+
+class ExportHandler(BaseHandler):
+    """Stream every task (filtered) as CSV or JSON."""
+
+    async def get(self) -> None:
+        fmt = self.get_query_argument("format", "csv")
+        chunks = self.dobby.results.export(
+            fmt=fmt,
+            project=self.get_query_argument("project", None) or None,
+            since=self.get_query_argument("since", None) or None,
+        )
+        kind = "text/csv" if fmt == "csv" else "application/json"
+        self.set_header("Content-Type", f"{kind}; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="dobby-tasks.{fmt}"')
+        for chunk in chunks:
+            self.write(chunk.encode("utf-8"))
+            await self.flush()
+        self.finish()
+
+
+class ImportHandler(BaseHandler):
+    def post(self) -> None:
+        self.send(self.dobby.results.import_tasks(self.request.body or b""))
+
+
+class GcHandler(BaseHandler):
+    async def post(self) -> None:
+        body = self.body_json()
+        if not isinstance(body, dict):
+            raise ValidationError("request body must be a JSON object")
+        older: Any = body.get("older_than")
+        if older is not None:
+            older = parse_duration(older)
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ValidationError("'dry_run' must be true or false")
+        await self.send_durable(await self.dobby.results.gc(older_than=older, dry_run=dry_run))
+
+
+# (pattern, handler, {method: summary}), appended to the hub's route table.
+RESULTS_ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
+    (r"/results", ResultsHandler, {"get": "Results newest first (?project=&status=&limit=)"}),
+    (rf"/results/{ID}", ResultHandler, {"get": "A task's result, with its follow-up chain"}),
+    (rf"/tasks/{ID}/detail-status", DetailStatusHandler, {"get": "What the agent is doing now"}),
+    (rf"/tasks/{ID}/artifacts", ArtifactsHandler, {"get": "List a task's artifacts"}),
+    (rf"/tasks/{ID}/artifacts/(.+)", ArtifactHandler, {"get": "Download one artifact"}),
+    (rf"/tasks/{ID}/diff", DiffHandler, {"get": "The task's diff (?format=text for a patch)"}),
+    (rf"/tasks/{ID}/merge", MergeHandler, {"post": "Merge the task's branch into the project"}),
+    (r"/stats", StatsHandler, {"get": "Stats and cost accounting (?since=24h&project=)"}),
+    (r"/export", ExportHandler, {"get": "Every task as CSV or JSON (?format=&project=&since=)"}),
+    (r"/import", ImportHandler, {"post": "Import a JSON export"}),
+    (r"/gc", GcHandler, {"post": "Free finished tasks' directories on hosts"}),
+]

@@ -1,0 +1,225 @@
+"""Reply in a task's Slack thread when it finishes, fails or needs approval.
+
+The notifier follows the hub's ``GET /events`` stream (``HubClient.events``) in a thread. A task
+submitted from Slack is *tracked* with the thread it came from. A fast task may finish before
+``track()`` is called, so recently finished tasks are remembered too; and a slow poll re-reads
+the tracked tasks from the hub, so an event missed while disconnected never loses a reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dobby.client.http import HubClient
+from dobby.core.errors import HubError
+from dobby.core.timefmt import format_duration, parse_iso
+from dobby.integrations.slack.commands import cost, task_link
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("completed", "failed", "cancelled")
+RECENT = 2000  # finished tasks remembered for a late track()
+SUMMARY_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Where to reply: a channel and the thread's root message."""
+
+    channel: str
+    thread_ts: str
+
+
+def approval_state(task: dict[str, Any]) -> tuple[str, str] | None:
+    """Return (plan, error) of a draft ready for review, or None if it is not waiting on one.
+
+    A draft with a planning run is ready once the plan (or the run's failure) is attached.
+    """
+    if task.get("status") != "draft":
+        return None
+    if task.get("plan_task") and not (task.get("plan") or task.get("error")):
+        return None  # the agent is still writing the plan
+    return (str(task.get("plan") or ""), str(task.get("error") or ""))
+
+
+def _quote(text: str) -> str:
+    text = text.strip()
+    if len(text) > SUMMARY_CHARS:
+        text = text[: SUMMARY_CHARS - 1] + "…"
+    return "\n".join("> " + line for line in text.splitlines())
+
+
+def render_notification(task: dict[str, Any], hub_url: str) -> str:
+    """Return the thread reply for a finished (or waiting) task."""
+    tid = str(task.get("id"))
+    link = task_link(hub_url, tid)
+    status = task.get("status")
+    where = f" on *{task['host']}*" if task.get("host") else ""
+    duration = ""
+    if task.get("started_at") and task.get("finished_at"):
+        seconds = (parse_iso(task["finished_at"]) - parse_iso(task["started_at"])).total_seconds()
+        duration = f" in {format_duration(seconds)}"
+    if status == "completed":
+        price = cost(task.get("cost_usd"))
+        head = f":white_check_mark: Task {link} completed{where}{duration} · {price}"
+        body = _quote(task.get("summary") or "") or "_(no summary)_"
+    elif status == "failed":
+        reason = f" ({task['reason']})" if task.get("reason") else ""
+        head = f":x: Task {link} failed{reason}{where}{duration} · {cost(task.get('cost_usd'))}"
+        body = _quote(task.get("error") or task.get("summary") or "") or "_(no error message)_"
+    elif status == "cancelled":
+        head, body = f":no_entry_sign: Task {link} was cancelled.", ""
+    else:
+        head = f":memo: Task {link} needs approval."
+        if task.get("plan"):
+            head = f":memo: The plan for task {link} is ready and needs approval:"
+        elif task.get("error"):
+            head = f":memo: Task {link} needs approval, but its plan failed: {task['error']}"
+        body = _quote(task.get("plan") or "")
+        body += (
+            "\nReact ✅ to approve and run it, ❌ to reject it (or `dobby approve " + tid + "`)."
+        )
+    dashboard = f"<{hub_url.rstrip('/')}/dashboard#/tasks/{tid}|Open in the dashboard>"
+    return "\n".join(x for x in (head, body, dashboard) if x)
+
+
+class Notifier:
+    """Follow the hub's events and post each tracked task's outcome in its thread."""
+
+    def __init__(
+        self,
+        *,
+        hub: HubClient,
+        post: Callable[[Thread, str], str | None],
+        hub_url: str,
+        poll_interval: float = 30.0,
+        on_waiting: Callable[[Thread, str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.post = post
+        self.on_waiting = on_waiting  # told (thread, message ts, task) of each approval request
+        self.hub_url = hub_url
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._tracked: dict[str, Thread] = {}
+        self._asked: dict[str, tuple[str, str]] = {}  # approval announced, for this plan/error
+        self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._since: int | None = None
+        self._stop = threading.Event()
+
+    # -- what the bot calls ----------------------------------------------------------------
+
+    def track(self, task_id: str, where: Thread) -> None:
+        """Reply in ``where`` when the task ends (now, if it already has)."""
+        with self._lock:
+            done = self._finished.get(task_id)
+            if done is None:
+                self._tracked[task_id] = where
+        if done is not None:
+            self._notify(where, done)
+
+    def tracked(self) -> dict[str, Thread]:
+        """Return the tasks still waiting for an outcome."""
+        with self._lock:
+            return dict(self._tracked)
+
+    def start(self) -> None:
+        """Follow the hub's events, and poll tracked tasks, in daemon threads."""
+        threading.Thread(target=self.run, name="dobby-slack-events", daemon=True).start()
+        threading.Thread(target=self._poll, name="dobby-slack-poll", daemon=True).start()
+
+    def stop(self) -> None:
+        """Ask the follower thread to stop after the current event or keep-alive."""
+        self._stop.set()
+
+    # -- the follower ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Follow ``GET /events`` forever, reconnecting with backoff when the hub goes away."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except HubError as exc:
+                log.warning("event stream from the hub lost: %s (retrying in %.0fs)", exc, delay)
+            except Exception:  # a bug must not end notifications for good
+                log.exception("notifier failed (retrying in %.0fs)", delay)
+                self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _follow(self) -> None:
+        # since=None at first: the hub starts at its newest event; later we resume without gaps.
+        for event in self.hub.events(since=self._since, give_up_after=30.0):
+            if self._stop.is_set():
+                return
+            if isinstance(event, dict):
+                if isinstance(event.get("seq"), int):
+                    self._since = event["seq"]
+                self.handle(event)
+
+    def _poll(self) -> None:
+        """Re-read the tracked tasks now and then; the safety net under the event stream."""
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.reconcile()
+            except HubError as exc:
+                log.info("could not poll tracked tasks: %s", exc)
+            except Exception:
+                log.exception("polling tracked tasks failed")
+
+    def reconcile(self) -> None:
+        """Re-read tracked tasks: events missed while disconnected must still notify."""
+        for task_id in list(self.tracked()):
+            try:
+                task = self.hub.task(task_id)
+            except HubError as exc:
+                if exc.status == 404:
+                    with self._lock:
+                        self._tracked.pop(task_id, None)
+                    continue
+                raise
+            self.handle({"type": "task.updated", "task_id": task_id, "data": task})
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """Act on one bus event: notify the thread of a tracked task that ended or waits."""
+        task = event.get("data")
+        task_id = event.get("task_id")
+        if not task_id or not isinstance(task, dict) or "status" not in task:
+            return
+        status = task.get("status")
+        with self._lock:
+            where = self._tracked.get(task_id)
+            if status in FINISHED:
+                if where is None:
+                    self._finished[task_id] = task
+                    while len(self._finished) > RECENT:
+                        self._finished.popitem(last=False)
+                    return
+                del self._tracked[task_id]
+                self._asked.pop(task_id, None)
+            elif where is not None and _new_approval(task, self._asked.get(task_id)):
+                self._asked[task_id] = approval_state(task) or ("", "")
+            else:
+                if status not in FINISHED:
+                    self._finished.pop(task_id, None)  # retried: no longer finished
+                return
+        self._notify(where, task)
+
+    def _notify(self, where: Thread, task: dict[str, Any]) -> None:
+        try:
+            ts = self.post(where, render_notification(task, self.hub_url))
+            if ts and task.get("status") == "draft" and self.on_waiting is not None:
+                self.on_waiting(where, ts, task)
+        except Exception:  # the post callback reports Slack errors itself; keep following
+            log.exception("could not post the outcome of task %s", task.get("id"))
+
+
+def _new_approval(task: dict[str, Any], announced: tuple[str, str] | None) -> bool:
+    """Return True when a draft is ready for review and was not announced in this state."""
+    state = approval_state(task)
+    return state is not None and state != announced

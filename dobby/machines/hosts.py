@@ -1,0 +1,161 @@
+"""The hub's view of its hosts: one transport each, reachability and tool versions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dobby.core.errors import NotFound, TransportError
+from dobby.core.models import Host, utcnow
+from dobby.hostside.scripts import parse_kv, render_versions
+from dobby.transport import Transport, make_transport
+
+log = logging.getLogger("dobby.machines.hosts")
+
+
+@dataclass
+class HostState:
+    """Last known state of one host."""
+
+    reachable: bool | None = None
+    last_contact: str | None = None
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    is_root: bool | None = None
+    checked_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reachable": self.reachable,
+            "last_contact": self.last_contact,
+            "error": self.error,
+            "versions": self.versions,
+            "is_root": self.is_root,
+        }
+
+
+class HostManager:
+    """Own the transports of all inventory hosts and probe them."""
+
+    def __init__(
+        self,
+        *,
+        on_change: Callable[[str, HostState], None],
+        probe_interval: float = 30.0,
+        tofu_known_hosts: str | None = None,
+    ) -> None:
+        self._hosts: dict[str, Host] = {}
+        self._transports: dict[str, Transport] = {}
+        self.states: dict[str, HostState] = {}
+        self._on_change = on_change
+        self._probe_interval = probe_interval
+        self._tofu = tofu_known_hosts
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def set_hosts(self, hosts: dict[str, Host]) -> None:
+        """Adopt a (re)loaded inventory; transports of changed or removed hosts are closed."""
+        for name, old in list(self._hosts.items()):
+            if name not in hosts or hosts[name] != old:
+                transport = self._transports.pop(name, None)
+                if transport is not None:
+                    asyncio.ensure_future(transport.close())
+                if name not in hosts:
+                    self.states.pop(name, None)
+        self._hosts = dict(hosts)
+        for name in hosts:
+            self.states.setdefault(name, HostState())
+        self._wake.set()
+
+    @property
+    def hosts(self) -> dict[str, Host]:
+        return self._hosts
+
+    def get(self, name: str) -> Host:
+        """Return a host by name."""
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise NotFound(f"unknown host '{name}'") from None
+
+    def transport(self, name: str) -> Transport:
+        """Return (creating) the pooled transport of a host."""
+        transport = self._transports.get(name)
+        if transport is None:
+            transport = make_transport(self.get(name), tofu_known_hosts=self._tofu)
+            self._transports[name] = transport
+        return transport
+
+    def record(self, name: str, *, ok: bool, error: str | None = None) -> None:
+        """Note the outcome of any operation on a host (keeps reachability current)."""
+        state = self.states.setdefault(name, HostState())
+        changed = state.reachable != ok or (not ok and state.error != error)
+        state.reachable = ok
+        if ok:
+            state.last_contact = utcnow()
+            state.error = None
+        else:
+            state.error = error
+        if changed:
+            if not ok:
+                log.warning("host %s unreachable: %s", name, error)
+                self._wake.set()
+            self._on_change(name, state)
+
+    async def probe(self, name: str) -> HostState:
+        """Connect, read tool versions, and update the host's state."""
+        host = self.get(name)
+        transport = self.transport(name)
+        state = self.states.setdefault(name, HostState())
+        state.checked_at = time.monotonic()
+        try:
+            await transport.connect()
+            res = await transport.run(render_versions(host.env), timeout=20)
+        except (TransportError, TimeoutError) as exc:
+            self.record(name, ok=False, error=str(exc).removeprefix(f"{name}: "))
+            return state
+        state.versions = {k: v for k, v in parse_kv(res.stdout).items() if v}
+        state.is_root = transport.is_root
+        self.record(name, ok=True)
+        self._on_change(name, state)
+        return state
+
+    def start(self) -> None:
+        """Start the background probe loop."""
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            due = []
+            for name in list(self._hosts):
+                state = self.states.get(name) or HostState()
+                interval = (
+                    self._probe_interval if state.reachable else min(5.0, self._probe_interval)
+                )
+                if now - state.checked_at >= interval:
+                    due.append(name)
+            if due:
+                await asyncio.gather(*(self.probe(n) for n in due), return_exceptions=True)
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        """Stop probing and close every transport."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        await asyncio.gather(
+            *(t.close() for t in self._transports.values()), return_exceptions=True
+        )
+        self._transports.clear()

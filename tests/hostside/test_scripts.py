@@ -1,0 +1,199 @@
+"""The generated run.sh / launch / cancel scripts, executed for real with bash and tmux."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dobby.hostside import scripts
+from dobby.hostside.scripts import PROMPT
+
+NASTY = (
+    'it\'s "quoted" $(touch /tmp/dobby-pwned) `id` ; rm -rf / \n\tnew line é ✓ 日本 \\ $HOME\n\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "plain"),
+        ("it's", "it's"),
+        ("$(id)", "$(id)"),
+        ("`id`", "`id`"),
+        ("a\nb", "a\nb"),
+        ("/opt/bin:$PATH", "/opt/bin:/usr/bin"),
+        ("${PATH}:/x", "/usr/bin:/x"),
+        ("$NOPE", ""),
+        ("100%", "100%"),
+    ],
+)
+def test_env_values_are_data_except_variable_references(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text(scripts.render_env({"V": value}))
+    out = subprocess.run(
+        ["bash", "-c", f'. {env_file}; printf %s "$V"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "HOME": str(tmp_path)},
+        check=True,
+    )
+    assert out.stdout == expected
+
+
+def test_env_rejects_bad_names() -> None:
+    with pytest.raises(ValueError, match="invalid environment variable name"):
+        scripts.render_env({"A B": "x"})
+
+
+def test_render_command_quotes_every_word_and_keeps_the_prompt_out() -> None:
+    line = scripts.render_command(["claude", "-p", "--model", "x y", "--", PROMPT])
+    assert line == "claude -p --model 'x y' -- \"$DOBBY_PROMPT\""
+
+
+def _run_bundle(
+    tmp_path: Path, argv: list[str], prompt: str, timeout: float | None = None
+) -> tuple[Path, scripts.TaskPaths]:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="abcd1234")
+    task_dir = Path(paths.task_dir)
+    task_dir.mkdir(parents=True)
+    Path(paths.worktree).mkdir(parents=True)
+    (task_dir / "prompt.md").write_bytes(prompt.encode())
+    (task_dir / "env").write_text(scripts.render_env({"GREETING": "hi 'there'"}))
+    run_sh = scripts.render_run_sh(paths=paths, argv=argv, timeout=timeout, cwd=paths.worktree)
+    (task_dir / "run.sh").write_text(run_sh)
+    subprocess.run(["bash", str(task_dir / "run.sh")], capture_output=True, check=False)
+    return task_dir, paths
+
+
+def test_run_sh_passes_the_prompt_byte_identical_and_writes_exit_last(tmp_path: Path) -> None:
+    if os.path.exists("/tmp/dobby-pwned"):
+        os.unlink("/tmp/dobby-pwned")
+    probe = (
+        "import json,os,sys; json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), "
+        "'g': os.environ['GREETING'], 'id': os.environ['DOBBY_TASK_ID']}, "
+        "open(os.environ['DOBBY_TASK_DIR'] + '/seen.json', 'w')); print('{\"ok\": 1}')"
+    )
+    task_dir, paths = _run_bundle(tmp_path, ["python3", "-c", probe, "--", PROMPT], NASTY)
+    seen = json.loads((task_dir / "seen.json").read_text())
+    assert seen["argv"] == ["--", NASTY]
+    assert seen["cwd"] == paths.worktree
+    assert seen["g"] == "hi 'there'"
+    assert seen["id"] == "abcd1234"
+    assert (task_dir / "exit").read_text() == "0\n"
+    assert (task_dir / "out.jsonl").read_text() == '{"ok": 1}\n'
+    assert not (task_dir / "exit.tmp").exists()
+    assert not os.path.exists("/tmp/dobby-pwned")
+
+
+def test_run_sh_records_failure_and_stderr(tmp_path: Path) -> None:
+    task_dir, _ = _run_bundle(tmp_path, ["bash", "-c", PROMPT], "echo out; echo err >&2; exit 7")
+    assert (task_dir / "exit").read_text() == "7\n"
+    assert (task_dir / "out.jsonl").read_text() == "out\n"
+    assert (task_dir / "err.log").read_text() == "err\n"
+
+
+def test_run_sh_timeout_ends_the_command(tmp_path: Path) -> None:
+    task_dir, _ = _run_bundle(tmp_path, ["bash", "-c", PROMPT], "sleep 30", timeout=1)
+    assert (task_dir / "exit").read_text() == "124\n"
+
+
+@pytest.fixture
+def tmux_session_cleanup():
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def live_processes(sid: str) -> list[str]:
+    """Return the session's processes that are not zombies (tmux reaps run.sh a bit later)."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=", "-s", sid], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if "Z" not in line.split()[-1]]
+
+
+def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_cleanup) -> None:
+    assert shutil.which("tmux")
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0001")
+    tmux_session_cleanup.append(paths.session)
+    Path(paths.task_dir).mkdir(parents=True)
+    (Path(paths.task_dir) / "prompt.md").write_text("sleep 300 & sleep 300; wait")
+    (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
+    (Path(paths.task_dir) / "run.sh").write_text(
+        scripts.render_run_sh(
+            paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree
+        )
+    )
+    subprocess.run(
+        ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)], check=True
+    )
+    pid_file = Path(paths.file("pid"))
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sid = pid_file.read_text().strip()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        procs = subprocess.run(["pgrep", "-s", sid], capture_output=True, text=True).stdout.split()
+        if len(procs) >= 3:
+            break
+        time.sleep(0.05)
+    assert len(procs) >= 3  # run.sh, timeout, bash, sleeps
+    probe = subprocess.run(
+        ["bash", "-c", scripts.render_probe(session=paths.session, paths=paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert scripts.parse_kv(probe.stdout) == {"session": "1", "exit": "", "started": "1"}
+    subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)
+    assert not live_processes(sid)
+    assert (
+        subprocess.run(["tmux", "has-session", "-t", paths.session], capture_output=True).returncode
+        != 0
+    )
+
+
+def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "claude").write_text("#!/bin/sh\necho '2.1.197 (Claude Code)'\n")
+    (fake / "claude").chmod(0o755)
+    cmd = scripts.render_versions({"PATH": f"{fake}:$PATH"})
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True)
+    found = scripts.parse_kv(out.stdout)
+    assert found["claude"] == "2.1.197 (Claude Code)"
+    assert found["tmux"].startswith("tmux")
+    assert found["codex"] == ""
+
+
+def test_a_repeated_launch_keeps_the_running_session_and_its_files(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0002")
+    tmux_session_cleanup.append(paths.session)
+    Path(paths.task_dir).mkdir(parents=True)
+    (Path(paths.task_dir) / "prompt.md").write_text("echo started; sleep 300")
+    (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
+    (Path(paths.task_dir) / "run.sh").write_text(
+        scripts.render_run_sh(
+            paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree
+        )
+    )
+    launch = scripts.render_launch(paths=paths, project=None, base=None)
+    subprocess.run(["bash", "-c", launch], check=True)
+    pid_file = Path(paths.file("pid"))
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sid = pid_file.read_text()
+    subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
+    assert pid_file.read_text() == sid
+    subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)

@@ -1,0 +1,229 @@
+"""The MCP server: the official MCP client launches the real ``dobby-mcp`` console script over
+stdio (and streamable HTTP) and calls every tool against a real hub, sshd hosts, fake agents."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
+
+from dobby.integrations.mcp import mcp_snippet
+from tests.fixtures.hub import HubProcess, free_port, make_git_project, write_inventory
+from tests.fixtures.sshd import SshHost
+
+TOOLS = {
+    "dobby_add_task",
+    "dobby_batch_add",
+    "dobby_plan_task",
+    "dobby_status",
+    "dobby_get_task",
+    "dobby_results",
+    "dobby_list_results",
+    "dobby_cancel",
+    "dobby_retry",
+    "dobby_detail_status",
+    "dobby_stats",
+    "dobby_projects",
+    "dobby_register",
+}
+
+
+@pytest.fixture
+def hub(tmp_path: Path, ssh_hosts: list[SshHost], fake_bin: Path) -> Iterator[HubProcess]:
+    local = {
+        "name": "local",
+        "connection": "local",
+        "workdir": str(tmp_path / "localwork"),
+        "env": {"PATH": f"{fake_bin}:$PATH"},
+    }
+    inventory = write_inventory(
+        tmp_path / "inventory.yaml", [ssh_hosts[0].inventory_entry(), local]
+    )
+    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
+    yield proc
+    proc.stop()
+
+
+def stdio_params(hub_url: str, cwd: Path | None = None) -> StdioServerParameters:
+    exe = shutil.which("dobby-mcp")
+    assert exe, "the dobby-mcp console script is installed (pip install -e .)"
+    return StdioServerParameters(command=exe, env={"DOBBY_URL": hub_url}, cwd=cwd)
+
+
+async def call(client: Client, tool: str, /, **args: Any) -> tuple[str, dict[str, Any]]:
+    """Call a tool that must succeed; return its text and structured content."""
+    result = await client.call_tool(tool, args)
+    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+    assert not result.is_error, text
+    assert isinstance(result.structured_content, dict)
+    return text, result.structured_content
+
+
+async def error_of(client: Client, tool: str, /, **args: Any) -> str:
+    """Call a tool that must fail; return the error text."""
+    result: CallToolResult = await client.call_tool(tool, args)
+    assert result.is_error
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_stdio_lists_13_tools_with_schemas_and_descriptions(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
+        tools = {t.name: t for t in (await mcp.list_tools()).tools}
+        assert set(tools) == TOOLS
+        for tool in tools.values():
+            assert tool.description and len(tool.description) > 30, tool.name
+            assert tool.input_schema["type"] == "object"
+        add = tools["dobby_add_task"].input_schema
+        assert add["required"] == ["prompt"]
+        assert set(add["properties"]["backend"]["enum"]) == {"claude", "codex", "shell"}
+        assert "description" in add["properties"]["project"]
+        batch = tools["dobby_batch_add"].input_schema
+        assert batch["properties"]["tasks"]["items"]["$ref"].endswith("BatchTask")
+
+
+async def test_every_tool_against_a_real_hub(hub: HubProcess, tmp_path: Path) -> None:
+    async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
+        repo = make_git_project(tmp_path / "app")
+        text, project = await call(mcp, "dobby_register", path="app", context="web backend")
+        assert project["name"] == "app" and project["path"] == str(repo)  # relative to the cwd
+        text, _ = await call(mcp, "dobby_projects")
+        assert "app:" in text and "web backend" in text
+
+        text, task = await call(
+            mcp, "dobby_add_task", prompt="[scenario:success] write tests", project="app", host="h1"
+        )
+        assert text.startswith(f"Queued task {task['id']}") and task["host"] is None
+        shell_text, shell = await call(
+            mcp,
+            "dobby_add_task",
+            prompt="echo from-mcp",
+            backend="shell",
+            host="local",
+            timeout="5m",
+        )
+        assert shell["timeout"] == 300
+        done = hub.wait_status(task["id"])
+        assert done["status"] == "completed" and done["host"] == "h1"
+        hub.wait_status(shell["id"])
+
+        text, body = await call(mcp, "dobby_status", project="app")
+        assert (
+            task["id"] in text and shell["id"] not in text and body["tasks"][0]["id"] == task["id"]
+        )
+        text, got = await call(mcp, "dobby_get_task", task_id=task["id"][:5])
+        assert got["id"] == task["id"] and "summary:" in text
+        text, result = await call(mcp, "dobby_results", task_id=task["id"])
+        assert result["task_id"] == task["id"] and f"${done['cost_usd']:.4f}" in text
+        assert done["summary"].splitlines()[0] in text
+        text, results = await call(mcp, "dobby_list_results", project="app")
+        assert [r["task_id"] for r in results["results"]] == [task["id"]] and task["id"] in text
+        text, detail = await call(mcp, "dobby_detail_status", task_id=task["id"])
+        assert detail["task_id"] == task["id"] and "completed on h1" in text
+        text, stats = await call(mcp, "dobby_stats", since="24h")
+        assert stats["tasks"] >= 2 and "cost $" in text
+
+        text, batch = await call(
+            mcp,
+            "dobby_batch_add",
+            name="pair",
+            defaults={"project": "app", "backend": "shell", "host": "h1"},
+            tasks=[
+                {"name": "first", "prompt": "echo one"},
+                {"prompt": "echo two", "after": ["first"]},
+            ],
+        )
+        first, second = batch["tasks"]
+        assert second["after"] == [first["id"]] and "2 tasks queued" in text
+        assert hub.wait_status(second["id"])["status"] == "completed"
+
+        text, draft = await call(
+            mcp, "dobby_plan_task", prompt="[scenario:success] plan it", project="app"
+        )
+        assert draft["status"] == "draft" and "runs once approved" in text
+
+        _, slow = await call(
+            mcp, "dobby_add_task", prompt="sleep 60", backend="shell", host="local"
+        )
+        hub.wait_status(slow["id"], ("running",))
+        text, cancelled = await call(mcp, "dobby_cancel", task_id=slow["id"])
+        assert cancelled["status"] == "cancelled" and text.startswith("Cancelled.")
+        text, retried = await call(mcp, "dobby_retry", task_id=slow["id"])
+        assert retried["attempt"] == 1 and "attempt 1" in text
+        await call(mcp, "dobby_cancel", task_id=slow["id"])
+
+
+async def test_bad_arguments_and_hub_errors_are_tool_errors(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
+        text = await error_of(mcp, "dobby_add_task", prompt="x", backend="perl")
+        assert "backend" in text and "'claude', 'codex' or 'shell'" in text
+        text = await error_of(mcp, "dobby_status", limit=0)
+        assert "limit" in text
+        text = await error_of(mcp, "dobby_add_task", prompt="x", project="nope")
+        assert "nope" in text and "project" in text  # the hub's own message
+        text = await error_of(mcp, "dobby_get_task", task_id="zzzz9999")
+        assert "zzzz9999" in text
+        text = await error_of(mcp, "dobby_retry", task_id="zzzz9999")
+        assert "zzzz9999" in text
+
+
+async def test_hub_down_is_a_tool_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with Client(stdio_params(url)) as client:
+        text = await error_of(client, "dobby_projects")
+    assert f"cannot reach the hub at {url}" in text
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError("dobby-mcp --http did not listen")
+
+
+async def test_streamable_http(hub: HubProcess) -> None:
+    port = free_port()
+    exe = shutil.which("dobby-mcp") or sys.executable
+    proc = subprocess.Popen(
+        [exe, "--http", str(port)],
+        env={**hub.env(), "DOBBY_URL": hub.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_port(port, proc)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            text, body = await call(client, "dobby_projects")
+            assert body == {"projects": []} and text == "No projects registered."
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_mcp_config_prints_the_snippet(hub: HubProcess) -> None:
+    res = hub.cli("mcp-config", check=True)
+    snippet = json.loads(res.stdout)
+    entry = snippet["mcpServers"]["dobby"]
+    assert entry["env"]["DOBBY_URL"] == hub.url
+    assert Path(entry["command"]).name in ("dobby-mcp", Path(sys.executable).name)
+    assert mcp_snippet("http://h:1")["mcpServers"]["dobby"]["env"] == {"DOBBY_URL": "http://h:1"}

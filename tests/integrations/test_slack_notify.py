@@ -1,0 +1,127 @@
+"""The notifier: which hub events become thread replies, exactly once; and catching up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dobby.client.http import HubClient
+from dobby.integrations.slack.notify import Notifier, Thread, render_notification
+from tests.fixtures.hub import HubProcess, write_inventory
+
+HUB = "https://dobby.example.com"
+WHERE = Thread("C1", "1.0")
+
+
+class Recorder:
+    """Collect what the notifier posts (the Slack side is tested in test_slack_bot.py)."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[Thread, str]] = []
+        self.waiting: list[tuple[Thread, str, str]] = []
+
+    def post(self, where: Thread, text: str) -> str:
+        self.posts.append((where, text))
+        return f"2.{len(self.posts)}"
+
+    def on_waiting(self, where: Thread, ts: str, task: dict[str, Any]) -> None:
+        self.waiting.append((where, ts, task["id"]))
+
+
+def notifier(rec: Recorder, url: str = "http://127.0.0.1:9") -> Notifier:
+    return Notifier(hub=HubClient(url=url), post=rec.post, hub_url=HUB, on_waiting=rec.on_waiting)
+
+
+def task(status: str, **fields: Any) -> dict[str, Any]:
+    return {"id": "t1", "status": status, **fields}
+
+
+def event(data: dict[str, Any], kind: str = "task.updated") -> dict[str, Any]:
+    return {"type": kind, "task_id": data["id"], "data": data}
+
+
+def test_finished_tracked_task_posts_once_with_summary_cost_and_link() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.track("t1", WHERE)
+    n.handle(event(task("running")))
+    assert rec.posts == []
+    done = task("completed", summary="All tests pass.\nDetails…", cost_usd=0.0437, host="h1")
+    n.handle(event(done, "task.finished"))
+    n.handle(event(done, "task.finished"))
+    [(where, text)] = rec.posts
+    assert where == WHERE
+    assert "completed on *h1* · $0.0437" in text and "> All tests pass." in text
+    assert f"<{HUB}/dashboard#/tasks/t1|Open in the dashboard>" in text
+    assert n.tracked() == {}
+
+
+def test_a_task_that_finished_before_track_is_posted_at_track() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.handle(event(task("failed", reason="agent_error", error="API 500"), "task.finished"))
+    assert rec.posts == []
+    n.track("t1", WHERE)
+    assert "failed (agent_error)" in rec.posts[0][1] and "> API 500" in rec.posts[0][1]
+
+
+def test_a_retried_task_is_no_longer_finished() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.handle(event(task("cancelled"), "task.finished"))
+    n.handle(event(task("pending")))
+    n.track("t1", WHERE)
+    assert rec.posts == [] and n.tracked() == {"t1": WHERE}
+
+
+def test_untracked_and_malformed_events_are_ignored() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.handle({"type": "host.updated", "data": {"name": "h1"}})
+    n.handle({"type": "task.log", "task_id": "t1", "data": {"text": "x"}})
+    n.handle(event(task("completed", summary="x")))
+    assert rec.posts == []
+
+
+def test_approval_is_asked_once_when_the_plan_is_attached() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.track("t1", WHERE)
+    n.handle(event(task("draft", plan_task="p1", waiting_on="approval"), "task.created"))
+    assert rec.posts == []  # the agent is still writing the plan
+    ready = task("draft", plan_task="p1", plan="1. split\n2. test", waiting_on="approval")
+    n.handle(event(ready, "task.awaiting_approval"))
+    n.handle(event(ready))
+    [(_, text)] = rec.posts
+    assert "plan for task" in text and "> 1. split" in text and "React ✅ to approve" in text
+    assert rec.waiting == [(WHERE, "2.1", "t1")]
+    n.handle(event(task("pending"), "task.approved"))
+    n.handle(event(task("completed", summary="done", cost_usd=0.5), "task.finished"))
+    assert len(rec.posts) == 2 and "completed" in rec.posts[1][1]
+
+
+def test_render_cancelled_and_failed_plan() -> None:
+    assert "was cancelled" in render_notification(task("cancelled"), HUB)
+    text = render_notification(task("draft", plan_task="p", error="planning run p failed"), HUB)
+    assert "its plan failed: planning run p failed" in text
+
+
+def test_reconcile_catches_up_with_tasks_that_ended_unseen(tmp_path: Path, fake_bin: Path) -> None:
+    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "work")}
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local])
+    hub = HubProcess(home=tmp_path / "home", inventory=inventory).start()
+    try:
+        client = hub.client()
+        done = client.add_task(prompt="echo caught-up", backend="shell")
+        hub.wait_status(done["id"])
+        rec = Recorder()
+        n = notifier(rec, hub.url)
+        n.track(done["id"], WHERE)
+        n.track("gone0000", WHERE)  # unknown to the hub: dropped, not retried forever
+        assert rec.posts == []
+        n.reconcile()
+        [(_, text)] = rec.posts
+        assert done["id"] in text and "caught-up" in text
+        assert n.tracked() == {}
+    finally:
+        hub.stop()

@@ -1,0 +1,442 @@
+"""Tests of inventory parsing, validation, spokes and the watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dobby.core.errors import Conflict, InventoryError, NotFound
+from dobby.inventory.load import (
+    Inventory,
+    InventoryWatcher,
+    add_spoke,
+    check_inventory,
+    implicit_local,
+    list_spokes,
+    load_inventory,
+    remove_spoke,
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+GOOD = """
+defaults:
+  workdir: ~/work
+  labels: [all]
+  env: {A: "1", B: x}
+groups:
+  gpu:
+    labels: [gpu]
+    max_agents: 2
+    env: {B: group}
+    hosts:
+      gpu-1: {address: 10.0.0.5, user: ubuntu, gpus: auto, labels: [a100, gpu]}
+      gpu-2:
+        address: 10.0.0.6
+        max_agents: 1
+hosts:
+  box-1:
+    address: 192.168.1.20
+    port: 2222
+    user: dev
+    identity_file: ~/.ssh/id_ed25519
+    labels: [cpu, fast]
+    backends: [claude, shell]
+    env: {PATH: "/opt/node/bin:/usr/bin:/bin", N: 3}
+    permissions: bypass
+  local:
+    max_agents: 2
+"""
+
+
+def test_good_file_merges_defaults_groups_and_hosts(tmp_path: Path) -> None:
+    f = write(tmp_path / "inv.yaml", GOOD)
+    inv = load_inventory(f)
+    assert list(inv.hosts) == ["gpu-1", "gpu-2", "box-1", "local"]
+    assert inv.files == [str(f)]
+    g1, g2, box, local = (inv.get(n) for n in inv.hosts)
+    assert g1.labels == ["all", "gpu", "a100"]  # unioned, order kept, no duplicates
+    assert g1.max_agents == 2 and g1.gpus == "auto" and g1.user == "ubuntu"
+    assert g1.env == {"A": "1", "B": "group"}
+    assert g1.workdir == "~/work"  # remote path: never expanded on the hub
+    assert g1.source == f"{f}:11"
+    assert g2.max_agents == 1 and g2.labels == ["all", "gpu"] and g2.source == f"{f}:12"
+    assert box.port == 2222 and box.backends == ["claude", "shell"]
+    assert box.permissions == "bypass" and box.connection == "ssh"
+    assert box.identity_file == os.path.expanduser("~/.ssh/id_ed25519")
+    assert box.env == {"A": "1", "B": "x", "PATH": "/opt/node/bin:/usr/bin:/bin", "N": "3"}
+    assert box.labels == ["all", "cpu", "fast"]
+    assert local.connection == "local" and local.address is None and local.max_agents == 2
+    # Hosts sharing a default must not share its list.
+    g1.labels.append("x")
+    assert "x" not in g2.labels
+
+
+def test_list_form(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "inv.yaml",
+        """
+        hosts:
+          - name: a
+            address: h1
+          - {name: b, connection: local}
+        """,
+    )
+    inv = load_inventory(f)
+    assert [h.name for h in inv.hosts.values()] == ["a", "b"]
+    assert inv.get("a").source == f"{f}:2"
+    assert inv.get("b").source == f"{f}:4"
+
+
+def test_anchors_and_merge_keys(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "inv.yaml",
+        """
+        hosts:
+          a: &base {address: h1, user: u, labels: [x]}
+          b:
+            <<: *base
+            address: h2
+        """,
+    )
+    inv = load_inventory(f)
+    assert inv.get("b").address == "h2" and inv.get("b").user == "u"
+    assert inv.get("b").labels == ["x"]
+
+
+def test_unsafe_tag_is_a_yaml_error(tmp_path: Path) -> None:
+    f = write(tmp_path / "inv.yaml", "hosts:\n  a:\n    address: !!python/name:os.system x\n")
+    with pytest.raises(InventoryError, match=f"^{f}:3: invalid YAML: could not determine"):
+        load_inventory(f)
+
+
+@pytest.mark.parametrize("path_kind", ["none", "empty_dir", "comments_only"])
+def test_implicit_local(tmp_path: Path, path_kind: str) -> None:
+    path: Path | None = None
+    if path_kind == "empty_dir":
+        path = tmp_path / "inventory"
+        write(path / "README.md", "put yaml here")
+        write(path / "hosts.yaml.example", "hosts: {x: {}}")
+    elif path_kind == "comments_only":
+        path = write(tmp_path / "inv.yaml", "# nothing yet\n")
+    inv = load_inventory(path)
+    assert list(inv.hosts) == ["local"]
+    assert inv.get("local") == implicit_local()
+    assert inv.get("local").connection == "local"
+
+
+def test_missing_explicit_path(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(tmp_path / "nope.yaml")
+    assert str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file or directory"
+
+
+def test_unknown_host_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="unknown host 'x'"):
+        load_inventory(None).get("x")
+
+
+def test_directory_merges_sorted_yaml_files(tmp_path: Path) -> None:
+    d = tmp_path / "inventory"
+    write(d / "b.yml", "hosts: {b: {address: hb}}\n")
+    write(d / "a.yaml", "hosts: {a: {address: ha}}\n")
+    write(d / "notes.txt", "hosts: {c: {address: hc}}\n")
+    inv = load_inventory(d)
+    assert list(inv.hosts) == ["a", "b"]
+    assert inv.files == [str(d / "a.yaml"), str(d / "b.yml")]
+    assert "local" not in inv.hosts
+
+
+def test_duplicate_host_across_files_names_both_places(tmp_path: Path) -> None:
+    d = tmp_path / "inventory"
+    write(d / "a.yaml", "hosts:\n  x: {address: h}\n  box: {address: h}\n")
+    write(d / "b.yaml", "# second\nhosts:\n  box: {address: h2}\n")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(d)
+    assert str(exc.value) == (
+        f"{d / 'b.yaml'}:3: duplicate host 'box' (also defined at {d / 'a.yaml'}:3)"
+    )
+    assert exc.value.file == str(d / "b.yaml") and exc.value.line == 3
+
+
+BAD = [
+    ("hosts: {a: {address: h}\n", 2, "invalid YAML: expected ',' or '}', but got '<stream end>'"),
+    ("- a\n- b\n", 1, "expected a mapping with defaults, groups or hosts"),
+    ("hosts: {}\nhost: {}\n", 2, "unknown top-level key 'host' (did you mean 'hosts'?)"),
+    (
+        "hosts:\n  box-1:\n    adress: h\n",
+        3,
+        "unknown field 'adress' in host 'box-1' (did you mean 'address'?)",
+    ),
+    (
+        "hosts:\n  box-1:\n    address: h\n    colour: red\n",
+        4,
+        "unknown field 'colour' in host 'box-1'",
+    ),
+    ("defaults:\n  labls: [a]\n", 2, "unknown field 'labls' in defaults (did you mean 'labels'?)"),
+    (
+        "groups:\n  g:\n    max_agent: 1\n    hosts: {a: {address: h}}\n",
+        3,
+        "unknown field 'max_agent' in group 'g' (did you mean 'max_agents'?)",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    port: 70000\n",
+        4,
+        "'port' in host 'b' must be an integer 1..65535, got 70000",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    port: '22'\n",
+        4,
+        "'port' in host 'b' must be an integer 1..65535, got '22'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    labels: gpu\n",
+        4,
+        "'labels' in host 'b' must be a list of strings, got 'gpu'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    labels:\n      - 3\n",
+        5,
+        "'labels' in host 'b' must be a list of strings, got [3]",
+    ),
+    (
+        "hosts:\n  b: {address: h, max_agents: 0}\n",
+        2,
+        "'max_agents' in host 'b' must be an integer >= 1, got 0",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    env: {TOKEN: [secret-value]}\n",
+        4,
+        "env value of 'TOKEN' in host 'b' must be a string or number",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    env: {'BAD NAME': x}\n",
+        4,
+        "invalid env name 'BAD NAME' in host 'b'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    backends: [claude, gemini]\n",
+        4,
+        "unknown backend 'gemini' in host 'b' (use claude, codex, shell)",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    permissions: yolo\n",
+        4,
+        "'permissions' in host 'b' must be one of bypass, edits, plan, got 'yolo'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    connection: k8s\n",
+        4,
+        "'connection' in host 'b' must be one of ssh, local, got 'k8s'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    gpus: 2\n",
+        4,
+        "'gpus' in host 'b' must be true, false or 'auto', got 2",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    trust_on_first_use: maybe\n",
+        4,
+        "'trust_on_first_use' in host 'b' must be true or false, got 'maybe'",
+    ),
+    ("# c\nhosts:\n  box-1:\n    user: dev\n", 3, "host 'box-1' has connection ssh but no address"),
+    (
+        "hosts:\n  box 1: {address: h}\n",
+        2,
+        "invalid host name 'box 1' (use letters, digits, '.', '_', '-')",
+    ),
+    ("hosts:\n  a: {address: h}\n  a: {address: h2}\n", 3, "duplicate key 'a' (first at line 2)"),
+    ("hosts:\n  - address: h\n", 2, "host entry needs a 'name'"),
+    ("hosts:\n  a: [1, 2]\n", 2, "host 'a' must be a mapping of fields"),
+    ("groups:\n  g:\n    labels: [x]\n", 2, "group 'g' has no hosts"),
+    ("hosts: 3\n", 1, "'hosts' must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), BAD)
+def test_bad_files(tmp_path: Path, text: str, line: int, message: str) -> None:
+    f = write(tmp_path / "inv.yaml", text)
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(f)
+    assert str(exc.value) == f"{f}:{line}: {message}"
+    assert (exc.value.file, exc.value.line, exc.value.reason) == (str(f), line, message)
+    assert "\n" not in str(exc.value)
+    assert "secret-value" not in str(exc.value)
+
+
+def test_problems_are_collected_first_reported(tmp_path: Path) -> None:
+    f = write(tmp_path / "inv.yaml", "hosts:\n  a: {adress: h}\n  b: {address: h, port: 0}\n")
+    problems = check_inventory(f)
+    assert [p.line for p in problems] == [2, 3]
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(f)
+    assert exc.value.line == 2
+    assert check_inventory(write(tmp_path / "ok.yaml", GOOD)) == []
+
+
+# --- spokes -------------------------------------------------------------------------------------
+
+
+def test_spokes_add_list_update_remove(tmp_path: Path) -> None:
+    extra = tmp_path / "home" / "spokes.yaml"
+    assert list_spokes(extra) == []
+    host = add_spoke(extra, {"name": "sp-1", "address": "10.1.1.1", "labels": ["gpu"]})
+    assert host.address == "10.1.1.1" and host.labels == ["gpu"]
+    assert host.source == f"{extra}:3"
+    add_spoke(extra, {"name": "sp-2", "connection": "local"})
+    add_spoke(extra, {"name": "sp-1", "address": "10.1.1.2"})  # re-register updates
+    spokes = list_spokes(extra)
+    assert [(h.name, h.address) for h in spokes] == [("sp-1", "10.1.1.2"), ("sp-2", None)]
+    assert not list(extra.parent.glob(".*tmp"))  # no temp file left behind
+
+    inv = load_inventory(None, extra)
+    assert list(inv.hosts) == ["local", "sp-1", "sp-2"]
+    assert inv.extra_hosts == ["sp-1", "sp-2"]
+    assert str(extra) in inv.files
+
+    assert remove_spoke(extra, "sp-2") is True
+    assert remove_spoke(extra, "sp-2") is False
+    assert [h.name for h in list_spokes(extra)] == ["sp-1"]
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ({"address": "h"}, "a spoke needs a 'name'"),
+        (
+            {"name": "x", "adress": "h"},
+            "unknown field 'adress' in host 'x' (did you mean 'address'?)",
+        ),
+        (
+            {"name": "x", "address": "h", "port": "22"},
+            "'port' in host 'x' must be an integer 1..65535, got '22'",
+        ),
+        ({"name": "x"}, "host 'x' has connection ssh but no address"),
+        (
+            {"name": "x y", "address": "h"},
+            "invalid host name 'x y' (use letters, digits, '.', '_', '-')",
+        ),
+    ],
+)
+def test_bad_spoke_rejected_without_touching_file(
+    tmp_path: Path, host: dict[str, object], message: str
+) -> None:
+    extra = tmp_path / "spokes.yaml"
+    add_spoke(extra, {"name": "ok", "address": "h"})
+    before = extra.read_bytes()
+    with pytest.raises(InventoryError) as exc:
+        add_spoke(extra, host)
+    assert str(exc.value) == message
+    assert extra.read_bytes() == before
+
+
+def test_spoke_cannot_shadow_inventory_host(tmp_path: Path) -> None:
+    inv_file = write(tmp_path / "inv.yaml", "hosts: {box: {address: h}}\n")
+    extra = tmp_path / "spokes.yaml"
+    inv = load_inventory(inv_file, extra)
+    with pytest.raises(Conflict, match=f"host 'box' is already defined at {inv_file}:1"):
+        add_spoke(extra, {"name": "box", "address": "h2"}, inventory=inv)
+    with pytest.raises(Conflict, match="already defined at implicit"):
+        add_spoke(extra, {"name": "local", "connection": "local"}, inventory=load_inventory(None))
+    assert not extra.exists()
+
+
+def test_spoke_duplicating_inventory_fails_load(tmp_path: Path) -> None:
+    inv_file = write(tmp_path / "inv.yaml", "hosts: {box: {address: h}}\n")
+    extra = tmp_path / "spokes.yaml"
+    add_spoke(extra, {"name": "box", "address": "h2"})
+    with pytest.raises(InventoryError, match=rf"duplicate host 'box' \(also defined at {inv_file}"):
+        load_inventory(inv_file, extra)
+
+
+def test_spoke_file_is_plain_inventory_yaml(tmp_path: Path) -> None:
+    extra = tmp_path / "spokes.yaml"
+    add_spoke(extra, {"name": "s", "address": "h", "env": {"K": "v"}})
+    data = yaml.safe_load(extra.read_text())
+    assert data == {"hosts": {"s": {"address": "h", "env": {"K": "v"}}}}
+
+
+# --- watcher ------------------------------------------------------------------------------------
+
+
+async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``predicate()`` is true, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_watcher_reloads_and_keeps_last_good(tmp_path: Path) -> None:
+    d = tmp_path / "inventory"
+    f = write(d / "hosts.yaml", "hosts:\n  a: {address: h1}\n")
+    changes: list[Inventory] = []
+    errors: list[InventoryError] = []
+    watcher = InventoryWatcher(d, tmp_path / "spokes.yaml", changes.append, errors.append, 0.05)
+    watcher.start()
+    try:
+        assert watcher.current is not None and list(watcher.current.hosts) == ["a"]
+        assert len(changes) == 1 and watcher.error is None
+
+        write(f, "hosts:\n  a: {address: h1}\n  b: {address: h2}\n")  # good edit
+        await until(lambda: len(changes) == 2)
+        assert list(watcher.current.hosts) == ["a", "b"]
+
+        write(f, "hosts:\n  a: {address: h1}\n  b: {adress: h2}\n")  # bad edit
+        await until(lambda: len(errors) == 1)
+        assert watcher.error == (
+            f"{f}:3: unknown field 'adress' in host 'b' (did you mean 'address'?)"
+        )
+        assert list(watcher.current.hosts) == ["a", "b"]  # last good stays in force
+        assert len(changes) == 2
+
+        write(f, "hosts:\n  c: {address: h3}\n")  # fixed
+        await until(lambda: len(changes) == 3)
+        assert watcher.error is None and list(watcher.current.hosts) == ["c"]
+
+        write(d / "more.yaml", "hosts:\n  d: {address: h4}\n")  # a new file in the directory
+        await until(lambda: len(changes) == 4)
+        assert list(watcher.current.hosts) == ["c", "d"]
+
+        add_spoke(tmp_path / "spokes.yaml", {"name": "s", "connection": "local"})
+        await until(lambda: len(changes) == 5)
+        assert "s" in watcher.current.hosts
+    finally:
+        await watcher.stop()
+
+
+def test_watcher_check_now_is_sync_and_idempotent(tmp_path: Path) -> None:
+    f = write(tmp_path / "inv.yaml", "hosts:\n  a: {address: h1}\n")
+    errors: list[InventoryError] = []
+    watcher = InventoryWatcher(f, None, lambda inv: None, errors.append)
+    assert watcher.check_now() is True
+    assert watcher.check_now() is False  # nothing changed
+    write(f, "hosts: [\n")
+    assert watcher.check_now() is True
+    assert watcher.error is not None and watcher.error.startswith(f"{f}:2: invalid YAML")
+    assert watcher.current is not None and list(watcher.current.hosts) == ["a"]
+    f.unlink()
+    assert watcher.check_now() is True
+    assert watcher.error == f"{f}: no such file or directory"
+
+
+def test_watcher_survives_a_failing_callback(tmp_path: Path) -> None:
+    f = write(tmp_path / "inv.yaml", "hosts:\n  a: {address: h1}\n")
+
+    def boom(inv: Inventory) -> None:
+        raise RuntimeError("listener bug")
+
+    watcher = InventoryWatcher(f, None, boom, lambda e: None)
+    assert watcher.check_now() is True
+    assert watcher.current is not None

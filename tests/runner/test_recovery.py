@@ -1,0 +1,104 @@
+"""The hub dies or loses a task's session: every task still ends in a true state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.sshd import SshHost
+
+
+@pytest.fixture
+def hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> Iterator[HubProcess]:
+    inventory = write_inventory(tmp_path / "inventory.yaml", [ssh_hosts[2].inventory_entry()])
+    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
+    yield proc
+    proc.stop()
+
+
+def ssh(host: SshHost, command: str) -> str:
+    return subprocess.run(
+        host.ssh_argv(command), capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def add(hub: HubProcess, prompt: str, backend: str = "claude") -> str:
+    res = hub.cli("add", prompt, "--backend", backend, "--host", "h3", "--json", check=True)
+    return json.loads(res.stdout)["id"]
+
+
+def wait_host_file(host: SshHost, task_id: str, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ssh(host, f"test -e ~/.dobby/tasks/{task_id}/{name} && echo y || true").strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} of {task_id} never appeared")
+
+
+def test_task_that_finished_while_the_hub_was_down_is_collected(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
+    h3 = ssh_hosts[2]
+    task_id = add(hub, "[scenario:lines:10:100] work while nobody watches")
+    hub.wait_status(task_id, ("running",))
+    hub.kill()
+    wait_host_file(h3, task_id, "exit")  # the agent finished with no hub around
+    hub.start()
+    task = hub.wait_status(task_id)
+    assert task["status"] == "completed"
+    assert task["summary"]
+    log = hub.client().logs(task_id)["text"]
+    assert log == ssh(h3, f"cat ~/.dobby/tasks/{task_id}/out.jsonl")
+
+
+def test_task_whose_session_vanished_while_the_hub_was_down_is_host_lost(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
+    h3 = ssh_hosts[2]
+    task_id = add(hub, "[scenario:hang] stuck")
+    hub.wait_status(task_id, ("running",))
+    hub.kill()
+    ssh(
+        h3,
+        f"pkill -KILL -s $(cat ~/.dobby/tasks/{task_id}/pid); tmux kill-session -t "
+        f"dobby-{task_id} 2>/dev/null; true",
+    )
+    hub.start()
+    task = hub.wait_status(task_id)
+    assert (task["status"], task["reason"]) == ("failed", "host_lost")
+    assert f"dobby-{task_id}" in task["error"]
+
+
+def test_session_killed_under_a_running_task_fails_it(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
+    h3 = ssh_hosts[2]
+    task_id = add(hub, "sleep 600", backend="shell")
+    hub.wait_status(task_id, ("running",))
+    wait_host_file(h3, task_id, "pid")
+    ssh(
+        h3,
+        f"tmux kill-session -t dobby-{task_id}; pkill -KILL -s "
+        f"$(cat ~/.dobby/tasks/{task_id}/pid) 2>/dev/null; true",
+    )
+    task = hub.wait_status(task_id, timeout=60)
+    assert (task["status"], task["reason"]) == ("failed", "host_lost")
+
+
+def test_other_tasks_survive_a_restart_untouched(hub: HubProcess) -> None:
+    done = add(hub, "echo done", backend="shell")
+    assert hub.wait_status(done)["status"] == "completed"
+    before = hub.client().task(done)
+    running = add(hub, "[scenario:lines:20:100] going")
+    hub.wait_status(running, ("running",))
+    hub.kill()
+    hub.start()
+    assert hub.wait_status(running)["status"] == "completed"
+    assert hub.client().task(done) == before

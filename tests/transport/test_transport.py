@@ -1,0 +1,177 @@
+"""One contract, run against both transports (local and a real sshd), plus SSH failure paths."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dobby.core.errors import HostUnreachable, TransportError
+from dobby.core.models import Host
+from dobby.transport import LocalTransport, SshTransport, Transport
+from tests.fixtures.sshd import SshHost
+
+
+def ssh_host_model(h: SshHost, **overrides) -> Host:  # type: ignore[no-untyped-def]
+    fields = dict(
+        name=h.name,
+        connection="ssh",
+        address=h.address,
+        port=h.port,
+        user=h.user,
+        identity_file=str(h.identity_file),
+        known_hosts=str(h.known_hosts),
+    )
+    fields.update(overrides)
+    return Host(**fields)
+
+
+@pytest.fixture(params=["local", "ssh"])
+async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
+    if request.param == "local":
+        t: Transport = LocalTransport(
+            host=Host(name="local", connection="local", workdir=str(tmp_path / "w"))
+        )
+    else:
+        hosts = request.getfixturevalue("ssh_hosts")
+        t = SshTransport(host=ssh_host_model(hosts[0]))
+    await t.connect()
+    yield t
+    await t.close()
+
+
+async def test_identity(transport: Transport) -> None:
+    assert transport.home and transport.home.startswith("/")
+    assert transport.uid is not None
+    assert transport.expand("~/x") == transport.home.rstrip("/") + "/x"
+
+
+async def test_run_exit_status_stdout_stderr(transport: Transport) -> None:
+    res = await transport.run("echo out; echo err >&2; exit 3")
+    assert (res.exit_status, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    res = await transport.run("cat", input="from stdin é\n")
+    assert res.stdout == "from stdin é\n"
+    res = await transport.run("cat; echo done")  # no input: stdin is /dev/null, never hangs
+    assert res.stdout == "done\n"
+
+
+async def test_put_read_stat(transport: Transport) -> None:
+    base = transport.expand("~/.dobby-transport-test")
+    await transport.run(f"rm -rf {base}")
+    path = f"{base}/a/b/secret"
+    await transport.put(path, b"line1\nline2\n", mode=0o600)
+    assert await transport.stat(path) == 12
+    assert await transport.read_from(path, 0) == b"line1\nline2\n"
+    assert await transport.read_from(path, 6) == b"line2\n"
+    assert await transport.read_from(path, 6, 3) == b"lin"
+    assert await transport.read_from(path, 12) == b""
+    res = await transport.run(f"stat -c %a {path}")
+    assert res.stdout.strip() == "600"
+    await transport.run(f"printf 'line3\\n' >> {path}")  # grows after the handle was opened
+    assert await transport.read_from(path, 12) == b"line3\n"
+    assert await transport.read_from(f"{base}/missing", 0) is None
+    assert await transport.stat(f"{base}/missing") is None
+    local = Path(os.environ.get("TMPDIR", "/tmp")) / f"dobby-put-{os.getpid()}"
+    local.write_bytes(b"\x00binary\xff")
+    try:
+        await transport.put_file(str(local), f"{base}/bin.dat")
+    finally:
+        local.unlink()
+    assert await transport.read_from(f"{base}/bin.dat", 0) == b"\x00binary\xff"
+    await transport.run(f"rm -rf {base}")
+
+
+async def test_many_concurrent_commands_share_a_bounded_pool(transport: Transport) -> None:
+    # sshd's MaxSessions is 10: 40 at once must queue, not fail.
+    results = await asyncio.gather(*(transport.run(f"echo {i}") for i in range(40)))
+    assert [r.stdout.strip() for r in results] == [str(i) for i in range(40)]
+
+
+async def test_ssh_reconnects_after_sshd_restart(ssh_hosts: list[SshHost]) -> None:
+    h = ssh_hosts[0]
+    t = SshTransport(host=ssh_host_model(h), backoff_cap=0.5)
+    await t.connect()
+    assert (await t.run("echo a")).stdout == "a\n"
+    h.stop()
+    with pytest.raises(TransportError):
+        await t.run("echo b")
+    with pytest.raises(HostUnreachable, match="connection refused"):
+        await t.connect()
+    h.start()
+    for _ in range(100):
+        try:
+            res = await t.run("echo c")
+            break
+        except HostUnreachable:
+            await asyncio.sleep(0.1)
+    assert res.stdout == "c\n"
+    await t.close()
+
+
+async def test_unknown_host_key_is_refused(ssh_hosts: list[SshHost], tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    t = SshTransport(host=ssh_host_model(ssh_hosts[0], known_hosts=str(empty)))
+    with pytest.raises(HostUnreachable, match="host key not verified"):
+        await t.connect()
+
+
+async def test_wrong_host_key_is_refused_even_with_tofu(
+    ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
+    h1, h2 = ssh_hosts[0], ssh_hosts[1]
+    wrong = tmp_path / "known_hosts"
+    key = h2.known_hosts.read_text().split(None, 1)[1]
+    wrong.write_text(f"[{h1.address}]:{h1.port} {key}")
+    t = SshTransport(
+        host=ssh_host_model(h1, known_hosts=str(wrong), trust_on_first_use=True),
+        tofu_known_hosts=str(wrong),
+    )
+    with pytest.raises(HostUnreachable, match="host key not verified"):
+        await t.connect()
+
+
+async def test_trust_on_first_use_pins_the_key(ssh_hosts: list[SshHost], tmp_path: Path) -> None:
+    pinned = tmp_path / "pinned_known_hosts"
+    h = ssh_hosts[0]
+    t = SshTransport(
+        host=ssh_host_model(h, known_hosts=str(pinned), trust_on_first_use=True),
+        tofu_known_hosts=str(pinned),
+    )
+    await t.connect()
+    await t.close()
+    expected = h.known_hosts.read_text().split()[:3]
+    assert pinned.read_text().split()[:3] == expected
+
+
+async def test_wrong_client_key_is_a_clear_error(ssh_hosts: list[SshHost]) -> None:
+    h1, h2 = ssh_hosts[0], ssh_hosts[1]
+    t = SshTransport(host=ssh_host_model(h1, identity_file=str(h2.identity_file)))
+    with pytest.raises(HostUnreachable, match="permission denied"):
+        await t.connect()
+
+
+async def test_connection_refused_names_the_host(ssh_hosts: list[SshHost]) -> None:
+    h = ssh_hosts[0]
+    t = SshTransport(host=ssh_host_model(h, port=1))
+    with pytest.raises(HostUnreachable, match=r"^h1: connection refused"):
+        await t.connect()
+    # inside the backoff window the error comes at once, with the cause
+    with pytest.raises(HostUnreachable, match="retrying in"):
+        await t.connect()
+
+
+async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_host_model(ssh_hosts[0]))
+    first = asyncio.ensure_future(t.connect())
+    while t._conn is None:  # the SSH connection is up, the identity probe not yet done
+        await asyncio.sleep(0)
+    await t.connect()
+    assert t.workdir == f"{ssh_hosts[0].home}/.dobby"  # raised "not connected" before
+    await first
+    await t.close()
