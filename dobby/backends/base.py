@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import ValidationError
 from dobby.core.models import Host, Permissions, Result, Task
+from dobby.hostside.scripts import TaskPaths
 
 EVENT_KINDS = tuple(
     "system text reasoning tool_use tool_result retry command file_change error result line".split()
@@ -54,9 +55,17 @@ class Backend(Protocol):
     """How to run one agent CLI and read its output."""
 
     name: str
+    limits: tuple[str, ...]  # the Task limit fields (max_turns, max_budget_usd) it honours
 
     def argv(self, *, task: Task, host: Host, is_root: bool) -> list[str]:
-        """Return the command line, with :data:`PROMPT` standing for the prompt."""
+        """Return the command line; :data:`PROMPT` in it stands for the prompt as an argument.
+
+        Without :data:`PROMPT`, run.sh feeds the prompt on stdin (from prompt.md).
+        """
+        ...
+
+    def facts_command(self, *, paths: TaskPaths) -> str | None:
+        """Return a host command whose output :meth:`collect` takes as ``host_facts``."""
         ...
 
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
@@ -75,8 +84,13 @@ class Backend(Protocol):
         stderr_tail: str = "",
         model: str | None = None,
         prices: Mapping[str, ModelPrice] | None = None,
+        host_facts: str = "",
+        now: float | None = None,
     ) -> Result:
-        """Derive the task's result from all stdout lines and the exit code."""
+        """Derive the task's result from all stdout lines, the exit code and the host facts.
+
+        ``now`` (epoch seconds; default the clock) anchors reset times read from text.
+        """
         ...
 
 
@@ -211,6 +225,16 @@ def with_stderr(message: str, stderr_tail: str) -> str:
     if len(tail) > STDERR_TAIL_LIMIT:
         tail = "…" + tail[-(STDERR_TAIL_LIMIT - 1) :]
     return f"{message}: {tail}"
+
+
+def denial_warning(denials: Iterable[Mapping[str, Any]]) -> str:
+    """Return the one-line warning of a run some of whose actions were denied."""
+    items = list(denials)
+    shown = ", ".join(
+        clip(f"{d.get('tool') or '?'} {d.get('target') or ''}".strip(), 60) for d in items[:3]
+    )
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return f"{len(items)} action(s) denied by the host's permissions: {shown}{more}"
 
 
 def exit_error(exit_code: int | None, stderr_tail: str, what: str | None = None) -> str:

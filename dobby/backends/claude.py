@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import math
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dobby.backends.pricing import ModelPrice
-from dobby.core.models import Host, Permissions, Reason, Result, Task, TaskStatus, Tokens
-from dobby.hostside.scripts import PROMPT
+from dobby.backends.pricing import ModelPrice, cost, price_for, unpriced_warning
+from dobby.core.errors import ValidationError
+from dobby.core.models import (
+    Host,
+    Permissions,
+    QuotaSignal,
+    Reason,
+    Result,
+    Task,
+    TaskStatus,
+    Tokens,
+)
+from dobby.hostside.scripts import TaskPaths
 
 from .base import (
     LINE_LIMIT,
@@ -16,6 +29,7 @@ from .base import (
     LogEvent,
     checked_word,
     clip,
+    denial_warning,
     display_path,
     exit_error,
     get_dict,
@@ -30,6 +44,7 @@ from .base import (
     raw_line,
     with_stderr,
 )
+from .quota import ClaudeScan, claude_window
 
 # What an agent may do unprompted under `permissions: edits`: edit files in its worktree, read,
 # search, and run git and read-only shell commands. Anything else is denied (reported in the
@@ -57,22 +72,34 @@ class ClaudeBackend:
     """Run Claude Code in print mode and read its stream-json output."""
 
     name = "claude"
+    limits: tuple[str, ...] = ("max_turns", "max_budget_usd")
 
     def argv(self, *, task: Task, host: Host, is_root: bool) -> list[str]:
-        """Return ``claude -p --output-format stream-json --verbose [options] -- PROMPT``."""
+        """Return ``claude -p --output-format stream-json --verbose [options]``.
+
+        No prompt argument: ``claude -p`` then reads the prompt from stdin, which run.sh feeds
+        from prompt.md (any size, and never parsed as an option).
+        """
         args = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
         if task.model:
             args += ["--model", checked_word(task.model, "model")]
         if task.resume:
             args += ["--resume", checked_word(task.resume, "session id to resume")]
-        args += _PERMISSION_ARGS[permissions_of(host)]
-        return [*args, "--", PROMPT]
+        if task.max_turns is not None:
+            args += ["--max-turns", str(_positive_int(task.max_turns, "max_turns"))]
+        if task.max_budget_usd is not None:
+            args += ["--max-budget-usd", _usd(task.max_budget_usd)]
+        return [*args, *_PERMISSION_ARGS[permissions_of(host)]]
 
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
         """Return IS_SANDBOX=1 only for bypass as root (claude refuses it otherwise)."""
         if is_root and permissions_of(host) is Permissions.BYPASS:
             return {"IS_SANDBOX": "1"}
         return {}
+
+    def facts_command(self, *, paths: TaskPaths) -> str | None:
+        """Return None: claude's stream holds everything (model, cost, limits)."""
+        return None
 
     def render(self, line: str) -> list[LogEvent]:
         """Turn one stream-json line into display events."""
@@ -88,6 +115,8 @@ class ClaudeBackend:
             return _render_user(data)
         if kind == "result":
             return [_render_result(data)]
+        if kind == "rate_limit_event":
+            return [_render_rate_limit(data)]
         if kind == "stream_event":
             return []  # partial deltas: the assistant line that follows carries the whole block
         return [LogEvent("system", clip(kind, LINE_LIMIT))]
@@ -100,35 +129,25 @@ class ClaudeBackend:
         stderr_tail: str = "",
         model: str | None = None,
         prices: Mapping[str, ModelPrice] | None = None,
+        host_facts: str = "",
+        now: float | None = None,
     ) -> Result:
-        """Derive the result from the last ``result`` line (claude prices itself)."""
-        session_id: str | None = None
-        last: dict[str, Any] | None = None
-        retry: dict[str, Any] | None = None
+        """Derive the result from the last ``result`` line (claude prices itself).
+
+        Without one (a crash, a kill, a cancel) tokens come from the assistant lines' usage
+        and are priced from the table: what the API calls so far cost.
+        """
+        scan = _Scan()
         for line in lines:
             data = parse_json(line)
-            if not isinstance(data, dict):
-                continue
-            if data.get("type") == "result":
-                last = data
-            elif data.get("type") == "system" and data.get("subtype") == "api_retry":
-                retry = data
-            if session_id is None:
-                session_id = get_str(data, "session_id")
+            if isinstance(data, dict):
+                scan.feed(data)
+        now = time.time() if now is None else now
+        last = scan.quota.result
         if last is None:
-            what = "no result line"
-            if retry is not None:
-                what += f"; last API error: {_retry_reason(retry)}"
-            error = exit_error(exit_code, stderr_tail, what)
-            return Result(
-                status=TaskStatus.FAILED,
-                reason=Reason.EXIT_CODE,
-                summary=error,
-                error=error,
-                exit_code=exit_code,
-                session_id=session_id,
-            )
+            return _without_result(scan, exit_code, stderr_tail, model or scan.model, prices)
         usage = get_dict(last, "modelUsage")
+        denials = _denials(last)
         result = Result(
             status=TaskStatus.COMPLETED,
             summary=get_str(last, "result") or "",
@@ -136,13 +155,19 @@ class ClaudeBackend:
             cost_usd=get_float(last, "total_cost_usd"),
             tokens=_tokens(last),
             models=[name for name in usage if isinstance(usage[name], dict)],
-            session_id=get_str(last, "session_id") or session_id,
+            session_id=get_str(last, "session_id") or scan.session_id,
             turns=get_int(last, "num_turns"),
             api_error_status=get_int(last, "api_error_status"),
+            duration_ms=get_int(last, "duration_ms"),
+            permission_denials=denials,
+            windows=scan.quota.windows,
         )
+        if result.cost_usd is None and result.tokens == Tokens():
+            result.cost_usd = 0.0
         agent_error = _agent_error(last)
         if agent_error is not None:
-            result.status, result.reason = TaskStatus.FAILED, _reason(last)
+            result.quota = scan.quota.signal(now=now)
+            result.status, result.reason = TaskStatus.FAILED, _reason(last, result.quota)
             result.error = result.summary = agent_error
         elif exit_code != 0:  # killed after its result line, or a crash on the way out
             result.status, result.reason = TaskStatus.FAILED, Reason.EXIT_CODE
@@ -151,7 +176,115 @@ class ClaudeBackend:
                 if exit_code is not None
                 else with_stderr("agent exited without an exit code after its result", stderr_tail)
             )
+        elif denials:
+            result.warnings.append(denial_warning(denials))
         return result
+
+
+def _without_result(
+    scan: _Scan,
+    exit_code: int | None,
+    stderr_tail: str,
+    model: str | None,
+    prices: Mapping[str, ModelPrice] | None,
+) -> Result:
+    """Return the failed result of a run that printed no result line."""
+    what = "no result line"
+    if scan.retry is not None:
+        what += f"; last API error: {_retry_reason(scan.retry)}"
+    error = exit_error(exit_code, stderr_tail, what)
+    tokens = scan.tokens()
+    result = Result(
+        status=TaskStatus.FAILED,
+        reason=Reason.EXIT_CODE,
+        summary=error,
+        error=error,
+        exit_code=exit_code,
+        session_id=scan.session_id,
+        tokens=tokens,
+        models=[model] if model and tokens != Tokens() else [],
+        turns=len(scan.usage) or None,
+        windows=scan.quota.windows,
+    )
+    if tokens == Tokens():
+        result.cost_usd = 0.0
+    else:
+        price = price_for(model, prices)
+        result.cost_usd = cost(tokens, price) if price is not None else None
+        if price is None:
+            result.warnings.append(unpriced_warning(model))
+    return result
+
+
+class _Scan:
+    """Fold stream-json lines: session, model, retries, per-message usage, quota state."""
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.model: str | None = None
+        self.retry: dict[str, Any] | None = None
+        self.usage: dict[str, dict[str, Any]] = {}  # message id → its last usage snapshot
+        self.quota = ClaudeScan()
+
+    def feed(self, data: dict[str, Any]) -> None:
+        self.quota.feed(data)
+        kind = data.get("type")
+        if self.session_id is None:
+            self.session_id = get_str(data, "session_id")
+        if kind == "system" and data.get("subtype") == "api_retry":
+            self.retry = data
+        elif kind == "system" and data.get("subtype") == "init":
+            self.model = get_str(data, "model") or self.model
+        elif kind == "assistant":
+            message = get_dict(data, "message")
+            msg_id = get_str(message, "id")
+            if msg_id and get_str(message, "model") != "<synthetic>" and get_dict(message, "usage"):
+                self.usage[msg_id] = get_dict(message, "usage")
+
+    def tokens(self) -> Tokens:
+        """Return the tokens of the API calls made so far (one usage per message)."""
+        snapshots = list(self.usage.values())
+        return Tokens(
+            input=sum(get_int(u, "input_tokens") or 0 for u in snapshots),
+            output=sum(get_int(u, "output_tokens") or 0 for u in snapshots),
+            cache_read=sum(get_int(u, "cache_read_input_tokens") or 0 for u in snapshots),
+            cache_write=sum(get_int(u, "cache_creation_input_tokens") or 0 for u in snapshots),
+        )
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{what} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _usd(value: Any) -> str:
+    """Return a budget as claude's --max-budget-usd word (``0.5``), refusing a bad one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"max_budget_usd must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"max_budget_usd must be > 0, got {value!r}")
+    return f"{float(value):.6f}".rstrip("0").rstrip(".")
+
+
+def _denials(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the result's ``permission_denials`` as [{tool, target}]."""
+    denials = []
+    for entry in get_list(result, "permission_denials"):
+        if not isinstance(entry, dict):
+            continue
+        tool_input = get_dict(entry, "tool_input")
+        key = next((k for k in _TARGET_KEYS if get_str(tool_input, k)), None)
+        target = get_str(tool_input, key) if key else None
+        if target and key in _PATH_KEYS:
+            target = display_path(target)
+        denials.append(
+            {
+                "tool": get_str(entry, "tool_name") or "?",
+                "target": one_line(target) if target else None,
+            }
+        )
+    return denials
 
 
 def _agent_error(result: dict[str, Any]) -> str | None:
@@ -165,9 +298,17 @@ def _agent_error(result: dict[str, Any]) -> str | None:
     return get_str(result, "result") or f"agent error ({subtype})"
 
 
-def _reason(result: dict[str, Any]) -> Reason:
+_SUBTYPE_REASONS = {
+    "error_max_budget_usd": Reason.BUDGET,
+    "error_max_turns": Reason.MAX_TURNS,
+}
+
+
+def _reason(result: dict[str, Any], quota: QuotaSignal | None) -> Reason:
     """Return the failure reason of an error result line."""
-    return Reason.BUDGET if result.get("subtype") == "error_max_budget_usd" else Reason.AGENT_ERROR
+    if quota is not None:
+        return Reason.USAGE_LIMIT
+    return _SUBTYPE_REASONS.get(get_str(result, "subtype") or "", Reason.AGENT_ERROR)
 
 
 def _tokens(result: dict[str, Any]) -> Tokens:
@@ -187,6 +328,30 @@ def _tokens(result: dict[str, Any]) -> Tokens:
         cache_read=get_int(usage, "cache_read_input_tokens") or 0,
         cache_write=get_int(usage, "cache_creation_input_tokens") or 0,
     )
+
+
+def _render_rate_limit(data: dict[str, Any]) -> LogEvent:
+    """Render a rate_limit_event: ``usage five_hour: rejected, resets at …``."""
+    window = claude_window(data)
+    if window is None:
+        return LogEvent("system", "rate_limit_event")
+    parts = [window.status or "?"]
+    if window.utilization is not None:
+        parts.append(f"{window.utilization:.0%} used")
+    if window.resets_at is not None:
+        parts.append("resets " + format_epoch(window.resets_at))
+    return LogEvent(
+        "system",
+        f"usage {window.window}: {', '.join(parts)}",
+        is_error=window.status == "rejected",
+        data=window.to_dict(),
+    )
+
+
+def format_epoch(epoch: float) -> str:
+    """Return an epoch as ``2026-11-30 08:52 UTC``."""
+    moment = _dt.datetime.fromtimestamp(epoch, _dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _retry_reason(data: dict[str, Any]) -> str:
@@ -320,6 +485,7 @@ def _render_result(data: dict[str, Any]) -> LogEvent:
         "duration_ms": get_int(data, "duration_ms"),
         "usage": _tokens(data).to_dict(),
         "api_error_status": get_int(data, "api_error_status"),
+        "permission_denials": _denials(data),
     }
     if error is not None:
         return LogEvent("result", one_line(f"failed: {error}"), is_error=True, data=extra)

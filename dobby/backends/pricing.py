@@ -66,6 +66,16 @@ def price_for(
     return table[max(matches, key=len)] if matches else None
 
 
+def unpriced_warning(model: str | None) -> str:
+    """Return the one-line warning of a run whose cost is unknown, and how to fix it."""
+    if not model:
+        return "cost unknown: the run's model is not known (pass --model to price it)"
+    return (
+        f"cost unknown: model {model!r} has no price; add it to dobby.yaml as "
+        f"`prices: {{{model}: {{input: USD, output: USD}}}}` (per million tokens)"
+    )
+
+
 def cost(tokens: Tokens, price: ModelPrice) -> float:
     """Return the cost in USD of ``tokens``, whose four counts must not overlap."""
     total = (

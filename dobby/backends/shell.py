@@ -1,27 +1,52 @@
-"""Shell: the prompt is a command line the user gave, run with ``bash -c``."""
+"""Shell: the prompt is a command line the user gave, run with ``bash -c``.
+
+The command travels as one argument (``bash -c "$DOBBY_PROMPT"``), and Linux caps one
+argument at MAX_ARG_STRLEN = 32 pages = 131072 bytes including its NUL: a longer command
+fails with exit 126 "Argument list too long". :data:`MAX_COMMAND_BYTES` is that limit; the API
+refuses a longer shell prompt at submit (:func:`check_command`), and argv refuses it at launch.
+Agent backends have no such limit: their prompt goes on stdin.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
 from dobby.backends.pricing import ModelPrice
+from dobby.core.errors import ValidationError
 from dobby.core.models import Host, Reason, Result, Task, TaskStatus
-from dobby.hostside.scripts import PROMPT
+from dobby.hostside.scripts import PROMPT, TaskPaths
 
 from .base import LINE_LIMIT, LogEvent, clean, exit_error
 
 SUMMARY_LINES = 10
 SUMMARY_LIMIT = 2000
+MAX_COMMAND_BYTES = 131_071  # Linux MAX_ARG_STRLEN (131072) less the terminating NUL
+
+
+def check_command(prompt: str) -> None:
+    """Refuse a shell command longer than one argument may be (UTF-8 bytes)."""
+    size = len(prompt.encode("utf-8", "surrogateescape"))
+    if size > MAX_COMMAND_BYTES:
+        raise ValidationError(
+            f"shell command is {size} bytes; the most one argument may hold is "
+            f"{MAX_COMMAND_BYTES} (put a long script in a file in the project and run that)"
+        )
 
 
 class ShellBackend:
     """Run the user's command line; its output is plain text."""
 
     name = "shell"
+    limits: tuple[str, ...] = ()
 
     def argv(self, *, task: Task, host: Host, is_root: bool) -> list[str]:
         """Return ``bash -c PROMPT``: the prompt is the command line itself."""
+        check_command(task.prompt)
         return ["bash", "-c", PROMPT]
+
+    def facts_command(self, *, paths: TaskPaths) -> str | None:
+        """Return None: a shell command's output is all there is."""
+        return None
 
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
         """Return no extra environment."""
@@ -42,6 +67,8 @@ class ShellBackend:
         stderr_tail: str = "",
         model: str | None = None,
         prices: Mapping[str, ModelPrice] | None = None,
+        host_facts: str = "",
+        now: float | None = None,
     ) -> Result:
         """Succeed on exit 0; the summary is the last lines of output."""
         tail: list[str] = []

@@ -236,8 +236,7 @@ def render_log_event(event: Mapping[str, Any]) -> str | None:
         first = truncate(text.strip().splitlines()[0], 200) if text.strip() else "failed"
         return f"← error: {first}"
     if kind == "command":
-        line = f"→ $ {target or clean(text)}"
-        return line + "  (failed)" if event.get("is_error") else line
+        return _command_line(event, target or clean(text))
     if kind == "file_change":
         return f"✎ {target or clean(text)}"
     if kind == "retry":
@@ -253,6 +252,19 @@ def render_log_event(event: Mapping[str, Any]) -> str | None:
     if kind == "system":
         return f"· {text}" if text else None
     return text or None
+
+
+def _command_line(event: Mapping[str, Any], command: str) -> str:
+    """Render a command as claude's tools read: ``→ $ cmd`` at its start, ``← exit N: out`` at
+    its end (codex prints both; an end with no start seen is shown whole)."""
+    data = event.get("data") or {}
+    if data.get("status") == "in_progress" or "exit_code" not in data:
+        return f"→ $ {command}"
+    code = data.get("exit_code")
+    outcome = f"exit {code}" if code is not None else clean(data.get("status")) or "done"
+    output = truncate(clean(data.get("output")), 200)
+    mark = "← error" if event.get("is_error") else "←"
+    return f"{mark} {outcome}: {output}" if output else f"{mark} {outcome}"
 
 
 def task_line(task: Mapping[str, Any]) -> str:
@@ -340,9 +352,34 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
         ("branch", clean(result.get("branch")) or "-"),
         ("session id", clean(result.get("session_id")) or "-"),
     ]
-    lines = _block("summary", result.get("summary"))
+    if result.get("duration_ms") is not None:
+        fields.insert(8, ("agent time", format_duration(result["duration_ms"] / 1000)))
+    if result.get("api_error_status") is not None:
+        fields.insert(2, ("api status", str(result["api_error_status"])))
+    quota = result.get("quota") or {}
+    if quota:
+        fields.insert(2, ("limit", quota_text(quota)))
+    denials = result.get("permission_denials") or []
+    if denials:
+        shown = ", ".join(
+            f"{clean(d.get('tool'))} {clean(d.get('target') or '')}".strip() for d in denials[:5]
+        )
+        fields.append(("denied", shown + (f" … +{len(denials) - 5}" if len(denials) > 5 else "")))
+    lines = [f"! {clean(w)}" for w in result.get("warnings") or []]
+    lines += _block("summary", result.get("summary"))
     lines += [f"{k + ':':<11} {v}" for k, v in fields]
     return lines
+
+
+def quota_text(quota: Mapping[str, Any]) -> str:
+    """Return ``usage limit (five_hour), resets 09:52 (from event)`` for a quota signal."""
+    kind = "rate limited, no reset given" if quota.get("kind") == "rate_limited_no_reset" else ""
+    text = kind or "usage limit" + (f" ({clean(quota['window'])})" if quota.get("window") else "")
+    resets = quota.get("resets_at")
+    if isinstance(resets, int | float):
+        moment = _dt.datetime.fromtimestamp(resets, _dt.UTC).isoformat()
+        text += f", resets {local_time(moment)} (from {clean(quota.get('source'))})"
+    return text
 
 
 def attach_command(task_id: str, host: Mapping[str, Any]) -> list[str]:

@@ -141,8 +141,11 @@ def detail_lines(d: Mapping[str, Any]) -> list[str]:
     if commands:
         lines.append(f"commands ({d.get('commands_total', len(commands))}):")
         for c in commands[-10:]:
-            code = c.get("exit_code")
-            mark = "…" if code is None and c.get("status") == "running" else f"exit {code}"
+            code, status = c.get("exit_code"), c.get("status")
+            if code is not None:
+                mark = f"exit {code}"
+            else:  # never invent an exit code: a denied command never ran
+                mark = "…" if status == "running" else clean(status) or "no exit code"
             lines.append(f"  $ {truncate(clean(c.get('command')), 100)}  ({mark})")
     return lines
 

@@ -31,7 +31,10 @@ class Reason(StrEnum):
     HOST_LOST = "host_lost"
     DEPENDENCY_FAILED = "dependency_failed"
     DISPATCH_ERROR = "dispatch_error"
-    BUDGET = "budget"
+    BUDGET = "budget"  # stopped by the agent's own budget flag (claude --max-budget-usd)
+    MAX_TURNS = "max_turns"  # stopped by claude --max-turns
+    VERIFY_FAILED = "verify_failed"
+    USAGE_LIMIT = "usage_limit"  # the account hit a quota window (see QuotaSignal)
 
 
 class BackendName(StrEnum):
@@ -128,6 +131,35 @@ class Project:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class UsageWindow:
+    """One observation of an account's quota window, as an agent CLI reported it."""
+
+    window: str  # five_hour | seven_day | seven_day_opus | … | "<N>m" for other lengths
+    utilization: float | None = None  # 0..1 (codex's used_percent / 100)
+    resets_at: float | None = None  # epoch seconds
+    status: str | None = None  # allowed | allowed_warning | rejected (claude's words)
+    source: str = "event"  # event (claude stream) | rollout (codex session file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class QuotaSignal:
+    """A run stopped by a usage limit or a rate limit, and when it may go on."""
+
+    kind: str  # usage_limit | rate_limited_no_reset
+    window: str | None = None  # five_hour | seven_day | … when known
+    resets_at: float | None = None  # epoch seconds, None when no source gave one
+    source: str = "none"  # event | rollout | text | none: where resets_at came from
+    worked: bool = False  # tool calls or file changes happened before the limit
+    message: str = ""  # the CLI's own words
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class Result:
     """What a finished task produced, derived from its output by the backend."""
@@ -143,6 +175,11 @@ class Result:
     session_id: str | None = None
     turns: int | None = None
     api_error_status: int | None = None
+    duration_ms: int | None = None  # the CLI's own run time (claude's result, codex's rollout)
+    permission_denials: list[dict[str, Any]] = field(default_factory=list)  # [{tool, target}]
+    warnings: list[str] = field(default_factory=list)  # one line each, shown with the result
+    quota: QuotaSignal | None = None  # set when a usage/rate limit stopped the run
+    windows: list[UsageWindow] = field(default_factory=list)  # quota windows the run saw
 
 
 TASK_FIELDS = (
@@ -199,6 +236,13 @@ TASK_FIELDS = (
     "gpus",
     "gpu_indices",
     "gpu_memory_mib",
+    "max_turns",
+    "max_budget_usd",
+    "api_error_status",
+    "duration_ms",
+    "permission_denials",
+    "warnings",
+    "quota",
 )
 
 
@@ -265,6 +309,14 @@ class Task:
     merged_at: str | None = None
     merge_commit: str | None = None
     host_cleaned_at: str | None = None  # worktree and tasks/<id> removed from the host
+    # Backends (dobby/backends/): per-task agent limits, and what the agent's output said.
+    max_turns: int | None = None  # claude --max-turns
+    max_budget_usd: float | None = None  # claude --max-budget-usd
+    api_error_status: int | None = None  # HTTP status of the API error that ended the run
+    duration_ms: int | None = None  # the CLI's own run time, beside Dobby's wall time
+    permission_denials: list[dict[str, Any]] = field(default_factory=list)  # [{tool, target}]
+    warnings: list[str] = field(default_factory=list)  # e.g. denials, a model without a price
+    quota: dict[str, Any] | None = None  # QuotaSignal.to_dict() of a run a limit stopped
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -52,6 +52,45 @@ fi
 """
 
 
+CODEX_FACTS_RULE = "--- rollout ---"
+# config.toml's top-level `model = …` as written; the first [table] ends the top level
+_TOML_MODEL = (
+    r"/^[[:space:]]*\[/{exit} "
+    r'/^[[:space:]]*model[[:space:]]*=/{sub(/^[^=]*=[[:space:]]*/, ""); print; exit}'
+)
+
+
+def render_codex_facts(*, paths: TaskPaths) -> str:
+    """Return the command printing what a codex run's stream lacks: its model, usage, limits.
+
+    Prints ``key=value`` lines (``now``, ``utc_offset``, ``zone``, ``config_model``,
+    ``thread_id``, ``rollout``), then :data:`CODEX_FACTS_RULE`, then the rollout lines that
+    matter, each prefixed with its line number (``grep -n``): the last turn contexts, turn
+    starts and ends, and token counts. A few KiB whatever the session's length.
+    """
+    d = q(paths.task_dir)
+    rollout_kinds = "turn_context|task_started|task_complete"
+    return f"""set -a; . {d}/env 2>/dev/null; set +a
+home=${{CODEX_HOME:-$HOME/.codex}}
+tid=$(grep -m1 -o '"thread_id":"[^"]*"' {d}/out.jsonl 2>/dev/null | cut -d'"' -f4)
+case $tid in *[!0-9A-Za-z-]*) tid= ;; esac
+zone=${{TZ:-$(cat /etc/timezone 2>/dev/null || readlink /etc/localtime 2>/dev/null)}}
+printf 'now=%s\\nutc_offset=%s\\nzone=%s\\n' "$(date +%s)" "$(date +%z)" "${{zone#*zoneinfo/}}"
+printf 'config_model=%s\\n' "$(awk {q(_TOML_MODEL)} "$home/config.toml" 2>/dev/null)"
+f=
+if [ -n "$tid" ]; then
+  f=$(find "$home/sessions" -type f -name "rollout-*-$tid.jsonl" 2>/dev/null | head -n 1)
+fi
+printf 'thread_id=%s\\nrollout=%s\\n' "$tid" "$f"
+echo {q(CODEX_FACTS_RULE)}
+if [ -n "$f" ]; then
+  grep -nE '"type":"({rollout_kinds})"' "$f" | tail -n 6
+  grep -n '"type":"token_count"' "$f" | tail -n 3
+fi
+true
+"""
+
+
 def render_drop_bundle(*, paths: TaskPaths) -> str:
     """Return the command that removes a fetched result bundle and its ref."""
     return (

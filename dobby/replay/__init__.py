@@ -24,13 +24,17 @@ _WRAPPER = '#!/bin/sh\nexec /usr/bin/env python3 -I {script} {agent} "$@"\n'
 def install_fake_agents(dest_dir: Path) -> Path:
     """Write world-readable ``claude`` and ``codex`` executables into dest_dir; return it."""
     dest_dir = Path(dest_dir)
-    transcripts = dest_dir / "transcripts"
-    transcripts.mkdir(parents=True, exist_ok=True)
-    for directory in (dest_dir, transcripts):
-        directory.chmod(0o755)
-    for source in sorted((_HERE / "transcripts").iterdir()):
-        shutil.copyfile(source, transcripts / source.name)
-        (transcripts / source.name).chmod(0o644)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest_dir.chmod(0o755)
+    root = _HERE / "transcripts"
+    for source in sorted(root.rglob("*")):  # transcripts/ and transcripts/quota/
+        target = dest_dir / "transcripts" / source.relative_to(root)
+        if source.is_dir():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.chmod(0o755)
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
     for name in ("agent.py", "playbook.py"):
         shutil.copyfile(_HERE / name, dest_dir / name)
         (dest_dir / name).chmod(0o644)

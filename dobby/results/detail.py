@@ -45,6 +45,9 @@ _TARGET_KEYS = (
     "description",
 )
 _READS = {"Read", "NotebookRead"}
+# claude's tool_result text for a tool call the permission mode refused (it never ran)
+_DENIED = re.compile(r"requested permissions to .*, but you haven't granted it")
+
 _EDITS = {"Edit", "MultiEdit", "NotebookEdit"}
 
 
@@ -173,11 +176,16 @@ class Detail:
             failed = block.get("is_error") is True
             name, path = info["name"], info.get("path")
             if "command" in info:
-                exit_code = 0
+                exit_code: int | None = 0
+                status = "completed"
                 if failed:
-                    match = _EXIT.match(_text(block.get("content")))
-                    exit_code = int(match.group(1)) if match else 1
-                self._command_done(info["command"], exit_code, "failed" if failed else "completed")
+                    # Only claude's "Exit code N" says the command ran: a denied or
+                    # interrupted one has no exit code, and none is made up for it.
+                    text = _text(block.get("content"))
+                    match = _EXIT.match(text)
+                    exit_code = int(match.group(1)) if match else None
+                    status = "denied" if not match and _DENIED.search(text) else "failed"
+                self._command_done(info["command"], exit_code, status)
             elif path and not failed and name in _EDITS:
                 self._file("edited", path)
             elif path and not failed and name == "Write":

@@ -111,7 +111,8 @@ def settle_usage(task: Task, get_task: GetTask, prices: Mapping[str, ModelPrice]
     tokens = own_tokens(task, parent)
     if parent is None or tokens is task.tokens:
         return
-    model = task.model or parent.model  # the thread's model, unless the follow-up chose one
+    # The model the run really used (the rollout's), else the one asked for, else the thread's.
+    model = (task.models[0] if task.models else None) or task.model or parent.model
     task.tokens = tokens
     task.models = task.models or ([model] if model else [])
     task.cost_usd = codex_cost(tokens, model, prices)

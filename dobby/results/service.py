@@ -31,7 +31,8 @@ RESULT_KEYS = (
     "status", "reason", "summary", "error", "exit_code", "cost_usd", "models", "turns",
     "session_id", "branch", "host", "backend", "model", "project", "title", "started_at",
     "finished_at", "base_commit", "head_commit", "diff_stat", "artifact_globs", "artifacts",
-    "collect_error", "merged_at", "merge_commit", "host_cleaned_at",
+    "collect_error", "merged_at", "merge_commit", "host_cleaned_at", "api_error_status",
+    "duration_ms", "permission_denials", "warnings", "quota", "max_turns", "max_budget_usd",
 )  # fmt: skip
 READ_CHUNK = 4 << 20
 MAX_DETAILS = 512  # cached detail summaries (one per recently viewed task)

@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dobby.backends import get_backend
+from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, TransportError
-from dobby.core.models import Reason, Task, TaskStatus, utcnow
+from dobby.core.models import Reason, Result, Task, TaskStatus, utcnow
 from dobby.hostside import scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
@@ -303,6 +303,7 @@ class Runner:
         (self.task_dir(task.id) / "err.log").write_bytes(err)
         stderr_tail = err[-4000:].decode("utf-8", "replace")
         backend = get_backend(task.backend)
+        host_facts = await self._host_facts(backend, transport, paths)
         with open(self.log_path(task.id), encoding="utf-8", errors="replace") as fh:
             result = backend.collect(
                 fh,
@@ -310,6 +311,8 @@ class Runner:
                 stderr_tail=stderr_tail,
                 model=task.model,
                 prices=self._prices,
+                host_facts=host_facts,
+                now=time.time(),
             )
         outputs = await collect_outputs(
             task=task,
@@ -331,6 +334,7 @@ class Runner:
         task.models = result.models
         task.turns = result.turns
         task.session_id = result.session_id or task.session_id
+        apply_agent_facts(task, result)
         followup.settle_usage(task, self._get_task, self._prices)
         outputs.apply(task)
         reason = result.reason
@@ -340,6 +344,20 @@ class Runner:
         for path in ("out.jsonl", "exit"):
             transport.release(paths.file(path))
         self._finish(task, result.status, reason, task.error)
+
+    async def _host_facts(
+        self, backend: Backend, transport: Transport, paths: scripts.TaskPaths
+    ) -> str:
+        """Return what the backend reads on the host beyond the stream ("" when unreachable)."""
+        command = backend.facts_command(paths=paths)
+        if command is None:
+            return ""
+        try:
+            res = await transport.run(command, timeout=30)
+        except TransportError as exc:
+            log.warning("facts of %s on %s: %s", paths.task_id, transport.host.name, exc)
+            return ""
+        return res.stdout if res.ok else ""
 
     def _finish(
         self, task: Task, status: TaskStatus, reason: Reason | None, error: str | None
@@ -382,6 +400,15 @@ class Runner:
         for follower in followers:
             follower.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
+
+
+def apply_agent_facts(task: Task, result: Result) -> None:
+    """Copy what the backend read beyond the summary onto the task (denials, limits, timing)."""
+    task.api_error_status = result.api_error_status
+    task.duration_ms = result.duration_ms
+    task.permission_denials = list(result.permission_denials)
+    task.warnings = list(result.warnings)
+    task.quota = result.quota.to_dict() if result.quota is not None else None
 
 
 def _parse_exit(text: bytes) -> int | None:

@@ -124,7 +124,7 @@ COLLECT_CASES: list[tuple[str, dict[str, Any]]] = [
         error="API Error: 500 fake api_error", cost_usd=0.0,
         session_id="9c266d4d-cdec-433b-be93-66a360375408")),
     ("claude-max-turns.json", dict(
-        status=FAILED, reason=Reason.AGENT_ERROR, exit_code=1,
+        status=FAILED, reason=Reason.MAX_TURNS, exit_code=1, duration_ms=120,
         error="error_max_turns: Reached maximum number of turns (1)", cost_usd=0.010925,
         tokens=FOLLOWUP_TOKENS, turns=2, session_id="0a2d641c-6eea-43ab-9710-750a0efdce05")),
     ("claude-text.txt", dict(
@@ -143,11 +143,11 @@ COLLECT_CASES: list[tuple[str, dict[str, Any]]] = [
         tokens=Tokens(input=6000, output=200, cache_read=4000),
         session_id="01a20f9c-09cc-7ba0-9634-93097ddc3e74")),
     ("codex-error-401.jsonl", dict(
-        status=FAILED, reason=Reason.AGENT_ERROR, exit_code=1, tokens=Tokens(), cost_usd=None,
+        status=FAILED, reason=Reason.AGENT_ERROR, exit_code=1, tokens=Tokens(), cost_usd=0.0,
         error="unexpected status 401 Unauthorized",
         session_id="01a20f9c-0d80-70a2-a99c-95515fdad61d")),
     ("codex-error-500.jsonl", dict(
-        status=FAILED, reason=Reason.AGENT_ERROR, exit_code=1, error=HIGH_DEMAND, cost_usd=None,
+        status=FAILED, reason=Reason.AGENT_ERROR, exit_code=1, error=HIGH_DEMAND, cost_usd=0.0,
         session_id="01a20f9c-0f79-7ee1-bdd9-1ec3228cf227")),
 ]
 # fmt: on
@@ -192,7 +192,8 @@ def test_collect_any_transcript_any_exit_code(
     if exit_code != 0:
         assert result.status is FAILED
     if result.status is FAILED:
-        assert result.reason in (Reason.AGENT_ERROR, Reason.EXIT_CODE) and result.error
+        assert result.reason in (Reason.AGENT_ERROR, Reason.EXIT_CODE, Reason.MAX_TURNS)
+        assert result.error
         if result.reason is Reason.EXIT_CODE:
             assert "boom" in result.error
 
@@ -231,7 +232,7 @@ def claude_result(**changes: Any) -> str:
          Reason.AGENT_ERROR, "error_during_execution"),
         # is_error false but a non-success subtype is still a failure
         ([claude_result(subtype="error_max_turns", is_error=False, errors=[])], 0, FAILED,
-         Reason.AGENT_ERROR, "error_max_turns"),
+         Reason.MAX_TURNS, "error_max_turns"),
     ],
 )
 def test_claude_collect_edges(
@@ -334,10 +335,11 @@ def test_codex_cost(model: str | None, prices: Any, expected: float | None) -> N
 # fmt: on
 
 
-def test_codex_failed_turn_has_unknown_cost() -> None:
+@pytest.mark.parametrize("model", ["gpt-5.5", "unknown-model", None])
+def test_codex_failure_without_usage_costs_nothing(model: str | None) -> None:
     lines = lines_of("codex-error-401.jsonl")
-    result = get_backend("codex").collect(lines, exit_code=1, model="gpt-5.5")
-    assert result.cost_usd is None and result.tokens == Tokens()
+    result = get_backend("codex").collect(lines, exit_code=1, model=model)
+    assert result.cost_usd == 0.0 and result.tokens == Tokens() and result.warnings == []
 
 
 # --- shell collect ----------------------------------------------------------------------------
@@ -451,7 +453,8 @@ def test_render_codex_stream() -> None:
     assert events[0].data["session_id"] == "01a20f9c-09cc-7ba0-9634-93097ddc3e74"
     assert events[3].text == "$ echo hi > hello.txt && cat hello.txt"
     assert events[4].text == "$ echo hi > hello.txt && cat hello.txt → exit 0"
-    assert events[4].target == "/bin/bash -lc 'echo hi > hello.txt && cat hello.txt'"
+    # the script codex ran, unwrapped from /bin/bash -lc '…', the same at start and end
+    assert events[3].target == events[4].target == "echo hi > hello.txt && cat hello.txt"
     assert events[4].data == {"exit_code": 0, "status": "completed", "output": "hi"}
     assert events[6].text == "add /home/dev/repo/notes.md"
     assert events[6].target == "/home/dev/repo/notes.md"
@@ -655,27 +658,26 @@ SID = "802c3b37-c866-4274-9fc0-fc571667fa50"
 
 # fmt: off
 ARGV_CASES = [
-    ("claude", "bypass", None, None, [*CLAUDE, "--dangerously-skip-permissions", "--", PROMPT]),
-    ("claude", "edits", None, None, [*CLAUDE, *EDITS, "--", PROMPT]),
-    ("claude", "plan", None, None, [*CLAUDE, "--permission-mode", "plan", "--", PROMPT]),
+    ("claude", "bypass", None, None, [*CLAUDE, "--dangerously-skip-permissions"]),
+    ("claude", "edits", None, None, [*CLAUDE, *EDITS]),
+    ("claude", "plan", None, None, [*CLAUDE, "--permission-mode", "plan"]),
     ("claude", "edits", "claude-opus-4-8", None,
-     [*CLAUDE, "--model", "claude-opus-4-8", *EDITS, "--", PROMPT]),
+     [*CLAUDE, "--model", "claude-opus-4-8", *EDITS]),
     ("claude", "bypass", "sonnet", SID,
-     [*CLAUDE, "--model", "sonnet", "--resume", SID, "--dangerously-skip-permissions", "--",
-      PROMPT]),
+     [*CLAUDE, "--model", "sonnet", "--resume", SID, "--dangerously-skip-permissions"]),
     ("claude", "plan", None, SID,
-     [*CLAUDE, "--resume", SID, "--permission-mode", "plan", "--", PROMPT]),
+     [*CLAUDE, "--resume", SID, "--permission-mode", "plan"]),
     ("codex", "bypass", None, None,
-     [*CODEX_EXEC, "--dangerously-bypass-approvals-and-sandbox", "--", PROMPT]),
-    ("codex", "edits", None, None, [*CODEX_EXEC, "--sandbox", "workspace-write", "--", PROMPT]),
-    ("codex", "plan", None, None, [*CODEX_EXEC, "--sandbox", "read-only", "--", PROMPT]),
+     [*CODEX_EXEC, "--dangerously-bypass-approvals-and-sandbox", "-"]),
+    ("codex", "edits", None, None, [*CODEX_EXEC, "--sandbox", "workspace-write", "-"]),
+    ("codex", "plan", None, None, [*CODEX_EXEC, "--sandbox", "read-only", "-"]),
     ("codex", "edits", "gpt-5.5", None,
-     [*CODEX_EXEC, "-m", "gpt-5.5", "--sandbox", "workspace-write", "--", PROMPT]),
+     [*CODEX_EXEC, "-m", "gpt-5.5", "--sandbox", "workspace-write", "-"]),
     ("codex", "bypass", "gpt-5.5", "01a20f9c-09cc-7ba0-9634-93097ddc3e74",
      [*CODEX_EXEC, "-m", "gpt-5.5", "--dangerously-bypass-approvals-and-sandbox",
-      "resume", "01a20f9c-09cc-7ba0-9634-93097ddc3e74", "--", PROMPT]),
+      "resume", "01a20f9c-09cc-7ba0-9634-93097ddc3e74", "-"]),
     ("codex", "plan", None, "t1",
-     [*CODEX_EXEC, "--sandbox", "read-only", "resume", "t1", "--", PROMPT]),
+     [*CODEX_EXEC, "--sandbox", "read-only", "resume", "t1", "-"]),
     ("shell", "bypass", None, None, ["bash", "-c", PROMPT]),
     ("shell", "edits", "ignored", "ignored", ["bash", "-c", PROMPT]),
 ]
@@ -776,13 +778,16 @@ def test_prompt_never_reaches_argv(
     resume: str | None,
     is_root: bool,
 ) -> None:
-    """The argv is the same whatever the prompt; PROMPT stands for it exactly once, last."""
+    """The argv is the same whatever the prompt: agents read it on stdin, shell gets PROMPT."""
     args = dict(host=host(permissions), is_root=is_root)
     b = get_backend(backend)
     argv = b.argv(task=Task(prompt=prompt, model=model, resume=resume), **args)
     same = b.argv(task=Task(prompt="other", model=model, resume=resume), **args)
     assert argv == same
-    assert argv.count(PROMPT) == 1 and argv[-1] == PROMPT
+    if backend == "shell":
+        assert argv.count(PROMPT) == 1 and argv[-1] == PROMPT
+    else:  # claude -p with no prompt argument / codex exec - read the prompt from stdin
+        assert PROMPT not in argv and argv[-1] == ("-" if backend == "codex" else argv[-1])
     assert all(isinstance(word, str) and "\n" not in word for word in argv)
 
 

@@ -34,8 +34,16 @@ export function renderEvent(event) {
       return collapsible(cls, [el("span", { class: "ev-label" }, event.is_error ? "tool error" : "result"), " ", first], text.length > first.length ? text : null);
     }
     case "command": {
-      const output = event.data && event.data.output;
-      return collapsible(cls, [el("span", { class: "ev-label tool" }, "shell"), " ", el("code", {}, text)], output ? String(output) : null);
+      // codex prints a command when it starts and again when it ends: show the command once,
+      // then its outcome the way a tool result reads.
+      const data = event.data || {};
+      if (data.status === "in_progress" || !("exit_code" in data)) {
+        return el("div", { class: cls }, el("span", { class: "ev-label tool" }, "shell"), " ", el("code", {}, text));
+      }
+      const output = String(data.output || "");
+      const outcome = data.exit_code === null || data.exit_code === undefined ? String(data.status || "done") : `exit ${data.exit_code}`;
+      const first = output.split(" ⏎ ")[0].slice(0, 200);
+      return collapsible(cls, [el("span", { class: "ev-label" }, outcome), " ", first], output.length > first.length ? output.replaceAll(" ⏎ ", "\n") : null);
     }
     case "file_change":
       return el("div", { class: cls }, el("span", { class: "ev-label tool" }, "file"), " ", el("code", {}, text));
