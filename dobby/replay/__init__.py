@@ -35,7 +35,7 @@ def install_fake_agents(dest_dir: Path) -> Path:
         target.parent.chmod(0o755)
         shutil.copyfile(source, target)
         target.chmod(0o644)
-    for name in ("agent.py", "playbook.py"):
+    for name in ("agent.py", "playbook.py", "rollout.py"):
         shutil.copyfile(_HERE / name, dest_dir / name)
         (dest_dir / name).chmod(0o644)
     script = shlex.quote(str(dest_dir.resolve() / "agent.py"))

@@ -14,15 +14,17 @@ import select
 import sys
 import time
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 if __package__:
-    from . import playbook
-else:  # a copied script on a host, maybe under `python3 -I`: load the sibling file
+    from . import playbook, rollout
+else:  # a copied script on a host, maybe under `python3 -I`: load the sibling files
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import playbook  # type: ignore[no-redef]
+    import rollout  # type: ignore[no-redef]
 
 RECORD_NAME = "fake-agent.json"
 _RECORDED_ENV = ("CUDA_VISIBLE_DEVICES", "DOBBY_TASK_ID", "IS_SANDBOX")
@@ -159,12 +161,28 @@ def run(inv: playbook.Invocation, env: Mapping[str, str]) -> int:
     else:
         session = _prepare_codex(inv, env, home)
     cwd = Path.cwd()
+    now = time.time()
+    state = State(home, inv.agent)
     scenario = playbook.choose_scenario(inv.prompt, env)
+    scenario, limit = state.decide(scenario, session=session if inv.resume else None, now=now)
     extra = {"scenario": scenario, "session_id": session, "stdin": inv.opts.get("stdin")}
     _record(inv, env, extra)
-    build = playbook.build_claude if inv.agent == "claude" else playbook.build_codex
-    replay = build(inv, scenario, env)
-    fresh = playbook.Freshener(session_id=session, cwd=str(cwd), home=home)
+    quota = playbook.quota_spec(scenario)
+    if quota is not None:
+        replay = playbook.build_quota(inv.agent, quota[0], limit=limit, zone=_zone(env), now=now)
+    elif inv.agent == "claude":
+        replay = playbook.build_claude(inv, scenario, env)
+    else:
+        replay = playbook.build_codex(inv, scenario, env)
+    if replay.limit is not None:
+        state.limit(replay.limit, session=session)
+    codex_home = env.get("CODEX_HOME") or f"{home}/.codex"
+    same = {_recorded_session(replay.lines): session}
+    if inv.agent == "codex":
+        same.update(dict.fromkeys(rollout.threads(), session))
+    fresh = playbook.Freshener(
+        session_id=session, cwd=str(cwd), home=home, codex_home=codex_home, same=same
+    )
     lines = [fresh(line) for line in replay.lines]
     if inv.agent == "claude" and lines and lines[0].get("subtype") == "init":
         lines[0]["model"] = inv.opts.get("model") or lines[0]["model"]
@@ -172,6 +190,15 @@ def run(inv: playbook.Invocation, env: Mapping[str, str]) -> int:
         lines[0]["permissionMode"] = (
             "bypassPermissions" if inv.opts.get("skip_permissions") else mode
         )
+    session_file = None
+    if inv.agent == "codex":
+        name = quota[0] if quota is not None else scenario
+        session_file = Rollout(codex_home, session, resumed=bool(inv.opts.get("resume")))
+        model = _codex_model(inv, codex_home)
+        recorded = rollout.lines_for(name, resumed=session_file.exists)
+        written = rollout.refresh(recorded, model=model, now=now, limit=replay.limit)
+        session_file.write([fresh(line) for line in written[: rollout.HEAD]])
+        session_file.pending = [fresh(line) for line in written[rollout.HEAD :]]
     stream = inv.opts.get("output_format") == "stream-json" or bool(inv.opts.get("json"))
     started = time.monotonic()
     for n, line in enumerate(lines):
@@ -179,14 +206,153 @@ def run(inv: playbook.Invocation, env: Mapping[str, str]) -> int:
             time.sleep(replay.delay)
         if line.get("type") == "result":
             line["duration_ms"] = int((time.monotonic() - started) * 1000)
+        if session_file is not None and n == len(lines) - 1:
+            session_file.flush()  # the session file is whole before the stream ends
         do_work(line, cwd)
         if stream:
             _emit(line)
     _finish(inv, lines, stream=stream)
+    if replay.hang_after is not None:
+        if session_file is not None:
+            session_file.flush()
+        while True:  # waiting on a model that never answers: only a signal ends this
+            time.sleep(3600)
     if replay.hang:
         _hang(inv.agent, float(env.get("FAKE_AGENT_HANG_INTERVAL") or 2.0))
+    if session_file is not None:
+        session_file.flush()
     sys.stderr.write(replay.stderr)
     return replay.exit_code
+
+
+def _recorded_session(lines: list[dict[str, Any]]) -> str:
+    """Return the session/thread id of a recorded run (its ids become the new session's)."""
+    for line in lines[:2]:
+        for key in ("session_id", "thread_id"):
+            if isinstance(line.get(key), str):
+                return str(line[key])
+    return ""
+
+
+def _zone(env: Mapping[str, str]) -> Any:
+    """Return the zone the real CLIs print local times in: $TZ, /etc/timezone, else UTC."""
+    names = [env.get("TZ", "").lstrip(":")]
+    try:
+        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    for name in names:
+        if name:
+            try:
+                return zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    return zoneinfo.ZoneInfo("UTC")
+
+
+def _codex_model(inv: playbook.Invocation, codex_home: str) -> str:
+    """Return the model codex would use: -m, then -c model=…, then config.toml, then its default."""
+    if inv.opts.get("model"):
+        return str(inv.opts["model"])
+    for override in reversed(inv.opts.get("config") or []):
+        key, _, value = override.partition("=")
+        if key.strip() == "model" and value.strip():
+            return value.strip().strip("\"'")
+    try:
+        text = Path(codex_home, "config.toml").read_text(encoding="utf-8")
+    except OSError:
+        return playbook.DEFAULT_CODEX_MODEL
+    for line in text.splitlines():
+        if line.strip().startswith("["):
+            break
+        match = re.match(r"\s*model\s*=\s*[\"']([^\"']+)[\"']", line)
+        if match:
+            return match.group(1)
+    return playbook.DEFAULT_CODEX_MODEL
+
+
+class Rollout:
+    """The session file of one codex thread, written the way codex writes it."""
+
+    def __init__(self, codex_home: str, thread_id: str, *, resumed: bool) -> None:
+        sessions = Path(codex_home) / "sessions"
+        found = sorted(sessions.glob(f"*/*/*/rollout-*-{thread_id}.jsonl")) if resumed else []
+        self.exists = bool(found)
+        self.path = found[0] if found else sessions / rollout.file_name(thread_id, time.time())
+        self.pending: list[dict[str, Any]] = []
+
+    def write(self, lines: list[dict[str, Any]]) -> None:
+        """Append lines (a resumed thread's file grows; a new one is created)."""
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(
+            json.dumps(ln, ensure_ascii=False, separators=(",", ":")) + "\n" for ln in lines
+        )
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+        self.exists = True
+
+    def flush(self) -> None:
+        """Write what is still pending."""
+        lines, self.pending = self.pending, []
+        self.write(lines)
+
+
+class State:
+    """What one account (a HOME) remembers across runs: its limit, and sessions a limit cut."""
+
+    def __init__(self, home: str, agent: str) -> None:
+        self.dir = Path(home) / ".fake-agent"
+        self.account = self.dir / f"{agent}-limit.json"
+
+    def decide(
+        self, scenario: str, *, session: str | None, now: float
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Return the scenario this run plays and the limit in force, if any.
+
+        An explicit quota scenario sets a new limit; while one is in force every other run
+        hits it at start; a session a limit cut, resumed after the reset, goes on to the end.
+        """
+        limit = _read_json(self.account)
+        if limit is not None and float(limit.get("resets_at", 0)) <= now:
+            limit = None  # the window has reset
+        cut = session is not None and _read_json(self.dir / "sessions" / f"{session}.json")
+        spec = playbook.quota_spec(scenario)
+        if spec is not None and spec[0] != "quota_resume" and not cut:
+            name, seconds = spec
+            kind = "rate_limited_no_reset" if name == "quota_noreset" else "usage_limit"
+            window = "seven_day" if name == "quota_weekly" else "five_hour"
+            return scenario, {"resets_at": now + seconds, "window": window, "kind": kind}
+        if limit is not None:
+            name = (
+                "quota_noreset" if limit.get("kind") == "rate_limited_no_reset" else "quota_start"
+            )
+            if limit.get("window") == "seven_day" and name == "quota_start":
+                name = "quota_weekly"
+            return name, limit
+        # A session a limit cut goes on to the end once the limit is gone, whatever its prompt.
+        return ("quota_resume" if cut else scenario), None
+
+    def limit(self, limit: dict[str, Any], *, session: str) -> None:
+        """Remember the account's limit and that it cut this session."""
+        _write_json(self.account, limit)
+        _write_json(self.dir / "sessions" / f"{session}.json", {"cut_by": limit})
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _finish(inv: playbook.Invocation, lines: list[dict[str, Any]], *, stream: bool) -> None:

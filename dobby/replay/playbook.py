@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts"
+QUOTA = TRANSCRIPTS / "quota"  # claude 2.1.197 / codex 0.171.0 at a usage limit
 SCENARIOS = (
-    "success", "api401", "api500", "max_turns", "failed_command", "slow", "lines:N:MS", "hang",
-    "crash",
+    "success", "api401", "api500", "max_turns", "budget", "failed_command", "slow", "lines:N:MS",
+    "hang", "stall", "denied", "crash", "quota_start[:S]", "quota_mid[:S]", "quota_weekly[:S]",
+    "quota_noreset[:S]",
 )  # fmt: skip
+# A quota scenario's limit resets S seconds after the run (default: an hour, as recorded); until
+# then every run of that agent under the same HOME (one account) hits it at start.
+QUOTA_SCENARIOS = ("quota_start", "quota_mid", "quota_weekly", "quota_noreset")
+DEFAULT_RESET_S = 3600.0
+DEFAULT_CODEX_MODEL = "gpt-6.1-sol"  # codex 0.169's default when config.toml names none
+TURN_COST = 0.010925  # what one recorded claude API call costs (claude-max-turns.json)
+DENIED = "Claude requested permissions to write to {path}, but you haven't granted it yet."
 VERSIONS = {"claude": "2.1.197 (Claude Code)", "codex": "codex-cli 0.169.0"}
 ROOT_REFUSAL = (
     "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
@@ -30,7 +39,9 @@ ROOT_REFUSAL = (
 NEEDS_VERBOSE = "Error: When using --print, --output-format=stream-json requires --verbose"
 UNTRUSTED_DIR = "Not inside a trusted directory and --skip-git-repo-check was not specified."
 _SCENARIO_TOKEN = re.compile(r"\[scenario:([^\]\s]+)\]")
-_RECORDED_PATHS = re.compile(r"/home/dev/repo|-home-dev-repo|/home/dev")
+_RECORDED_PATHS = re.compile(
+    r"/home/dev/\.codex|/home/dev/(?:claude-|codex-)?repo|-home-dev-(?:claude-|codex-)?repo|/home/dev"
+)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FAKE_ID = re.compile(r"\b(msg_fake|toolu|req_fake)_[0-9A-Za-z_]+")
 _CLAUDE_TURNS = 4  # assistant turns of the recorded success run: a lower --max-turns stops it
@@ -101,6 +112,8 @@ class Replay:
     delay: float = 0.0
     hang: bool = False
     stderr: str = ""
+    limit: dict[str, Any] | None = None  # the account limit this run hit: {resets_at, window…}
+    hang_after: int | None = None  # stall: print this many lines, then wait to be killed
 
 
 def _scan(
@@ -255,14 +268,128 @@ def _unknown(agent: str, scenario: str) -> UsageError:
     return UsageError(f"fake {agent}: unknown scenario {scenario!r} (known: {known})", 2)
 
 
+def quota_spec(scenario: str) -> tuple[str, float] | None:
+    """Parse ``quota_mid:30`` into (``quota_mid``, 30.0); None for other scenarios."""
+    name, _, seconds = scenario.partition(":")
+    if name not in (*QUOTA_SCENARIOS, "quota_resume"):
+        return None
+    try:
+        return name, float(seconds) if seconds else DEFAULT_RESET_S
+    except ValueError:
+        message = f"fake agent: bad scenario {scenario!r} (want {name}:SECONDS)"
+        raise UsageError(message, 2) from None
+
+
+def claude_reset_text(resets_at: float, *, zone: Any, now: float) -> str:
+    """Return claude's ``8:52am (UTC)`` / ``Dec 3, 7:52am (UTC)`` for a reset in ``zone``."""
+    when = _dt.datetime.fromtimestamp(resets_at, zone)
+    clock = f"{when.hour % 12 or 12}:{when.minute:02d}{'am' if when.hour < 12 else 'pm'}"
+    if when.date() != _dt.datetime.fromtimestamp(now, zone).date():
+        clock = f"{when.strftime('%b')} {when.day}, {clock}"
+    name = getattr(zone, "key", None) or when.tzname() or "UTC"
+    return f"{clock} ({'UTC' if name in _UTC_NAMES else name})"  # as Intl names the zone
+
+
+_UTC_NAMES = ("Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu")
+
+
+def codex_reset_text(resets_at: float, *, zone: Any, now: float) -> str:
+    """Return codex's ``8:52 AM`` / ``Dec 3rd, 2026 7:52 AM`` for a reset in local ``zone``."""
+    when = _dt.datetime.fromtimestamp(resets_at, zone)
+    clock = f"{when.hour % 12 or 12}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}"
+    if when.date() == _dt.datetime.fromtimestamp(now, zone).date():
+        return clock
+    day = when.day
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{when.strftime('%b')} {day}{suffix}, {when.year} {clock}"
+
+
+_CLAUDE_RESET_TEXT = re.compile(r"(?<=resets )[^(]*\([^)]*\)")
+_CODEX_RESET_TEXT = re.compile(r"(?<=try again at ).*(?=\.$)")
+
+
+def _limited(
+    lines: list[dict[str, Any]], limit: dict[str, Any], *, pattern: re.Pattern[str], text: str
+) -> list[dict[str, Any]]:
+    """Point a recorded limit run at ``limit``: resetsAt fields and the reset in the text."""
+    out = json.loads(json.dumps(lines))
+    for line in out:
+        info = line.get("rate_limit_info")
+        if isinstance(info, dict) and "resetsAt" in info:
+            info["resetsAt"] = int(limit["resets_at"])
+    return [_sub_text(line, pattern, text) for line in out]
+
+
+def _sub_text(value: Any, pattern: re.Pattern[str], text: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _sub_text(v, pattern, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sub_text(v, pattern, text) for v in value]
+    return pattern.sub(text, value) if isinstance(value, str) else value
+
+
+def _quota_file(agent: str, name: str) -> str:
+    """Return the recorded transcript of a quota scenario (quota/<file>)."""
+    return {
+        ("claude", "quota_start"): "claude-oauth-quota-5h.jsonl",
+        ("claude", "quota_mid"): "claude-oauth-quota-mid.jsonl",
+        ("claude", "quota_weekly"): "claude-oauth-quota-7d.jsonl",
+        ("claude", "quota_noreset"): "claude-quota-5h.jsonl",  # an API key's 429: no reset
+        ("claude", "quota_resume"): "claude-oauth-quota-resume.jsonl",
+        ("codex", "quota_start"): "codex-quota.jsonl",
+        ("codex", "quota_mid"): "codex-quota-mid.jsonl",
+        ("codex", "quota_weekly"): "codex-quota-weekly.jsonl",
+        ("codex", "quota_noreset"): "codex-quota-plain429.jsonl",
+        ("codex", "quota_resume"): "codex-quota-resume.jsonl",
+    }[(agent, name)]
+
+
+def build_quota(
+    agent: str, name: str, *, limit: dict[str, Any] | None, zone: Any, now: float
+) -> Replay:
+    """Return a run at a usage limit (or, ``quota_resume``, the run after it) from the recordings.
+
+    ``limit`` is {resets_at, window, kind}; the texts show its reset in ``zone`` as each CLI
+    does. A resumed claude run works on ``continued.txt`` where the recording wrote hello.txt
+    again, so the two halves of the work differ (codex's second half adds notes.md).
+    """
+    lines = load(f"quota/{_quota_file(agent, name)}")
+    if name == "quota_resume":
+        if agent == "claude":
+            lines = _sub_text(lines, re.compile(r"(?<=/)hello\.txt(?=\b)"), "continued.txt")
+            for line in lines:
+                info = line.get("rate_limit_info")
+                if isinstance(info, dict):
+                    info["resetsAt"] = int(now + 5 * 3600)
+        return Replay(lines)
+    assert limit is not None
+    if agent == "claude":
+        text = claude_reset_text(limit["resets_at"], zone=zone, now=now)
+        lines = _limited(lines, limit, pattern=_CLAUDE_RESET_TEXT, text=text)
+    else:
+        text = codex_reset_text(limit["resets_at"], zone=zone, now=now)
+        lines = _limited(lines, limit, pattern=_CODEX_RESET_TEXT, text=text)
+    return Replay(lines, exit_code=1, limit=limit)
+
+
 def build_claude(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Replay:
     """Return the stream-json lines claude prints in this scenario."""
     base = load("claude-resume-stream-json.jsonl" if inv.resume else "claude-stream-json.jsonl")
     max_turns = inv.opts.get("max_turns")
     if scenario == "success" and not inv.resume and (max_turns or _CLAUDE_TURNS) < _CLAUDE_TURNS:
         scenario = "max_turns"
+    budget = _budget_turns(inv.opts.get("max_budget_usd"))
+    if scenario == "success" and not inv.resume and budget is not None and budget < _CLAUDE_TURNS:
+        scenario = "budget"
     if scenario in ("success", "slow"):
         return Replay(base, delay=_delay(scenario, env))
+    if scenario == "budget":
+        return _budget(inv.opts.get("max_budget_usd"), budget or 1)
+    if scenario == "denied":
+        return _denied()
+    if scenario == "stall":
+        recorded = load("claude-stream-json.jsonl")
+        return Replay(recorded[:4], hang_after=4, delay=_delay("slow", env))
     if scenario in ("api401", "api500"):
         name = f"claude-error-{scenario[3:]}"
         return Replay(load(f"{name}.jsonl"), _exit_code(name))
@@ -292,6 +419,62 @@ def build_claude(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Repl
     raise _unknown("claude", scenario)
 
 
+def _budget_turns(budget: Any) -> int | None:
+    """Return after how many API calls a ``--max-budget-usd`` budget is spent, if ever."""
+    if budget is None:
+        return None
+    try:
+        value = float(budget)
+    except ValueError:
+        raise UsageError(f"error: invalid --max-budget-usd '{budget}'") from None
+    turns = 1
+    while turns * TURN_COST < value and turns < _CLAUDE_TURNS:
+        turns += 1
+    return turns if turns * TURN_COST >= value else None
+
+
+def _budget(budget: Any, turns: int) -> Replay:
+    """Return a run stopped by --max-budget-usd after ``turns`` API calls (work kept)."""
+    recorded = load("claude-stream-json.jsonl")
+    # init, then per API call its assistant line(s) and tool result: the first call has two
+    ends = {1: 4, 2: 6, 3: 8}
+    result = load("claude-max-turns.json")[0]
+    result.update(
+        subtype="error_max_budget_usd", num_turns=turns, terminal_reason="max_budget_usd",
+        total_cost_usd=round(turns * TURN_COST, 6),
+        errors=[f"Reached maximum budget (${float(budget or TURN_COST):g})"],
+    )  # fmt: skip
+    for usage in result["modelUsage"].values():
+        usage["costUSD"] = result["total_cost_usd"]
+    return Replay(recorded[: ends.get(turns, 8)] + [result], 1)
+
+
+def _denied() -> Replay:
+    """Return a run whose Write the permission mode refused: reported in permission_denials."""
+    recorded = load("claude-stream-json.jsonl")
+    init, text, write, created = recorded[:4]
+    tool = write["message"]["content"][0]
+    refusal = copy.deepcopy(created)
+    refusal.pop("tool_use_result", None)
+    refusal["tool_use_result"] = "Error: " + DENIED.format(path=tool["input"]["file_path"])
+    refusal["message"]["content"] = [
+        {"type": "tool_result", "content": DENIED.format(path=tool["input"]["file_path"]),
+         "is_error": True, "tool_use_id": tool["id"]}
+    ]  # fmt: skip
+    answer = copy.deepcopy(recorded[-2])
+    answer["message"]["content"] = [
+        {"type": "text", "text": "I could not create hello.txt: writing it was not permitted."}
+    ]
+    result = copy.deepcopy(recorded[-1])
+    result.update(
+        num_turns=2, result=answer["message"]["content"][0]["text"],
+        permission_denials=[
+            {"tool_name": tool["name"], "tool_use_id": tool["id"], "tool_input": tool["input"]}
+        ],
+    )  # fmt: skip
+    return Replay([init, text, write, refusal, answer, result])
+
+
 def build_codex(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Replay:
     """Return the exec --json lines codex prints in this scenario."""
     base = load("codex-exec-resume.jsonl" if inv.opts.get("resume") else "codex-exec.jsonl")
@@ -313,6 +496,8 @@ def build_codex(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Repla
         replay = Replay([*recorded[:2], *items, recorded[-1]], delay=delay)
     elif scenario == "hang":
         replay = Replay(base[:2], hang=True)
+    elif scenario == "stall":  # a command done, then silence: waiting on the model
+        replay = Replay(base[:6], hang_after=6, delay=_delay("slow", env))
     elif scenario == "crash":
         replay = _crash("codex", base)
     else:
@@ -329,11 +514,17 @@ def build_codex(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Repla
 class Freshener:
     """Rewrite recorded ids, paths and times so each run looks like a new real one."""
 
-    def __init__(self, *, session_id: str, cwd: str, home: str) -> None:
+    def __init__(
+        self, *, session_id: str, cwd: str, home: str, codex_home: str | None = None,
+        same: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.session_id = session_id
         mangled = re.sub(r"[^A-Za-z0-9]", "-", cwd)  # claude's per-project directory name
         self.paths = {"/home/dev/repo": cwd, "-home-dev-repo": mangled, "/home/dev": home}
-        self.ids: dict[str, str] = {}
+        for repo in ("claude-repo", "codex-repo"):
+            self.paths[f"/home/dev/{repo}"], self.paths[f"-home-dev-{repo}"] = cwd, mangled
+        self.paths["/home/dev/.codex"] = codex_home or f"{home}/.codex"
+        self.ids: dict[str, str] = dict(same or {})  # recorded id → the id it must become
 
     def __call__(self, value: Any, key: str | None = None) -> Any:
         """Return a refreshed copy of one JSON value."""
@@ -357,7 +548,10 @@ class Freshener:
     def _map(self, old: str, prefix: str) -> str:
         """Return the same fresh id for every occurrence of one recorded id."""
         if old not in self.ids:
-            self.ids[old] = prefix + secrets.token_hex(8) if prefix else str(uuid.uuid4())
+            if prefix:
+                self.ids[old] = prefix + secrets.token_hex(8)
+            else:  # keep the kind: codex's ids are time-ordered UUIDv7s, claude's random v4s
+                self.ids[old] = uuid7() if old[14] == "7" else str(uuid.uuid4())
         return self.ids[old]
 
 
