@@ -72,7 +72,7 @@ def render_codex_facts(*, paths: TaskPaths) -> str:
     rollout_kinds = "turn_context|task_started|task_complete"
     return f"""set -a; . {d}/env 2>/dev/null; set +a
 home=${{CODEX_HOME:-$HOME/.codex}}
-tid=$(grep -m1 -o '"thread_id":"[^"]*"' {d}/out.jsonl 2>/dev/null | cut -d'"' -f4)
+tid=$(grep -m1 -o '"thread_id": *"[^"]*"' {d}/out.jsonl 2>/dev/null | cut -d'"' -f4)
 case $tid in *[!0-9A-Za-z-]*) tid= ;; esac
 zone=${{TZ:-$(cat /etc/timezone 2>/dev/null || readlink /etc/localtime 2>/dev/null)}}
 printf 'now=%s\\nutc_offset=%s\\nzone=%s\\n' "$(date +%s)" "$(date +%z)" "${{zone#*zoneinfo/}}"

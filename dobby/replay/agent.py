@@ -194,7 +194,7 @@ def run(inv: playbook.Invocation, env: Mapping[str, str]) -> int:
     if inv.agent == "codex":
         name = quota[0] if quota is not None else scenario
         session_file = Rollout(codex_home, session, resumed=bool(inv.opts.get("resume")))
-        model = _codex_model(inv, codex_home)
+        model = _codex_model(inv, codex_home, thread=session_file)
         recorded = rollout.lines_for(name, resumed=session_file.exists)
         written = rollout.refresh(recorded, model=model, now=now, limit=replay.limit)
         session_file.write([fresh(line) for line in written[: rollout.HEAD]])
@@ -250,14 +250,20 @@ def _zone(env: Mapping[str, str]) -> Any:
     return zoneinfo.ZoneInfo("UTC")
 
 
-def _codex_model(inv: playbook.Invocation, codex_home: str) -> str:
-    """Return the model codex would use: -m, then -c model=…, then config.toml, then its default."""
+def _codex_model(inv: playbook.Invocation, codex_home: str, *, thread: Rollout) -> str:
+    """Return the model codex would use: -m, then -c model=…, then a resumed thread's own,
+    then config.toml, then its default."""
     if inv.opts.get("model"):
         return str(inv.opts["model"])
     for override in reversed(inv.opts.get("config") or []):
         key, _, value = override.partition("=")
         if key.strip() == "model" and value.strip():
             return value.strip().strip("\"'")
+    if thread.exists:
+        contexts = [ln for ln in _jsonl(thread.path) if ln.get("type") == "turn_context"]
+        model = (contexts[-1].get("payload") or {}).get("model") if contexts else None
+        if isinstance(model, str) and model:
+            return model
     try:
         text = Path(codex_home, "config.toml").read_text(encoding="utf-8")
     except OSError:
@@ -338,6 +344,19 @@ class State:
         """Remember the account's limit and that it cut this session."""
         _write_json(self.account, limit)
         _write_json(self.dir / "sessions" / f"{session}.json", {"cut_by": limit})
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    """Return the JSON objects of a JSONL file (unreadable lines skipped)."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            out.append(data)
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
