@@ -41,6 +41,11 @@ def quota(kind: str, window: str | None, resets_at: float | None, source: str, w
 
 
 FIVE_H = quota(LIMIT, "five_hour", R5, "event", False)
+FIVE_H_TEXT = quota(LIMIT, "five_hour", R5, "text", False)
+WEEK = quota(LIMIT, "seven_day", R7, "event", False)
+FIVE_H_WORKED = quota(LIMIT, "five_hour", R5, "event", True)
+CODEX_MID = quota(LIMIT, "five_hour", R5, "rollout", True)
+WARN_COST = (1500 * 1.5 + 3000 * 0.15 + 150 * 12) / 1e6
 API_KEY_429 = quota(NO_RESET, None, None, "none", False)
 CODEX_5H = quota(LIMIT, "five_hour", R5, "rollout", False)
 
@@ -55,13 +60,13 @@ CASES: dict[str, dict[str, Any]] = {
     "claude-oauth-quota-5h-tz-shanghai.jsonl": dict(status=FAILED, quota=FIVE_H),
     # --output-format json: no event, the reset read from "resets 8:52am (UTC)"
     "claude-oauth-quota-5h.json": dict(
-        status=FAILED, reason=Reason.USAGE_LIMIT, quota=quota(LIMIT, "five_hour", R5, "text", False),
+        status=FAILED, reason=Reason.USAGE_LIMIT, quota=FIVE_H_TEXT,
         windows=[]),
     "claude-oauth-quota-5h.txt": dict(status=FAILED, reason=Reason.EXIT_CODE, quota=None),
     "claude-oauth-quota-7d.jsonl": dict(
-        status=FAILED, reason=Reason.USAGE_LIMIT, quota=quota(LIMIT, "seven_day", R7, "event", False)),
+        status=FAILED, reason=Reason.USAGE_LIMIT, quota=WEEK),
     "claude-oauth-quota-mid.jsonl": dict(
-        status=FAILED, reason=Reason.USAGE_LIMIT, quota=quota(LIMIT, "five_hour", R5, "event", True),
+        status=FAILED, reason=Reason.USAGE_LIMIT, quota=FIVE_H_WORKED,
         windows=["allowed", "rejected"], cost=0.006555, turns=2),
     "claude-oauth-quota-ok.jsonl": dict(status=COMPLETED, quota=None, windows=["allowed"]),
     "claude-oauth-quota-resume.jsonl": dict(status=COMPLETED, quota=None, windows=["allowed"]),
@@ -93,7 +98,7 @@ CASES: dict[str, dict[str, Any]] = {
         status=FAILED, quota=quota(LIMIT, "five_hour", START + 2 * 3600 + 180, "text", False)),
     # a tool call ran before the limit: tokens and cost from the rollout's last token count
     "codex-quota-mid.jsonl": dict(
-        status=FAILED, reason=Reason.USAGE_LIMIT, quota=quota(LIMIT, "five_hour", R5, "rollout", True),
+        status=FAILED, reason=Reason.USAGE_LIMIT, quota=CODEX_MID,
         tokens=Tokens(input=1500, output=50, cache_read=1000),
         cost=(500 * 1.50 + 1000 * 0.15 + 50 * 12.00) / 1e6, duration_ms=843),
     "codex-quota-plain429.jsonl": dict(status=FAILED, reason=Reason.USAGE_LIMIT,
@@ -104,7 +109,7 @@ CASES: dict[str, dict[str, Any]] = {
         status=COMPLETED, quota=None, models=["gpt-5.5"], windows=["allowed", "allowed"],
         tokens=Tokens(input=6000, output=200, cache_read=4000)),
     "codex-quota-warn.jsonl": dict(status=COMPLETED, quota=None, windows=["allowed", "allowed"],
-                                   utilization=0.85, cost=(1500 * 1.5 + 3000 * 0.15 + 150 * 12) / 1e6),
+                                   utilization=0.85, cost=WARN_COST),
 }
 # fmt: on
 
@@ -149,7 +154,9 @@ def collect(name: str, tmp: Path) -> Result:
     backend = "codex" if name.startswith("codex") else "claude"
     facts = codex_facts(name, tmp) if backend == "codex" else ""
     lines = (QUOTA / name).read_text(encoding="utf-8").splitlines(keepends=True)
-    return get_backend(backend).collect(lines, exit_code=exit_code(name), host_facts=facts, now=START)
+    return get_backend(backend).collect(
+        lines, exit_code=exit_code(name), host_facts=facts, now=START
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -195,13 +202,12 @@ def test_codex_limit_without_its_rollout_reads_the_text_in_no_zone() -> None:
 # -- the model and cost of a codex run ----------------------------------------------------------
 
 CODEX_RUN = (QUOTA / "codex-quota-warn.jsonl").read_text(encoding="utf-8").splitlines()
-WARN_COST = (1500 * 1.5 + 3000 * 0.15 + 150 * 12) / 1e6
 
 
 def facts_text(*, model: str = "", config: str = "", rollout: list[str] | None = None) -> str:
     lines = list(rollout or [])
     if model:
-        lines.append('6:{"type":"turn_context","payload":{"model":"%s"}}' % model)
+        lines.append('6:{"type":"turn_context","payload":{"model":"' + model + '"}}')
     body = "\n".join(lines)
     return (
         f"now={START}\nutc_offset=+0000\nzone=Etc/UTC\nconfig_model={config}\n"
