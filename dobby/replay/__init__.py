@@ -2,8 +2,11 @@
 
 Tests and ``dobby demo`` install them with :func:`install_fake_agents` and put the directory
 first on PATH. Pick what a run does with a ``[scenario:NAME]`` token in the prompt or the
-``FAKE_AGENT_SCENARIO`` variable; every run records its argv, prompt and cwd in
-``$DOBBY_TASK_DIR/fake-agent.json``.
+``FAKE_AGENT_SCENARIO`` variable (see :data:`SCENARIOS`); every run records its argv, prompt and
+cwd in ``$DOBBY_TASK_DIR/fake-agent.json``. Like the real CLIs they read the prompt from stdin
+when it is not an argument (claude) or is ``-`` (codex). What a real CLI keeps between runs
+they keep under their HOME: the fake codex's session files in ``$CODEX_HOME/sessions/``, and an
+account's usage limit and the sessions it cut in ``~/.fake-agent/``.
 """
 
 from __future__ import annotations

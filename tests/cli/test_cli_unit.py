@@ -259,6 +259,25 @@ def test_seconds_between() -> None:
         ({"kind": "result", "text": "Done", "is_error": False}, "✓ result: Done"),
         ({"kind": "result", "text": "API Error: 401", "is_error": True}, "✗ API Error: 401"),
         ({"kind": "command", "target": "ls -la"}, "→ $ ls -la"),
+        # codex: the command when it starts, its outcome (exit code, output) when it ends
+        ({"kind": "command", "target": "ls", "data": {"status": "in_progress"}}, "→ $ ls"),
+        (
+            {"kind": "command", "target": "ls", "data": {"exit_code": 0, "output": "a ⏎ b"}},
+            "← exit 0: a ⏎ b",
+        ),
+        (
+            {
+                "kind": "command",
+                "target": "ls /x",
+                "is_error": True,
+                "data": {"exit_code": 2, "output": "ls: cannot access '/x'"},
+            },
+            "← error exit 2: ls: cannot access '/x'",
+        ),
+        (
+            {"kind": "command", "target": "ls", "data": {"exit_code": None, "status": "declined"}},
+            "← declined",
+        ),
         ({"kind": "file_change", "text": "update /repo/a.py"}, "✎ update /repo/a.py"),
         ({"kind": "error", "text": "Falling back"}, "! error: Falling back"),
         ({"kind": "system", "text": "session 802c model opus"}, "· session 802c model opus"),
@@ -405,6 +424,20 @@ def test_result_and_detail_lines() -> None:
     ):
         assert part in text
     assert "cost:       $0.0437" in "\n".join(render.result_lines({**result, "cost_usd": 0.0437}))
+    limited = {
+        **result, "reason": "usage_limit", "api_error_status": 429, "duration_ms": 2000,
+        "warnings": ["1 action(s) denied by the host's permissions: Write a.txt"],
+        "permission_denials": [{"tool": "Write", "target": "a.txt"}],
+        "quota": {"kind": "usage_limit", "window": "five_hour", "resets_at": 1796028720,
+                  "source": "event", "worked": True, "message": "…"},
+    }  # fmt: skip
+    text = "\n".join(render.result_lines(limited))
+    assert text.startswith("! 1 action(s) denied by the host's permissions: Write a.txt\n")
+    for part in ("limit:      usage limit (five_hour), resets ", "(from event)",
+                 "api status: 429", "agent time: 2s", "denied:     Write a.txt"):  # fmt: skip
+        assert part in text
+    noreset = {**limited, "quota": {"kind": "rate_limited_no_reset", "resets_at": None}}
+    assert "limit:      rate limited, no reset given" in "\n".join(render.result_lines(noreset))
     detail = "\n".join(render.task_detail_lines(DONE))
     assert "duration:" in detail and "$0.0437" in detail and "prompt:\n  Fix the flaky" in detail
     assert render.final_line(DONE) == "✓ abcd1234 completed · 1m05s · $0.0437"

@@ -57,6 +57,30 @@ def test_claude_failed_command_and_retries() -> None:
     assert d.step.startswith("failed: API Error: 500")
 
 
+@pytest.mark.parametrize(
+    ("content", "exit_code", "status"),
+    [
+        ("Claude requested permissions to use Bash, but you haven't granted it yet.", None,
+         "denied"),
+        ("Exit code 3\nboom", 3, "failed"),
+        ("[Request interrupted by user for tool use]", None, "failed"),
+    ],
+)  # fmt: skip
+def test_claude_command_that_never_ran_has_no_exit_code(
+    content: str, exit_code: int | None, status: str
+) -> None:
+    """Only claude's "Exit code N" says a command ran: a denied one gets no invented code."""
+    lines = (TRANSCRIPTS / "claude-failed-command.jsonl").read_text().splitlines()
+    refusal = json.loads(lines[7])
+    refusal["message"]["content"][0]["content"] = content
+    d = Detail(backend="claude")
+    for line in [*lines[:7], json.dumps(refusal)]:
+        d.feed(line)
+    assert d.commands[-1] == {
+        "command": "ls /nonexistent_dir", "exit_code": exit_code, "status": status
+    }  # fmt: skip
+
+
 def test_codex_success_and_failed_command() -> None:
     d = fold("codex", "codex-exec.jsonl", model="gpt-5.5", cwd="/home/dev/repo")
     assert d.files["created"] == ["notes.md"]
