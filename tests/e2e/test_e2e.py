@@ -250,7 +250,7 @@ def test_prompt_arrives_byte_identical_and_executes_nothing(
     [
         ("claude", "api401", "agent_error", "401"),
         ("claude", "api500", "agent_error", "500"),
-        ("claude", "max_turns", "agent_error", "max_turns"),
+        ("claude", "max_turns", "max_turns", "max_turns"),
         ("claude", "crash", "exit_code", "no result"),
         ("codex", "api500", "agent_error", "high demand"),
         ("shell", None, "exit_code", "exit code 3"),
