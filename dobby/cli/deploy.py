@@ -25,7 +25,7 @@ import dobby
 from dobby.cli.main import main
 from dobby.core.errors import DobbyError
 from dobby.core.models import Host
-from dobby.hostside.scripts import q
+from dobby.hostside.scripts import shell_quote
 from dobby.machines.vultr import InstanceSpec
 from dobby.transport import Transport, make_transport
 
@@ -80,7 +80,7 @@ def build_wheel(dest: Path) -> Path:
 
 def _dir(base: str) -> str:
     """Return ``base`` as a shell word, keeping a leading ``~/`` live."""
-    return '"$HOME"/' + q(base[2:]) if base.startswith("~/") else q(base)
+    return '"$HOME"/' + shell_quote(base[2:]) if base.startswith("~/") else shell_quote(base)
 
 
 def render_install(*, base: str, wheel: str, python: str) -> str:
@@ -90,10 +90,10 @@ def render_install(*, base: str, wheel: str, python: str) -> str:
     return (
         "set -e\n"
         f"mkdir -p {b}/home {b}/inventory\n"
-        f"[ -x {b}/venv/bin/python ] || {q(python)} -m venv {b}/venv\n"
-        f"{pip} {q(wheel)}\n"
+        f"[ -x {b}/venv/bin/python ] || {shell_quote(python)} -m venv {b}/venv\n"
+        f"{pip} {shell_quote(wheel)}\n"
         # Same version, new code (an upgrade from a work tree): reinstall dobby itself.
-        f"{pip} --no-deps --force-reinstall {q(wheel)}\n"
+        f"{pip} --no-deps --force-reinstall {shell_quote(wheel)}\n"
         f"{b}/venv/bin/dobby --version\n"
     )
 
@@ -141,7 +141,7 @@ def render_start(*, base: str, port: int, supervisor: str = "tmux") -> str:
             f"{b}/venv/bin/dobby start --host 127.0.0.1 --port {port} "
             f"--inventory {b}/inventory >>{b}/hub.log 2>&1"
         )
-        launch = f"tmux new-session -d -s {SESSION} {q(run)}\n"
+        launch = f"tmux new-session -d -s {SESSION} {shell_quote(run)}\n"
         alive = f"tmux has-session -t {SESSION} 2>/dev/null"
     return (
         stop_all
@@ -243,7 +243,9 @@ async def deploy_action(host: Host, action: str, *, base: str, port: int, lines:
     try:
         root = transport.expand(base)
         if action == "logs":
-            res = await transport.run(f"tail -n {int(lines)} {q(root)}/hub.log", timeout=30)
+            res = await transport.run(
+                f"tail -n {int(lines)} {shell_quote(root)}/hub.log", timeout=30
+            )
             return res.stdout
         if action == "stop":
             await transport.run(

@@ -24,6 +24,7 @@ from dobby.cli.main import main
 from dobby.client.http import HubClient
 from dobby.core.config import CONFIG_FILE, DEFAULT_HOME
 from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.files import atomic_write
 from dobby.core.validate import NAME_RE
 from dobby.store.pending import record_pending
 
@@ -95,11 +96,7 @@ class Writer:
                     return f"kept {path} (exists; --force replaces it)"
                 if not click.confirm(f"{path} exists. Overwrite it?", default=False):
                     return f"kept {path}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(mode)
-        os.replace(tmp, path)
+        atomic_write(path, text, mode=mode)
         return f"wrote {path}"
 
 

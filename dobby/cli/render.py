@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from dobby.core.errors import ValidationError
-from dobby.core.timefmt import ago, format_duration, local_time, parse_iso, seconds_between
+from dobby.core.timefmt import ago, format_duration, local_time, parse_time, seconds_between
 
 STATUS_COLORS = {
     "draft": "white",
@@ -138,7 +138,7 @@ def age_or_duration(task: Mapping[str, Any], now: _dt.datetime | None = None) ->
         took = seconds_between(started, task.get("finished_at"))
         return format_duration(took) if took is not None else ago(task.get("finished_at"), now=now)
     if status == "running" and started:
-        return format_duration((now - parse_iso(started)).total_seconds())
+        return format_duration((now - parse_time(started)).total_seconds())
     return ago(task.get("created_at"), now=now)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dobby.core.models import utcnow
+from dobby.core.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 

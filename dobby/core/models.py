@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from dobby.core.timefmt import utcnow
 
 
 class TaskStatus(StrEnum):
@@ -56,16 +57,6 @@ class Permissions(StrEnum):
     BYPASS = "bypass"
     EDITS = "edits"
     PLAN = "plan"
-
-
-def utcnow() -> str:
-    """Return the current UTC time as ISO-8601 with a ``Z`` suffix."""
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: str) -> _dt.datetime:
-    """Parse a time written by :func:`utcnow`."""
-    return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def new_task_id() -> str:

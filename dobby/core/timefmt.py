@@ -1,4 +1,8 @@
-"""Parse durations and format times for people (pure functions, no I/O)."""
+"""Times and durations: the one parser and formatter of ISO times, and the human forms.
+
+Dobby writes every time as UTC ISO-8601 with microseconds and a ``Z`` suffix (:func:`utcnow`,
+:func:`iso`) and reads any ISO form back as an aware datetime (:func:`parse_time`).
+"""
 
 from __future__ import annotations
 
@@ -33,12 +37,39 @@ def parse_duration(text: str | int | float) -> float:
     return value
 
 
-def parse_iso(value: str) -> _dt.datetime:
-    """Parse a UTC ISO-8601 string (``Z`` or offset; naive means UTC) into an aware datetime."""
+def utcnow() -> str:
+    """Return the current UTC time as ISO-8601 with a ``Z`` suffix."""
+    return iso(_dt.datetime.now(_dt.UTC))
+
+
+def iso(moment: _dt.datetime) -> str:
+    """Format an aware datetime as UTC ISO-8601 with microseconds and a ``Z`` suffix."""
+    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_from_epoch(seconds: float) -> str:
+    """Format epoch seconds like :func:`iso`."""
+    return iso(_dt.datetime.fromtimestamp(seconds, _dt.UTC))
+
+
+def parse_time(value: str) -> _dt.datetime:
+    """Parse an ISO-8601 time (``Z`` or offset; naive means UTC) into an aware datetime."""
+    if not isinstance(value, str):
+        raise ValueError(f"not an ISO time: {value!r}")
     parsed = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_dt.UTC)
     return parsed
+
+
+def maybe_time(value: str | None) -> _dt.datetime | None:
+    """Return :func:`parse_time` of ``value``, or None when it is unset or not a time."""
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
 
 
 def local_time(value: str | None, *, tz: _dt.tzinfo | None = None) -> str:
@@ -46,7 +77,7 @@ def local_time(value: str | None, *, tz: _dt.tzinfo | None = None) -> str:
     if not value:
         return "-"
     try:
-        moment = parse_iso(value)
+        moment = parse_time(value)
     except ValueError:
         return value
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
@@ -74,7 +105,7 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
-        return (parse_iso(end) - parse_iso(start)).total_seconds()
+        return (parse_time(end) - parse_time(start)).total_seconds()
     except ValueError:
         return None
 
@@ -85,7 +116,7 @@ def ago(value: str | None, *, now: _dt.datetime | None = None) -> str:
         return "-"
     now = now or _dt.datetime.now(_dt.UTC)
     try:
-        seconds = (now - parse_iso(value)).total_seconds()
+        seconds = (now - parse_time(value)).total_seconds()
     except ValueError:
         return value
     if seconds < 5:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dobby.hostside.scripts import TaskPaths, q
+from dobby.hostside.scripts import TaskPaths, shell_quote
 
 # Hosts' test users (and many real ones) have no git identity: the commit Dobby makes of the
 # agent's leftovers carries its own, which also tells readers who made it.
@@ -29,23 +29,23 @@ def render_commit_and_bundle(*, paths: TaskPaths, base: str, message: str) -> st
     Prints ``committed=1`` when it made a commit, ``head=<sha>``, and ``bundle=<bytes>``
     when there is anything past ``base`` to bring back.
     """
-    bundle = q(paths.file("result.bundle"))
-    ref = q(result_ref(paths.task_id))
+    bundle = shell_quote(paths.file("result.bundle"))
+    ref = shell_quote(result_ref(paths.task_id))
     return f"""set -e
-cd {q(paths.worktree)}
+cd {shell_quote(paths.worktree)}
 git add -A
 if ! git diff --cached --quiet; then
-  git {GIT_IDENTITY} commit -q --no-verify -m {q(message)}
+  git {GIT_IDENTITY} commit -q --no-verify -m {shell_quote(message)}
   echo committed=1
 fi
 head=$(git rev-parse --verify 'HEAD^{{commit}}')
 echo "head=$head"
 rm -f {bundle}
-if [ "$head" != {q(base)} ]; then
+if [ "$head" != {shell_quote(base)} ]; then
   git update-ref {ref} "$head"
   # Only what the hub lacks: base came from the hub. If HEAD is behind base (the agent reset
   # its branch), that bundle would be empty: send the whole history instead.
-  git bundle create -q {bundle} {ref} {q("^" + base)} 2>/dev/null || \\
+  git bundle create -q {bundle} {ref} {shell_quote("^" + base)} 2>/dev/null || \\
     git bundle create -q {bundle} {ref}
   echo "bundle=$(stat -c %s {bundle})"
 fi
@@ -68,7 +68,7 @@ def render_codex_facts(*, paths: TaskPaths) -> str:
     matter, each prefixed with its line number (``grep -n``): the last turn contexts, turn
     starts and ends, and token counts. A few KiB whatever the session's length.
     """
-    d = q(paths.task_dir)
+    d = shell_quote(paths.task_dir)
     rollout_kinds = "turn_context|task_started|task_complete"
     return f"""set -a; . {d}/env 2>/dev/null; set +a
 home=${{CODEX_HOME:-$HOME/.codex}}
@@ -76,13 +76,13 @@ tid=$(grep -m1 -o '"thread_id": *"[^"]*"' {d}/out.jsonl 2>/dev/null | cut -d'"' 
 case $tid in *[!0-9A-Za-z-]*) tid= ;; esac
 zone=${{TZ:-$(cat /etc/timezone 2>/dev/null || readlink /etc/localtime 2>/dev/null)}}
 printf 'now=%s\\nutc_offset=%s\\nzone=%s\\n' "$(date +%s)" "$(date +%z)" "${{zone#*zoneinfo/}}"
-printf 'config_model=%s\\n' "$(awk {q(_TOML_MODEL)} "$home/config.toml" 2>/dev/null)"
+printf 'config_model=%s\\n' "$(awk {shell_quote(_TOML_MODEL)} "$home/config.toml" 2>/dev/null)"
 f=
 if [ -n "$tid" ]; then
   f=$(find "$home/sessions" -type f -name "rollout-*-$tid.jsonl" 2>/dev/null | head -n 1)
 fi
 printf 'thread_id=%s\\nrollout=%s\\n' "$tid" "$f"
-echo {q(CODEX_FACTS_RULE)}
+echo {shell_quote(CODEX_FACTS_RULE)}
 if [ -n "$f" ]; then
   grep -nE '"type":"({rollout_kinds})"' "$f" | tail -n 6
   grep -n '"type":"token_count"' "$f" | tail -n 3
@@ -94,8 +94,9 @@ true
 def render_drop_bundle(*, paths: TaskPaths) -> str:
     """Return the command that removes a fetched result bundle and its ref."""
     return (
-        f"rm -f {q(paths.file('result.bundle'))}; "
-        f"git -C {q(paths.worktree)} update-ref -d {q(result_ref(paths.task_id))} 2>/dev/null; "
+        f"rm -f {shell_quote(paths.file('result.bundle'))}; "
+        f"git -C {shell_quote(paths.worktree)} "
+        f"update-ref -d {shell_quote(result_ref(paths.task_id))} 2>/dev/null; "
         "true"
     )
 
@@ -107,19 +108,19 @@ def render_pack_artifacts(*, paths: TaskPaths, globs: Sequence[str]) -> str:
     glob are copied in at their worktree-relative path. A glob expands from a variable with
     IFS empty: pathname expansion only, never command substitution or word splitting.
     """
-    art = q(paths.file("artifacts"))
-    tgz = q(paths.file("artifacts.tgz"))
+    art = shell_quote(paths.file("artifacts"))
+    tgz = shell_quote(paths.file("artifacts.tgz"))
     lines = ["set -e", f"mkdir -p {art}", f"rm -f {tgz}"]
     if globs:
         lines += [
-            f"if cd {q(paths.worktree)} 2>/dev/null; then",
+            f"if cd {shell_quote(paths.worktree)} 2>/dev/null; then",
             "  root=$(pwd -P)",
             "  shopt -s globstar nullglob dotglob",
             "  IFS=",
         ]
         for pattern in globs:
             lines += [
-                f"  pat={q(pattern)}",
+                f"  pat={shell_quote(pattern)}",
                 "  for f in $pat; do",
                 '    [ -f "$f" ] && [ ! -L "$f" ] || continue',
                 '    real=$(realpath -e -- "$f") || continue',
@@ -157,7 +158,7 @@ def render_gc(*, workdir: str, items: Sequence[GcItem], dry_run: bool) -> str:
     alone whatever the hub believes: nothing of a running task is ever removed.
     """
     lines = [
-        f"cd {q(workdir)} || exit 0",
+        f"cd {shell_quote(workdir)} || exit 0",
         f"dry={1 if dry_run else 0}",
         "busy=$(tmux list-panes -a -F '#{pane_current_path}' 2>/dev/null || true)",
         "free_task() {",
@@ -185,13 +186,15 @@ def render_gc(*, workdir: str, items: Sequence[GcItem], dry_run: bool) -> str:
     projects: list[str] = []
     for item in items:
         lines.append(
-            f"free_task {q(item.task_id)} {q(item.worktree or '')} {q(item.project or '')}"
+            f"free_task {shell_quote(item.task_id)} {shell_quote(item.worktree or '')} "
+            f"{shell_quote(item.project or '')}"
         )
         if item.project and item.project not in projects:
             projects.append(item.project)
     if not dry_run:
         lines += [
-            f"git -C {q(f'repos/{p}.git')} worktree prune 2>/dev/null || true" for p in projects
+            f"git -C {shell_quote(f'repos/{p}.git')} worktree prune 2>/dev/null || true"
+            for p in projects
         ]
     lines.append("true")
     return "\n".join(lines) + "\n"

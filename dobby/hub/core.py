@@ -12,13 +12,10 @@ from typing import Any
 from dobby import __version__
 from dobby.backends.pricing import DEFAULT_PRICES, parse_prices
 from dobby.core.config import Settings
-from dobby.core.errors import (
-    Conflict,
-    InventoryError,
-    ValidationError,
-)
+from dobby.core.errors import Conflict, DobbyError, InventoryError, NotFound, ValidationError
 from dobby.core.events import EventBus
-from dobby.core.models import Project, Task, TaskStatus, utcnow
+from dobby.core.models import Project, Task, TaskStatus
+from dobby.core.timefmt import utcnow
 from dobby.core.validate import validate_policy_patch, validate_project
 from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
@@ -32,7 +29,7 @@ from dobby.scheduler.intake import Intake
 from dobby.scheduler.loop import SchedulerLoop
 from dobby.scheduler.schedules import Schedules
 from dobby.store.db import Store
-from dobby.store.pending import register_pending_projects
+from dobby.store.pending import clear_pending, read_pending
 
 log = logging.getLogger("dobby.hub")
 
@@ -100,7 +97,7 @@ class Dobby:
         self.results.start()
         self.gpu.start()
         self.remote.start()
-        register_pending_projects(self)  # recorded by `dobby init` while no hub ran
+        self._register_pending_projects()
         self._housekeeper = asyncio.ensure_future(self._housekeep())
         self.bus.publish("hub.started", data={"version": __version__})
 
@@ -246,6 +243,26 @@ class Dobby:
         self.bus.publish("project.updated", data=project.to_dict())
         self.scheduler.kick()  # a larger max_concurrent may start tasks now
         return project
+
+    def _register_pending_projects(self) -> None:
+        """Register the projects `dobby init` recorded while no hub ran, then drop the file."""
+        home = Path(self.settings.home)
+        items = read_pending(home)
+        for item in items:
+            name = str(item["name"])
+            try:
+                self.store.get_project(name)
+                continue  # registered meanwhile (by hand): the hub's copy wins
+            except NotFound:
+                pass
+            body = {"name": name, "path": item["path"], "context": item.get("context") or ""}
+            try:
+                self.register_project(body)
+                log.info("registered project %s (%s) recorded by `dobby init`", name, item["path"])
+            except DobbyError as exc:
+                log.warning("cannot register project %s recorded by `dobby init`: %s", name, exc)
+        if items:
+            clear_pending(home)
 
     def _project_path(self, name: str) -> str:
         return self.store.get_project(name).path

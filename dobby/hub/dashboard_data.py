@@ -11,28 +11,14 @@ import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dobby.core.timefmt import iso, iso_from_epoch, maybe_time
+
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 USAGE_WINDOWS: tuple[tuple[str, float], ...] = (("5h", 5.0), ("7d", 7 * 24.0))
 STEP_KINDS = ("tool_use", "command", "file_change")
 NO_PROJECT = "(no project)"
 
 Task = Mapping[str, Any]
-
-
-def parse_ts(value: str | None) -> _dt.datetime | None:
-    """Parse a UTC ISO-8601 string (``Z`` suffix or offset) into an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
-
-
-def iso(value: _dt.datetime) -> str:
-    """Format an aware datetime as UTC ISO-8601 with a ``Z`` suffix."""
-    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- heatmap ----------------------------------------------------------------------------------
@@ -48,7 +34,7 @@ def heatmap(
     for task in tasks:
         if task.get("status") != "completed":
             continue
-        finished = parse_ts(task.get("finished_at"))
+        finished = maybe_time(task.get("finished_at"))
         if finished is None:
             continue
         day = finished.astimezone(tz).date()
@@ -134,7 +120,7 @@ def usage(
     per_day: dict[str, dict[str, float]] = {}
     backends: set[str] = set()
     for task in tasks:
-        finished = parse_ts(task.get("finished_at"))
+        finished = maybe_time(task.get("finished_at"))
         if finished is None or finished > now:
             continue
         backend = str(task.get("backend") or "?")
@@ -233,9 +219,9 @@ def arrival_times(
 
 
 def _states(task: Task, now: _dt.datetime) -> list[dict[str, Any]]:
-    created = parse_ts(task.get("created_at"))
-    started = parse_ts(task.get("started_at"))
-    finished = parse_ts(task.get("finished_at"))
+    created = maybe_time(task.get("created_at"))
+    started = maybe_time(task.get("started_at"))
+    finished = maybe_time(task.get("finished_at"))
     states: list[dict[str, Any]] = []
     if created is not None:
         end = started or finished or now
@@ -262,8 +248,8 @@ def timeline(
     no known arrival are placed by interpolating between the task's start and end, and the
     result says ``approximate``.
     """
-    started = parse_ts(task.get("started_at"))
-    finished = parse_ts(task.get("finished_at"))
+    started = maybe_time(task.get("started_at"))
+    finished = maybe_time(task.get("finished_at"))
     end_time = (finished or now).timestamp()
     times, approximate = arrival_times(
         [off for off, _ in entries],
@@ -339,16 +325,12 @@ def _steps(
         out.append(
             {
                 **step,
-                "start": _epoch_iso(start),
-                "end": _epoch_iso(end),
+                "start": iso_from_epoch(start),
+                "end": iso_from_epoch(end),
                 "duration_s": round(end - start, 3),
             }
         )
     return out
-
-
-def _epoch_iso(seconds: float) -> str:
-    return iso(_dt.datetime.fromtimestamp(seconds, _dt.UTC))
 
 
 # -- live steps -------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import difflib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,9 @@ from typing import Any
 import yaml
 
 from dobby.core.errors import Conflict, InventoryError, NotFound
-from dobby.core.models import BackendName, Host, Permissions, utcnow
+from dobby.core.files import atomic_write
+from dobby.core.models import BackendName, Host, Permissions
+from dobby.core.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +401,7 @@ def add_spoke(extra: Path, host: dict[str, Any], *, inventory: Inventory | None 
         raise parser.problems[0]
     hosts = _read_spokes(extra)
     hosts[name] = fields
-    _write_atomic(extra, _SPOKES_HEADER + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+    atomic_write(extra, _SPOKES_HEADER + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
     return next(h for h in list_spokes(extra) if h.name == name)
 
 
@@ -409,7 +410,7 @@ def remove_spoke(extra: Path, name: str) -> bool:
     hosts = _read_spokes(extra)
     if hosts.pop(name, None) is None:
         return False
-    _write_atomic(extra, _SPOKES_HEADER + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+    atomic_write(extra, _SPOKES_HEADER + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
     return True
 
 
@@ -425,27 +426,6 @@ def _read_spokes(extra: Path) -> dict[str, Any]:
     if not isinstance(hosts, dict):
         raise InventoryError("expected a 'hosts' mapping", file=str(extra))
     return {str(k): v or {} for k, v in hosts.items()}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 # --- watcher ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from dobby.core.errors import TransportError
 from dobby.core.models import Host
-from dobby.hostside.scripts import parse_kv, q, quote_env_value
+from dobby.hostside.scripts import parse_kv, quote_env_value, shell_quote
 from dobby.machines.gpu import GPU_QUERY, NO_GPU_EXITS, parse_gpus
 from dobby.transport import make_transport
 
@@ -70,7 +70,11 @@ def target_of(host: Host) -> str:
 def render_facts(*, env: Mapping[str, str], workdir: str, gpus: bool) -> str:
     """Return the probe printing ``key=value`` facts about a host (with its env applied)."""
     exports = "".join(f"export {k}={quote_env_value(str(v))}; " for k, v in env.items())
-    w = q(workdir) if not workdir.startswith("~/") else '"$HOME"/' + q(workdir[2:])
+    w = (
+        shell_quote(workdir)
+        if not workdir.startswith("~/")
+        else '"$HOME"/' + shell_quote(workdir[2:])
+    )
     lines = [
         exports,
         f"w={w}",
@@ -339,16 +343,20 @@ def install_command(pm: str, packages: list[str], *, is_root: bool, sudo: bool) 
     }.get(pm)
     if base is None:
         return None
-    words = " ".join(q(p) for p in packages)
+    words = " ".join(shell_quote(p) for p in packages)
     command = f"{base} {words}"
     if pm == "apt-get":
         command = f"apt-get update -q && {command}"
     if pm == "brew" or is_root:
         return command
-    return f"sudo -n sh -c {q(command)}" if sudo else None
+    return f"sudo -n sh -c {shell_quote(command)}" if sudo else None
 
 
 def render_bootstrap(workdir: str) -> str:
     """Return the command creating the workdir layout (private to the user)."""
-    w = q(workdir) if not workdir.startswith("~/") else '"$HOME"/' + q(workdir[2:])
+    w = (
+        shell_quote(workdir)
+        if not workdir.startswith("~/")
+        else '"$HOME"/' + shell_quote(workdir[2:])
+    )
     return f"set -e\nmkdir -p {w}/tasks {w}/repos {w}/worktrees\nchmod 700 {w}\necho ok\n"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dobby.hostside.scripts import q, quote_env_value
+from dobby.hostside.scripts import quote_env_value, shell_quote
 
 GPU_FIELDS = "index,uuid,name,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
 GPU_QUERY = f"nvidia-smi --query-gpu={GPU_FIELDS} --format=csv,noheader,nounits"
@@ -141,7 +141,7 @@ def render_gpu_probe(*, env: Mapping[str, str], workdir: str, task_ids: Iterable
         f"export {k}={quote_env_value(str(v))}; " for k, v in env.items() if _ENV_NAME.match(k)
     )
     pid_files = " ".join(
-        q(f"{workdir}/tasks/{t}/pid") for t in sorted(set(task_ids)) if _TASK_ID.match(t)
+        shell_quote(f"{workdir}/tasks/{t}/pid") for t in sorted(set(task_ids)) if _TASK_ID.match(t)
     )
     lines = [
         exports.rstrip(),

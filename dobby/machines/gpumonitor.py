@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dobby.core.errors import NotFound, TransportError
-from dobby.core.models import Task, TaskStatus, utcnow
+from dobby.core.models import Task, TaskStatus
+from dobby.core.timefmt import utcnow
 from dobby.machines.gpu import (
     NO_GPU_EXITS,
     Gpu,

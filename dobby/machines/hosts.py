@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dobby.core.errors import NotFound, TransportError
-from dobby.core.models import Host, utcnow
+from dobby.core.models import Host
+from dobby.core.timefmt import utcnow
 from dobby.hostside.scripts import parse_kv, render_versions
 from dobby.transport import Transport, make_transport
 

@@ -19,7 +19,7 @@ from typing import Any
 from dobby.core.errors import NotFound, ValidationError
 from dobby.core.names import safe_name
 from dobby.hostside import results as remote
-from dobby.hostside.scripts import TaskPaths, parse_kv, q
+from dobby.hostside.scripts import TaskPaths, parse_kv, shell_quote
 from dobby.results.gitback import CollectError, fetch_file
 from dobby.transport import Transport
 
@@ -106,5 +106,5 @@ async def bring_back(
         local = os.path.join(tmp, "artifacts.tgz")
         await fetch_file(transport, paths.file("artifacts.tgz"), local)
         found = extract(local, root)
-    await transport.run(f"rm -f {q(paths.file('artifacts.tgz'))}", timeout=60)
+    await transport.run(f"rm -f {shell_quote(paths.file('artifacts.tgz'))}", timeout=60)
     return found

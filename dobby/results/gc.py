@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dobby.core.models import Task, parse_time
+from dobby.core.models import Task
+from dobby.core.timefmt import parse_time
 from dobby.hostside.results import GcItem
 from dobby.results.followup import MAX_CHAIN
 

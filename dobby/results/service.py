@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import Conflict, NotFound, TransportError, ValidationError
 from dobby.core.events import Event
-from dobby.core.models import Task, TaskStatus, parse_time, utcnow
+from dobby.core.models import Task, TaskStatus
+from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import results as remote
 from dobby.results import artifacts, export, followup, gc, gitback, stats
 from dobby.results.detail import Detail

@@ -12,7 +12,7 @@ from typing import Any
 
 from dobby.core.errors import ValidationError
 from dobby.core.models import Task, TaskStatus
-from dobby.core.timefmt import parse_duration, parse_iso
+from dobby.core.timefmt import iso, parse_duration, parse_time
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 GROUPS = ("project", "backend", "model", "host", "day")
@@ -27,7 +27,7 @@ def parse_since(text: str | None, now: _dt.datetime) -> _dt.datetime | None:
     except ValidationError:
         pass
     try:
-        return parse_iso(str(text))
+        return parse_time(str(text))
     except ValueError:
         raise ValidationError(
             f"invalid since {text!r}: use a duration back from now (24h, 7d) or an ISO time"
@@ -39,7 +39,7 @@ def in_window(task: Task, since: _dt.datetime | None) -> bool:
     if since is None:
         return True
     try:
-        return parse_iso(task.created_at) >= since
+        return parse_time(task.created_at) >= since
     except (ValueError, TypeError):
         return False
 
@@ -88,7 +88,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
     try:
-        return max(0.0, (parse_iso(end) - parse_iso(start)).total_seconds())
+        return max(0.0, (parse_time(end) - parse_time(start)).total_seconds())
     except ValueError:
         return None
 
@@ -145,8 +145,8 @@ def compute(
         done = group["completed"] + group["failed"]
         group["success_rate"] = round(group["completed"] / done, 4) if done else None
     return {
-        "generated_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "since": since.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else None,
+        "generated_at": iso(now),
+        "since": iso(since) if since else None,
         "project": project,
         "tasks": total["tasks"],
         "by_status": by_status,

@@ -20,7 +20,8 @@ from typing import Any
 from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, TransportError
-from dobby.core.models import Reason, Result, Task, TaskStatus, utcnow
+from dobby.core.models import Reason, Result, Task, TaskStatus
+from dobby.core.timefmt import utcnow
 from dobby.hostside import scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
@@ -274,7 +275,7 @@ class Runner:
     def _timed_out(self, task: Task) -> bool:
         if not task.timeout or not task.started_at:
             return False
-        from dobby.core.models import parse_time
+        from dobby.core.timefmt import parse_time
 
         started = parse_time(task.started_at).timestamp()
         return time.time() - started > task.timeout + TIMEOUT_GRACE

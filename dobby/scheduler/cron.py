@@ -20,8 +20,8 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from dobby.core.errors import ValidationError
-from dobby.core.models import Schedule, parse_time
-from dobby.core.timefmt import parse_duration
+from dobby.core.models import Schedule
+from dobby.core.timefmt import parse_duration, parse_time
 
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 MIN_EVERY = 1.0
@@ -124,8 +124,3 @@ def tick(schedule: Schedule, now: _dt.datetime) -> Tick:
     nxt = next_fire(schedule, now)
     missed = next_fire(schedule, due) <= now
     return Tick(True, nxt, missed=missed)
-
-
-def iso(moment: _dt.datetime) -> str:
-    """Format an aware datetime like :func:`dobby.core.models.utcnow`."""
-    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dobby.core.errors import Conflict, NotFound, ValidationError
-from dobby.core.models import Project, Reason, Task, TaskStatus, utcnow
+from dobby.core.models import Project, Reason, Task, TaskStatus
+from dobby.core.timefmt import utcnow
 from dobby.core.validate import validate_submit
 from dobby.scheduler import deps
 from dobby.scheduler.capacity import check_placeable

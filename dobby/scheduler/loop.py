@@ -16,7 +16,8 @@ import time
 from typing import TYPE_CHECKING
 
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
-from dobby.core.models import Reason, Task, TaskStatus, utcnow
+from dobby.core.models import Reason, Task, TaskStatus
+from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostState
 from dobby.scheduler import deps
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan

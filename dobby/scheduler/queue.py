@@ -21,7 +21,8 @@ import math
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-from dobby.core.models import Priority, Task, parse_time
+from dobby.core.models import Priority, Task
+from dobby.core.timefmt import parse_time
 
 PRIORITY_RANK = {
     Priority.URGENT.value: 0,

@@ -13,7 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dobby.core.errors import DobbyError, ValidationError
-from dobby.core.models import Schedule, TaskStatus, parse_time
+from dobby.core.models import Schedule, TaskStatus
+from dobby.core.timefmt import iso, parse_time
 from dobby.core.validate import as_bool
 from dobby.scheduler import cron
 
@@ -68,7 +69,7 @@ class Schedules:
         schedule.paused = as_bool(body.get("paused", False), "paused")
         self.dobby.intake.build(template)  # the template must make a valid, placeable task
         if not schedule.paused:
-            schedule.next_at = cron.iso(cron.next_fire(schedule, _now()))
+            schedule.next_at = iso(cron.next_fire(schedule, _now()))
         self._save(schedule, "schedule.created")
         return schedule
 
@@ -92,7 +93,7 @@ class Schedules:
         """Fire again from the next fire time after now (paused time is not caught up)."""
         schedule = self.get(schedule_id)
         schedule.paused = False
-        schedule.next_at = cron.iso(cron.next_fire(schedule, _now()))
+        schedule.next_at = iso(cron.next_fire(schedule, _now()))
         self._save(schedule, "schedule.updated")
         return schedule
 
@@ -126,8 +127,8 @@ class Schedules:
             decision = cron.tick(schedule, now)
             if not decision.fire:
                 continue
-            schedule.next_at = cron.iso(decision.next_at) if decision.next_at else None
-            schedule.last_fire_at = cron.iso(now)
+            schedule.next_at = iso(decision.next_at) if decision.next_at else None
+            schedule.last_fire_at = iso(now)
             if self._previous_running(schedule) and schedule.overlap == "skip":
                 schedule.skipped += 1
                 log.info("schedule %s: previous run %s unfinished, skipped", schedule.id,

@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from dobby.core.models import Reason, Task, TaskStatus, parse_time, utcnow
+from dobby.core.models import Reason, Task, TaskStatus
+from dobby.core.timefmt import parse_time, utcnow
 
 if TYPE_CHECKING:
     from dobby.hub.core import Dobby

@@ -34,7 +34,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -46,7 +45,9 @@ from tinydb import Storage, TinyDB
 from tinydb.middlewares import Middleware
 
 from dobby.core.errors import ConfigError, NotFound, ValidationError
-from dobby.core.models import Batch, Project, Schedule, Task, TaskStatus, parse_time
+from dobby.core.files import atomic_write, fsync_dir
+from dobby.core.models import Batch, Project, Schedule, Task, TaskStatus
+from dobby.core.timefmt import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +55,6 @@ TABLES = ("tasks", "projects", "hosts", "meta", "batches", "schedules")
 FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
 MIN_PREFIX = 4
 ARCHIVE_GLOB = "tasks-*.jsonl"
-
-
-def fsync_dir(directory: Path) -> None:
-    """Fsync a directory so a rename or a new file in it survives a crash."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``; a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 class AtomicJSONStorage(Storage):

@@ -1,20 +1,13 @@
-"""Projects ``dobby init`` recorded while no hub ran; the hub registers them when it starts."""
+"""The file of projects ``dobby init`` recorded while no hub ran (the hub registers them)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from dobby.core.errors import DobbyError, NotFound
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
-
-log = logging.getLogger("dobby.hub")
+from dobby.core.files import atomic_write
 
 PENDING_FILE = "pending-projects.yaml"
 
@@ -40,34 +33,10 @@ def record_pending(home: Path, *, name: str, path: str, context: str = "") -> Pa
     items = [p for p in read_pending(home) if p.get("name") != name]
     items.append({"name": name, "path": path, "context": context})
     target = pending_path(home)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(yaml.safe_dump({"projects": items}, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write(target, yaml.safe_dump({"projects": items}, sort_keys=False), mode=0o644)
     return target
 
 
-def register_pending_projects(dobby: Dobby) -> None:
-    """Register every recorded project not known yet, then drop the file."""
-    home = Path(dobby.settings.home)
-    items = read_pending(home)
-    if not items:
-        return
-    for item in items:
-        try:
-            dobby.store.get_project(str(item["name"]))
-            continue  # registered meanwhile (by hand): the hub's copy wins
-        except NotFound:
-            pass
-        try:
-            dobby.register_project(
-                {"name": item["name"], "path": item["path"], "context": item.get("context") or ""}
-            )
-            log.info(
-                "registered project %s (%s) recorded by `dobby init`", item["name"], item["path"]
-            )
-        except DobbyError as exc:
-            log.warning(
-                "cannot register project %s recorded by `dobby init`: %s", item["name"], exc
-            )
+def clear_pending(home: Path) -> None:
+    """Drop the file once the hub has registered what it held."""
     pending_path(home).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dobby.core.timefmt import iso
 from dobby.hub import dashboard_data as dd
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -31,7 +32,7 @@ def task(**fields: Any) -> dict[str, Any]:
 
 
 def at(hours_ago: float) -> str:
-    return dd.iso(NOW - dt.timedelta(hours=hours_ago))
+    return iso(NOW - dt.timedelta(hours=hours_ago))
 
 
 # -- heatmap ----------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ def test_usage_windows_sum_tokens_and_cost_per_backend() -> None:
         task(backend="codex", finished_at=at(24 * 8), cost_usd=9.0, tokens={"input": 9}),
         task(backend="shell", status="failed", finished_at=at(2)),
         task(backend="claude", status="running", finished_at=None, cost_usd=3.0),
-        task(backend="claude", finished_at=dd.iso(NOW + dt.timedelta(hours=1)), cost_usd=5.0),
+        task(backend="claude", finished_at=iso(NOW + dt.timedelta(hours=1)), cost_usd=5.0),
     ]
     out = dd.usage(tasks, now=NOW, days=10)
     assert out["backends"] == ["claude", "codex", "shell"]
@@ -174,9 +175,9 @@ def ev(kind: str, text: str = "", **data: Any) -> dict[str, Any]:
 def test_timeline_pairs_tool_calls_with_their_results_using_arrival_times() -> None:
     t0 = NOW.timestamp()
     claude = task(
-        created_at=dd.iso(NOW - dt.timedelta(seconds=2)),
-        started_at=dd.iso(NOW),
-        finished_at=dd.iso(NOW + dt.timedelta(seconds=30)),
+        created_at=iso(NOW - dt.timedelta(seconds=2)),
+        started_at=iso(NOW),
+        finished_at=iso(NOW + dt.timedelta(seconds=30)),
     )
     entries = [
         (0, ev("system", "started")),
@@ -204,15 +205,15 @@ def test_timeline_pairs_tool_calls_with_their_results_using_arrival_times() -> N
     steps = [(s["tool"], s["duration_s"], s["is_error"]) for s in out["steps"]]
     # Edit has no result: it ends where the next event starts (same chunk: zero length)
     assert steps == [("Bash", 8.0, True), ("Read", 3.0, False), ("Edit", 0.0, False)]
-    assert out["end"] == dd.iso(NOW + dt.timedelta(seconds=30))
+    assert out["end"] == iso(NOW + dt.timedelta(seconds=30))
 
 
 def test_timeline_codex_commands_and_estimated_times() -> None:
     start = NOW
     codex = task(
         backend="codex",
-        created_at=dd.iso(start),
-        started_at=dd.iso(start),
+        created_at=iso(start),
+        started_at=iso(start),
         finished_at=None,
         status="running",
     )
@@ -232,13 +233,13 @@ def test_timeline_codex_commands_and_estimated_times() -> None:
         ("tool_use", "Bash: sleep", False),
     ]
     assert out["steps"][0]["duration_s"] == pytest.approx(50.0)
-    assert out["steps"][2]["end"] == dd.iso(now)
+    assert out["steps"][2]["end"] == iso(now)
     assert [s["status"] for s in out["states"]] == ["pending", "running"]
 
 
 def test_timeline_of_a_task_that_never_started() -> None:
     out = dd.timeline(
-        task(status="pending", created_at=dd.iso(NOW)),
+        task(status="pending", created_at=iso(NOW)),
         [],
         arrivals=[],
         log_size=0,
@@ -246,7 +247,7 @@ def test_timeline_of_a_task_that_never_started() -> None:
     )
     assert out["steps"] == [] and out["approximate"] is False
     assert out["states"] == [
-        {"status": "pending", "start": dd.iso(NOW), "end": dd.iso(NOW + dt.timedelta(seconds=5))}
+        {"status": "pending", "start": iso(NOW), "end": iso(NOW + dt.timedelta(seconds=5))}
     ]
 
 

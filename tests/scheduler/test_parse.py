@@ -12,6 +12,7 @@ import pytest
 from dobby.core.errors import ValidationError
 from dobby.core.events import Event
 from dobby.core.models import Schedule
+from dobby.core.timefmt import iso
 from dobby.core.validate import validate_policy, validate_submit
 from dobby.hub.webhook import payload, sign
 from dobby.scheduler import cron
@@ -72,7 +73,7 @@ D = "2026-01-01T"
 
 def every(seconds: float, next_at: str | None, paused: bool = False) -> Schedule:
     return Schedule(
-        template={}, every="x", every_s=seconds, next_at=next_at and cron.iso(at(next_at)),
+        template={}, every="x", every_s=seconds, next_at=next_at and iso(at(next_at)),
         paused=paused,
     )  # fmt: skip
 
@@ -100,7 +101,7 @@ def test_cron_tick_in_a_time_zone_and_after_downtime() -> None:
     first = cron.next_fire(s, at("2026-01-10T12:00:00"))
     assert first == at("2026-01-11T02:00:00")  # 03:00 in Paris (UTC+1 in winter)
     assert cron.next_fire(s, at("2026-07-10T12:00:00")) == at("2026-07-11T01:00:00")  # summer
-    s.next_at = cron.iso(first)
+    s.next_at = iso(first)
     # down for three days: one fire, the next one is tomorrow's 03:00
     decision = cron.tick(s, at("2026-01-14T09:00:00"))
     assert decision.fire and decision.missed

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dobby.core.models import parse_time
+from dobby.core.timefmt import parse_time
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
 

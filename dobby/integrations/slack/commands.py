@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from dobby.client.http import HubClient
-from dobby.core.timefmt import format_duration, parse_iso
+from dobby.core.timefmt import format_duration, parse_time
 from dobby.integrations.slack.parser import Command
 
 MAX_LINES = 25
@@ -53,7 +53,7 @@ def _last_activity(task: dict[str, Any]) -> _dt.datetime | None:
     parsed = []
     for value in times:
         try:
-            parsed.append(parse_iso(value)) if value else None
+            parsed.append(parse_time(value)) if value else None
         except ValueError:
             continue
     return max(parsed) if parsed else None
@@ -142,7 +142,7 @@ def format_running(tasks: list[dict[str, Any]], hub_url: str, now: _dt.datetime)
     lines = [f"*Running* ({len(tasks)})"]
     for task in tasks:
         started = task.get("started_at")
-        elapsed = format_duration((now - parse_iso(started)).total_seconds()) if started else "-"
+        elapsed = format_duration((now - parse_time(started)).total_seconds()) if started else "-"
         lines.append(
             f"• {task_link(hub_url, _id(task))} {task.get('project') or '-'} on "
             f"*{task.get('host') or '?'}* ({task.get('backend')}, {elapsed}) — "

@@ -17,7 +17,7 @@ from typing import Any
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
-from dobby.core.timefmt import format_duration, parse_iso
+from dobby.core.timefmt import format_duration, parse_time
 from dobby.integrations.slack.commands import cost, task_link
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def render_notification(task: dict[str, Any], hub_url: str) -> str:
     where = f" on *{task['host']}*" if task.get("host") else ""
     duration = ""
     if task.get("started_at") and task.get("finished_at"):
-        seconds = (parse_iso(task["finished_at"]) - parse_iso(task["started_at"])).total_seconds()
+        seconds = (parse_time(task["finished_at"]) - parse_time(task["started_at"])).total_seconds()
         duration = f" in {format_duration(seconds)}"
     if status == "completed":
         price = cost(task.get("cost_usd"))
