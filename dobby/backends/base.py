@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import ValidationError
-from dobby.core.models import Host, Permissions, Result, Task
+from dobby.core.models import Host, Permissions, Result, Task, Tokens
 from dobby.hostside.scripts import TaskPaths
 
 EVENT_KINDS = tuple(
@@ -72,8 +72,22 @@ class Backend(Protocol):
         """Return extra environment variables the command needs."""
         ...
 
+    def interactive_argv(
+        self, *, permissions: Permissions, model: str | None, prompt: bool
+    ) -> list[str]:
+        """Return the argv of an interactive session (:data:`PROMPT`: the first message)."""
+        ...
+
     def render(self, line: str) -> list[LogEvent]:
         """Turn one stdout line into zero or more display events; never raise."""
+        ...
+
+    def usage_tokens(self, usage: Mapping[str, Any]) -> Tokens:
+        """Return the tokens of one usage object as this backend's output writes it."""
+        ...
+
+    def command_text(self, command: str) -> str:
+        """Return a shell command the agent ran as the agent wrote it (unwrapped)."""
         ...
 
     def collect(

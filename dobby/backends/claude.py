@@ -21,7 +21,7 @@ from dobby.core.models import (
     TaskStatus,
     Tokens,
 )
-from dobby.hostside.scripts import TaskPaths
+from dobby.hostside.scripts import PROMPT, TaskPaths
 
 from .base import (
     LINE_LIMIT,
@@ -54,12 +54,21 @@ ALLOWED_TOOLS = tuple(
     " Bash(ls:*) Bash(cat:*) Bash(head:*) Bash(tail:*) Bash(wc:*) Bash(diff:*) Bash(grep:*)"
     " Bash(rg:*) Bash(pwd)".split()
 )
-_EDITS = ("--permission-mode", "acceptEdits", "--allowedTools", ",".join(ALLOWED_TOOLS))
-_PERMISSION_ARGS: dict[Permissions, tuple[str, ...]] = {
-    Permissions.BYPASS: ("--dangerously-skip-permissions",),
-    Permissions.EDITS: _EDITS,
-    Permissions.PLAN: ("--permission-mode", "plan"),
-}
+
+
+def permission_args(permissions: Permissions, *, interactive: bool = False) -> list[str]:
+    """Return claude's flags for ``permissions``: the one place they are written.
+
+    ``edits`` in print mode adds the allow-list, since nobody is there to answer a prompt; in an
+    interactive session (``dobby remote``) the person at the terminal answers them.
+    """
+    if permissions is Permissions.BYPASS:
+        return ["--dangerously-skip-permissions"]
+    if permissions is Permissions.PLAN:
+        return ["--permission-mode", "plan"]
+    edits = ["--permission-mode", "acceptEdits"]
+    return edits if interactive else [*edits, "--allowedTools", ",".join(ALLOWED_TOOLS)]
+
 
 # Which input field names the thing a tool acts on, for the one-line rendering.
 _TARGET_KEYS = tuple(
@@ -89,7 +98,16 @@ class ClaudeBackend:
             args += ["--max-turns", str(_positive_int(task.max_turns, "max_turns"))]
         if task.max_budget_usd is not None:
             args += ["--max-budget-usd", _usd(task.max_budget_usd)]
-        return [*args, *_PERMISSION_ARGS[permissions_of(host)]]
+        return [*args, *permission_args(permissions_of(host))]
+
+    def interactive_argv(
+        self, *, permissions: Permissions, model: str | None, prompt: bool
+    ) -> list[str]:
+        """Return ``claude [permissions] [--model M] [-- PROMPT]`` (no ``-p``: a person types)."""
+        argv = ["claude", *permission_args(permissions, interactive=True)]
+        if model:
+            argv += ["--model", checked_word(model, "model")]
+        return [*argv, "--", PROMPT] if prompt else argv
 
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
         """Return IS_SANDBOX=1 only for bypass as root (claude refuses it otherwise)."""
@@ -120,6 +138,19 @@ class ClaudeBackend:
         if kind == "stream_event":
             return []  # partial deltas: the assistant line that follows carries the whole block
         return [LogEvent("system", clip(kind, LINE_LIMIT))]
+
+    def usage_tokens(self, usage: Mapping[str, Any]) -> Tokens:
+        """Return the tokens of a message's (or the result's) ``usage`` object."""
+        return Tokens(
+            input=get_int(usage, "input_tokens") or 0,
+            output=get_int(usage, "output_tokens") or 0,
+            cache_read=get_int(usage, "cache_read_input_tokens") or 0,
+            cache_write=get_int(usage, "cache_creation_input_tokens") or 0,
+        )
+
+    def command_text(self, command: str) -> str:
+        """Return a Bash tool's command as is (claude does not wrap it)."""
+        return command
 
     def collect(
         self,
@@ -321,13 +352,7 @@ def _tokens(result: dict[str, Any]) -> Tokens:
             cache_read=sum(get_int(u, "cacheReadInputTokens") or 0 for u in per_model),
             cache_write=sum(get_int(u, "cacheCreationInputTokens") or 0 for u in per_model),
         )
-    usage = get_dict(result, "usage")
-    return Tokens(
-        input=get_int(usage, "input_tokens") or 0,
-        output=get_int(usage, "output_tokens") or 0,
-        cache_read=get_int(usage, "cache_read_input_tokens") or 0,
-        cache_write=get_int(usage, "cache_creation_input_tokens") or 0,
-    )
+    return ClaudeBackend().usage_tokens(get_dict(result, "usage"))
 
 
 def _render_rate_limit(data: dict[str, Any]) -> LogEvent:

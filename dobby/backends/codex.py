@@ -24,7 +24,7 @@ from dobby.core.models import (
     UsageWindow,
 )
 from dobby.hostside.results import CODEX_FACTS_RULE, render_codex_facts
-from dobby.hostside.scripts import TaskPaths, parse_kv
+from dobby.hostside.scripts import PROMPT, TaskPaths, parse_kv
 
 from .base import (
     LINE_LIMIT,
@@ -47,11 +47,20 @@ from .base import (
 )
 from .quota import codex_signal, codex_windows
 
-_PERMISSION_ARGS: dict[Permissions, list[str]] = {
-    Permissions.BYPASS: ["--dangerously-bypass-approvals-and-sandbox"],
-    Permissions.EDITS: ["--sandbox", "workspace-write"],
-    Permissions.PLAN: ["--sandbox", "read-only"],
-}
+
+def permission_args(permissions: Permissions, *, interactive: bool = False) -> list[str]:
+    """Return codex's flags for ``permissions``: the one place they are written.
+
+    ``edits`` in an interactive session also asks for approval when the sandbox would block a
+    command (a person answers); ``codex exec`` cannot ask, so the sandbox alone decides.
+    """
+    if permissions is Permissions.BYPASS:
+        return ["--dangerously-bypass-approvals-and-sandbox"]
+    if permissions is Permissions.PLAN:
+        return ["--sandbox", "read-only"]
+    edits = ["--sandbox", "workspace-write"]
+    return [*edits, "--ask-for-approval", "on-request"] if interactive else edits
+
 
 _RETRY = re.compile(r"Reconnecting\.\.\.\s*(?:(\d+)/(\d+))?\s*(?:\((.*)\))?\s*(.*)", re.DOTALL)
 
@@ -71,10 +80,19 @@ class CodexBackend:
         args = ["codex", "exec", "--json", "--skip-git-repo-check"]
         if task.model:
             args += ["-m", checked_word(task.model, "model")]
-        args += _PERMISSION_ARGS[permissions_of(host)]
+        args += permission_args(permissions_of(host))
         if task.resume:
             args += ["resume", checked_word(task.resume, "thread id to resume")]
         return [*args, "-"]
+
+    def interactive_argv(
+        self, *, permissions: Permissions, model: str | None, prompt: bool
+    ) -> list[str]:
+        """Return ``codex [permissions] [-m M] [PROMPT]`` (the TUI, not ``exec``)."""
+        argv = ["codex", *permission_args(permissions, interactive=True)]
+        if model:
+            argv += ["-m", checked_word(model, "model")]
+        return [*argv, PROMPT] if prompt else argv
 
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
         """Return no extra environment: codex runs as root without any."""
@@ -83,6 +101,14 @@ class CodexBackend:
     def facts_command(self, *, paths: TaskPaths) -> str | None:
         """Return the host command printing the run's rollout facts and configured model."""
         return render_codex_facts(paths=paths)
+
+    def usage_tokens(self, usage: Mapping[str, Any]) -> Tokens:
+        """Return the tokens of a ``turn.completed`` usage (cumulative over the thread)."""
+        return usage_tokens(usage)
+
+    def command_text(self, command: str) -> str:
+        """Return the script of a ``/bin/bash -lc '…'`` command (how codex wraps them)."""
+        return unwrap_command(command)
 
     def render(self, line: str) -> list[LogEvent]:
         """Turn one ``exec --json`` line into display events."""
@@ -340,7 +366,7 @@ def _zone(name: str, offset: str) -> _dt.tzinfo | None:
     return _dt.timezone(_dt.timedelta(minutes=sign * minutes))
 
 
-def usage_tokens(usage: dict[str, Any]) -> Tokens:
+def usage_tokens(usage: Mapping[str, Any]) -> Tokens:
     """Return the usage of a turn.completed line (cumulative over the thread)."""
     return Tokens(
         input=get_int(usage, "input_tokens") or 0,

@@ -10,10 +10,11 @@ Agent backends have no such limit: their prompt goes on stdin.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import ValidationError
-from dobby.core.models import Host, Reason, Result, Task, TaskStatus
+from dobby.core.models import Host, Permissions, Reason, Result, Task, TaskStatus, Tokens
 from dobby.hostside.scripts import PROMPT, TaskPaths
 
 from .base import LINE_LIMIT, LogEvent, clean, exit_error
@@ -48,9 +49,23 @@ class ShellBackend:
         """Return None: a shell command's output is all there is."""
         return None
 
+    def interactive_argv(
+        self, *, permissions: Permissions, model: str | None, prompt: bool
+    ) -> list[str]:
+        """Return ``bash``: an interactive shell session has no prompt and no permissions."""
+        return ["bash"]
+
     def env(self, *, task: Task, host: Host, is_root: bool) -> dict[str, str]:
         """Return no extra environment."""
         return {}
+
+    def usage_tokens(self, usage: Mapping[str, Any]) -> Tokens:
+        """Return no tokens: a shell command uses no model."""
+        return Tokens()
+
+    def command_text(self, command: str) -> str:
+        """Return the command as is."""
+        return command
 
     def render(self, line: str) -> list[LogEvent]:
         """Show each non-blank output line as it is."""

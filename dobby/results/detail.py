@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dobby.backends import get_backend
+from dobby.backends import Backend, get_backend
 from dobby.backends.base import (
     clean,
     clip,
@@ -25,7 +25,6 @@ from dobby.backends.base import (
     one_line,
     parse_json,
 )
-from dobby.backends.codex import unwrap_command, usage_tokens
 from dobby.backends.pricing import ModelPrice, cost, price_for
 from dobby.core.models import Tokens
 from dobby.results.followup import codex_cost, minus
@@ -79,7 +78,11 @@ class Detail:
     last_retry: dict[str, Any] | None = None
     lines: int = 0
     _tools: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
-    _usage: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _usage: dict[str, Tokens] = field(default_factory=dict, repr=False)
+
+    @property
+    def _agent(self) -> Backend:
+        return get_backend(self.backend)
 
     def feed(self, line: str) -> None:
         """Fold one output line into the summary."""
@@ -118,7 +121,7 @@ class Detail:
         elif kind == "user":
             self._claude_results(data)
         elif kind == "result":
-            result = get_backend("claude").collect([line], exit_code=0)
+            result = self._agent.collect([line], exit_code=0)
             self.tokens, self.cost_usd, self.cost_final = result.tokens, result.cost_usd, True
             self.turns = result.turns
             self.session_id = result.session_id or self.session_id
@@ -132,7 +135,7 @@ class Detail:
             self.model = self.model or model
         msg_id = get_str(message, "id")
         if msg_id and get_dict(message, "usage") and not self.cost_final:
-            self._usage[msg_id] = get_dict(message, "usage")
+            self._usage[msg_id] = self._agent.usage_tokens(get_dict(message, "usage"))
             self._claude_usage()
         for block in get_list(message, "content"):
             kind = get_str(block, "type")
@@ -196,10 +199,10 @@ class Detail:
     def _claude_usage(self) -> None:
         snapshots = list(self._usage.values())
         self.tokens = Tokens(
-            input=sum(get_int(u, "input_tokens") or 0 for u in snapshots),
-            output=sum(get_int(u, "output_tokens") or 0 for u in snapshots),
-            cache_read=sum(get_int(u, "cache_read_input_tokens") or 0 for u in snapshots),
-            cache_write=sum(get_int(u, "cache_creation_input_tokens") or 0 for u in snapshots),
+            input=sum(u.input for u in snapshots),
+            output=sum(u.output for u in snapshots),
+            cache_read=sum(u.cache_read for u in snapshots),
+            cache_write=sum(u.cache_write for u in snapshots),
         )
         self.turns = len(snapshots)
         price = price_for(self.model, self.prices)
@@ -215,7 +218,7 @@ class Detail:
             self.turns = (self.turns or 0) + 1
             self.step = "thinking"
         elif kind == "turn.completed":
-            self.tokens = minus(usage_tokens(get_dict(data, "usage")), self.baseline)
+            self.tokens = minus(self._agent.usage_tokens(get_dict(data, "usage")), self.baseline)
             self.cost_usd = codex_cost(self.tokens, self.model, self.prices)
             self.step = "turn completed"
         elif kind == "turn.failed":
@@ -235,7 +238,7 @@ class Detail:
     def _codex_item(self, phase: str, item: dict[str, Any]) -> None:
         kind, item_id = get_str(item, "type"), get_str(item, "id") or ""
         if kind == "command_execution":
-            command = unwrap_command(get_str(item, "command") or "")
+            command = self._agent.command_text(get_str(item, "command") or "")
             self.last_tool, self.last_target = "shell", command
             if item_id not in self._tools:
                 self._tools[item_id] = {"command": self._command_started(command)}

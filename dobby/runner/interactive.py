@@ -16,12 +16,12 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dobby.backends.base import checked_word, permissions_of
+from dobby.backends import get_backend
+from dobby.backends.base import permissions_of
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
 from dobby.core.models import Host, Permissions, Reason, Task, TaskStatus
 from dobby.core.timefmt import utcnow
 from dobby.hostside import scripts
-from dobby.hostside.scripts import PROMPT
 from dobby.results.collect import Outputs, collect_outputs
 from dobby.scheduler.capacity import eligible
 from dobby.store.git import head_commit
@@ -35,34 +35,6 @@ log = logging.getLogger("dobby.runner.interactive")
 KIND = "interactive"
 BACKENDS = ("claude", "codex", "shell")
 WATCH_EVERY = 3.0
-
-_CLAUDE_PERMS = {
-    Permissions.BYPASS: ["--dangerously-skip-permissions"],
-    Permissions.EDITS: ["--permission-mode", "acceptEdits"],
-    Permissions.PLAN: ["--permission-mode", "plan"],
-}
-_CODEX_PERMS = {
-    Permissions.BYPASS: ["--dangerously-bypass-approvals-and-sandbox"],
-    Permissions.EDITS: ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"],
-    Permissions.PLAN: ["--sandbox", "read-only"],
-}
-
-
-def interactive_argv(
-    backend: str, *, permissions: Permissions, model: str | None, prompt: bool
-) -> list[str]:
-    """Return the argv of an interactive session (PROMPT stands for the first message)."""
-    if backend == "shell":
-        return ["bash"]
-    if backend == "claude":
-        argv = ["claude", *_CLAUDE_PERMS[permissions]]
-        if model:
-            argv += ["--model", checked_word(model, "model")]
-        return [*argv, "--", PROMPT] if prompt else argv
-    argv = ["codex", *_CODEX_PERMS[permissions]]
-    if model:
-        argv += ["-m", checked_word(model, "model")]
-    return [*argv, PROMPT] if prompt else argv
 
 
 def render_interactive_sh(*, paths: scripts.TaskPaths, argv: Sequence[str], prompt: bool) -> str:
@@ -246,8 +218,8 @@ class RemoteSessions:
             task.branch = f"dobby/{task.id}"
         perms = permissions_of(host)
         await self._preseed(task, host, transport, paths.worktree, perms)
-        argv = interactive_argv(
-            task.backend, permissions=perms, model=task.model, prompt=has_prompt
+        argv = get_backend(task.backend).interactive_argv(
+            permissions=perms, model=task.model, prompt=has_prompt
         )
         env = dict(host.env)
         if task.backend == "claude" and transport.is_root and perms is Permissions.BYPASS:

@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dobby.backends import BACKENDS, PROMPT, LogEvent, get_backend
+from dobby.backends import claude as claude_module
+from dobby.backends import codex as codex_module
 from dobby.backends.base import EVENT_KINDS, display_path
 from dobby.backends.claude import ALLOWED_TOOLS
 from dobby.backends.pricing import DEFAULT_PRICES, ModelPrice, cost, parse_prices, price_for
 from dobby.core.errors import ConfigError, ValidationError
-from dobby.core.models import Host, Reason, Result, Task, TaskStatus, Tokens
+from dobby.core.models import Host, Permissions, Reason, Result, Task, TaskStatus, Tokens
 from dobby.replay.playbook import TRANSCRIPTS  # noqa: E402
 
 OUTPUTS = sorted(
@@ -728,6 +730,41 @@ def test_bypass_only_when_the_host_says_so() -> None:
     default = Host(name="h")
     argv = get_backend("claude").argv(task=Task(prompt="x"), host=default, is_root=True)
     assert "acceptEdits" in argv
+
+
+# The permission flags of each agent are written once (its backend's permission_args) and read
+# by both the batch argv and the interactive session's argv: they agree except where a person
+# at the terminal changes the rule (claude's allow-list; codex asking for approval).
+SKIP = ["--dangerously-skip-permissions"]
+PERMISSION_CASES = [
+    ("claude", Permissions.BYPASS, SKIP, SKIP),
+    ("claude", Permissions.EDITS, EDITS, ["--permission-mode", "acceptEdits"]),
+    ("claude", Permissions.PLAN, ["--permission-mode", "plan"], ["--permission-mode", "plan"]),
+    ("codex", Permissions.BYPASS, ["--dangerously-bypass-approvals-and-sandbox"],
+     ["--dangerously-bypass-approvals-and-sandbox"]),
+    ("codex", Permissions.EDITS, ["--sandbox", "workspace-write"],
+     ["--sandbox", "workspace-write", "--ask-for-approval", "on-request"]),
+    ("codex", Permissions.PLAN, ["--sandbox", "read-only"], ["--sandbox", "read-only"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backend", "permissions", "batch", "interactive"), PERMISSION_CASES)
+def test_permission_flags_are_written_once(
+    backend: str, permissions: Permissions, batch: list[str], interactive: list[str]
+) -> None:
+    module = claude_module if backend == "claude" else codex_module
+    assert module.permission_args(permissions) == batch
+    assert module.permission_args(permissions, interactive=True) == interactive
+    argv = get_backend(backend).argv(task=Task(prompt="x"), host=host(permissions), is_root=False)
+    assert _contains(argv, batch)
+    session = get_backend(backend).interactive_argv(
+        permissions=permissions, model=None, prompt=False
+    )
+    assert session == [backend, *interactive]
+
+
+def _contains(argv: list[str], part: list[str]) -> bool:
+    return any(argv[i : i + len(part)] == part for i in range(len(argv)))
 
 
 @pytest.mark.parametrize("backend", ["claude", "codex"])

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from dobby.backends import get_backend
 from dobby.cli.init_wizard import parse_host_spec, render_env_file, render_hub_config
 from dobby.core.models import Host, Task
 from dobby.machines import gpu
 from dobby.machines.checks import FAIL, OK, SKIP, WARN, install_command, interpret, parse_facts
 from dobby.runner.interactive import (
-    interactive_argv,
     seed_claude_json,
     seed_claude_settings,
     seed_codex_toml,
@@ -269,17 +269,20 @@ def test_interactive_argv() -> None:
     from dobby.core.models import Permissions
     from dobby.hostside.scripts import PROMPT
 
-    assert interactive_argv("claude", permissions=Permissions.EDITS, model=None, prompt=False) == [
+    claude, codex, shell = (get_backend(name) for name in ("claude", "codex", "shell"))
+    assert claude.interactive_argv(permissions=Permissions.EDITS, model=None, prompt=False) == [
         "claude",
         "--permission-mode",
         "acceptEdits",
     ]
-    assert interactive_argv(
-        "codex", permissions=Permissions.BYPASS, model="gpt-5.5", prompt=True
-    ) == ["codex", "--dangerously-bypass-approvals-and-sandbox", "-m", "gpt-5.5", PROMPT]
-    assert interactive_argv("shell", permissions=Permissions.PLAN, model=None, prompt=True) == [
-        "bash"
+    assert codex.interactive_argv(permissions=Permissions.BYPASS, model="gpt-5.5", prompt=True) == [
+        "codex",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "-m",
+        "gpt-5.5",
+        PROMPT,
     ]
+    assert shell.interactive_argv(permissions=Permissions.PLAN, model=None, prompt=True) == ["bash"]
 
 
 def test_seed_claude_json_adds_only_what_is_missing() -> None:

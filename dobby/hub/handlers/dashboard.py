@@ -12,6 +12,7 @@ from dobby import __version__
 from dobby.backends import get_backend
 from dobby.core.errors import DobbyError, NotFound, ValidationError
 from dobby.core.models import Task, TaskStatus
+from dobby.core.timefmt import maybe_time
 from dobby.hub import dashboard_data as data
 from dobby.hub.base import BaseHandler
 
@@ -191,10 +192,10 @@ class TimelineHandler(BaseHandler):
             text = line.decode("utf-8", "replace")
             entries.extend((offset, e.to_dict()) for e in backend.render(text.rstrip("\r\n")))
             offset += len(line)
-        started = data.parse_ts(task.started_at)
+        started = maybe_time(task.started_at)
         arrivals = []
         for event in self.dobby.bus.since(0, task_id=task.id):
-            ts = data.parse_ts(event.ts)
+            ts = maybe_time(event.ts)
             if event.type != "task.log" or ts is None or (started and ts < started):
                 continue  # a retried task's older attempt wrote another log
             arrivals.append(
