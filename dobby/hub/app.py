@@ -7,17 +7,16 @@ from typing import Any
 import tornado.web
 
 from dobby import __version__
-from dobby.hub.base import BaseHandler, NotFoundHandler
-from dobby.hub.core import Dobby
+from dobby.hub.base import ID, BaseHandler, NotFoundHandler
+from dobby.hub.core import Hub
+from dobby.hub.handlers import dashboard as dash
+from dobby.hub.handlers import machines as hm
+from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
-from dobby.hub.handlers.dashboard import DASHBOARD_ROUTES
-from dobby.hub.handlers.machines import ROUTES as MACHINES_ROUTES
-from dobby.hub.handlers.results import RESULTS_ROUTES
 
-ID = r"([A-Za-z0-9_-]+)"
-
-# (pattern, handler, {method: summary}) — the single source of the routes and of /openapi.json.
+# (pattern, handler, {method: summary}): the one route table of the hub, and the source of
+# /openapi.json. Routes without summaries are pages, not API, and stay out of the document.
 ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (r"/health", h.HealthHandler, {"get": "Liveness and counts (no API key needed)"}),
     (
@@ -44,11 +43,86 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (r"/hosts", h.HostsHandler, {"get": "Inventory hosts with reachability and versions"}),
     (r"/spokes/register", h.SpokesRegisterHandler, {"post": "Add a host to the inventory"}),
     (r"/spokes", h.SpokesHandler, {"get": "Hosts added through /spokes/register"}),
+    # -- drafts, schedules, batches (handlers/scheduler.py)
+    (rf"/tasks/{ID}/approve", hs.TaskApproveHandler, {"post": "Queue a draft (with its plan)"}),
+    (rf"/tasks/{ID}/reject", hs.TaskRejectHandler, {"post": "Drop a draft"}),
+    (
+        r"/schedules",
+        hs.SchedulesHandler,
+        {"get": "List schedules with next fire", "post": "Create a schedule"},
+    ),
+    (
+        rf"/schedules/{ID}",
+        hs.ScheduleHandler,
+        {"get": "One schedule", "delete": "Delete a schedule"},
+    ),
+    (rf"/schedules/{ID}/pause", hs.SchedulePauseHandler, {"post": "Pause a schedule"}),
+    (rf"/schedules/{ID}/resume", hs.ScheduleResumeHandler, {"post": "Resume a schedule"}),
+    (r"/batches", hs.BatchesHandler, {"get": "List batches", "post": "Submit a batch of tasks"}),
+    (rf"/batches/{ID}", hs.BatchHandler, {"get": "A batch: counts, cost, tasks"}),
+    # -- the web dashboard (handlers/dashboard.py); its files are added by make_app
+    (
+        r"/dashboard/api/config",
+        dash.ConfigHandler,
+        {"get": "Dashboard: public settings (hub_url, github_url) and which views exist"},
+    ),
+    (
+        r"/dashboard/api/heatmap",
+        dash.HeatmapHandler,
+        {"get": "Dashboard: completed tasks per project per day (?days=365)"},
+    ),
+    (
+        r"/dashboard/api/usage",
+        dash.UsageHandler,
+        {"get": "Dashboard: tokens and cost per backend over 5h/7d, cost per day (?days=30)"},
+    ),
+    (
+        r"/dashboard/api/live",
+        dash.LiveHandler,
+        {"get": "Dashboard: the current step (and cost so far) of every running task"},
+    ),
+    (
+        rf"/dashboard/api/tasks/{ID}/timeline",
+        dash.TimelineHandler,
+        {"get": "Dashboard: a task's states and tool calls on a time axis"},
+    ),
+    # -- results, artifacts, stats, export (handlers/results.py)
+    (r"/results", hr.ResultsHandler, {"get": "Results newest first (?project=&status=&limit=)"}),
+    (rf"/results/{ID}", hr.ResultHandler, {"get": "A task's result, with its follow-up chain"}),
+    (
+        rf"/tasks/{ID}/detail-status",
+        hr.DetailStatusHandler,
+        {"get": "What the agent is doing now"},
+    ),
+    (rf"/tasks/{ID}/artifacts", hr.ArtifactsHandler, {"get": "List a task's artifacts"}),
+    (rf"/tasks/{ID}/artifacts/(.+)", hr.ArtifactHandler, {"get": "Download one artifact"}),
+    (rf"/tasks/{ID}/diff", hr.DiffHandler, {"get": "The task's diff (?format=text for a patch)"}),
+    (
+        rf"/tasks/{ID}/merge",
+        hr.MergeHandler,
+        {"post": "Merge the task's branch into the project"},
+    ),
+    (r"/stats", hr.StatsHandler, {"get": "Stats and cost accounting (?since=24h&project=)"}),
+    (
+        r"/export",
+        hr.ExportHandler,
+        {"get": "Every task as CSV or JSON (?format=&project=&since=)"},
+    ),
+    (r"/import", hr.ImportHandler, {"post": "Import a JSON export"}),
+    (r"/gc", hr.GcHandler, {"post": "Free finished tasks' directories on hosts"}),
+    # -- GPUs, host checks and `dobby remote` sessions (handlers/machines.py)
+    (
+        r"/hosts/([A-Za-z0-9._-]+)/check",
+        hm.HostCheckHandler,
+        {"post": "Check a host from the hub: SSH, key, tools, disk, GPUs, shell speed"},
+    ),
+    (r"/gpus", hm.GpusHandler, {"get": "GPUs of every GPU host, their users (?history=1)"}),
+    (
+        r"/remote",
+        hm.RemoteHandler,
+        {"get": "Interactive sessions (?all=1: ended ones too)", "post": "Open one"},
+    ),
 ]
-ROUTES += hs.SCHEDULER_ROUTES  # drafts, schedules, batches (dobby/hub/handlers_scheduler.py)
-ROUTES += DASHBOARD_ROUTES  # the web dashboard (dobby/hub/dashboard.py)
-ROUTES += RESULTS_ROUTES  # results, artifacts, stats, export (dobby/hub/handlers_results.py)
-ROUTES += MACHINES_ROUTES  # GPUs and `dobby remote` sessions (dobby/hub/handlers_machines.py)
 
 
 def openapi() -> dict[str, Any]:
@@ -125,13 +199,17 @@ class OpenAPIHandler(BaseHandler):
         self.send(openapi())
 
 
-def make_app(dobby: Dobby) -> tornado.web.Application:
+def make_app(dobby: Hub) -> tornado.web.Application:
     """Build the Tornado application for a hub."""
     args = {"dobby": dobby}
     routes: list[Any] = [(pattern, handler, args) for pattern, handler, _ in ROUTES]
     routes.append((r"/openapi.json", OpenAPIHandler, args))
+    files = {"path": str(dash.STATIC_DIR)}
+    routes.append((r"/dashboard/?()", dash.DashboardFiles, files))
+    routes.append((rf"/dashboard/static/{dash.STATIC_NAME}", dash.DashboardFiles, files))
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
+        route_patterns=frozenset(pattern for pattern, _, _ in ROUTES),
     )

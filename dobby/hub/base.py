@@ -11,9 +11,11 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from dobby.core.errors import AuthError, DobbyError, ValidationError
-from dobby.hub.core import Dobby
+from dobby.hub.core import Hub
 
 log = logging.getLogger("dobby.hub")
+
+ID = r"([A-Za-z0-9_-]+)"  # a task, batch, schedule or project id in a route
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -21,7 +23,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     public = False  # True: no API key needed (only /health)
 
-    def initialize(self, dobby: Dobby) -> None:
+    def initialize(self, dobby: Hub) -> None:
         self.dobby = dobby
 
     def set_default_headers(self) -> None:
@@ -82,6 +84,22 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, DobbyError):
             return
         super().log_exception(typ, value, tb)
+
+
+def int_arg(
+    handler: tornado.web.RequestHandler, name: str, default: int | None = None
+) -> int | None:
+    """Return a non-negative integer query parameter (``default`` when absent or empty)."""
+    raw = handler.get_query_argument(name, None)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"query parameter '{name}' must be an integer") from None
+    if value < 0:
+        raise ValidationError(f"query parameter '{name}' must be >= 0")
+    return value
 
 
 class SSEHandler(BaseHandler):

@@ -1,4 +1,9 @@
-"""The hub's core: owns store, event bus, hosts, runner and scheduler; HTTP handlers call it."""
+"""The hub's core: owns store, event bus, hosts, runner and scheduler; HTTP handlers call it.
+
+This is where the services are wired. Each receives only what it uses — the store, the task
+logs, the bus, settings, and plain callables such as ``save`` (store write, then event) or
+``kick`` (ask the scheduler for a pass) — never the hub itself (see ``dobby.core.ports``).
+"""
 
 from __future__ import annotations
 
@@ -25,11 +30,14 @@ from dobby.results.service import ResultsService
 from dobby.runner.interactive import RemoteSessions
 from dobby.runner.runner import Runner
 from dobby.scheduler.batches import Batches
+from dobby.scheduler.capacity import HostSlot, choose_session_host
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.loop import SchedulerLoop
 from dobby.scheduler.schedules import Schedules
 from dobby.store.db import Store
+from dobby.store.git import RepoLocks
 from dobby.store.pending import clear_pending, read_pending
+from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.hub")
 
@@ -39,7 +47,7 @@ ARCHIVE_AFTER = 24 * 3600.0
 ARCHIVE_EVERY = 600.0
 
 
-class Dobby:
+class Hub:
     """The hub's state and every operation on it."""
 
     def __init__(self, *, settings: Settings) -> None:
@@ -49,6 +57,8 @@ class Dobby:
         home.mkdir(parents=True, exist_ok=True)
         self.spokes_file = home / "spokes.yaml"
         self.store = Store(path=Path(settings.db_path), archive_dir=home / "archive")
+        self.logs = TaskLogs(root=Path(settings.results_dir))
+        self.locks = RepoLocks()
         self.bus = EventBus(start_seq=int(self.store.get_meta("seq", 0) or 0))
         prices = dict(DEFAULT_PRICES)
         prices.update(parse_prices(settings.prices or {}))
@@ -57,7 +67,8 @@ class Dobby:
         )
         self.runner = Runner(
             hosts=self.hosts,
-            results_dir=Path(settings.results_dir),
+            logs=self.logs,
+            locks=self.locks,
             get_task=self.get_task,
             save=self.save,
             publish_log=self._publish_log,
@@ -67,15 +78,58 @@ class Dobby:
         self.inventory: Inventory | None = None
         self.inventory_error: str | None = None
         self._watcher: InventoryWatcher | None = None
-        self.scheduler = SchedulerLoop(dobby=self)
-        # Scheduler operations (dobby/scheduler/): tasks in, schedules, batches; webhook out.
-        self.intake = Intake(dobby=self)
-        self.schedules = Schedules(dobby=self)
-        self.batches = Batches(dobby=self)
+        self.gpu = make_gpu_monitor(
+            hosts=self.hosts,
+            interval=settings.gpu_poll_interval,
+            running=self._running,
+            save=self.save,
+            bus=self.bus,
+            kick=self.kick,
+        )
+        # Scheduler operations (dobby/scheduler/): tasks in, schedules, batches, the loop.
+        self.intake = Intake(
+            store=self.store,
+            logs=self.logs,
+            bus=self.bus,
+            settings=settings,
+            hosts=self.hosts,
+            save=self.save,
+            kick=self.kick,
+            is_dispatching=self._is_dispatching,
+            cancel=self.cancel,
+        )
+        self.schedules = Schedules(
+            store=self.store, bus=self.bus, settings=settings, intake=self.intake
+        )
+        self.batches = Batches(store=self.store, bus=self.bus, save=self.save, intake=self.intake)
+        self.scheduler = SchedulerLoop(
+            store=self.store,
+            settings=settings,
+            hosts=self.hosts,
+            runner=self.runner,
+            intake=self.intake,
+            schedules=self.schedules,
+            save=self.save,
+            free_gpus=self.gpu.free_gpus,
+        )
         self.webhook = Webhook.from_settings(settings)
-        self.results = ResultsService(dobby=self, prices=prices)
-        self.gpu = make_gpu_monitor(self)  # dobby/gpu_monitor.py
-        self.remote = RemoteSessions(dobby=self)  # dobby/remote.py: `dobby remote` sessions
+        self.results = ResultsService(
+            store=self.store,
+            logs=self.logs,
+            locks=self.locks,
+            bus=self.bus,
+            settings=settings,
+            save=self.save,
+            transport=self.hosts.transport,
+            prices=prices,
+        )
+        self.remote = RemoteSessions(  # `dobby remote`: interactive sessions
+            store=self.store,
+            hosts=self.hosts,
+            runner=self.runner,
+            save=self.save,
+            choose_host=self._choose_session_host,
+        )
         self._housekeeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -151,8 +205,33 @@ class Dobby:
         if event == "task.finished":
             self.scheduler.kick()
 
+    def kick(self) -> None:
+        """Ask the scheduler for a pass soon."""
+        self.scheduler.kick()
+
+    def _is_dispatching(self, task_id: str) -> bool:
+        return task_id in self.scheduler.dispatching
+
+    def _running(self) -> list[Task]:
+        return self.store.tasks(status=TaskStatus.RUNNING.value)
+
     def _publish_log(self, task: Task, data: dict[str, Any]) -> None:
         self.bus.publish("task.log", task_id=task.id, data=data)
+
+    def _choose_session_host(self, task: Task, wanted: str | None) -> str:
+        """Return the host of an interactive session (see scheduler.capacity)."""
+        running: dict[str, int] = {}
+        for t in self._running():
+            running[t.host or ""] = running.get(t.host or "", 0) + 1
+        slots = [
+            HostSlot(
+                host=host,
+                running=running.get(name, 0),
+                reachable=(self.hosts.states.get(name) or HostState()).reachable,
+            )
+            for name, host in self.hosts.hosts.items()
+        ]
+        return choose_session_host(task, slots, wanted)
 
     def _host_changed(self, name: str, state: HostState) -> None:
         self.store.put_host_state(name, state.to_dict())
@@ -201,30 +280,9 @@ class Dobby:
         """Queue a failed or cancelled task again (``cascade``: and what failed because of it)."""
         return self.intake.retry(task_id, cascade=cascade)[0]
 
-    def _reset_log(self, task_id: str) -> None:
-        log_path = self.runner.log_path(task_id)
-        if log_path.exists():
-            log_path.rename(log_path.with_name(f"out.{int(time.time())}.jsonl"))
-
     def result(self, task_id: str) -> dict[str, Any]:
         """Return the result fields of a task (see dobby.results)."""
         return self.results.result(task_id)
-
-    def read_log(self, task_id: str, offset: int = 0, limit: int = 4 << 20) -> tuple[bytes, int]:
-        """Return (bytes, next_offset) of the hub's copy of a task's output."""
-        self.get_task(task_id)
-        path = self.runner.log_path(task_id)
-        if not path.exists():
-            return b"", offset
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(limit)
-        return data, offset + len(data)
-
-    def log_size(self, task_id: str) -> int:
-        """Return the size of the hub's copy of a task's output."""
-        path = self.runner.log_path(task_id)
-        return path.stat().st_size if path.exists() else 0
 
     # -- projects and hosts ------------------------------------------------------------
     def register_project(self, body: dict[str, Any]) -> Project:
@@ -270,7 +328,7 @@ class Dobby:
     def hosts_view(self) -> dict[str, Any]:
         """Return every host with its state and running tasks."""
         running: dict[str, list[str]] = {}
-        for task in self.store.tasks(status=TaskStatus.RUNNING.value):
+        for task in self._running():
             running.setdefault(task.host or "", []).append(task.id)
         hosts = []
         for name, host in sorted(self.hosts.hosts.items()):

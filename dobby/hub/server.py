@@ -10,7 +10,7 @@ from typing import Any
 
 from dobby.core.config import Settings, load_settings
 from dobby.hub.app import make_app
-from dobby.hub.core import Dobby
+from dobby.hub.core import Hub
 
 log = logging.getLogger("dobby.hub")
 
@@ -20,9 +20,9 @@ async def run_hub(
 ) -> None:
     """Serve until ``stop`` is set (or a signal arrives)."""
     settings.validate()
-    dobby = Dobby(settings=settings)
-    await dobby.start()
-    app = make_app(dobby)
+    hub = Hub(settings=settings)
+    await hub.start()
+    app = make_app(hub)
     server = app.listen(settings.port, address=settings.host, xheaders=False)
     log.info(
         "dobby hub listening on http://%s:%s (state in %s)",
@@ -43,7 +43,7 @@ async def run_hub(
         await stop.wait()
     finally:
         server.stop()
-        await dobby.stop()
+        await hub.stop()
         log.info("dobby hub stopped")
 
 

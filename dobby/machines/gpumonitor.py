@@ -14,10 +14,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dobby.core.errors import NotFound, TransportError
-from dobby.core.models import Task, TaskStatus
+from dobby.core.events import EventBus
+from dobby.core.models import Task
+from dobby.core.ports import Kick, SaveTask
 from dobby.core.timefmt import utcnow
 from dobby.machines.gpu import (
     NO_GPU_EXITS,
@@ -33,9 +35,6 @@ from dobby.machines.gpu import (
     task_memory,
 )
 from dobby.machines.hosts import HostManager
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.machines.gpu")
 
@@ -249,33 +248,41 @@ class GpuMonitor:
             )
 
 
-def make_gpu_monitor(dobby: Dobby) -> GpuMonitor:
-    """Return the hub's GPU monitor, wired to its tasks and scheduler."""
+def make_gpu_monitor(
+    *,
+    hosts: HostManager,
+    interval: float,
+    running: Callable[[], list[Task]],
+    save: SaveTask,
+    bus: EventBus,
+    kick: Kick,
+) -> GpuMonitor:
+    """Return the hub's GPU monitor, wired to its running tasks and scheduler."""
 
     last: dict[str, dict[str, Any]] = {}
 
     def running_on(host: str) -> list[str]:
-        return [t.id for t in dobby.store.tasks(status=TaskStatus.RUNNING.value) if t.host == host]
+        return [t.id for t in running() if t.host == host]
 
     def updated(host: str, result: HostGpus) -> None:
         # Per-task GPU memory, matched by session: shown in the task JSON and `dobby status`.
         used = task_memory(result)
-        for task in dobby.store.tasks(status=TaskStatus.RUNNING.value):
+        for task in running():
             if task.host != host or not (task.gpus or task.id in used):
                 continue
             value = used.get(task.id, 0) if result.gpus else None
             if value != task.gpu_memory_mib:
                 task.gpu_memory_mib = value
-                dobby.save(task)
+                save(task)
         summary = _summary(result)
         if last.get(host) != summary:  # not every poll: only what a person would notice
             last[host] = summary
-            dobby.bus.publish("gpus.updated", data={"host": host, **summary})
-        dobby.scheduler.kick()  # a GPU may have come free
+            bus.publish("gpus.updated", data={"host": host, **summary})
+        kick()  # a GPU may have come free
 
     return GpuMonitor(
-        hosts=dobby.hosts,
-        interval=dobby.settings.gpu_poll_interval,
+        hosts=hosts,
+        interval=interval,
         running_on=running_on,
         on_update=updated,
     )

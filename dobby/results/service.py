@@ -1,5 +1,5 @@
 """The hub's results operations: result views, detail-status, artifacts, diff and merge,
-stats, export/import and host cleanup. HTTP handlers call these; the Dobby service owns one.
+stats, export/import and host cleanup. HTTP handlers call these; the hub core owns one.
 """
 
 from __future__ import annotations
@@ -8,22 +8,25 @@ import asyncio
 import datetime as _dt
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dobby.backends.pricing import ModelPrice
+from dobby.core.config import Settings
 from dobby.core.errors import Conflict, NotFound, TransportError, ValidationError
-from dobby.core.events import Event
+from dobby.core.events import Event, EventBus
 from dobby.core.models import Task, TaskStatus
+from dobby.core.ports import SaveTask
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import results as remote
 from dobby.results import artifacts, export, followup, gc, gitback, stats
 from dobby.results.detail import Detail
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.store.db import Store
+from dobby.store.git import RepoLocks
+from dobby.store.tasklog import TaskLogs
+from dobby.transport import Transport
 
 log = logging.getLogger("dobby.results")
 
@@ -49,8 +52,25 @@ class _Cached:
 class ResultsService:
     """Everything a user gets back from tasks, over the hub's store, runner and hosts."""
 
-    def __init__(self, *, dobby: Dobby, prices: Mapping[str, ModelPrice]) -> None:
-        self.dobby = dobby
+    def __init__(
+        self,
+        *,
+        store: Store,
+        logs: TaskLogs,
+        locks: RepoLocks,
+        bus: EventBus,
+        settings: Settings,
+        save: SaveTask,
+        transport: Callable[[str], Transport],
+        prices: Mapping[str, ModelPrice],
+    ) -> None:
+        self.store = store
+        self.logs = logs
+        self.locks = locks
+        self.bus = bus
+        self.settings = settings
+        self._save = save
+        self._transport = transport
         self.prices = prices
         self._details: dict[str, _Cached] = {}
         self._children: dict[str, list[str]] | None = None  # built on first use
@@ -60,12 +80,12 @@ class ResultsService:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Follow task events and start the retention sweeper."""
-        self.dobby.bus.subscribe(self._on_event)
+        self.bus.subscribe(self._on_event)
         self._sweeper = asyncio.ensure_future(self._sweep_loop())
 
     async def stop(self) -> None:
         """Stop the sweeper."""
-        self.dobby.bus.unsubscribe(self._on_event)
+        self.bus.unsubscribe(self._on_event)
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -75,14 +95,14 @@ class ResultsService:
             parent = event.data.get("resume")
             if parent and event.task_id not in self._children.get(parent, []):
                 self._children.setdefault(parent, []).append(str(event.task_id))
-        elif event.type == "task.finished" and self.dobby.settings.host_retention <= 0:
+        elif event.type == "task.finished" and self.settings.host_retention <= 0:
             self._wake.set()
 
     # -- results -------------------------------------------------------------------------
     def result(self, task_id: str) -> dict[str, Any]:
         """Return the result of one task, with its follow-up chain."""
-        task = self.dobby.get_task(task_id)
-        return self._result(task, chain=followup.chain(task, self.dobby.get_task))
+        task = self.store.get_task(task_id)
+        return self._result(task, chain=followup.chain(task, self.store.get_task))
 
     def _result(self, task: Task, *, chain: list[str] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"task_id": task.id}
@@ -99,27 +119,27 @@ class ResultsService:
     ) -> list[dict[str, Any]]:
         """Return results newest first (finished tasks unless ``status`` says otherwise)."""
         if project is not None:
-            self.dobby.store.get_project(project)
-        tasks = self.dobby.store.tasks(project=project, status=status or FINISHED)
+            self.store.get_project(project)
+        tasks = self.store.tasks(project=project, status=status or FINISHED)
         tasks = tasks[:limit] if limit else tasks
-        return [self._result(t, chain=followup.chain(t, self.dobby.get_task)) for t in tasks]
+        return [self._result(t, chain=followup.chain(t, self.store.get_task)) for t in tasks]
 
     def children(self) -> dict[str, list[str]]:
         """Return parent id → follow-up ids (indexed once, then kept by task.created)."""
         if self._children is None:
-            self._children = followup.children(self.dobby.store.tasks())
+            self._children = followup.children(self.store.tasks())
         return self._children
 
     # -- detail-status -------------------------------------------------------------------
     def detail_status(self, task_id: str) -> dict[str, Any]:
         """Return what the task's agent is doing now (or did), from its output so far."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         cached = self._details.get(task.id)
-        size = self.dobby.log_size(task.id)
+        size = self.logs.size(task.id)
         if cached is None or cached.attempt != task.attempt or cached.offset > size:
             cached = _Cached(detail=self._new_detail(task), attempt=task.attempt)
         while cached.offset < size:
-            data, _ = self.dobby.read_log(task.id, cached.offset, READ_CHUNK)
+            data, _ = self.logs.read(task.id, cached.offset, READ_CHUNK)
             cut = data.rfind(b"\n") + 1
             if task.state.finished and len(data) < READ_CHUNK:
                 cut = len(data)  # the last line may lack its newline
@@ -150,7 +170,7 @@ class ResultsService:
         return out
 
     def _new_detail(self, task: Task) -> Detail:
-        parent = followup.parent_of(task, self.dobby.get_task)
+        parent = followup.parent_of(task, self.store.get_task)
         baseline = parent.tokens if parent is not None and parent.backend == "codex" else None
         return Detail(
             backend=task.backend,
@@ -161,11 +181,11 @@ class ResultsService:
 
     # -- artifacts -----------------------------------------------------------------------
     def _artifact_root(self, task_id: str) -> Path:
-        return self.dobby.runner.task_dir(task_id) / "artifacts"
+        return self.logs.task_dir(task_id) / "artifacts"
 
     def artifacts(self, task_id: str) -> dict[str, Any]:
         """Return ``{task_id, artifacts: [{name, size}]}``."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         return {
             "task_id": task.id,
             "artifacts": artifacts.list_artifacts(self._artifact_root(task.id)),
@@ -173,18 +193,18 @@ class ResultsService:
 
     def artifact_file(self, task_id: str, name: str) -> Path:
         """Return the file of one artifact; refuse names outside the task's artifacts."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         return artifacts.artifact_path(self._artifact_root(task.id), name)
 
     # -- git -----------------------------------------------------------------------------
     def _git_task(self, task_id: str) -> tuple[Task, str]:
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         if not task.project:
             raise Conflict(f"task {task.id} has no project: there is no git work to show")
         if not task.head_commit or not task.base_commit:
             why = task.collect_error or f"task {task.id} is {task.status}"
             raise Conflict(f"no work of task {task.id} came back yet ({why})")
-        return task, self.dobby.store.get_project(task.project).path
+        return task, self.store.get_project(task.project).path
 
     async def diff(self, task_id: str) -> dict[str, Any]:
         """Return the task's diff (base..head) as text, with its stat."""
@@ -205,13 +225,13 @@ class ResultsService:
         """Merge the task's branch into the project's checkout, or raise why it cannot."""
         task, path = self._git_task(task_id)
         outcome = await gitback.merge(
-            task=task, project_path=path, lock=self.dobby.runner.git_lock(task.project or "")
+            task=task, project_path=path, lock=self.locks.project(task.project or "")
         )
         if not outcome["already"]:
-            current = self.dobby.get_task(task.id)
+            current = self.store.get_task(task.id)
             current.merged_at = utcnow()
             current.merge_commit = outcome["commit"]
-            self.dobby.save(current)
+            self._save(current)
         return {"task_id": task.id, **outcome}
 
     # -- stats, export, import -----------------------------------------------------------
@@ -220,8 +240,8 @@ class ResultsService:
         now = _dt.datetime.now(_dt.UTC)
         window = stats.parse_since(since, now)
         if project is not None:
-            self.dobby.store.get_project(project)
-        return stats.compute(self.dobby.store.tasks(), now=now, since=window, project=project)
+            self.store.get_project(project)
+        return stats.compute(self.store.tasks(), now=now, since=window, project=project)
 
     def export(
         self, *, fmt: str = "csv", project: str | None = None, since: str | None = None
@@ -231,10 +251,10 @@ class ResultsService:
             raise ValidationError(f"invalid format {fmt!r} (choose {', '.join(export.FORMATS)})")
         window = stats.parse_since(since, _dt.datetime.now(_dt.UTC))
         if project is not None:
-            self.dobby.store.get_project(project)
+            self.store.get_project(project)
 
         def docs() -> Iterator[dict[str, Any]]:
-            for doc in self.dobby.store.iter_task_docs(project=project):
+            for doc in self.store.iter_task_docs(project=project):
                 if window is None or stats.in_window(Task.from_dict(doc), window):
                     yield doc
 
@@ -246,14 +266,14 @@ class ResultsService:
         tasks = [export.check_task(doc, i) for i, doc in enumerate(docs)]
         fresh, existing, unfinished, seen = [], [], [], set()
         for task in tasks:
-            if task.id in seen or self.dobby.store.has_task(task.id):
+            if task.id in seen or self.store.has_task(task.id):
                 existing.append(task.id)
             elif not task.state.finished:
                 unfinished.append(task.id)  # it belongs to the hub that runs it
             else:
                 fresh.append(task.to_dict())
             seen.add(task.id)
-        self.dobby.store.import_finished(fresh)
+        self.store.import_finished(fresh)
         self._children = None
         return {
             "imported": len(fresh),
@@ -264,10 +284,10 @@ class ResultsService:
     # -- host cleanup --------------------------------------------------------------------
     async def gc(self, *, older_than: float | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Free finished tasks' directories on their hosts; report what was (or would be) freed."""
-        retention = self.dobby.settings.host_retention if older_than is None else older_than
+        retention = self.settings.host_retention if older_than is None else older_than
         if retention < 0:
             raise ValidationError("'older_than' must be >= 0 seconds")
-        items = gc.plan(self.dobby.store.tasks(), now=time.time(), older_than=retention)
+        items = gc.plan(self.store.tasks(), now=time.time(), older_than=retention)
         by_host: dict[str, list[remote.GcItem]] = {}
         for item in items:
             by_host.setdefault(item.host, []).append(item)
@@ -294,18 +314,18 @@ class ResultsService:
     ) -> tuple[dict[str, int], list[str], str | None]:
         # Re-check right before acting: a follow-up may have been queued since the plan.
         active = {
-            followup.worktree_id(t, self.dobby.get_task)
-            for t in self.dobby.store.tasks(status=("pending", "running", "draft"))
+            followup.worktree_id(t, self.store.get_task)
+            for t in self.store.tasks(status=("pending", "running", "draft"))
         }
         items = [
             remote.GcItem(
                 i.task_id, i.host, i.project, None if i.worktree in active else i.worktree
             )
             for i in items
-            if self.dobby.get_task(i.task_id).state.finished
+            if self.store.get_task(i.task_id).state.finished
         ]
         try:
-            transport = self.dobby.hosts.transport(host)
+            transport = self._transport(host)
             await transport.connect()
             script = remote.render_gc(workdir=transport.workdir, items=items, dry_run=dry_run)
             res = await transport.run(script, timeout=600)
@@ -317,17 +337,17 @@ class ResultsService:
 
     def _mark_cleaned(self, task_id: str) -> None:
         try:
-            task = self.dobby.get_task(task_id)
+            task = self.store.get_task(task_id)
         except NotFound:
             return
         task.host_cleaned_at = utcnow()
-        self.dobby.save(task)
+        self._save(task)
 
     async def _sweep_loop(self) -> None:
         """Apply the retention periodically, and after each task when the retention is 0."""
         while True:
             # A sweep reads every task: not at start (a slower start), but after one interval.
-            retention = self.dobby.settings.host_retention
+            retention = self.settings.host_retention
             interval = min(max(retention / 10, 60.0), 3600.0)
             try:
                 await asyncio.wait_for(self._wake.wait(), interval)

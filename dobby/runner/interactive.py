@@ -13,22 +13,22 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from dobby.backends import get_backend
 from dobby.backends.base import permissions_of
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
 from dobby.core.models import Host, Permissions, Reason, Task, TaskStatus
+from dobby.core.ports import SaveTask
 from dobby.core.timefmt import utcnow
 from dobby.hostside import scripts
+from dobby.machines.hosts import HostManager
 from dobby.results.collect import Outputs, collect_outputs
-from dobby.scheduler.capacity import eligible
+from dobby.runner.runner import Runner
+from dobby.store.db import Store
 from dobby.store.git import head_commit
 from dobby.transport import Transport
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
 
 log = logging.getLogger("dobby.runner.interactive")
 
@@ -116,11 +116,26 @@ async def _read(transport: Transport, path: str) -> bytes | None:
         transport.release(path)  # a one-off read: keep no SFTP handle open
 
 
+ChooseHost = Callable[[Task, str | None], str]  # (session, host asked for) -> host name
+
+
 class RemoteSessions:
     """Open, watch and list the interactive sessions of the hub."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(
+        self,
+        *,
+        store: Store,
+        hosts: HostManager,
+        runner: Runner,
+        save: SaveTask,
+        choose_host: ChooseHost,
+    ) -> None:
+        self.store = store
+        self.hosts = hosts
+        self.runner = runner
+        self._save = save
+        self._choose_host = choose_host
         self._launching: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -137,7 +152,7 @@ class RemoteSessions:
     def sessions(self, *, include_finished: bool = False) -> list[Task]:
         """Return interactive sessions, newest first (running ones only by default)."""
         status = None if include_finished else TaskStatus.RUNNING.value
-        return [t for t in self.dobby.store.tasks(status=status) if t.kind == KIND]
+        return [t for t in self.store.tasks(status=status) if t.kind == KIND]
 
     # -- open --------------------------------------------------------------------------
     async def open(self, body: Any) -> Task:
@@ -152,7 +167,7 @@ class RemoteSessions:
             raise ValidationError(f"invalid backend '{backend}' (choose {', '.join(BACKENDS)})")
         project = body.get("project") or None
         if project:
-            self.dobby.store.get_project(project)
+            self.store.get_project(project)
         prompt = body.get("prompt") or ""
         if not isinstance(prompt, str) or "\x00" in prompt:
             raise ValidationError("'prompt' must be a string without NUL bytes")
@@ -164,13 +179,13 @@ class RemoteSessions:
             title=body.get("title") or f"remote {backend}" + (f" on {project}" if project else ""),
             kind=KIND,
         )
-        task.host = self._pick_host(task, body.get("host") or None)
+        task.host = self._choose_host(task, body.get("host") or None)
         # Running from the start: the scheduler never sees it as pending work.
         task.status = TaskStatus.RUNNING.value
         task.waiting_on = None
         task.started_at = utcnow()
         self._launching.add(task.id)
-        self.dobby.save(task, "task.created")
+        self._save(task, "task.created")
         try:
             await self._launch(task, has_prompt=bool(prompt))
         except (DispatchError, TransportError, ValidationError, OSError) as exc:
@@ -178,42 +193,22 @@ class RemoteSessions:
             task.reason = Reason.DISPATCH_ERROR.value
             task.error = str(exc)
             task.finished_at = utcnow()
-            self.dobby.save(task, "task.finished")
+            self._save(task, "task.finished")
             raise DispatchError(str(exc)) from exc
         finally:
             self._launching.discard(task.id)
-        self.dobby.hosts.record(task.host or "", ok=True)
-        self.dobby.save(task, "task.started")
+        self.hosts.record(task.host or "", ok=True)
+        self._save(task, "task.started")
         return task
 
-    def _pick_host(self, task: Task, wanted: str | None) -> str:
-        hosts = self.dobby.hosts.hosts
-        if wanted:
-            host = self.dobby.hosts.get(wanted)
-            if task.backend not in host.backends:
-                raise ValidationError(f"host {wanted} does not run {task.backend}")
-            return wanted
-        running: dict[str, int] = {}
-        for t in self.dobby.store.tasks(status=TaskStatus.RUNNING.value):
-            running[t.host or ""] = running.get(t.host or "", 0) + 1
-        states = self.dobby.hosts.states
-        found = [
-            h
-            for h in hosts.values()
-            if eligible(task, h) and getattr(states.get(h.name), "reachable", None) is not False
-        ]
-        if not found:
-            raise ValidationError(f"no reachable host runs {task.backend}; name one with --host")
-        return min(found, key=lambda h: (running.get(h.name, 0), h.name)).name
-
     async def _launch(self, task: Task, *, has_prompt: bool) -> None:
-        host = self.dobby.hosts.get(task.host or "")
-        transport = self.dobby.hosts.transport(host.name)
+        host = self.hosts.get(task.host or "")
+        transport = self.hosts.transport(host.name)
         await transport.connect()
         paths = scripts.TaskPaths(workdir=transport.workdir, task_id=task.id)
         base = None
         if task.project:
-            base = await head_commit(self.dobby.store.get_project(task.project).path)
+            base = await head_commit(self.store.get_project(task.project).path)
             task.base_commit = base
             task.branch = f"dobby/{task.id}"
         perms = permissions_of(host)
@@ -234,7 +229,7 @@ class RemoteSessions:
         res = await transport.run(launch, timeout=60)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
             # The same delivery as a task's: an incremental git bundle into the host's mirror.
-            await self.dobby.runner._deliver(  # noqa: SLF001 - shared delivery path
+            await self.runner.deliver(
                 task.project, base, res.stdout.strip() or None, transport, paths
             )
             res = await transport.run(launch, timeout=60)
@@ -290,7 +285,7 @@ class RemoteSessions:
                 if task.id in self._launching:
                     continue
                 try:
-                    state = await self.dobby.runner.session_state(task)
+                    state = await self.runner.session_state(task)
                 except (TransportError, NotFound, TimeoutError) as exc:
                     log.debug("cannot check session %s: %s", task.id, exc)
                     continue
@@ -304,22 +299,22 @@ class RemoteSessions:
         if not task.project:
             return None
         try:
-            transport = self.dobby.hosts.transport(task.host or "")
+            transport = self.hosts.transport(task.host or "")
             await transport.connect()
             return await collect_outputs(
                 task=task,
                 transport=transport,
                 paths=scripts.TaskPaths(workdir=transport.workdir, task_id=task.id),
-                project_path=self.dobby.store.get_project(task.project).path,
-                results_dir=self.dobby.runner.task_dir(task.id),
-                lock=self.dobby.runner.git_lock(task.project),
+                project_path=self.store.get_project(task.project).path,
+                results_dir=self.runner.logs.task_dir(task.id),
+                lock=self.runner.locks.project(task.project),
             )
         except (TransportError, NotFound) as exc:
             log.warning("cannot bring back session %s: %s", task.id, exc)
             return None
 
     def _ended(self, task_id: str, exit_text: str, outputs: Outputs | None = None) -> None:
-        current = self.dobby.get_task(task_id)
+        current = self.store.get_task(task_id)
         if current.status != TaskStatus.RUNNING.value:
             return
         if outputs is not None:
@@ -338,4 +333,4 @@ class RemoteSessions:
                 if code is not None
                 else "the tmux session ended without an exit code (killed?)"
             )
-        self.dobby.save(current, "task.finished")
+        self._save(current, "task.finished")

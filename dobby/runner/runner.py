@@ -1,8 +1,8 @@
 """Launch a task on its host, follow its output by byte offset, collect its result.
 
-The hub's copy of a task's stdout lives in ``results_dir/<id>/out.jsonl`` and only ever
-receives whole lines; its size *is* the follower's offset. So a hub killed at any instant
-resumes exactly where its copy ends: no gap, no duplicate line.
+The hub's copy of a task's stdout (:mod:`dobby.store.tasklog`) only ever receives whole
+lines; its size *is* the follower's offset. So a hub killed at any instant resumes exactly
+where its copy ends: no gap, no duplicate line.
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, TransportError
 from dobby.core.models import Reason, Result, Task, TaskStatus
-from dobby.core.timefmt import utcnow
+from dobby.core.ports import GetTask, SaveTask
+from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
 from dobby.results import followup
 from dobby.results.collect import collect_outputs
-from dobby.store.git import create_bundle, head_commit
+from dobby.store import tasklog
+from dobby.store.git import RepoLocks, create_bundle, head_commit
+from dobby.store.tasklog import LogWriter, TaskLogs
 from dobby.transport import Transport
 
 log = logging.getLogger("dobby.runner")
@@ -59,33 +61,24 @@ class Runner:
         self,
         *,
         hosts: HostManager,
-        results_dir: Path,
-        get_task: Callable[[str], Task],
-        save: Callable[[Task, str], None],
+        logs: TaskLogs,
+        locks: RepoLocks,
+        get_task: GetTask,
+        save: SaveTask,
         publish_log: Callable[[Task, dict[str, Any]], None],
         project_path: Callable[[str], str],
         prices: Mapping[str, ModelPrice],
     ) -> None:
         self.hosts = hosts
-        self.results_dir = results_dir
+        self.logs = logs
+        self.locks = locks
         self._get_task = get_task
         self._save = save
         self._publish_log = publish_log
         self._project_path = project_path
         self._prices = prices
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._git_locks: dict[str, asyncio.Lock] = {}
-
-    # -- local copies -------------------------------------------------------------------
-    def task_dir(self, task_id: str) -> Path:
-        return self.results_dir / task_id
-
-    def log_path(self, task_id: str) -> Path:
-        return self.task_dir(task_id) / "out.jsonl"
-
-    def git_lock(self, project: str) -> asyncio.Lock:
-        """Return the lock serialising writes to a project's repository on the hub."""
-        return self._git_locks.setdefault(project, asyncio.Lock())
+        self._deliveries: dict[str, asyncio.Lock] = {}
 
     async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
         assert task.host is not None
@@ -137,7 +130,7 @@ class Runner:
         )
         res = await transport.run(launch, timeout=60)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
-            await self._deliver(task.project, base, res.stdout.strip() or None, transport, paths)
+            await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
             res = await transport.run(launch, timeout=60)
         if not res.ok:
             raise DispatchError(
@@ -146,7 +139,7 @@ class Runner:
             )
         self.hosts.record(task.host or "", ok=True)
 
-    async def _deliver(
+    async def deliver(
         self,
         project: str,
         base: str,
@@ -154,13 +147,17 @@ class Runner:
         transport: Transport,
         paths: scripts.TaskPaths,
     ) -> None:
+        """Send ``base`` of a project into the host's mirror as an incremental git bundle.
+
+        ``have`` is what the launch script found in the mirror (None: nothing yet).
+        """
         # Two tasks of one project starting together on one host must not init or fetch
         # into the host's mirror at the same time.
-        delivery = self._git_locks.setdefault(f"{transport.host.name}\0{project}", asyncio.Lock())
-        async with delivery:
+        key = f"{transport.host.name}\0{project}"
+        async with self._deliveries.setdefault(key, asyncio.Lock()):
             with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
                 local = os.path.join(tmp, f"{project}.bundle")
-                async with self.git_lock(project):
+                async with self.locks.project(project):
                     await create_bundle(self._project_path(project), local, base=base, have=have)
                 remote = paths.file("project.bundle")
                 await transport.put_file(local, remote)
@@ -198,15 +195,12 @@ class Runner:
             self._followers.pop(task_id, None)
 
     async def _follow_loop(self, task_id: str, adopt: bool) -> None:
-        local = self.log_path(task_id)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        offset = local.stat().st_size if local.exists() else 0
         last_data = time.monotonic()
         interval = FAST_POLL
         last_probe = 0.0 if adopt else time.monotonic()
         failures = 0
         draining = False  # exit seen: one more read, issued after it, gets the last lines
-        with open(local, "ab") as sink:
+        with self.logs.writer(task_id) as sink:
             while True:
                 task = self._get_task(task_id)
                 if task.status != TaskStatus.RUNNING.value:
@@ -214,7 +208,7 @@ class Runner:
                 try:
                     transport, paths = await self._paths(task)
                     data, exit_text = await asyncio.gather(
-                        transport.read_from(paths.file("out.jsonl"), offset, READ_LIMIT),
+                        transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
                         transport.read_from(paths.file("exit"), 0, 64),
                     )
                     failures = 0
@@ -226,7 +220,7 @@ class Runner:
                 self.hosts.record(task.host or "", ok=True)
                 now = time.monotonic()
                 if data:
-                    offset += self._append(task, sink, offset, data, final=draining)
+                    self._append(task, sink, data, final=draining)
                     if len(data) >= READ_LIMIT:
                         continue
                     last_data = now
@@ -253,30 +247,17 @@ class Runner:
                 interval = next_poll(interval, now - last_data)
                 await asyncio.sleep(interval)
 
-    def _append(self, task: Task, sink: Any, offset: int, data: bytes, *, final: bool) -> int:
-        """Append whole lines to the local copy and publish them; return bytes consumed."""
-        cut = data.rfind(b"\n") + 1
-        if final and cut < len(data):
-            cut = len(data)  # the agent ended without a newline: keep its last line
-        if cut == 0:
-            return 0
-        chunk = data[:cut]
-        sink.write(chunk)
-        sink.flush()
-        os.fsync(sink.fileno())
-        backend = get_backend(task.backend)
-        events: list[dict[str, Any]] = []
-        text = chunk.decode("utf-8", "replace")
-        for line in text.splitlines():
-            events.extend(e.to_dict() for e in backend.render(line))
-        self._publish_log(task, {"offset": offset, "next_offset": offset + cut, "events": events})
-        return cut
+    def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> None:
+        """Append the whole lines of ``data`` to the hub's copy and publish their events."""
+        offset = sink.size
+        chunk = sink.append(data, final=final)  # final: the agent ended without a newline
+        if chunk:
+            events = tasklog.events(task.backend, chunk)
+            self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
 
     def _timed_out(self, task: Task) -> bool:
         if not task.timeout or not task.started_at:
             return False
-        from dobby.core.timefmt import parse_time
-
         started = parse_time(task.started_at).timestamp()
         return time.time() - started > task.timeout + TIMEOUT_GRACE
 
@@ -301,27 +282,26 @@ class Runner:
         self, task: Task, transport: Transport, paths: scripts.TaskPaths, exit_code: int | None
     ) -> None:
         err = await transport.read_from(paths.file("err.log"), 0, 1 << 20) or b""
-        (self.task_dir(task.id) / "err.log").write_bytes(err)
+        (self.logs.task_dir(task.id) / "err.log").write_bytes(err)
         stderr_tail = err[-4000:].decode("utf-8", "replace")
         backend = get_backend(task.backend)
         host_facts = await self._host_facts(backend, transport, paths)
-        with open(self.log_path(task.id), encoding="utf-8", errors="replace") as fh:
-            result = backend.collect(
-                fh,
-                exit_code=exit_code,
-                stderr_tail=stderr_tail,
-                model=task.model,
-                prices=self._prices,
-                host_facts=host_facts,
-                now=time.time(),
-            )
+        result = backend.collect(
+            self.logs.lines(task.id),
+            exit_code=exit_code,
+            stderr_tail=stderr_tail,
+            model=task.model,
+            prices=self._prices,
+            host_facts=host_facts,
+            now=time.time(),
+        )
         outputs = await collect_outputs(
             task=task,
             transport=transport,
             paths=paths,
             project_path=self._project_path(task.project) if task.project else None,
-            results_dir=self.task_dir(task.id),
-            lock=self.git_lock(task.project or ""),
+            results_dir=self.logs.task_dir(task.id),
+            lock=self.locks.project(task.project or ""),
         )
         current = self._get_task(task.id)
         if current.status != TaskStatus.RUNNING.value:

@@ -7,17 +7,18 @@ Every task is validated and placed before the first one is stored.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.events import EventBus
 from dobby.core.models import Batch, Task, TaskStatus
+from dobby.core.ports import SaveTask
 from dobby.scheduler import deps
 from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_batch
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.scheduler.intake import Intake
+from dobby.store.db import Store
 
 
 def _spec(body: Any) -> BatchSpec:
@@ -35,8 +36,11 @@ def _spec(body: Any) -> BatchSpec:
 class Batches:
     """Submit and report on batches."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(self, *, store: Store, bus: EventBus, save: SaveTask, intake: Intake) -> None:
+        self.store = store
+        self.bus = bus
+        self._save = save
+        self.intake = intake
 
     def submit(self, body: Any) -> dict[str, Any]:
         """Validate every task of a batch, then queue them all; return the batch view."""
@@ -64,11 +68,11 @@ class Batches:
             task.batch_id = batch.id
             if entry.body.get("draft"):
                 task.status, task.waiting_on = TaskStatus.DRAFT.value, "approval"
-                self.dobby.save(task, "task.created")
+                self._save(task, "task.created")
             else:
-                self.dobby.intake.enqueue(task, "task.created")
-        self.dobby.store.put_batch(batch)
-        self.dobby.bus.publish("batch.created", data=batch.to_dict())
+                self.intake.enqueue(task, "task.created")
+        self.store.put_batch(batch)
+        self.bus.publish("batch.created", data=batch.to_dict())
         return self.view(batch.id)
 
     def _build(self, entry: Entry, file: str, names: dict[str, int]) -> Task:
@@ -81,7 +85,7 @@ class Batches:
         if outside:
             body["after"] = outside
         try:
-            task, flags = self.dobby.intake.build(body)
+            task, flags = self.intake.build(body)
         except DobbyError as exc:
             message = str(exc)
             if message.startswith("unknown task id(s) in 'after'"):
@@ -93,13 +97,13 @@ class Batches:
 
     def view(self, batch_id: str) -> dict[str, Any]:
         """Return a batch with counts by status, cost so far and each task."""
-        batch = self.dobby.store.get_batch(batch_id)
+        batch = self.store.get_batch(batch_id)
         counts: dict[str, int] = {}
         cost = 0.0
         tasks = []
         for ref in batch.tasks:
             try:
-                task = self.dobby.get_task(ref["id"])
+                task = self.store.get_task(ref["id"])
             except DobbyError:
                 continue
             counts[task.status] = counts.get(task.status, 0) + 1
@@ -118,7 +122,7 @@ class Batches:
     def list(self) -> list[dict[str, Any]]:
         """Return every batch with its counts (no task bodies), newest first."""
         out = []
-        for batch in self.dobby.store.batches():
+        for batch in self.store.batches():
             view = self.view(batch.id)
             view.pop("tasks")
             out.append(view)

@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dobby.core.errors import NoEligibleHost, NotFound
+from dobby.core.errors import NoEligibleHost, NotFound, ValidationError
 from dobby.core.models import Host, Task
 
 DEFAULT_PROJECT_LIMIT = 1
@@ -167,3 +167,22 @@ class HostIndex:
                 return slot, ""
         self._full.add(sig)
         return None, WAIT_CAPACITY
+
+
+def choose_session_host(task: Task, slots: Sequence[HostSlot], wanted: str | None) -> str:
+    """Return the host of an interactive session: ``wanted``, else the least busy one.
+
+    A session is not queued: it starts now on a host that runs its backend and is not known to
+    be unreachable, the one running the fewest tasks (ties by name).
+    """
+    if wanted:
+        slot = next((s for s in slots if s.host.name == wanted), None)
+        if slot is None:
+            raise NotFound(f"unknown host '{wanted}'")
+        if task.backend not in slot.host.backends:
+            raise ValidationError(f"host {wanted} does not run {task.backend}")
+        return wanted
+    found = [s for s in slots if eligible(task, s.host) and s.reachable is not False]
+    if not found:
+        raise ValidationError(f"no reachable host runs {task.backend}; name one with --host")
+    return min(found, key=lambda s: (s.running, s.host.name)).host.name

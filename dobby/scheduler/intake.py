@@ -1,25 +1,28 @@
 """Requests in, tasks out: submit, drafts and agent plans, edits, approve/reject, retry.
 
 The hub's operations on tasks that the scheduler owns. Every input is validated in full before
-anything is stored, and every change goes through ``Dobby.save`` (store write, then event).
+anything is stored, and every change goes through ``save`` (store write, then event).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from dobby.core.config import Settings
 from dobby.core.errors import Conflict, NotFound, ValidationError
+from dobby.core.events import EventBus
 from dobby.core.models import Project, Reason, Task, TaskStatus
+from dobby.core.ports import CancelTask, Kick, SaveTask
 from dobby.core.timefmt import utcnow
 from dobby.core.validate import validate_submit
+from dobby.machines.hosts import HostManager
 from dobby.scheduler import deps
 from dobby.scheduler.capacity import check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.store.db import Store
+from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -47,18 +50,38 @@ AUTO_RETRY_REASONS = (Reason.HOST_LOST.value, Reason.DISPATCH_ERROR.value)
 class Intake:
     """Create, edit, approve and re-queue tasks."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(
+        self,
+        *,
+        store: Store,
+        logs: TaskLogs,
+        bus: EventBus,
+        settings: Settings,
+        hosts: HostManager,
+        save: SaveTask,
+        kick: Kick,
+        is_dispatching: Callable[[str], bool],
+        cancel: CancelTask,
+    ) -> None:
+        self.store = store
+        self.logs = logs
+        self.bus = bus
+        self.settings = settings
+        self.hosts = hosts
+        self._save = save
+        self._kick = kick
+        self._is_dispatching = is_dispatching
+        self._cancel = cancel
 
     # -- building ----------------------------------------------------------------------
     def _project(self, body: Any) -> Project | None:
         name = body.get("project") if isinstance(body, dict) else None
-        return self.dobby.store.get_project(name) if isinstance(name, str) and name else None
+        return self.store.get_project(name) if isinstance(name, str) and name else None
 
     def build(self, body: Any) -> tuple[Task, dict[str, Any]]:
         """Validate a POST /tasks body into an unsaved task (+ draft flags); check placement."""
         project = self._project(body)
-        default_timeout = self.dobby.settings.default_timeout
+        default_timeout = self.settings.default_timeout
         if project is not None and project.default_timeout:
             default_timeout = project.default_timeout
         fields = validate_submit(
@@ -72,7 +95,7 @@ class Intake:
             fields["priority"] = project.default_priority
         task = Task(**fields)
         if flags.get("resume_task"):
-            parent = self.dobby.get_task(flags["resume_task"])
+            parent = self.store.get_task(flags["resume_task"])
             if not parent.session_id:
                 raise ValidationError(f"task {parent.id} has no agent session to resume")
             task.resume = parent.id
@@ -88,7 +111,7 @@ class Intake:
     def check_placement(self, task: Task) -> None:
         """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
         if not task.wait_for_host:
-            check_placeable(task, list(self.dobby.hosts.hosts.values()))
+            check_placeable(task, list(self.hosts.hosts.values()))
 
     def resolve_ids(self, ids: Iterable[str]) -> list[str]:
         """Return full task ids for ids or prefixes; name every unknown one in one error."""
@@ -96,7 +119,7 @@ class Intake:
         unknown: list[str] = []
         for ref in ids:
             try:
-                tid = self.dobby.store.get_task(ref).id
+                tid = self.store.get_task(ref).id
             except NotFound:
                 unknown.append(ref)
                 continue
@@ -118,21 +141,21 @@ class Intake:
     def enqueue(self, task: Task, event: str) -> None:
         """Put a task in the queue (project auto_chain applies here) and save it."""
         if task.project and not task.resume and not task.plan_for:
-            project = self.dobby.store.get_project(task.project)
+            project = self.store.get_project(task.project)
             if project.auto_chain:
                 latest = self.latest_unfinished(task.project, exclude=task.id)
                 if latest and latest not in task.after:
                     task.after = [*task.after, latest]
         task.status = PENDING
         task.queued_at = utcnow()
-        waiting = any(self.dobby.store.task_status(d) != "completed" for d in task.after)
+        waiting = any(self.store.task_status(d) != "completed" for d in task.after)
         task.waiting_on = "dependencies" if waiting else "capacity"
-        self.dobby.save(task, event)
-        self.dobby.scheduler.kick()
+        self._save(task, event)
+        self._kick()
 
     def latest_unfinished(self, project: str, *, exclude: str) -> str | None:
         """Return the newest pending or running task of ``project`` (what auto_chain waits for)."""
-        live = self.dobby.store.tasks(project=project, status=(PENDING, "running"))
+        live = self.store.tasks(project=project, status=(PENDING, "running"))
         live = [t for t in live if t.id != exclude and not t.plan_for]
         return max(live, key=lambda t: (t.queued_at or t.created_at, t.id)).id if live else None
 
@@ -156,17 +179,17 @@ class Intake:
                 plan_for=task.id,
             )
             task.plan_task = planner.id
-        self.dobby.save(task, "task.created")
+        self._save(task, "task.created")
         if planner is not None:
             self.enqueue(planner, "task.created")
         else:
-            self.dobby.bus.publish("task.awaiting_approval", task_id=task.id, data=task.to_dict())
+            self.bus.publish("task.awaiting_approval", task_id=task.id, data=task.to_dict())
         return task
 
     def plan_finished(self, planner: Task) -> None:
         """Attach a finished planning run's result to its draft."""
         try:
-            draft = self.dobby.get_task(planner.plan_for or "")
+            draft = self.store.get_task(planner.plan_for or "")
         except NotFound:
             return
         if draft.status != DRAFT or draft.plan_task != planner.id:
@@ -174,20 +197,20 @@ class Intake:
         if planner.status == TaskStatus.COMPLETED.value and (planner.summary or "").strip():
             draft.plan = planner.summary
             draft.error = None
-            self.dobby.save(draft, "task.awaiting_approval")
+            self._save(draft, "task.awaiting_approval")
             return
         why = planner.error or ("no plan in its output" if planner.status == "completed" else "")
         draft.error = f"planning run {planner.id} {planner.status}: {why}".rstrip(": ")
-        self.dobby.save(draft, "task.awaiting_approval")
+        self._save(draft, "task.awaiting_approval")
 
     # -- drafts ------------------------------------------------------------------------
     def approve(self, task_id: str) -> Task:
         """Queue a draft; with an agent plan, the execution prompt carries the approved plan."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         if task.status != DRAFT:
             raise Conflict(f"task {task.id} is {task.status}: only drafts can be approved")
         if task.plan_task and not (task.plan or "").strip():
-            planner_status = self.dobby.store.task_status(task.plan_task)
+            planner_status = self.store.task_status(task.plan_task)
             if planner_status in (PENDING, "running"):
                 raise Conflict(
                     f"the plan of {task.id} is still being written by task {task.plan_task} "
@@ -205,24 +228,24 @@ class Intake:
 
     async def reject(self, task_id: str) -> Task:
         """Drop a draft (cancelled, error ``rejected``); stop its planning run if it runs."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         if task.status != DRAFT:
             raise Conflict(f"task {task.id} is {task.status}: only drafts can be rejected")
         task.status = TaskStatus.CANCELLED.value
         task.waiting_on = None
         task.error = "rejected"
         task.finished_at = utcnow()
-        self.dobby.save(task, "task.finished")
-        status = self.dobby.store.task_status(task.plan_task) if task.plan_task else None
+        self._save(task, "task.finished")
+        status = self.store.task_status(task.plan_task) if task.plan_task else None
         if task.plan_task and status in (PENDING, "running"):
-            await self.dobby.cancel(task.plan_task)
+            await self._cancel(task.plan_task)
         return task
 
     # -- edit --------------------------------------------------------------------------
     def patch(self, task_id: str, body: dict[str, Any]) -> Task:
         """Edit a draft or a task that has not started."""
-        task = self.dobby.get_task(task_id)
-        if task.status not in (DRAFT, PENDING) or task.id in self.dobby.scheduler.dispatching:
+        task = self.store.get_task(task_id)
+        if task.status not in (DRAFT, PENDING) or self._is_dispatching(task.id):
             raise Conflict(
                 f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
             )
@@ -263,8 +286,8 @@ class Intake:
         if "plan" in body:
             task.plan = plan
         self.check_placement(task)
-        self.dobby.save(task)
-        self.dobby.scheduler.kick()
+        self._save(task)
+        self._kick()
         return task
 
     def _check_cycle(self, task_id: str, after: list[str]) -> None:
@@ -276,7 +299,7 @@ class Intake:
             if tid in graph:
                 continue
             try:
-                graph[tid] = list(self.dobby.get_task(tid).after)
+                graph[tid] = list(self.store.get_task(tid).after)
             except NotFound:
                 graph[tid] = []
             frontier.extend(graph[tid])
@@ -285,7 +308,7 @@ class Intake:
     # -- retry -------------------------------------------------------------------------
     def retry(self, task_id: str, *, cascade: bool = False) -> tuple[Task, list[str]]:
         """Re-queue a failed/cancelled task (and, with ``cascade``, what failed because of it)."""
-        task = self.dobby.get_task(task_id)
+        task = self.store.get_task(task_id)
         if task.kind == "interactive":  # a `dobby remote` session is not a queued task
             raise Conflict(
                 f"task {task.id} is an interactive session: open another with `dobby remote`"
@@ -295,7 +318,7 @@ class Intake:
                 f"task {task.id} is {task.status}: only failed or cancelled tasks can be retried"
             )
         if not cascade:
-            broken = [d for d in task.after if self.dobby.store.task_status(d) in deps.BROKEN]
+            broken = [d for d in task.after if self.store.task_status(d) in deps.BROKEN]
             if broken and task.reason == Reason.DEPENDENCY_FAILED.value:
                 raise Conflict(
                     f"task {task.id} waits for {', '.join(broken)}, which failed: retry that "
@@ -303,7 +326,7 @@ class Intake:
                 )
             self.requeue(task)
             return task, [task.id]
-        everything = {t.id: t for t in self.dobby.store.tasks()}
+        everything = {t.id: t for t in self.store.tasks()}
         ids = deps.cascade(task.id, everything)
         for tid in ids:
             self.requeue(everything[tid] if tid != task.id else task)
@@ -319,7 +342,7 @@ class Intake:
         task.attempt += 1
         for name in (*RUN_FIELDS, "cost_usd", "stale_since"):
             setattr(task, name, None)
-        self.dobby._reset_log(task.id)
+        self.logs.reset(task.id)
         self.enqueue(task, "task.retried")
 
     def auto_retry(self, task: Task) -> bool:
@@ -329,7 +352,7 @@ class Intake:
         if not task.project or not task.host:
             return False
         try:
-            project = self.dobby.store.get_project(task.project)
+            project = self.store.get_project(task.project)
         except NotFound:
             return False
         automatic = sum(1 for a in task.attempts if a.get("reason") in AUTO_RETRY_REASONS)

@@ -13,19 +13,22 @@ import asyncio
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
 
+from dobby.core.config import Settings
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
 from dobby.core.models import Reason, Task, TaskStatus
+from dobby.core.ports import SaveTask
 from dobby.core.timefmt import utcnow
-from dobby.machines.hosts import HostState
+from dobby.machines.hosts import HostManager, HostState
+from dobby.runner.runner import Runner
 from dobby.scheduler import deps
+from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue
+from dobby.scheduler.schedules import Schedules
 from dobby.scheduler.watchdog import Watchdog
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.store.db import Store
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -37,13 +40,38 @@ INTERACTIVE = "interactive"  # `dobby remote` sessions (dobby/remote.py watches 
 class SchedulerLoop:
     """Start pending tasks when capacity allows; re-adopt running ones after a restart."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        hosts: HostManager,
+        runner: Runner,
+        intake: Intake,
+        schedules: Schedules,
+        save: SaveTask,
+        free_gpus: Callable[[Iterable[Task]], Mapping[str, tuple[int, ...]]],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.hosts = hosts
+        self.runner = runner
+        self.intake = intake
+        self.schedules = schedules
+        self._save = save
+        self._free_gpus = free_gpus
         self.dispatching: set[str] = set()
-        self.queue = PendingQueue(aging=dobby.settings.priority_aging)
+        self.queue = PendingQueue(aging=settings.priority_aging)
         self.deps = deps.Tracker()  # which queued tasks wait for dependencies
         self.active: dict[str, Task] = {}  # running or being launched: each holds a slot
-        self.watchdog = Watchdog(dobby=dobby)
+        self.watchdog = Watchdog(
+            store=store,
+            logs=runner.logs,
+            settings=settings,
+            hosts=hosts,
+            save=save,
+            kill=runner.kill,
+        )
         self._finished: list[Task] = []  # finished since the last pass (drafts, auto-retry)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -73,7 +101,7 @@ class SchedulerLoop:
 
     async def start(self) -> None:
         """Load the queue, re-adopt tasks from before a restart, then start the loop."""
-        for task in self.dobby.store.tasks(status=(PENDING, RUNNING)):
+        for task in self.store.tasks(status=(PENDING, RUNNING)):
             self.observe(task)
         await self._recover()
         self._task = asyncio.ensure_future(self._schedule_loop())
@@ -106,7 +134,7 @@ class SchedulerLoop:
                 pass
 
     def _idle_wait(self) -> float:
-        due = self.dobby.schedules.next_due()
+        due = self.schedules.next_due()
         if due is None:
             return IDLE_WAIT
         return min(IDLE_WAIT, max(0.005, due - time.time()))
@@ -114,9 +142,9 @@ class SchedulerLoop:
     def schedule_once(self) -> Plan | None:
         """Fire schedules, settle dependencies, decide what starts now and launch it."""
         self._settle_finished()
-        due = self.dobby.schedules.next_due()
+        due = self.schedules.next_due()
         if due is not None and due <= time.time():
-            self.dobby.schedules.tick()
+            self.schedules.tick()
         if not len(self.queue):
             return None
         blocked = self._blocked()
@@ -124,7 +152,7 @@ class SchedulerLoop:
         started = set()
         for decision in result.decisions:
             try:
-                task = self.dobby.get_task(decision.task_id)
+                task = self.store.get_task(decision.task_id)
             except NotFound:  # deleted behind the scheduler's back
                 self.queue.discard(decision.task_id)
                 continue
@@ -135,7 +163,7 @@ class SchedulerLoop:
             task.gpu_indices = decision.gpus
             task.waiting_on = "dispatch"
             self.dispatching.add(task.id)
-            self.dobby.save(task)
+            self._save(task)
             started.add(task.id)
             launch = asyncio.ensure_future(self._dispatch(task.id))
             self._launches.add(launch)
@@ -155,32 +183,32 @@ class SchedulerLoop:
                 projects[task.project] = projects.get(task.project, 0) + 1
         # GPUs held by running or launching tasks stay reserved (dobby.machines.gpu); freed at
         # the end.
-        gpus_free = self.dobby.gpu.free_gpus(holders)
+        gpus_free = self._free_gpus(holders)
         slots = [
             HostSlot(
                 host=h,
                 running=load.get(n, 0),
-                reachable=(self.dobby.hosts.states.get(n) or HostState()).reachable,
+                reachable=(self.hosts.states.get(n) or HostState()).reachable,
                 gpus_free=gpus_free.get(n, ()),
             )
-            for n, h in self.dobby.hosts.hosts.items()
+            for n, h in self.hosts.hosts.items()
         ]
         return PlanInput(
             pending=self.queue,
             hosts=slots,
             running_total=len(holders),
-            max_total=self.dobby.settings.max_concurrent_agents,
+            max_total=self.settings.max_concurrent_agents,
             busy_projects=projects,
-            project_limits={p.name: p.max_concurrent for p in self.dobby.store.projects()},
+            project_limits={p.name: p.max_concurrent for p in self.store.projects()},
             blocked=blocked,
             busy_schedules={t.schedule_id for t in holders if t.schedule_id},
             now=time.time(),
-            aging=self.dobby.settings.priority_aging,
+            aging=self.settings.priority_aging,
         )
 
     def _blocked(self) -> dict[str, str]:
         """Fail tasks whose dependencies broke (transitively); return the ones still waiting."""
-        while doomed := self.deps.settle(self.dobby.store.task_status):
+        while doomed := self.deps.settle(self.store.task_status):
             for tid, blocked in doomed.items():
                 task = self.queue.get(tid)
                 if task is not None:  # failing it makes its own dependents due a check
@@ -205,7 +233,7 @@ class SchedulerLoop:
                 was = task.waiting_on
                 task.waiting_on = want
                 event = "task.queued" if was == "dependencies" else "task.updated"
-                self.dobby.save(task, event)
+                self._save(task, event)
 
     def _settle_finished(self) -> None:
         """React to tasks that finished since the last pass: plans, automatic retries."""
@@ -213,8 +241,8 @@ class SchedulerLoop:
         for task in finished:
             try:
                 if task.plan_for:
-                    self.dobby.intake.plan_finished(task)
-                self.dobby.intake.auto_retry(task)
+                    self.intake.plan_finished(task)
+                self.intake.auto_retry(task)
             except Exception:  # noqa: BLE001 - one bad task must not stop the others
                 log.exception("settling finished task %s failed", task.id)
 
@@ -224,7 +252,7 @@ class SchedulerLoop:
         task.error = error
         task.waiting_on = None
         task.finished_at = utcnow()
-        self.dobby.save(task, "task.finished")
+        self._save(task, "task.finished")
 
     def _release(self, task_id: str) -> None:
         """Forget a launch: the task no longer holds a slot unless it is running."""
@@ -237,34 +265,34 @@ class SchedulerLoop:
         try:
             # Write-ahead: the host assignment is on disk before the launch, so a hub killed
             # mid-launch finds it (recovery checks the host) instead of launching it twice.
-            await self.dobby.store.durable()
-            task = self.dobby.get_task(task_id)
+            await self.store.durable()
+            task = self.store.get_task(task_id)
             if task.status != PENDING:
                 return  # cancelled before the launch began
             resume_session = None
             if task.resume:
-                resume_session = self.dobby.get_task(task.resume).session_id
+                resume_session = self.store.get_task(task.resume).session_id
             try:
-                await self.dobby.runner.launch(task, resume_session=resume_session)
+                await self.runner.launch(task, resume_session=resume_session)
             except Exception as exc:  # noqa: BLE001 - a launch must never leave a task stuck
                 if not isinstance(exc, DispatchError | TransportError | NotFound | ValidationError):
                     log.exception("launch of %s failed unexpectedly", task_id)
-                current = self.dobby.get_task(task_id)
+                current = self.store.get_task(task_id)
                 if current.status == PENDING:
                     self._release(task_id)
                     self._fail(current, Reason.DISPATCH_ERROR, str(exc) or type(exc).__name__)
                 return
-            current = self.dobby.get_task(task_id)
+            current = self.store.get_task(task_id)
             if current.status != PENDING:
-                await self.dobby.runner.kill(current)  # cancelled while launching
+                await self.runner.kill(current)  # cancelled while launching
                 return
             current.base_commit = task.base_commit
             current.resume = task.resume
             current.status = RUNNING
             current.waiting_on = None
             current.started_at = utcnow()
-            self.dobby.save(current, "task.started")
-            self.dobby.runner.follow(current)
+            self._save(current, "task.started")
+            self.runner.follow(current)
         finally:
             self._release(task_id)
             self.kick()
@@ -275,7 +303,7 @@ class SchedulerLoop:
             if task.kind == INTERACTIVE:
                 continue  # no output to follow: dobby/remote.py watches its session
             log.info("re-adopting running task %s on %s", task.id, task.host)
-            self.dobby.runner.follow(task, adopt=True)
+            self.runner.follow(task, adopt=True)
         for task in self.queue.tasks():
             if task.waiting_on == "dispatch" and task.host:
                 self.dispatching.add(task.id)
@@ -284,7 +312,7 @@ class SchedulerLoop:
 
     async def _recover_dispatch(self, task: Task) -> None:
         try:
-            state = await self.dobby.runner.session_state(task)
+            state = await self.runner.session_state(task)
         except (TransportError, NotFound) as exc:
             log.warning("cannot check %s on %s: %s; re-queueing", task.id, task.host, exc)
             state = {}
@@ -294,8 +322,8 @@ class SchedulerLoop:
             task.status = RUNNING
             task.waiting_on = None
             task.started_at = task.started_at or utcnow()
-            self.dobby.save(task, "task.started")
-            self.dobby.runner.follow(task, adopt=True)
+            self._save(task, "task.started")
+            self.runner.follow(task, adopt=True)
         elif state.get("started") == "1":
             # It did start, and its session died with no exit code: launching it again
             # would run the work twice.
@@ -307,5 +335,5 @@ class SchedulerLoop:
         else:
             task.waiting_on = "capacity"
             task.host = None
-            self.dobby.save(task)
+            self._save(task)
         self.kick()

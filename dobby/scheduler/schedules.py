@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dobby.core.config import Settings
 from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.events import EventBus
 from dobby.core.models import Schedule, TaskStatus
 from dobby.core.timefmt import iso, parse_time
 from dobby.core.validate import as_bool
 from dobby.scheduler import cron
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.scheduler.intake import Intake
+from dobby.store.db import Store
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -33,8 +34,11 @@ def _now() -> _dt.datetime:
 class Schedules:
     """The hub's schedules and their firing."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(self, *, store: Store, bus: EventBus, settings: Settings, intake: Intake) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.intake = intake
         self._due: float | None = None
         self._due_known = False  # the loop asks every pass: recompute only after a change
 
@@ -55,7 +59,7 @@ class Schedules:
             if not isinstance(expr, str):
                 raise ValidationError("'cron' must be a string like \"0 3 * * *\"")
             schedule.cron = cron.check_cron(expr)
-            schedule.timezone = body.get("timezone") or self.dobby.settings.timezone
+            schedule.timezone = body.get("timezone") or self.settings.timezone
             cron.zone(schedule.timezone)  # validate the zone name now
         else:
             if isinstance(every, bool) or not isinstance(every, str | int | float):
@@ -67,7 +71,7 @@ class Schedules:
             raise ValidationError(f"invalid overlap '{overlap}' (choose skip, queue)")
         schedule.overlap = overlap
         schedule.paused = as_bool(body.get("paused", False), "paused")
-        self.dobby.intake.build(template)  # the template must make a valid, placeable task
+        self.intake.build(template)  # the template must make a valid, placeable task
         if not schedule.paused:
             schedule.next_at = iso(cron.next_fire(schedule, _now()))
         self._save(schedule, "schedule.created")
@@ -75,11 +79,11 @@ class Schedules:
 
     def list(self) -> list[dict[str, Any]]:
         """Return every schedule as JSON."""
-        return [s.to_dict() for s in self.dobby.store.schedules()]
+        return [s.to_dict() for s in self.store.schedules()]
 
     def get(self, schedule_id: str) -> Schedule:
         """Return one schedule."""
-        return self.dobby.store.get_schedule(schedule_id)
+        return self.store.get_schedule(schedule_id)
 
     def pause(self, schedule_id: str) -> Schedule:
         """Stop firing (the next fire time is forgotten)."""
@@ -100,21 +104,21 @@ class Schedules:
     def delete(self, schedule_id: str) -> Schedule:
         """Remove a schedule (tasks it spawned stay)."""
         schedule = self.get(schedule_id)
-        self.dobby.store.delete_schedule(schedule.id)
+        self.store.delete_schedule(schedule.id)
         self._due_known = False
-        self.dobby.bus.publish("schedule.deleted", data=schedule.to_dict())
+        self.bus.publish("schedule.deleted", data=schedule.to_dict())
         return schedule
 
     def _save(self, schedule: Schedule, event: str) -> None:
         self._due_known = False
-        self.dobby.store.put_schedule(schedule)
-        self.dobby.bus.publish(event, data=schedule.to_dict())
+        self.store.put_schedule(schedule)
+        self.bus.publish(event, data=schedule.to_dict())
 
     # -- firing ------------------------------------------------------------------------
     def next_due(self) -> float | None:
         """Return the epoch time of the earliest next fire, if any schedule is active."""
         if not self._due_known:
-            times = [s.next_at for s in self.dobby.store.schedules() if s.next_at and not s.paused]
+            times = [s.next_at for s in self.store.schedules() if s.next_at and not s.paused]
             self._due = min(parse_time(t).timestamp() for t in times) if times else None
             self._due_known = True
         return self._due
@@ -123,7 +127,7 @@ class Schedules:
         """Fire every due schedule once; return how many tasks were spawned."""
         now = now or _now()
         spawned = 0
-        for schedule in self.dobby.store.schedules():
+        for schedule in self.store.schedules():
             decision = cron.tick(schedule, now)
             if not decision.fire:
                 continue
@@ -136,7 +140,7 @@ class Schedules:
                 self._save(schedule, "schedule.updated")
                 continue
             try:
-                task, _ = self.dobby.intake.build(schedule.template)
+                task, _ = self.intake.build(schedule.template)
             except DobbyError as exc:  # e.g. its host left the inventory: keep the schedule
                 schedule.last_error = str(exc)
                 log.warning("schedule %s could not spawn a task: %s", schedule.id, exc)
@@ -144,7 +148,7 @@ class Schedules:
                 continue
             task.schedule_id = schedule.id
             task.cron, task.every = schedule.cron, schedule.every
-            self.dobby.intake.enqueue(task, "task.created")
+            self.intake.enqueue(task, "task.created")
             schedule.fires += 1
             schedule.last_task_id = task.id
             schedule.last_error = None
@@ -155,5 +159,5 @@ class Schedules:
     def _previous_running(self, schedule: Schedule) -> bool:
         if not schedule.last_task_id:
             return False
-        status = self.dobby.store.task_status(schedule.last_task_id)
+        status = self.store.task_status(schedule.last_task_id)
         return status is not None and not TaskStatus(status).finished

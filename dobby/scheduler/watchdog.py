@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
 
+from dobby.core.config import Settings
 from dobby.core.models import Reason, Task, TaskStatus
+from dobby.core.ports import SaveTask
 from dobby.core.timefmt import parse_time, utcnow
-
-if TYPE_CHECKING:
-    from dobby.hub.core import Dobby
+from dobby.machines.hosts import HostManager
+from dobby.store.db import Store
+from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -47,8 +47,22 @@ def stale_tasks(
 class Watchdog:
     """Check running tasks for staleness now and then; kill or mark the stale ones."""
 
-    def __init__(self, *, dobby: Dobby) -> None:
-        self.dobby = dobby
+    def __init__(
+        self,
+        *,
+        store: Store,
+        logs: TaskLogs,
+        settings: Settings,
+        hosts: HostManager,
+        save: SaveTask,
+        kill: Callable[[Task], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.logs = logs
+        self.settings = settings
+        self.hosts = hosts
+        self._save = save
+        self._kill = kill
         self.hub_started = time.time()
         self._last_check = 0.0
         self._kills: set[asyncio.Task[None]] = set()  # kills in flight (the loop must not wait)
@@ -56,17 +70,14 @@ class Watchdog:
     @property
     def interval(self) -> float:
         """Return how often to check: often enough to act within ~10% of the timeout."""
-        return max(0.2, min(5.0, self.dobby.settings.stale_timeout / 10))
+        return max(0.2, min(5.0, self.settings.stale_timeout / 10))
 
     def due(self, now: float) -> bool:
         """Return True when a check is due."""
         return now - self._last_check >= self.interval
 
     def _activity(self, task: Task) -> float:
-        try:
-            mtime: float | None = os.stat(self.dobby.runner.log_path(task.id)).st_mtime
-        except OSError:
-            mtime = None
+        mtime = self.logs.mtime(task.id)
         started = parse_time(task.started_at).timestamp() if task.started_at else None
         return last_activity(log_mtime=mtime, started=started, hub_started=self.hub_started)
 
@@ -74,9 +85,9 @@ class Watchdog:
         """Kill (or mark) the running tasks that went stale; clear marks that no longer hold."""
         now = time.time()
         self._last_check = now
-        timeout = self.dobby.settings.stale_timeout
-        action = self.dobby.settings.stale_action
-        states = self.dobby.hosts.states
+        timeout = self.settings.stale_timeout
+        action = self.settings.stale_action
+        states = self.hosts.states
         live = [
             t
             for t in running
@@ -89,11 +100,11 @@ class Watchdog:
         for task in live:
             if task.id not in stale:
                 if task.stale_since is not None:
-                    current = self.dobby.get_task(task.id)
+                    current = self.store.get_task(task.id)
                     current.stale_since = None
-                    self.dobby.save(current)
+                    self._save(current)
                 continue
-            current = self.dobby.get_task(task.id)
+            current = self.store.get_task(task.id)
             if current.status != TaskStatus.RUNNING.value:
                 continue
             quiet = now - activity[task.id]
@@ -101,7 +112,7 @@ class Watchdog:
                 if current.stale_since is None:
                     current.stale_since = utcnow()
                     log.warning("task %s has been silent for %.0fs", task.id, quiet)
-                    self.dobby.save(current, "task.stale")
+                    self._save(current, "task.stale")
                 continue
             log.warning("task %s silent for %.0fs: killing it as stale", task.id, quiet)
             current.status = TaskStatus.FAILED.value
@@ -112,7 +123,7 @@ class Watchdog:
             current.waiting_on = None
             current.finished_at = utcnow()
             # Failed first, then killed: the follower then stops instead of collecting.
-            self.dobby.save(current, "task.finished")
-            kill = asyncio.ensure_future(self.dobby.runner.kill(current))
+            self._save(current, "task.finished")
+            kill = asyncio.ensure_future(self._kill(current))
             self._kills.add(kill)
             kill.add_done_callback(self._kills.discard)

@@ -51,3 +51,14 @@ async def create_bundle(path: str, dest: str, *, base: str, have: str | None) ->
     if status != 0 or not os.path.exists(dest):
         raise DispatchError(f"git bundle failed in {path}: {err.strip()}")
     return dest
+
+
+class RepoLocks:
+    """The locks that serialise git writes on the hub: one per project's repository."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def project(self, name: str) -> asyncio.Lock:
+        """Return the lock of a project's repository (bundles out, results in, merges)."""
+        return self._locks.setdefault(name, asyncio.Lock())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dobby.backends import get_backend
 from dobby.cli.init_wizard import parse_host_spec, render_env_file, render_hub_config
+from dobby.core.errors import NotFound, ValidationError
 from dobby.core.models import Host, Task
 from dobby.machines import gpu
 from dobby.machines.checks import FAIL, OK, SKIP, WARN, install_command, interpret, parse_facts
@@ -17,7 +19,7 @@ from dobby.runner.interactive import (
     seed_claude_settings,
     seed_codex_toml,
 )
-from dobby.scheduler.capacity import HostSlot, check_placeable, eligible
+from dobby.scheduler.capacity import HostSlot, check_placeable, choose_session_host, eligible
 from dobby.scheduler.plan import PlanInput, plan
 from tests.fixtures import BIN
 
@@ -474,3 +476,37 @@ def test_gpu_rows_show_users_and_reasons() -> None:
         "-",
         "no GPU: nvidia-smi is not installed (exit 127)",
     ]
+
+
+# --- remote: which host a session starts on (scheduler.capacity, pure) -------------------------
+
+
+def _slot(name: str, running: int = 0, reachable: bool | None = True, **kw: Any) -> HostSlot:
+    return HostSlot(host=Host(name=name, **kw), running=running, reachable=reachable)
+
+
+@pytest.mark.parametrize(
+    ("slots", "backend", "wanted", "expected"),
+    [
+        ([_slot("a", 2), _slot("b", 1)], "claude", None, "b"),  # the least busy
+        ([_slot("b", 1), _slot("a", 1)], "claude", None, "a"),  # ties by name
+        ([_slot("a", 0, reachable=False), _slot("b", 5)], "claude", None, "b"),
+        ([_slot("a", 0, reachable=None), _slot("b", 5)], "claude", None, "a"),  # not probed yet
+        ([_slot("a", 0, backends=["shell"]), _slot("b", 3)], "codex", None, "b"),
+        ([_slot("a", 0), _slot("b", 9, reachable=False)], "claude", "b", "b"),  # asked for
+    ],
+)
+def test_choose_session_host(
+    slots: list[HostSlot], backend: str, wanted: str | None, expected: str
+) -> None:
+    assert choose_session_host(Task(prompt="x", backend=backend), slots, wanted) == expected
+
+
+def test_choose_session_host_says_why_not() -> None:
+    task = Task(prompt="x", backend="codex")
+    with pytest.raises(NotFound, match="unknown host 'zz'"):
+        choose_session_host(task, [_slot("a")], "zz")
+    with pytest.raises(ValidationError, match="host a does not run codex"):
+        choose_session_host(task, [_slot("a", backends=["claude"])], "a")
+    with pytest.raises(ValidationError, match="no reachable host runs codex"):
+        choose_session_host(task, [_slot("a", reachable=False)], None)

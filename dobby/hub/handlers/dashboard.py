@@ -1,22 +1,26 @@
-"""The web dashboard: the page, its static files, and the read-only JSON views it needs."""
+"""The web dashboard: its static files, and the read-only JSON views it needs."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import re
+import json
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import tornado.web
+
 from dobby import __version__
-from dobby.backends import get_backend
-from dobby.core.errors import DobbyError, NotFound, ValidationError
+from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.models import Task, TaskStatus
 from dobby.core.timefmt import maybe_time
 from dobby.hub import dashboard_data as data
-from dobby.hub.base import BaseHandler
+from dobby.hub.base import ID, BaseHandler
+from dobby.store import tasklog
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+# The dashboard's file names: anything else (``..``, escapes) is not a dashboard file.
+STATIC_NAME = r"([A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.[a-z]+)"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'"
@@ -25,49 +29,36 @@ CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
 }
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*\.[a-z]+")
 STEP_TAIL = 32 * 1024  # bytes of a running task's log read to find its current step
 TIMELINE_LIMIT = 8 << 20  # bytes of log the timeline renders at most
-ID = r"([A-Za-z0-9_-]+)"
 LIVE_DETAIL = ("step", "cost_usd", "cost_estimated", "tokens", "turns", "last_tool", "last_target")
 
 
-class PageHandler(BaseHandler):
-    """Serve the dashboard's HTML page (no key: it holds no data, the API calls do)."""
-
-    public = True
+class DashboardFiles(tornado.web.StaticFileHandler):
+    """Serve the dashboard's page and files (no key: they hold no data, the API calls do)."""
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-cache")
 
-    def serve(self, path: Path) -> None:
-        """Send one file of the static directory with its content type."""
-        content_type = CONTENT_TYPES.get(path.suffix)
-        if content_type is None or not path.is_file():
-            raise NotFound(f"no such dashboard file: {path.name}")
-        self.set_header("Content-Type", content_type)
-        self.finish(path.read_bytes())  # finish() adds an ETag and answers 304 when it matches
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag answers 304
 
-    def get(self) -> None:
-        self.serve(STATIC_DIR / "index.html")
+    def parse_url_path(self, url_path: str) -> str:
+        return super().parse_url_path(url_path or "index.html")  # /dashboard is the page
 
+    def get_content_type(self) -> str:
+        suffix = Path(self.absolute_path or "").suffix
+        return CONTENT_TYPES.get(suffix) or super().get_content_type()
 
-class StaticHandler(PageHandler):
-    """Serve the dashboard's scripts, styles and images from the package."""
-
-    def get(self, name: str) -> None:  # type: ignore[override]
-        path = (STATIC_DIR / name).resolve()
-        if not _SAFE_PATH.fullmatch(name) or not path.is_relative_to(STATIC_DIR):
-            raise NotFound(f"no such dashboard file: {name}")
-        self.serve(path)
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        code = "not_found" if status_code == 404 else "http_error"
+        message = "no such dashboard file" if status_code == 404 else self._reason
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
 
 def _timezone(name: str | None) -> _dt.tzinfo:
@@ -98,17 +89,11 @@ def _slim(task: Task) -> dict[str, Any]:
     }
 
 
-def _route_patterns(handler: BaseHandler) -> set[str]:
-    """Return the URL patterns this hub serves (to tell the page which views exist)."""
-    from dobby.hub.app import ROUTES  # the route table imports this module
-
-    return {pattern for pattern, _handler, _methods in ROUTES}
-
-
 class ConfigHandler(BaseHandler):
     def get(self) -> None:
         settings = self.dobby.settings
-        routes = _route_patterns(self)
+        # The URL patterns this hub serves (app.py hands them over): which views exist.
+        routes = self.application.settings.get("route_patterns", frozenset())
         github = settings.github_url
         if github and not github.startswith(("https://", "http://")):
             github = None  # never hand the page a javascript: or data: link
@@ -163,15 +148,8 @@ class LiveHandler(BaseHandler):
         details: dict[str, Any] = {}
         results = getattr(self.dobby, "results", None)  # detail-status, when the hub has it
         for task in self.dobby.store.tasks(status=TaskStatus.RUNNING.value):
-            size = self.dobby.log_size(task.id)
-            start = max(0, size - STEP_TAIL)
-            raw, _ = self.dobby.read_log(task.id, start, STEP_TAIL)
-            lines = raw.decode("utf-8", "replace").splitlines()
-            if start > 0:
-                lines = lines[1:]  # the first line is cut in the middle
-            backend = get_backend(task.backend)
-            events = [e.to_dict() for line in lines for e in backend.render(line)]
-            steps[task.id] = data.last_step(events)
+            tail = self.dobby.logs.tail(task.id, STEP_TAIL)
+            steps[task.id] = data.last_step(tasklog.events(task.backend, tail))
             if results is not None:
                 try:
                     detail = results.detail_status(task.id)
@@ -184,14 +162,8 @@ class LiveHandler(BaseHandler):
 class TimelineHandler(BaseHandler):
     def get(self, task_id: str) -> None:
         task = self.dobby.get_task(task_id)
-        raw, _ = self.dobby.read_log(task.id, 0, TIMELINE_LIMIT)
-        backend = get_backend(task.backend)
-        entries: list[tuple[int, dict[str, Any]]] = []
-        offset = 0
-        for line in raw.splitlines(keepends=True):
-            text = line.decode("utf-8", "replace")
-            entries.extend((offset, e.to_dict()) for e in backend.render(text.rstrip("\r\n")))
-            offset += len(line)
+        raw, offset = self.dobby.logs.read(task.id, 0, TIMELINE_LIMIT)
+        entries = tasklog.entries(task.backend, raw)
         started = maybe_time(task.started_at)
         arrivals = []
         for event in self.dobby.bus.since(0, task_id=task.id):
@@ -205,41 +177,8 @@ class TimelineHandler(BaseHandler):
             task.to_dict(),
             entries,
             arrivals=arrivals,
-            log_size=self.dobby.log_size(task.id),
+            log_size=self.dobby.logs.size(task.id),
             now=_dt.datetime.now(_dt.UTC),
         )
-        out["truncated"] = offset < self.dobby.log_size(task.id)
+        out["truncated"] = offset < self.dobby.logs.size(task.id)
         self.send(out)
-
-
-# (pattern, handler, {method: summary}); app.py adds these to its route table. The page and its
-# files have no summaries: they are not part of the API and stay out of /openapi.json.
-DASHBOARD_ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
-    (r"/dashboard/?", PageHandler, {}),
-    (r"/dashboard/static/(.+)", StaticHandler, {}),
-    (
-        r"/dashboard/api/config",
-        ConfigHandler,
-        {"get": "Dashboard: public settings (hub_url, github_url) and which views exist"},
-    ),
-    (
-        r"/dashboard/api/heatmap",
-        HeatmapHandler,
-        {"get": "Dashboard: completed tasks per project per day (?days=365)"},
-    ),
-    (
-        r"/dashboard/api/usage",
-        UsageHandler,
-        {"get": "Dashboard: tokens and cost per backend over 5h/7d, cost per day (?days=30)"},
-    ),
-    (
-        r"/dashboard/api/live",
-        LiveHandler,
-        {"get": "Dashboard: the current step (and cost so far) of every running task"},
-    ),
-    (
-        rf"/dashboard/api/tasks/{ID}/timeline",
-        TimelineHandler,
-        {"get": "Dashboard: a task's states and tool calls on a time axis"},
-    ),
-]

@@ -7,11 +7,11 @@ from typing import Any
 
 from dobby.core.models import TaskStatus
 from dobby.hub.base import BaseHandler
-from dobby.hub.core import Dobby
+from dobby.hub.core import Hub
 from dobby.machines.gpu import HostGpus, is_busy, reservations
 
 
-def gpus_view(dobby: Dobby, *, history: bool = False) -> dict[str, Any]:
+def gpus_view(dobby: Hub, *, history: bool = False) -> dict[str, Any]:
     """Return every GPU host with its GPUs, their processes, users and reservations."""
     monitor = dobby.gpu
     running = dobby.store.tasks(status=TaskStatus.RUNNING.value)
@@ -108,18 +108,3 @@ class HostCheckHandler(BaseHandler):
         tofu = str(Path(self.dobby.settings.home) / "known_hosts")
         report = await check_host(host, tofu_known_hosts=tofu)
         self.send(report.to_dict())
-
-
-ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
-    (
-        r"/hosts/([A-Za-z0-9._-]+)/check",
-        HostCheckHandler,
-        {"post": "Check a host from the hub: SSH, key, tools, disk, GPUs, shell speed"},
-    ),
-    (r"/gpus", GpusHandler, {"get": "GPUs of every GPU host, their users (?history=1)"}),
-    (
-        r"/remote",
-        RemoteHandler,
-        {"get": "Interactive sessions (?all=1: ended ones too)", "post": "Open one"},
-    ),
-]

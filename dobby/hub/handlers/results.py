@@ -8,10 +8,8 @@ from typing import Any
 
 from dobby.core.errors import ValidationError
 from dobby.core.timefmt import parse_duration
-from dobby.hub.base import BaseHandler
-from dobby.hub.handlers.tasks import _int_arg
+from dobby.hub.base import BaseHandler, int_arg
 
-ID = r"([A-Za-z0-9_-]+)"
 FILE_CHUNK = 256 << 10
 
 
@@ -20,7 +18,7 @@ class ResultsHandler(BaseHandler):
         results = self.dobby.results.results(
             project=self.get_query_argument("project", None) or None,
             status=self.get_query_argument("status", None) or None,
-            limit=_int_arg(self, "limit"),
+            limit=int_arg(self, "limit"),
         )
         self.send({"results": results})
 
@@ -130,16 +128,3 @@ class GcHandler(BaseHandler):
 
 
 # (pattern, handler, {method: summary}), appended to the hub's route table.
-RESULTS_ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
-    (r"/results", ResultsHandler, {"get": "Results newest first (?project=&status=&limit=)"}),
-    (rf"/results/{ID}", ResultHandler, {"get": "A task's result, with its follow-up chain"}),
-    (rf"/tasks/{ID}/detail-status", DetailStatusHandler, {"get": "What the agent is doing now"}),
-    (rf"/tasks/{ID}/artifacts", ArtifactsHandler, {"get": "List a task's artifacts"}),
-    (rf"/tasks/{ID}/artifacts/(.+)", ArtifactHandler, {"get": "Download one artifact"}),
-    (rf"/tasks/{ID}/diff", DiffHandler, {"get": "The task's diff (?format=text for a patch)"}),
-    (rf"/tasks/{ID}/merge", MergeHandler, {"post": "Merge the task's branch into the project"}),
-    (r"/stats", StatsHandler, {"get": "Stats and cost accounting (?since=24h&project=)"}),
-    (r"/export", ExportHandler, {"get": "Every task as CSV or JSON (?format=&project=&since=)"}),
-    (r"/import", ImportHandler, {"post": "Import a JSON export"}),
-    (r"/gc", GcHandler, {"post": "Free finished tasks' directories on hosts"}),
-]

@@ -13,8 +13,6 @@ from dobby.core.validate import as_bool
 from dobby.hub.base import BaseHandler
 from dobby.hub.handlers import tasks as h
 
-ID = r"([A-Za-z0-9_-]+)"
-
 
 def _object(handler: BaseHandler) -> dict[str, Any]:
     body = handler.body_json()
@@ -110,23 +108,3 @@ class ProjectHandler(h.ProjectHandler):
 
     def patch(self, name: str) -> None:
         self.send(self.dobby.update_project(name, _object(self)).to_dict())
-
-
-SCHEDULER_ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
-    (rf"/tasks/{ID}/approve", TaskApproveHandler, {"post": "Queue a draft (with its plan)"}),
-    (rf"/tasks/{ID}/reject", TaskRejectHandler, {"post": "Drop a draft"}),
-    (
-        r"/schedules",
-        SchedulesHandler,
-        {"get": "List schedules with next fire", "post": "Create a schedule"},
-    ),
-    (
-        rf"/schedules/{ID}",
-        ScheduleHandler,
-        {"get": "One schedule", "delete": "Delete a schedule"},
-    ),
-    (rf"/schedules/{ID}/pause", SchedulePauseHandler, {"post": "Pause a schedule"}),
-    (rf"/schedules/{ID}/resume", ScheduleResumeHandler, {"post": "Resume a schedule"}),
-    (r"/batches", BatchesHandler, {"get": "List batches", "post": "Submit a batch of tasks"}),
-    (rf"/batches/{ID}", BatchHandler, {"get": "A batch: counts, cost, tasks"}),
-]

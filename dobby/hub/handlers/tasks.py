@@ -1,27 +1,15 @@
-"""The REST and SSE handlers; each is a thin adapter over :class:`dobby.hub.core.Dobby`."""
+"""The REST and SSE handlers; each is a thin adapter over :class:`dobby.hub.core.Hub`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dobby.backends import get_backend
 from dobby.core.errors import ValidationError
-from dobby.hub.base import BaseHandler, SSEHandler, sse
+from dobby.hub.base import BaseHandler, SSEHandler, int_arg, sse
+from dobby.hub.core import Hub
+from dobby.store import tasklog
 
 PING_EVERY = 15.0
-
-
-def _int_arg(handler: BaseHandler, name: str, default: int | None = None) -> int | None:
-    raw = handler.get_query_argument(name, None)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"query parameter '{name}' must be an integer") from None
-    if value < 0:
-        raise ValidationError(f"query parameter '{name}' must be >= 0")
-    return value
 
 
 class HealthHandler(BaseHandler):
@@ -36,7 +24,7 @@ class TasksHandler(BaseHandler):
         tasks = self.dobby.tasks(
             project=self.get_query_argument("project", None) or None,
             status=self.get_query_argument("status", None) or None,
-            limit=_int_arg(self, "limit"),
+            limit=int_arg(self, "limit"),
         )
         self.send({"tasks": [t.to_dict() for t in tasks]})
 
@@ -67,13 +55,12 @@ class TaskRetryHandler(BaseHandler):
         await self.send_durable(self.dobby.retry(task_id).to_dict(), 201)
 
 
-def log_chunk(dobby: Any, task_id: str, offset: int) -> dict[str, Any]:
+def log_chunk(dobby: Hub, task_id: str, offset: int) -> dict[str, Any]:
     """Return the log bytes from ``offset`` as text plus rendered events."""
     task = dobby.get_task(task_id)
-    data, next_offset = dobby.read_log(task.id, offset)
+    data, next_offset = dobby.logs.read(task.id, offset)
     text = data.decode("utf-8", "replace")
-    backend = get_backend(task.backend)
-    events = [e.to_dict() for line in text.splitlines() for e in backend.render(line)]
+    events = tasklog.events(task.backend, data)
     return {
         "task_id": task.id,
         "offset": offset,
@@ -81,13 +68,13 @@ def log_chunk(dobby: Any, task_id: str, offset: int) -> dict[str, Any]:
         "text": text,
         "events": events,
         "status": task.status,
-        "done": task.state.finished and next_offset >= dobby.log_size(task.id),
+        "done": task.state.finished and next_offset >= dobby.logs.size(task.id),
     }
 
 
 class TaskLogsHandler(BaseHandler):
     def get(self, task_id: str) -> None:
-        self.send(log_chunk(self.dobby, task_id, _int_arg(self, "offset", 0) or 0))
+        self.send(log_chunk(self.dobby, task_id, int_arg(self, "offset", 0) or 0))
 
 
 class TaskEventsHandler(SSEHandler):
@@ -95,7 +82,7 @@ class TaskEventsHandler(SSEHandler):
 
     async def get(self, task_id: str) -> None:
         task = self.dobby.get_task(task_id)
-        offset = _int_arg(self, "offset", 0) or 0
+        offset = int_arg(self, "offset", 0) or 0
         self.start_stream()
         bus = self.dobby.bus
         if not await self.emit(sse("status", task.to_dict())):
@@ -129,7 +116,7 @@ class EventsHandler(SSEHandler):
 
     async def get(self) -> None:
         header = self.request.headers.get("Last-Event-ID")
-        since = _int_arg(self, "since", None)
+        since = int_arg(self, "since", None)
         if since is None and header and header.isdigit():
             since = int(header)
         bus = self.dobby.bus

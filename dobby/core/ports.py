@@ -1,0 +1,22 @@
+"""The seams a service receives instead of the hub: plain callables, typed once.
+
+The hub owns the state; each service gets only the few operations it uses (see
+``dobby.hub.core.Hub``, where they are wired), so no package below the hub imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from dobby.core.models import Task
+
+GetTask = Callable[[str], Task]  # a task by id or unique prefix (NotFound otherwise)
+Kick = Callable[[], None]  # ask the scheduler for a pass soon
+CancelTask = Callable[[str], Awaitable[Task]]  # cancel a task (killing it if it runs)
+
+
+class SaveTask(Protocol):
+    """Persist a task, then publish ``event`` (the one place tasks change)."""
+
+    def __call__(self, task: Task, event: str = "task.updated") -> None: ...

@@ -1,0 +1,140 @@
+"""The hub's copy of each task's output, ``results_dir/<id>/out.jsonl``: its one owner.
+
+The follower appends whole lines only (fsynced), so the file's size *is* the follower's offset
+and a hub killed at any instant resumes with no gap and no duplicate line. Everything else
+reads it by byte offset: the logs API, SSE streams, detail-status, the dashboard, staleness.
+Lines become display events here, through the task's backend, for every reader alike.
+A retry moves the previous attempt's output aside (``out.<epoch>.jsonl``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from dobby.backends import get_backend
+
+LOG_NAME = "out.jsonl"
+READ_LIMIT = 4 << 20
+
+
+class TaskLogs:
+    """Where each task's output lives on the hub, and how it is read, written and reset."""
+
+    def __init__(self, *, root: Path) -> None:
+        self.root = Path(root)
+
+    def task_dir(self, task_id: str) -> Path:
+        """Return the hub's directory of a task: its output, err.log and artifacts."""
+        return self.root / task_id
+
+    def path(self, task_id: str) -> Path:
+        """Return the hub's copy of a task's output."""
+        return self.task_dir(task_id) / LOG_NAME
+
+    def size(self, task_id: str) -> int:
+        """Return the size of the copy (0 when there is none yet)."""
+        try:
+            return self.path(task_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def mtime(self, task_id: str) -> float | None:
+        """Return when the copy last grew (None when there is none yet)."""
+        try:
+            return self.path(task_id).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def read(self, task_id: str, offset: int = 0, limit: int = READ_LIMIT) -> tuple[bytes, int]:
+        """Return (bytes from ``offset``, at most ``limit``; the offset after them)."""
+        try:
+            with open(self.path(task_id), "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(limit)
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
+
+    def tail(self, task_id: str, limit: int) -> bytes:
+        """Return the last whole lines of the copy, at most ``limit`` bytes of them."""
+        start = max(0, self.size(task_id) - limit)
+        data, _ = self.read(task_id, start, limit)
+        if start > 0:
+            data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""  # cut mid-line
+        return data
+
+    def lines(self, task_id: str) -> Iterator[str]:
+        """Yield the copy's lines as text (undecodable bytes replaced)."""
+        try:
+            with open(self.path(task_id), encoding="utf-8", errors="replace") as fh:
+                yield from fh
+        except FileNotFoundError:
+            return
+
+    def writer(self, task_id: str) -> LogWriter:
+        """Open the copy for appending (the follower's end of it)."""
+        path = self.path(task_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return LogWriter(open(path, "ab"))  # noqa: SIM115 - closed by LogWriter.close
+
+    def reset(self, task_id: str) -> None:
+        """Move the output of a previous attempt aside, so a retry starts a clean copy."""
+        path = self.path(task_id)
+        if path.exists():
+            path.rename(path.with_name(f"out.{int(time.time())}.jsonl"))
+
+
+class LogWriter:
+    """Append whole lines to one task's copy; ``size`` is the follower's offset."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self._sink = sink
+        self.size = sink.seek(0, os.SEEK_END)
+
+    def append(self, data: bytes, *, final: bool = False) -> bytes:
+        """Append the whole lines of ``data`` durably and return them (``final``: all of it).
+
+        A partial last line waits for the rest of it in the next read, unless the agent has
+        ended (``final``): then it is kept as it is.
+        """
+        cut = data.rfind(b"\n") + 1
+        if final and cut < len(data):
+            cut = len(data)
+        if cut == 0:
+            return b""
+        chunk = data[:cut]
+        self._sink.write(chunk)
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self.size += cut
+        return chunk
+
+    def close(self) -> None:
+        """Close the file."""
+        self._sink.close()
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def entries(backend: str, data: bytes, *, offset: int = 0) -> list[tuple[int, dict[str, Any]]]:
+    """Render the lines of a log chunk starting at ``offset``: (line's offset, event) each."""
+    agent = get_backend(backend)
+    out: list[tuple[int, dict[str, Any]]] = []
+    for line in data.splitlines(keepends=True):
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        out.extend((offset, event.to_dict()) for event in agent.render(text))
+        offset += len(line)
+    return out
+
+
+def events(backend: str, data: bytes) -> list[dict[str, Any]]:
+    """Render the lines of a log chunk into display events through the backend's parser."""
+    return [event for _, event in entries(backend, data)]
