@@ -1,7 +1,7 @@
 """The Backend protocol and what every backend shares: LogEvent, the prompt placeholder, helpers.
 
 A backend is pure: it builds an argv and an env, renders one stdout line into display events,
-and derives a :class:`~dobby.models.Result` from the whole output. It never does I/O.
+and derives a :class:`~dobby.core.models.Result` from the whole output. It never does I/O.
 """
 
 from __future__ import annotations

@@ -283,7 +283,7 @@ class Task:
     stale_since: str | None = None  # set while no output arrives for stale_timeout
     attempts: list[dict[str, Any]] = field(default_factory=list)  # earlier runs, oldest first
     avoid_hosts: list[str] = field(default_factory=list)  # hosts an automatic retry skips
-    # Machines (dobby/gpu.py, dobby/remote.py): GPU requests and interactive sessions.
+    # Machines (machines/gpu.py, runner/interactive.py): GPU requests and interactive sessions.
     kind: str = "task"  # task | interactive (a `dobby remote` session a person attaches to)
     gpus: int = 0  # GPUs the task needs; placed only where that many are free
     gpu_indices: list[int] = field(default_factory=list)  # reserved while it runs

@@ -34,7 +34,7 @@ log = logging.getLogger("dobby.scheduler")
 
 PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
 IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
-INTERACTIVE = "interactive"  # `dobby remote` sessions (dobby/remote.py watches those)
+INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 
 
 class SchedulerLoop:
@@ -301,7 +301,7 @@ class SchedulerLoop:
         """Re-adopt tasks that were running (or being launched) when the hub stopped."""
         for task in list(self.active.values()):
             if task.kind == INTERACTIVE:
-                continue  # no output to follow: dobby/remote.py watches its session
+                continue  # no output to follow: runner/interactive.py watches its session
             log.info("re-adopting running task %s on %s", task.id, task.host)
             self.runner.follow(task, adopt=True)
         for task in self.queue.tasks():
