@@ -43,10 +43,10 @@ class TaskLogs:
             return 0
 
     def mtime(self, task_id: str) -> float | None:
-        """Return when the copy last grew (None when there is none yet)."""
+        """Return when the copy last grew (None when there is none yet, or it cannot be read)."""
         try:
             return self.path(task_id).stat().st_mtime
-        except FileNotFoundError:
+        except OSError:
             return None
 
     def read(self, task_id: str, offset: int = 0, limit: int = READ_LIMIT) -> tuple[bytes, int]:
