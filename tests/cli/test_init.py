@@ -81,9 +81,11 @@ def test_init_wizard_end_to_end_and_rerun_keeps_files(
         before = {p: p.read_bytes() for p in (dotenv, project / "inventory" / "hosts.yaml")}
 
         # Again, answering differently: every changed file is offered, and kept on "no".
-        mark = term.screen().count("Hub URL")
+        # Every wait looks past the first run's text (`after`): its prompts are still on screen.
+        screen = term.screen()
+        mark, rerun = screen.count("Hub URL"), len(screen)
         term.send(init)
-        screen = term.wait_for(f"Hub URL [{url}]: ")  # the default now comes from .env
+        screen = term.wait_for(f"Hub URL [{url}]: ", after=rerun)  # the default comes from .env
         assert screen.count("Hub URL") == mark + 1
         term.send("")
         for prompt, answer in (
@@ -92,13 +94,15 @@ def test_init_wizard_end_to_end_and_rerun_keeps_files(
             (".env exists. Overwrite it? [y/N]: ", "n"),
             ("hosts.yaml exists. Overwrite it? [y/N]: ", ""),
         ):
-            term.wait_for(prompt)
+            term.wait_for(prompt, after=rerun)
             term.send(answer)
-        screen = term.wait_for("Project name [app]: ")
-        assert f"unchanged {hub_home / 'dobby.yaml'}" in screen
-        assert f"kept {dotenv}" in screen
+        screen = term.wait_for("Register ", after=rerun)
+        assert f"unchanged {hub_home / 'dobby.yaml'}" in screen[rerun:]
+        assert f"kept {dotenv}" in screen[rerun:]
         term.send("")
-        term.wait_for("Next: `dobby start`", timeout=30)
+        term.wait_for("Project name [app]: ", after=rerun)
+        term.send("")
+        term.wait_for("Next: `dobby start`", timeout=30, after=rerun)
         assert {p: p.read_bytes() for p in before} == before
     finally:
         term.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,10 +91,25 @@ def test_two_projects_with_max_concurrent_one_and_two(hub: HubProcess, tmp_path:
     register(hub, tmp_path, "two")
     res = hub.cli("projects", "set", "two", "max_concurrent=2", "default_backend=shell", check=True)
     assert "max_concurrent=2" in res.stdout
-    ids = {p: [add(hub, "sleep 1", "--project", p, "--backend", "shell") for _ in range(3)]
-           for p in ("one",)}  # fmt: skip
-    ids["two"] = [add(hub, "sleep 1", "--project", "two") for _ in range(4)]
-    done = {p: [hub.wait_status(t) for t in tids] for p, tids in ids.items()}
+    # Every task runs until the gate opens, so what overlaps is what the caps allow, however
+    # slowly this machine submits (the hosts' users must see the gate: not under tmp_path).
+    gate = Path(tempfile.mkdtemp(prefix="dobby-gate-")) / "open"
+    gate.parent.chmod(0o755)
+    work = f"while [ ! -e {gate} ]; do sleep 0.05; done; sleep 0.2"
+    try:
+        ids = {p: [add(hub, work, "--project", p, "--backend", "shell") for _ in range(3)]
+               for p in ("one",)}  # fmt: skip
+        ids["two"] = [add(hub, work, "--project", "two") for _ in range(4)]
+        client = hub.client()
+
+        def running(project: str) -> list[str]:
+            return [t for t in ids[project] if client.task(t)["status"] == "running"]
+
+        wait_for(lambda: len(running("two")) == 2 and len(running("one")) == 1, "both caps full")
+        gate.touch()
+        done = {p: [hub.wait_status(t) for t in tids] for p, tids in ids.items()}
+    finally:
+        shutil.rmtree(gate.parent)
     assert all(t["status"] == "completed" for ts in done.values() for t in ts)
     assert all(t["backend"] == "shell" for t in done["two"])  # the project's default_backend
     assert max_overlap(done["one"]) == 1
