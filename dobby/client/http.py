@@ -1,26 +1,40 @@
-"""HubClient: the only way the CLI, Slack and MCP reach the hub (stdlib HTTP, synchronous)."""
+"""HubClient: the only way the CLI, Slack and MCP reach the hub (httpx2, synchronous).
+
+Requests go through :class:`~dobby.client.transport.StdlibTransport` (see there why); event
+streams are read with httpx2's own server-sent-events reader and reopened after a drop.
+Failures that a second try can fix — the connection dropped, the hub restarting (after this
+client reached it once), 502/503/504 — are retried with :mod:`dobby.core.retry`, for requests
+that are safe to repeat: reads, and creations sent with an ``Idempotency-Key`` (a uuid4 per
+logical request, the same on every try, so the hub creates the thing once).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
+import dataclasses
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+import uuid
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx2
+
+from dobby.client.transport import StdlibTransport
 from dobby.core.errors import HubError
+from dobby.core.retry import Backoff, Retry, call
 
 DEFAULT_URL = "http://127.0.0.1:8420"
+# A request that failed in a way a second try can fix is tried again for up to 10 s.
+REQUEST_RETRY = Backoff(first=0.2, factor=2.0, cap=2.0, jitter=0.2, deadline=10.0)
+# An event stream that dropped is reopened quickly, then every 2 s (deadline: give_up_after).
+STREAM_RETRY = Backoff(first=0.2, factor=2.0, cap=2.0, jitter=0.1)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
 
-# Network failures that mean "the stream dropped" rather than "the hub said no".
-_DROPS = (OSError, http.client.HTTPException)
-
-
+T = TypeVar("T")
 _Frame = tuple[str, Any, "str | None"]  # (event name, decoded data, last event id)
 
 
@@ -28,21 +42,52 @@ class _Dropped(Exception):
     """The SSE connection ended or failed before its last event."""
 
 
+class _Transient(Exception):
+    """A failure a second try may fix; ``error`` is what to raise when the tries run out."""
+
+    def __init__(self, error: HubError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class HubClient:
     """Call the hub's REST API; errors come back as :class:`HubError`."""
 
     def __init__(
-        self, *, url: str | None = None, api_key: str | None = None, timeout: float = 30
+        self,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30,
+        retry: Backoff = REQUEST_RETRY,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         self.url = (url or os.environ.get("DOBBY_URL") or DEFAULT_URL).rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("DOBBY_API_KEY")
         self.timeout = timeout
-        # Direct connections only: a proxy from the environment would see the API key, and
-        # would break the usual 127.0.0.1 hub when no_proxy is unset.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.retry_policy = retry
+        self._reached = False  # set once the hub answered: a refusal after that is a restart
+        # trust_env=False: a proxy from the environment would see the API key, and would break
+        # the usual 127.0.0.1 hub when no_proxy is unset.
+        self._http = httpx2.Client(
+            transport=transport or StdlibTransport(),
+            trust_env=False,
+            timeout=timeout,
+            headers={"User-Agent": "dobby-client"},
+        )
 
     def __repr__(self) -> str:
         return f"HubClient(url={self._display_url!r})"
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        self._http.close()
 
     @property
     def _display_url(self) -> str:
@@ -61,46 +106,84 @@ class HubClient:
             status=0,
         )
 
-    def _request_obj(
-        self, method: str, path: str, query: dict[str, Any] | None, body: Any, accept: str
-    ) -> urllib.request.Request:
-        url = self.url + path
-        params = {k: v for k, v in (query or {}).items() if v is not None}
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        headers = {"Accept": accept, "User-Agent": "dobby-client"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        if self._api_key:
-            headers["X-Dobby-Key"] = self._api_key
-        return urllib.request.Request(url, data=data, headers=headers, method=method)
-
-    def _open(
+    def _send(
         self,
         method: str,
         path: str,
         *,
         query: dict[str, Any] | None = None,
         body: Any = None,
+        content: bytes | None = None,
         accept: str = "application/json",
-    ) -> http.client.HTTPResponse:
-        """Send a request and return the open response; raise HubError on any failure."""
-        req = self._request_obj(method, path, query, body, accept)
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx2.Response:
+        """Send one request; return the open response of a success, else raise.
+
+        Raises :class:`_Transient` for what a retry may fix, :class:`HubError` otherwise.
+        """
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        all_headers = {"Accept": accept, **(headers or {})}
+        if self._api_key:
+            all_headers["X-Dobby-Key"] = self._api_key
+        if body is not None:
+            content = json.dumps(body).encode("utf-8")
+            all_headers["Content-Type"] = "application/json"
+        elif content is not None:
+            all_headers["Content-Type"] = "application/json"
+        request = self._http.build_request(
+            method,
+            self.url + path,
+            params=params,
+            content=content,
+            headers=all_headers,
+            timeout=timeout if timeout is not None else self.timeout,
+        )
         try:
-            return self._opener.open(req, timeout=self.timeout)  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as exc:
-            with exc:
-                raise _http_error(exc.code, exc.reason, exc.read()) from None
-        except TimeoutError:
+            response = self._http.send(request, stream=True)
+        except httpx2.TimeoutException:
             raise HubError(
                 f"the hub at {self._display_url} did not answer within {self.timeout:g}s",
                 code="hub_timeout",
                 status=0,
             ) from None
-        except (urllib.error.URLError, *_DROPS):
-            raise self._unreachable() from None
+        except httpx2.ConnectError:
+            # Never reached: a usage error (no hub), said at once. Reached before: a restart.
+            if not self._reached:
+                raise self._unreachable() from None
+            raise _Transient(self._unreachable()) from None
+        except httpx2.HTTPError:
+            raise _Transient(self._unreachable()) from None
+        self._reached = True
+        if response.status_code < 400:
+            return response
+        try:
+            raw = response.read()
+        except httpx2.HTTPError:
+            raw = b""
+        finally:
+            response.close()
+        error = _http_error(response.status_code, response.reason_phrase, raw)
+        if response.status_code in RETRY_STATUSES:
+            raise _Transient(error)
+        raise error
+
+    def _retrying(self, fn: Callable[[], T], *, repeatable: bool) -> T:
+        """Return ``fn()``, retrying transient failures when the request is safe to repeat."""
+        try:
+            return call(
+                fn,
+                policy=self.retry_policy,
+                retry_if=lambda exc: repeatable and isinstance(exc, _Transient),
+            )
+        except _Transient as exc:
+            raise exc.error from None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        """Send a request (retried when safe) and return the open response, body unread."""
+        return self._retrying(
+            lambda: self._send(method, path, **kwargs), repeatable=method in SAFE_METHODS
+        )
 
     def _call(
         self,
@@ -109,78 +192,69 @@ class HubClient:
         *,
         query: dict[str, Any] | None = None,
         body: Any = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Send a request and return the decoded JSON answer."""
-        with self._open(method, path, query=query, body=body) as resp:
-            try:
-                raw = resp.read()
-            except _DROPS:
-                raise self._unreachable() from None
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+
+        def exchange() -> tuple[int, bytes]:
+            response = self._send(method, path, query=query, body=body, headers=headers)
+            with contextlib.closing(response):
+                try:
+                    return response.status_code, response.read()
+                except httpx2.HTTPError:
+                    raise _Transient(self._unreachable()) from None
+
+        repeatable = method in SAFE_METHODS or idempotency_key is not None
+        status, raw = self._retrying(exchange, repeatable=repeatable)
         try:
             return json.loads(raw) if raw else None
         except ValueError:
             raise HubError(
                 f"the hub at {self._display_url} sent a non-JSON answer to {method} {path}",
                 code="bad_response",
-                status=resp.status,
+                status=status,
             ) from None
+
+    def _create(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a creation with a fresh Idempotency-Key, so a retried POST creates one thing."""
+        return self._call("POST", path, body=body, idempotency_key=uuid.uuid4().hex)
 
     def _sse(self, path: str, query: dict[str, Any]) -> Generator[_Frame, None, None]:
         """Yield (event, data, id) frames of one SSE connection; raise _Dropped when it ends."""
-        resp = self._open("GET", path, query=query, accept="text/event-stream")
-        with resp:
-            event, data_lines, last_id = "message", list[str](), None
-            while True:
-                try:
-                    line = resp.readline()
-                except _DROPS:
-                    raise _Dropped() from None
-                if not line:
-                    raise _Dropped()
-                text = line.decode("utf-8", "replace").rstrip("\r\n")
-                if not text:
-                    if data_lines:
-                        yield event, _json_or_text("\n".join(data_lines)), last_id
-                    event, data_lines = "message", []
-                    continue
-                if text.startswith(":"):
-                    continue  # keep-alive comment
-                name, _, value = text.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data_lines.append(value)
-                elif name == "id":
-                    last_id = value
+        response = self._send("GET", path, query=query, accept="text/event-stream")
+        with contextlib.closing(response):
+            try:
+                for sse in httpx2.EventSource(response, max_event_size=None):
+                    if sse.data:
+                        yield sse.event, _json_or_text(sse.data), sse.id or None
+            except httpx2.HTTPError:
+                raise _Dropped() from None
+        raise _Dropped()
 
     def _reconnecting(
         self, open_stream: Callable[[], Generator[_Frame, None, None]], give_up_after: float
     ) -> Generator[_Frame, None, None]:
         """Yield frames of ``open_stream()``, reopening it after drops; give up after a silence."""
+        retry = Retry(dataclasses.replace(STREAM_RETRY, deadline=give_up_after))
         # The first connection fails fast: a hub that was never up is a usage error, not a drop.
         first = True
-        last_seen = time.monotonic()
-        delay = 0.2
         while True:
             try:
                 with contextlib.closing(open_stream()) as stream:
                     for frame in stream:
                         first = False
-                        last_seen = time.monotonic()
-                        delay = 0.2
+                        retry.reset()
                         yield frame
             except _Dropped:
                 first = False
-            except HubError as exc:
-                retryable = exc.status == 0 or exc.status >= 500
-                if first or not retryable:
-                    raise
-            remaining = give_up_after - (time.monotonic() - last_seen)
-            if remaining <= 0:
+            except _Transient as exc:
+                if first:
+                    raise exc.error from None
+            wait = retry.next_delay()
+            if wait is None:
                 raise self._unreachable()
-            time.sleep(min(delay, remaining + 0.01))
-            delay = min(delay * 2, 2.0)
+            time.sleep(wait)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -191,7 +265,7 @@ class HubClient:
     def add_task(self, **fields: Any) -> dict[str, Any]:
         """Create a task from API fields (``prompt``, ``project``…); None values are dropped."""
         body = {k: v for k, v in fields.items() if v is not None}
-        return self._call("POST", "/tasks", body=body)  # type: ignore[no-any-return]
+        return self._create("/tasks", body)  # type: ignore[no-any-return]
 
     def tasks(
         self, project: str | None = None, status: str | None = None, limit: int | None = None
@@ -302,17 +376,12 @@ class HubClient:
 
     def import_tasks(self, data: bytes) -> dict[str, Any]:
         """Import a JSON export (bytes of ``dobby export --format json``)."""
-        req = self._request_obj("POST", "/import", None, None, "application/json")
-        req.data = data
-        req.add_header("Content-Type", "application/json")
-        try:
-            with self._opener.open(req, timeout=max(self.timeout, 300)) as resp:
-                return json.loads(resp.read())  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as exc:
-            with exc:
-                raise _http_error(exc.code, exc.reason, exc.read()) from None
-        except (urllib.error.URLError, *_DROPS):
-            raise self._unreachable() from None
+        response = self._request("POST", "/import", content=data, timeout=max(self.timeout, 300))
+        with contextlib.closing(response):
+            try:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+            except httpx2.HTTPError:
+                raise self._unreachable() from None
 
     def gc(self, older_than: str | float | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Free finished tasks' directories on hosts (older than the retention by default)."""
@@ -323,16 +392,15 @@ class HubClient:
     def _stream(self, method: str, path: str, query: dict[str, Any] | None, sink: Any) -> int:
         """Copy a response body into ``sink`` in chunks; return its size."""
         total = 0
-        with self._open(method, path, query=query, accept="*/*") as resp:
-            while True:
-                try:
-                    chunk = resp.read(1 << 16)
-                except _DROPS:
-                    raise self._unreachable() from None
-                if not chunk:
-                    return total
-                sink.write(chunk)
-                total += len(chunk)
+        response = self._request(method, path, query=query, accept="*/*")
+        with contextlib.closing(response):
+            try:
+                for chunk in response.iter_bytes():
+                    sink.write(chunk)
+                    total += len(chunk)
+            except httpx2.HTTPError:
+                raise self._unreachable() from None
+        return total
 
     def projects(self) -> dict[str, Any]:
         """Return the raw ``{"projects": [...]}`` body."""
@@ -378,7 +446,7 @@ class HubClient:
     def add_batch(self, **fields: Any) -> dict[str, Any]:
         """Submit a batch (``tasks``, optional ``name`` and ``defaults``) via ``POST /batches``."""
         body = {k: v for k, v in fields.items() if v is not None}
-        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+        return self._create("/batches", body)  # type: ignore[no-any-return]
 
     # -- scheduler: drafts, schedules, batches, project policies --------------------------
 
@@ -409,7 +477,7 @@ class HubClient:
     def submit_batch_file(self, text: str, file: str) -> dict[str, Any]:
         """Submit a batch file's YAML text; errors name ``file:line``."""
         body = {"yaml": text, "file": file}
-        return self._call("POST", "/batches", body=body)  # type: ignore[no-any-return]
+        return self._create("/batches", body)  # type: ignore[no-any-return]
 
     def batch(self, id: str) -> dict[str, Any]:
         """Return a batch: counts by status, cost so far, each task."""

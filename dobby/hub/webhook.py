@@ -21,19 +21,20 @@ import hmac
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from dobby.core.config import Settings
 from dobby.core.events import Event, EventBus
+from dobby.core.retry import Backoff
 from dobby.core.timefmt import seconds_between
 
 log = logging.getLogger("dobby.hub.webhook")
 
 EVENTS = ("task.finished", "task.awaiting_approval")
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+# Six tries: the first at once, then after about 1, 2, 4, 8 and 16 s.
+RETRY = Backoff(first=1.0, factor=2.0, cap=16.0, jitter=0.1, tries=6)
 RESULT_KEYS = (
     "status",
     "reason",
@@ -77,13 +78,13 @@ class Webhook:
         *,
         url: str | None,
         secret: str | None = None,
-        delays: Sequence[float] = RETRY_DELAYS,
+        retry: Backoff = RETRY,
         timeout: float = 10.0,
         capacity: int = 1000,
     ) -> None:
         self.url = url
         self.secret = secret
-        self.delays = tuple(delays)
+        self.retry = retry
         self.timeout = timeout
         self._queue: deque[tuple[Event, bytes]] = deque(maxlen=capacity)
         self._ready = asyncio.Event()
@@ -168,7 +169,7 @@ class Webhook:
         )
         client = AsyncHTTPClient()
         problem = ""
-        for attempt, delay in enumerate((0.0, *self.delays)):
+        for attempt, delay in enumerate((0.0, *self.retry.delays())):
             if delay:
                 await asyncio.sleep(delay)
             try:

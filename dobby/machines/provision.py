@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import yaml
 
 from dobby.core.errors import DobbyError
 from dobby.core.models import Host
+from dobby.core.retry import Backoff, call
 from dobby.inventory.load import load_inventory
 from dobby.machines.vultr import InstanceSpec, Vultr
 
@@ -23,15 +23,19 @@ def render_host_file(name: str, fields: dict[str, object], note: str) -> str:
 
 def wait_for_port(address: str, port: int, *, timeout: float = 300) -> None:
     """Return once ``address:port`` accepts TCP connections (sshd is up)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((address, port), timeout=5):
-                return
-        except OSError as exc:
-            if time.monotonic() > deadline:
-                raise DobbyError(f"{address}:{port} still closed: {exc}") from None
-            time.sleep(1)
+
+    def knock() -> None:
+        with socket.create_connection((address, port), timeout=5):
+            return
+
+    try:
+        call(
+            knock,
+            policy=Backoff(first=1.0, factor=1.5, cap=5.0, deadline=timeout),
+            retry_if=lambda exc: isinstance(exc, OSError),
+        )
+    except OSError as exc:
+        raise DobbyError(f"{address}:{port} still closed: {exc}") from None
 
 
 def provision_vultr(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from dobby.core.errors import ValidationError
+from dobby.core.retry import Backoff, Retry
 
 READY = "dobby-tunnel-up"
 
@@ -79,7 +80,7 @@ def keep_open(
     max_delay: float = 30.0,
 ) -> None:
     """Keep the tunnel up forever, restarting it with backoff whenever it ends."""
-    delay = 1.0
+    retry = Retry(Backoff(first=1.0, factor=2.0, cap=max_delay, jitter=0.1))
     while True:
         started = time.monotonic()
         if first is not None:
@@ -90,7 +91,7 @@ def keep_open(
         else:
             code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         if time.monotonic() - started > 60:
-            delay = 1.0  # it was up for a while: a fresh drop, retry soon
+            retry.reset()  # it was up for a while: a fresh drop, retry soon
+        delay = retry.next_delay() or 0.0
         log(f"tunnel ended (exit {code}); reconnecting in {delay:.0f}s")
         time.sleep(delay)
-        delay = min(max_delay, delay * 2)

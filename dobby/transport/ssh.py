@@ -19,6 +19,7 @@ import asyncssh
 
 from dobby.core.errors import ConnectionLost, HostUnreachable, TransportError
 from dobby.core.models import Host
+from dobby.core.retry import Backoff, Retry
 from dobby.transport.base import IDENT_COMMAND, RunResult, Transport
 
 _LOST = (asyncssh.Error, OSError, EOFError)
@@ -81,8 +82,8 @@ class SshTransport(Transport):
         self._channels = asyncio.Semaphore(max_channels)
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive
-        self._backoff_cap = backoff_cap
-        self._failures = 0
+        # After a failed connect, calls fail fast until the wait is over: 0.5 s, 1 s… up to the cap.
+        self._reconnect = Retry(Backoff(first=0.5, factor=2.0, cap=backoff_cap, jitter=0.1))
         self._retry_at = 0.0
         self._last_error = ""
         self._readers: OrderedDict[str, Any] = OrderedDict()
@@ -113,13 +114,10 @@ class SshTransport(Transport):
             try:
                 await self._open()
             except HostUnreachable as exc:
-                self._failures += 1
                 self._last_error = exc.message.removeprefix(f"{self.host.name}: ")
-                self._retry_at = time.monotonic() + min(
-                    self._backoff_cap, 0.25 * 2 ** min(self._failures, 8)
-                )
+                self._retry_at = time.monotonic() + (self._reconnect.next_delay() or 0.0)
                 raise
-            self._failures = 0
+            self._reconnect.reset()
             self._retry_at = 0.0
 
     async def _open(self) -> None:

@@ -21,6 +21,7 @@ from dobby.cli import render as render
 from dobby.cli.main import main
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError, ValidationError
+from dobby.core.retry import Backoff
 from dobby.core.timefmt import ago, format_duration, local_time, parse_duration, seconds_between
 
 KEY = "sk-secret-key-123"
@@ -558,6 +559,82 @@ def test_follow_unknown_task_fails_at_once(hub: FakeHub) -> None:
     with pytest.raises(HubError) as err:
         list(HubClient(url=hub.url).follow("nope"))
     assert err.value.status == 404
+
+
+FAST = Backoff(first=0.01, cap=0.05, deadline=5.0)
+
+
+def _busy_then(answer: dict[str, Any], status: int, busy: int = 1) -> Route:
+    """Answer 503 ``busy`` times, then ``answer``."""
+    left = [busy]
+
+    def route(h: _Handler, query: dict[str, str], body: bytes) -> None:
+        if left[0]:
+            left[0] -= 1
+            return h.send_json(503, {"error": {"code": "busy", "message": "starting"}})
+        h.send_json(status, answer)
+
+    return route
+
+
+def test_a_retried_create_sends_the_same_idempotency_key(hub: FakeHub) -> None:
+    hub.routes[("POST", "/tasks")] = _busy_then(TASK, 201)
+    client = HubClient(url=hub.url, retry=FAST)
+    assert client.add_task(prompt="hi")["id"] == TASK["id"]
+    keys = [r[4].get("Idempotency-Key") for r in hub.requests]
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0] or "") == 32
+    hub.routes[("POST", "/batches")] = _busy_then({"id": "b1"}, 201)
+    client.submit_batch_file("tasks: []", "b.yaml")
+    client.add_task(prompt="again")
+    later = [r[4].get("Idempotency-Key") for r in hub.requests[2:]]
+    assert len(later) == 3 and later[0] == later[1] and len(set(later) | {keys[0]}) == 3
+
+
+def test_a_post_without_a_key_is_never_repeated(hub: FakeHub) -> None:
+    hub.routes[("POST", "/tasks/abcd1234/cancel")] = _busy_then(TASK, 200)
+    with pytest.raises(HubError) as err:
+        HubClient(url=hub.url, retry=FAST).cancel("abcd1234")
+    assert err.value.status == 503 and len(hub.requests) == 1
+    assert "Idempotency-Key" not in hub.requests[0][4]
+
+
+def test_a_read_survives_a_dropped_connection(hub: FakeHub) -> None:
+    dropped = [False]
+
+    def drop_once(h: _Handler, query: dict[str, str], body: bytes) -> None:
+        if not dropped[0]:
+            dropped[0] = True
+            h.close_connection = True
+            h.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{")  # cut short
+            return
+        h.send_json(200, TASK)
+
+    hub.routes[("GET", "/tasks/abcd1234")] = drop_once
+    assert HubClient(url=hub.url, retry=FAST).task("abcd1234") == TASK
+    assert len(hub.requests) == 2
+
+
+def test_a_client_that_reached_the_hub_waits_out_a_restart() -> None:
+    first = FakeHub()
+    first.json("GET", "/health", {"status": "ok"})
+    client = HubClient(url=first.url, retry=Backoff(first=0.05, cap=0.2, deadline=20))
+    assert client.health() == {"status": "ok"}
+    port = first.port
+    first.stop()
+    second: list[FakeHub] = []
+
+    def restart() -> None:
+        time.sleep(0.3)
+        second.append(FakeHub(port))
+        second[0].json("GET", "/tasks/abcd1234", TASK)
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    try:
+        assert client.task("abcd1234") == TASK
+    finally:
+        thread.join()
+        second[0].stop()
 
 
 # -- click commands ---------------------------------------------------------------------------

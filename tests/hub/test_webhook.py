@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dobby.core.events import EventBus
+from dobby.core.retry import Backoff
 from dobby.hub.webhook import Webhook
 from tests.fixtures.hub import HubProcess, write_inventory
 
@@ -110,7 +111,11 @@ def test_hub_posts_finished_tasks_and_drafts_signed_with_retries(
 
 async def test_webhook_gives_up_after_its_retries_without_blocking_publish() -> None:
     bus = EventBus()
-    hook = Webhook(url="http://127.0.0.1:9/unreachable", secret=None, delays=(0.01, 0.01))
+    hook = Webhook(
+        url="http://127.0.0.1:9/unreachable",
+        secret=None,
+        retry=Backoff(first=0.01, cap=0.01, tries=3),
+    )
     hook.start(bus)
     for i in range(3):
         bus.publish("task.finished", task_id=f"t{i}", data={"id": f"t{i}"})

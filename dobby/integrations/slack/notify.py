@@ -17,6 +17,7 @@ from typing import Any
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import format_duration, parse_time
 from dobby.integrations.slack.commands import cost, task_link
 
@@ -141,16 +142,22 @@ class Notifier:
 
     def run(self) -> None:
         """Follow ``GET /events`` forever, reconnecting with backoff when the hub goes away."""
-        delay = 1.0
+        retry = Retry(Backoff(first=1.0, factor=2.0, cap=30.0, jitter=0.1))
         while not self._stop.is_set():
+            since = self._since
             try:
                 self._follow()
+                continue
             except HubError as exc:
-                log.warning("event stream from the hub lost: %s (retrying in %.0fs)", exc, delay)
+                problem = f"event stream from the hub lost: {exc}"
             except Exception:  # a bug must not end notifications for good
-                log.exception("notifier failed (retrying in %.0fs)", delay)
-                self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+                log.exception("notifier failed")
+                problem = "notifier failed"
+            if self._since != since:
+                retry.reset()  # events came through since the last failure: a fresh one
+            delay = retry.next_delay() or 0.0
+            log.warning("%s (retrying in %.0fs)", problem, delay)
+            self._stop.wait(delay)
 
     def _follow(self) -> None:
         # since=None at first: the hub starts at its newest event; later we resume without gaps.
