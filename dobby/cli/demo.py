@@ -7,8 +7,11 @@ output formats of the real claude/codex CLIs, so the demo needs no API key and n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dobby.cli import render
 from dobby.client.http import HubClient
-from dobby.core.config import load_settings
+from dobby.core.config import Settings, load_settings
+from dobby.core.errors import DobbyError
 from dobby.hub.server import run_hub
 from dobby.replay import install_fake_agents
 
@@ -95,95 +100,183 @@ def write_demo_inventory(home: Path, bin_dir: Path) -> Path:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def run_demo(*, port: int | None = None, keep: bool = False) -> None:
-    """Run the demo in the foreground; with ``keep`` the hub stays up until Ctrl-C."""
-    home = Path(tempfile.mkdtemp(prefix="dobby-demo-"))
-    port = port or _free_port()
-    bin_dir = install_fake_agents(home / "bin")
-    project = make_sample_project(home / "sample")
-    inventory = write_demo_inventory(home, bin_dir)
-    settings = load_settings(
-        home=home, overrides={"port": port, "inventory": str(inventory)}, environ={}
-    )
-    url = f"http://127.0.0.1:{port}"
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop: asyncio.Event | None = None
+def _describe(task: dict[str, Any]) -> str:
+    what = task.get("title") or task.get("prompt") or ""
+    return f"{task.get('backend')}: {what}"[:60]
 
-    def serve() -> None:
-        nonlocal stop
-        asyncio.set_event_loop(loop)
-        stop = asyncio.Event()
-        started = asyncio.Event()
+
+class _HubThread:
+    """The demo's hub, run in a thread of this process so that it stops when the demo does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._serve, name="dobby-demo-hub", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
 
         async def main() -> None:
+            self.stop_event = asyncio.Event()
+            started = asyncio.Event()
             waiter = asyncio.ensure_future(started.wait())
-            waiter.add_done_callback(lambda _f: ready.set())
-            await run_hub(settings, ready=started, stop=stop)
+            waiter.add_done_callback(lambda _f: self.ready.set())
+            await run_hub(self.settings, ready=started, stop=self.stop_event)
 
-        loop.run_until_complete(main())
+        try:
+            self.loop.run_until_complete(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+        finally:
+            self.ready.set()
+            self.loop.close()
 
-    thread = threading.Thread(target=serve, name="dobby-demo-hub", daemon=True)
-    thread.start()
-    if not ready.wait(30):
-        raise SystemExit("error: the demo hub did not start")
-    client = HubClient(url=url, api_key=None)
-    print(f"Dobby demo hub: {url}   (state in {home})")
-    print(f"  API: {url}/tasks   OpenAPI: {url}/openapi.json")
-    client.register_project("sample", str(project), context="demo project")
-    ids = [client.add_task(**task)["id"] for task in DEMO_TASKS]
-    print(f"submitted {len(ids)} tasks: {' '.join(ids)}")
-    _wait_all(client, ids)
-    for task_id in ids:
-        res = client.result(task_id)
-        cost = "-" if res["cost_usd"] is None else f"${res['cost_usd']:.4f}"
-        summary = (res["summary"] or res["error"] or "").strip().splitlines()
-        print(
-            f"  {task_id}  {res['status']:<9} {res['backend']:<6} cost {cost:<8} "
-            f"{summary[-1][:70] if summary else ''}"
-        )
-    if keep:
-        print(
-            f"try:  export DOBBY_URL={url}; dobby status; dobby logs {ids[1]}; "
-            f"dobby results {ids[2]}"
-        )
-    else:
-        print("demo done; `dobby demo --keep` leaves the hub running to explore")
+    def start(self) -> None:
+        """Start the hub; raise what stopped it from starting (a busy port…)."""
+        self.thread.start()
+        if not self.ready.wait(60):
+            raise DobbyError("the demo hub did not start within 60 s")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Stop the hub and wait for its thread."""
+        if self.thread.is_alive() and self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def run_demo(*, port: int | None = None, keep: bool = False) -> None:
+    """Run the demo in the foreground, then stop and remove everything it started.
+
+    With ``keep`` the hub stays up after the tasks end, until Ctrl-C (or SIGTERM). The demo's
+    tmux server (its tasks' sessions on host ``local``) has its own socket directory, so ending
+    it never touches the user's own tmux.
+    """
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    home = Path(tempfile.mkdtemp(prefix="dobby-demo-"))
+    tmux_dir = home / "tmux"
+    tmux_dir.mkdir()
+    saved_tmux = os.environ.get("TMUX_TMPDIR")
+    os.environ["TMUX_TMPDIR"] = str(tmux_dir)  # inherited by the local host's tmux commands
+    hub: _HubThread | None = None
     try:
+        port = port or _free_port()
+        hub = _HubThread(_demo_settings(home, port))
+        url = f"http://127.0.0.1:{port}"
+        say(
+            "Dobby demo: a throw-away hub on this machine runs a few tasks with the bundled "
+            "stand-ins for claude and codex (no API key, no network)."
+        )
+        hub.start()
+        say(f"1. Started a hub at {url} (dashboard: {url}/dashboard), state in {home}.")
+        _run_tasks(HubClient(url=url, api_key=None), home, url, keep)
         if keep:
-            print("hub keeps running; Ctrl-C to stop")
-            while thread.is_alive():
+            while hub.thread.is_alive():
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        say("Interrupted: stopping the demo hub and cleaning up.")
     finally:
-        if stop is not None:
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        if not keep:
+        # A second Ctrl-C must not leave half the cleanup undone.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if hub is not None:
+                hub.stop()
+            with contextlib.suppress(OSError):  # no tmux at all: no server to end
+                subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
             shutil.rmtree(home, ignore_errors=True)
-        sys.stdout.flush()
+        finally:
+            if saved_tmux is None:
+                os.environ.pop("TMUX_TMPDIR", None)
+            else:
+                os.environ["TMUX_TMPDIR"] = saved_tmux
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+            sys.stdout.flush()
 
 
-def _wait_all(client: HubClient, ids: list[str], timeout: float = 120) -> None:
+def _demo_settings(home: Path, port: int) -> Settings:
+    bin_dir = install_fake_agents(home / "bin")
+    inventory = write_demo_inventory(home, bin_dir)
+    return load_settings(
+        home=home, overrides={"port": port, "inventory": str(inventory)}, environ={}
+    )
+
+
+def _run_tasks(client: HubClient, home: Path, url: str, keep: bool) -> None:
+    project = make_sample_project(home / "sample")
+    client.register_project("sample", str(project), context="demo project")
+    say(f'2. Registered {project}, a small git repository, as project "sample".')
+    tasks = [client.add_task(**task) for task in DEMO_TASKS]
+    ids = [t["id"] for t in tasks]
+    say(
+        f"3. Queued {len(ids)} tasks on host local: a shell command, a claude task, a codex "
+        "task, a slow shell job and one that fails on purpose. Each runs in its own tmux "
+        "session, in a git worktree of the project:"
+    )
+    _wait_all(client, tasks)
+    say("4. All done. What each task gave back (`dobby results ID` shows all of it):")
+    rows = []
+    for task_id in ids:
+        res = client.result(task_id)
+        summary = (res["summary"] or res["error"] or "").strip().splitlines()
+        rows.append(
+            [
+                task_id,
+                res["status"],
+                res["backend"],
+                render.format_cost(res["cost_usd"], "-"),
+                summary[-1] if summary else "",
+            ]
+        )
+    headers = ["ID", "STATUS", "BACKEND", "COST", "SUMMARY"]
+    for line in render.render_table(headers, rows, width=shutil.get_terminal_size().columns):
+        say("   " + line)
+    env = f"export DOBBY_URL={url}"
+    if keep:
+        say("The hub keeps running until Ctrl-C; then the demo stops and removes everything.")
+        say(f"Dashboard: {url}/dashboard")
+        say(f"Try next, in another terminal (after `{env}`):")
+    else:
+        say(f"Dashboard (while a demo hub runs): {url}/dashboard")
+        say(f"Try next: `dobby demo --keep`, then in another terminal (after `{env}`):")
+    say("  dobby status")
+    say(f"  dobby logs {ids[1]}")
+    say(f"  dobby diff {ids[2]}")
+
+
+def say(text: str) -> None:
+    """Print one line of the demo's story (flushed: the demo is often piped)."""
+    print(text, flush=True)
+
+
+def _wait_all(client: HubClient, tasks: list[dict[str, Any]], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
+    ids = [t["id"] for t in tasks]
+    what = {t["id"]: _describe(t) for t in tasks}
     while time.monotonic() < deadline:
         done = 0
         for task_id in ids:
             status = client.task(task_id)["status"]
             if seen.get(task_id) != status:
                 seen[task_id] = status
-                print(f"  {task_id} → {status}")
+                say(f"   {task_id}  {status:<9}  {what[task_id]}")
             done += status in ("completed", "failed", "cancelled")
         if done == len(ids):
             return
         time.sleep(0.2)
-    raise SystemExit("error: demo tasks did not finish in time")
+    raise DobbyError("the demo tasks did not finish within 120 s")

@@ -1,4 +1,9 @@
-"""``dobby hosts``, ``spokes`` and ``agent``: the machines a hub can reach."""
+"""Host commands: ``hosts``, ``hosts check``, ``hosts bootstrap``, ``spokes``, ``agent``.
+
+``hosts check`` and ``hosts bootstrap`` ask the hub when one answers (it checks with its own
+keys and known_hosts); with no hub — or ``--inventory``/``--no-hub`` — they work from this
+machine through :mod:`dobby.offline.hosts`, on the inventory ``dobby start`` would load.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,35 @@ import getpass
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import click
 
-from dobby.cli import render as render
-from dobby.cli.main import _client, _echo_lines, _print_json, _width, json_option, main
-from dobby.client.http import HubClient
+from dobby.cli import render
+from dobby.cli.app import client, echo_lines, json_option, print_json, width
+from dobby.core.errors import HubError
 
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
+PROBE_TIMEOUT = 3.0  # how long `hosts check` waits for a hub before checking from here
+CHECK_TIMEOUT = 300.0  # checking a slow host through the hub (SSH connect, shell timing)
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @json_option
 @click.pass_context
 def hosts(ctx: click.Context, as_json: bool) -> None:
     """List the inventory's hosts with reachability, tool versions and running tasks."""
     if ctx.invoked_subcommand is not None:
-        return  # `hosts check` / `hosts bootstrap` (dobby/cli_machines.py)
-    body = _client().hosts()
+        return
+    body = client().hosts()
     if as_json:
-        return _print_json(body)
+        return print_json(body)
     colors = {3: render.reach_color}
-    _echo_lines(
+    echo_lines(
         render.render_table(
             render.HOST_HEADERS,
             render.host_rows(body.get("hosts") or []),
-            width=_width(),
+            width=width(),
             colors=colors,
         )
     )
@@ -43,17 +51,107 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
         click.secho(f"inventory error: {error} (last good inventory in force)", fg="red")
 
 
-@main.command()
+inventory_option = click.option(
+    "--inventory",
+    type=click.Path(),
+    help="Check from here with this inventory file or directory (no hub).",
+)
+hub_option = click.option(
+    "--hub", "via_hub", is_flag=True, help="Only through the hub (DOBBY_URL): fail if none answers."
+)
+no_hub_option = click.option(
+    "--no-hub", is_flag=True, help="From this machine, with the hub's inventory, even if it runs."
+)
+
+
+def _hub_to_use(via_hub: bool, no_hub: bool, inventory: str | None, timeout: float) -> Any:
+    """Return a client of the hub to work through, or None to work from this machine."""
+    if (via_hub and no_hub) or (via_hub and inventory):
+        raise click.UsageError("--hub cannot be combined with --no-hub or --inventory")
+    if no_hub or inventory:
+        return None
+    hub = client(timeout=timeout)
+    if via_hub:
+        return hub
+    try:
+        client(timeout=PROBE_TIMEOUT).health()
+    except HubError as exc:
+        if exc.status != 0:  # it answered, with an error: that error is worth seeing
+            raise
+        click.echo(f"no hub answers at {hub.url}: working from this machine", err=True)
+        return None
+    return hub
+
+
+@hosts.command("check")
+@click.argument("names", nargs=-1)
+@inventory_option
+@hub_option
+@no_hub_option
+@json_option
+def hosts_check(
+    names: tuple[str, ...], inventory: str | None, via_hub: bool, no_hub: bool, as_json: bool
+) -> None:
+    """Check that hosts are ready: SSH, host key, tmux, git, agents, disk, GPUs, shell speed."""
+    hub = _hub_to_use(via_hub, no_hub, inventory, CHECK_TIMEOUT)
+    if hub is not None:
+        chosen = list(names) or [h["name"] for h in hub.hosts().get("hosts") or []]
+        reports = [hub.check_host(name) for name in chosen]
+    else:
+        from dobby.offline.hosts import check_hosts
+
+        reports = check_hosts(list(names), inventory=inventory)
+    if as_json:
+        print_json({"hosts": reports})
+    else:
+        for report in reports:
+            echo_lines(render.report_lines(report))
+        bad = [str(r.get("host")) for r in reports if not r.get("ok")]
+        click.echo(
+            f"{len(reports) - len(bad)}/{len(reports)} hosts ready"
+            + (f"; fix: {', '.join(bad)}" if bad else "")
+        )
+    if any(not r.get("ok") for r in reports):
+        click.get_current_context().exit(1)
+
+
+@hosts.command("bootstrap")
+@click.argument("name")
+@click.option("--install", is_flag=True, help="Install missing tmux/git with the package manager.")
+@inventory_option
+@hub_option
+@no_hub_option
+@json_option
+def hosts_bootstrap(
+    name: str, install: bool, inventory: str | None, via_hub: bool, no_hub: bool, as_json: bool
+) -> None:
+    """Prepare a host: create its workdir; with --install, install missing tmux and git."""
+    hub = _hub_to_use(via_hub, no_hub, inventory, 1800.0 if install else CHECK_TIMEOUT)
+    if hub is not None:
+        report = hub.bootstrap_host(name, install=install)
+    else:
+        from dobby.offline.hosts import bootstrap
+
+        report = bootstrap(name, install=install, inventory=inventory)
+    if as_json:
+        print_json(report)
+    else:
+        echo_lines(report.get("lines") or [])
+    if not report.get("ok"):
+        click.get_current_context().exit(1)
+
+
+@click.command()
 @json_option
 def spokes(as_json: bool) -> None:
     """List hosts added with `dobby agent` (POST /spokes/register)."""
-    body = _client().spokes()
+    body = client().spokes()
     if as_json:
-        return _print_json(body)
+        return print_json(body)
     rows = render.host_rows(body.get("spokes") or [])
     headers = ["NAME", "CONN", "ADDRESS", "REACH", "LABELS"]
-    _echo_lines(
-        render.render_table(headers, [[r[0], r[1], r[2], r[3], r[9]] for r in rows], width=_width())
+    echo_lines(
+        render.render_table(headers, [[r[0], r[1], r[2], r[3], r[9]] for r in rows], width=width())
     )
 
 
@@ -82,7 +180,7 @@ def _host_key(path: str = HOST_KEY_FILE) -> str | None:
         return None
 
 
-@main.command()
+@click.command()
 @click.option("--hub", "hub_url", required=True, help="URL of the hub.")
 @click.option("--id", "name", required=True, help="Name of this machine in the inventory.")
 @click.option("--address", help="Address the hub reaches this machine at.")
@@ -126,7 +224,7 @@ def agent(
     as_json: bool,
 ) -> None:
     """Add this machine to a hub's hosts (it is then reached over SSH); --reverse for NAT."""
-    from dobby.machines.tunnel import keep_open, open_tunnel, reverse_argv
+    from dobby.offline.tunnel import keep_open, open_tunnel, reverse_argv
 
     tunnel, first = None, None
     if reverse:
@@ -140,7 +238,7 @@ def agent(
             known_hosts=reverse_known_hosts,
         )
         first = open_tunnel(tunnel)  # up before registering: the hub connects at once
-    host = HubClient(url=hub_url).register_spoke(
+    host = client(url=hub_url).register_spoke(
         name=name,
         address="127.0.0.1" if tunnel else (address or primary_address()),
         port=reverse_port if tunnel else port,
@@ -149,7 +247,7 @@ def agent(
         host_key=_host_key(host_key_file),
     )
     if as_json:
-        _print_json(host)
+        print_json(host)
     else:
         where = f"{host.get('user')}@{host.get('address')}:{host.get('port')}"
         click.echo(f"registered {host.get('name', name)} ({where}) with {hub_url}")
@@ -159,3 +257,6 @@ def agent(
             keep_open(tunnel, first=first, log=lambda m: click.echo(m, err=True))
         except KeyboardInterrupt:
             pass
+
+
+COMMANDS = [hosts, spokes, agent]

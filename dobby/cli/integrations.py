@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from dobby.cli.main import main
-from dobby.client.http import HubClient
+from dobby.cli.app import client
 from dobby.core.errors import DobbyError
 
 
@@ -20,14 +19,14 @@ def mcp_snippet(url: str | None = None) -> dict[str, Any]:
     return snippet(url)
 
 
-@main.command("mcp-config")
+@click.command("mcp-config")
 @click.option("--url", help="Hub URL the MCP server should use (default: DOBBY_URL).")
 def mcp_config(url: str | None) -> None:
     """Print the .mcp.json snippet that adds Dobby's tools to Claude Code."""
     click.echo(json.dumps(mcp_snippet(url), indent=2))
 
 
-@main.command()
+@click.command()
 @click.option("--http", "port", type=int, help="Serve Slack's HTTP Events API on this port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --http.")
 @click.option("--path", default="/slack/events", show_default=True, help="Events URL path.")
@@ -43,7 +42,7 @@ def slack(port: int | None, host: str, path: str) -> None:
     if port is not None and not settings.signing_secret:
         raise DobbyError("set SLACK_SIGNING_SECRET to receive Slack events over HTTP")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    hub = HubClient()
+    hub = client()
     hub.health()  # fail now, with the hub's URL in the message, rather than on the first mention
     app, bot = build_app(settings, hub=hub)
     bot.notifier.start()
@@ -73,3 +72,6 @@ def serve_http(app: Any, *, host: str, port: int, path: str) -> None:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+
+
+COMMANDS = [mcp_config, slack]

@@ -212,6 +212,24 @@ def host_rows(hosts: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
+CHECK_MARKS = {
+    "ok": ("✓", "green"),
+    "warn": ("!", "yellow"),
+    "fail": ("✗", "red"),
+    "skip": ("-", None),
+}
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """Return the lines printed for one host's checks (a POST /hosts/NAME/check body)."""
+    lines = [click.style(f"{report.get('host')} ({report.get('target')})", bold=True)]
+    for check in report.get("checks") or []:
+        mark, color = CHECK_MARKS.get(check.get("status"), ("?", None))
+        name, message = check.get("name") or "?", clean(check.get("message"))
+        lines.append(f"  {click.style(mark, fg=color)} {name:<9} {message}")
+    return lines
+
+
 def reach_color(value: str) -> str | None:
     """Return the click color of a REACH cell."""
     return {"yes": "green", "no": "red"}.get(value)
@@ -270,6 +288,46 @@ def _command_line(event: Mapping[str, Any], command: str) -> str:
 def task_line(task: Mapping[str, Any]) -> str:
     """Return ``ID  status  host``."""
     return f"{task.get('id')}  {task.get('status')}  {task.get('host') or '-'}"
+
+
+def added_lines(task: Mapping[str, Any]) -> list[str]:
+    """Return what ``dobby add`` prints: the new task's id, status and host, and how to follow."""
+    labels = task.get("host_selector") or []
+    host = task.get("host") or task.get("want_host")
+    where = host or (f"any labelled {','.join(labels)}" if labels else "any")
+    status = task.get("status") or "?"
+    if task.get("waiting_on") not in (None, "capacity"):  # capacity: it starts when a slot frees
+        status += f" (waiting on {task['waiting_on']})"
+    task_id = task.get("id")
+    return [f"task: {task_id}  status: {status}  host: {where}  follow: dobby logs -f {task_id}"]
+
+
+def registered_lines(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """Return what ``dobby register`` prints: a new project, or what changed in a known one."""
+    name, path = after.get("name"), after.get("path")
+    if before is None:
+        return [f"registered project {name} → {path}"]
+    changed = [
+        f"{key} {_shown(before.get(key))} → {_shown(after.get(key))}"
+        for key in after
+        if key != "created_at" and before.get(key) != after.get(key)
+    ]
+    if not changed:
+        return [f"project {name} already registered → {path}; nothing changed"]
+    return [f"updated project {name}: {'; '.join(changed)} (its other settings are kept)"]
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else clean(value)
+
+
+def schedule_line(s: Mapping[str, Any]) -> str:
+    """Return ``ID  every 30m|cron "…"  next …  title`` for a schedule."""
+    when = f'cron "{s["cron"]}"' if s.get("cron") else f"every {s.get('every')}"
+    state = "paused" if s.get("paused") else f"next {local_time(s.get('next_at'))}"
+    template = s.get("template") or {}
+    title = template.get("title") or template.get("prompt", "")
+    return f"{s.get('id')}  {when}  {state}  {truncate(clean(title), 60)}"
 
 
 def final_line(task: Mapping[str, Any]) -> str:

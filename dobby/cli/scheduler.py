@@ -1,5 +1,5 @@
 """Scheduler commands: ``plan``, ``approve``, ``reject``, ``edit``, ``batch``, ``batch-status``,
-``batches``, ``schedules [pause|resume|delete]`` and ``projects set``."""
+``batches`` and ``schedules [pause|resume|delete]``."""
 
 from __future__ import annotations
 
@@ -8,75 +8,35 @@ from typing import Any
 
 import click
 
-from dobby.cli import render as render
-from dobby.cli.main import (
-    _client,
-    _echo_lines,
-    _echo_task,
-    _print_json,
-    _timeout,
-    _width,
+from dobby.cli import render
+from dobby.cli.app import (
+    BACKENDS,
+    PRIORITIES,
+    client,
+    echo_lines,
+    echo_task,
     json_option,
-    main,
-    projects,
+    print_json,
+    text_arg,
+    timeout_option,
+    width,
 )
 from dobby.core.errors import ValidationError
-from dobby.core.timefmt import format_duration, local_time
-
-PRIORITIES = click.Choice(["urgent", "high", "normal", "low"])
-BACKENDS = click.Choice(["claude", "codex", "shell"])
-
-
-def _text_arg(value: str | None, what: str) -> str | None:
-    """Return ``value``, reading stdin for ``-``."""
-    if value != "-":
-        return value
-    raw = click.get_binary_stream("stdin").read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"the {what} on stdin is not valid UTF-8") from None
-
+from dobby.core.timefmt import local_time
 
 # -- schedules -------------------------------------------------------------------------------
 
 
-def schedule_line(s: dict[str, Any]) -> str:
-    """Return ``ID  every 30m|cron "…"  next …  title``."""
-    when = f'cron "{s["cron"]}"' if s.get("cron") else f"every {s.get('every')}"
-    state = "paused" if s.get("paused") else f"next {local_time(s.get('next_at'))}"
-    title = (s.get("template") or {}).get("title") or (s.get("template") or {}).get("prompt", "")
-    return f"{s.get('id')}  {when}  {state}  {render.truncate(render.clean(title), 60)}"
-
-
-def add_schedule(
-    fields: dict[str, Any],
-    *,
-    cron: str | None,
-    every: str | None,
-    overlap: str | None,
-    as_json: bool,
-) -> None:
-    """Create a schedule from ``dobby add`` options (``--cron``/``--every``)."""
-    if fields.get("resume"):
-        raise ValidationError("--resume cannot be combined with --cron/--every")
-    fields = {k: v for k, v in fields.items() if k != "resume"}
-    body = _client().add_schedule(cron=cron, every=every, overlap=overlap, **fields)
-    if as_json:
-        return _print_json(body)
-    click.echo(f"schedule {schedule_line(body)}")
-
-
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @json_option
 @click.pass_context
 def schedules(ctx: click.Context, as_json: bool) -> None:
     """List schedules with their next fire time (pause, resume, delete: subcommands)."""
     if ctx.invoked_subcommand:
         return
-    body = _client().schedules()
+    body = client().schedules()
     if as_json:
-        return _print_json(body)
+        return print_json(body)
     rows = []
     for s in body.get("schedules") or []:
         template = s.get("template") or {}
@@ -95,7 +55,7 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
         click.echo("no schedules")
         return
     headers = ["ID", "WHEN", "NEXT", "OVERLAP", "FIRES", "LAST TASK", "TASK"]
-    _echo_lines(render.render_table(headers, rows, width=_width()))
+    echo_lines(render.render_table(headers, rows, width=width()))
     for s in body.get("schedules") or []:
         if s.get("last_error"):
             click.secho(f"{s['id']}: last fire failed: {s['last_error']}", fg="yellow")
@@ -106,10 +66,10 @@ def _schedule_command(action: str, doc: str) -> None:
     @click.argument("schedule_id")
     @json_option
     def command(schedule_id: str, as_json: bool) -> None:
-        body = _client().schedule_action(schedule_id, action)
+        body = client().schedule_action(schedule_id, action)
         if as_json:
-            return _print_json(body)
-        click.echo(f"{action}d {schedule_line(body)}" if action != "delete" else
+            return print_json(body)
+        click.echo(f"{action}d {render.schedule_line(body)}" if action != "delete" else
                    f"deleted schedule {body.get('id')}")  # fmt: skip
 
 
@@ -121,7 +81,7 @@ _schedule_command("delete", "Delete a schedule (tasks it spawned stay).")
 # -- drafts ----------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.argument("prompt")
 @click.option("--project", help="Project the task works on.")
 @click.option("--backend", type=BACKENDS, help="Agent (default: project's, else claude).")
@@ -129,7 +89,7 @@ _schedule_command("delete", "Delete a schedule (tasks it spawned stay).")
 @click.option("--priority", type=PRIORITIES)
 @click.option("--host", help="Run on this host.")
 @click.option("--label", "labels", multiple=True, help="Run on a host with this label.")
-@click.option("--timeout", callback=_timeout, help="Time limit: seconds, 30m, 2h.")
+@timeout_option()
 @click.option("--title", help="Short title (default: the prompt's first line).")
 @click.option("--after", multiple=True, help="Once approved, run after this task (repeatable).")
 @click.option(
@@ -153,8 +113,8 @@ def plan(
     as_json: bool,
 ) -> None:
     """Create a draft that runs only once approved (`dobby approve ID`); '-' reads stdin."""
-    task = _client().add_task(
-        prompt=_text_arg(prompt, "prompt"),
+    task = client().add_task(
+        prompt=text_arg(prompt, "prompt"),
         project=project,
         backend=backend,
         model=model,
@@ -168,7 +128,7 @@ def plan(
         agent_plan=agent_plan or None,
     )
     if as_json:
-        return _print_json(task)
+        return print_json(task)
     click.echo(render.task_line(task))
     if task.get("plan_task"):
         click.echo(
@@ -179,23 +139,23 @@ def plan(
         click.echo(f"approve it with `dobby approve {task['id']}`")
 
 
-@main.command()
+@click.command()
 @click.argument("task_id")
 @json_option
 def approve(task_id: str, as_json: bool) -> None:
     """Queue a draft; with an agent plan, it runs with the approved plan in its prompt."""
-    _echo_task(_client().approve(task_id), as_json)
+    echo_task(client().approve(task_id), as_json)
 
 
-@main.command()
+@click.command()
 @click.argument("task_id")
 @json_option
 def reject(task_id: str, as_json: bool) -> None:
     """Drop a draft (it ends cancelled; its planning run is stopped)."""
-    _echo_task(_client().reject(task_id), as_json)
+    echo_task(client().reject(task_id), as_json)
 
 
-@main.command()
+@click.command()
 @click.argument("task_id")
 @click.option("--prompt", help="New prompt ('-': read stdin).")
 @click.option("--plan", "plan_text", help="New plan of a draft ('-': read stdin).")
@@ -205,7 +165,7 @@ def reject(task_id: str, as_json: bool) -> None:
 @click.option("--model", help="New model.")
 @click.option("--host", help="Run on this host ('' for any).")
 @click.option("--label", "labels", multiple=True, help="Host labels (replaces the old ones).")
-@click.option("--timeout", callback=_timeout, help="Time limit: seconds, 30m, 2h.")
+@timeout_option()
 @click.option("--after", multiple=True, help="Dependencies (replace the old ones).")
 @click.option("--no-after", is_flag=True, help="Remove every dependency.")
 @json_option
@@ -226,8 +186,8 @@ def edit(
 ) -> None:
     """Edit a draft or pending task; with no option, open $EDITOR on its prompt."""
     fields: dict[str, Any] = {
-        "prompt": _text_arg(prompt, "prompt"),
-        "plan": _text_arg(plan_text, "plan"),
+        "prompt": text_arg(prompt, "prompt"),
+        "plan": text_arg(plan_text, "plan"),
         "title": title,
         "priority": priority,
         "backend": backend,
@@ -238,15 +198,15 @@ def edit(
         "after": [] if no_after else (list(after) or None),
     }
     fields = {k: v for k, v in fields.items() if v is not None}
-    client = _client()
+    hub = client()
     if not fields:
-        current = client.task(task_id)
+        current = hub.task(task_id)
         edited = click.edit(current.get("prompt") or "", extension=".md")
         if edited is None or edited == current.get("prompt"):
             click.echo("no change")
             return
         fields["prompt"] = edited
-    _echo_task(client.patch_task(task_id, **fields), as_json)
+    echo_task(hub.patch_task(task_id, **fields), as_json)
 
 
 # -- batches ---------------------------------------------------------------------------------
@@ -261,7 +221,7 @@ def _batch_lines(body: dict[str, Any]) -> list[str]:
     return [f"{head}: {body.get('total', 0)} tasks — {counts or 'none'} — cost so far {cost}"]
 
 
-@main.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @json_option
 def batch(file: str, as_json: bool) -> None:
@@ -270,65 +230,42 @@ def batch(file: str, as_json: bool) -> None:
         text = Path(file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(f"{file}: cannot read: {exc}") from None
-    body = _client().submit_batch_file(text, file)
+    body = client().submit_batch_file(text, file)
     if as_json:
-        return _print_json(body)
-    _echo_lines(_batch_lines(body))
+        return print_json(body)
+    echo_lines(_batch_lines(body))
     click.echo(f"follow it with `dobby batch-status {body.get('id')}`")
 
 
-@main.command("batch-status")
+@click.command("batch-status")
 @click.argument("batch_id")
 @json_option
 def batch_status(batch_id: str, as_json: bool) -> None:
     """Show a batch: counts by status, cost so far, and each task."""
-    body = _client().batch(batch_id)
+    body = client().batch(batch_id)
     if as_json:
-        return _print_json(body)
-    _echo_lines(_batch_lines(body))
+        return print_json(body)
+    echo_lines(_batch_lines(body))
     tasks = body.get("tasks") or []
     rows = render.task_rows(tasks)
     for row, task in zip(rows, tasks, strict=True):
         row[-1] = f"{task.get('name')}: {row[-1]}"
     colors = {1: render.status_color}
-    _echo_lines(render.render_table(render.TASK_HEADERS, rows, width=_width(), colors=colors))
+    echo_lines(render.render_table(render.TASK_HEADERS, rows, width=width(), colors=colors))
 
 
-@main.command()
+@click.command()
 @json_option
 def batches(as_json: bool) -> None:
     """List batches, newest first."""
-    body = _client().batches()
+    body = client().batches()
     if as_json:
-        return _print_json(body)
+        return print_json(body)
     found = body.get("batches") or []
     if not found:
         click.echo("no batches")
     for b in found:
-        _echo_lines(_batch_lines(b))
+        echo_lines(_batch_lines(b))
 
 
-# -- project policies ------------------------------------------------------------------------
-
-
-@projects.command("set")
-@click.argument("name")
-@click.argument("settings", nargs=-1, required=True)
-@json_option
-def projects_set(name: str, settings: tuple[str, ...], as_json: bool) -> None:
-    """Set project policies: KEY=VALUE ... (max_concurrent, default_priority, default_backend,
-    default_timeout, auto_chain, auto_retry, context)."""
-    fields: dict[str, str] = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="SETTINGS")
-        fields[key.strip()] = value.strip()
-    body = _client().update_project(name, **fields)
-    if as_json:
-        return _print_json(body)
-    shown = ", ".join(
-        f"{k}={format_duration(body[k]) if k == 'default_timeout' and body[k] else body.get(k)}"
-        for k in fields
-    )
-    click.echo(f"project {body.get('name')}: {shown}")
+COMMANDS = [plan, approve, reject, edit, batch, batch_status, batches, schedules]

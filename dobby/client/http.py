@@ -193,12 +193,15 @@ class HubClient:
         query: dict[str, Any] | None = None,
         body: Any = None,
         idempotency_key: str | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Send a request and return the decoded JSON answer."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
 
         def exchange() -> tuple[int, bytes]:
-            response = self._send(method, path, query=query, body=body, headers=headers)
+            response = self._send(
+                method, path, query=query, body=body, headers=headers, timeout=timeout
+            )
             with contextlib.closing(response):
                 try:
                     return response.status_code, response.read()
@@ -406,9 +409,16 @@ class HubClient:
         """Return the raw ``{"projects": [...]}`` body."""
         return self._call("GET", "/projects")  # type: ignore[no-any-return]
 
-    def register_project(self, name: str, path: str, context: str = "") -> dict[str, Any]:
-        """Register a project (a git repository path) under ``name``."""
-        body = {"name": name, "path": path, "context": context}
+    def project(self, name: str) -> dict[str, Any]:
+        """Return one project and its policies."""
+        return self._call("GET", f"/projects/{_q(name)}")  # type: ignore[no-any-return]
+
+    def register_project(self, name: str, path: str, context: str | None = None) -> dict[str, Any]:
+        """Register a project (a git repository path) under ``name``; re-registering keeps
+        the settings it does not name (``context`` is kept when None)."""
+        body = {"name": name, "path": path}
+        if context is not None:
+            body["context"] = context
         return self._call("POST", "/projects", body=body)  # type: ignore[no-any-return]
 
     def hosts(self) -> dict[str, Any]:
@@ -427,6 +437,14 @@ class HubClient:
     def check_host(self, name: str) -> dict[str, Any]:
         """Have the hub check one of its hosts (``dobby hosts check --hub``)."""
         return self._call("POST", f"/hosts/{_q(name)}/check", body={})  # type: ignore[no-any-return]
+
+    def bootstrap_host(self, name: str, *, install: bool = False) -> dict[str, Any]:
+        """Have the hub prepare one of its hosts: ``{"host", "ok", "lines"}``."""
+        path = f"/hosts/{_q(name)}/bootstrap"
+        # Installing packages on a host may take many minutes.
+        timeout = max(self.timeout, 1800) if install else None
+        body = {"install": install}
+        return self._call("POST", path, body=body, timeout=timeout)  # type: ignore[no-any-return]
 
     def gpus(self, history: bool = False) -> dict[str, Any]:
         """Return ``GET /gpus``: every GPU host, its GPUs and who uses them."""

@@ -116,6 +116,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         hm.HostCheckHandler,
         {"post": "Check a host from the hub: SSH, key, tools, disk, GPUs, shell speed"},
     ),
+    (
+        r"/hosts/([A-Za-z0-9._-]+)/bootstrap",
+        hm.HostBootstrapHandler,
+        {"post": "Create a host's workdir; {install: true} installs a missing tmux/git"},
+    ),
     (r"/gpus", hm.GpusHandler, {"get": "GPUs of every GPU host, their users (?history=1)"}),
     (
         r"/remote",

@@ -8,6 +8,7 @@ logs, the bus, settings, and plain callables such as ``save`` (store write, then
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -286,10 +287,15 @@ class Hub:
 
     # -- projects and hosts ------------------------------------------------------------
     def register_project(self, body: dict[str, Any]) -> Project:
-        """Register a local git checkout as a project."""
+        """Register a local git checkout as a project; again: keep what the body leaves out."""
         project = validate_project(body)
+        known = {p.name: p for p in self.store.projects()}.get(project.name)
+        if known is not None:  # re-registering must not reset its policies and context
+            given = {k: getattr(project, k) for k in body if k != "name" and hasattr(project, k)}
+            project = dataclasses.replace(known, **given)
         self.store.put_project(project)
-        self.bus.publish("project.created", data=project.to_dict())
+        event = "project.updated" if known is not None else "project.created"
+        self.bus.publish(event, data=project.to_dict())
         return project
 
     def update_project(self, name: str, body: dict[str, Any]) -> Project:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tornado.httpserver
+import tornado.netutil
+
 from dobby.core.config import Settings, load_settings
+from dobby.core.errors import ConfigError
 from dobby.hub.app import make_app
 from dobby.hub.core import Hub
 
@@ -20,10 +27,12 @@ async def run_hub(
 ) -> None:
     """Serve until ``stop`` is set (or a signal arrives)."""
     settings.validate()
+    sockets = bind(settings)  # first: a busy port must fail before the hub starts anything
     hub = Hub(settings=settings)
     await hub.start()
     app = make_app(hub)
-    server = app.listen(settings.port, address=settings.host, xheaders=False)
+    server = tornado.httpserver.HTTPServer(app, xheaders=False)
+    server.add_sockets(sockets)
     log.info(
         "dobby hub listening on http://%s:%s (state in %s)",
         settings.host,
@@ -47,8 +56,42 @@ async def run_hub(
         log.info("dobby hub stopped")
 
 
-def serve(*, home: Path | None = None, overrides: dict[str, Any] | None = None) -> None:
-    """Load settings and run a hub in the foreground (``dobby start``)."""
+def bind(settings: Settings) -> list[socket.socket]:
+    """Open the hub's listening sockets; a busy port is one ConfigError line saying what to do."""
+    try:
+        return tornado.netutil.bind_sockets(settings.port, address=settings.host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {settings.port} on {settings.host} is already in use (another hub? "
+                f"`dobby status` asks it): stop it, or use another port: "
+                f"dobby start --port {settings.port + 1}"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+
+
+def dashboard_url(settings: Settings) -> str:
+    """Return the URL of the hub's dashboard, as a browser on this machine reaches it."""
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # listening everywhere: loopback reaches it from here
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/dashboard"
+
+
+def serve(
+    *,
+    home: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_ready: Callable[[Settings], None] | None = None,
+) -> None:
+    """Load settings and run a hub in the foreground (``dobby start``).
+
+    ``on_ready`` is called once the hub listens (``dobby start`` prints where it is).
+    """
     settings = load_settings(home=home, overrides=overrides or {})
     logging.basicConfig(
         level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
@@ -56,4 +99,12 @@ def serve(*, home: Path | None = None, overrides: dict[str, Any] | None = None) 
     )
     # asyncssh logs every channel at INFO: noise in the hub log and CPU on the hot path.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    asyncio.run(run_hub(settings))
+
+    async def main() -> None:
+        ready = asyncio.Event()
+        if on_ready is not None:
+            waiter = asyncio.ensure_future(ready.wait())
+            waiter.add_done_callback(lambda f: f.cancelled() or on_ready(settings))
+        await run_hub(settings, ready=ready)
+
+    asyncio.run(main())

@@ -378,7 +378,10 @@ def dobby_register(
     name: Annotated[
         str | None, Field(description="Project name (default: the directory's name).")
     ] = None,
-    context: Annotated[str, Field(description="Text given to every agent working on it.")] = "",
+    context: Annotated[
+        str | None,
+        Field(description="Text given to every agent working on it (default: keep the current)."),
+    ] = None,
 ) -> CallToolResult:
     """Register a git repository as a Dobby project so tasks can work in it."""
     absolute = os.path.abspath(os.path.expanduser(path))

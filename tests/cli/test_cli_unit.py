@@ -648,12 +648,40 @@ def test_status_json_prints_exactly_the_body(hub: FakeHub) -> None:
     assert result.stdout == json.dumps(body, indent=2) + "\n"
     result = _invoke(hub.url, ["status", "demo", "--status", "running", "--limit", "3"])
     assert result.exit_code == 0 and "abcd1234" in result.stdout and "ünïcode" in result.stdout
-    assert hub.requests[-1][2] == {"project": "demo", "status": "running", "limit": "3"}
+    # One more than shown: it says whether older tasks exist.
+    assert hub.requests[-1][2] == {"project": "demo", "status": "running", "limit": "4"}
+
+
+def test_status_shows_the_newest_20_unless_asked(hub: FakeHub) -> None:
+    many = [{**DONE, "id": f"{i:08x}", "title": f"task {i}"} for i in range(30)]
+
+    def tasks(h: _Handler, query: dict[str, str], body: bytes) -> None:
+        limit = int(query["limit"]) if "limit" in query else len(many)
+        h.send_json(200, {"tasks": many[:limit]})
+
+    hub.routes[("GET", "/tasks")] = tasks
+    result = _invoke(hub.url, ["status"])
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 1 + 20  # the titles, then 20 tasks
+    assert "`dobby status --all`" in result.stderr
+    assert hub.requests[-1][2] == {"limit": "21"}
+    result = _invoke(hub.url, ["status", "--all"])
+    assert len(result.stdout.splitlines()) == 1 + 30 and result.stderr == ""
+    assert hub.requests[-1][2] == {}
+    result = _invoke(hub.url, ["status", "--limit", "30"])
+    assert len(result.stdout.splitlines()) == 1 + 30 and result.stderr == ""
+    as_json = json.loads(_invoke(hub.url, ["status", "--json", "--limit", "5"]).stdout)
+    assert [t["id"] for t in as_json["tasks"]] == [t["id"] for t in many[:5]]
+    assert _invoke(hub.url, ["status", "--all", "--limit", "3"]).exit_code == 2
 
 
 def test_add_reads_stdin_byte_identical(hub: FakeHub) -> None:
     def create(h: _Handler, query: dict[str, str], body: bytes) -> None:
-        h.send_json(201, {**TASK, **json.loads(body), "status": "pending", "host": None})
+        sent = json.loads(body)
+        selector = sent.get("labels") or []  # the hub answers a task: labels → host_selector
+        h.send_json(
+            201, {**TASK, **sent, "host_selector": selector, "status": "pending", "host": None}
+        )
 
     hub.routes[("POST", "/tasks")] = create
     prompt = "Fix \"this\"\n  and 'that' $(rm -rf /) `x` \\n ünï 🚀\n\n".encode()
@@ -663,7 +691,10 @@ def test_add_reads_stdin_byte_identical(hub: FakeHub) -> None:
         input=prompt,
     )
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "abcd1234  pending  -\n"
+    assert result.stdout == (
+        "task: abcd1234  status: pending  host: any labelled gpu,a100  "
+        "follow: dobby logs -f abcd1234\n"
+    )
     sent = json.loads(hub.requests[-1][3])
     assert sent["prompt"].encode() == prompt
     assert sent == {
@@ -796,11 +827,9 @@ def test_register_and_agent(hub: FakeHub, tmp_path: Any, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     result = _invoke(hub.url, ["register", "repo", "--name", "demo"])
     assert result.exit_code == 0
-    assert json.loads(hub.requests[-1][3]) == {
-        "name": "demo",
-        "path": str(tmp_path / "repo"),
-        "context": "",
-    }
+    # No --context: the hub keeps the project's own (re-registering never wipes it).
+    assert json.loads(hub.requests[-1][3]) == {"name": "demo", "path": str(tmp_path / "repo")}
+    assert result.stdout == f"registered project demo → {tmp_path / 'repo'}\n"
     result = _invoke(
         hub.url,
         [

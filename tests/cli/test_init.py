@@ -29,6 +29,8 @@ def test_init_wizard_end_to_end_and_rerun_keeps_files(
         "HOME": os.environ.get("HOME", "/root"),
         "TERM": "xterm-256color",
         "DOBBY_HOME": str(hub_home),
+        # The code under test (a work tree run with PYTHONPATH, not the installed copy).
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
     term = Terminal(env=env, cwd=str(project))
     init = f"python3 -m dobby init --known-hosts {h1.known_hosts}"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dobby.machines.tunnel import parse_target, reverse_argv
+from dobby.offline.tunnel import parse_target, reverse_argv
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost, free_port
 

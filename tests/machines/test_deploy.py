@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dobby.cli.deploy import build_wheel
+from dobby.offline.deploy import build_wheel
 from tests.fixtures.hub import free_port, write_inventory
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.sshd import free_port as free_port_on

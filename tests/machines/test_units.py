@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dobby.backends import get_backend
-from dobby.cli.init_wizard import parse_host_spec, render_env_file, render_hub_config
+from dobby.cli.init import parse_host_spec, render_env_file, render_hub_config
 from dobby.core.errors import NotFound, ValidationError
 from dobby.core.models import Host, Task
 from dobby.machines import gpu
@@ -352,7 +352,7 @@ def test_init_renderers() -> None:
 
 
 def test_deploy_renderers() -> None:
-    from dobby.cli.deploy import render_start, render_unit
+    from dobby.hostside.deploy import render_start, render_unit
 
     unit = render_unit(base="/home/u/.dobby-deploy", port=8420)
     assert "ExecStart=/home/u/.dobby-deploy/venv/bin/dobby start --host 127.0.0.1 --port 8420" in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dobby.core.errors import ValidationError
 from dobby.core.models import TaskStatus
 from dobby.hub.base import BaseHandler
 from dobby.hub.core import Hub
@@ -107,4 +108,18 @@ class HostCheckHandler(BaseHandler):
         host = self.dobby.hosts.get(name)
         tofu = str(Path(self.dobby.settings.home) / "known_hosts")
         report = await check_host(host, tofu_known_hosts=tofu)
+        self.send(report.to_dict())
+
+
+class HostBootstrapHandler(BaseHandler):
+    async def post(self, name: str) -> None:
+        from dobby.machines.bootstrap import bootstrap_host
+
+        body = self.body_json() or {}
+        install = body.get("install", False) if isinstance(body, dict) else False
+        if not isinstance(install, bool):
+            raise ValidationError("'install' must be true or false")
+        host = self.dobby.hosts.get(name)
+        tofu = str(Path(self.dobby.settings.home) / "known_hosts")
+        report = await bootstrap_host(host, install=install, tofu_known_hosts=tofu)
         self.send(report.to_dict())

@@ -8,27 +8,26 @@ registered by the hub when it next starts.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
-import yaml
 
-from dobby.cli.main import main
-from dobby.client.http import HubClient
-from dobby.core.config import CONFIG_FILE, DEFAULT_HOME
+from dobby.cli import render
+from dobby.cli.app import client
 from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.files import atomic_write
-from dobby.core.validate import NAME_RE
-from dobby.store.pending import record_pending
 
 DEFAULT_URL = "http://127.0.0.1:8420"
+# Same rule as the hub's names (dobby.core.validate.NAME_RE), kept here so that importing the
+# CLI does not import the validation layer.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def render_env_file(values: dict[str, str | None]) -> str:
@@ -43,6 +42,8 @@ def render_env_file(values: dict[str, str | None]) -> str:
 
 def render_hub_config(*, url: str, inventory: Path, api_key: str | None) -> str:
     """Return dobby.yaml for a hub serving ``url`` with this inventory (pure)."""
+    import yaml
+
     parts = urlsplit(url)
     config: dict[str, Any] = {"port": parts.port or 8420, "inventory": str(inventory)}
     host = parts.hostname or "127.0.0.1"
@@ -55,6 +56,8 @@ def render_hub_config(*, url: str, inventory: Path, api_key: str | None) -> str:
 
 def render_inventory(hosts: list[dict[str, Any]]) -> str:
     """Return inventory/hosts.yaml: the local machine plus the given SSH hosts (pure)."""
+    import yaml
+
     body: dict[str, Any] = {"hosts": {"local": {"connection": "local"}}}
     for h in hosts:
         body["hosts"][h["name"]] = {k: v for k, v in h.items() if k != "name" and v is not None}
@@ -173,24 +176,20 @@ def _user() -> str:
 
 
 def _check_hosts(inventory_dir: Path, names: list[str]) -> None:
-    from dobby.cli.machines import _check_all, _tofu_file, cli_inventory, report_lines
+    from dobby.offline.hosts import check_hosts
 
-    inventory = cli_inventory(str(inventory_dir))
-    reports = asyncio.run(_check_all([inventory.get(n) for n in names], _tofu_file()))
-    for report in reports:
-        for line in report_lines(report):
+    for report in check_hosts(names, inventory=str(inventory_dir)):
+        for line in render.report_lines(report):
             click.echo(line)
 
 
 def _mcp_snippet(url: str) -> dict[str, Any]:
-    try:
-        from dobby.cli.integrations import mcp_snippet
-    except ImportError:  # the integrations module is optional
-        return {"mcpServers": {"dobby": {"command": "dobby-mcp", "env": {"DOBBY_URL": url}}}}
+    from dobby.integrations.mcp import mcp_snippet
+
     return mcp_snippet(url)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--dir",
     "directory",
@@ -230,6 +229,8 @@ def init(
     force: bool,
 ) -> None:
     """Set Dobby up here: .env, hub config, inventory with SSH hosts, project, MCP snippet."""
+    from dobby.core.config import CONFIG_FILE, DEFAULT_HOME
+
     interactive = not yes
     root = Path(directory).expanduser().resolve()
     click.echo(f"Setting up Dobby in {root}")
@@ -290,18 +291,23 @@ def _register(
     if interactive and not click.confirm(f"Register {root} as a project?", default=True):
         return
     project = _ask(interactive, "Project name", default, value_proc=_name)
-    client = HubClient(url=url, api_key=api_key, timeout=5)
+    hub = client(url=url, api_key=api_key, timeout=5)
     try:
-        client.health()
+        hub.health()
     except DobbyError:
-        path = record_pending(hub_home, name=project, path=str(root))
+        from dobby.offline.projects import record_pending_project
+
+        path = record_pending_project(hub_home, name=project, path=str(root))
         click.echo(
             f"no hub answers at {url}: project {project} recorded in {path}; "
             "the hub registers it when it starts"
         )
         return
     try:
-        client.register_project(project, str(root))
+        hub.register_project(project, str(root))
         click.echo(f"registered project {project} → {root}")
     except DobbyError as exc:
         click.echo(f"could not register project {project}: {exc}")
+
+
+COMMANDS = [init]
