@@ -195,6 +195,9 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
         try:
             if hub is not None:
                 hub.stop()
+            # A launch the hub had under way (bash running `tmux new-session`) outlives the
+            # hub's loop: let it end first, or it would start a tmux server after the kill.
+            _wait_for_children(timeout=15)
             with contextlib.suppress(OSError):  # no tmux at all: no server to end
                 subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
             shutil.rmtree(home, ignore_errors=True)
@@ -206,6 +209,25 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, previous)
             sys.stdout.flush()
+
+
+def _live_children() -> list[int]:
+    """Return the pids of this process's children that still run (Linux /proc; else [])."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(me) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _wait_for_children(*, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _live_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _demo_settings(home: Path, port: int) -> Settings:

@@ -162,3 +162,33 @@ def test_quick_commands_import_nothing_heavy(args: list[str], tiny_hub: str) -> 
     assert heavy == set()
     if args[-1] == "--help":
         assert "httpx2" not in modules  # no hub is asked: no HTTP stack at all
+
+
+def test_documented_options_of_add_exist() -> None:
+    from dobby.cli.tasks import add
+
+    known = {opt for param in add.params for opt in getattr(param, "opts", [])}
+    for doc in ("inventory.yaml.example", "README.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if "dobby add " not in line:
+                continue
+            used = {w.strip("`'\",.;:()") for w in line.split("dobby add ", 1)[1].split()}
+            options = {w for w in used if w.startswith("--")}
+            assert options <= known, f"{doc}: {line.strip()} uses {sorted(options - known)}"
+
+
+def test_documented_shell_completion_works() -> None:
+    assert "_DOBBY_COMPLETE=bash_source dobby" in (ROOT / "README.md").read_text()
+    script = "from dobby.cli.main import main; main(prog_name='dobby')"
+    env = {**os.environ, "_DOBBY_COMPLETE": "bash_source", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and "complete -o nosort -F _dobby_completion dobby" in res.stdout
+    env = {
+        **env,
+        "_DOBBY_COMPLETE": "bash_complete",
+        "COMP_WORDS": "dobby hosts ch",
+        "COMP_CWORD": "2",
+    }
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert "plain,check" in res.stdout.split()

@@ -1,31 +1,222 @@
-"""`dobby demo`, the README's first command, as a new user runs it."""
+"""`dobby demo`, the README's first command, as a new user runs it — and what it leaves behind:
+nothing, whether it ends by itself, by Ctrl-C after --keep, or by SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = re.compile(r"^   ([0-9a-f]{8})  (\w+)\s+(\w+)\s+(\S+)\s*(.*)$", re.M)
 
 
-def test_demo_runs_every_task_to_its_true_end() -> None:
+def demo_env(mark: str) -> dict[str, str]:
+    """The user's environment plus a mark every process the demo starts inherits."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOBBY_")}
-    res = subprocess.run(
-        [sys.executable, "-m", "dobby", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    rows = re.findall(r"^  ([0-9a-f]{8})  (\w+)\s+(\w+)\s+cost (\S+)\s+(.*)$", res.stdout, re.M)
-    assert len(rows) == 5, res.stdout
+    return {**env, "PYTHONPATH": str(ROOT), "DOBBY_DEMO_TEST_MARK": mark}
+
+
+def live_processes(mark: str) -> list[str]:
+    """Return ``pid cmdline`` of each live (not zombie) process carrying ``mark``."""
+    found = []
+    needle = f"DOBBY_DEMO_TEST_MARK={mark}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+        if state != "Z":  # pid 1 here reaps no orphans: a zombie is already dead
+            found.append(f"{proc.name} {cmdline}")
+    return found
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+class Demo:
+    """A `dobby demo` process whose output is read line by line as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        self.mark = uuid.uuid4().hex
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dobby", "demo", *args],
+            env=demo_env(self.mark),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def until(self, text: str, timeout: float = 180) -> str:
+        """Return the output so far once a line contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return self.output
+        raise AssertionError(f"{text!r} never came:\n{self.output}")
+
+    def finish(self, timeout: float = 120) -> str:
+        self.proc.wait(timeout)
+        self.until_end()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return self.output
+
+    def until_end(self) -> None:
+        while (line := self._queue.get(timeout=30)) is not None:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def home_of(output: str) -> Path:
+    found = re.search(r"state in (/\S+)\.", output)
+    assert found, output
+    return Path(found.group(1))
+
+
+def test_demo_tells_its_story_then_leaves_nothing_behind() -> None:
+    demo = Demo()
+    out = demo.finish(timeout=300)
+    assert demo.proc.returncode == 0, out
+    steps = [line for line in out.splitlines() if re.match(r"^\d\. ", line)]
+    assert [s[:3] for s in steps] == ["1. ", "2. ", "3. ", "4. "], out
+    assert re.search(r"^   ID\s+STATUS\s+BACKEND\s+COST\s+SUMMARY$", out, re.M), out
+    rows = ROW.findall(out.split("4. All done")[1])
+    assert len(rows) == 5, out
     outcome = {(backend, status) for _, status, backend, _, _ in rows}
-    assert ("claude", "completed") in outcome, res.stdout
-    assert ("codex", "completed") in outcome, res.stdout
-    assert ("shell", "failed") in outcome, res.stdout
+    assert {("claude", "completed"), ("codex", "completed"), ("shell", "failed")} <= outcome
     claude = next(r for r in rows if r[2] == "claude")
     assert claude[3] == "$0.0437" and claude[4] == "Done: created hello.txt"
-    state = re.search(r"state in (\S+)\)", res.stdout)
-    assert state and not os.path.exists(state.group(1))  # the throw-away home is removed
+    tail = out.splitlines()[-5:]
+    assert "/dashboard" in tail[0] and tail[1].startswith("Try next")
+    assert [line.split()[:2] for line in tail[2:]] == [
+        ["dobby", "status"],
+        ["dobby", "logs"],
+        ["dobby", "diff"],
+    ]
+    assert not home_of(out).exists()  # the throw-away home is removed
+    assert wait_until(lambda: not live_processes(demo.mark)), live_processes(demo.mark)
+
+
+def test_demo_keep_serves_until_ctrl_c_then_removes_everything() -> None:
+    demo = Demo("--keep")
+    try:
+        out = demo.until("  dobby diff ")
+        url = re.search(r"Dashboard: (http://\S+)/dashboard", out)
+        assert url, out
+        with urllib.request.urlopen(url.group(1) + "/health", timeout=10) as resp:
+            assert resp.status == 200  # --keep: still serving after the story
+        assert live_processes(demo.mark)  # the demo and its tmux server
+        home = home_of(out)
+        assert home.exists()
+    finally:
+        demo.proc.send_signal(signal.SIGINT)
+    demo.finish()
+    assert demo.proc.returncode == 0, demo.output
+    assert "Interrupted: stopping the demo hub" in demo.output
+    assert not home.exists()
+    assert wait_until(lambda: not live_processes(demo.mark)), live_processes(demo.mark)
+
+
+def test_demo_stopped_by_sigterm_midway_removes_everything() -> None:
+    demo = Demo()
+    try:
+        out = demo.until("3. Queued")
+        home = home_of(out)
+        # Tasks are running in tmux on host local: there is something to clean up.
+        assert wait_until(lambda: (home / "tmux").exists() and any((home / "tmux").iterdir()))
+    finally:
+        demo.proc.send_signal(signal.SIGTERM)
+    demo.finish()
+    assert "Interrupted: stopping the demo hub" in demo.output
+    assert not home.exists()
+    assert wait_until(lambda: not live_processes(demo.mark)), live_processes(demo.mark)
+
+
+def _run_batch(url: str, file: Path, mark: str) -> list[dict[str, object]]:
+    """Submit a batch file with the CLI and return its tasks once all ended."""
+    env = {**demo_env(mark), "DOBBY_URL": url}
+    cli = [sys.executable, "-m", "dobby"]
+    res = subprocess.run([*cli, "batch", str(file), "--json"], env=env, text=True,
+                         capture_output=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    batch_id = json.loads(res.stdout)["id"]
+    body: dict[str, Any] = {}
+
+    def ended() -> bool:
+        nonlocal body
+        out = subprocess.run([*cli, "batch-status", batch_id, "--json"], env=env, text=True,
+                             capture_output=True, timeout=60)  # fmt: skip
+        body = json.loads(out.stdout)
+        return all(t["status"] in ("completed", "failed", "cancelled") for t in body["tasks"])
+
+    assert wait_until(ended, timeout=180), body
+    return list(body["tasks"])
+
+
+def test_the_examples_run_against_the_demo(tmp_path: Path) -> None:
+    demo = Demo("--keep")
+    try:
+        out = demo.until("  dobby diff ")
+        found = re.search(r"Dashboard: (http://\S+)/dashboard", out)
+        assert found, out
+        url = found.group(1)
+        tasks = _run_batch(url, ROOT / "examples" / "batch-refactors.yaml", demo.mark)
+        assert {t["name"]: t["status"] for t in tasks} == {
+            "tests": "completed", "refactor": "completed", "docs": "completed",
+            "check": "completed",
+        }  # fmt: skip
+        # batch-evals says at its top what to edit for the demo: delete the `# GPU:` lines.
+        shipped = (ROOT / "examples" / "batch-evals.yaml").read_text(encoding="utf-8")
+        edited = tmp_path / "batch-evals.yaml"
+        edited.write_text(
+            "".join(ln for ln in shipped.splitlines(True) if "# GPU:" not in ln), encoding="utf-8"
+        )
+        assert shipped.count("# GPU:") == 2
+        tasks = _run_batch(url, edited, demo.mark)
+        assert {t["status"] for t in tasks} == {"completed"}, tasks
+    finally:
+        demo.proc.send_signal(signal.SIGINT)
+        demo.finish()

@@ -80,16 +80,21 @@ def test_deploy_then_reach_the_hub_through_a_port_forward(
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         assert health is not None and health["ok"] is True and health["hosts"] == 1
-        status = dobby("deploy", "status", "h3", *common)
+        # No --port: status finds the port the hub was deployed with (recorded on the host).
+        where = ["--inventory", str(inv), "--dir", "~/.dobby-deploy-test"]
+        status = dobby("deploy", "status", "h3", *where)
+        assert status.returncode == 0, status.stdout + status.stderr
         assert "hub on h3: running" in status.stdout, status.stdout + status.stderr
-        logs = dobby("deploy", "logs", "h3", *common)
+        assert f"port {remote_port})" in status.stdout
+        logs = dobby("deploy", "logs", "h3", *where)
         assert "dobby hub listening on http://127.0.0.1:" in logs.stdout
         # Upgrade in place: the hub restarts and answers again.
         again = dobby("deploy", "h3", *common)
         assert again.returncode == 0, again.stderr
         stopped = dobby("deploy", "stop", "h3", *common)
         assert "stopped the hub on h3" in stopped.stdout
-        assert "hub on h3: stopped" in dobby("deploy", "status", "h3", *common).stdout
+        after = dobby("deploy", "status", "h3", *where)
+        assert after.returncode == 1 and "hub on h3: stopped" in after.stdout
     finally:
         tunnel.terminate()
         tunnel.wait(10)
