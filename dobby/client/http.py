@@ -354,7 +354,7 @@ class HubClient:
 
     def download_artifact(self, id: str, name: str, sink: Any) -> int:
         """Write one artifact into the binary file object ``sink``; return its size."""
-        path = f"/tasks/{_q(id)}/artifacts/{urllib.parse.quote(name, safe='/')}"
+        path = f"/tasks/{_q(id)}/artifacts/{_artifact_path(name)}"
         return self._stream("GET", path, None, sink)
 
     def diff(self, id: str) -> dict[str, Any]:
@@ -513,6 +513,19 @@ class HubClient:
 def _q(id: str) -> str:
     """Quote an id for use as one path segment."""
     return urllib.parse.quote(str(id), safe="")
+
+
+def _artifact_path(name: str) -> str:
+    """Quote an artifact name as URL path segments, ``.`` and ``..`` included.
+
+    httpx2 resolves dot segments as RFC 3986 says, which would turn ``../x`` into another
+    route; encoded, they reach the hub, which refuses a name leaving the task's artifacts.
+    """
+    segments = name.split("/")
+    return "/".join(
+        seg.replace(".", "%2E") if seg in (".", "..") else urllib.parse.quote(seg, safe="")
+        for seg in segments
+    )
 
 
 def _json_or_text(text: str) -> Any:
