@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -64,20 +65,30 @@ def main() -> None:
             for argv in commands.values():  # warm: bytecode written, files in the page cache
                 subprocess.run(argv, env=env, capture_output=True, check=True)
             times: dict[str, list[float]] = {name: [] for name in commands}
+            cpu: dict[str, list[float]] = {name: [] for name in commands}
             for _ in range(args.runs):
                 for name, argv in commands.items():
+                    used = _children_cpu()
                     start = time.perf_counter()
                     subprocess.run(argv, env=env, capture_output=True, check=True)
                     times[name].append(time.perf_counter() - start)
+                    cpu[name].append(_children_cpu() - used)
         finally:
             hub.stop()
-    base = pct(times["python -c pass"], 50)
+    base = pct(times["python -c pass"], 50) * 1000
     print(f"CLI start, {args.runs} interleaved runs each, against a running hub (ms)")
-    print(f"{'command':<24} {'p50':>7} {'p90':>7} {'p50 - pass':>11}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'command':<24} {'p50':>7} {'p90':>7} {'p50 - pass':>11} {'CPU p50':>8}")
     for name, values in times.items():
         p50, p90 = pct(values, 50) * 1000, pct(values, 90) * 1000
-        extra = "" if name == "python -c pass" else f"{p50 - base * 1000:11.1f}"
-        print(f"{name:<24} {p50:7.1f} {p90:7.1f} {extra}")
+        extra = "" if name == "python -c pass" else f"{p50 - base:.1f}"
+        print(f"{name:<24} {p50:7.1f} {p90:7.1f} {extra:>11} {pct(cpu[name], 50) * 1000:8.1f}")
+    print("(CPU: user+sys time of the command's process: what it costs on an idle machine)")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -129,7 +129,10 @@ class _HubThread:
             started = asyncio.Event()
             waiter = asyncio.ensure_future(started.wait())
             waiter.add_done_callback(lambda _f: self.ready.set())
-            await run_hub(self.settings, ready=started, stop=self.stop_event)
+            try:
+                await run_hub(self.settings, ready=started, stop=self.stop_event)
+            finally:
+                waiter.cancel()  # the hub failed to start: nothing will set `started`
 
         try:
             self.loop.run_until_complete(main())

@@ -65,7 +65,7 @@ def bind(settings: Settings) -> list[socket.socket]:
             raise ConfigError(
                 f"port {settings.port} on {settings.host} is already in use (another hub? "
                 f"`dobby status` asks it): stop it, or use another port: "
-                f"dobby start --port {settings.port + 1}"
+                f"--port {settings.port + 1}"
             ) from None
         raise ConfigError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"

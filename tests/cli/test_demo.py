@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,11 +60,14 @@ def wait_until(check: Callable[[], bool], timeout: float = 30) -> bool:
 class Demo:
     """A `dobby demo` process whose output is read line by line as it comes."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, tmpdir: Path | None = None) -> None:
         self.mark = uuid.uuid4().hex
+        env = demo_env(self.mark)
+        if tmpdir is not None:
+            env["TMPDIR"] = str(tmpdir)  # where the demo makes its throw-away home
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dobby", "demo", *args],
-            env=demo_env(self.mark),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -220,3 +224,16 @@ def test_the_examples_run_against_the_demo(tmp_path: Path) -> None:
     finally:
         demo.proc.send_signal(signal.SIGINT)
         demo.finish()
+
+
+def test_demo_on_a_busy_port_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        demo = Demo("--port", str(port), tmpdir=tmp_path)
+        out = demo.finish()
+    assert demo.proc.returncode == 1
+    assert out.splitlines()[-1].startswith(f"error: port {port} on 127.0.0.1 is already in use")
+    assert "Traceback" not in out and "Task was destroyed" not in out
+    assert list(tmp_path.iterdir()) == []  # its throw-away home is gone too
