@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from tools import layers
 
-# The CLI is being rebuilt as one package without circles; until then its own problems are
-# listed apart. Delete this function (and its use below) once `dobby.cli` is clean.
-CLI = "dobby.cli."
-
-
-def _cli_only(problem: str) -> bool:
-    if problem.startswith(CLI):
-        return True
-    prefix = "import circle: "
-    if problem.startswith(prefix):
-        return all(m.startswith(CLI) for m in problem[len(prefix) :].split(" ↔ "))
-    return False
-
 
 def test_imports_point_one_way() -> None:
-    found = [p for p in layers.problems() if not _cli_only(p)]
+    found = layers.problems()
     assert found == [], "\n".join(found)
 
 
