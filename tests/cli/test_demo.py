@@ -7,6 +7,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole demo
+
 
 def test_demo_runs_every_task_to_its_true_end() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOBBY_")}

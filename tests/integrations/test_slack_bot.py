@@ -24,6 +24,8 @@ from tests.fixtures.slack_api import (
     reply,
 )
 
+pytestmark = pytest.mark.slow  # the bot against a hub process
+
 ADMIN = "UADMIN"
 
 
