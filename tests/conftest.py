@@ -1,15 +1,22 @@
-"""Shared fixtures: real sshd hosts with non-root users, and the fake agent executables."""
+"""Shared fixtures: real sshd hosts with non-root users, the fake agent executables, and hubs
+(a separate process, or the app in the test's own event loop) over an inventory of those hosts.
+
+A module changes what its hubs run on by overriding ``hub_hosts`` (and ``hub_env``).
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dobby.replay import install_fake_agents
+from tests.fixtures.app import AppHub, running_app
+from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshdCluster, SshHost
 
 
@@ -34,3 +41,45 @@ def sshd_cluster(fake_bin: Path) -> Iterator[SshdCluster]:
 def ssh_hosts(sshd_cluster: SshdCluster) -> list[SshHost]:
     """Return the three hosts, each with sshd running, no user processes and no ~/.dobby."""
     return sshd_cluster.reset()
+
+
+@pytest.fixture
+def local_entry(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
+    """Return the inventory entry of this machine as host ``local``, running the fake agents."""
+    return {
+        "name": "local",
+        "connection": "local",
+        "workdir": str(tmp_path / "localwork"),
+        "labels": ["hub"],
+        "env": {"PATH": f"{fake_bin}:$PATH"},
+    }
+
+
+@pytest.fixture
+def hub_hosts(local_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the inventory of ``hub`` and ``app_hub`` (default: ``local`` alone)."""
+    return [local_entry]
+
+
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    """Return extra environment for the ``hub`` process (e.g. ``DOBBY_*`` settings)."""
+    return {}
+
+
+@pytest.fixture
+def hub(
+    tmp_path: Path, hub_hosts: list[dict[str, Any]], hub_env: dict[str, str]
+) -> Iterator[HubProcess]:
+    """Run a hub process (``python -m dobby start``) on ``hub_hosts``; stop it after the test."""
+    inventory = write_inventory(tmp_path / "inventory.yaml", hub_hosts)
+    with HubProcess(home=tmp_path / "home", inventory=inventory, extra_env=hub_env) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def app_hub(tmp_path: Path, hub_hosts: list[dict[str, Any]]) -> AsyncIterator[AppHub]:
+    """Run the hub's app in the test's event loop on ``hub_hosts``; stop it after the test."""
+    inventory = write_inventory(tmp_path / "inventory.yaml", hub_hosts)
+    async with running_app(home=tmp_path / "home", inventory=inventory) as app:
+        yield app

@@ -10,26 +10,24 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dobby.backends.shell import MAX_COMMAND_BYTES
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
 
 GPT55_HELLO = (1500 * 1.50 + 3000 * 0.15 + 150 * 12.00) / 1e6  # the recorded run, at gpt-5.5
 
 
+pytestmark = pytest.mark.slow  # a hub process and agents on sshd hosts
+
+
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> Iterator[HubProcess]:
-    entries = [h.inventory_entry(max_agents=8) for h in ssh_hosts[:2]]
-    proc = HubProcess(
-        home=tmp_path / "home", inventory=write_inventory(tmp_path / "inv.yaml", entries)
-    ).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+    return [h.inventory_entry(max_agents=8) for h in ssh_hosts[:2]]
 
 
 @pytest.fixture

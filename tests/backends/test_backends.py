@@ -634,6 +634,7 @@ LINES = (
 )
 
 
+@pytest.mark.slow  # hundreds of generated cases: seconds to tens of seconds
 @settings(max_examples=400, deadline=None)
 @given(line=LINES)
 def test_render_never_raises(line: str) -> None:
@@ -641,6 +642,7 @@ def test_render_never_raises(line: str) -> None:
         check_events(backend.render(line))
 
 
+@pytest.mark.slow  # hundreds of generated cases: seconds to tens of seconds
 @settings(max_examples=200, deadline=None)
 @given(lines=st.lists(LINES, max_size=6), exit_code=st.none() | st.integers(-1, 255))
 def test_collect_never_raises(lines: list[str], exit_code: int | None) -> None:

@@ -19,6 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole demo
+
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^   ([0-9a-f]{8})  (\w+)\s+(\w+)\s+(\S+)\s*(.*)$", re.M)
 

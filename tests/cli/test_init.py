@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.fixtures.hub import HubProcess, free_port, make_git_project
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.terminal import Terminal
+
+pytestmark = pytest.mark.slow  # the wizard in a terminal, a hub process
 
 
 def test_init_wizard_end_to_end_and_rerun_keeps_files(

@@ -6,13 +6,16 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fixtures.hub import HubProcess, git_commit, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # the CLI, a hub process and agents on several sshd hosts; kill -9
 
 NASTY = (
     'Fix it\'s "quoted" $(touch /tmp/dobby-e2e-pwned) `touch /tmp/dobby-e2e-pwned2`; '
@@ -21,25 +24,8 @@ NASTY = (
 
 
 @pytest.fixture
-def local_entry(tmp_path: Path, fake_bin: Path) -> dict:
-    return {
-        "name": "local",
-        "connection": "local",
-        "workdir": str(tmp_path / "localwork"),
-        "labels": ["hub"],
-        "env": {"PATH": f"{fake_bin}:$PATH"},
-    }
-
-
-@pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost], local_entry: dict) -> Iterator[HubProcess]:
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml",
-        [h.inventory_entry() for h in ssh_hosts[:2]] + [local_entry],
-    )
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost], local_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h.inventory_entry() for h in ssh_hosts[:2]] + [local_entry]
 
 
 @pytest.fixture
@@ -300,9 +286,8 @@ def test_timeout_ends_a_hung_agent(hub: HubProcess, ssh_hosts: list[SshHost]) ->
 def test_hub_kill_9_mid_run_then_restart(hub: HubProcess, ssh_hosts: list[SshHost]) -> None:
     task_id = add(hub, "[scenario:lines:40:100] long", "--backend", "claude", "--host", "h1")
     hub.wait_status(task_id, ("running",))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(hub.client().logs(task_id)["text"]) < 200:
-        time.sleep(0.05)
+    client = hub.client()
+    wait_until(lambda: len(client.logs(task_id)["text"]) >= 200, timeout=20, what="some output")
     hub.kill()  # SIGKILL: no cleanup at all
     time.sleep(1.0)  # the agent keeps writing while the hub is gone
     hub.start()
@@ -380,19 +365,22 @@ def test_inventory_hot_reload_keeps_last_good(hub: HubProcess, tmp_path: Path) -
     assert inv is not None
     good = inv.read_text()
     inv.write_text(good + "  broken:\n    port: seventy\n")
-    deadline = time.monotonic() + 15
-    view = hub.client().hosts()
-    while time.monotonic() < deadline and not view["inventory"]["error"]:
-        time.sleep(0.1)
-        view = hub.client().hosts()
+    client = hub.client()
+    view = wait_until(
+        lambda: (v := client.hosts())["inventory"]["error"] and v,
+        timeout=15,
+        what="the inventory error",
+    )
     assert view["inventory"]["error"].startswith(f"{inv}:")
     assert "port" in view["inventory"]["error"]
     assert {h["name"] for h in view["hosts"]} == {"h1", "h2", "local"}
     assert "inventory error" in hub.cli("hosts").stdout + hub.cli("hosts").stderr
     inv.write_text(good.replace("h2:", "h2b:", 1) if "h2:" in good else good)
-    while time.monotonic() < deadline and view["inventory"]["error"]:
-        time.sleep(0.1)
-        view = hub.client().hosts()
+    view = wait_until(
+        lambda: (v := client.hosts())["inventory"]["error"] is None and v,
+        timeout=15,
+        what="the inventory to load again",
+    )
     assert view["inventory"]["error"] is None
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from dobby.hostside import scripts
 from dobby.hostside.scripts import PROMPT
+from tests.fixtures.wait import wait_until
 
 NASTY = (
     'it\'s "quoted" $(touch /tmp/dobby-pwned) `id` ; rm -rf / \n\tnew line é ✓ 日本 \\ $HOME\n\n'
@@ -135,16 +135,20 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
         ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)], check=True
     )
     pid_file = Path(paths.file("pid"))
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # `echo $$ >pid` creates the file before it writes: wait for the content, not the name
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        timeout=10,
+        what="the pid file",
+        interval=0.02,
+    )
     sid = pid_file.read_text().strip()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        procs = subprocess.run(["pgrep", "-s", sid], capture_output=True, text=True).stdout.split()
-        if len(procs) >= 3:
-            break
-        time.sleep(0.05)
+
+    def session_procs() -> list[str] | None:
+        out = subprocess.run(["pgrep", "-s", sid], capture_output=True, text=True).stdout.split()
+        return out if len(out) >= 3 else None
+
+    procs = wait_until(session_procs, timeout=10, what=f"three processes in session {sid}")
     assert len(procs) >= 3  # run.sh, timeout, bash, sleeps
     probe = subprocess.run(
         ["bash", "-c", scripts.render_probe(session=paths.session, paths=paths)],
@@ -190,9 +194,13 @@ def test_a_repeated_launch_keeps_the_running_session_and_its_files(
     launch = scripts.render_launch(paths=paths, project=None, base=None)
     subprocess.run(["bash", "-c", launch], check=True)
     pid_file = Path(paths.file("pid"))
-    deadline = time.monotonic() + 10
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # `echo $$ >pid` creates the file before it writes: wait for the content, not the name
+    wait_until(
+        lambda: pid_file.exists() and pid_file.read_text().strip(),
+        timeout=10,
+        what="the pid file",
+        interval=0.02,
+    )
     sid = pid_file.read_text()
     subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
     assert pid_file.read_text() == sid

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -19,6 +18,9 @@ import pytest
 from tests.fixtures.dashboard import NEEDLE, VIEWPORT, history, launch, seed_history
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a real browser against hub processes
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -92,38 +94,31 @@ def tab(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def local_entry(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
-    return {
-        "name": "local",
-        "connection": "local",
-        "workdir": str(tmp_path / "localwork"),
-        "labels": ["hub"],
-        "env": {"PATH": f"{fake_bin}:$PATH"},
-    }
+def hub_hosts(ssh_hosts: list[SshHost], local_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h.inventory_entry() for h in ssh_hosts[:2]] + [local_entry]
 
 
 @pytest.fixture
-def hub(
-    tmp_path: Path, ssh_hosts: list[SshHost], local_entry: dict[str, Any]
-) -> Iterator[HubProcess]:
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts[:2]] + [local_entry]
-    )
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    wait_reachable(proc, "h1", "h2")
-    yield proc
-    proc.stop()
+def hub(hub: HubProcess) -> HubProcess:
+    """The shared hub, once its ssh hosts are reachable."""
+    wait_reachable(hub, "h1", "h2")
+    return hub
 
 
 def wait_reachable(hub: HubProcess, *names: str, timeout: float = 30) -> None:
     """Wait for the hosts' first probe (work sent before it can stick in dispatch: reported)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        hosts = {h["name"]: h for h in hub.client().hosts()["hosts"]}
-        if all(hosts[n]["reachable"] for n in names):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"hosts {names} not reachable after {timeout}s")
+    client = hub.client()
+
+    def reachable() -> bool:
+        hosts = {h["name"]: h for h in client.hosts()["hosts"]}
+        return all(hosts[n]["reachable"] for n in names)
+
+    wait_until(
+        reachable,
+        timeout=timeout,
+        what=f"hosts {', '.join(names)} to be reachable",
+        interval=0.1,
+    )
 
 
 @pytest.fixture(scope="module")

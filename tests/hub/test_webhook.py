@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +15,8 @@ import pytest
 from dobby.core.events import EventBus
 from dobby.core.retry import Backoff
 from dobby.hub.webhook import Webhook
-from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.hub import HubProcess
+from tests.fixtures.wait import wait_until, wait_until_async
 
 SECRET = "whsec-test-123"
 
@@ -60,10 +58,13 @@ class Receiver:
         self.server.server_close()
 
     def wait(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.received) < count:
-            time.sleep(0.05)
-        assert len(self.received) >= count, self.received
+        """Wait until ``count`` deliveries arrived; return them all."""
+        wait_until(
+            lambda: len(self.received) >= count,
+            timeout=timeout,
+            what=f"{count} webhook deliveries",
+            detail=lambda: self.received,
+        )
         return self.received
 
 
@@ -80,33 +81,31 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+@pytest.fixture
+def hub_env(receiver: Receiver) -> dict[str, str]:
+    return {"DOBBY_WEBHOOK_URL": receiver.url, "DOBBY_WEBHOOK_SECRET": SECRET}
+
+
+@pytest.mark.slow  # a hub process
 def test_hub_posts_finished_tasks_and_drafts_signed_with_retries(
-    tmp_path: Path, fake_bin: Path, receiver: Receiver
+    hub: HubProcess, receiver: Receiver
 ) -> None:
-    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "w"),
-             "env": {"PATH": f"{fake_bin}:$PATH"}}  # fmt: skip
-    inv = write_inventory(tmp_path / "inv.yaml", [local])
-    env = {"DOBBY_WEBHOOK_URL": receiver.url, "DOBBY_WEBHOOK_SECRET": SECRET}
-    hub = HubProcess(home=tmp_path / "home", inventory=inv, extra_env=env).start()
-    try:
-        done = json.loads(hub.cli("add", "echo hooked", "--backend", "shell", "--json",
-                                  check=True).stdout)  # fmt: skip
-        first = verified(receiver.wait(1)[0])
-        assert receiver.attempts == 2  # the 500 was retried
-        assert first["event"] == "task.finished"
-        assert first["task"]["id"] == done["id"] and first["task"]["status"] == "completed"
-        assert first["result"]["summary"] == "hooked"
-        headers = receiver.received[0]["headers"]
-        assert headers["X-Dobby-Event"] == "task.finished"
-        assert headers["X-Dobby-Delivery"] == str(first["seq"])
-        draft = json.loads(hub.cli("plan", "echo later", "--backend", "shell", "--json",
-                                   check=True).stdout)  # fmt: skip
-        second = verified(receiver.wait(2)[1])
-        assert second["event"] == "task.awaiting_approval"
-        assert second["task"]["id"] == draft["id"]
-        assert SECRET not in hub.log() and receiver.url not in hub.log()
-    finally:
-        hub.stop()
+    done = json.loads(hub.cli("add", "echo hooked", "--backend", "shell", "--json",
+                              check=True).stdout)  # fmt: skip
+    first = verified(receiver.wait(1)[0])
+    assert receiver.attempts == 2  # the 500 was retried
+    assert first["event"] == "task.finished"
+    assert first["task"]["id"] == done["id"] and first["task"]["status"] == "completed"
+    assert first["result"]["summary"] == "hooked"
+    headers = receiver.received[0]["headers"]
+    assert headers["X-Dobby-Event"] == "task.finished"
+    assert headers["X-Dobby-Delivery"] == str(first["seq"])
+    draft = json.loads(hub.cli("plan", "echo later", "--backend", "shell", "--json",
+                               check=True).stdout)  # fmt: skip
+    second = verified(receiver.wait(2)[1])
+    assert second["event"] == "task.awaiting_approval"
+    assert second["task"]["id"] == draft["id"]
+    assert SECRET not in hub.log() and receiver.url not in hub.log()
 
 
 async def test_webhook_gives_up_after_its_retries_without_blocking_publish() -> None:
@@ -121,9 +120,7 @@ async def test_webhook_gives_up_after_its_retries_without_blocking_publish() -> 
         bus.publish("task.finished", task_id=f"t{i}", data={"id": f"t{i}"})
     bus.publish("task.updated", task_id="t0", data={})  # not a webhook event
     assert hook.delivered == hook.failed == 0  # publish only queued them: delivery comes later
-    deadline = time.monotonic() + 10
-    while hook.failed < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await wait_until_async(lambda: hook.failed >= 3, timeout=10, what="three failed deliveries")
     assert (hook.delivered, hook.failed) == (0, 3)
     await hook.stop()
 
@@ -134,9 +131,7 @@ async def test_webhook_unsigned_without_secret() -> None:
         hook = Webhook(url=r.url, secret=None)
         hook.start(bus)
         bus.publish("task.awaiting_approval", task_id="d1", data={"id": "d1", "status": "draft"})
-        deadline = time.monotonic() + 10
-        while not r.received and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: r.received, timeout=10, what="the delivery")
         await hook.stop()
     assert "X-Dobby-Signature" not in r.received[0]["headers"]
     assert json.loads(r.received[0]["body"])["task"]["id"] == "d1"

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +15,11 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
 from dobby.integrations.mcp import mcp_snippet
-from tests.fixtures.hub import HubProcess, free_port, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, free_port, make_git_project
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_listening
+
+pytestmark = pytest.mark.slow  # the dobby-mcp process against a hub process
 
 TOOLS = {
     "dobby_add_task",
@@ -39,19 +39,8 @@ TOOLS = {
 
 
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost], fake_bin: Path) -> Iterator[HubProcess]:
-    local = {
-        "name": "local",
-        "connection": "local",
-        "workdir": str(tmp_path / "localwork"),
-        "env": {"PATH": f"{fake_bin}:$PATH"},
-    }
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml", [ssh_hosts[0].inventory_entry(), local]
-    )
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost], local_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [ssh_hosts[0].inventory_entry(), local_entry]
 
 
 def stdio_params(hub_url: str, cwd: Path | None = None) -> StdioServerParameters:
@@ -187,17 +176,6 @@ async def test_hub_down_is_a_tool_error(tmp_path: Path) -> None:
     assert f"cannot reach the hub at {url}" in text
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("dobby-mcp --http did not listen")
-
-
 async def test_streamable_http(hub: HubProcess) -> None:
     port = free_port()
     exe = shutil.which("dobby-mcp") or sys.executable
@@ -208,7 +186,13 @@ async def test_streamable_http(hub: HubProcess) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_port(port, proc)
+        wait_listening(
+            port,
+            proc=proc,
+            what="dobby-mcp --http",
+            # stderr only once it exited: reading a live process's pipe would block
+            detail=lambda: proc.stderr.read() if proc.stderr and proc.poll() is not None else "",
+        )
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             text, body = await call(client, "dobby_projects")

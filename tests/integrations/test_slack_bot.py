@@ -24,12 +24,15 @@ from tests.fixtures.slack_api import (
     reply,
 )
 
+pytestmark = pytest.mark.slow  # the bot against a hub process
+
 ADMIN = "UADMIN"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> Iterator[HubProcess]:
-    """One hub for the module: a local host with the fake agents, projects spare and spare-api."""
+    """One hub for the module (the shared ``hub`` is per test): a local host with the fake
+    agents and labels cpu, projects spare and spare-api."""
     root = tmp_path_factory.mktemp("slack")
     local = {
         "name": "local",
@@ -39,12 +42,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> Iterator[Hu
         "env": {"PATH": f"{fake_bin}:$PATH"},
     }
     inventory = write_inventory(root / "inventory.yaml", [local])
-    proc = HubProcess(home=root / "home", inventory=inventory).start()
-    client = proc.client()
-    for name in ("spare", "spare-api"):
-        client.register_project(name, str(make_git_project(root / name)))
-    yield proc
-    proc.stop()
+    with HubProcess(home=root / "home", inventory=inventory) as proc:
+        client = proc.client()
+        for name in ("spare", "spare-api"):
+            client.register_project(name, str(make_git_project(root / name)))
+        yield proc
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ out to the local stand-in, tasks into a real hub."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.hub import HubProcess, free_port, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, free_port, make_git_project
 from tests.fixtures.slack_api import (
     SECRET,
     FakeSlack,
@@ -24,17 +22,16 @@ from tests.fixtures.slack_api import (
     reaction,
     signed_headers,
 )
+from tests.fixtures.wait import wait_listening
+
+pytestmark = pytest.mark.slow  # the dobby slack process against a hub process
 
 
 @pytest.fixture
-def hub(tmp_path: Path, fake_bin: Path) -> Iterator[HubProcess]:
-    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "work")}
-    local["env"] = {"PATH": f"{fake_bin}:$PATH"}
-    inventory = write_inventory(tmp_path / "inventory.yaml", [local])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    proc.client().register_project("spare", str(make_git_project(tmp_path / "spare")))
-    yield proc
-    proc.stop()
+def hub(hub: HubProcess, tmp_path: Path) -> HubProcess:
+    """The shared hub with project ``spare`` registered."""
+    hub.client().register_project("spare", str(make_git_project(tmp_path / "spare")))
+    return hub
 
 
 @pytest.fixture
@@ -57,14 +54,13 @@ def bot_process(hub: HubProcess, tmp_path: Path) -> Iterator[tuple[str, FakeSlac
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                assert proc.poll() is None, (tmp_path / "slack.log").read_text()
-                with socket.socket() as sock:
-                    if sock.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                assert time.monotonic() < deadline, "dobby slack --http did not listen"
-                time.sleep(0.05)
+            wait_listening(
+                port,
+                proc=proc,
+                timeout=20,
+                what="dobby slack --http",
+                detail=lambda: (tmp_path / "slack.log").read_text(),
+            )
             yield f"http://127.0.0.1:{port}/slack/events", slack
         finally:
             proc.terminate()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dobby.client.http import HubClient
 from dobby.integrations.slack.notify import Notifier, Thread, render_notification
-from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.hub import HubProcess
 
 HUB = "https://dobby.example.com"
 WHERE = Thread("C1", "1.0")
@@ -106,22 +107,17 @@ def test_render_cancelled_and_failed_plan() -> None:
     assert "its plan failed: planning run p failed" in text
 
 
-def test_reconcile_catches_up_with_tasks_that_ended_unseen(tmp_path: Path, fake_bin: Path) -> None:
-    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "work")}
-    inventory = write_inventory(tmp_path / "inventory.yaml", [local])
-    hub = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    try:
-        client = hub.client()
-        done = client.add_task(prompt="echo caught-up", backend="shell")
-        hub.wait_status(done["id"])
-        rec = Recorder()
-        n = notifier(rec, hub.url)
-        n.track(done["id"], WHERE)
-        n.track("gone0000", WHERE)  # unknown to the hub: dropped, not retried forever
-        assert rec.posts == []
-        n.reconcile()
-        [(_, text)] = rec.posts
-        assert done["id"] in text and "caught-up" in text
-        assert n.tracked() == {}
-    finally:
-        hub.stop()
+@pytest.mark.slow  # a hub process
+def test_reconcile_catches_up_with_tasks_that_ended_unseen(hub: HubProcess) -> None:
+    client = hub.client()
+    done = client.add_task(prompt="echo caught-up", backend="shell")
+    hub.wait_status(done["id"])
+    rec = Recorder()
+    n = notifier(rec, hub.url)
+    n.track(done["id"], WHERE)
+    n.track("gone0000", WHERE)  # unknown to the hub: dropped, not retried forever
+    assert rec.posts == []
+    n.reconcile()
+    [(_, text)] = rec.posts
+    assert done["id"] in text and "caught-up" in text
+    assert n.tracked() == {}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from dobby.inventory.load import (
     load_inventory,
     remove_spoke,
 )
+from tests.fixtures.wait import wait_until_async
 
 
 def write(path: Path, text: str) -> Path:
@@ -370,14 +369,6 @@ def test_spoke_file_is_plain_inventory_yaml(tmp_path: Path) -> None:
 # --- watcher ------------------------------------------------------------------------------------
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait until ``predicate()`` is true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_watcher_reloads_and_keeps_last_good(tmp_path: Path) -> None:
     d = tmp_path / "inventory"
     f = write(d / "hosts.yaml", "hosts:\n  a: {address: h1}\n")
@@ -390,11 +381,11 @@ async def test_watcher_reloads_and_keeps_last_good(tmp_path: Path) -> None:
         assert len(changes) == 1 and watcher.error is None
 
         write(f, "hosts:\n  a: {address: h1}\n  b: {address: h2}\n")  # good edit
-        await until(lambda: len(changes) == 2)
+        await wait_until_async(lambda: len(changes) == 2, timeout=5, interval=0.02, what="reload 2")
         assert list(watcher.current.hosts) == ["a", "b"]
 
         write(f, "hosts:\n  a: {address: h1}\n  b: {adress: h2}\n")  # bad edit
-        await until(lambda: len(errors) == 1)
+        await wait_until_async(lambda: len(errors) == 1, timeout=5, interval=0.02, what="error 1")
         assert watcher.error == (
             f"{f}:3: unknown field 'adress' in host 'b' (did you mean 'address'?)"
         )
@@ -402,15 +393,15 @@ async def test_watcher_reloads_and_keeps_last_good(tmp_path: Path) -> None:
         assert len(changes) == 2
 
         write(f, "hosts:\n  c: {address: h3}\n")  # fixed
-        await until(lambda: len(changes) == 3)
+        await wait_until_async(lambda: len(changes) == 3, timeout=5, interval=0.02, what="reload 3")
         assert watcher.error is None and list(watcher.current.hosts) == ["c"]
 
         write(d / "more.yaml", "hosts:\n  d: {address: h4}\n")  # a new file in the directory
-        await until(lambda: len(changes) == 4)
+        await wait_until_async(lambda: len(changes) == 4, timeout=5, interval=0.02, what="reload 4")
         assert list(watcher.current.hosts) == ["c", "d"]
 
         add_spoke(tmp_path / "spokes.yaml", {"name": "s", "connection": "local"})
-        await until(lambda: len(changes) == 5)
+        await wait_until_async(lambda: len(changes) == 5, timeout=5, interval=0.02, what="reload 5")
         assert "s" in watcher.current.hosts
     finally:
         await watcher.stop()

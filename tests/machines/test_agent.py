@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dobby.offline.tunnel import parse_target, reverse_argv
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost, free_port
@@ -31,6 +33,7 @@ def test_reverse_argv() -> None:
     assert "UserKnownHostsFile=/kh" in argv and "/k" in argv
 
 
+@pytest.mark.slow  # a hub process
 def test_agent_reverse_registers_and_the_hub_runs_tasks_through_the_tunnel(
     tmp_path: Path, ssh_hosts: list[SshHost]
 ) -> None:

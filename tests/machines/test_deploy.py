@@ -8,12 +8,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from dobby.offline.deploy import build_wheel
@@ -21,6 +22,9 @@ from tests.fixtures.hub import free_port, write_inventory
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.sshd import free_port as free_port_on
 from tests.fixtures.vultr import FakeVultr
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # deploys a hub over ssh: builds a wheel, makes a venv on the host
 
 
 def dobby(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -69,16 +73,19 @@ def test_deploy_then_reach_the_hub_through_a_port_forward(
         stderr=subprocess.PIPE,
     )
     try:
-        health = None
-        deadline = time.monotonic() + 30
-        while health is None and time.monotonic() < deadline:
+
+        def health_through_tunnel() -> Any:
             assert tunnel.poll() is None, tunnel.stderr.read() if tunnel.stderr else ""
             try:
                 url = f"http://127.0.0.1:{local_port}/health"
                 with urllib.request.urlopen(url, timeout=2) as resp:
-                    health = json.loads(resp.read())
+                    return json.loads(resp.read())
             except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+                return None
+
+        health = wait_until(
+            health_through_tunnel, timeout=30, what="/health through the tunnel", interval=0.1
+        )
         assert health is not None and health["ok"] is True and health["hosts"] == 1
         # No --port: status finds the port the hub was deployed with (recorded on the host).
         where = ["--inventory", str(inv), "--dir", "~/.dobby-deploy-test"]

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,11 @@ from typing import Any
 import pytest
 
 from tests.fixtures import BIN
-from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.hub import HubProcess
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process polling GPUs on sshd hosts
 
 STAND_IN = BIN / "nvidia-smi"
 
@@ -34,49 +36,32 @@ def fake_smi() -> Iterator[Path]:
 
 
 @pytest.fixture
-def gpu_hub(tmp_path: Path, ssh_hosts: list[SshHost], fake_smi: Path) -> Iterator[HubProcess]:
+def hub_hosts(
+    tmp_path: Path, ssh_hosts: list[SshHost], fake_smi: Path, local_entry: dict[str, Any]
+) -> list[dict[str, Any]]:
     h1, h2 = ssh_hosts[:2]
     h1_env = {
         "PATH": f"{fake_smi}/bin:{h1.fake_bin}:/usr/local/bin:/usr/bin:/bin",
         "FAKE_NVIDIA_SMI_DIR": str(fake_smi / "state"),
     }
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml",
-        [
-            h1.inventory_entry(gpus=True, env=h1_env),
-            h2.inventory_entry(gpus=True),
-            # The hub's machine: NVML finds no driver here, so the nvidia-smi probe answers.
-            {
-                "name": "local",
-                "connection": "local",
-                "gpus": "auto",
-                "labels": ["hub"],
-                "workdir": str(tmp_path / "localwork"),
-                "backends": ["shell"],
-            },
-        ],
-    )
-    hub = HubProcess(
-        home=tmp_path / "home",
-        inventory=inventory,
-        extra_env={"DOBBY_GPU_POLL_INTERVAL": "0.3"},
-    ).start()
-    yield hub
-    hub.stop()
+    # The hub's machine: NVML finds no driver here, so the nvidia-smi probe answers.
+    local = {k: v for k, v in local_entry.items() if k != "env"}
+    return [
+        h1.inventory_entry(gpus=True, env=h1_env),
+        h2.inventory_entry(gpus=True),
+        {**local, "gpus": "auto", "backends": ["shell"]},
+    ]
 
 
-def poll(
-    what: str, probe: Callable[[], Any], timeout: float = 60, hub: HubProcess | None = None
-) -> Any:
-    """Return probe()'s first truthy answer, polling; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    log = hub.log()[-3000:] if hub else ""
-    raise AssertionError(f"timed out waiting for {what}\n{log}")
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    return {"DOBBY_GPU_POLL_INTERVAL": "0.3"}
+
+
+def poll(what: str, probe: Callable[[], Any], hub: HubProcess | None = None) -> Any:
+    """Return probe()'s first truthy answer within a minute (with the hub's log if not)."""
+    detail = (lambda: hub.log()[-3000:]) if hub else None
+    return wait_until(probe, timeout=60, what=what, detail=detail)
 
 
 def by_host(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -93,9 +78,9 @@ def ssh(host: SshHost, command: str) -> str:
 
 
 def test_gpus_are_polled_matched_to_tasks_and_placed(
-    gpu_hub: HubProcess, ssh_hosts: list[SshHost], fake_smi: Path
+    hub: HubProcess, ssh_hosts: list[SshHost], fake_smi: Path
 ) -> None:
-    hub, h1 = gpu_hub, ssh_hosts[0]
+    h1 = ssh_hosts[0]
     client = hub.client()
     first = poll(
         "every GPU host polled",
@@ -162,8 +147,8 @@ def test_gpus_are_polled_matched_to_tasks_and_placed(
     assert history and {g["index"] for g in history[-1]["gpus"]} == {0, 1}
 
 
-def test_gpu_hosts_without_gpus_explain_why(gpu_hub: HubProcess, fake_smi: Path) -> None:
-    client = gpu_hub.client()
+def test_gpu_hosts_without_gpus_explain_why(hub: HubProcess, fake_smi: Path) -> None:
+    client = hub.client()
     (fake_smi / "state" / "mode").write_text("9\n")
     reason = "the NVIDIA driver is not loaded (exit 9)"
     h1 = poll(
@@ -175,8 +160,8 @@ def test_gpu_hosts_without_gpus_explain_why(gpu_hub: HubProcess, fake_smi: Path)
     assert gpus[0]["utilization"] is None and gpus[0]["power_draw"] is None
     assert gpus[0]["name"] == "NVIDIA GeForce RTX 3090" and gpus[0]["free"]
     # A GPU task for a host without GPUs waits (the host may get some); it never starts there.
-    waiting = add(gpu_hub, "x", "--backend", "shell", "--gpus", "1", "--host", "local")
+    waiting = add(hub, "x", "--backend", "shell", "--gpus", "1", "--host", "local")
     polls = client.gpus()["polls"]
     poll("more GPU polls", lambda: client.gpus()["polls"] >= polls + 6)
     assert client.task(waiting["id"])["status"] == "pending"
-    gpu_hub.cli("cancel", waiting["id"], check=True)
+    hub.cli("cancel", waiting["id"], check=True)

@@ -14,6 +14,8 @@ import pytest
 from tests.fixtures.hub import write_inventory
 from tests.fixtures.sshd import SshHost
 
+pytestmark = pytest.mark.slow  # the CLI checking sshd hosts
+
 
 def dobby(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOBBY_")}

@@ -21,6 +21,7 @@ import pytest
 from dobby.backends import get_backend
 from dobby.core.models import Reason, TaskStatus
 from dobby.replay.playbook import QUOTA, TRANSCRIPTS
+from tests.fixtures.wait import wait_until
 
 CLAUDE = ["-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
 CODEX = ["exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"]
@@ -179,10 +180,8 @@ def test_stall_works_then_waits_until_killed(stalled: Any, home: Path) -> None:
     lines = read_lines(proc, 4 if agent == "claude" else 6)
     assert_recorded_shapes(lines)
     assert (home / "repo" / "hello.txt").read_text() == "hi\n"  # the work done so far
-    deadline = time.monotonic() + 30
-    while agent == "codex" and not rollouts(home):  # its tokens so far are in its session file
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    if agent == "codex":  # its tokens so far are in its session file
+        wait_until(lambda: rollouts(home), timeout=30, what="codex's session file")
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0

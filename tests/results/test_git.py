@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process and agents on sshd hosts, git both sides
 
 
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> Iterator[HubProcess]:
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts[:2]]
-    )
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+    return [h.inventory_entry() for h in ssh_hosts[:2]]
 
 
 @pytest.fixture
@@ -48,14 +45,6 @@ def git(path: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(path), *args], capture_output=True, text=True, check=True
     ).stdout
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_parallel_tasks_come_back_as_branches_merge_and_conflict(
@@ -215,7 +204,7 @@ def test_retention_zero_cleans_after_collection_and_follow_ups_still_work(
         path = make_git_project(tmp_path / "app0")
         hub.cli("register", str(path), "--name", "app", check=True)
         parent = hub.wait_status(add(hub, "create hello", "--project", "app"))
-        wait_for(lambda: hub.client().task(parent["id"])["host_cleaned_at"], "the cleanup")
+        wait_until(lambda: hub.client().task(parent["id"])["host_cleaned_at"], what="the cleanup")
         assert ssh(h1, "ls ~/.dobby/tasks ~/.dobby/worktrees").split() == [
             f"{h1.home}/.dobby/tasks:", f"{h1.home}/.dobby/worktrees:"
         ]  # fmt: skip

@@ -6,8 +6,6 @@ import csv
 import http.client
 import io
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,11 @@ import pytest
 
 from dobby.backends.pricing import DEFAULT_PRICES
 from dobby.replay.playbook import TRANSCRIPTS
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process and agents on sshd hosts
 
 PROMPTS = [
     'printf "%s\\n" "a, b, c"  # commas, "double" and \'single\' quotes',
@@ -26,13 +27,8 @@ PROMPTS = [
 
 
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> Iterator[HubProcess]:
-    inventory = write_inventory(
-        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts[:2]]
-    )
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+    return [h.inventory_entry() for h in ssh_hosts[:2]]
 
 
 def add(hub: HubProcess, *args: str, input: str | None = None) -> str:
@@ -53,16 +49,20 @@ def raw_get(hub: HubProcess, path: str) -> tuple[int, bytes]:
 
 def poll(hub: HubProcess, task_id: str, check: Any, what: str, timeout: float = 60) -> dict:
     """Poll detail-status until ``check(detail)`` holds while the task still runs."""
-    deadline = time.monotonic() + timeout
     detail: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        detail = hub.client().detail_status(task_id)
-        if detail["status"] == "running" and check(detail):
-            return detail
+
+    def seen_running() -> dict[str, Any] | None:
+        detail.update(hub.client().detail_status(task_id))
         if detail["status"] not in ("pending", "running"):
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {what} while running: {json.dumps(detail)[:1500]}")
+            raise AssertionError(f"never saw {what} while running: {json.dumps(detail)[:1500]}")
+        return dict(detail) if detail["status"] == "running" and check(detail) else None
+
+    return wait_until(
+        seen_running,
+        timeout=timeout,
+        what=f"{what} while running",
+        detail=lambda: json.dumps(detail)[:1500],
+    )
 
 
 def test_artifacts_round_trip_and_traversal_is_refused(

@@ -9,13 +9,16 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fixtures import BIN
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.terminal import Terminal
+
+pytestmark = pytest.mark.slow  # a terminal, a hub process and an sshd host
 
 STAND_IN = BIN / "interactive-agent"
 
@@ -33,13 +36,9 @@ def agent_bin() -> Iterator[Path]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost], agent_bin: Path) -> Iterator[HubProcess]:
-    h1 = ssh_hosts[0]
+def hub_hosts(ssh_hosts: list[SshHost], agent_bin: Path) -> list[dict[str, Any]]:
     env = {"PATH": f"{agent_bin}:/usr/local/bin:/usr/bin:/bin"}
-    inventory = write_inventory(tmp_path / "inventory.yaml", [h1.inventory_entry(env=env)])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+    return [ssh_hosts[0].inventory_entry(env=env)]
 
 
 def ssh(host: SshHost, command: str) -> str:

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.hub import HubProcess
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process killed with -9 and restarted
 
 
 @pytest.fixture
-def hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> Iterator[HubProcess]:
-    inventory = write_inventory(tmp_path / "inventory.yaml", [ssh_hosts[2].inventory_entry()])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+    return [ssh_hosts[2].inventory_entry()]
 
 
 def ssh(host: SshHost, command: str) -> str:
@@ -34,12 +32,12 @@ def add(hub: HubProcess, prompt: str, backend: str = "claude") -> str:
 
 
 def wait_host_file(host: SshHost, task_id: str, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ssh(host, f"test -e ~/.dobby/tasks/{task_id}/{name} && echo y || true").strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{name} of {task_id} never appeared")
+    wait_until(
+        lambda: ssh(host, f"test -e ~/.dobby/tasks/{task_id}/{name} && echo y || true").strip(),
+        timeout=timeout,
+        what=f"{name} of {task_id} to appear on {host.name}",
+        interval=0.1,
+    )
 
 
 def test_task_that_finished_while_the_hub_was_down_is_collected(

@@ -264,6 +264,7 @@ def worlds(draw):
     return slots, projects, busy, tasks, external, running_total, max_total
 
 
+@pytest.mark.slow  # hundreds of generated cases: seconds to tens of seconds
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), now=st.integers(0, 5000))
 def test_plan_never_exceeds_a_cap_nor_starts_before_dependencies(world, now) -> None:

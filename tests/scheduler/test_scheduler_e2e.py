@@ -7,40 +7,22 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dobby.core.timefmt import parse_time
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process and agents on several sshd hosts
 
 
 @pytest.fixture
-def local_entry(tmp_path: Path, fake_bin: Path) -> dict:
-    return {
-        "name": "local",
-        "connection": "local",
-        "workdir": str(tmp_path / "localwork"),
-        "labels": ["hub"],
-        "env": {"PATH": f"{fake_bin}:$PATH"},
-    }
-
-
-@pytest.fixture
-def inventory(tmp_path: Path, ssh_hosts: list[SshHost], local_entry: dict) -> Path:
-    return write_inventory(
-        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts] + [local_entry]
-    )
-
-
-@pytest.fixture
-def hub(tmp_path: Path, inventory: Path) -> Iterator[HubProcess]:
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(ssh_hosts: list[SshHost], local_entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h.inventory_entry() for h in ssh_hosts] + [local_entry]
 
 
 def register(hub: HubProcess, tmp_path: Path, name: str) -> Path:
@@ -57,17 +39,6 @@ def ssh(host: SshHost, command: str) -> str:
     return subprocess.run(
         host.ssh_argv(command), capture_output=True, text=True, check=True, timeout=30
     ).stdout
-
-
-def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
-    """Poll ``check()`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def max_overlap(tasks: list[dict]) -> int:
@@ -105,7 +76,11 @@ def test_two_projects_with_max_concurrent_one_and_two(hub: HubProcess, tmp_path:
         def running(project: str) -> list[str]:
             return [t for t in ids[project] if client.task(t)["status"] == "running"]
 
-        wait_for(lambda: len(running("two")) == 2 and len(running("one")) == 1, "both caps full")
+        wait_until(
+            lambda: len(running("two")) == 2 and len(running("one")) == 1,
+            what="both caps full",
+            timeout=60,
+        )
         gate.touch()
         done = {p: [hub.wait_status(t) for t in tids] for p, tids in ids.items()}
     finally:
@@ -169,13 +144,13 @@ def test_every_2s_schedule_across_a_hub_restart_fires_once_then_keeps_its_pace(
         tasks = [t for t in hub.client().tasks()["tasks"] if t["schedule_id"] == sid]
         return sorted(tasks, key=lambda t: t["created_at"])
 
-    wait_for(lambda: len(spawned()) >= 2, "two fires")
+    wait_until(lambda: len(spawned()) >= 2, what="two fires", timeout=60)
     hub.stop()
     stopped_at = time.time()
     time.sleep(5)  # the hub is down for more than two periods (the scenario, not a sync)
     before = len(spawned_offline(hub, sid))
     hub.start()
-    wait_for(lambda: len(spawned()) >= before + 2, "two fires after the restart")
+    wait_until(lambda: len(spawned()) >= before + 2, what="two fires after the restart", timeout=60)
     tasks = spawned()
     times = [parse_time(t["created_at"]).timestamp() for t in tasks]
     # one catch-up fire at start for the missed ones, never a burst: fires stay a period apart
@@ -214,7 +189,7 @@ def test_thirty_task_batch_across_three_hosts(hub: HubProcess, tmp_path: Path) -
     body = json.loads(res.stdout)
     assert body["total"] == 30 and body["name"] == "thirty"
     bid = body["id"]
-    wait_for(lambda: hub.client().batch(bid)["done"], "the batch to finish", timeout=120)
+    wait_until(lambda: hub.client().batch(bid)["done"], what="the batch to finish", timeout=120)
     view = hub.client().batch(bid)
     assert view["counts"] == {"completed": 30}, [
         (t["name"], t["host"], t["reason"], t["error"]) for t in view["tasks"] if t["error"]
@@ -249,7 +224,9 @@ def test_agent_plan_then_approve_runs_with_the_plan(
     argv = seen["argv"]
     assert argv[argv.index("--permission-mode") + 1] == "plan"  # read-only, whatever the host
     assert "read-only planning mode" in seen["prompt"] and "add a cache" in seen["prompt"]
-    draft = wait_for(lambda: (t := hub.client().task(draft["id"]))["plan"] and t, "the plan")
+    draft = wait_until(
+        lambda: (t := hub.client().task(draft["id"]))["plan"] and t, what="the plan", timeout=60
+    )
     assert draft["status"] == "draft" and draft["plan"] == planner["summary"]
     hub.cli("edit", draft["id"], "--plan", "1. add cache.py\n2. test it", check=True)
     approved = json.loads(hub.cli("approve", draft["id"], "--json", check=True).stdout)
@@ -291,25 +268,21 @@ def test_project_default_timeout_ends_a_hung_agent(hub: HubProcess, tmp_path: Pa
     assert "timed out after 2s" in task["error"]
 
 
+@pytest.mark.parametrize("hub_env", [{"DOBBY_STALE_TIMEOUT": "2"}])
 def test_silent_task_is_killed_as_stale_and_a_chatty_one_is_not(
-    tmp_path: Path, inventory: Path, ssh_hosts: list[SshHost]
+    hub: HubProcess, ssh_hosts: list[SshHost]
 ) -> None:
-    hub = HubProcess(home=tmp_path / "home", inventory=inventory,
-                     extra_env={"DOBBY_STALE_TIMEOUT": "2"}).start()  # fmt: skip
-    try:
-        silent = add(hub, "[scenario:hang] say one thing then nothing", "--backend", "claude",
-                     "--host", "h3")  # fmt: skip
-        chatty = add(hub, "[scenario:lines:12:400] keep talking", "--backend", "claude",
-                     "--host", "h3")  # fmt: skip
-        task = hub.wait_status(silent)
-        assert (task["status"], task["reason"]) == ("failed", "stale")
-        assert "stale_timeout 2s" in task["error"]
-        assert hub.wait_status(chatty)["status"] == "completed"  # 4.8 s, never 2 s silent
-        alive = ssh(ssh_hosts[2], f"tmux has-session -t dobby-{silent} 2>/dev/null && echo alive "
-                                  "|| echo gone")  # fmt: skip
-        assert alive.strip() == "gone"
-    finally:
-        hub.stop()
+    silent = add(hub, "[scenario:hang] say one thing then nothing", "--backend", "claude",
+                 "--host", "h3")  # fmt: skip
+    chatty = add(hub, "[scenario:lines:12:400] keep talking", "--backend", "claude",
+                 "--host", "h3")  # fmt: skip
+    task = hub.wait_status(silent)
+    assert (task["status"], task["reason"]) == ("failed", "stale")
+    assert "stale_timeout 2s" in task["error"]
+    assert hub.wait_status(chatty)["status"] == "completed"  # 4.8 s, never 2 s silent
+    alive = ssh(ssh_hosts[2], f"tmux has-session -t dobby-{silent} 2>/dev/null && echo alive "
+                              "|| echo gone")  # fmt: skip
+    assert alive.strip() == "gone"
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -348,7 +321,9 @@ def test_bad_scheduler_input_gets_one_line_errors_and_changes_nothing(
     res = hub.cli("add", "x", "--label", "gpu", "--backend", "shell", "--wait-for-host", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["status"] == "pending"
     tid = json.loads(res.stdout)["id"]
-    assert wait_for(lambda: client.task(tid)["waiting_on"] == "host", "waiting_on host")
+    assert wait_until(
+        lambda: client.task(tid)["waiting_on"] == "host", what="waiting_on host", timeout=60
+    )
 
 
 def test_auto_retry_moves_a_lost_task_to_another_host(
@@ -362,7 +337,11 @@ def test_auto_retry_moves_a_lost_task_to_another_host(
     command = f'[ "$(whoami)" != {h1.user} ] || sleep 600'
     tid = add(hub, command, "--project", "app", "--backend", "shell", "--label", "test")
     assert hub.wait_status(tid, ("running",))["host"] == "h1"
-    wait_for(lambda: ssh(h1, f"cat ~/.dobby/tasks/{tid}/pid 2>/dev/null || true").strip(), "pid")
+    wait_until(
+        lambda: ssh(h1, f"cat ~/.dobby/tasks/{tid}/pid 2>/dev/null || true").strip(),
+        what="pid",
+        timeout=60,
+    )
     ssh(h1, f"tmux kill-session -t dobby-{tid}; pkill -KILL -s $(cat ~/.dobby/tasks/{tid}/pid)"
             " 2>/dev/null; true")  # fmt: skip
     done = hub.wait_status(tid, ("completed",), timeout=90)
