@@ -54,7 +54,7 @@ class Settings:
     default_timeout: float = _setting(3600, help="Seconds a task may run when it sets no timeout.")
     gpu_poll_interval: float = _setting(30, help="Seconds between GPU usage polls of GPU hosts.")
     results_dir: Path = _derived("Directory for collected results and artifacts (home/results).")
-    db_path: Path = _derived("The hub's TinyDB file (home/dobby.json).")
+    db_path: Path = _derived("The hub's SQLite database (home/dobby.db).")
     api_key: str | None = _setting(
         None, help="Key clients must send; env DOBBY_API_KEY overrides dobby.yaml."
     )
@@ -94,13 +94,16 @@ class Settings:
         "right after collection).",
     )
     timezone: str | None = _setting(None, help="IANA zone for displayed times (None = local).")
+    write_timeout: float = _setting(
+        5.0, help="Seconds a change may wait for the disk before the API answers 503."
+    )
     log_level: str = _setting("info", help="Logging level: debug, info, warning, error.")
 
     def __post_init__(self) -> None:
         if self.results_dir is None:
             self.results_dir = self.home / "results"
         if self.db_path is None:
-            self.db_path = self.home / "dobby.json"
+            self.db_path = self.home / "dobby.db"
         if self.hub_url is None:
             # IPv6 literals need brackets inside a URL.
             host = f"[{self.host}]" if ":" in self.host else self.host
@@ -112,7 +115,7 @@ class Settings:
             raise ConfigError(f"setting 'port' must be between 1 and 65535, got {self.port}")
         if self.max_concurrent_agents < 1:
             raise ConfigError("setting 'max_concurrent_agents' must be at least 1")
-        for name in ("default_timeout", "gpu_poll_interval", "stale_timeout"):
+        for name in ("default_timeout", "gpu_poll_interval", "stale_timeout", "write_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting '{name}' must be a positive number of seconds")
         if self.host_retention < 0:

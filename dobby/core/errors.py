@@ -14,6 +14,7 @@
     │   ├── HostUnreachable         connect refused / timed out / host key / auth
     │   └── ConnectionLost          connection dropped while a command ran
     ├── DispatchError               the task bundle could not be launched on the host
+    ├── StorageError                the hub's database could not be written in time (503)
     └── HubError                    the hub answered a client with an error (code, status)
 
 Each error carries a stable ``code`` used in the hub's JSON error body
@@ -126,6 +127,13 @@ class DispatchError(DobbyError):
 
     code = "dispatch_error"
     status = 502
+
+
+class StorageError(DobbyError):
+    """The hub could not write its database (disk full, I/O error) within its time bound."""
+
+    code = "storage_unavailable"
+    status = 503
 
 
 class HubError(DobbyError):

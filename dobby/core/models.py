@@ -60,8 +60,12 @@ class Permissions(StrEnum):
 
 
 def new_task_id() -> str:
-    """Return a short random task id (8 hex chars: safe in paths, tmux and git names)."""
-    return secrets.token_hex(4)
+    """Return a random task id: 16 hex chars, safe in paths, tmux and git names.
+
+    64 random bits: among 10^7 tasks the chance that any two share an id is about 3 in a
+    million (and the store refuses to overwrite a task with a new one of the same id).
+    """
+    return secrets.token_hex(8)
 
 
 @dataclass

@@ -22,7 +22,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (
         r"/tasks",
         hs.TasksHandler,  # POST answers once the task is durable
-        {"get": "List tasks (?project=&status=&limit=)", "post": "Submit a task"},
+        {
+            "get": "List tasks newest first (?status=a,b&project=&host=&backend=&batch=&q="
+            "&limit=&offset= or &before=ID)",
+            "post": "Submit a task (Idempotency-Key honoured)",
+        },
     ),
     (rf"/tasks/{ID}", h.TaskHandler, {"get": "One task", "patch": "Edit a draft/pending task"}),
     (rf"/tasks/{ID}/cancel", h.TaskCancelHandler, {"post": "Cancel a task"}),
@@ -87,7 +91,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         {"get": "Dashboard: a task's states and tool calls on a time axis"},
     ),
     # -- results, artifacts, stats, export (handlers/results.py)
-    (r"/results", hr.ResultsHandler, {"get": "Results newest first (?project=&status=&limit=)"}),
+    (
+        r"/results",
+        hr.ResultsHandler,
+        {"get": "Results newest first (?project=&status=&host=&backend=&q=&limit=&offset=)"},
+    ),
     (rf"/results/{ID}", hr.ResultHandler, {"get": "A task's result, with its follow-up chain"}),
     (
         rf"/tasks/{ID}/detail-status",

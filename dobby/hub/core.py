@@ -42,10 +42,7 @@ from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.hub")
 
-# Finished tasks stay in the hot database (rewritten at each commit) for a day, then move to
-# monthly archive files that are still searched on lookups.
-ARCHIVE_AFTER = 24 * 3600.0
-ARCHIVE_EVERY = 600.0
+HOUSEKEEP_EVERY = 3600.0  # drop old Idempotency-Key records
 
 
 class Hub:
@@ -55,10 +52,19 @@ class Hub:
         self.settings = settings
         self.started = time.monotonic()
         home = Path(settings.home)
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)  # the database, results and logs hold prompts, output and keys
         self.spokes_file = home / "spokes.yaml"
-        self.store = Store(path=Path(settings.db_path), archive_dir=home / "archive")
-        self.logs = TaskLogs(root=Path(settings.results_dir))
+        self.store = Store(
+            path=Path(settings.db_path),
+            legacy_path=home / "dobby.json",  # a hub from before SQLite: imported once
+            legacy_archive=home / "archive",
+            write_timeout=settings.write_timeout,
+        )
+        results_dir = Path(settings.results_dir)
+        results_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        results_dir.chmod(0o700)
+        self.logs = TaskLogs(root=results_dir)
         self.locks = RepoLocks()
         self.bus = EventBus(start_seq=int(self.store.get_meta("seq", 0) or 0))
         prices = dict(DEFAULT_PRICES)
@@ -174,15 +180,13 @@ class Hub:
         await self.store.close()
 
     async def _housekeep(self) -> None:
-        """Move long-finished tasks out of the hot database, now and then."""
+        """Drop Idempotency-Key records older than a day, now and then."""
         while True:
+            await asyncio.sleep(HOUSEKEEP_EVERY)
             try:
-                moved = self.store.archive_finished(ARCHIVE_AFTER)
-                if moved:
-                    log.info("archived %d finished tasks", moved)
+                self.store.forget_idempotency()
             except Exception:  # noqa: BLE001 - retried at the next round
-                log.exception("archiving finished tasks failed")
-            await asyncio.sleep(ARCHIVE_EVERY)
+                log.exception("dropping old Idempotency-Key records failed")
 
     def _set_inventory(self, inventory: Inventory) -> None:
         self.inventory = inventory
@@ -199,7 +203,10 @@ class Hub:
     # -- events ------------------------------------------------------------------------
     def save(self, task: Task, event: str = "task.updated") -> None:
         """Persist a task, then publish the event (the one place tasks change)."""
-        self.store.put_task(task)
+        if event == "task.created":
+            self.store.insert_task(task)  # never overwrites another task with the same id
+        else:
+            self.store.put_task(task)
         self.scheduler.observe(task)
         ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
         self.store.set_meta("seq", ev.seq)
@@ -243,15 +250,6 @@ class Hub:
     def get_task(self, task_id: str) -> Task:
         """Return a task by id (or unique prefix)."""
         return self.store.get_task(task_id)
-
-    def tasks(
-        self, *, project: str | None = None, status: str | None = None, limit: int | None = None
-    ) -> list[Task]:
-        """List tasks newest first."""
-        if project is not None:
-            self.store.get_project(project)
-        found = self.store.tasks(project=project, status=status)
-        return found[:limit] if limit else found
 
     def submit(self, body: dict[str, Any]) -> Task:
         """Validate and queue a new task (or store a draft; see dobby.scheduler.intake)."""

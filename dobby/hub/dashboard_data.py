@@ -28,22 +28,32 @@ def heatmap(
     tasks: Iterable[Task], *, today: _dt.date, tz: _dt.tzinfo = _dt.UTC, days: int = 365
 ) -> dict[str, Any]:
     """Count completed tasks per project per day (in ``tz``) over the ``days`` ending today."""
+    counts = []
+    for task in tasks:
+        finished = maybe_time(task.get("finished_at"))
+        if task.get("status") == "completed" and finished is not None:
+            counts.append((task.get("project"), finished.astimezone(tz).date(), 1))
+    return heatmap_counts(counts, today=today, tz=tz, days=days)
+
+
+def heatmap_counts(
+    counts: Iterable[tuple[str | None, _dt.date, int]],
+    *,
+    today: _dt.date,
+    tz: _dt.tzinfo = _dt.UTC,
+    days: int = 365,
+) -> dict[str, Any]:
+    """Lay out (project, local day, completed tasks) counts as :func:`heatmap` answers."""
     start = today - _dt.timedelta(days=days - 1)
     per_project: dict[str, dict[str, int]] = {}
     total: dict[str, int] = {}
-    for task in tasks:
-        if task.get("status") != "completed":
-            continue
-        finished = maybe_time(task.get("finished_at"))
-        if finished is None:
-            continue
-        day = finished.astimezone(tz).date()
+    for project, day, n in counts:
         if not start <= day <= today:
             continue
         key = day.isoformat()
-        counts = per_project.setdefault(task.get("project") or NO_PROJECT, {})
-        counts[key] = counts.get(key, 0) + 1
-        total[key] = total.get(key, 0) + 1
+        per = per_project.setdefault(project or NO_PROJECT, {})
+        per[key] = per.get(key, 0) + n
+        total[key] = total.get(key, 0) + n
     order = sorted(per_project, key=lambda name: (-sum(per_project[name].values()), name))
     projects = [
         {
@@ -62,6 +72,11 @@ def heatmap(
         "total": {"total": sum(total.values()), "days": dict(sorted(total.items()))},
         "max": max(total.values(), default=0),
     }
+
+
+def local_day(bucket_start: float, tz: _dt.tzinfo) -> _dt.date:
+    """Return the day in ``tz`` of a 15-minute bucket starting at ``bucket_start`` (epoch)."""
+    return _dt.datetime.fromtimestamp(bucket_start, tz).date()
 
 
 # -- usage ------------------------------------------------------------------------------------
@@ -113,11 +128,9 @@ def usage(
     ``limits`` (the ``usage_limits`` setting) maps backend → window → {tokens, cost_usd}; each
     backend row of a window then carries ``limit`` with the utilisation of each limit.
     """
-    today = now.astimezone(tz).date()
-    first_day = today - _dt.timedelta(days=days - 1)
-    starts = [(name, hours, now - _dt.timedelta(hours=hours)) for name, hours in windows]
-    per_window: dict[str, dict[str, dict[str, Any]]] = {name: {} for name, _, _ in starts}
-    per_day: dict[str, dict[str, float]] = {}
+    starts = [(name, now - _dt.timedelta(hours=hours)) for name, hours in windows]
+    per_window: dict[str, dict[str, dict[str, Any]]] = {name: {} for name, _ in starts}
+    day_costs: list[tuple[str, _dt.date, float]] = []
     backends: set[str] = set()
     for task in tasks:
         finished = maybe_time(task.get("finished_at"))
@@ -125,23 +138,56 @@ def usage(
             continue
         backend = str(task.get("backend") or "?")
         backends.add(backend)
-        for name, _hours, since in starts:
+        for name, since in starts:
             if finished >= since:
-                rows = per_window[name]
-                _add_usage(rows.setdefault(backend, _empty_usage(backend)), task)
-        day = finished.astimezone(tz).date()
-        if first_day <= day <= today and task.get("cost_usd"):
+                _add_usage(per_window[name].setdefault(backend, _empty_usage(backend)), task)
+        if task.get("cost_usd"):
+            day_costs.append((backend, finished.astimezone(tz).date(), float(task["cost_usd"])))
+    return usage_sums(
+        per_window, day_costs, backends=sorted(backends), now=now, tz=tz, days=days,
+        windows=windows, limits=limits,
+    )  # fmt: skip
+
+
+def usage_row(backend: str, tasks: int, cost: float, tokens: Sequence[int]) -> dict[str, Any]:
+    """Return one backend's usage row from its sums (tokens in TOKEN_KINDS order)."""
+    row = _empty_usage(backend)
+    row["tasks"] = tasks
+    row["cost_usd"] = round(cost, 6)
+    for kind, value in zip(TOKEN_KINDS, tokens, strict=True):
+        row["tokens"][kind] = int(value)
+        row["tokens"]["total"] += int(value)
+    return row
+
+
+def usage_sums(
+    per_window: Mapping[str, Mapping[str, dict[str, Any]]],
+    day_costs: Iterable[tuple[str, _dt.date, float]],
+    *,
+    backends: Sequence[str],
+    now: _dt.datetime,
+    tz: _dt.tzinfo = _dt.UTC,
+    days: int = 30,
+    windows: Sequence[tuple[str, float]] = USAGE_WINDOWS,
+    limits: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Lay out usage rows per window and (backend, local day, cost) sums as :func:`usage`."""
+    today = now.astimezone(tz).date()
+    first_day = today - _dt.timedelta(days=days - 1)
+    per_day: dict[str, dict[str, float]] = {}
+    for backend, day, cost in day_costs:
+        if first_day <= day <= today:
             costs = per_day.setdefault(day.isoformat(), {})
-            costs[backend] = round(costs.get(backend, 0.0) + float(task["cost_usd"]), 6)
-    names = sorted(backends)
+            costs[backend] = round(costs.get(backend, 0.0) + cost, 6)
+    names = list(backends)
     out_windows = []
-    for name, hours, since in starts:
-        rows = per_window[name]
+    for name, hours in windows:
+        rows = per_window.get(name) or {}
         out_windows.append(
             {
                 "name": name,
                 "hours": hours,
-                "since": iso(since),
+                "since": iso(now - _dt.timedelta(hours=hours)),
                 "backends": [
                     _with_limit(rows.get(b) or _empty_usage(b), (limits or {}), name) for b in names
                 ],

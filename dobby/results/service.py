@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -23,8 +24,10 @@ from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import results as remote
 from dobby.results import artifacts, export, followup, gc, gitback, stats
 from dobby.results.detail import Detail
+from dobby.store import aggregates
 from dobby.store.db import Store
 from dobby.store.git import RepoLocks
+from dobby.store.query import TaskFilter, statuses
 from dobby.store.tasklog import TaskLogs
 from dobby.transport import Transport
 
@@ -73,7 +76,6 @@ class ResultsService:
         self._transport = transport
         self.prices = prices
         self._details: dict[str, _Cached] = {}
-        self._children: dict[str, list[str]] | None = None  # built on first use
         self._sweeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -91,11 +93,7 @@ class ResultsService:
             await asyncio.gather(self._sweeper, return_exceptions=True)
 
     def _on_event(self, event: Event) -> None:
-        if event.type == "task.created" and self._children is not None:
-            parent = event.data.get("resume")
-            if parent and event.task_id not in self._children.get(parent, []):
-                self._children.setdefault(parent, []).append(str(event.task_id))
-        elif event.type == "task.finished" and self.settings.host_retention <= 0:
+        if event.type == "task.finished" and self.settings.host_retention <= 0:
             self._wake.set()
 
     # -- results -------------------------------------------------------------------------
@@ -111,24 +109,34 @@ class ResultsService:
         out["duration_s"] = _duration(task)
         out["parent"] = task.resume
         out["chain"] = chain if chain is not None else [task.id]
-        out["followups"] = list(self.children().get(task.id, []))
+        out["followups"] = self.store.children(task.id)
         return out
 
     def results(
-        self, *, project: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        flt: TaskFilter | None = None,
     ) -> list[dict[str, Any]]:
         """Return results newest first (finished tasks unless ``status`` says otherwise)."""
-        if project is not None:
-            self.store.get_project(project)
-        tasks = self.store.tasks(project=project, status=status or FINISHED)
-        tasks = tasks[:limit] if limit else tasks
-        return [self._result(t, chain=followup.chain(t, self.store.get_task)) for t in tasks]
+        if flt is None:
+            if project is not None:
+                self.store.get_project(project)
+            flt = TaskFilter(status=statuses(status or FINISHED), project=project)
+        docs = self.store.page(flt, limit=limit or None, offset=offset)
+        return [self._with_chain(Task.from_dict(d)) for d in docs]
 
-    def children(self) -> dict[str, list[str]]:
-        """Return parent id → follow-up ids (indexed once, then kept by task.created)."""
-        if self._children is None:
-            self._children = followup.children(self.store.tasks())
-        return self._children
+    def iter_results(self, flt: TaskFilter) -> Iterator[list[str]]:
+        """Yield every matching result as JSON text, newest first, in chunks (from a snapshot)."""
+        for chunk in self.store.iter_task_json(flt, batch=200):
+            tasks = [Task.from_dict(json.loads(d)) for d in chunk]
+            yield [json.dumps(self._with_chain(t), ensure_ascii=False) for t in tasks]
+
+    def _with_chain(self, task: Task) -> dict[str, Any]:
+        return self._result(task, chain=followup.chain(task, self.store.get_task))
 
     # -- detail-status -------------------------------------------------------------------
     def detail_status(self, task_id: str) -> dict[str, Any]:
@@ -241,7 +249,10 @@ class ResultsService:
         window = stats.parse_since(since, now)
         if project is not None:
             self.store.get_project(project)
-        return stats.compute(self.store.tasks(), now=now, since=window, project=project)
+        live = self.store.tasks(status=("pending", "running", "draft"), project=project)
+        groups = aggregates.stats_groups(self.store.sql(), since=window, project=project)
+        return stats.from_groups(groups, queue=stats.queue(live), now=now, since=window,
+                                 project=project)  # fmt: skip
 
     def export(
         self, *, fmt: str = "csv", project: str | None = None, since: str | None = None
@@ -252,13 +263,9 @@ class ResultsService:
         window = stats.parse_since(since, _dt.datetime.now(_dt.UTC))
         if project is not None:
             self.store.get_project(project)
-
-        def docs() -> Iterator[dict[str, Any]]:
-            for doc in self.store.iter_task_docs(project=project):
-                if window is None or stats.in_window(Task.from_dict(doc), window):
-                    yield doc
-
-        return export.csv_chunks(docs()) if fmt == "csv" else export.json_chunks(docs())
+        flt = TaskFilter(project=project, since_ts=window.timestamp() if window else None)
+        docs = self.store.iter_task_docs(flt)  # a snapshot, streamed from the database
+        return export.csv_chunks(docs) if fmt == "csv" else export.json_chunks(docs)
 
     def import_tasks(self, data: bytes) -> dict[str, Any]:
         """Import a JSON export: new finished tasks go to the archive as they are."""
@@ -274,7 +281,6 @@ class ResultsService:
                 fresh.append(task.to_dict())
             seen.add(task.id)
         self.store.import_finished(fresh)
-        self._children = None
         return {
             "imported": len(fresh),
             "skipped_existing": existing,
@@ -287,7 +293,9 @@ class ResultsService:
         retention = self.settings.host_retention if older_than is None else older_than
         if retention < 0:
             raise ValidationError("'older_than' must be >= 0 seconds")
-        items = gc.plan(self.store.tasks(), now=time.time(), older_than=retention)
+        now = time.time()
+        candidates = self.store.gc_candidates(finished_before=now - retention)
+        items = gc.plan(candidates, now=now, older_than=retention)
         by_host: dict[str, list[remote.GcItem]] = {}
         for item in items:
             by_host.setdefault(item.host, []).append(item)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dobby.core.errors import ValidationError
 from dobby.core.models import Task, TaskStatus
 from dobby.core.timefmt import iso, parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from dobby.store.aggregates import StatsGroups
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 GROUPS = ("project", "backend", "model", "host", "day")
@@ -158,4 +161,83 @@ def compute(
         "queue": queue,
         "wait_s": _average(waits),
         "run_s": _average(runs),
+    }
+
+
+# -- from SQL sums (dobby.store.aggregates) -----------------------------------------------------
+
+
+def queue(live: Iterable[Task]) -> dict[str, Any]:
+    """Return the queue part of the stats: unfinished tasks now, pending ones by reason."""
+    out: dict[str, Any] = {"pending": 0, "running": 0, "draft": 0, "waiting_on": {}}
+    for task in live:
+        if task.status in ("pending", "running", "draft"):
+            out[task.status] += 1
+            if task.status == "pending":
+                reason = task.waiting_on or "capacity"
+                out["waiting_on"][reason] = out["waiting_on"].get(reason, 0) + 1
+    return out
+
+
+def _add_sums(group: dict[str, Any], status: str, sums: tuple[Any, ...]) -> None:
+    n, cost, unknown, *tokens = sums
+    group["tasks"] += n
+    if status in ("completed", "failed", "cancelled"):
+        group[status] += n
+    group["cost_usd"] += cost or 0.0
+    group["cost_unknown"] += unknown or 0
+    for kind, value in zip(TOKEN_KINDS, tokens, strict=True):
+        group["tokens"][kind] += value or 0
+
+
+def _sql_average(total: float, count: int, longest: float | None) -> dict[str, Any]:
+    if not count:
+        return {"avg": None, "max": None, "count": 0}
+    top = round(longest, 3) if longest is not None else None
+    return {"avg": round(total / count, 3), "max": top, "count": count}
+
+
+def from_groups(
+    groups: StatsGroups,
+    *,
+    queue: dict[str, Any],
+    now: _dt.datetime,
+    since: _dt.datetime | None = None,
+    project: str | None = None,
+) -> dict[str, Any]:
+    """Return the same document as :func:`compute`, from the sums the store computed in SQL."""
+    total = _group()
+    by_status: dict[str, int] = {s.value: 0 for s in TaskStatus}
+    waits = [0.0, 0]
+    runs = [0.0, 0]
+    for status, *sums in groups.statuses:
+        by_status[status] = by_status.get(status, 0) + sums[0]
+        _add_sums(total, status, tuple(sums[:7]))
+        waits[0] += sums[7] or 0.0
+        waits[1] += sums[8] or 0
+        runs[0] += sums[9] or 0.0
+        runs[1] += sums[10] or 0
+    named: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in GROUPS}
+    for name in GROUPS:
+        for key, status, *sums in groups.by.get(name, []):
+            _add_sums(named[name].setdefault(str(key), _group()), status, tuple(sums))
+    ended = by_status["completed"] + by_status["failed"]
+    for group in (total, *(g for per in named.values() for g in per.values())):
+        group["cost_usd"] = round(group["cost_usd"], 10)
+        done = group["completed"] + group["failed"]
+        group["success_rate"] = round(group["completed"] / done, 4) if done else None
+    return {
+        "generated_at": iso(now),
+        "since": iso(since) if since else None,
+        "project": project,
+        "tasks": total["tasks"],
+        "by_status": by_status,
+        "success_rate": round(by_status["completed"] / ended, 4) if ended else None,
+        "cost_usd": total["cost_usd"],
+        "cost_unknown": total["cost_unknown"],
+        "tokens": total["tokens"],
+        **{f"by_{name}": dict(sorted(named[name].items())) for name in GROUPS},
+        "queue": queue,
+        "wait_s": _sql_average(waits[0], int(waits[1]), groups.wait_max),
+        "run_s": _sql_average(runs[0], int(runs[1]), groups.run_max),
     }

@@ -152,7 +152,7 @@ class RemoteSessions:
     def sessions(self, *, include_finished: bool = False) -> list[Task]:
         """Return interactive sessions, newest first (running ones only by default)."""
         status = None if include_finished else TaskStatus.RUNNING.value
-        return [t for t in self.store.tasks(status=status) if t.kind == KIND]
+        return self.store.tasks(status=status, kind=KIND)
 
     # -- open --------------------------------------------------------------------------
     async def open(self, body: Any) -> Task:

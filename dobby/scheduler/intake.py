@@ -22,6 +22,7 @@ from dobby.scheduler import deps
 from dobby.scheduler.capacity import check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
 from dobby.store.db import Store
+from dobby.store.query import TaskFilter
 from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.scheduler")
@@ -94,6 +95,7 @@ class Intake:
         if "priority" not in fields and project is not None and project.default_priority:
             fields["priority"] = project.default_priority
         task = Task(**fields)
+        task.id = self.store.unused_task_id()  # ids are random: make sure it is free
         if flags.get("resume_task"):
             parent = self.store.get_task(flags["resume_task"])
             if not parent.session_id:
@@ -326,7 +328,16 @@ class Intake:
                 )
             self.requeue(task)
             return task, [task.id]
-        everything = {t.id: t for t in self.store.tasks()}
+        # What a cascade can reach: tasks that failed for a dependency, and their dependencies.
+        failed = TaskFilter(
+            status=frozenset({TaskStatus.FAILED.value}), reason=Reason.DEPENDENCY_FAILED.value
+        )
+        everything = {d["id"]: Task.from_dict(d) for d in self.store.page(failed, limit=None)}
+        everything[task.id] = task
+        for dependent in list(everything.values()):
+            for dep in dependent.after:
+                if dep not in everything and self.store.has_task(dep):
+                    everything[dep] = self.store.get_task(dep)
         ids = deps.cascade(task.id, everything)
         for tid in ids:
             self.requeue(everything[tid] if tid != task.id else task)

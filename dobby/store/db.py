@@ -1,27 +1,31 @@
-"""Persistent hub state: TinyDB with atomic writes, group commit and a task archive.
+"""Persistent hub state: one SQLite database in WAL mode, group commit, live tasks in memory.
 
-This is the only module that touches the database. The hot database is one JSON file in
-TinyDB's layout (``{table: {key: document}}``) with tables ``tasks``, ``projects``, ``hosts``
-and ``meta``; documents are keyed by their natural id (task id, project name, host name).
+This is the only module that writes the database (schema: :mod:`dobby.store.schema`).
 
-- Reads come from memory: the file is read once at open.
-- Writes change memory and mark the database dirty. A group commit (``flush()``; the
-  background flusher runs one at most once per ``flush_interval``; ``close()`` runs a last one)
-  rewrites the file once per batch through a temp file + fsync + ``os.replace`` + directory
-  fsync, so a crash leaves the old file or the new one, never a mix. A crash loses at most the
-  writes of the last ``flush_interval``.
-- TinyDB provides the storage/middleware plumbing and the file format. The Store indexes the
-  middleware's table dicts directly instead of going through ``Table``: TinyDB's Table
-  converts the whole table on every insert/update, i.e. O(n) per write.
+Reads
+    Unfinished tasks (draft, pending, running) are cached in memory: the scheduler and the
+    runner read them all the time. Finished tasks are read from SQLite by id or by page, never
+    all at once, so the hub's memory does not grow with its history. Listings, counts and
+    aggregates are SQL over indexed columns.
 
-Archive trade-off: finished tasks older than N seconds move to append-only monthly files
-``archive_dir/tasks-YYYY-MM.jsonl``. So the hot file tracks live work, and a commit costs the
-same whether the hub has run a day or a year. The price: the first lookup that misses the hot
-database (or a listing that may include finished tasks) reads every archive file once to build
-an in-memory index id → (file, offset); after that an archived task is one seek away, but a
-listing that includes finished tasks reads them from disk each time. A ``put_task`` of an
-archived id brings it back into the hot database, which then wins. Deleting an archived task
-rewrites its month file.
+Writes and durability
+    A change updates memory at once and is queued. Before any SQL read, and at each commit,
+    queued changes are written into an open transaction on the loop's connection (so every
+    read sees every earlier write). A group commit (at most once per ``flush_interval``, or at
+    once when someone awaits :meth:`Store.durable`) commits that transaction.
+
+    ``synchronous=NORMAL``: a commit appends the transaction to the WAL file with ``write()``
+    and no fsync, so it costs no disk wait on the event loop and survives the process being
+    killed (the pages are in the kernel). For durability against power loss, :meth:`durable`
+    then fsyncs the WAL file in a worker thread, one fsync for every change committed so
+    far, and only then answers: a 2xx means the change is on the disk. SQLite itself fsyncs
+    the WAL before each checkpoint copies it into the database file and fsyncs the database
+    after, so nothing fsynced in the WAL is ever lost by a checkpoint. Checkpoints run in a
+    worker thread on their own connection (``wal_autocheckpoint`` is off on the loop's).
+
+    A commit that fails (disk full) is rolled back and its changes queued again; waiters get
+    :class:`~dobby.core.errors.StorageError` (503) at once, and a write that does not reach the
+    disk within ``write_timeout`` also answers 503 instead of hanging.
 """
 
 from __future__ import annotations
@@ -31,177 +35,58 @@ import contextlib
 import copy
 import dataclasses
 import fcntl
+import itertools
 import json
 import logging
 import os
-import threading
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from tinydb import Storage, TinyDB
-from tinydb.middlewares import Middleware
-
-from dobby.core.errors import ConfigError, NotFound, ValidationError
-from dobby.core.files import atomic_write, fsync_dir
-from dobby.core.models import Batch, Project, Schedule, Task, TaskStatus
-from dobby.core.timefmt import parse_time
+from dobby.core.errors import ConfigError, Conflict, NotFound, StorageError, ValidationError
+from dobby.core.files import fsync_dir
+from dobby.core.models import Batch, Project, Schedule, Task, new_task_id
+from dobby.store import query, schema
+from dobby.store.legacy import LegacyData, read_legacy
 
 log = logging.getLogger(__name__)
 
-TABLES = ("tasks", "projects", "hosts", "meta", "batches", "schedules")
-FINISHED = frozenset(s.value for s in TaskStatus if s.finished)
+SMALL = ("projects", "hosts", "meta", "batches", "schedules")
+LIVE = query.LIVE
 MIN_PREFIX = 4
-ARCHIVE_GLOB = "tasks-*.jsonl"
+CHECKPOINT_FRAMES = 4000  # WAL frames (pages) after which a background checkpoint runs
+IDEMPOTENCY_TTL = 24 * 3600.0
+_GONE = object()  # a queued deletion
+
+_INSERT_TASK = (
+    f"INSERT INTO tasks ({', '.join(schema.TASK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(schema.TASK_COLUMNS))})"
+)
+_UPDATE_TASK = (
+    f"UPDATE tasks SET {', '.join(f'{c} = ?' for c in schema.TASK_COLUMNS)} WHERE seq = ?"
+)
+_SELECT_ROW = f"SELECT seq, {', '.join(schema.TASK_COLUMNS)} FROM tasks WHERE id = ?"
+_ADD_STAT = (
+    f"INSERT INTO task_stats ({', '.join(schema.STAT_KEY + schema.STAT_VALUES)}) "
+    f"VALUES ({', '.join('?' * (len(schema.STAT_KEY) + len(schema.STAT_VALUES)))}) "
+    f"ON CONFLICT ({', '.join(schema.STAT_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{v} = {v} + excluded.{v}" for v in schema.STAT_VALUES)
+)
+_DROP_EMPTY_STAT = (
+    f"DELETE FROM task_stats WHERE {' AND '.join(f'{k} = ?' for k in schema.STAT_KEY)} AND n <= 0"
+)
 
 
-class AtomicJSONStorage(Storage):
-    """Keep TinyDB's data in one JSON file, replaced atomically on every write."""
-
-    def __init__(self, path: str | Path, *, create_dirs: bool = True) -> None:
-        self.path = Path(path)
-        if create_dirs:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writes = 0  # number of completed file replaces (tests and stats read it)
-        self._encoded: dict[tuple[str, str], tuple[Any, str]] = {}  # (table, key) -> (doc, JSON)
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        """Return the stored tables, None for a missing or empty file; ConfigError if corrupt."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        if not raw.strip():
-            return None
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ConfigError(
-                f"{self.path}:{e.lineno}:{e.colno}: corrupt database file: {e.msg} "
-                f"(char {e.pos}); fix it or move it away (Dobby will not overwrite it)"
-            ) from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(
-                f"{self.path}: corrupt database file: not UTF-8 at byte {e.start}; "
-                "fix it or move it away (Dobby will not overwrite it)"
-            ) from None
-        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
-            raise ConfigError(f"{self.path}: not a TinyDB database ({{table: {{id: document}}}})")
-        return data
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        """Replace the file with ``data`` atomically."""
-        atomic_write(self.path, self.encode(data))
-        self.writes += 1
-
-    def encode(self, data: dict[str, dict[str, Any]]) -> bytes:
-        """Return ``json.dumps(data)`` (compact), serialising only documents that changed.
-
-        The Store replaces documents and never changes them in place, so a document object
-        seen at the last write still has the JSON it had then: a commit re-encodes what
-        changed and joins the rest (a durable submit into a large database costs a copy of
-        the file, not a json.dumps of every task).
-        """
-        seen: dict[tuple[str, str], tuple[Any, str]] = {}
-        tables = []
-        for name, docs in data.items():
-            parts = []
-            for key, doc in docs.items():
-                hit = self._encoded.get((name, key))
-                text = hit[1] if hit is not None and hit[0] is doc else _compact(doc)
-                seen[(name, key)] = (doc, text)
-                parts.append(f"{_compact(key)}:{text}")
-            tables.append(f"{_compact(name)}:{{{','.join(parts)}}}")
-        self._encoded = seen
-        return f"{{{','.join(tables)}}}".encode()
-
-    def close(self) -> None:
-        """Release nothing: the file is never held open."""
-
-
-class GroupCommitMiddleware(Middleware):
-    """Keep TinyDB's data in memory and write it to the storage once per commit."""
-
-    def __init__(self, storage_cls: type[Storage]) -> None:
-        super().__init__(storage_cls)
-        self.cache: dict[str, dict[str, Any]] | None = None
-        self.generation = 0  # bumped on every change
-        self.committed = 0  # generation last written to the storage
-        self._write_lock = threading.Lock()  # commits may run in a worker thread
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        """Return the in-memory tables, loading them from the storage once."""
-        if self.cache is None:
-            self.cache = self.storage.read() or {}
-        return self.cache
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        """Replace the in-memory tables; they reach the storage at the next commit."""
-        self.cache = data
-        self.touch()
-
-    def touch(self) -> None:
-        """Record that the in-memory tables changed."""
-        self.generation += 1
-
-    @property
-    def dirty(self) -> bool:
-        return self.generation != self.committed
-
-    def snapshot(self) -> tuple[int, dict[str, dict[str, Any]]]:
-        """Return the current generation and a copy of the tables a thread may serialise."""
-        # Shallow copies suffice: the Store replaces documents and never mutates them in place.
-        return self.generation, {name: dict(docs) for name, docs in self.read().items()}
-
-    def commit(self, generation: int, data: dict[str, dict[str, Any]]) -> bool:
-        """Write a snapshot unless a newer one is already on disk; return whether it wrote."""
-        with self._write_lock:
-            if generation <= self.committed:
-                return False
-            self.storage.write(data)
-            self.committed = generation
-            return True
-
-    def flush(self) -> None:
-        """Write the current tables if they changed since the last commit."""
-        if self.dirty:
-            self.commit(*self.snapshot())
-
-    def close(self) -> None:
-        """Flush, then close the storage."""
-        self.flush()
-        self.storage.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _Archived:
-    """Where an archived task's line is, plus what listings filter on."""
-
-    path: Path
-    offset: int
-    length: int
-    project: str | None
-    status: str
-    created_at: str
-
-    @classmethod
-    def of(cls, path: Path, offset: int, length: int, doc: dict[str, Any]) -> _Archived:
-        return cls(
-            path,
-            offset,
-            length,
-            doc.get("project"),
-            str(doc.get("status", "")),
-            str(doc.get("created_at") or ""),
-        )
+class IdTaken(Conflict):
+    """A new task's id is already used by another task (the insert would overwrite it)."""
 
 
 def _lock(path: Path) -> int:
     """Take an exclusive lock on ``path.lock`` or fail fast with ConfigError."""
     lock_path = Path(f"{path}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -222,443 +107,730 @@ def _unlock(fd: int) -> None:
     os.close(fd)
 
 
-def _statuses(status: str | Iterable[str] | None) -> frozenset[str] | None:
-    if status is None:
-        return None
-    wanted = frozenset([status] if isinstance(status, str) else status)
-    bad = sorted(s for s in wanted if s not in TaskStatus._value2member_map_)
-    if bad:
-        known = ", ".join(s.value for s in TaskStatus)
-        raise ValidationError(f"unknown status {', '.join(map(repr, bad))} (known: {known})")
-    return frozenset(TaskStatus(s).value for s in wanted)
+def _newest_first(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(docs, key=lambda d: (d.get("created_at") or "", d["id"]), reverse=True)
 
 
-def _index_file(path: Path) -> dict[str, _Archived]:
-    """Index one archive file: task id → its last line in the file."""
-    entries: dict[str, _Archived] = {}
-    offset = 0
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                doc = json.loads(line)
-                entries[doc["id"]] = _Archived.of(path, offset, len(line), doc)
-            except (ValueError, KeyError, TypeError):
-                if line.strip():  # a torn last line from a crash mid-append is expected
-                    log.warning("%s: skipping unreadable line at byte %d", path, offset)
-            offset += len(line)
-    return entries
-
-
-class TaskArchive:
-    """Keep finished tasks in append-only monthly JSONL files, indexed lazily by id."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self._index: dict[str, _Archived] | None = None  # built on the first miss
-
-    @property
-    def loaded(self) -> bool:
-        return self._index is not None
-
-    def index(self) -> dict[str, _Archived]:
-        """Return id → location of every archived task, scanning the files once."""
-        if self._index is None:
-            index: dict[str, _Archived] = {}
-            # Month order, then line order: a task archived twice resolves to its last line.
-            for path in sorted(self.dir.glob(ARCHIVE_GLOB)):
-                index.update(_index_file(path))
-            self._index = index
-        return self._index
-
-    def append(self, month: str, docs: list[dict[str, Any]]) -> None:
-        """Append task documents to ``tasks-<month>.jsonl`` durably (fsync)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"tasks-{month}.jsonl"
-        created = not path.exists()
-        entries: dict[str, _Archived] = {}
-        with open(path, "a+b") as f:
-            end = f.seek(0, os.SEEK_END)
-            if end:
-                f.seek(end - 1)
-                if f.read(1) != b"\n":  # torn line from a crash: don't glue the next onto it
-                    f.write(b"\n")
-                    end += 1
-            chunks = []
-            for doc in docs:
-                line = json.dumps(doc).encode() + b"\n"
-                entries[doc["id"]] = _Archived.of(path, end, len(line), doc)
-                chunks.append(line)
-                end += len(line)
-            f.write(b"".join(chunks))
-            f.flush()
-            os.fsync(f.fileno())
-        if created:
-            fsync_dir(path.parent)
-        if self._index is not None:
-            self._index.update(entries)
-
-    def read(self, entries: list[_Archived]) -> list[dict[str, Any]]:
-        """Return the documents at the given locations, opening each file once."""
-        docs: list[dict[str, Any]] = []
-        with contextlib.ExitStack() as stack:
-            files: dict[Path, Any] = {}
-            for e in entries:
-                f = files.get(e.path)
-                if f is None:
-                    f = files[e.path] = stack.enter_context(open(e.path, "rb"))
-                f.seek(e.offset)
-                docs.append(json.loads(f.read(e.length)))
-        return docs
-
-    def drop(self, tid: str) -> None:
-        """Remove every line of a task, rewriting (atomically) the files that hold it."""
-        index = self.index()
-        needle = json.dumps(tid).encode()
-        for path in sorted(self.dir.glob(ARCHIVE_GLOB)):
-            raw = path.read_bytes()
-            if needle not in raw:
-                continue
-            lines = raw.splitlines(keepends=True)
-            kept = [ln for ln in lines if needle not in ln or _line_id(ln) != tid]
-            if len(kept) == len(lines):
-                continue
-            atomic_write(path, b"".join(kept))
-            for other, entry in _index_file(path).items():
-                if other in index and index[other].path == path:  # offsets moved
-                    index[other] = entry
-        index.pop(tid, None)
+def _dumps(doc: Any) -> str:
+    # ASCII: a lone surrogate in some field is escaped instead of failing every commit.
+    return json.dumps(doc, separators=(",", ":"))
 
 
 class Store:
-    """Hold the hub's state in memory and persist it to one TinyDB file by group commit."""
+    """Hold the hub's state in SQLite (WAL), with unfinished tasks cached in memory."""
 
     def __init__(
-        self, *, path: Path, archive_dir: Path | None = None, flush_interval: float = 0.05
+        self,
+        *,
+        path: Path,
+        legacy_path: Path | None = None,
+        legacy_archive: Path | None = None,
+        flush_interval: float = 0.05,
+        write_timeout: float = 5.0,
     ) -> None:
         self.path = Path(path)
-        self.archive_dir = Path(archive_dir) if archive_dir else self.path.parent / "archive"
         self.flush_interval = flush_interval
+        self.write_timeout = write_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.path)
+        legacy_lock: int | None = None
         try:
-            # Temp files of a crashed write are garbage; we hold the lock, so none is live.
-            for stale in self.path.parent.glob(self.path.name + ".*.tmp"):
-                stale.unlink(missing_ok=True)
-            self._db = TinyDB(self.path, storage=GroupCommitMiddleware(AtomicJSONStorage))
-            self._mw = cast(GroupCommitMiddleware, self._db.storage)
-            data = self._mw.read()
-            for name in TABLES:
-                data.setdefault(name, {})
-            self._check(data)
+            legacy = None
+            if legacy_path is not None and Path(legacy_path).exists():
+                legacy_lock = _lock(Path(legacy_path))  # an older hub may still run on it
+                legacy = read_legacy(Path(legacy_path), legacy_archive)
+            self._conn = self._open()
+            if legacy is not None:
+                self._migrate(legacy)
+            self._small = self._load_small()
+            self._live = self._load_live()
         except BaseException:
+            with contextlib.suppress(Exception):
+                self._conn.close()
             _unlock(self._lock_fd)
             raise
-        self._tasks: dict[str, dict[str, Any]] = data["tasks"]
-        self._projects: dict[str, dict[str, Any]] = data["projects"]
-        self._hosts: dict[str, dict[str, Any]] = data["hosts"]
-        self._meta: dict[str, Any] = data["meta"]
-        self._batches: dict[str, dict[str, Any]] = data["batches"]
-        self._schedules: dict[str, dict[str, Any]] = data["schedules"]
-        self._durable: list[tuple[int, asyncio.Future[None]]] = []  # (generation, waiter)
-        self.archive = TaskArchive(self.archive_dir)
+        finally:
+            if legacy_lock is not None:
+                _unlock(legacy_lock)
+        self._dirty: dict[str, Any] = {}  # task id -> doc or _GONE, not yet in SQL
+        self._dirty_small: dict[tuple[str, str], Any] = {}
+        self._dirty_idem: dict[str, tuple[str, int, str, float]] = {}
+        self._applied: tuple[dict[str, Any], dict[tuple[str, str], Any], dict[str, Any]] = (
+            {},
+            {},
+            {},
+        )  # written into the open transaction, not committed: re-queued if it rolls back
+        self._in_txn = False
+        self._gen = 0  # bumped on every change
+        self._applied_gen = 0
+        self._committed_gen = 0
+        self._synced_gen = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._error: str | None = None  # the last failed commit, until one succeeds
+        self._wal_fd: int | None = None
+        self._frames = 0  # WAL frames written since the last checkpoint (estimate)
+        self._checkpoint: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._urgent = asyncio.Event()  # someone awaits durability: cut the batching pause
+        self._urgent = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self.commits = 0  # committed transactions (tests and benchmarks read it)
+        self.syncs = 0  # fsyncs of the WAL
 
-    def _check(self, data: dict[str, dict[str, Any]]) -> None:
-        # Fail at open, naming the document, rather than on some later request.
-        for key, doc in data["tasks"].items():
-            try:
-                Task.from_dict(doc)
-            except (TypeError, ValueError, AttributeError) as e:
-                raise ConfigError(f"{self.path}: task {key!r} is malformed: {e}") from None
+    # -- open, migrate ------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        created = not self.path.exists()
+        if created:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives the WAL the database's mode
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        try:
+            conn = schema.connect(str(self.path))
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > schema.SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: database schema {version} is newer than this Dobby "
+                    f"({schema.SCHEMA_VERSION}); upgrade Dobby"
+                )
+            schema.create(conn)
+            conn.execute("PRAGMA optimize")
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(
+                f"{self.path}: not a usable database ({e}); move it away and start again"
+            ) from None
+        if created:
+            fsync_dir(self.path.parent)
+        return conn
+
+    def _migrate(self, legacy: LegacyData) -> None:
+        """Import a TinyDB ``dobby.json`` (and its archive) once; keep the old files renamed."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for doc in _newest_first(legacy.tasks)[::-1]:  # oldest first: seq follows time
+                self._write_task(doc["id"], doc)
+            for kind, docs in legacy.small.items():
+                for key, doc in docs.items():
+                    conn.execute(
+                        "INSERT OR REPLACE INTO docs (kind, key, doc) VALUES (?, ?, ?)",
+                        (kind, key, _dumps(doc)),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fsyncs the database file
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for old in legacy.files:
+            old.rename(old.with_name(f"{old.name}.migrated-{stamp}"))
+        fsync_dir(self.path.parent)
+        log.warning(
+            "imported %d tasks from %s into %s; the old files are kept with a .migrated-%s suffix",
+            len(legacy.tasks),
+            ", ".join(str(f) for f in legacy.files),
+            self.path,
+            stamp,
+        )
+
+    def _load_small(self) -> dict[str, dict[str, Any]]:
+        small: dict[str, dict[str, Any]] = {kind: {} for kind in SMALL}
+        for kind, key, doc in self._conn.execute("SELECT kind, key, doc FROM docs"):
+            small.setdefault(kind, {})[key] = json.loads(doc)
+        return small
+
+    def _load_live(self) -> dict[str, dict[str, Any]]:
+        sql = (
+            "SELECT t.id, d.doc FROM tasks t JOIN task_docs d ON d.seq = t.seq "
+            "WHERE t.status IN ('draft', 'pending', 'running')"
+        )
+        return {tid: json.loads(doc) for tid, doc in self._conn.execute(sql)}
+
+    # -- changes --------------------------------------------------------------------------
 
     def _touch(self) -> None:
         if self._closed:
             raise RuntimeError("store is closed")
-        self._mw.touch()
+        self._gen += 1
         self._wake.set()
+
+    def _queue_task(self, tid: str, doc: dict[str, Any] | None) -> None:
+        if doc is not None and doc.get("status") in LIVE:
+            self._live[tid] = doc
+        else:
+            self._live.pop(tid, None)
+        self._dirty[tid] = _GONE if doc is None else doc
+        self._touch()
+
+    def _apply(self) -> None:
+        """Write queued changes into the open transaction (reads on this connection see them)."""
+        if not (self._dirty or self._dirty_small or self._dirty_idem):
+            return
+        tasks, self._dirty = self._dirty, {}
+        small, self._dirty_small = self._dirty_small, {}
+        idem, self._dirty_idem = self._dirty_idem, {}
+        conn = self._conn
+        try:
+            if not self._in_txn:
+                conn.execute("BEGIN IMMEDIATE")
+                self._in_txn = True
+            for tid, doc in tasks.items():
+                self._write_task(tid, None if doc is _GONE else doc)
+            for (kind, key), doc in small.items():
+                if doc is _GONE:
+                    conn.execute("DELETE FROM docs WHERE kind = ? AND key = ?", (kind, key))
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO docs (kind, key, doc) VALUES (?, ?, ?)",
+                        (kind, key, _dumps(doc)),
+                    )
+            for key, record in idem.items():
+                conn.execute(
+                    "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, "
+                    "created_ts) VALUES (?, ?, ?, ?, ?)",
+                    (key, *record),
+                )
+        except BaseException:
+            self._dirty = {**tasks, **self._dirty}
+            self._dirty_small = {**small, **self._dirty_small}
+            self._dirty_idem = {**idem, **self._dirty_idem}
+            self._rollback()
+            raise
+        self._applied[0].update(tasks)
+        self._applied[1].update(small)
+        self._applied[2].update(idem)
+        self._applied_gen = self._gen
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction and queue what it held again (older than the queue)."""
+        if self._in_txn:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            self._in_txn = False
+        tasks, small, idem = self._applied
+        self._dirty = {**tasks, **self._dirty}
+        self._dirty_small = {**small, **self._dirty_small}
+        self._dirty_idem = {**idem, **self._dirty_idem}
+        self._applied = ({}, {}, {})
+
+    def _write_task(self, tid: str, doc: dict[str, Any] | None) -> None:
+        """Insert, update or delete one task row with its document, search entry and stats."""
+        conn = self._conn
+        old = conn.execute(_SELECT_ROW, (tid,)).fetchone()
+        if doc is None:
+            if old is not None:
+                seq, old_row = old[0], old[1:]
+                self._unsearch(seq)
+                self._stat(old_row, -1)
+                conn.execute("DELETE FROM task_docs WHERE seq = ?", (seq,))
+                conn.execute("DELETE FROM tasks WHERE seq = ?", (seq,))
+            return
+        row = schema.task_row(doc)
+        text = schema.search_text(doc)
+        encoded = _dumps(doc)
+        if old is None:
+            seq = conn.execute(_INSERT_TASK, row).lastrowid
+            conn.execute("INSERT INTO task_docs (seq, doc) VALUES (?, ?)", (seq, encoded))
+            conn.execute("INSERT INTO task_search (rowid, text) VALUES (?, ?)", (seq, text))
+            self._stat(row, 1)
+            self._frames += 3
+            return
+        seq, old_row = old[0], tuple(old[1:])
+        if old_row != row:
+            conn.execute(_UPDATE_TASK, (*row, seq))
+            crc = schema.ROW_INDEX["text_crc"]
+            if old_row[crc] != row[crc]:
+                self._unsearch(seq)
+                conn.execute("INSERT INTO task_search (rowid, text) VALUES (?, ?)", (seq, text))
+            if schema.stat_key(old_row) != schema.stat_key(row) or schema.stat_values(
+                old_row
+            ) != schema.stat_values(row):
+                self._stat(old_row, -1)
+                self._stat(row, 1)
+        conn.execute("UPDATE task_docs SET doc = ? WHERE seq = ?", (encoded, seq))
+        self._frames += 2
+
+    def _unsearch(self, seq: int) -> None:
+        # A contentless index forgets an entry only when told exactly what it held.
+        found = self._conn.execute("SELECT doc FROM task_docs WHERE seq = ?", (seq,)).fetchone()
+        if found is not None:
+            text = schema.search_text(json.loads(found[0]))
+            self._conn.execute(
+                "INSERT INTO task_search (task_search, rowid, text) VALUES ('delete', ?, ?)",
+                (seq, text),
+            )
+
+    def _stat(self, row: tuple[Any, ...], sign: int) -> None:
+        key = schema.stat_key(row)
+        self._conn.execute(_ADD_STAT, (*key, *schema.stat_values(row, sign)))
+        if sign < 0:
+            self._conn.execute(_DROP_EMPTY_STAT, key)
+
+    def _sql(self) -> sqlite3.Connection:
+        """Return the loop's connection with every change so far visible to it."""
+        try:
+            self._apply()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot write the hub's database {self.path}: {e}") from None
+        return self._conn
 
     # -- tasks --------------------------------------------------------------------------
 
     def put_task(self, task: Task) -> None:
         """Insert or replace a task."""
-        self._tasks[task.id] = task.to_dict()
-        self._touch()
+        self._queue_task(task.id, task.to_dict())
+
+    def insert_task(self, task: Task) -> None:
+        """Insert a new task; raise IdTaken rather than overwrite a task with the same id."""
+        if self.has_task(task.id):
+            raise IdTaken(f"task id {task.id} is already taken; submit again")
+        self.put_task(task)
+
+    def unused_task_id(self) -> str:
+        """Return a new random task id that no task has."""
+        while True:
+            tid = new_task_id()
+            if not self.has_task(tid):
+                return tid
+
+    def _doc(self, tid: str) -> dict[str, Any] | None:
+        doc = self._dirty.get(tid)
+        if doc is _GONE:
+            return None
+        if doc is None:
+            doc = self._live.get(tid)
+        if doc is None:
+            sql = "SELECT d.doc FROM tasks t JOIN task_docs d ON d.seq = t.seq WHERE t.id = ?"
+            found = self._sql().execute(sql, (tid,)).fetchone()
+            return json.loads(found[0]) if found is not None else None
+        return doc  # type: ignore[no-any-return]
 
     def get_task(self, task_id: str) -> Task:
-        """Return a task by id or unique id prefix (≥ 4 chars), archived ones included."""
-        return Task.from_dict(self._load(self._resolve(task_id)))
-
-    def tasks(
-        self, *, project: str | None = None, status: str | Iterable[str] | None = None
-    ) -> list[Task]:
-        """Return tasks, newest first, optionally filtered by project and status."""
-        wanted = _statuses(status)
-
-        def keep(p: str | None, s: str) -> bool:
-            return (project is None or p == project) and (wanted is None or s in wanted)
-
-        docs = [d for d in self._tasks.values() if keep(d.get("project"), d.get("status", ""))]
-        # Archived tasks are all finished: a query for live statuses never touches the disk.
-        if wanted is None or wanted & FINISHED:
-            entries = [
-                e
-                for tid, e in self.archive.index().items()
-                if tid not in self._tasks and keep(e.project, e.status)
-            ]
-            docs.extend(self.archive.read(entries))
-        docs.sort(key=lambda d: (d.get("created_at") or "", d["id"]), reverse=True)
-        return [Task.from_dict(d) for d in docs]
-
-    def iter_task_docs(
-        self, *, project: str | None = None, batch: int = 500
-    ) -> Iterator[dict[str, Any]]:
-        """Yield task documents newest first, reading archived ones ``batch`` at a time."""
-        keys: list[tuple[str, str, _Archived | None]] = [
-            (d.get("created_at") or "", tid, None)
-            for tid, d in self._tasks.items()
-            if project is None or d.get("project") == project
-        ]
-        keys += [
-            (e.created_at, tid, e)
-            for tid, e in self.archive.index().items()
-            if tid not in self._tasks and (project is None or e.project == project)
-        ]
-        keys.sort(key=lambda k: (k[0], k[1]), reverse=True)
-        for start in range(0, len(keys), batch):
-            chunk = keys[start : start + batch]
-            wanted = [e for _, _, e in chunk if e is not None]
-            archived = iter(self.archive.read(wanted))
-            for _, tid, entry in chunk:
-                if entry is not None:
-                    yield next(archived)
-                elif tid in self._tasks:  # may have been deleted meanwhile
-                    yield copy.deepcopy(self._tasks[tid])
-
-    def has_task(self, task_id: str) -> bool:
-        """Return whether a task with exactly this id exists (hot or archived)."""
-        return task_id in self._tasks or task_id in self.archive.index()
-
-    def import_finished(self, docs: list[dict[str, Any]]) -> None:
-        """Append finished task documents with new ids straight to the archive."""
-        by_month: dict[str, list[dict[str, Any]]] = {}
-        for doc in docs:
-            when = doc.get("finished_at") or doc.get("created_at") or ""
-            by_month.setdefault(when[:7] or "unknown", []).append(doc)
-        for month, group in sorted(by_month.items()):
-            self.archive.append(month, group)
-
-    def task_status(self, task_id: str) -> str | None:
-        """Return the status of a task by exact id (None if unknown), without building it."""
-        doc = self._tasks.get(task_id)
-        if doc is not None:
-            return str(doc.get("status"))
-        entry = self.archive.index().get(task_id)
-        return entry.status if entry is not None else None
-
-    def delete_task(self, task_id: str) -> None:
-        """Remove a task from the hot database and the archive."""
-        tid = self._resolve(task_id)
-        if self._tasks.pop(tid, None) is not None:
-            self._touch()
-        if tid in self.archive.index():
-            self.archive.drop(tid)
+        """Return a task by id or unique id prefix (≥ 4 chars)."""
+        doc = self._doc(task_id)
+        if doc is None:
+            doc = self._doc(self._resolve(task_id))
+        if doc is None:
+            raise NotFound(f"unknown task {task_id!r}")
+        return Task.from_dict(doc)
 
     def _resolve(self, task_id: str) -> str:
-        if task_id in self._tasks or task_id in self.archive.index():
-            return task_id
         if len(task_id) >= MIN_PREFIX:
-            matches = sorted(
-                {t for t in self._tasks if t.startswith(task_id)}
-                | {t for t in self.archive.index() if t.startswith(task_id)}
-            )
+            upper = task_id[:-1] + chr(ord(task_id[-1]) + 1)
+            sql = "SELECT id FROM tasks WHERE id >= ? AND id < ? ORDER BY id LIMIT 11"
+            matches = [r[0] for r in self._sql().execute(sql, (task_id, upper))]
             if len(matches) == 1:
-                return matches[0]
+                return str(matches[0])
             if matches:
                 shown = ", ".join(matches[:10]) + (" …" if len(matches) > 10 else "")
                 raise ValidationError(f"ambiguous task id prefix {task_id!r}: matches {shown}")
         raise NotFound(f"unknown task {task_id!r}")
 
-    def _load(self, tid: str) -> dict[str, Any]:
-        if tid in self._tasks:
-            return self._tasks[tid]
-        return self.archive.read([self.archive.index()[tid]])[0]
+    def has_task(self, task_id: str) -> bool:
+        """Return whether a task with exactly this id exists."""
+        return self.task_status(task_id) is not None
 
-    # -- archive ------------------------------------------------------------------------
+    def task_status(self, task_id: str) -> str | None:
+        """Return the status of a task by exact id (None if unknown), without building it."""
+        doc = self._dirty.get(task_id)
+        if doc is _GONE:
+            return None
+        if doc is None:
+            doc = self._live.get(task_id)
+        if doc is not None:
+            return str(doc.get("status"))
+        sql = "SELECT status FROM tasks WHERE id = ?"
+        found = self._sql().execute(sql, (task_id,)).fetchone()
+        return str(found[0]) if found is not None else None
 
-    def archive_finished(self, older_than_s: float) -> int:
-        """Move tasks finished more than ``older_than_s`` seconds ago to the archive."""
-        cutoff = time.time() - older_than_s
-        by_month: dict[str, list[dict[str, Any]]] = {}
-        for doc in self._tasks.values():
-            if doc.get("status") not in FINISHED or not doc.get("finished_at"):
-                continue
-            try:
-                finished = parse_time(doc["finished_at"])
-            except ValueError:
-                log.warning("task %s: unreadable finished_at %r", doc["id"], doc["finished_at"])
-                continue
-            if finished.timestamp() < cutoff:
-                by_month.setdefault(f"{finished:%Y-%m}", []).append(doc)
-        moved = 0
+    def tasks(
+        self,
+        *,
+        project: str | None = None,
+        status: str | Iterable[str] | None = None,
+        kind: str | None = None,
+    ) -> list[Task]:
+        """Return tasks, newest first, optionally filtered (all of them: prefer :meth:`page`)."""
+        wanted = query.statuses(status)
+        if wanted is not None and wanted <= LIVE:  # from memory, no SQL
+            docs = [
+                d
+                for d in self._live.values()
+                if d.get("status") in wanted
+                and (project is None or d.get("project") == project)
+                and (kind is None or d.get("kind", "task") == kind)
+            ]
+            return [Task.from_dict(d) for d in _newest_first(docs)]
+        flt = query.TaskFilter(status=wanted, project=project, kind=kind)
+        return [Task.from_dict(json.loads(d)) for d in query.page(self._sql(), flt, limit=None)]
+
+    def page(
+        self,
+        flt: query.TaskFilter,
+        *,
+        limit: int | None,
+        offset: int = 0,
+        before: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return one page of task documents, newest first."""
+        return [
+            json.loads(d) for d in self.page_json(flt, limit=limit, offset=offset, before=before)
+        ]
+
+    def page_json(
+        self,
+        flt: query.TaskFilter,
+        *,
+        limit: int | None,
+        offset: int = 0,
+        before: str | None = None,
+    ) -> list[str]:
+        """Return one page of tasks as stored JSON text (ASCII), newest first."""
+        return list(query.page(self._sql(), flt, limit=limit, offset=offset, before=before))
+
+    def count(self, flt: query.TaskFilter) -> int:
+        """Return how many tasks match a filter."""
+        return query.count(self._sql(), flt)
+
+    def iter_task_docs(
+        self, flt: query.TaskFilter | None = None, *, batch: int = 500
+    ) -> Iterator[dict[str, Any]]:
+        """Yield matching task documents newest first from a snapshot (see iter_task_json)."""
+        for chunk in self.iter_task_json(flt, batch=batch):
+            yield from (json.loads(d) for d in chunk)
+
+    def iter_task_json(
+        self, flt: query.TaskFilter | None = None, *, batch: int = 500
+    ) -> Iterator[list[str]]:
+        """Yield matching tasks as stored JSON text, newest first, ``batch`` at a time.
+
+        The snapshot is a read transaction on a connection of its own, taken after a commit:
+        it holds every change made before the first chunk, and writes go on meanwhile.
+        """
+        self.commit()
+        reader = schema.connect(str(self.path), readonly=True)
         try:
-            for month, docs in sorted(by_month.items()):
-                # Durable in the archive before it leaves the hot DB: a crash in between
-                # leaves the task in both places (the hot copy wins), never in neither.
-                self.archive.append(month, docs)
-                for doc in docs:
-                    del self._tasks[doc["id"]]
-                moved += len(docs)
+            reader.execute("BEGIN")
+            cursor = query.page(reader, flt or query.TaskFilter(), limit=None)
+            while chunk := list(itertools.islice(cursor, batch)):
+                yield chunk
         finally:
-            if moved:
-                self._touch()
-        self.flush()
-        return moved
+            with contextlib.suppress(sqlite3.Error):
+                reader.execute("ROLLBACK")
+            reader.close()
 
-    # -- projects, hosts, meta ----------------------------------------------------------
+    def children(self, task_id: str) -> list[str]:
+        """Return the ids of a task's follow-ups (tasks resuming it), oldest first."""
+        sql = "SELECT id FROM tasks WHERE resume = ? ORDER BY created_at, id"
+        return [r[0] for r in self._sql().execute(sql, (task_id,))]
+
+    def gc_candidates(self, *, finished_before: float, limit: int = 5000) -> list[Task]:
+        """Return finished tasks whose host copy may go (oldest ``limit``), with their chains.
+
+        A candidate finished before ``finished_before`` on some host and was not cleaned since;
+        every task of a candidate's follow-up chain comes along (a worktree is shared by the
+        chain, see dobby.results.gc).
+        """
+        conn = self._sql()
+        sql = (
+            "SELECT d.doc FROM tasks t JOIN task_docs d ON d.seq = t.seq "
+            "WHERE t.finished_ts <= ? AND t.status IN ('completed', 'failed', 'cancelled') "
+            "AND t.host IS NOT NULL "
+            "AND (t.host_cleaned_at IS NULL OR t.host_cleaned_at < t.finished_at) "
+            "ORDER BY t.finished_ts LIMIT ?"
+        )
+        found = {
+            d["id"]: d
+            for d in (json.loads(r[0]) for r in conn.execute(sql, (finished_before, limit)))
+        }
+        roots: set[str] = set()
+        for doc in list(found.values()):
+            current, seen = doc, {doc["id"]}
+            while current.get("resume") and len(seen) < 1000:
+                parent = self._doc(str(current["resume"]))
+                if parent is None or parent["id"] in seen:
+                    break
+                current = parent
+                seen.add(current["id"])
+            roots.add(current["id"])
+        chain = (
+            "WITH RECURSIVE chain(id) AS (VALUES (?) UNION "
+            "SELECT t.id FROM tasks t JOIN chain c ON t.resume = c.id) "
+            "SELECT d.doc FROM chain JOIN tasks t ON t.id = chain.id "
+            "JOIN task_docs d ON d.seq = t.seq"
+        )
+        for root in roots:
+            for (doc,) in conn.execute(chain, (root,)):
+                member = json.loads(doc)
+                found.setdefault(member["id"], member)
+        return [Task.from_dict(d) for d in found.values()]
+
+    def import_finished(self, docs: list[dict[str, Any]]) -> None:
+        """Store finished task documents (with new ids) as they are."""
+        for doc in docs:
+            self._queue_task(str(doc["id"]), doc)
+
+    def delete_task(self, task_id: str) -> None:
+        """Remove a task."""
+        tid = task_id if self.has_task(task_id) else self._resolve(task_id)
+        self._queue_task(tid, None)
+
+    def sql(self) -> sqlite3.Connection:
+        """Return a connection that sees every change so far (for the aggregate queries)."""
+        return self._sql()
+
+    # -- idempotency ---------------------------------------------------------------------
+
+    def idempotent(self, key: str) -> tuple[str, int, Any] | None:
+        """Return (fingerprint, status, answer) recorded for an Idempotency-Key, or None."""
+        record = self._dirty_idem.get(key)
+        if record is None:
+            sql = "SELECT fingerprint, status, body FROM idempotency WHERE key = ?"
+            found = self._sql().execute(sql, (key,)).fetchone()
+            if found is None:
+                return None
+            record = (found[0], found[1], found[2], 0.0)
+        return record[0], int(record[1]), json.loads(record[2])
+
+    def remember(self, key: str, *, fingerprint: str, status: int, answer: Any) -> None:
+        """Record the answer to a request (durable with the change it answers)."""
+        self._dirty_idem[key] = (fingerprint, status, _dumps(answer), time.time())
+        self._touch()
+
+    def forget_idempotency(self, older_than_s: float = IDEMPOTENCY_TTL) -> int:
+        """Drop Idempotency-Key records older than ``older_than_s``; return how many."""
+        sql = "DELETE FROM idempotency WHERE created_ts < ?"
+        gone = self._sql().execute(sql, (time.time() - older_than_s,)).rowcount
+        if gone:
+            self._touch()
+        return int(gone)
+
+    # -- projects, hosts, meta, batches, schedules ---------------------------------------
+
+    def _put_small(self, kind: str, key: str, doc: Any) -> None:
+        if doc is _GONE:
+            self._small[kind].pop(key, None)
+        else:
+            self._small[kind][key] = doc
+        self._dirty_small[(kind, key)] = doc
+        self._touch()
 
     def put_project(self, p: Project) -> None:
         """Insert or replace a project."""
-        self._projects[p.name] = p.to_dict()
-        self._touch()
+        self._put_small("projects", p.name, p.to_dict())
 
     def get_project(self, name: str) -> Project:
         """Return a project by name."""
-        doc = self._projects.get(name)
+        doc = self._small["projects"].get(name)
         if doc is None:
-            known = ", ".join(sorted(self._projects)) or "none yet"
+            known = ", ".join(sorted(self._small["projects"])) or "none yet"
             raise NotFound(f"unknown project {name!r} (known: {known})")
         return _project(doc)
 
     def projects(self) -> list[Project]:
         """Return all projects sorted by name."""
-        return [_project(self._projects[n]) for n in sorted(self._projects)]
+        projects = self._small["projects"]
+        return [_project(projects[n]) for n in sorted(projects)]
 
     def put_host_state(self, name: str, state: dict[str, Any]) -> None:
         """Record the last known state of a host (JSON-serialisable)."""
-        self._hosts[name] = _json_copy(state)
-        self._touch()
+        self._put_small("hosts", name, _json_copy(state))
 
     def host_states(self) -> dict[str, dict[str, Any]]:
         """Return the last known state of every host."""
-        return copy.deepcopy(self._hosts)
+        return copy.deepcopy(self._small["hosts"])
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         """Return a meta value (e.g. the last event seq)."""
-        return copy.deepcopy(self._meta[key]) if key in self._meta else default
+        meta = self._small["meta"]
+        return copy.deepcopy(meta[key]) if key in meta else default
 
     def set_meta(self, key: str, value: Any) -> None:
         """Set a meta value (JSON-serialisable)."""
-        self._meta[key] = _json_copy(value)
-        self._touch()
-
-    # -- batches and schedules ------------------------------------------------------------
+        self._put_small("meta", key, _json_copy(value))
 
     def put_batch(self, batch: Batch) -> None:
         """Insert or replace a batch."""
-        self._batches[batch.id] = batch.to_dict()
-        self._touch()
+        self._put_small("batches", batch.id, batch.to_dict())
 
     def get_batch(self, batch_id: str) -> Batch:
         """Return a batch by id or unique prefix."""
-        return Batch.from_dict(self._batches[_by_prefix(self._batches, batch_id, "batch")])
+        batches = self._small["batches"]
+        return Batch.from_dict(copy.deepcopy(batches[_by_prefix(batches, batch_id, "batch")]))
 
     def batches(self) -> list[Batch]:
         """Return every batch, newest first."""
-        docs = sorted(self._batches.values(), key=lambda d: d.get("created_at") or "", reverse=True)
-        return [Batch.from_dict(d) for d in docs]
+        docs = sorted(
+            self._small["batches"].values(), key=lambda d: d.get("created_at") or "", reverse=True
+        )
+        return [Batch.from_dict(copy.deepcopy(d)) for d in docs]
 
     def put_schedule(self, schedule: Schedule) -> None:
         """Insert or replace a schedule."""
-        self._schedules[schedule.id] = _json_copy(schedule.to_dict())
-        self._touch()
+        self._put_small("schedules", schedule.id, _json_copy(schedule.to_dict()))
 
     def get_schedule(self, schedule_id: str) -> Schedule:
         """Return a schedule by id or unique prefix."""
-        key = _by_prefix(self._schedules, schedule_id, "schedule")
-        return Schedule.from_dict(copy.deepcopy(self._schedules[key]))
+        schedules = self._small["schedules"]
+        key = _by_prefix(schedules, schedule_id, "schedule")
+        return Schedule.from_dict(copy.deepcopy(schedules[key]))
 
     def schedules(self) -> list[Schedule]:
         """Return every schedule, oldest first."""
-        docs = sorted(self._schedules.values(), key=lambda d: d.get("created_at") or "")
+        docs = sorted(self._small["schedules"].values(), key=lambda d: d.get("created_at") or "")
         return [Schedule.from_dict(copy.deepcopy(d)) for d in docs]
 
     def delete_schedule(self, schedule_id: str) -> None:
         """Remove a schedule."""
-        del self._schedules[_by_prefix(self._schedules, schedule_id, "schedule")]
-        self._touch()
+        key = _by_prefix(self._small["schedules"], schedule_id, "schedule")
+        self._put_small("schedules", key, _GONE)
 
-    # -- commit ---------------------------------------------------------------------------
+    # -- commit and durability -----------------------------------------------------------
 
     @property
     def dirty(self) -> bool:
-        return self._mw.dirty
+        """Return whether some change is not committed yet."""
+        return self._gen != self._committed_gen
 
-    @property
-    def writes(self) -> int:
-        """Return how many times the database file was replaced."""
-        return cast(AtomicJSONStorage, self._mw.storage).writes
+    def commit(self) -> None:
+        """Commit every change so far to the WAL (no fsync: safe from a crash of the hub)."""
+        self._apply()
+        if self._in_txn:
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._in_txn = False
+            self._applied = ({}, {}, {})
+            self.commits += 1
+        self._committed_gen = self._applied_gen
+
+    def _sync(self) -> None:
+        """Fsync the WAL: every committed change is then on the disk."""
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return  # nothing was ever written through the WAL
+            fsync_dir(self.path.parent)  # the WAL file itself is new
+        os.fsync(self._wal_fd)
+        self.syncs += 1
 
     def flush(self) -> None:
-        """Write pending changes now (one atomic file replace)."""
-        self._mw.flush()
-        self._release_durable()
+        """Commit and fsync every change so far, now, on the calling thread."""
+        target = self._gen
+        self.commit()
+        self._sync()
+        self._synced_gen = max(self._synced_gen, target)
+        self._release()
 
     async def durable(self) -> None:
-        """Return once every change made so far is on disk (group commit with other callers)."""
-        if not self._mw.dirty:
+        """Return once every change made so far is on disk (group commit with other callers).
+
+        Raise StorageError (503) when the database cannot be written, or not within
+        ``write_timeout`` seconds.
+        """
+        if self._synced_gen >= self._gen:
             return
         if self._flusher is None or self._flusher.done():
-            self.flush()  # no background flusher (tests, tools): write now
+            try:
+                self.flush()  # no background flusher (tests, tools): write now
+            except (sqlite3.Error, OSError) as e:
+                raise self._unavailable(e) from None
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._durable.append((self._mw.generation, fut))
+        self._waiters.append((self._gen, fut))
         self._wake.set()
         self._urgent.set()
-        await fut
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout)
+        except TimeoutError:
+            why = f" (last error: {self._error})" if self._error else ""
+            raise StorageError(
+                f"the hub could not write its database {self.path} within "
+                f"{self.write_timeout:g} s{why}; the change is kept in memory and is written "
+                "once the disk has room: retry with the same Idempotency-Key to get its answer"
+            ) from None
 
-    def _release_durable(self) -> None:
-        if not self._durable:
-            return
-        done = self._mw.committed if self._mw.dirty else self._mw.generation
+    def _unavailable(self, error: BaseException) -> StorageError:
+        return StorageError(
+            f"the hub cannot write its database {self.path}: {error}; the change is kept in "
+            "memory and is written once the disk has room: retry with the same "
+            "Idempotency-Key to get its answer"
+        )
+
+    def _release(self) -> None:
         waiting = []
-        for generation, fut in self._durable:
-            if generation <= done:
-                if not fut.done():
-                    fut.set_result(None)
+        for gen, fut in self._waiters:
+            if fut.done():
+                continue
+            if gen <= self._synced_gen:
+                fut.set_result(None)
             else:
-                waiting.append((generation, fut))
-        self._durable = waiting
+                waiting.append((gen, fut))
+        self._waiters = waiting
+
+    def _fail_waiters(self, error: BaseException) -> None:
+        for _gen, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(self._unavailable(error))
+                fut.exception()  # retrieved: no "never retrieved" warning if it timed out
+        self._waiters = []
 
     async def run_flusher(self) -> None:
-        """Commit pending changes at most once per ``flush_interval``, until cancelled."""
+        """Commit queued changes at most once per ``flush_interval``, until cancelled."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._mw.dirty:
-                try:
-                    # In a thread: json.dumps + fsync of a large file would stall the loop.
-                    await asyncio.to_thread(self._mw.commit, *self._mw.snapshot())
-                except Exception:
-                    log.exception("could not write %s; retrying", self.path)
-                    self._wake.set()
-                    await asyncio.sleep(max(1.0, self.flush_interval))  # don't spin on ENOSPC
-                    continue
-            self._release_durable()
-            # Someone awaits durability: commit again at once (the changes made while this
-            # commit was writing form the next group). Otherwise batch for flush_interval.
-            if not self._durable:
-                self._urgent.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.flush_interval)
+            try:
+                if self.dirty:
+                    self.commit()
+                if self._waiters:
+                    target = self._committed_gen
+                    await asyncio.to_thread(self._sync)
+                    self._synced_gen = max(self._synced_gen, target)
+                self._error = None
+            except (sqlite3.Error, OSError) as e:
+                self._error = str(e)
+                log.error("cannot write %s: %s; retrying", self.path, e)
+                self._fail_waiters(e)
+                await asyncio.sleep(max(0.5, self.flush_interval))  # don't spin on ENOSPC
+                self._wake.set()
+                continue
+            self._release()
+            self._maybe_checkpoint()
+            if self._waiters:
+                continue  # changes made while this group was written: the next group
+            self._urgent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), self.flush_interval)
+
+    def _maybe_checkpoint(self) -> None:
+        if self._frames < CHECKPOINT_FRAMES:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._frames = 0
+        self._checkpoint = asyncio.ensure_future(asyncio.to_thread(self._run_checkpoint))
+
+    def _run_checkpoint(self) -> None:
+        """Copy the WAL into the database file (fsyncs both), on a connection of its own."""
+        conn = schema.connect(str(self.path))
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:
+            log.warning("checkpoint of %s failed: %s", self.path, e)
+        finally:
+            conn.close()
 
     def start(self) -> None:
         """Start the background flusher on the running loop."""
         if self._flusher is None or self._flusher.done():
             loop = asyncio.get_running_loop()
             self._flusher = loop.create_task(self.run_flusher(), name="dobby-store-flusher")
+        self.forget_idempotency()
 
     async def close(self) -> None:
         """Stop the flusher, write pending changes and release the lock."""
@@ -669,10 +841,18 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
         try:
-            self._db.close()  # waits for an in-flight threaded commit, then flushes
+            self.flush()
+            self._conn.execute("PRAGMA optimize")
         finally:
             self._closed = True
+            self._fail_waiters(RuntimeError("store closed"))
+            self._conn.close()  # the last connection checkpoints and removes the WAL
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
             _unlock(self._lock_fd)
 
 
@@ -688,25 +868,14 @@ def _by_prefix(table: dict[str, Any], key: str, kind: str) -> str:
     raise NotFound(f"unknown {kind} {key!r}")
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _project(doc: dict[str, Any]) -> Project:
     names = {f.name for f in dataclasses.fields(Project)}
     return Project(**{k: v for k, v in doc.items() if k in names})
 
 
 def _json_copy(value: Any) -> Any:
-    # Copy, and reject what could not be written, at put time rather than at flush time.
+    # Copy, and reject what could not be written, at put time rather than at commit time.
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as e:
         raise ValidationError(f"not JSON-serialisable: {e}") from None
-
-
-def _line_id(line: bytes) -> str | None:
-    try:
-        return cast(str, json.loads(line)["id"])
-    except (ValueError, KeyError, TypeError):
-        return None

@@ -24,7 +24,7 @@ import pytest
 pytestmark = pytest.mark.slow  # the whole demo
 
 ROOT = Path(__file__).resolve().parents[2]
-ROW = re.compile(r"^   ([0-9a-f]{8})  (\w+)\s+(\w+)\s+(\S+)\s*(.*)$", re.M)
+ROW = re.compile(r"^   ([0-9a-f]{16})  (\w+)\s+(\w+)\s+(\S+)\s*(.*)$", re.M)
 
 
 def demo_env(mark: str) -> dict[str, str]:

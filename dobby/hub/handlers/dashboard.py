@@ -12,11 +12,11 @@ import tornado.web
 
 from dobby import __version__
 from dobby.core.errors import DobbyError, ValidationError
-from dobby.core.models import Task, TaskStatus
+from dobby.core.models import TaskStatus
 from dobby.core.timefmt import maybe_time
 from dobby.hub import dashboard_data as data
 from dobby.hub.base import ID, BaseHandler
-from dobby.store import tasklog
+from dobby.store import aggregates, tasklog
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 # The dashboard's file names: anything else (``..``, escapes) is not a dashboard file.
@@ -77,18 +77,6 @@ def _days_arg(handler: BaseHandler, default: int, most: int) -> int:
     return int(raw)
 
 
-def _slim(task: Task) -> dict[str, Any]:
-    """Return the fields the heatmap and usage read (Task.to_dict() costs ~0.1 ms a task)."""
-    return {
-        "status": task.status,
-        "project": task.project,
-        "backend": task.backend,
-        "finished_at": task.finished_at,
-        "cost_usd": task.cost_usd,
-        "tokens": dict(vars(task.tokens)),
-    }
-
-
 class ConfigHandler(BaseHandler):
     def get(self) -> None:
         settings = self.dobby.settings
@@ -121,20 +109,43 @@ class HeatmapHandler(BaseHandler):
     def get(self) -> None:
         tz = _timezone(self.dobby.settings.timezone)
         days = _days_arg(self, 365, 3660)
-        tasks = [_slim(t) for t in self.dobby.store.tasks(status=TaskStatus.COMPLETED.value)]
         today = _dt.datetime.now(tz).date()
-        self.send(data.heatmap(tasks, today=today, tz=tz, days=days))
+        # Buckets from a day before the first local day, in SQL; their local day here.
+        first = _dt.datetime.combine(today, _dt.time(), tz) - _dt.timedelta(days=days)
+        rows = aggregates.completed_buckets(
+            self.dobby.store.sql(),
+            start=first.timestamp(),
+            end=_dt.datetime.now(_dt.UTC).timestamp() + 86400,
+        )
+        counts = [(p, data.local_day(b * aggregates.BUCKET, tz), n) for p, b, n in rows]
+        self.send(data.heatmap_counts(counts, today=today, tz=tz, days=days))
 
 
 class UsageHandler(BaseHandler):
     def get(self) -> None:
         tz = _timezone(self.dobby.settings.timezone)
         days = _days_arg(self, 30, 366)
-        tasks = [_slim(t) for t in self.dobby.store.tasks()]
+        now = _dt.datetime.now(_dt.UTC)
+        conn, end = self.dobby.store.sql(), now.timestamp()
+        per_window = {}
+        for name, hours in data.USAGE_WINDOWS:
+            start = (now - _dt.timedelta(hours=hours)).timestamp()
+            per_window[name] = {
+                b: data.usage_row(b, n, cost or 0.0, tokens)
+                for b, n, cost, *tokens in aggregates.usage_window(conn, start=start, end=end)
+            }
+        first = _dt.datetime.combine(now.astimezone(tz).date(), _dt.time(), tz)
+        start = (first - _dt.timedelta(days=days)).timestamp()
+        day_costs = [
+            (b, data.local_day(bucket * aggregates.BUCKET, tz), cost)
+            for b, bucket, cost in aggregates.cost_buckets(conn, start=start, end=end)
+        ]
         self.send(
-            data.usage(
-                tasks,
-                now=_dt.datetime.now(_dt.UTC),
+            data.usage_sums(
+                per_window,
+                day_costs,
+                backends=aggregates.finished_backends(conn, end=end),
+                now=now,
                 tz=tz,
                 days=days,
                 limits=self.dobby.settings.usage_limits,

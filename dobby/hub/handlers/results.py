@@ -9,18 +9,26 @@ from typing import Any
 from dobby.core.errors import ValidationError
 from dobby.core.timefmt import parse_duration
 from dobby.hub.base import BaseHandler, int_arg
+from dobby.hub.handlers.tasks import stream_list, task_filter
+from dobby.results.service import FINISHED
 
 FILE_CHUNK = 256 << 10
 
 
 class ResultsHandler(BaseHandler):
-    def get(self) -> None:
-        results = self.dobby.results.results(
-            project=self.get_query_argument("project", None) or None,
-            status=self.get_query_argument("status", None) or None,
-            limit=int_arg(self, "limit"),
-        )
-        self.send({"results": results})
+    async def get(self) -> None:
+        """Results newest first: a page (?limit=&offset=), or every match streamed."""
+        flt = task_filter(self, status=",".join(FINISHED))
+        limit = int_arg(self, "limit")
+        offset = int_arg(self, "offset", 0) or 0
+        service = self.dobby.results
+        total = self.dobby.store.count(flt)
+        extra = {"total": total, "limit": limit, "offset": offset}
+        if limit is None and not offset:
+            await stream_list(self, "results", service.iter_results(flt), extra)
+            return
+        results = service.results(flt=flt, limit=limit, offset=offset)
+        self.send({"results": results, **extra})
 
 
 class ResultHandler(BaseHandler):
@@ -125,6 +133,3 @@ class GcHandler(BaseHandler):
         if not isinstance(dry_run, bool):
             raise ValidationError("'dry_run' must be true or false")
         await self.send_durable(await self.dobby.results.gc(older_than=older, dry_run=dry_run))
-
-
-# (pattern, handler, {method: summary}), appended to the hub's route table.

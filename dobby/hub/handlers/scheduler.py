@@ -12,6 +12,7 @@ from dobby.core.errors import ValidationError
 from dobby.core.validate import as_bool
 from dobby.hub.base import BaseHandler
 from dobby.hub.handlers import tasks as h
+from dobby.hub.idempotency import answer_once
 
 
 def _object(handler: BaseHandler) -> dict[str, Any]:
@@ -22,12 +23,10 @@ def _object(handler: BaseHandler) -> dict[str, Any]:
 
 
 class TasksHandler(h.TasksHandler):
-    """``GET /tasks`` as before; ``POST /tasks`` answers once the task is durable."""
+    """``GET /tasks`` as before; ``POST /tasks`` answers once durable (``Idempotency-Key``)."""
 
     async def post(self) -> None:  # type: ignore[override]
-        task = self.dobby.submit(self.body_json())
-        await self.dobby.store.durable()
-        self.send(task.to_dict(), 201)
+        await answer_once(self, lambda: (201, self.dobby.submit(self.body_json()).to_dict()))
 
 
 class TaskRetryHandler(BaseHandler):
@@ -93,9 +92,7 @@ class BatchesHandler(BaseHandler):
         self.send({"batches": self.dobby.batches.list()})
 
     async def post(self) -> None:
-        view = self.dobby.batches.submit(self.body_json())
-        await self.dobby.store.durable()
-        self.send(view, 201)
+        await answer_once(self, lambda: (201, self.dobby.batches.submit(self.body_json())))
 
 
 class BatchHandler(BaseHandler):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from dobby.core.errors import ValidationError
 from dobby.hub.base import BaseHandler, SSEHandler, int_arg, sse
 from dobby.hub.core import Hub
 from dobby.store import tasklog
+from dobby.store.query import TaskFilter, statuses
 
 PING_EVERY = 15.0
 
@@ -19,14 +22,60 @@ class HealthHandler(BaseHandler):
         self.send(self.dobby.health())
 
 
+def task_filter(handler: BaseHandler, *, status: str | None = None) -> TaskFilter:
+    """Return the filter of a listing's query (?status=a,b&project=&host=&backend=&q=)."""
+    arg = handler.get_query_argument
+    project = arg("project", None) or None
+    if project is not None:
+        handler.dobby.store.get_project(project)  # an unknown project is a 404, not []
+    return TaskFilter(
+        status=statuses(arg("status", None) or status),
+        project=project,
+        host=arg("host", None) or None,
+        backend=arg("backend", None) or None,
+        batch_id=arg("batch", None) or None,
+        q=arg("q", None) or None,
+    )
+
+
+async def stream_list(
+    handler: BaseHandler, key: str, chunks: Iterator[list[str]], extra: dict[str, Any]
+) -> None:
+    """Answer ``{key: [...], **extra}`` with the items (JSON texts) written as they come."""
+    handler.write(f'{{"{key}": [')
+    first = True
+    for chunk in chunks:
+        if chunk:
+            handler.write(("" if first else ",") + ",".join(chunk))
+            first = False
+            await handler.flush()
+    tail = json.dumps(extra, ensure_ascii=False)[1:-1]
+    handler.finish(f"]{', ' if tail else ''}{tail}}}")
+
+
 class TasksHandler(BaseHandler):
-    def get(self) -> None:
-        tasks = self.dobby.tasks(
-            project=self.get_query_argument("project", None) or None,
-            status=self.get_query_argument("status", None) or None,
-            limit=int_arg(self, "limit"),
-        )
-        self.send({"tasks": [t.to_dict() for t in tasks]})
+    async def get(self) -> None:
+        """List tasks newest first: a page (?limit=&offset= or &before=ID), or every match."""
+        flt = task_filter(self)
+        limit = int_arg(self, "limit")
+        offset = int_arg(self, "offset", 0) or 0
+        before = self.get_query_argument("before", None) or None
+        store = self.dobby.store
+        total = store.count(flt)
+        if limit is None and not offset and before is None:
+            # Every match: streamed from a snapshot, so memory stays flat at any history size.
+            extra = {"total": total, "limit": None, "offset": 0, "next_before": None}
+            await stream_list(self, "tasks", store.iter_task_json(flt), extra)
+            return
+        docs = store.page_json(flt, limit=limit, offset=offset, before=before)
+        more = limit is not None and len(docs) == limit and offset + limit < total
+        extra = {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "next_before": json.loads(docs[-1])["id"] if more and docs else None,
+        }
+        await stream_list(self, "tasks", iter([docs]), extra)
 
     async def post(self) -> None:
         task = self.dobby.submit(self.body_json())

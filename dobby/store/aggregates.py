@@ -1,0 +1,155 @@
+"""Aggregates over every task in SQL: stats groups, usage windows, heatmap counts.
+
+They return plain rows; dobby.results.stats and dobby.hub.dashboard_data shape them into the
+API's answers. ``/stats`` reads the ``task_stats`` rollup (one row per created day, project,
+backend, model, host and status), plus the raw rows of the first, partial day of a ``since``
+window; usage and heatmap read the index on finish time and group by 15-minute buckets
+(every time zone's offset is a multiple of 15 minutes, so a bucket falls in one local day).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+DIMENSIONS = ("project", "backend", "model", "host", "day")
+BUCKET = 900  # seconds: the finish-time buckets of usage and heatmap
+SUMS = "SUM(n), SUM(cost), SUM(unknown), SUM(tin), SUM(tout), SUM(tcr), SUM(tcw)"
+_ROLLUP = (
+    "SELECT day, project, backend, model, host, status, n, cost, unknown, tin, tout, tcr, tcw, "
+    "wait_sum, wait_n, run_sum, run_n FROM task_stats"
+)
+_RAW = (
+    "SELECT s_day, COALESCE(project, '(none)'), backend, s_model, COALESCE(host, '(none)'), "
+    "status, 1, COALESCE(cost, 0.0), unknown, tin, tout, tcr, tcw, COALESCE(wait, 0.0), "
+    "wait IS NOT NULL, COALESCE(run, 0.0), run IS NOT NULL FROM tasks"
+)
+_COLUMNS = (
+    "day, project, backend, model, host, status, n, cost, unknown, tin, tout, tcr, tcw, "
+    "wait_sum, wait_n, run_sum, run_n"
+)
+
+
+@dataclass
+class StatsGroups:
+    """Sums per (key, status) for each stats dimension, per status, and the longest times.
+
+    A sum row is (status, n, cost, unknown, tin, tout, tcr, tcw); ``by`` rows lead with the
+    dimension's key, ``statuses`` rows end with (wait_sum, wait_n, run_sum, run_n).
+    """
+
+    by: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    wait_max: float | None = None
+    run_max: float | None = None
+
+
+def _source(since: _dt.datetime | None, project: str | None) -> tuple[str, list[Any]]:
+    """Return the rows to sum (rollup, plus the partial first day) as a subquery."""
+    if since is None:
+        if project is None:
+            return _ROLLUP, []
+        return f"{_ROLLUP} WHERE project = ?", [project]
+    start = since.timestamp()
+    day = int(start // 86400)
+    rollup = f"{_ROLLUP} WHERE uday > ?"
+    raw = f"{_RAW} WHERE created_ts >= ? AND created_ts < ?"
+    args: list[Any] = [day]
+    if project is not None:
+        rollup += " AND project = ?"
+        args.append(project)
+    args += [start, (day + 1) * 86400.0]
+    if project is not None:
+        raw += " AND project = ?"
+        args.append(project)
+    return f"{rollup} UNION ALL {raw}", args
+
+
+def _longest(
+    conn: sqlite3.Connection, column: str, since: _dt.datetime | None, project: str | None
+) -> float | None:
+    # The index on the time itself, walked from the top until a row is in the window.
+    sql = f"SELECT {column} FROM tasks INDEXED BY tasks_{column} WHERE {column} IS NOT NULL"
+    args: list[Any] = []
+    if since is not None:
+        sql += " AND created_ts >= ?"
+        args.append(since.timestamp())
+    if project is not None:
+        sql += " AND project = ?"
+        args.append(project)
+    row = conn.execute(f"{sql} ORDER BY {column} DESC LIMIT 1", args).fetchone()
+    return float(row[0]) if row is not None else None
+
+
+def stats_groups(
+    conn: sqlite3.Connection, *, since: _dt.datetime | None = None, project: str | None = None
+) -> StatsGroups:
+    """Return the sums ``/stats`` is made of (tasks created at or after ``since``)."""
+    source, args = _source(since, project)
+    out = StatsGroups()
+    for dim in DIMENSIONS:
+        sql = f"SELECT {dim}, status, {SUMS} FROM ({source}) GROUP BY {dim}, status"
+        out.by[dim] = conn.execute(sql, args).fetchall()
+    sql = (
+        f"SELECT status, {SUMS}, SUM(wait_sum), SUM(wait_n), SUM(run_sum), SUM(run_n) "
+        f"FROM ({source}) GROUP BY status"
+    )
+    out.statuses = conn.execute(sql, args).fetchall()
+    out.wait_max = _longest(conn, "wait", since, project)
+    out.run_max = _longest(conn, "run", since, project)
+    return out
+
+
+def rebuild_stats(conn: sqlite3.Connection) -> None:
+    """Recompute the ``task_stats`` rollup from the tasks (inside the caller's transaction)."""
+    conn.execute("DELETE FROM task_stats")
+    conn.execute(
+        f"INSERT INTO task_stats (uday, {_COLUMNS}) "
+        "SELECT COALESCE(CAST(created_ts / 86400 AS INTEGER) - (created_ts < 0), -1), "
+        "s_day, COALESCE(project, '(none)'), backend, s_model, COALESCE(host, '(none)'), "
+        "status, COUNT(*), SUM(COALESCE(cost, 0.0)), SUM(unknown), SUM(tin), SUM(tout), "
+        "SUM(tcr), SUM(tcw), SUM(COALESCE(wait, 0.0)), COUNT(wait), SUM(COALESCE(run, 0.0)), "
+        "COUNT(run) FROM tasks GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    )
+
+
+# -- usage and heatmap ------------------------------------------------------------------------
+
+
+def usage_window(conn: sqlite3.Connection, *, start: float, end: float) -> list[tuple[Any, ...]]:
+    """Return (backend, tasks, cost, tin, tout, tcr, tcw) of tasks finished in [start, end]."""
+    sql = (
+        "SELECT backend, COUNT(*), SUM(COALESCE(cost, 0.0)), SUM(tin), SUM(tout), SUM(tcr), "
+        "SUM(tcw) FROM tasks WHERE finished_ts >= ? AND finished_ts <= ? GROUP BY backend"
+    )
+    return conn.execute(sql, (start, end)).fetchall()
+
+
+def cost_buckets(conn: sqlite3.Connection, *, start: float, end: float) -> list[tuple[Any, ...]]:
+    """Return (backend, bucket, cost) of tasks with a cost finished in [start, end]."""
+    sql = (
+        f"SELECT backend, CAST(finished_ts / {BUCKET} AS INTEGER), SUM(cost) FROM tasks "
+        "WHERE finished_ts >= ? AND finished_ts <= ? AND cost IS NOT NULL AND cost != 0 "
+        "GROUP BY 1, 2"
+    )
+    return conn.execute(sql, (start, end)).fetchall()
+
+
+def finished_backends(conn: sqlite3.Connection, *, end: float) -> list[str]:
+    """Return every backend with a task finished at or before ``end``."""
+    names = [r[0] for r in conn.execute("SELECT DISTINCT backend FROM task_stats")]
+    sql = "SELECT 1 FROM tasks WHERE backend = ? AND finished_ts <= ? LIMIT 1"
+    return sorted(n for n in names if conn.execute(sql, (n, end)).fetchone() is not None)
+
+
+def completed_buckets(
+    conn: sqlite3.Connection, *, start: float, end: float
+) -> list[tuple[Any, ...]]:
+    """Return (project, bucket, count) of completed tasks finished in [start, end]."""
+    sql = (
+        f"SELECT project, CAST(finished_ts / {BUCKET} AS INTEGER), COUNT(*) FROM tasks "
+        "WHERE finished_ts >= ? AND finished_ts <= ? AND status = 'completed' GROUP BY 1, 2"
+    )
+    return conn.execute(sql, (start, end)).fetchall()
