@@ -132,26 +132,6 @@ class Store:
         self.flush_interval = flush_interval
         self.write_timeout = write_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.path)
-        legacy_lock: int | None = None
-        try:
-            legacy = None
-            if legacy_path is not None and Path(legacy_path).exists():
-                legacy_lock = _lock(Path(legacy_path))  # an older hub may still run on it
-                legacy = read_legacy(Path(legacy_path), legacy_archive)
-            self._conn = self._open()
-            if legacy is not None:
-                self._migrate(legacy)
-            self._small = self._load_small()
-            self._live = self._load_live()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            _unlock(self._lock_fd)
-            raise
-        finally:
-            if legacy_lock is not None:
-                _unlock(legacy_lock)
         self._dirty: dict[str, Any] = {}  # task id -> doc or _GONE, not yet in SQL
         self._dirty_small: dict[tuple[str, str], Any] = {}
         self._dirty_idem: dict[str, tuple[str, int, str, float]] = {}
@@ -176,6 +156,26 @@ class Store:
         self._closed = False
         self.commits = 0  # committed transactions (tests and benchmarks read it)
         self.syncs = 0  # fsyncs of the WAL
+        self._lock_fd = _lock(self.path)
+        legacy_lock: int | None = None
+        try:
+            legacy = None
+            if legacy_path is not None and Path(legacy_path).exists():
+                legacy_lock = _lock(Path(legacy_path))  # an older hub may still run on it
+                legacy = read_legacy(Path(legacy_path), legacy_archive)
+            self._conn = self._open()
+            if legacy is not None:
+                self._migrate(legacy)
+            self._small = self._load_small()
+            self._live = self._load_live()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            _unlock(self._lock_fd)
+            raise
+        finally:
+            if legacy_lock is not None:
+                _unlock(legacy_lock)
 
     # -- open, migrate ------------------------------------------------------------------
 
@@ -879,3 +879,13 @@ def _json_copy(value: Any) -> Any:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as e:
         raise ValidationError(f"not JSON-serialisable: {e}") from None
+
+
+def task_docs_on_disk(path: Path) -> dict[str, dict[str, Any]]:
+    """Return every committed task document of a database file, by id (tools and tests)."""
+    conn = schema.connect(str(path), readonly=True)
+    try:
+        sql = "SELECT t.id, d.doc FROM tasks t JOIN task_docs d ON d.seq = t.seq"
+        return {tid: json.loads(doc) for tid, doc in conn.execute(sql)}
+    finally:
+        conn.close()

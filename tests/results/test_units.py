@@ -273,8 +273,9 @@ def test_import_rejects_non_json() -> None:
 
 async def test_store_streams_hot_and_imported_tasks_newest_first(tmp_path: Path) -> None:
     from dobby.store.db import Store
+    from dobby.store.query import TaskFilter
 
-    store = Store(path=tmp_path / "db.json", archive_dir=tmp_path / "archive")
+    store = Store(path=tmp_path / "dobby.db")
     try:
         hot = [_task(f"h{i}", created_at=f"2026-11-2{i}T00:00:00Z") for i in (1, 3, 5)]
         for task in hot:
@@ -287,6 +288,6 @@ async def test_store_streams_hot_and_imported_tasks_newest_first(tmp_path: Path)
         order = [d["id"] for d in store.iter_task_docs(batch=2)]
         assert order == ["h5", "h3", "a2", "h1", "a1", "a0"]
         assert store.get_task("a0").to_dict() == old[0]
-        assert [d["id"] for d in store.iter_task_docs(project="none")] == []
+        assert [d["id"] for d in store.iter_task_docs(TaskFilter(project="none"))] == []
     finally:
         await store.close()

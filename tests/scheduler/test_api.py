@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dobby.store.db import task_docs_on_disk
 from tests.fixtures.app import AppHub
 from tests.fixtures.hub import make_git_project
 
@@ -106,7 +107,7 @@ async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) 
 async def test_acknowledged_task_is_already_on_disk(app_hub: AppHub) -> None:
     status, task = await app_hub.call("POST", "/tasks", {"prompt": "durable", **PARKED})
     assert status == 201
-    on_disk = json.loads((app_hub.home / "dobby.json").read_text())["tasks"]
+    on_disk = task_docs_on_disk(app_hub.home / "dobby.db")
     assert on_disk[task["id"]]["prompt"] == "durable"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dobby.core.timefmt import parse_time
+from dobby.store.db import task_docs_on_disk
 from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_until
@@ -170,8 +171,8 @@ def test_every_2s_schedule_across_a_hub_restart_fires_once_then_keeps_its_pace(
 
 def spawned_offline(hub: HubProcess, sid: str) -> list[dict]:
     """Read the schedule's tasks from the stopped hub's database file."""
-    data = json.loads((hub.home / "dobby.json").read_text())
-    return [t for t in data["tasks"].values() if t.get("schedule_id") == sid]
+    tasks = task_docs_on_disk(hub.home / "dobby.db")
+    return [t for t in tasks.values() if t.get("schedule_id") == sid]
 
 
 # --- batches -------------------------------------------------------------------------------------

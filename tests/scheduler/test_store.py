@@ -1,53 +1,33 @@
-"""Store additions for the scheduler: durable(), cached encoding, batches and schedules tables."""
+"""Store additions for the scheduler: durable(), batches and schedules tables."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
 from dobby.core.errors import NotFound, ValidationError
 from dobby.core.models import Batch, Schedule, Task
-from dobby.store.db import Store
+from dobby.store.db import Store, task_docs_on_disk
 
 
 @pytest.fixture
 def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    s = Store(path=tmp_path / "db.json", archive_dir=tmp_path / "archive")
+    s = Store(path=tmp_path / "dobby.db")
     yield s
     asyncio.run(s.close())
 
 
-def test_encoding_only_changed_documents_gives_the_same_bytes(store: Store) -> None:
-    storage = store._mw.storage  # the AtomicJSONStorage
-    for i in range(20):
-        store.put_task(Task(prompt=f"task {i} ✓", id=f"t{i:07d}"))
-    store.set_meta("seq", 5)
-    store.flush()
-    t3 = store.get_task("t0000003")
-    t3.priority = "urgent"
-    store.put_task(t3)
-    store.put_schedule(Schedule(template={"prompt": "x"}, every="1m", every_s=60.0))
-    store.flush()
-    raw = store.path.read_bytes()
-    assert raw == json.dumps(json.loads(raw), separators=(",", ":")).encode()
-    assert json.loads(raw)["tasks"]["t0000003"]["priority"] == "urgent"
-    data = store._mw.read()
-    encoded = storage.encode(data)  # type: ignore[attr-defined]
-    assert encoded == json.dumps(data, separators=(",", ":")).encode()
-
-
 async def test_durable_returns_once_the_change_is_on_disk(tmp_path: Path) -> None:
-    store = Store(path=tmp_path / "db.json", flush_interval=5.0)  # a long batching pause
+    store = Store(path=tmp_path / "dobby.db", flush_interval=5.0)  # a long batching pause
     store.start()
     try:
         store.put_task(Task(prompt="first", id="aaaa0001"))
         await store.durable()
         store.put_task(Task(prompt="second", id="aaaa0002"))
         await asyncio.wait_for(store.durable(), 2.0)  # does not sit out the 5 s pause
-        on_disk = json.loads(store.path.read_bytes())["tasks"]
+        on_disk = task_docs_on_disk(store.path)
         assert set(on_disk) == {"aaaa0001", "aaaa0002"}
         await store.durable()  # nothing new: returns at once
     finally:
