@@ -34,7 +34,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.host, s.port, s.max_concurrent_agents) == ("127.0.0.1", 8420, 8)
     assert (s.default_timeout, s.gpu_poll_interval, s.stale_timeout) == (3600, 30, 600)
     assert s.home == home
-    assert s.results_dir == home / "results" and s.db_path == home / "dobby.json"
+    assert s.results_dir == home / "results" and s.db_path == home / "dobby.db"
     assert s.hub_url == "http://127.0.0.1:8420"
     assert s.api_key is None and s.webhook_url is None and s.github_url is None
     assert s.inventory is None and s.prices == {} and s.timezone is None
@@ -49,7 +49,7 @@ def test_every_setting_has_a_description() -> None:
 
 def test_home_from_environment(tmp_path: Path) -> None:
     s = load_settings(environ={"DOBBY_HOME": str(tmp_path / "h")})
-    assert s.home == tmp_path / "h" and s.db_path == tmp_path / "h" / "dobby.json"
+    assert s.home == tmp_path / "h" and s.db_path == tmp_path / "h" / "dobby.db"
 
 
 def test_yaml_then_env_then_overrides(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_secrets_never_shown(tmp_path: Path) -> None:
     public = s.to_public_dict()
     assert public["api_key"] == "***" and public["webhook_url"] == "***"
     assert public["github_url"] == "https://me:***@github.com/org"
-    assert public["db_path"] == str(home / "dobby.json")
+    assert public["db_path"] == str(home / "dobby.db")
     text = json.dumps(public) + repr(s) + str(s)
     assert "sekrit" not in text
     assert load_settings(home=tmp_path / "other", environ={}).to_public_dict()["api_key"] is None
