@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -325,13 +327,36 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as stored and served (public fields first)."""
-        data = dataclasses.asdict(self)
-        return data
+        # dataclasses.asdict, without its deepcopy of every string (this runs per save/event).
+        return {name: _plain(getattr(self, name)) for name in _field_names(Task)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """Return a deep copy of JSON-like data (as dataclasses.asdict makes, but fast)."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if type(value) is list:
+        return [_plain(v) for v in value]
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if type(value) is Tokens:
+        return dict(vars(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return copy.deepcopy(value)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def make_title(prompt: str, limit: int = 72) -> str:
