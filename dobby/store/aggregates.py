@@ -1,8 +1,8 @@
 """Aggregates over every task in SQL: stats groups, usage windows, heatmap counts.
 
 They return plain rows; dobby.results.stats and dobby.hub.dashboard_data shape them into the
-API's answers. ``/stats`` reads the ``task_stats`` rollup (one row per created day, project,
-backend, model, host and status), plus the raw rows of the first, partial day of a ``since``
+API's answers. ``/stats`` reads the ``task_stats`` rollup (per dimension: one row per created
+day, project, value and status), plus the raw rows of the first, partial day of a ``since``
 window; usage and heatmap read the index on finish time and group by 15-minute buckets
 (every time zone's offset is a multiple of 15 minutes, so a bucket falls in one local day).
 """
@@ -17,18 +17,19 @@ from typing import Any
 DIMENSIONS = ("project", "backend", "model", "host", "day")
 BUCKET = 900  # seconds: the finish-time buckets of usage and heatmap
 SUMS = "SUM(n), SUM(cost), SUM(unknown), SUM(tin), SUM(tout), SUM(tcr), SUM(tcw)"
-_ROLLUP = (
-    "SELECT day, project, backend, model, host, status, n, cost, unknown, tin, tout, tcr, tcw, "
-    "wait_sum, wait_n, run_sum, run_n FROM task_stats"
-)
-_RAW = (
-    "SELECT s_day, COALESCE(project, '(none)'), backend, s_model, COALESCE(host, '(none)'), "
-    "status, 1, COALESCE(cost, 0.0), unknown, tin, tout, tcr, tcw, COALESCE(wait, 0.0), "
-    "wait IS NOT NULL, COALESCE(run, 0.0), run IS NOT NULL FROM tasks"
-)
-_COLUMNS = (
-    "day, project, backend, model, host, status, n, cost, unknown, tin, tout, tcr, tcw, "
-    "wait_sum, wait_n, run_sum, run_n"
+TIMES = "SUM(wait_sum), SUM(wait_n), SUM(run_sum), SUM(run_n)"
+_VALUES = "n, cost, unknown, tin, tout, tcr, tcw, wait_sum, wait_n, run_sum, run_n"
+# How a task row reads as one rollup row of each dimension (for the partial first day).
+_RAW_VALUE = {
+    "project": "COALESCE(project, '(none)')",
+    "backend": "backend",
+    "model": "s_model",
+    "host": "COALESCE(host, '(none)')",
+    "day": "s_day",
+}
+_RAW_SUMS = (
+    "1, COALESCE(cost, 0.0), unknown, tin, tout, tcr, tcw, COALESCE(wait, 0.0), "
+    "wait IS NOT NULL, COALESCE(run, 0.0), run IS NOT NULL"
 )
 
 
@@ -46,20 +47,23 @@ class StatsGroups:
     run_max: float | None = None
 
 
-def _source(since: _dt.datetime | None, project: str | None) -> tuple[str, list[Any]]:
-    """Return the rows to sum (rollup, plus the partial first day) as a subquery."""
-    if since is None:
-        if project is None:
-            return _ROLLUP, []
-        return f"{_ROLLUP} WHERE project = ?", [project]
-    start = since.timestamp()
-    day = int(start // 86400)
-    rollup = f"{_ROLLUP} WHERE uday > ?"
-    raw = f"{_RAW} WHERE created_ts >= ? AND created_ts < ?"
-    args: list[Any] = [day]
+def _source(dim: str, since: _dt.datetime | None, project: str | None) -> tuple[str, list[Any]]:
+    """Return one dimension's rows to sum (rollup, plus the partial first day) as a subquery."""
+    rollup = f"SELECT value, status, {_VALUES} FROM task_stats WHERE dim = ?"
+    args: list[Any] = [dim]
     if project is not None:
         rollup += " AND project = ?"
         args.append(project)
+    if since is None:
+        return rollup, args
+    start = since.timestamp()
+    day = int(start // 86400)
+    rollup += " AND uday > ?"
+    args.append(day)
+    raw = (
+        f"SELECT {_RAW_VALUE[dim]}, status, {_RAW_SUMS} FROM tasks "
+        "WHERE created_ts >= ? AND created_ts < ?"
+    )
     args += [start, (day + 1) * 86400.0]
     if project is not None:
         raw += " AND project = ?"
@@ -87,15 +91,13 @@ def stats_groups(
     conn: sqlite3.Connection, *, since: _dt.datetime | None = None, project: str | None = None
 ) -> StatsGroups:
     """Return the sums ``/stats`` is made of (tasks created at or after ``since``)."""
-    source, args = _source(since, project)
     out = StatsGroups()
     for dim in DIMENSIONS:
-        sql = f"SELECT {dim}, status, {SUMS} FROM ({source}) GROUP BY {dim}, status"
+        source, args = _source(dim, since, project)
+        sql = f"SELECT value, status, {SUMS} FROM ({source}) GROUP BY value, status"
         out.by[dim] = conn.execute(sql, args).fetchall()
-    sql = (
-        f"SELECT status, {SUMS}, SUM(wait_sum), SUM(wait_n), SUM(run_sum), SUM(run_n) "
-        f"FROM ({source}) GROUP BY status"
-    )
+    source, args = _source("project", since, project)  # every task counts once per dimension
+    sql = f"SELECT status, {SUMS}, {TIMES} FROM ({source}) GROUP BY status"
     out.statuses = conn.execute(sql, args).fetchall()
     out.wait_max = _longest(conn, "wait", since, project)
     out.run_max = _longest(conn, "run", since, project)
@@ -105,14 +107,16 @@ def stats_groups(
 def rebuild_stats(conn: sqlite3.Connection) -> None:
     """Recompute the ``task_stats`` rollup from the tasks (inside the caller's transaction)."""
     conn.execute("DELETE FROM task_stats")
-    conn.execute(
-        f"INSERT INTO task_stats (uday, {_COLUMNS}) "
-        "SELECT COALESCE(CAST(created_ts / 86400 AS INTEGER) - (created_ts < 0), -1), "
-        "s_day, COALESCE(project, '(none)'), backend, s_model, COALESCE(host, '(none)'), "
-        "status, COUNT(*), SUM(COALESCE(cost, 0.0)), SUM(unknown), SUM(tin), SUM(tout), "
-        "SUM(tcr), SUM(tcw), SUM(COALESCE(wait, 0.0)), COUNT(wait), SUM(COALESCE(run, 0.0)), "
-        "COUNT(run) FROM tasks GROUP BY 1, 2, 3, 4, 5, 6, 7"
-    )
+    for dim, value in _RAW_VALUE.items():
+        conn.execute(
+            f"INSERT INTO task_stats (dim, uday, project, value, status, {_VALUES}) "
+            "SELECT ?, COALESCE(CAST(floor(created_ts / 86400) AS INTEGER), -1), "
+            f"COALESCE(project, '(none)'), {value}, status, COUNT(*), "
+            "SUM(COALESCE(cost, 0.0)), SUM(unknown), SUM(tin), SUM(tout), SUM(tcr), SUM(tcw), "
+            "SUM(COALESCE(wait, 0.0)), COUNT(wait), SUM(COALESCE(run, 0.0)), COUNT(run) "
+            "FROM tasks GROUP BY 2, 3, 4, 5",
+            (dim,),
+        )
 
 
 # -- usage and heatmap ------------------------------------------------------------------------
@@ -139,7 +143,8 @@ def cost_buckets(conn: sqlite3.Connection, *, start: float, end: float) -> list[
 
 def finished_backends(conn: sqlite3.Connection, *, end: float) -> list[str]:
     """Return every backend with a task finished at or before ``end``."""
-    names = [r[0] for r in conn.execute("SELECT DISTINCT backend FROM task_stats")]
+    sql = "SELECT DISTINCT value FROM task_stats WHERE dim = 'backend'"
+    names = [r[0] for r in conn.execute(sql)]
     sql = "SELECT 1 FROM tasks WHERE backend = ? AND finished_ts <= ? LIMIT 1"
     return sorted(n for n in names if conn.execute(sql, (n, end)).fetchone() is not None)
 

@@ -343,7 +343,7 @@ class Store:
             if old_row[crc] != row[crc]:
                 self._unsearch(seq)
                 conn.execute("INSERT INTO task_search (rowid, text) VALUES (?, ?)", (seq, text))
-            if schema.stat_key(old_row) != schema.stat_key(row) or schema.stat_values(
+            if schema.stat_keys(old_row) != schema.stat_keys(row) or schema.stat_values(
                 old_row
             ) != schema.stat_values(row):
                 self._stat(old_row, -1)
@@ -362,10 +362,11 @@ class Store:
             )
 
     def _stat(self, row: tuple[Any, ...], sign: int) -> None:
-        key = schema.stat_key(row)
-        self._conn.execute(_ADD_STAT, (*key, *schema.stat_values(row, sign)))
+        values = schema.stat_values(row, sign)
+        keys = schema.stat_keys(row)
+        self._conn.executemany(_ADD_STAT, [(*key, *values) for key in keys])
         if sign < 0:
-            self._conn.execute(_DROP_EMPTY_STAT, key)
+            self._conn.executemany(_DROP_EMPTY_STAT, keys)
 
     def _sql(self) -> sqlite3.Connection:
         """Return the loop's connection with every change so far visible to it."""

@@ -8,9 +8,9 @@ One database file (``dobby.db``, WAL mode) holds everything:
 - ``task_docs``: the full task JSON, by ``seq`` (kept apart so scans and counts read narrow
   rows only).
 - ``task_search``: a contentless FTS5 index of id, title and the head of the prompt.
-- ``task_stats``: the stats rollup, one row per (created day, project, backend, model, host,
-  status), kept in step with ``tasks`` in the same transaction (``/stats`` reads a few hundred
-  rows instead of every task).
+- ``task_stats``: the stats rollup, one row per (dimension, created day, project, value,
+  status) for the dimensions project, backend, model, host and day, kept in step with
+  ``tasks`` in the same transaction (``/stats`` sums rollup rows instead of every task).
 - ``docs``: the small tables (projects, hosts, meta, batches, schedules) as JSON by (kind, key).
 - ``idempotency``: the first answer to a request sent with an ``Idempotency-Key``.
 """
@@ -80,12 +80,10 @@ CREATE TABLE IF NOT EXISTS task_docs (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL
 CREATE VIRTUAL TABLE IF NOT EXISTS task_search USING fts5(text, content='', detail=none);
 
 CREATE TABLE IF NOT EXISTS task_stats (
+    dim TEXT NOT NULL,
     uday INTEGER NOT NULL,
-    day TEXT NOT NULL,
     project TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    model TEXT NOT NULL,
-    host TEXT NOT NULL,
+    value TEXT NOT NULL,
     status TEXT NOT NULL,
     n INTEGER NOT NULL,
     cost REAL NOT NULL,
@@ -98,7 +96,7 @@ CREATE TABLE IF NOT EXISTS task_stats (
     wait_n INTEGER NOT NULL,
     run_sum REAL NOT NULL,
     run_n INTEGER NOT NULL,
-    PRIMARY KEY (uday, day, project, backend, model, host, status)
+    PRIMARY KEY (dim, uday, project, value, status)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS docs (
@@ -124,8 +122,9 @@ TASK_COLUMNS = (
     "created_at", "created_ts", "finished_ts", "finished_at", "host_cleaned_at", "s_day",
     "s_model", "cost", "unknown", "tin", "tout", "tcr", "tcw", "wait", "run", "text_crc",
 )  # fmt: skip
-# What a task adds to the stats rollup: (key, values).
-STAT_KEY = ("uday", "day", "project", "backend", "model", "host", "status")
+# What a task adds to the stats rollup: one (key, values) per dimension.
+STAT_DIMENSIONS = ("project", "backend", "model", "host", "day")
+STAT_KEY = ("dim", "uday", "project", "value", "status")
 STAT_VALUES = ("n", "cost", "unknown", "tin", "tout", "tcr", "tcw", "wait_sum", "wait_n",
                "run_sum", "run_n")  # fmt: skip
 
@@ -264,19 +263,21 @@ def task_row(doc: dict[str, Any]) -> tuple[Any, ...]:
 ROW_INDEX = {name: i for i, name in enumerate(TASK_COLUMNS)}
 
 
-def stat_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Return the rollup key a task row counts under."""
+def stat_keys(row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Return the rollup keys a task row counts under, one per stats dimension."""
     r = ROW_INDEX
     created = row[r["created_ts"]]
-    return (
-        int(created // 86400) if created is not None else -1,
-        row[r["s_day"]],
-        row[r["project"]] or "(none)",
-        row[r["backend"]],
-        row[r["s_model"]],
-        row[r["host"]] or "(none)",
-        row[r["status"]],
-    )
+    uday = int(created // 86400) if created is not None else -1
+    project = row[r["project"]] or "(none)"
+    values = {
+        "project": project,
+        "backend": row[r["backend"]],
+        "model": row[r["s_model"]],
+        "host": row[r["host"]] or "(none)",
+        "day": row[r["s_day"]],
+    }
+    status = row[r["status"]]
+    return [(dim, uday, project, values[dim], status) for dim in STAT_DIMENSIONS]
 
 
 def stat_values(row: tuple[Any, ...], sign: int = 1) -> tuple[Any, ...]:
