@@ -131,10 +131,23 @@ def usage_window(conn: sqlite3.Connection, *, start: float, end: float) -> list[
     return conn.execute(sql, (start, end)).fetchall()
 
 
-def cost_buckets(conn: sqlite3.Connection, *, start: float, end: float) -> list[tuple[Any, ...]]:
+def bucket_size(tz: _dt.tzinfo, start: _dt.datetime, end: _dt.datetime) -> int:
+    """Return the widest bucket (1 h or 15 min) that never straddles a local midnight in tz."""
+    day = start
+    while day <= end:
+        offset = day.astimezone(tz).utcoffset()
+        if offset is None or offset.total_seconds() % 3600:
+            return BUCKET
+        day += _dt.timedelta(days=7)
+    return 3600
+
+
+def cost_buckets(
+    conn: sqlite3.Connection, *, start: float, end: float, bucket: int = BUCKET
+) -> list[tuple[Any, ...]]:
     """Return (backend, bucket, cost) of tasks with a cost finished in [start, end]."""
     sql = (
-        f"SELECT backend, CAST(finished_ts / {BUCKET} AS INTEGER), SUM(cost) FROM tasks "
+        f"SELECT backend, CAST(finished_ts / {int(bucket)} AS INTEGER), SUM(cost) FROM tasks "
         "WHERE finished_ts >= ? AND finished_ts <= ? AND cost IS NOT NULL AND cost != 0 "
         "GROUP BY 1, 2"
     )
@@ -150,11 +163,11 @@ def finished_backends(conn: sqlite3.Connection, *, end: float) -> list[str]:
 
 
 def completed_buckets(
-    conn: sqlite3.Connection, *, start: float, end: float
+    conn: sqlite3.Connection, *, start: float, end: float, bucket: int = BUCKET
 ) -> list[tuple[Any, ...]]:
     """Return (project, bucket, count) of completed tasks finished in [start, end]."""
     sql = (
-        f"SELECT project, CAST(finished_ts / {BUCKET} AS INTEGER), COUNT(*) FROM tasks "
+        f"SELECT project, CAST(finished_ts / {int(bucket)} AS INTEGER), COUNT(*) FROM tasks "
         "WHERE finished_ts >= ? AND finished_ts <= ? AND status = 'completed' GROUP BY 1, 2"
     )
     return conn.execute(sql, (start, end)).fetchall()

@@ -486,9 +486,11 @@ class Store:
         limit: int | None,
         offset: int = 0,
         before: str | None = None,
+        total: int | None = None,
     ) -> list[str]:
         """Return one page of tasks as stored JSON text (ASCII), newest first."""
-        return list(query.page(self._sql(), flt, limit=limit, offset=offset, before=before))
+        conn = self._sql()
+        return list(query.page(conn, flt, limit=limit, offset=offset, before=before, total=total))
 
     def count(self, flt: query.TaskFilter) -> int:
         """Return how many tasks match a filter."""

@@ -39,15 +39,17 @@ def statuses(status: str | Iterable[str] | None) -> frozenset[str] | None:
 
 
 def search_expression(text: str) -> str | None:
-    """Return the FTS5 query for a search box text: every word is the start of some word.
+    """Return the FTS5 query for a search box text, None when it has no word.
 
-    Words are runs of letters and digits (as the index splits them); each is quoted, so no
-    search text is FTS5 syntax. None when the text has no word.
+    Every word must be a word of the task's id, title or prompt, and the last one may be the
+    start of a word (search as you type). Whole words let the index skip through long
+    postings; only the last word pays for a prefix. Words are runs of letters and digits (as
+    the index splits them), each quoted, so no search text is FTS5 syntax.
     """
     words = _WORD.findall(text.lower())[:MAX_SEARCH_WORDS]
     if not words:
         return None
-    return " AND ".join(f'"{w}"*' for w in words)
+    return " AND ".join([*(f'"{w}"' for w in words[:-1]), f'"{words[-1]}"*'])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,14 +123,20 @@ def page(
     limit: int | None,
     offset: int = 0,
     before: str | None = None,
+    total: int | None = None,
 ) -> Iterator[str]:
-    """Yield the JSON documents of one page of matching tasks, newest first."""
+    """Yield the JSON documents of one page of matching tasks, newest first.
+
+    ``total``: how many tasks match, when the caller counted them already (it tells whether a
+    search is wide without asking the search index twice).
+    """
     conditions, args = flt.where()
     if before is not None:
         conditions.append("(t.created_at, t.id) < (?, ?)")
         args.extend(_cursor(conn, before))
     # A search that matches much: walk newest first and stop at the page's end.
-    hint = " INDEXED BY tasks_created" if _wide_search(conn, flt) else ""
+    wide = total > WIDE_SEARCH if total is not None and flt.q else _wide_search(conn, flt)
+    hint = " INDEXED BY tasks_created" if wide else ""
     sql = (
         f"SELECT d.doc FROM tasks t{hint} JOIN task_docs d ON d.seq = t.seq"
         f"{_where_sql(conditions)} ORDER BY t.created_at DESC, t.id DESC"

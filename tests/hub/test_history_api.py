@@ -67,7 +67,7 @@ def test_pages_filters_and_totals(hub: HubProcess) -> None:
     assert [t["id"] for t in page3["tasks"]] == newest[6:] and page3["next_before"] is None
     _, every, _ = call(hub, "GET", "/tasks")  # no limit: every task, streamed
     assert [t["id"] for t in every["tasks"]] == newest and every["total"] == 7
-    _, found, _ = call(hub, "GET", "/tasks?q=PARS&limit=50")
+    _, found, _ = call(hub, "GET", "/tasks?q=the%20PARS&limit=50")
     assert {t["id"] for t in found["tasks"]} == set(ids[1::2]) and found["total"] == 3
     _, mixed, _ = call(hub, "GET", "/tasks?status=pending,running&backend=shell&limit=2")
     assert mixed["total"] == 7 and len(mixed["tasks"]) == 2

@@ -109,15 +109,15 @@ class HeatmapHandler(BaseHandler):
     def get(self) -> None:
         tz = _timezone(self.dobby.settings.timezone)
         days = _days_arg(self, 365, 3660)
-        today = _dt.datetime.now(tz).date()
+        now = _dt.datetime.now(tz)
+        today = now.date()
         # Buckets from a day before the first local day, in SQL; their local day here.
         first = _dt.datetime.combine(today, _dt.time(), tz) - _dt.timedelta(days=days)
-        rows = aggregates.completed_buckets(
-            self.dobby.store.sql(),
-            start=first.timestamp(),
-            end=_dt.datetime.now(_dt.UTC).timestamp() + 86400,
-        )
-        counts = [(p, data.local_day(b * aggregates.BUCKET, tz), n) for p, b, n in rows]
+        size = aggregates.bucket_size(tz, first, now)
+        end = now.timestamp() + 86400
+        conn = self.dobby.store.sql()
+        rows = aggregates.completed_buckets(conn, start=first.timestamp(), end=end, bucket=size)
+        counts = [(p, data.local_day(b * size, tz), n) for p, b, n in rows]
         self.send(data.heatmap_counts(counts, today=today, tz=tz, days=days))
 
 
@@ -135,11 +135,10 @@ class UsageHandler(BaseHandler):
                 for b, n, cost, *tokens in aggregates.usage_window(conn, start=start, end=end)
             }
         first = _dt.datetime.combine(now.astimezone(tz).date(), _dt.time(), tz)
-        start = (first - _dt.timedelta(days=days)).timestamp()
-        day_costs = [
-            (b, data.local_day(bucket * aggregates.BUCKET, tz), cost)
-            for b, bucket, cost in aggregates.cost_buckets(conn, start=start, end=end)
-        ]
+        first -= _dt.timedelta(days=days)
+        size = aggregates.bucket_size(tz, first, now)
+        buckets = aggregates.cost_buckets(conn, start=first.timestamp(), end=end, bucket=size)
+        day_costs = [(b, data.local_day(n * size, tz), cost) for b, n, cost in buckets]
         self.send(
             data.usage_sums(
                 per_window,

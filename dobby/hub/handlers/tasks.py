@@ -67,7 +67,7 @@ class TasksHandler(BaseHandler):
             extra = {"total": total, "limit": None, "offset": 0, "next_before": None}
             await stream_list(self, "tasks", store.iter_task_json(flt), extra)
             return
-        docs = store.page_json(flt, limit=limit, offset=offset, before=before)
+        docs = store.page_json(flt, limit=limit, offset=offset, before=before, total=total)
         more = limit is not None and len(docs) == limit and offset + limit < total
         extra = {
             "total": total,
