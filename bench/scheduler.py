@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import random
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from dobby.core.models import Host, Task  # noqa: E402
 from dobby.scheduler import deps  # noqa: E402
 from dobby.scheduler.plan import HostSlot, PlanInput, plan  # noqa: E402
 from dobby.scheduler.queue import PRIORITY_RANK, PendingQueue  # noqa: E402
+from dobby.store.db import task_docs_on_disk  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 
 T0 = 1_800_000_000.0
@@ -233,7 +233,7 @@ def bench_submit(args: argparse.Namespace) -> None:
             took_batch = time.perf_counter() - began
         finally:
             hub.kill()  # SIGKILL: what was acknowledged must already be on disk
-        on_disk = json.loads((root / "home" / "dobby.json").read_text())["tasks"]
+        on_disk = task_docs_on_disk(root / "home" / "dobby.db")
         acked = set(ids1) | set(ids16) | {t["id"] for t in batch["tasks"]}
         lost = acked - set(on_disk)
     base_n = min(args.submits, 1000)
