@@ -4,7 +4,7 @@
    10,000 pending tasks, 100 hosts and 50 projects, the queue churning as tasks start and end:
    p50/p99 per pass. Baseline: the Foundation's planner (sort the whole queue, scan every host
    per task) on the same states.
-2. ``POST /tasks`` against a real hub process, each 201 durable in TinyDB (group commit):
+2. ``POST /tasks`` against a real hub process, each 201 durable (SQLite, group commit):
    tasks/s for one client and for 16 concurrent clients, then ``POST /batches`` of 500.
    Baseline: TinyDB's default JSONStorage, one durable insert per task (what a naive hub does).
    Durability is checked: the hub is SIGKILLed and every acknowledged task must be on disk.
