@@ -4,7 +4,9 @@ Each scenario seeds a hub home, starts a real hub process and sends ``POST /task
 its own ``Idempotency-Key``, as the CLI does) over keep-alive connections; a 201 means the task
 is on disk (fsynced). Scenarios: an empty hub, 1,000 and 10,000 pending tasks (waiting for a
 host that never comes), and 10,000 tasks finished in the last day. After each scenario the hub
-is SIGKILLed and every acknowledged task must be in the database.
+is SIGKILLed and every acknowledged task must be in the database; then dobby's Store alone
+(16 writers, each ``insert_task`` + ``await durable()``, no HTTP, no scheduler) on that
+database shows what the storage layer itself sustains.
 
 Baselines in the same run: SQLite alone (the same task JSON, WAL, ``synchronous=FULL``, one
 commit per insert and one commit per 16 inserts) and TinyDB alone (default JSONStorage, one
@@ -32,7 +34,7 @@ from tinydb import TinyDB  # noqa: E402
 
 from bench.store_common import Http, history_task, parked_task, seed  # noqa: E402
 from dobby.core.models import Task  # noqa: E402
-from dobby.store.db import task_docs_on_disk  # noqa: E402
+from dobby.store.db import Store, task_docs_on_disk  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 
 BODY = {"prompt": "echo queued", "backend": "shell", "labels": ["nowhere"], "wait_for_host": True}
@@ -59,6 +61,23 @@ async def submit(port: int, clients: int, count: int) -> tuple[float, list[str]]
     return time.perf_counter() - began, ids
 
 
+async def store_alone(db: Path, writers: int, count: int) -> float:
+    """Return durable inserts/s through dobby's Store alone (no HTTP, no scheduler)."""
+    store = Store(path=db)
+    store.start()
+
+    async def writer(n: int) -> None:
+        for _ in range(n):
+            store.insert_task(Task(prompt="echo queued", backend="shell"))
+            await store.durable()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(writer(count // writers) for _ in range(writers)))
+    took = time.perf_counter() - began
+    await store.close()
+    return count / took
+
+
 def scenario(name: str, seeded: list[Task], count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="dobby-submits-") as tmp:
         root = Path(tmp)
@@ -74,8 +93,10 @@ def scenario(name: str, seeded: list[Task], count: int) -> None:
         on_disk = task_docs_on_disk(home / "dobby.db")
         acked = set(ids1) | set(ids16)
         lost = len(acked - set(on_disk))
+        alone = asyncio.run(store_alone(home / "dobby.db", 16, count))
     print(f"   dobby  {name:<24} 1 client {len(ids1) / one:7.0f}/s   16 clients "
           f"{len(ids16) / many:7.0f}/s   lost after SIGKILL: {lost} of {len(acked)}")  # fmt: skip
+    print(f"          {'':<24} Store alone, 16 writers {alone:7.0f}/s (no HTTP, no scheduler)")
 
 
 def sqlite_alone(count: int, per_commit: int) -> float:
