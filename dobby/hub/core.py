@@ -383,6 +383,7 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         """Return the hub's liveness summary."""
+        live = self.store.live_counts()
         return {
             "ok": True,
             "version": __version__,
@@ -390,7 +391,7 @@ class Hub:
             "hosts": len(self.hosts.hosts),
             "pid": os.getpid(),
             "tasks": {
-                "running": len(self.store.tasks(status=TaskStatus.RUNNING.value)),
-                "pending": len(self.store.tasks(status=TaskStatus.PENDING.value)),
+                "running": live[TaskStatus.RUNNING.value],
+                "pending": live[TaskStatus.PENDING.value],
             },
         }

@@ -466,6 +466,13 @@ class Store:
         flt = query.TaskFilter(status=wanted, project=project, kind=kind)
         return [Task.from_dict(json.loads(d)) for d in query.page(self._sql(), flt, limit=None)]
 
+    def live_counts(self) -> dict[str, int]:
+        """Return how many tasks are draft, pending and running (from memory)."""
+        counts = dict.fromkeys(sorted(LIVE), 0)
+        for doc in self._live.values():
+            counts[str(doc.get("status"))] = counts.get(str(doc.get("status")), 0) + 1
+        return counts
+
     def page(
         self,
         flt: query.TaskFilter,

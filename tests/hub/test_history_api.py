@@ -52,6 +52,8 @@ def call(
 
 
 def test_pages_filters_and_totals(hub: HubProcess) -> None:
+    for private in (hub.home, hub.home / "results"):  # prompts, output, the database
+        assert private.stat().st_mode & 0o777 == 0o700
     ids = []
     for i in range(7):
         prompt = f"refactor the parser {i}" if i % 2 else f"update docs {i}"
@@ -71,6 +73,7 @@ def test_pages_filters_and_totals(hub: HubProcess) -> None:
     assert {t["id"] for t in found["tasks"]} == set(ids[1::2]) and found["total"] == 3
     _, mixed, _ = call(hub, "GET", "/tasks?status=pending,running&backend=shell&limit=2")
     assert mixed["total"] == 7 and len(mixed["tasks"]) == 2
+    assert call(hub, "GET", "/health")[1]["tasks"] == {"running": 0, "pending": 7}
     _, none, _ = call(hub, "GET", "/tasks?host=elsewhere&limit=5")
     assert none == {"tasks": [], "total": 0, "limit": 5, "offset": 0, "next_before": None}
     status, err, _ = call(hub, "GET", "/tasks?project=nope")
