@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import json
 import random
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dobby.core.models import Project, Task  # noqa: E402
+from dobby.core.timefmt import iso_from_epoch  # noqa: E402
 from dobby.store.db import Store  # noqa: E402
 
 PROJECTS = ["web", "api", "ml", "infra", "docs"]
@@ -21,10 +21,6 @@ WORDS = (
     "fix flaky parser module refactor cache build deploy docs endpoint migrate database "
     "upgrade dependency race condition timeout retry logging metrics dashboard test coverage"
 ).split()
-
-
-def iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def history_task(rng: random.Random, i: int, n: int, now: float, *, span_s: float) -> Task:
@@ -42,9 +38,9 @@ def history_task(rng: random.Random, i: int, n: int, now: float, *, span_s: floa
         status=status,
         host=f"host{rng.randrange(20):02d}",
         model={"claude": "claude-sonnet-4-5", "codex": "gpt-5-codex"}.get(backend),
-        created_at=iso(created),
-        started_at=iso(started),
-        finished_at=iso(finished),
+        created_at=iso_from_epoch(created),
+        started_at=iso_from_epoch(started),
+        finished_at=iso_from_epoch(finished),
         summary=("Done: " + " ".join(rng.choices(WORDS, k=40))) if status == "completed" else None,
         reason={"failed": "exit_code"}.get(status),
         exit_code=0 if status == "completed" else 1,

@@ -16,6 +16,7 @@ from dobby.core.errors import NotFound, ValidationError
 from dobby.core.models import TaskStatus
 
 LIVE = frozenset({"draft", "pending", "running"})
+KNOWN_STATUSES = frozenset(s.value for s in TaskStatus)
 _WORD = re.compile(r"[^\W_]+")
 # A search whose words match more tasks than this walks the newest-first index and probes
 # the matches, instead of sorting every match.
@@ -31,7 +32,7 @@ def statuses(status: str | Iterable[str] | None) -> frozenset[str] | None:
         wanted = frozenset(s.strip() for s in status.split(",") if s.strip())
     else:
         wanted = frozenset(str(s) for s in status)
-    bad = sorted(s for s in wanted if s not in TaskStatus._value2member_map_)
+    bad = sorted(wanted - KNOWN_STATUSES)
     if bad:
         known = ", ".join(s.value for s in TaskStatus)
         raise ValidationError(f"unknown status {', '.join(map(repr, bad))} (known: {known})")

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dobby.core.models import Task
+from dobby.core.timefmt import iso
 from dobby.hub import dashboard_data as data
 from dobby.store import aggregates
 from dobby.store.db import Store
@@ -28,7 +29,7 @@ def tasks(rng: random.Random, n: int) -> list[Task]:
                 backend=rng.choice(["claude", "codex", "shell"]),
                 status=rng.choice(["completed", "completed", "failed"]),
                 project=rng.choice(["web", "api", None]),
-                finished_at=finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                finished_at=iso(finished),
                 cost_usd=rng.choice([None, 0.0, round(rng.random(), 4)]),
             )  # fmt: skip
         )

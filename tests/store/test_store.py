@@ -18,6 +18,7 @@ import pytest
 
 from dobby.core.errors import ConfigError, NotFound, StorageError, ValidationError
 from dobby.core.models import Project, Task, TaskStatus
+from dobby.core.timefmt import iso
 from dobby.results import stats
 from dobby.store import aggregates
 from dobby.store import db as store_mod
@@ -25,14 +26,13 @@ from dobby.store.db import IdTaken, Store, task_docs_on_disk
 from dobby.store.query import TaskFilter
 
 
-def iso(ago_s: float) -> str:
-    when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ago_s)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def ago(seconds: float) -> str:
+    return iso(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
 
 
 def finished_task(task_id: str, *, ago_s: float, status: str = "completed", **kw: object) -> Task:
     kw.setdefault("prompt", f"do {task_id}")
-    return Task(id=task_id, status=status, finished_at=iso(ago_s), **kw)  # type: ignore[arg-type]
+    return Task(id=task_id, status=status, finished_at=ago(ago_s), **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -329,9 +329,9 @@ def _random_tasks(rng: random.Random, n: int) -> list[Task]:
         t = Task(
             prompt=f"p{i}", id=f"r{i:05d}", status=status, backend=backend,
             project=rng.choice(["web", "api", None]), host=rng.choice(["h1", "h2", None]),
-            model=rng.choice(["opus", None]), created_at=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            started_at=started.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if started else None,
-            finished_at=finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if finished else None,
+            model=rng.choice(["opus", None]), created_at=iso(created),
+            started_at=iso(started) if started else None,
+            finished_at=iso(finished) if finished else None,
             cost_usd=rng.choice([None, round(rng.random(), 4)]),
             waiting_on=rng.choice(["capacity", "dependencies"]) if status == "pending" else None,
         )  # fmt: skip
