@@ -116,19 +116,20 @@ def test_artifacts_round_trip_and_traversal_is_refused(
 
 
 def test_detail_status_while_running_and_after(hub: HubProcess, ssh_hosts: list[SshHost]) -> None:
+    # Each task is polled as soon as it is added: a slow task runs ~5 s, about as long as
+    # three `dobby add` processes take to start on a loaded machine.
     claude = add(hub, "[scenario:slow] create hello", "--host", "h1")
-    codex = add(hub, "[scenario:slow] create hello", "--backend", "codex", "--host", "h2",
-                "--model", "gpt-5.5")  # fmt: skip
-    shell = add(hub, "for i in 1 2 3 4 5 6; do echo step $i; sleep 0.5; done", "--backend",
-                "shell", "--host", "h2")  # fmt: skip
-
     seen = poll(hub, claude, lambda d: d["files"]["created"] == ["hello.txt"], "claude's file")
     assert seen["backend"] == "claude" and seen["host"] == "h1" and seen["session_id"]
     assert seen["last_tool"] in ("Write", "Edit", "Bash") and seen["elapsed_s"] is not None
     assert seen["tokens"]["input"] > 0 and seen["cost_estimated"] is True
+    codex = add(hub, "[scenario:slow] create hello", "--backend", "codex", "--host", "h2",
+                "--model", "gpt-5.5")  # fmt: skip
     running = poll(hub, codex, lambda d: d["commands"], "codex's command")
     assert running["commands"][0]["command"] == "echo hi > hello.txt && cat hello.txt"
     assert "detail" not in running  # flat document
+    shell = add(hub, "for i in 1 2 3 4 5 6; do echo step $i; sleep 0.5; done", "--backend",
+                "shell", "--host", "h2")  # fmt: skip
     step = poll(hub, shell, lambda d: (d["step"] or "").startswith("step "), "the shell step")
     assert step["lines"] >= 1 and step["cost_usd"] is None
 
