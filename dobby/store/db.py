@@ -48,6 +48,7 @@ from typing import Any
 from dobby.core.errors import ConfigError, Conflict, NotFound, StorageError, ValidationError
 from dobby.core.files import fsync_dir
 from dobby.core.models import Batch, Project, Schedule, Task, new_task_id
+from dobby.core.retry import Backoff, Retry
 from dobby.store import query, schema
 from dobby.store.legacy import LegacyData, read_legacy
 
@@ -58,6 +59,9 @@ LIVE = query.LIVE
 MIN_PREFIX = 4
 CHECKPOINT_FRAMES = 4000  # WAL frames (pages) after which a background checkpoint runs
 IDEMPOTENCY_TTL = 24 * 3600.0
+# A failed write (disk full, I/O error) is tried again soon, and at least every second: a
+# request waits at most ``write_timeout`` for it anyway, and the disk may be back any moment.
+WRITE_RETRY = Backoff(first=0.25, factor=2.0, cap=1.0, jitter=0.1)
 _GONE = object()  # a queued deletion
 
 _INSERT_TASK = (
@@ -791,6 +795,7 @@ class Store:
 
     async def run_flusher(self) -> None:
         """Commit queued changes at most once per ``flush_interval``, until cancelled."""
+        retry = Retry(WRITE_RETRY)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -804,11 +809,13 @@ class Store:
                 self._error = None
             except (sqlite3.Error, OSError) as e:
                 self._error = str(e)
-                log.error("cannot write %s: %s; retrying", self.path, e)
+                wait = max(self.flush_interval, retry.next_delay() or WRITE_RETRY.cap)
+                log.error("cannot write %s: %s; retrying in %.2fs", self.path, e, wait)
                 self._fail_waiters(e)
-                await asyncio.sleep(max(0.5, self.flush_interval))  # don't spin on ENOSPC
+                await asyncio.sleep(wait)  # don't spin on ENOSPC
                 self._wake.set()
                 continue
+            retry.reset()
             self._release()
             self._maybe_checkpoint()
             if self._waiters:

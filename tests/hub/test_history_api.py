@@ -18,22 +18,9 @@ import pytest
 from dobby.store.db import task_docs_on_disk
 from tests.fixtures.hub import HubProcess, write_inventory
 
+pytestmark = pytest.mark.slow  # hub processes
+
 PARKED = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}  # never starts
-
-
-def start_hub(tmp_path: Path, home: Path) -> HubProcess:
-    local = {"name": "local", "connection": "local", "workdir": str(tmp_path / "w")}
-    inventory = write_inventory(tmp_path / "inventory.yaml", [local])
-    hub = HubProcess(home=home, inventory=inventory)
-    hub.log_path = tmp_path / "hub.log"  # not in the home: it may be on a small disk
-    return hub.start()
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[HubProcess]:
-    proc = start_hub(tmp_path, tmp_path / "home")
-    yield proc
-    proc.stop()
 
 
 def call(
@@ -128,13 +115,15 @@ def fill(disk: Path) -> Path:
 
 
 def test_a_full_disk_answers_503_fast_and_the_retry_gets_the_task(
-    tmp_path: Path, small_disk: Path
+    tmp_path: Path, small_disk: Path, local_entry: dict[str, Any]
 ) -> None:
     home = small_disk / "home"
     home.mkdir()
     (home / "dobby.yaml").write_text("write_timeout: 2\n")
-    hub = start_hub(tmp_path, home)
-    try:
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
+    hub = HubProcess(home=home, inventory=inventory)
+    hub.log_path = tmp_path / "hub.log"  # not in the home: it is on the small disk
+    with hub:
         status, first, _ = call(hub, "POST", "/tasks", {"prompt": "before", **PARKED})
         assert status == 201
         filler = fill(small_disk)
@@ -150,7 +139,6 @@ def test_a_full_disk_answers_503_fast_and_the_retry_gets_the_task(
         assert status == 201 and task["prompt"] == "while full"
         _, listing, _ = call(hub, "GET", "/tasks?limit=10")
         assert [t["prompt"] for t in listing["tasks"]] == ["while full", "before"]
-    finally:
         hub.kill()
     on_disk = task_docs_on_disk(home / "dobby.db")
     assert {first["id"], task["id"]} <= set(on_disk) and len(on_disk) == 2

@@ -3,7 +3,6 @@ policies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

@@ -146,6 +146,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow  # a process killed with -9
 def test_sigkill_loses_nothing_acknowledged(db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
