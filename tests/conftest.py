@@ -17,6 +17,7 @@ import pytest
 from dobby.replay import install_fake_agents
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.slurm import SlurmCluster, SlurmError
 from tests.fixtures.sshd import SshdCluster, SshHost
 
 
@@ -83,3 +84,17 @@ async def app_hub(tmp_path: Path, hub_hosts: list[dict[str, Any]]) -> AsyncItera
     inventory = write_inventory(tmp_path / "inventory.yaml", hub_hosts)
     async with running_app(home=tmp_path / "home", inventory=inventory) as app:
         yield app
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """Run the one-node Slurm cluster (tests/fixtures/slurm.py) for the whole session."""
+    try:
+        cluster = SlurmCluster()
+    except SlurmError as exc:
+        problem = str(exc)  # failed outside the except block: no chained traceback
+    else:
+        with cluster:
+            yield cluster
+        return
+    pytest.fail(f"cannot start the test Slurm cluster: {problem}", pytrace=False)
