@@ -26,6 +26,7 @@ _TIME = re.compile(
 )
 UNLIMITED = ("UNLIMITED", "INFINITE")
 MAX_EXTRA_ARGS = 64
+_JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,17 @@ def _name(value: Any, key: str) -> str | None:
     if not all(isinstance(w, str) and _SLURM_NAME.match(w) for w in words):
         raise ValidationError(f"invalid slurm.{key} {value!r}: letters, digits and . _ + - only")
     return str(value)
+
+
+def attach_command(*, job_id: str, task_id: str) -> list[str]:
+    """Return the command, run with a tty on the login node, that attaches to a task's tmux.
+
+    The session lives on the compute node, inside the job: ``srun --overlap`` runs a step of
+    the job there, next to it, and the job's private socket ``dobby-JOB`` finds the server.
+    """
+    if not _JOB_ID.match(job_id):
+        raise ValidationError(f"invalid Slurm job id {job_id!r}")
+    return [
+        "srun", f"--jobid={job_id}", "--overlap", "--pty",
+        "tmux", "-L", f"dobby-{job_id}", "attach", "-t", f"dobby-{task_id}",
+    ]  # fmt: skip

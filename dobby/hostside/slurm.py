@@ -200,12 +200,3 @@ def render_capacity(partition: str | None) -> str:
     fields = ",".join(f"{name}:|" for name in SINFO_FIELDS)
     where = f" -p {quote(partition)}" if partition else ""
     return f"sinfo -h -N{where} -O {quote(fields)}"
-
-
-def attach_argv(*, job_id: str, task_id: str) -> list[str]:
-    """Return the command, run on the login node with a tty, that attaches to a task's tmux."""
-    job = check_job_id(job_id)
-    return [
-        "srun", f"--jobid={job}", "--overlap", "--pty",
-        "tmux", "-L", tmux_socket(job), "attach", "-t", job_name(task_id),
-    ]  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dobby.core.slurm import SlurmSettings
+from dobby.core.slurm import SlurmSettings, attach_command
 from dobby.hostside import scripts
 from dobby.hostside import slurm as hs
 from dobby.hostside.scripts import PROMPT
@@ -88,7 +88,7 @@ def test_queries_and_attach() -> None:
         "sinfo -h -N -p gpu -O 'NodeList:|,Partition:|,StateLong:|,Gres:|,GresUsed:|,"
         "CPUsState:|,Reason:|'"
     )
-    assert hs.attach_argv(job_id="42", task_id=TASK) == [
+    assert attach_command(job_id="42", task_id=TASK) == [
         "srun", "--jobid=42", "--overlap", "--pty", "tmux", "-L", "dobby-42", "attach",
         "-t", f"dobby-{TASK}",
     ]  # fmt: skip
