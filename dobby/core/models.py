@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dobby.core.slurm import SlurmSettings
 from dobby.core.timefmt import utcnow
 
 
@@ -80,7 +81,7 @@ class Host:
     """One machine of the inventory."""
 
     name: str
-    connection: str = "ssh"  # ssh | local
+    connection: str = "ssh"  # ssh | local | slurm (a login node reached over ssh)
     address: str | None = None
     port: int = 22
     user: str | None = None
@@ -94,6 +95,7 @@ class Host:
     gpus: bool | str = False
     env: dict[str, str] = field(default_factory=dict, repr=False)
     permissions: str = "edits"
+    slurm: SlurmSettings | None = None  # how tasks become jobs on a `connection: slurm` host
     source: str | None = None  # "file:line" where the host was defined
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
@@ -288,6 +290,9 @@ class Task:
     gpus: int = 0  # GPUs the task needs; placed only where that many are free
     gpu_indices: list[int] = field(default_factory=list)  # reserved while it runs
     gpu_memory_mib: int | None = None  # GPU memory its processes use (last poll)
+    # Slurm hosts (dobby/runner/slurm.py): the job of this attempt, and what Slurm says of it.
+    slurm_job: str | None = None
+    slurm_state: str | None = None  # "queued behind jobs of higher priority (Priority)", ...
     # Placement: the host the user asked for (``host`` is where it actually runs).
     want_host: str | None = None
     base_commit: str | None = None

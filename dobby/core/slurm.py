@@ -36,7 +36,7 @@ class SlurmSettings:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    time_limit: str | None = None  # Slurm time, used when a task has no timeout of its own
+    time_limit: str | None = None  # Slurm time: the longest a job may ask for (--time)
     gpus_per_task: int = 0  # GPUs asked for when a task does not say --gpus
     gpu_request: str = "gres"  # "gres": --gres=gpu:N; "gpus": --gpus=N
     constraint: str | None = None  # --constraint, Slurm's feature expression

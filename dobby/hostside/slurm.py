@@ -61,18 +61,20 @@ def pattern_safe(path: str) -> str:
     return path.replace("%", "%%")
 
 
-def job_time(timeout: float | None, default: str | None) -> str | None:
-    """Return sbatch's ``--time`` in minutes: the task timeout plus grace, else the default.
+def job_time(timeout: float | None, limit: str | None) -> str | None:
+    """Return sbatch's ``--time`` in minutes: the task's timeout plus grace, at most ``limit``.
 
-    run.sh's own timeout(1) ends a task first; Slurm's limit is the backstop that also frees
-    the allocation when the hub is away.
+    ``limit`` is the host's ``time_limit`` (a Slurm time; also the time of a task without a
+    timeout). run.sh's own timeout(1) normally ends a task first; Slurm's limit is the
+    backstop that also frees the allocation while the hub is away.
     """
+    cap = None if limit is None else parse_time_limit(limit)
     if timeout:
-        return str(minutes_for(timeout + TIME_GRACE))
-    if default is None:
+        minutes = minutes_for(timeout + TIME_GRACE)
+        return str(minutes if cap is None else min(minutes, minutes_for(cap)))
+    if limit is None:
         return None
-    seconds = parse_time_limit(default)
-    return "UNLIMITED" if seconds is None else str(minutes_for(seconds))
+    return "UNLIMITED" if cap is None else str(minutes_for(cap))
 
 
 def sbatch_argv(
@@ -200,3 +202,34 @@ def render_capacity(partition: str | None) -> str:
     fields = ",".join(f"{name}:|" for name in SINFO_FIELDS)
     where = f" -p {quote(partition)}" if partition else ""
     return f"sinfo -h -N{where} -O {quote(fields)}"
+
+
+DETAILS_MARK = "@@dobby-sacct"
+
+
+def render_job_details(job_ids: Sequence[str], *, sacct: bool) -> str:
+    """Return one command printing ``scontrol show job -d -o`` per job, then sacct's answer.
+
+    For jobs that just ended: scontrol has the exit code and GPU indices while the job is
+    within MinJobAge; sacct (when the cluster keeps accounting) has who cancelled it and ends
+    older than that. The sacct part follows a marker line and ends with its exit status.
+    """
+    ids = [check_job_id(j) for j in job_ids]
+    lines = [f'for j in {" ".join(ids)}; do scontrol show job -d -o "$j" 2>/dev/null; done']
+    if sacct:
+        lines += [f"echo {DETAILS_MARK}", f"{render_sacct(ids)} 2>&1", 'echo "rc=$?"']
+    return "\n".join(lines) + "\n"
+
+
+def render_find_job(paths: TaskPaths) -> str:
+    """Return a command printing the job id of a task whose submission's answer was lost.
+
+    The submit command writes ``slurm_job`` right after sbatch answers; a hub killed between
+    the two finds the job by its name instead.
+    """
+    job_file = quote(paths.file(JOB_ID_FILE))
+    name = quote(job_name(paths.task_id))
+    return (
+        f"cat {job_file} 2>/dev/null || "
+        f'squeue -h -t all -u "$(id -un)" -n {name} -o %i 2>/dev/null | head -n 1'
+    )

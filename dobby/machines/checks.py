@@ -292,7 +292,7 @@ async def _min_time(make: Any, rounds: int = 3) -> float:
 async def check_host(host: Host, *, tofu_known_hosts: str | None = None) -> HostReport:
     """Connect to a host and return its report (never raises for a host problem)."""
     report = HostReport(host=host.name, target=target_of(host))
-    if host.connection == "ssh":
+    if host.connection in ("ssh", "slurm"):
         failed = await _host_key_check(host, tofu_known_hosts)
         if failed is not None:
             report.checks.append(failed)
@@ -310,7 +310,7 @@ async def check_host(host: Host, *, tofu_known_hosts: str | None = None) -> Host
         who = "root" if transport.is_root else (host.user or "this user")
         report.checks.append(Check("ssh", OK, f"connected in {took:.0f} ms as {who}"))
         shell_ms = None
-        if host.connection == "ssh":
+        if host.connection in ("ssh", "slurm"):
             # A file read runs no shell; a command runs the login shell and its rc files.
             home = transport.home or "/"
             cmd = await _min_time(lambda: transport.run("true", timeout=30))

@@ -55,11 +55,13 @@ def test_sbatch_argv_defaults_and_gpus_flag() -> None:
 
 
 @pytest.mark.parametrize(
-    ("timeout", "default", "expected"),
+    ("timeout", "limit", "expected"),
     [
         (None, None, None),
         (5, None, "2"),  # 5 s + 60 s grace → 2 minutes
-        (3600, "10", "61"),  # the task's own timeout wins over the host default
+        (3600, "10", "10"),  # the host's limit caps the task's timeout
+        (300, "10", "6"),  # a shorter timeout wins
+        (300, "UNLIMITED", "6"),
         (None, "10", "10"),
         (None, "1:30:00", "90"),
         (None, "0:01", "1"),  # Slurm rounds seconds up to a minute too
@@ -67,8 +69,8 @@ def test_sbatch_argv_defaults_and_gpus_flag() -> None:
         (None, "UNLIMITED", "UNLIMITED"),
     ],
 )
-def test_job_time(timeout: float | None, default: str | None, expected: str | None) -> None:
-    assert hs.job_time(timeout, default) == expected
+def test_job_time(timeout: float | None, limit: str | None, expected: str | None) -> None:
+    assert hs.job_time(timeout, limit) == expected
 
 
 @pytest.mark.parametrize("bad", ["12a", "1;2", "", "$(id)", "1 2"])

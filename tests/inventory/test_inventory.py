@@ -237,7 +237,7 @@ BAD = [
     (
         "hosts:\n  b:\n    address: h\n    connection: k8s\n",
         4,
-        "'connection' in host 'b' must be one of ssh, local, got 'k8s'",
+        "'connection' in host 'b' must be one of ssh, local, slurm, got 'k8s'",
     ),
     (
         "hosts:\n  b:\n    address: h\n    gpus: 2\n",

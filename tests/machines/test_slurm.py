@@ -295,6 +295,10 @@ def job(state: str, reason: str = "None", **kw: object) -> JobInfo:
             TaskStatus.FAILED, Reason.DEPENDENCY_FAILED, "a job it depends on failed",
         ),
         (job("SOMETHING_NEW"), None, Action.WAIT, None, None, "in state SOMETHING_NEW"),
+        (
+            job(""), None, Action.FINISH, TaskStatus.FAILED, Reason.HOST_LOST,
+            "no longer known to Slurm",
+        ),
     ],
 )  # fmt: skip
 def test_job_outcomes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dobby.machines.gpu import Gpu, HostGpus
 from dobby.machines.slurm.text import gpu_count, none_to_empty, parse_fields
 
 # -- capacity --------------------------------------------------------------------------------
@@ -147,3 +148,44 @@ def capacity(slots: Iterable[NodeSlot], partition: str | None = None) -> Capacit
             if not s.available
         },
     )
+
+
+def host_gpus(slots: Iterable[NodeSlot], partition: str | None = None) -> HostGpus:
+    """Return a Slurm host's GPU view: one entry per GPU of each node of its partition(s).
+
+    Slurm tells how many GPUs each node has and how many jobs hold (GresUsed), not which
+    ones: a node's first ``used`` GPUs are shown allocated. Nodes that take no jobs are left
+    out and listed under ``unavailable``.
+    """
+    slots = list(slots)
+    room = capacity(slots, partition)
+    summary = {
+        "partitions": list(room.partitions),
+        "nodes": room.nodes,
+        "nodes_available": room.nodes_available,
+        "gpus": room.gpus,
+        "gpus_free": room.gpus_free,
+        "max_gpus_per_node": room.max_gpus_per_node,
+        "unavailable": dict(room.unavailable),
+    }
+    wanted = set(room.partitions)
+    seen: set[str] = set()
+    gpus: list[Gpu] = []
+    for slot in slots:
+        if slot.partition not in wanted or slot.node in seen or not slot.available:
+            continue
+        seen.add(slot.node)
+        for k in range(slot.gpus):
+            gpus.append(
+                Gpu(
+                    index=len(gpus),
+                    uuid=f"slurm:{slot.node}:{k}",
+                    name=f"{slot.node} gpu{k} (Slurm)",
+                    allocated=k < slot.gpus_used,
+                )
+            )
+    reason = None
+    if not gpus:
+        where = ",".join(room.partitions) or "the default partition"
+        reason = f"no GPU on a node of {where} that takes jobs (Slurm GRES)"
+    return HostGpus(gpus=gpus, reason=reason, source="slurm", slurm=summary)

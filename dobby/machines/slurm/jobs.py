@@ -175,3 +175,16 @@ def merge(*sources: dict[str, JobInfo]) -> dict[str, JobInfo]:
                 name=have.name or info.name,
             )
     return out
+
+
+def parse_job_details(text: str, mark: str) -> tuple[dict[str, JobInfo], bool | None]:
+    """Parse the answer to ``hostside.slurm.render_job_details``: the jobs, and whether sacct
+    works on this cluster (None when it was not asked or failed for another reason)."""
+    head, found, tail = text.partition(mark + "\n")
+    jobs = parse_scontrol_jobs(head)
+    if not found:
+        return jobs, None
+    body, _, rc = tail.rpartition("rc=")
+    if rc.strip() != "0":
+        return jobs, False if sacct_unavailable(body) else None
+    return merge(jobs, parse_sacct(body)), True

@@ -51,6 +51,11 @@ def job_outcome(
     where = f" on {job.nodes}" if job.nodes else ""
     name = f"Slurm job {job.job_id}"
     phase = phase_of(state)
+    if not state:  # Slurm no longer knows the job: purged after MinJobAge, or never known
+        return Outcome(
+            Action.FINISH, TaskStatus.FAILED, Reason.HOST_LOST,
+            f"{name} is no longer known to Slurm and its task left no exit code",
+        )  # fmt: skip
     if phase is JobPhase.QUEUED:
         if job.reason == "DependencyNeverSatisfied":
             return Outcome(
