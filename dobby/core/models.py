@@ -101,6 +101,7 @@ class Host:
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Return the host as JSON; env values are secrets and are redacted by default."""
         data = dataclasses.asdict(self)
+        data["slurm"] = self.slurm.to_dict() if self.slurm else None
         if redact:
             data["env"] = {k: "***" for k in self.env}
         return data

@@ -87,53 +87,70 @@ def minutes_for(seconds: float) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
+class SlurmSettingError(ValidationError):
+    """One ``slurm:`` setting is invalid; ``key`` names it (for the line of an inventory)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def make_settings(data: Any) -> SlurmSettings:
-    """Check an inventory ``slurm:`` mapping and return its settings; raise ValidationError."""
+    """Check an inventory ``slurm:`` mapping and return its settings; raise SlurmSettingError."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ValidationError("'slurm' must be a mapping of settings")
-    known = set(SlurmSettings.__dataclass_fields__)
-    unknown = sorted(str(k) for k in data if k not in known)
+        raise SlurmSettingError("'slurm' must be a mapping of settings")
+    unknown = sorted(str(k) for k in data if k not in _CHECKS)
     if unknown:
-        raise ValidationError(
-            f"unknown slurm setting {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        raise SlurmSettingError(
+            f"unknown slurm setting {unknown[0]!r} (known: {', '.join(sorted(_CHECKS))})",
+            key=unknown[0],
         )
-    names = {key: _name(data.get(key), key) for key in ("partition", "account", "qos")}
-    time_limit = data.get("time_limit")
-    if time_limit is not None:
-        if isinstance(time_limit, bool) or not isinstance(time_limit, str | int):
-            raise ValidationError("'slurm.time_limit' must be a Slurm time such as 60 or 1:00:00")
-        time_limit = str(time_limit)
-        parse_time_limit(time_limit)
-    gpus = data.get("gpus_per_task", 0)
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= 64:
+    values: dict[str, Any] = {}
+    for key, check in _CHECKS.items():
+        if key not in data:
+            continue
+        try:
+            values[key] = check(data[key], key)
+        except ValidationError as exc:
+            raise SlurmSettingError(str(exc), key=key) from None
+    return SlurmSettings(**values)
+
+
+def _time_limit(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValidationError("'slurm.time_limit' must be a Slurm time such as 60 or 1:00:00")
+    parse_time_limit(str(value))
+    return str(value)
+
+
+def _gpus(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 64:
         raise ValidationError("'slurm.gpus_per_task' must be a whole number from 0 to 64")
-    gpu_request = data.get("gpu_request", "gres")
-    if gpu_request not in GPU_REQUESTS:
+    return value
+
+
+def _gpu_request(value: Any, key: str) -> str:
+    if value not in GPU_REQUESTS:
         raise ValidationError(
-            f"invalid slurm.gpu_request {gpu_request!r} (choose {', '.join(GPU_REQUESTS)})"
+            f"invalid slurm.gpu_request {value!r} (choose {', '.join(GPU_REQUESTS)})"
         )
-    constraint = data.get("constraint")
-    if constraint is not None and (not isinstance(constraint, str) or not constraint.strip()):
-        raise ValidationError("'slurm.constraint' must be a non-empty string")
-    workdir = data.get("workdir")
-    if workdir is not None and (not isinstance(workdir, str) or not workdir.strip()):
-        raise ValidationError("'slurm.workdir' must be a path on the cluster's shared filesystem")
-    return SlurmSettings(
-        partition=names["partition"],
-        account=names["account"],
-        qos=names["qos"],
-        time_limit=time_limit,
-        gpus_per_task=gpus,
-        gpu_request=gpu_request,
-        constraint=constraint,
-        extra_args=check_extra_args(data.get("extra_args")),
-        workdir=workdir,
-    )
+    return str(value)
 
 
-def check_extra_args(value: Any) -> tuple[str, ...]:
+def _text(what: str) -> Any:
+    def check(value: Any, key: str) -> str | None:
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValidationError(f"'slurm.{key}' must be {what}")
+        return value
+
+    return check
+
+
+def check_extra_args(value: Any, key: str = "extra_args") -> tuple[str, ...]:
     """Return ``slurm.extra_args`` as words; a shell string is refused, never split."""
     if value is None:
         return ()
@@ -159,6 +176,19 @@ def _name(value: Any, key: str) -> str | None:
     if not all(isinstance(w, str) and _SLURM_NAME.match(w) for w in words):
         raise ValidationError(f"invalid slurm.{key} {value!r}: letters, digits and . _ + - only")
     return str(value)
+
+
+_CHECKS: dict[str, Any] = {
+    "partition": lambda v, k: _name(v, k),
+    "account": lambda v, k: _name(v, k),
+    "qos": lambda v, k: _name(v, k),
+    "time_limit": _time_limit,
+    "gpus_per_task": _gpus,
+    "gpu_request": _gpu_request,
+    "constraint": _text("a non-empty string"),
+    "extra_args": check_extra_args,
+    "workdir": _text("a path on the cluster's shared filesystem"),
+}
 
 
 def attach_command(*, job_id: str, task_id: str) -> list[str]:

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from dobby.core.errors import Conflict, InventoryError, NotFound, ValidationError
+from dobby.core.errors import Conflict, InventoryError, NotFound
 from dobby.core.files import atomic_write
 from dobby.core.models import BackendName, Host, Permissions
-from dobby.core.slurm import make_settings
+from dobby.core.slurm import SlurmSettingError, make_settings
 from dobby.core.timefmt import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,14 @@ class Inventory:
 
 
 class _Bad(Exception):
-    """A field value is invalid (message only; the caller adds file and line)."""
+    """A field value is invalid (message only; the caller adds file and line).
+
+    ``line`` is set when the problem sits deeper than the field's value (a ``slurm:`` key).
+    """
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 # Each item: (key, key line, value line, value); lines are None for plain dicts (spokes API).
@@ -192,6 +199,10 @@ class _Parser:
         for key, kline, vnode in self._pairs(node, where):
             # `hosts` stays a node: it is walked, not validated as a field.
             value = vnode if key == "hosts" else self.loader.construct_object(vnode, deep=True)
+            if key == "slurm" and isinstance(vnode, yaml.MappingNode) and isinstance(value, dict):
+                # where each Slurm setting is written: its error points at its own line
+                value = _Located(value)
+                value.lines = {str(k.value): _line(k) for k, _ in vnode.value}
             out.append((key, kline, _line(vnode), value))
         return out
 
@@ -206,7 +217,7 @@ class _Parser:
             try:
                 out[key] = _check_field(key, value, where)
             except _Bad as exc:
-                self.report(str(exc), vline)
+                self.report(str(exc), exc.line or vline)
         return out
 
     def add(self, name: str, line: int | None, parents: list[_Layer], items: list[_Item]) -> bool:
@@ -238,6 +249,12 @@ class _Parser:
             return False
         self.hosts[name] = Host(name=name, source=source, **values)
         return True
+
+
+class _Located(dict[str, Any]):
+    """A mapping read from YAML that remembers the line of each of its keys."""
+
+    lines: dict[str, int]
 
 
 def _line(node: yaml.Node) -> int:
@@ -302,8 +319,9 @@ def _check_field(key: str, value: Any, where: str) -> Any:
     if key == "slurm":
         try:
             make_settings(value)  # checked per layer; a host's keys go over its group's
-        except ValidationError as exc:
-            raise _Bad(f"{exc} in {where}") from None
+        except SlurmSettingError as exc:
+            line = getattr(value, "lines", {}).get(exc.key)
+            raise _Bad(f"{exc} in {where}", line=line) from None
         return dict(value)
     # workdir is a remote path: its ~ belongs to the host, so it is kept as written.
     return list(value) if isinstance(value, list) else value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dobby.core.models import Reason, TaskStatus
-from dobby.machines.slurm.capacity import capacity, parse_scontrol_nodes, parse_sinfo
+from dobby.machines.slurm.capacity import capacity, host_gpus, parse_scontrol_nodes, parse_sinfo
 from dobby.machines.slurm.jobs import (
     JobInfo,
     JobPhase,
@@ -355,3 +355,21 @@ def test_timeout_names_the_limit() -> None:
 )  # fmt: skip
 def test_waiting_text(reason: str, text: str) -> None:
     assert waiting_text(reason).startswith(text)
+
+
+def test_gpu_view_of_a_partition() -> None:
+    view = host_gpus(parse_sinfo(SINFO), "gpu")
+    assert view.source == "slurm" and view.reason is None
+    names = [(g.name, g.allocated) for g in view.gpus]
+    # vm: 2 GPUs, 1 held; n2: 4 free; n3 (drained) and n4 (not responding) take no jobs
+    assert names == [
+        ("vm gpu0 (Slurm)", True),
+        ("vm gpu1 (Slurm)", False),
+        *[(f"n2 gpu{k} (Slurm)", False) for k in range(4)],
+    ]
+    assert [g.index for g in view.gpus] == list(range(6))
+    assert view.slurm is not None
+    assert (view.slurm["gpus"], view.slurm["gpus_free"], view.slurm["nodes"]) == (6, 5, 4)
+    assert set(view.slurm["unavailable"]) == {"n3", "n4"}
+    none = host_gpus(parse_sinfo(SINFO), "cpu")
+    assert none.gpus == [] and none.reason == "no GPU on a node of cpu that takes jobs (Slurm GRES)"
