@@ -83,13 +83,12 @@ def sbatch_argv(
     settings: SlurmSettings,
     timeout: float | None = None,
     gpus: int | None = None,
-    after: Sequence[str] = (),
 ) -> list[str]:
     """Return the ``sbatch --parsable`` argv that submits a task's job script.
 
-    ``gpus`` None takes the host's ``gpus_per_task``; ``after`` holds job ids the job waits
-    for (``--dependency=afterok``). ``extra_args`` come first so Dobby's own options, which
-    later words override, keep the job name, files and directory Dobby relies on.
+    ``gpus`` None takes the host's ``gpus_per_task``. ``extra_args`` come first so Dobby's
+    own options, which later words override, keep the job name, files and directory Dobby
+    relies on. (Dobby's ``--after`` chains submit a job once its dependency completed.)
     """
     argv = ["sbatch", "--parsable", *settings.extra_args]
     argv += [f"--job-name={job_name(paths.task_id)}", "--no-requeue"]
@@ -107,9 +106,6 @@ def sbatch_argv(
         argv.append(f"--gpus={count}" if settings.gpu_request == "gpus" else f"--gres=gpu:{count}")
     if settings.constraint:
         argv.append(f"--constraint={settings.constraint}")
-    if after:
-        argv.append("--dependency=afterok:" + ":".join(check_job_id(j) for j in after))
-        argv.append("--kill-on-invalid-dep=yes")  # a failed dependency ends the job at once
     task_dir = pattern_safe(paths.task_dir)
     argv += [
         f"--chdir={paths.worktree}",

@@ -33,13 +33,12 @@ def test_sbatch_argv_carries_every_setting_and_ends_with_the_job_script(tmp_path
         partition="gpu", account="acme", qos="high", time_limit="2:00:00", gpus_per_task=1,
         constraint="a100&ib", extra_args=("--mem=8G", "--comment=x y"),
     )  # fmt: skip
-    argv = hs.sbatch_argv(paths=paths, settings=settings, timeout=None, gpus=2, after=["17"])
+    argv = hs.sbatch_argv(paths=paths, settings=settings, timeout=None, gpus=2)
     d = paths.task_dir.replace("%", "%%")
     assert argv == [
         "sbatch", "--parsable", "--mem=8G", "--comment=x y", f"--job-name=dobby-{TASK}",
         "--no-requeue", "--partition=gpu", "--account=acme", "--qos=high", "--time=120",
-        "--gres=gpu:2", "--constraint=a100&ib", "--dependency=afterok:17",
-        "--kill-on-invalid-dep=yes", f"--chdir={paths.worktree}",
+        "--gres=gpu:2", "--constraint=a100&ib", f"--chdir={paths.worktree}",
         f"--output={d}/slurm-%j.out", f"--error={d}/slurm-%j.err", paths.file("job.sh"),
     ]  # fmt: skip
 
