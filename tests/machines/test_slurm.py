@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from dobby.core.models import Reason, TaskStatus
+from dobby.core.models import Host, Reason, TaskStatus
+from dobby.core.slurm import SlurmSettings
+from dobby.machines.checks import interpret_slurm
 from dobby.machines.slurm.capacity import capacity, host_gpus, parse_scontrol_nodes, parse_sinfo
 from dobby.machines.slurm.jobs import (
     JobInfo,
@@ -373,3 +375,29 @@ def test_gpu_view_of_a_partition() -> None:
     assert set(view.slurm["unavailable"]) == {"n3", "n4"}
     none = host_gpus(parse_sinfo(SINFO), "cpu")
     assert none.gpus == [] and none.reason == "no GPU on a node of cpu that takes jobs (Slurm GRES)"
+
+
+@pytest.mark.parametrize(
+    ("partition", "gpus", "answer", "status", "words"),
+    [
+        ("gpu", True, (0, SINFO, ""), "ok", "partition gpu: 2 of 4 node(s) take jobs, 6 GPU(s)"),
+        ("cpu", True, (0, SINFO, ""), "fail", "the inventory says gpus: true"),
+        ("cpu", False, (0, SINFO, ""), "ok", "partition cpu: 1 of 1 node(s)"),
+        ("nope", False, (0, "", ""), "fail", "no node in partition nope"),
+        (None, False, (1, "", "sinfo: error: resolve_ctls_from_dns_srv: res_nsearch error\n"
+                       "sinfo: fatal: Could not establish a configuration source"), "fail",
+         "sinfo failed (exit 1): sinfo: fatal: Could not establish a configuration source"),
+        (None, False, (127, "", "bash: line 1: sinfo: command not found"), "fail",
+         "needs Slurm's client commands"),
+    ],
+)  # fmt: skip
+def test_hosts_check_of_a_slurm_partition(
+    partition: str | None, gpus: bool, answer: tuple[int, str, str], status: str, words: str
+) -> None:
+    host = Host(
+        name="hpc", connection="slurm", address="login", gpus=gpus,
+        slurm=SlurmSettings(partition=partition),
+    )  # fmt: skip
+    check = interpret_slurm(host, *answer)
+    assert (check.name, check.status) == ("slurm", status)
+    assert words in check.message
