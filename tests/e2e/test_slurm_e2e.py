@@ -300,3 +300,37 @@ def test_project_results_branch_artifacts_and_follow_up(hub: HubProcess, tmp_pat
     assert (child["host"], child["session_id"]) == ("hpc", parent["session_id"])
     assert child["slurm_job"] not in (None, parent["slurm_job"])
     assert child["base_commit"] == parent["head_commit"]
+
+
+def test_hub_killed_while_sbatch_answers_finds_the_job_by_its_name(
+    hub: HubProcess, login: SshHost
+) -> None:
+    # The job exists, its answer never comes back: the hub dies first (and the submit command
+    # after it, writing no slurm_job file)
+    slow = login.home / "slowbin"
+    slow.mkdir(exist_ok=True)
+    (slow / "sbatch").write_text(
+        '#!/bin/bash\n/usr/bin/sbatch "$@" >/dev/null || exit $?\ntouch "$HOME/submitted"\n'
+        "sleep 3\nexit 1\n"
+    )
+    (slow / "sbatch").chmod(0o755)
+    rc = login.home / ".bashrc"
+    rc.write_text(f'export PATH="{slow}:$PATH"\n')
+    try:
+        task_id = add(hub, "echo adopted")
+        deadline = time.monotonic() + 30
+        while not (login.home / "submitted").exists():
+            assert time.monotonic() < deadline, "sbatch never ran"
+            time.sleep(0.05)
+        hub.kill()
+        time.sleep(4)
+        assert not (login.home / ".dobby" / "tasks" / task_id / "slurm_job").exists()
+    finally:
+        rc.unlink()
+        (login.home / "submitted").unlink(missing_ok=True)
+    hub.start()
+    task = hub.wait_status(task_id, timeout=60)
+    assert task["status"] == "completed", task
+    assert task["attempts"] == [] and log_text(hub, task_id) == "adopted\n"
+    names = ssh(login, "squeue -h -t all -o %j").stdout.split()
+    assert names.count(f"dobby-{task_id}") == 1  # submitted once, adopted by its job name

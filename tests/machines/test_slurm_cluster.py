@@ -179,3 +179,13 @@ def test_without_accounting_sacct_says_so_and_purged_ids_are_recognised(host: Ss
     assert done.returncode == 1 and sacct_unavailable(done.stderr)
     done = ssh(host, hs.render_job_query(["999999"]))
     assert done.returncode == 1 and jobs_purged(done.stderr)
+
+
+def test_a_job_whose_answer_was_lost_is_found_by_file_or_name(host: SshHost) -> None:
+    paths = bundle(host, "f1", "sleep 30")
+    assert ssh(host, hs.render_find_job(paths)).stdout == ""  # never submitted
+    job = submit(host, paths, SlurmSettings())
+    assert ssh(host, hs.render_find_job(paths)).stdout.strip() == job  # from slurm_job
+    Path(paths.file(hs.JOB_ID_FILE)).unlink()  # killed between sbatch and writing the file
+    assert ssh(host, hs.render_find_job(paths)).stdout.strip() == job  # by its name
+    assert ssh(host, hs.render_cancel(job)).returncode == 0
