@@ -43,7 +43,9 @@ from dobby.transport import Transport
 log = logging.getLogger("dobby.runner.slurm")
 
 QUEUED = "slurm_queue"  # waiting_on of a task whose job waits in Slurm's queue
-FAST, MEDIUM, SLOW = 0.25, 1.0, 3.0  # seconds between rounds: after a change, queued, quiet
+# Seconds between rounds: after a change, while a job waits, when all is quiet. One squeue per
+# host and round, whatever the number of jobs: a light load on slurmctld.
+FAST, MEDIUM, SLOW = 0.5, 1.0, 3.0
 LIVELY = 10.0  # seconds after a change (or a submit) during which rounds stay fast
 ENDED_GRACE = 2.0  # a job ended this long with no exit file seen: its end is Slurm's
 MAX_RESUBMITS = 1  # a job lost with its node or preempted is submitted again once
@@ -94,6 +96,7 @@ class SlurmJobs:
         self._info: dict[str, JobInfo] = {}  # task id -> what Slurm said last
         self._ended: dict[str, float] = {}  # task id -> when its job was first seen ended
         self._accounting: dict[str, bool] = {}  # host -> whether sacct answers there
+        self._gpus_seen: set[str] = set()  # task ids whose job's GPU indices were asked for
         self._changed = 0.0  # monotonic time of the last change seen (or submit)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,6 +113,7 @@ class SlurmJobs:
     def forget(self, task_id: str) -> None:
         """Stop watching a task's job."""
         self._watched.discard(task_id)
+        self._gpus_seen.discard(task_id)
         self._info.pop(task_id, None)
         self._ended.pop(task_id, None)
 
@@ -208,7 +212,18 @@ class SlurmJobs:
                 return
             states = parse_squeue(res.stdout) if res.ok else {}
             ended = [j for j in jobs if j not in states or states[j].phase is JobPhase.ENDED]
-            details = await self._details(name, transport, ended) if ended else {}
+            # scontrol -d alone tells which GPUs a job holds: asked once as a GPU job starts
+            started = [
+                t.slurm_job
+                for t in tasks
+                if t.slurm_job in states
+                and states[t.slurm_job].phase is JobPhase.RUNNING
+                and self._wants_gpus(t)
+                and t.id not in self._gpus_seen
+            ]
+            look = [j for j in jobs if j in ended or j in started]
+            details = await self._details(name, transport, look) if look else {}
+            self._gpus_seen.update(t.id for t in tasks if t.slurm_job in started)
         except TransportError as exc:
             self.hosts.record(name, ok=False, error=str(exc))
             return
@@ -227,6 +242,15 @@ class SlurmJobs:
             self._accounting[name] = accounting
             log.info("Slurm accounting (sacct) on %s: %s", name, "yes" if accounting else "no")
         return found
+
+    def _wants_gpus(self, task: Task) -> bool:
+        if task.gpus:
+            return True
+        try:
+            settings = self.hosts.get(task.host or "").slurm
+        except NotFound:
+            return False
+        return bool(settings and settings.gpus_per_task)
 
     def _apply(self, task: Task, info: JobInfo) -> None:
         """Move a task along with its job's state."""
@@ -249,10 +273,9 @@ class SlurmJobs:
             self._queued(current, info)
         elif current.status == TaskStatus.RUNNING.value:
             state = describe(info)
-            if current.slurm_state != state:
-                current.slurm_state = state
-                if info.gpu_indices:
-                    current.gpu_indices = list(info.gpu_indices)
+            gpus = list(info.gpu_indices) or current.gpu_indices
+            if (current.slurm_state, current.gpu_indices) != (state, gpus):
+                current.slurm_state, current.gpu_indices = state, gpus
                 self._save(current)
 
     def _queued(self, task: Task, info: JobInfo) -> None:

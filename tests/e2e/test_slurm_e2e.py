@@ -135,12 +135,18 @@ def test_a_replayed_claude_task_runs_as_a_job(hub: HubProcess) -> None:
 def test_gpus_come_from_slurm(hub: HubProcess, slurm: SlurmCluster) -> None:
     one = add(hub, 'echo "CVD=$CUDA_VISIBLE_DEVICES"; sleep 2', host="hpc-gpu", gpus=1)
     two = add(hub, 'echo "CVD=$CUDA_VISIBLE_DEVICES"', host="hpc-gpu", gpus=2)
+    running = wait_for(hub, one, lambda t: t["gpu_indices"], "the GPU Slurm gave the task")
+    assert running["gpu_indices"] == [0]  # scontrol show job -d: GRES=gpu:1(IDX:0)
     first = hub.wait_status(one, timeout=90)
     second = hub.wait_status(two, timeout=90)
     assert (first["status"], second["status"]) == ("completed", "completed")
     assert log_text(hub, one) == "CVD=0\n"
     assert log_text(hub, two) == "CVD=0,1\n"  # it waited in Slurm's queue for both GPUs
     shown = slurm.run(["scontrol", "show", "job", "-o", first["slurm_job"]]).stdout
+    view = next(h for h in hub.client().gpus()["hosts"] if h["host"] == "hpc-gpu")
+    assert (view["source"], len(view["gpus"]), view["slurm"]["partitions"]) == (
+        "slurm", 2, ["gpu"],
+    )  # fmt: skip
     assert "TresPerNode=gres:gpu:1" in shown and "Partition=gpu" in shown
 
 
