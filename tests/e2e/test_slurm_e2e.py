@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SshdCluster, SshHost, user_processes
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a hub process, sshd and a real Slurm cluster
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +37,11 @@ def entry(login: SshHost, name: str, **slurm: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, slurm: SlurmCluster, login: SshHost) -> Iterator[HubProcess]:
-    """A hub whose hosts are Slurm hosts on the test cluster (an idle node, no jobs)."""
+def hub_hosts(slurm: SlurmCluster, login: SshHost) -> list[dict[str, Any]]:
+    """Slurm hosts on the test cluster, which has an idle node and no job at the start."""
     slurm.reset()
     login.reset_user()
-    hosts = [
+    return [
         entry(login, "hpc"),
         entry(login, "hpc-gpu", partition="gpu"),
         entry(login, "hpc-short", time_limit="1"),
@@ -47,13 +49,11 @@ def hub(tmp_path: Path, slurm: SlurmCluster, login: SshHost) -> Iterator[HubProc
         entry(login, "hpc-acct", account="no-such-account"),
         entry(login, "hpc-meta", extra_args=[f"--comment=$(touch {login.home}/pwned);`id`|x"]),
     ]
-    inventory = write_inventory(tmp_path / "inventory.yaml", hosts)
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dobby.yaml").write_text("max_concurrent_agents: 100\n")
-    proc = HubProcess(home=home, inventory=inventory).start()
-    yield proc
-    proc.stop()
+
+
+@pytest.fixture
+def hub_env() -> dict[str, str]:
+    return {"DOBBY_MAX_CONCURRENT_AGENTS": "100"}
 
 
 def add(hub: HubProcess, prompt: str, host: str = "hpc", **fields: Any) -> str:
@@ -61,16 +61,21 @@ def add(hub: HubProcess, prompt: str, host: str = "hpc", **fields: Any) -> str:
     return str(hub.client().add_task(**body)["id"])
 
 
-def wait_for(hub: HubProcess, task_id: str, check: Any, what: str, timeout: float = 60) -> dict:
-    """Poll the task until ``check(task)`` holds."""
-    deadline = time.monotonic() + timeout
-    task: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        task = hub.client().task(task_id)
-        if check(task):
-            return task
-        time.sleep(0.05)
-    raise AssertionError(f"never saw {what}: {json.dumps(task)[:1500]}\n{hub.log()[-3000:]}")
+def wait_for(
+    hub: HubProcess, task_id: str, check: Callable[[dict[str, Any]], object], what: str,
+    timeout: float = 60,
+) -> dict[str, Any]:  # fmt: skip
+    """Poll the task until ``check(task)`` holds; return it."""
+    seen: dict[str, Any] = {}
+
+    def holds() -> dict[str, Any] | None:
+        seen.update(hub.client().task(task_id))
+        return dict(seen) if check(seen) else None
+
+    return wait_until(
+        holds, timeout=timeout, what=what,
+        detail=lambda: f"{json.dumps(seen)[:1500]}\n{hub.log()[-3000:]}",
+    )  # fmt: skip
 
 
 def log_text(hub: HubProcess, task_id: str) -> str:
@@ -95,11 +100,15 @@ def job_state(slurm: SlurmCluster, job: str) -> str:
     return slurm.run(["squeue", "-h", "-t", "all", "-j", job, "-o", "%T"]).stdout.strip()
 
 
-def no_tmux_left(login: SshHost, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while any(name.startswith("tmux") for _, name in user_processes(login.user)):
-        assert time.monotonic() < deadline, f"tmux outlived its job: {user_processes(login.user)}"
-        time.sleep(0.2)
+def wait_job(slurm: SlurmCluster, job: str, state: str) -> None:
+    wait_until(lambda: job_state(slurm, job) == state, what=f"job {job} to be {state}")
+
+
+def no_tmux_left(login: SshHost) -> None:
+    wait_until(
+        lambda: not any(name.startswith("tmux") for _, name in user_processes(login.user)),
+        what="tmux to end with its job", detail=lambda: user_processes(login.user),
+    )  # fmt: skip
 
 
 def test_a_shell_task_waits_in_slurms_queue_then_runs_and_completes(
@@ -173,11 +182,7 @@ def test_cancel_by_dobby_scancels_running_and_queued_jobs(
     for task_id in (running, queued):
         assert hub.client().cancel(task_id)["status"] == "cancelled"
     for task_id in (running, queued):
-        job = hub.client().task(task_id)["slurm_job"]
-        deadline = time.monotonic() + 30
-        while job_state(slurm, job) != "CANCELLED":
-            assert time.monotonic() < deadline, f"job {job} is {job_state(slurm, job)}"
-            time.sleep(0.2)
+        wait_job(slurm, hub.client().task(task_id)["slurm_job"], "CANCELLED")
     assert started["slurm_job"]
     slurm.run(["scancel", blocker])
     no_tmux_left(login)
@@ -221,7 +226,6 @@ def test_hub_killed_while_jobs_wait_and_run_readopts_every_job(
     before = {i: hub.client().task(i) for i in ids}
     assert sorted(t["status"] for t in before.values()) == ["pending"] * 3 + ["running"] * 2
     hub.kill()
-    time.sleep(1)
     hub.start()
     for n, task_id in enumerate(ids):
         task = hub.wait_status(task_id, timeout=120)
@@ -317,23 +321,21 @@ def test_hub_killed_while_sbatch_answers_finds_the_job_by_its_name(
     slow.mkdir(exist_ok=True)
     (slow / "sbatch").write_text(
         '#!/bin/bash\n/usr/bin/sbatch "$@" >/dev/null || exit $?\ntouch "$HOME/submitted"\n'
-        "sleep 3\nexit 1\n"
+        'sleep 3\ntouch "$HOME/answered"\nexit 1\n'
     )
     (slow / "sbatch").chmod(0o755)
     rc = login.home / ".bashrc"
     rc.write_text(f'export PATH="{slow}:$PATH"\n')
     try:
         task_id = add(hub, "echo adopted")
-        deadline = time.monotonic() + 30
-        while not (login.home / "submitted").exists():
-            assert time.monotonic() < deadline, "sbatch never ran"
-            time.sleep(0.05)
+        wait_until((login.home / "submitted").exists, what="sbatch to run")
         hub.kill()
-        time.sleep(4)
+        wait_until((login.home / "answered").exists, what="the lost answer")
         assert not (login.home / ".dobby" / "tasks" / task_id / "slurm_job").exists()
     finally:
         rc.unlink()
         (login.home / "submitted").unlink(missing_ok=True)
+        (login.home / "answered").unlink(missing_ok=True)
     hub.start()
     task = hub.wait_status(task_id, timeout=60)
     assert task["status"] == "completed", task

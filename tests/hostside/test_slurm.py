@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from dobby.core.slurm import SlurmSettings, attach_command
 from dobby.hostside import scripts
 from dobby.hostside import slurm as hs
 from dobby.hostside.scripts import PROMPT
+from tests.fixtures.wait import wait_until
 
 TASK = "abcd1234"
 
@@ -211,13 +211,6 @@ def tmux_alive(socket: str) -> bool:
     return done.returncode == 0
 
 
-def wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def test_job_script_runs_run_sh_in_its_own_tmux_and_exits_with_its_status(tmp_path: Path) -> None:
     paths, task_dir = write_bundle(tmp_path, 'echo "job=$SLURM_JOB_ID in $PWD"; exit 3')
     job = start_job(task_dir, "9101")
@@ -231,15 +224,14 @@ def test_job_script_ends_tmux_and_the_task_on_sigterm(tmp_path: Path) -> None:
     paths, task_dir = write_bundle(tmp_path, "echo started; sleep 300")
     job = start_job(task_dir, "9102")
     try:
-        wait_for(lambda: (task_dir / "out.jsonl").exists(), "run.sh to start")
+        wait_until((task_dir / "out.jsonl").exists, what="run.sh to start")
         assert tmux_alive("dobby-9102")
-        time.sleep(0.3)
         assert job.poll() is None  # the job lives as long as run.sh
         os.killpg(job.pid, signal.SIGTERM)  # what scancel and the time limit send
         assert job.wait(timeout=30) == 143
-        wait_for(lambda: not tmux_alive("dobby-9102"), "the tmux server to end")
+        wait_until(lambda: not tmux_alive("dobby-9102"), what="the tmux server to end")
         pid = (task_dir / "pid").read_text().strip()
-        wait_for(lambda: not _alive_session(pid), "run.sh's processes to end")
+        wait_until(lambda: not _alive_session(pid), what="run.sh's processes to end")
     finally:
         subprocess.run(["tmux", "-L", "dobby-9102", "kill-server"], capture_output=True)
 

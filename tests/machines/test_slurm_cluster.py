@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,9 @@ from dobby.machines.slurm.jobs import (
 from dobby.machines.slurm.outcome import Action, job_outcome
 from tests.fixtures.slurm import SlurmCluster
 from tests.fixtures.sshd import SshdCluster, SshHost, user_processes
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # a real Slurm cluster's daemons and jobs, over sshd
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +88,11 @@ def squeue(host: SshHost, *jobs: str) -> dict[str, JobInfo]:
 
 
 def wait_state(host: SshHost, job: str, states: set[str], timeout: float = 60) -> JobInfo:
-    deadline = time.monotonic() + timeout
-    while True:
+    def reached() -> JobInfo | None:
         info = squeue(host, job).get(job)
-        if info is not None and info.state in states:
-            return info
-        assert time.monotonic() < deadline, f"job {job} still {info} after {timeout}s"
-        time.sleep(0.2)
+        return info if info is not None and info.state in states else None
+
+    return wait_until(reached, timeout=timeout, what=f"job {job} to be {' or '.join(states)}")
 
 
 def detail(host: SshHost, job: str) -> JobInfo:
@@ -125,14 +125,15 @@ def test_pending_reasons_capacity_and_scancel(host: SshHost, slurm: SlurmCluster
     for name in ("p1", "p2", "p3"):
         jobs.append(submit(host, bundle(host, name, "echo up; sleep 300"), settings))
     wait_state(host, jobs[0], {"RUNNING"})
-    deadline = time.monotonic() + 30
-    while True:  # the scheduler gives each waiting job its reason within a second or two
-        states = squeue(host, *jobs)
-        reasons = [states[j].reason for j in jobs[1:]]
-        if reasons == ["Resources", "Priority"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert reasons == ["Resources", "Priority"]
+    # the scheduler gives each waiting job its reason within a second or two
+    states = wait_until(
+        lambda: (
+            (q := squeue(host, *jobs))
+            and [q[j].reason for j in jobs[1:]] == ["Resources", "Priority"]
+            and q
+        ),
+        what="the waiting jobs' reasons Resources and Priority",
+    )
     waiting = job_outcome(states[jobs[2]], exit_code=None)
     assert waiting.action is Action.WAIT
     assert waiting.message == "queued behind jobs of higher priority (Priority)"
@@ -148,10 +149,10 @@ def test_pending_reasons_capacity_and_scancel(host: SshHost, slurm: SlurmCluster
         wait_state(host, job, {"CANCELLED"})
     outcome = job_outcome(detail(host, jobs[0]), exit_code=None)
     assert (outcome.action, outcome.status) == (Action.FINISH, "cancelled")
-    deadline = time.monotonic() + 15
-    while any(name.startswith("tmux") for _, name in user_processes(host.user)):
-        assert time.monotonic() < deadline, "tmux outlived its cancelled job"
-        time.sleep(0.2)
+    wait_until(
+        lambda: not any(name.startswith("tmux") for _, name in user_processes(host.user)),
+        what="tmux to end with its cancelled job",
+    )
 
 
 def test_extra_args_with_metacharacters_reach_slurm_verbatim(host: SshHost) -> None:
