@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ import pytest
 from dobby.replay import install_fake_agents
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.slurm import SlurmCluster, SlurmError
 from tests.fixtures.sshd import SshdCluster, SshHost
+
+SLURM_LOCK_WAIT = 1800.0  # seconds a Slurm test module waits for another run's cluster
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +87,26 @@ async def app_hub(tmp_path: Path, hub_hosts: list[dict[str, Any]]) -> AsyncItera
     inventory = write_inventory(tmp_path / "inventory.yaml", hub_hosts)
     async with running_app(home=tmp_path / "home", inventory=inventory) as app:
         yield app
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[SlurmCluster]:
+    """Run the one-node Slurm cluster (tests/fixtures/slurm.py) for one test module.
+
+    Per module, since it starts in ~0.3 s: the machine-wide lock is held only while Slurm tests
+    run, and a session that finds it taken (another test run on this machine) waits its turn.
+    """
+    deadline = time.monotonic() + SLURM_LOCK_WAIT
+    while True:
+        try:
+            cluster = SlurmCluster()
+        except SlurmError as exc:
+            if "another SlurmCluster is running" in str(exc) and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            problem = str(exc)  # failed outside the except block: no chained traceback
+            break
+        with cluster:
+            yield cluster
+        return
+    pytest.fail(f"cannot start the test Slurm cluster: {problem}", pytrace=False)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from dobby.core.errors import ValidationError
+from dobby.core.slurm import attach_command as slurm_attach
 from dobby.core.timefmt import ago, format_duration, local_time, parse_time, seconds_between
 
 STATUS_COLORS = {
@@ -440,14 +441,22 @@ def quota_text(quota: Mapping[str, Any]) -> str:
     return text
 
 
-def attach_command(task_id: str, host: Mapping[str, Any]) -> list[str]:
-    """Return the argv that attaches a terminal to the task's tmux session on ``host``."""
+def attach_command(
+    task_id: str, host: Mapping[str, Any], *, slurm_job: str | None = None
+) -> list[str]:
+    """Return the argv that attaches a terminal to the task's tmux session on ``host``.
+
+    On a Slurm host the session lives on the compute node, inside the task's job: ssh to the
+    login node runs ``srun --jobid JOB --overlap --pty tmux -L dobby-JOB attach``.
+    """
     session = f"dobby-{task_id}"
     conn = host.get("connection") or "ssh"
     if conn == "local":
         return ["tmux", "attach", "-t", session]
-    if conn != "ssh":
+    if conn not in ("ssh", "slurm"):
         raise ValidationError(f"cannot attach to a task on {conn} host {host.get('name')!r}")
+    if conn == "slurm" and not slurm_job:
+        raise ValidationError(f"task {task_id} has no Slurm job on {host.get('name')!r} yet")
     cmd = ["ssh", "-t", "-p", str(host.get("port") or 22)]
     if host.get("identity_file"):
         cmd += ["-i", str(host["identity_file"])]
@@ -455,5 +464,8 @@ def attach_command(task_id: str, host: Mapping[str, Any]) -> list[str]:
         cmd += ["-o", f"UserKnownHostsFile={host['known_hosts']}"]
     address = str(host.get("address") or host.get("name"))
     cmd.append(f"{host['user']}@{address}" if host.get("user") else address)
-    cmd.append("tmux attach -t " + shlex.quote(session))
+    if slurm_job:
+        cmd.append(shlex.join(slurm_attach(job_id=slurm_job, task_id=task_id)))
+    else:
+        cmd.append("tmux attach -t " + shlex.quote(session))
     return cmd

@@ -206,7 +206,7 @@ def attach(task_id: str, print_only: bool) -> None:
     host = hosts.get(task["host"])
     if host is None:
         raise DobbyError(f"host {task['host']!r} of task {task.get('id')} is not in the inventory")
-    cmd = render.attach_command(task["id"], host)
+    cmd = render.attach_command(task["id"], host, slurm_job=task.get("slurm_job"))
     running = task.get("status") == "running"
     if print_only:
         if not running:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dobby.core.slurm import SlurmSettings
 from dobby.core.timefmt import utcnow
 
 
@@ -86,7 +87,7 @@ class Host:
     """One machine of the inventory."""
 
     name: str
-    connection: str = "ssh"  # ssh | local
+    connection: str = "ssh"  # ssh | local | slurm (a login node reached over ssh)
     address: str | None = None
     port: int = 22
     user: str | None = None
@@ -100,11 +101,13 @@ class Host:
     gpus: bool | str = False
     env: dict[str, str] = field(default_factory=dict, repr=False)
     permissions: str = "edits"
+    slurm: SlurmSettings | None = None  # how tasks become jobs on a `connection: slurm` host
     source: str | None = None  # "file:line" where the host was defined
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Return the host as JSON; env values are secrets and are redacted by default."""
         data = dataclasses.asdict(self)
+        data["slurm"] = self.slurm.to_dict() if self.slurm else None
         if redact:
             data["env"] = {k: "***" for k in self.env}
         return data
@@ -294,6 +297,9 @@ class Task:
     gpus: int = 0  # GPUs the task needs; placed only where that many are free
     gpu_indices: list[int] = field(default_factory=list)  # reserved while it runs
     gpu_memory_mib: int | None = None  # GPU memory its processes use (last poll)
+    # Slurm hosts (dobby/runner/slurm.py): the job of this attempt, and what Slurm says of it.
+    slurm_job: str | None = None
+    slurm_state: str | None = None  # "queued behind jobs of higher priority (Priority)", ...
     # Placement: the host the user asked for (``host`` is where it actually runs).
     want_host: str | None = None
     base_commit: str | None = None

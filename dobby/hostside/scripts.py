@@ -130,13 +130,13 @@ exit "$rc"
 """
 
 
-def render_launch(
+def render_prepare(
     *, paths: TaskPaths, project: str | None, base: str | None, reuse_worktree: bool = False
 ) -> str:
-    """Return the one command that prepares the worktree and starts the tmux session.
+    """Return the commands (``set -e`` first) that create the task's directories and worktree.
 
     Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
-    lacks ``base``: the hub then pushes a bundle and runs this again.
+    lacks ``base``. Shared by the tmux launch and the Slurm submission.
     """
     wt = shell_quote(paths.worktree)
     dirs = [f"{shell_quote(paths.task_dir)}/artifacts", f"{shell_quote(paths.workdir)}/worktrees"]
@@ -162,6 +162,19 @@ def render_launch(
             # A follow-up goes on where its parent's work ended, on a branch of its own.
             lines += ["else", f"  git -C {wt} checkout -q -B {branch}"]
         lines.append("fi")
+    return "\n".join(lines)
+
+
+def render_launch(
+    *, paths: TaskPaths, project: str | None, base: str | None, reuse_worktree: bool = False
+) -> str:
+    """Return the one command that prepares the worktree and starts the tmux session.
+
+    Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
+    lacks ``base``: the hub then pushes a bundle and runs this again.
+    """
+    wt = shell_quote(paths.worktree)
+    lines = [render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)]
     # A retried task starts with no output, exit code or pid of its previous attempt; a task
     # whose session is alive (a launch repeated after a lost answer) keeps its files.
     lines.append(

@@ -81,6 +81,8 @@ class Hub:
             publish_log=self._publish_log,
             project_path=self._project_path,
             prices=prices,
+            # A task whose Slurm job was lost with its node is queued again once (attempts).
+            requeue=lambda task: self.intake.requeue(task, note={"requeued_by": "slurm"}),
         )
         self.inventory: Inventory | None = None
         self.inventory_error: str | None = None
@@ -265,7 +267,9 @@ class Hub:
         if TaskStatus(task.status).finished:
             raise Conflict(f"task {task.id} is already {task.status}")
         was_running = (
-            task.status == TaskStatus.RUNNING.value or task.id in self.scheduler.dispatching
+            task.status == TaskStatus.RUNNING.value
+            or task.id in self.scheduler.dispatching
+            or bool(task.slurm_job)  # queued in a Slurm cluster: scancel it
         )
         task.status = TaskStatus.CANCELLED.value
         task.waiting_on = None

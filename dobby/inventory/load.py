@@ -19,13 +19,14 @@ import yaml
 from dobby.core.errors import Conflict, InventoryError, NotFound
 from dobby.core.files import atomic_write
 from dobby.core.models import BackendName, Host, Permissions
+from dobby.core.slurm import SlurmSettingError, make_settings
 from dobby.core.timefmt import utcnow
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("defaults", "groups", "hosts")
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host) if f.name not in ("name", "source"))
-CONNECTIONS = ("ssh", "local")  # slurm (DESIGN.md, Scale) is not implemented yet
+CONNECTIONS = ("ssh", "local", "slurm")  # slurm: a login node reached over ssh
 BACKENDS = tuple(b.value for b in BackendName)
 PERMISSIONS = tuple(p.value for p in Permissions)
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -59,7 +60,14 @@ class Inventory:
 
 
 class _Bad(Exception):
-    """A field value is invalid (message only; the caller adds file and line)."""
+    """A field value is invalid (message only; the caller adds file and line).
+
+    ``line`` is set when the problem sits deeper than the field's value (a ``slurm:`` key).
+    """
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 # Each item: (key, key line, value line, value); lines are None for plain dicts (spokes API).
@@ -191,6 +199,10 @@ class _Parser:
         for key, kline, vnode in self._pairs(node, where):
             # `hosts` stays a node: it is walked, not validated as a field.
             value = vnode if key == "hosts" else self.loader.construct_object(vnode, deep=True)
+            if key == "slurm" and isinstance(vnode, yaml.MappingNode) and isinstance(value, dict):
+                # where each Slurm setting is written: its error points at its own line
+                value = _Located(value)
+                value.lines = {str(k.value): _line(k) for k, _ in vnode.value}
             out.append((key, kline, _line(vnode), value))
         return out
 
@@ -205,7 +217,7 @@ class _Parser:
             try:
                 out[key] = _check_field(key, value, where)
             except _Bad as exc:
-                self.report(str(exc), vline)
+                self.report(str(exc), exc.line or vline)
         return out
 
     def add(self, name: str, line: int | None, parents: list[_Layer], items: list[_Item]) -> bool:
@@ -217,9 +229,17 @@ class _Parser:
         values = _merge([*parents, self.layer(items, where, HOST_FIELDS)])
         if "connection" not in values and name == "local":
             values["connection"] = "local"  # `local:` alone means this machine
-        ssh = values.get("connection", "ssh") == "ssh"
-        if ssh and not values.get("address") and len(self.problems) == before:
-            self.report(f"{where} has connection ssh but no address", line)
+        connection = values.get("connection", "ssh")
+        if connection in ("ssh", "slurm") and not values.get("address"):
+            if len(self.problems) == before:
+                self.report(f"{where} has connection {connection} but no address", line)
+        if values.get("slurm") is not None and connection != "slurm":
+            if len(self.problems) == before:
+                self.report(f"{where} has slurm settings but connection {connection}", line)
+        if connection == "slurm":
+            values["slurm"] = make_settings(values.get("slurm"))
+            if values["slurm"].workdir:  # Dobby's files live on the shared filesystem
+                values["workdir"] = values["slurm"].workdir
         source = f"{self.file}:{line}" if self.file and line else (self.file or "api")
         if name in self.hosts:
             self.report(
@@ -229,6 +249,12 @@ class _Parser:
             return False
         self.hosts[name] = Host(name=name, source=source, **values)
         return True
+
+
+class _Located(dict[str, Any]):
+    """A mapping read from YAML that remembers the line of each of its keys."""
+
+    lines: dict[str, int]
 
 
 def _line(node: yaml.Node) -> int:
@@ -269,6 +295,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gpus": (lambda v: isinstance(v, bool) or v == "auto", "true, false or 'auto'"),
     "env": (lambda v: isinstance(v, dict), "a mapping of NAME: value"),
     "permissions": (lambda v: v in PERMISSIONS, "one of " + ", ".join(PERMISSIONS)),
+    "slurm": (lambda v: isinstance(v, dict), "a mapping of Slurm settings (partition, ...)"),
 }
 _OPTIONAL = ("address", "user", "identity_file", "known_hosts")  # null means "not set"
 
@@ -289,6 +316,13 @@ def _check_field(key: str, value: Any, where: str) -> Any:
                 raise _Bad(f"unknown backend '{item}' in {where} (use {', '.join(BACKENDS)})")
     if key == "env":
         return _check_env(value, where)
+    if key == "slurm":
+        try:
+            make_settings(value)  # checked per layer; a host's keys go over its group's
+        except SlurmSettingError as exc:
+            line = getattr(value, "lines", {}).get(exc.key)
+            raise _Bad(f"{exc} in {where}", line=line) from None
+        return dict(value)
     # workdir is a remote path: its ~ belongs to the host, so it is kept as written.
     return list(value) if isinstance(value, list) else value
 
@@ -313,7 +347,7 @@ def _merge(layers: list[_Layer]) -> dict[str, Any]:
         for key, value in layer.items():
             if key == "labels" and key in values:
                 values[key] = values[key] + [v for v in value if v not in values[key]]
-            elif key == "env" and key in values:
+            elif key in ("env", "slurm") and key in values:
                 values[key] = {**values[key], **value}
             else:
                 # Copy so hosts sharing a group default never share one list or dict.

@@ -16,7 +16,9 @@ from typing import Any
 from dobby.core.errors import TransportError
 from dobby.core.models import Host
 from dobby.hostside.scripts import parse_kv, quote_env_value, shell_quote
+from dobby.hostside.slurm import render_capacity
 from dobby.machines.gpu import GPU_QUERY, NO_GPU_EXITS, parse_gpus
+from dobby.machines.slurm.capacity import capacity, parse_sinfo
 from dobby.transport import make_transport
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -292,7 +294,7 @@ async def _min_time(make: Any, rounds: int = 3) -> float:
 async def check_host(host: Host, *, tofu_known_hosts: str | None = None) -> HostReport:
     """Connect to a host and return its report (never raises for a host problem)."""
     report = HostReport(host=host.name, target=target_of(host))
-    if host.connection == "ssh":
+    if host.connection in ("ssh", "slurm"):
         failed = await _host_key_check(host, tofu_known_hosts)
         if failed is not None:
             report.checks.append(failed)
@@ -310,22 +312,52 @@ async def check_host(host: Host, *, tofu_known_hosts: str | None = None) -> Host
         who = "root" if transport.is_root else (host.user or "this user")
         report.checks.append(Check("ssh", OK, f"connected in {took:.0f} ms as {who}"))
         shell_ms = None
-        if host.connection == "ssh":
+        if host.connection in ("ssh", "slurm"):
             # A file read runs no shell; a command runs the login shell and its rc files.
             home = transport.home or "/"
             cmd = await _min_time(lambda: transport.run("true", timeout=30))
             read = await _min_time(lambda: transport.stat(home))
             shell_ms = cmd - read
+        slurm = host.connection == "slurm"  # a login node: its GPUs are the cluster's
+        gpus = host.gpus in (True, "auto") and not slurm
         res = await transport.run(
-            render_facts(env=host.env, workdir=host.workdir, gpus=host.gpus in (True, "auto")),
-            timeout=60,
+            render_facts(env=host.env, workdir=host.workdir, gpus=gpus), timeout=60
         )
         report.checks += interpret(host, parse_facts(res.stdout), shell_ms=shell_ms)
+        if slurm:
+            partition = host.slurm.partition if host.slurm else None
+            res = await transport.run(render_capacity(partition), timeout=60)
+            report.checks.append(interpret_slurm(host, res.exit_status, res.stdout, res.stderr))
     except (TransportError, TimeoutError) as exc:
         report.checks.append(Check("ssh", FAIL, f"lost the connection: {exc}"))
     finally:
         await transport.close()
     return report
+
+
+def interpret_slurm(host: Host, exit_status: int, stdout: str, stderr: str) -> Check:
+    """Return the check of a Slurm host's partition from its ``sinfo`` answer (pure)."""
+    partition = host.slurm.partition if host.slurm else None
+    where = f"partition {partition}" if partition else "the default partition"
+    if exit_status != 0:
+        tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
+        return Check(
+            "slurm", FAIL,
+            f"sinfo failed (exit {exit_status}): {tail[0][:200]}; the login node needs Slurm's "
+            "client commands (sbatch, squeue, sinfo, scontrol, scancel) and a slurm.conf",
+        )  # fmt: skip
+    room = capacity(parse_sinfo(stdout), partition)
+    if not room.nodes:
+        return Check("slurm", FAIL, f"no node in {where}: `sinfo -s` lists the partitions")
+    text = (
+        f"{where}: {room.nodes_available} of {room.nodes} node(s) take jobs, "
+        f"{room.gpus} GPU(s), {room.gpus_free} free"
+    )
+    if host.gpus is True and not room.gpus:
+        return Check("slurm", FAIL, f"{text}; the inventory says gpus: true")
+    if not room.nodes_available:
+        return Check("slurm", WARN, f"{text}; jobs will wait until a node takes them")
+    return Check("slurm", OK, text)
 
 
 def install_command(pm: str, packages: list[str], *, is_root: bool, sudo: bool) -> str | None:

@@ -54,6 +54,7 @@ class Gpu:
     memory_total: int | None = None  # MiB
     temperature: float | None = None  # °C
     power_draw: float | None = None  # W
+    allocated: bool | None = None  # Slurm hosts: held by a job (from GresUsed)
 
 
 @dataclass
@@ -63,7 +64,8 @@ class HostGpus:
     gpus: list[Gpu] = field(default_factory=list)
     processes: list[GpuProcess] = field(default_factory=list)
     reason: str | None = None  # set when the host reports no GPU (and why)
-    source: str = "nvidia-smi"  # or "nvml" for the hub's own machine
+    source: str = "nvidia-smi"  # or "nvml" for the hub's own machine, "slurm" for a cluster
+    slurm: dict[str, Any] | None = None  # a Slurm host's partition: nodes, GPUs, free, down
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -240,6 +242,8 @@ def task_memory(host: HostGpus) -> dict[str, int]:
 
 def is_busy(gpu: Gpu, thresholds: GpuThresholds) -> bool:
     """Return True if a GPU is in use by someone, judged by utilisation and memory."""
+    if gpu.allocated:
+        return True
     if gpu.utilization is not None and gpu.utilization > thresholds.max_utilization:
         return True
     if gpu.memory_used is not None and gpu.memory_total:

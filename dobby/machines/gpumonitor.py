@@ -21,6 +21,7 @@ from dobby.core.events import EventBus
 from dobby.core.models import Task
 from dobby.core.ports import Kick, SaveTask
 from dobby.core.timefmt import utcnow
+from dobby.hostside.slurm import render_capacity
 from dobby.machines.gpu import (
     NO_GPU_EXITS,
     Gpu,
@@ -35,6 +36,7 @@ from dobby.machines.gpu import (
     task_memory,
 )
 from dobby.machines.hosts import HostManager
+from dobby.machines.slurm.capacity import host_gpus, parse_sinfo
 
 log = logging.getLogger("dobby.machines.gpu")
 
@@ -212,6 +214,13 @@ class GpuMonitor:
         host = self.hosts.get(name)
         transport = self.hosts.transport(name)
         await transport.connect()
+        if host.connection == "slurm":  # the cluster's partition, as Slurm accounts it
+            partition = host.slurm.partition if host.slurm else None
+            res = await transport.run(render_capacity(partition), timeout=40)
+            if not res.ok:
+                tail = (res.stderr or res.stdout).strip()[-200:]
+                return HostGpus(reason=f"sinfo failed (exit {res.exit_status}): {tail}")
+            return host_gpus(parse_sinfo(res.stdout), partition)
         running = self._running_on(name)
         if host.connection == "local" and self._nvml_ok:
             try:
@@ -269,6 +278,8 @@ def make_gpu_monitor(
         used = task_memory(result)
         for task in running():
             if task.host != host or not (task.gpus or task.id in used):
+                continue
+            if result.source == "slurm":  # Slurm does not tell a job's GPU memory
                 continue
             value = used.get(task.id, 0) if result.gpus else None
             if value != task.gpu_memory_mib:

@@ -21,12 +21,17 @@ from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, TransportError
 from dobby.core.models import Reason, Result, Task, TaskStatus
 from dobby.core.ports import GetTask, SaveTask
+from dobby.core.slurm import SlurmSettings
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
+from dobby.hostside import slurm as slurm_scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
+from dobby.machines.slurm.jobs import parse_submit
+from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.results import followup
 from dobby.results.collect import collect_outputs
+from dobby.runner.slurm import SlurmJobs, resubmits_left
 from dobby.store import tasklog
 from dobby.store.git import RepoLocks, create_bundle, head_commit
 from dobby.store.tasklog import LogWriter, TaskLogs
@@ -68,6 +73,7 @@ class Runner:
         publish_log: Callable[[Task, dict[str, Any]], None],
         project_path: Callable[[str], str],
         prices: Mapping[str, ModelPrice],
+        requeue: Callable[[Task], None],
     ) -> None:
         self.hosts = hosts
         self.logs = logs
@@ -78,7 +84,17 @@ class Runner:
         self._project_path = project_path
         self._prices = prices
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self._reading: dict[str, tuple[Transport, scripts.TaskPaths]] = {}  # follower's files
         self._deliveries: dict[str, asyncio.Lock] = {}
+        # Tasks on `connection: slurm` hosts; ``requeue`` queues one lost with its node again.
+        self.slurm = SlurmJobs(
+            hosts=hosts,
+            get_task=get_task,
+            save=save,
+            follow=self.follow,
+            finish=self._finish,
+            requeue=requeue,
+        )
 
     async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
         assert task.host is not None
@@ -101,6 +117,7 @@ class Runner:
     async def _launch(self, task: Task, resume_session: str | None) -> None:
         transport, paths = await self._paths(task)
         host = self.hosts.get(task.host or "")
+        slurm = host.connection == "slurm"
         if task.permissions == "plan":  # a planning run is read-only whatever the host allows
             host = dataclasses.replace(host, permissions="plan")
         backend = get_backend(task.backend)
@@ -108,10 +125,8 @@ class Runner:
         agent_view = dataclasses.replace(task, resume=resume_session) if resume_session else task
         argv = backend.argv(task=agent_view, host=host, is_root=transport.is_root)
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
-        if task.gpu_indices:
-            env.update(
-                gpu_env(task.gpu_indices)
-            )  # the GPUs the scheduler reserved (dobby.machines.gpu)
+        if task.gpu_indices and not slurm:  # on Slurm, the job's GPUs are Slurm's to give
+            env.update(gpu_env(task.gpu_indices))  # reserved by the scheduler (machines.gpu)
         base = None
         if task.project:
             base = followup.followup_base(task, self._get_task) if resume_session else None
@@ -120,23 +135,45 @@ class Runner:
         run_sh = scripts.render_run_sh(
             paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
         )
-        await asyncio.gather(
+        files = [
             transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
             transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
             transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
-        )
-        launch = scripts.render_launch(
-            paths=paths, project=task.project, base=base, reuse_worktree=bool(resume_session)
-        )
+        ]
+        reuse = bool(resume_session)
+        if slurm:
+            job_sh = slurm_scripts.render_job_script(paths=paths)
+            files.append(transport.put(paths.file(slurm_scripts.JOB_SCRIPT), job_sh.encode()))
+            sbatch = slurm_scripts.sbatch_argv(
+                paths=paths,
+                settings=host.slurm or SlurmSettings(),
+                timeout=task.timeout,
+                gpus=task.gpus or None,
+            )
+            prepare = scripts.render_prepare(
+                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+            )
+            launch = slurm_scripts.render_submit(paths=paths, argv=sbatch, prepare=prepare)
+        else:
+            launch = scripts.render_launch(
+                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+            )
+        await asyncio.gather(*files)
         res = await transport.run(launch, timeout=60)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
             await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
             res = await transport.run(launch, timeout=60)
         if not res.ok:
+            what = "sbatch" if slurm else "launch"
             raise DispatchError(
-                f"{task.host}: launch failed (exit {res.exit_status}): "
+                f"{task.host}: {what} failed (exit {res.exit_status}): "
                 f"{(res.stderr or res.stdout).strip()[-500:]}"
             )
+        if slurm:
+            try:
+                task.slurm_job = parse_submit(res.stdout)
+            except ValueError as exc:
+                raise DispatchError(f"{task.host}: {exc}") from None
         self.hosts.record(task.host or "", ok=True)
 
     async def deliver(
@@ -173,9 +210,16 @@ class Runner:
     # -- follow ------------------------------------------------------------------------
     def follow(self, task: Task, *, adopt: bool = False) -> None:
         """Start following a running task (``adopt``: after a hub restart)."""
+        if task.slurm_job:
+            self.watch(task)  # Slurm tells how a job ended when no exit file does
         if task.id in self._followers and not self._followers[task.id].done():
             return
         self._followers[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
+
+    def watch(self, task: Task) -> None:
+        """Watch a task's Slurm job in its cluster's queue (see dobby.runner.slurm)."""
+        self.slurm.start()
+        self.slurm.watch(task)
 
     @property
     def following(self) -> int:
@@ -193,6 +237,13 @@ class Runner:
                 self._finish(task, TaskStatus.FAILED, Reason.STALE, "internal error following task")
         finally:
             self._followers.pop(task_id, None)
+            reading = self._reading.pop(task_id, None)
+            if reading is not None:
+                # A retried or re-submitted task writes new files under the same names: a
+                # handle kept on the old ones would read the previous attempt's output.
+                transport, paths = reading
+                for name in ("out.jsonl", "exit"):
+                    transport.release(paths.file(name))
 
     async def _follow_loop(self, task_id: str, adopt: bool) -> None:
         last_data = time.monotonic()
@@ -207,6 +258,7 @@ class Runner:
                     return
                 try:
                     transport, paths = await self._paths(task)
+                    self._reading[task_id] = (transport, paths)
                     data, exit_text = await asyncio.gather(
                         transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
                         transport.read_from(paths.file("exit"), 0, 64),
@@ -231,12 +283,15 @@ class Runner:
                         continue
                     await self._collect(task, transport, paths, _parse_exit(exit_text))
                     return
-                if now - last_probe >= PROBE_EVERY:
+                if task.slurm_job:
+                    if await self._slurm_ended(task, transport, paths):
+                        return
+                elif now - last_probe >= PROBE_EVERY:
                     last_probe = now
                     if await self._probe_lost(task, transport, paths):
                         return
                 if self._timed_out(task):
-                    await self._kill(transport, paths)
+                    await self._kill(task, transport, paths)
                     self._finish(
                         task,
                         TaskStatus.FAILED,
@@ -260,6 +315,22 @@ class Runner:
             return False
         started = parse_time(task.started_at).timestamp()
         return time.time() - started > task.timeout + TIMEOUT_GRACE
+
+    async def _slurm_ended(
+        self, task: Task, transport: Transport, paths: scripts.TaskPaths
+    ) -> bool:
+        """Return True (and end the task) if its Slurm job ended and no exit file explains it."""
+        info = self.slurm.ended(task.id)
+        if info is None:
+            return False
+        outcome = job_outcome(info, exit_code=None, resubmits_left=resubmits_left(task))
+        if outcome.action is Action.COLLECT:  # the job's status is run.sh's (see job.sh)
+            await self._collect(task, transport, paths, outcome.exit_code)
+        elif outcome.action in (Action.FINISH, Action.RESUBMIT):
+            self.slurm.settle(task, outcome)
+        else:
+            return False
+        return True
 
     async def _probe_lost(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
         """Return True (and fail the task) if its session is gone without an exit code."""
@@ -351,8 +422,11 @@ class Runner:
         self._save(task, "task.finished")
 
     # -- cancel / recover --------------------------------------------------------------
-    async def _kill(self, transport: Transport, paths: scripts.TaskPaths) -> None:
-        await transport.run(scripts.render_cancel(paths=paths), timeout=30)
+    async def _kill(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
+        if task.slurm_job:
+            await self.slurm.cancel(task, transport)
+        else:
+            await transport.run(scripts.render_cancel(paths=paths), timeout=30)
 
     async def kill(self, task: Task) -> None:
         """End a task's processes and tmux session on its host (best effort, logged)."""
@@ -363,13 +437,17 @@ class Runner:
             return
         try:
             transport, paths = await self._paths(task)
-            await self._kill(transport, paths)
+            await self._kill(task, transport, paths)
         except TransportError as exc:
             log.warning("cancel of %s: could not reach %s: %s", task.id, task.host, exc)
 
     async def session_state(self, task: Task) -> dict[str, str]:
-        """Return ``{"session": "0|1", "exit": code}`` for a task on its host."""
+        """Return ``{"session": "0|1", "exit": code}`` for a task on its host; on a Slurm
+        host ``{"job": id}`` when its submission reached Slurm."""
         transport, paths = await self._paths(task)
+        if self.hosts.get(task.host or "").connection == "slurm":
+            job = await self.slurm.find_job(transport, paths)
+            return {"job": job} if job else {}
         res = await transport.run(
             scripts.render_probe(session=paths.session, paths=paths), timeout=20
         )
@@ -377,6 +455,7 @@ class Runner:
 
     async def close(self) -> None:
         """Stop every follower (tasks keep running on their hosts)."""
+        await self.slurm.stop()
         followers = list(self._followers.values())
         for follower in followers:
             follower.cancel()

@@ -161,7 +161,11 @@ class HostIndex:
                 heapq.heapreplace(heap, (now, name, i))
             elif used >= slot.host.max_agents:
                 heapq.heappop(heap)
-            elif task.gpus and len(self.gpu_room.get(name, ())) < task.gpus:
+            elif (
+                task.gpus
+                and slot.host.connection != "slurm"  # Slurm queues the job until GPUs free up
+                and len(self.gpu_room.get(name, ())) < task.gpus
+            ):
                 heapq.heappop(heap)  # not enough free GPUs there now (dobby.machines.gpu)
             else:
                 return slot, ""
@@ -181,8 +185,16 @@ def choose_session_host(task: Task, slots: Sequence[HostSlot], wanted: str | Non
             raise NotFound(f"unknown host '{wanted}'")
         if task.backend not in slot.host.backends:
             raise ValidationError(f"host {wanted} does not run {task.backend}")
+        if slot.host.connection == "slurm":  # its login node is no place for long processes
+            raise ValidationError(
+                f"host {wanted} is a Slurm cluster: run a task there and `dobby attach` to it"
+            )
         return wanted
-    found = [s for s in slots if eligible(task, s.host) and s.reachable is not False]
+    found = [
+        s
+        for s in slots
+        if eligible(task, s.host) and s.reachable is not False and s.host.connection != "slurm"
+    ]
     if not found:
         raise ValidationError(f"no reachable host runs {task.backend}; name one with --host")
     return min(found, key=lambda s: (s.running, s.host.name)).host.name

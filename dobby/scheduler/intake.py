@@ -43,7 +43,10 @@ EDITABLE = (
     "plan",
 )
 # What a run leaves on a task; cleared (and kept in ``attempts``) when it is queued again.
-RUN_FIELDS = ("reason", "error", "started_at", "finished_at", "exit_code", "summary", "host")
+RUN_FIELDS = (
+    "reason", "error", "started_at", "finished_at", "exit_code", "summary", "host",
+    "slurm_job", "slurm_state",
+)  # fmt: skip
 ATTEMPT_FIELDS = (*RUN_FIELDS, "status", "cost_usd", "session_id")
 AUTO_RETRY_REASONS = (Reason.HOST_LOST.value, Reason.DISPATCH_ERROR.value)
 
@@ -247,6 +250,11 @@ class Intake:
     def patch(self, task_id: str, body: dict[str, Any]) -> Task:
         """Edit a draft or a task that has not started."""
         task = self.store.get_task(task_id)
+        if task.slurm_job and task.status == PENDING:
+            raise Conflict(
+                f"task {task.id} waits in Slurm's queue as job {task.slurm_job}: "
+                "cancel it and submit it again to change it"
+            )
         if task.status not in (DRAFT, PENDING) or self._is_dispatching(task.id):
             raise Conflict(
                 f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
@@ -343,10 +351,13 @@ class Intake:
             self.requeue(everything[tid] if tid != task.id else task)
         return task, ids
 
-    def requeue(self, task: Task, *, avoid_host: str | None = None) -> None:
-        """Record the finished attempt, clear its result and queue the task again."""
+    def requeue(
+        self, task: Task, *, avoid_host: str | None = None, note: dict[str, Any] | None = None
+    ) -> None:
+        """Record the finished attempt (plus ``note``), clear its result and queue it again."""
         # New lists, not appends: the task's lists may be shared with the stored document.
         record = {"attempt": task.attempt, **{k: getattr(task, k) for k in ATTEMPT_FIELDS}}
+        record.update(note or {})
         task.attempts = [*task.attempts, record]
         if avoid_host and avoid_host not in task.avoid_hosts:
             task.avoid_hosts = [*task.avoid_hosts, avoid_host]

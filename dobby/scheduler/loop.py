@@ -21,7 +21,9 @@ from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
 from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostManager, HostState
+from dobby.machines.slurm.outcome import waiting_text
 from dobby.runner.runner import Runner
+from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
@@ -85,13 +87,15 @@ class SchedulerLoop:
         """Track a task just saved: queue membership, slot holders, finished ones."""
         # A copy: the caller may keep changing its object (unsaved) or answer with it later.
         task = copy.copy(task)
-        if task.status == PENDING and task.id not in self.dispatching:
+        # A task whose job waits in a Slurm queue is not Dobby's to place any more, but it
+        # holds its host's slot like a running one (max_agents caps Dobby's jobs there).
+        if task.status == PENDING and task.id not in self.dispatching and not holds_slot(task):
             self.queue.put(task)
             self.deps.put(task)
         else:
             self.queue.discard(task.id)
             self.deps.discard(task.id)
-        if task.status == RUNNING or task.id in self.dispatching:
+        if holds_slot(task) or task.id in self.dispatching:
             self.active[task.id] = task
         else:
             self.active.pop(task.id, None)
@@ -258,7 +262,7 @@ class SchedulerLoop:
         """Forget a launch: the task no longer holds a slot unless it is running."""
         self.dispatching.discard(task_id)
         held = self.active.get(task_id)
-        if held is not None and held.status != RUNNING:
+        if held is not None and not holds_slot(held):
             self.active.pop(task_id, None)
 
     async def _dispatch(self, task_id: str) -> None:
@@ -283,11 +287,18 @@ class SchedulerLoop:
                     self._fail(current, Reason.DISPATCH_ERROR, str(exc) or type(exc).__name__)
                 return
             current = self.store.get_task(task_id)
+            current.slurm_job = task.slurm_job
             if current.status != PENDING:
                 await self.runner.kill(current)  # cancelled while launching
                 return
             current.base_commit = task.base_commit
             current.resume = task.resume
+            if current.slurm_job:  # in its cluster's queue: it starts when Slurm runs it
+                current.waiting_on = QUEUED
+                current.slurm_state = waiting_text("")
+                self._save(current)
+                self.runner.watch(current)
+                return
             current.status = RUNNING
             current.waiting_on = None
             current.started_at = utcnow()
@@ -302,6 +313,10 @@ class SchedulerLoop:
         for task in list(self.active.values()):
             if task.kind == INTERACTIVE:
                 continue  # no output to follow: runner/interactive.py watches its session
+            if task.status == PENDING:  # its job waits in a Slurm queue
+                log.info("re-adopting Slurm job %s of task %s", task.slurm_job, task.id)
+                self.runner.watch(task)
+                continue
             log.info("re-adopting running task %s on %s", task.id, task.host)
             self.runner.follow(task, adopt=True)
         for task in self.queue.tasks():
@@ -318,7 +333,13 @@ class SchedulerLoop:
             state = {}
         finally:
             self._release(task.id)
-        if state.get("session") == "1" or state.get("exit"):
+        if state.get("job"):  # submitted to Slurm before the hub stopped: adopt its job
+            task.slurm_job = state["job"]
+            task.waiting_on = QUEUED
+            task.slurm_state = waiting_text("")
+            self._save(task)
+            self.runner.watch(task)
+        elif state.get("session") == "1" or state.get("exit"):
             task.status = RUNNING
             task.waiting_on = None
             task.started_at = task.started_at or utcnow()

@@ -138,6 +138,8 @@ def plan(state: PlanInput) -> Plan:
             free_hosts -= 1
         if task.schedule_id:
             busy_schedules.add(task.schedule_id)
-        gpus = take_gpus(index.gpu_room, name, task.gpus)
+        # Slurm gives a job its GPUs itself; elsewhere Dobby reserves them (dobby.machines.gpu).
+        slurm = slot.host.connection == "slurm"
+        gpus = [] if slurm else take_gpus(index.gpu_room, name, task.gpus)
         out.decisions.append(Decision(task.id, name, gpus=gpus))
     return out

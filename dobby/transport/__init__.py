@@ -15,7 +15,7 @@ def make_transport(host: Host, *, tofu_known_hosts: str | None = None) -> Transp
     """Return the transport for a host's ``connection``."""
     if host.connection == "local":
         return LocalTransport(host=host)
-    if host.connection == "ssh":
+    if host.connection in ("ssh", "slurm"):  # a Slurm host is its login node, over ssh
         return SshTransport(host=host, tofu_known_hosts=tofu_known_hosts)
     raise ValidationError(
         f"host '{host.name}': connection '{host.connection}' is not supported yet"

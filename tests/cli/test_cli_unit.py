@@ -390,8 +390,15 @@ def test_attach_command_local_and_ssh() -> None:
     ]
     bare = render.attach_command("abcd1234", {"name": "box", "connection": "ssh"})
     assert bare == ["ssh", "-t", "-p", "22", "box", "tmux attach -t dobby-abcd1234"]
+    hpc = {"name": "hpc", "connection": "slurm", "address": "login1", "user": "me"}
+    with pytest.raises(ValidationError, match="has no Slurm job"):
+        render.attach_command("abcd1234", hpc)
+    assert render.attach_command("abcd1234", hpc, slurm_job="77") == [
+        "ssh", "-t", "-p", "22", "me@login1",
+        "srun --jobid=77 --overlap --pty tmux -L dobby-77 attach -t dobby-abcd1234",
+    ]  # fmt: skip
     with pytest.raises(ValidationError):
-        render.attach_command("abcd1234", {"name": "hpc", "connection": "slurm"})
+        render.attach_command("abcd1234", {"name": "k", "connection": "k8s"})
 
 
 def test_result_and_detail_lines() -> None:

@@ -237,7 +237,7 @@ BAD = [
     (
         "hosts:\n  b:\n    address: h\n    connection: k8s\n",
         4,
-        "'connection' in host 'b' must be one of ssh, local, got 'k8s'",
+        "'connection' in host 'b' must be one of ssh, local, slurm, got 'k8s'",
     ),
     (
         "hosts:\n  b:\n    address: h\n    gpus: 2\n",
@@ -260,6 +260,38 @@ BAD = [
     ("hosts:\n  a: [1, 2]\n", 2, "host 'a' must be a mapping of fields"),
     ("groups:\n  g:\n    labels: [x]\n", 2, "group 'g' has no hosts"),
     ("hosts: 3\n", 1, "'hosts' must be a mapping"),
+    ("hosts:\n  c: {connection: slurm}\n", 2, "host 'c' has connection slurm but no address"),
+    (
+        "hosts:\n  c:\n    address: login\n    slurm: {partition: gpu}\n    connection: ssh\n",
+        2,
+        "host 'c' has slurm settings but connection ssh",
+    ),
+    (
+        "hosts:\n  c:\n    address: login\n    connection: slurm\n    slurm:\n"
+        "      partition: gpu\n      time_limit: soon\n",
+        7,
+        "invalid Slurm time limit 'soon': use minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]] "
+        "in host 'c'",
+    ),
+    (
+        "hosts:\n  c:\n    address: login\n    connection: slurm\n    slurm:\n"
+        "      extra_args: --mem=8G --exclusive\n",
+        6,
+        "'slurm.extra_args' must be a list of words such as ['--mem=8G'], not one string "
+        "in host 'c'",
+    ),
+    (
+        "groups:\n  hpc:\n    connection: slurm\n    slurm: {partiton: gpu}\n"
+        "    hosts: {c: {address: login}}\n",
+        4,
+        "unknown slurm setting 'partiton' (known: account, constraint, extra_args, gpu_request, "
+        "gpus_per_task, partition, qos, time_limit, workdir) in group 'hpc'",
+    ),
+    (
+        "hosts:\n  c:\n    address: login\n    connection: slurm\n    slurm: gpu\n",
+        5,
+        "'slurm' in host 'c' must be a mapping of Slurm settings (partition, ...), got 'gpu'",
+    ),
 ]
 
 
@@ -431,3 +463,39 @@ def test_watcher_survives_a_failing_callback(tmp_path: Path) -> None:
     watcher = InventoryWatcher(f, None, boom, lambda e: None)
     assert watcher.check_now() is True
     assert watcher.current is not None
+
+
+SLURM = """
+groups:
+  hpc:
+    connection: slurm
+    user: me
+    labels: [hpc]
+    slurm:
+      partition: gpu
+      account: lab
+      time_limit: "4:00:00"
+      extra_args: ["--mem=16G"]
+    hosts:
+      cluster-a: {address: login-a}
+      cluster-b:
+        address: login-b
+        slurm: {partition: debug, workdir: /shared/dobby, gpus_per_task: 1}
+"""
+
+
+def test_slurm_hosts_merge_group_and_host_settings(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path / "inv.yaml", SLURM))
+    a, b = inv.get("cluster-a"), inv.get("cluster-b")
+    assert (a.connection, a.address, a.workdir) == ("slurm", "login-a", "~/.dobby")
+    assert a.slurm is not None and b.slurm is not None
+    assert (a.slurm.partition, a.slurm.account, a.slurm.time_limit) == ("gpu", "lab", "4:00:00")
+    assert a.slurm.extra_args == ("--mem=16G",)
+    # a host's keys go over its group's, key by key; slurm.workdir is where Dobby's files live
+    assert (b.slurm.partition, b.slurm.account, b.slurm.gpus_per_task) == ("debug", "lab", 1)
+    assert b.workdir == "/shared/dobby"
+    assert b.to_dict()["slurm"]["extra_args"] == ["--mem=16G"]
+    plain = load_inventory(
+        write(tmp_path / "p.yaml", "hosts: {c: {connection: slurm, address: x}}")
+    )
+    assert plain.get("c").slurm is not None and plain.get("c").slurm.partition is None

@@ -187,6 +187,20 @@ def test_placement_respects_free_gpus_and_reserves_them() -> None:
     assert starts[plain.id][1] == []
 
 
+def test_slurm_hosts_queue_gpu_tasks_in_slurm_without_reserving_gpus() -> None:
+    hpc = Host(name="hpc", connection="slurm", address="login", gpus=True, max_agents=3)
+    tasks = [
+        Task(prompt=str(n), backend="shell", gpus=2, created_at=f"2026-01-01T00:00:0{n}Z")
+        for n in range(5)
+    ]
+    slot = HostSlot(host=hpc, gpus_free=())  # Slurm holds every GPU right now
+    out = plan(PlanInput(pending=tasks, hosts=[slot], running_total=0, max_total=9))
+    # Slurm queues the jobs until GPUs free up; max_agents caps Dobby's jobs in its queue
+    assert [(d.host, d.gpus) for d in out.starts] == [("hpc", [])] * 3
+    busy = HostSlot(host=hpc, running=3)  # three jobs queued or running already
+    assert plan(PlanInput(pending=tasks, hosts=[busy], running_total=3, max_total=9)).starts == []
+
+
 def test_gpu_tasks_need_a_gpu_host() -> None:
     task = Task(prompt="x", backend="shell", gpus=2)
     assert not eligible(task, _host("cpu", False))

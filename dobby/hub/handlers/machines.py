@@ -24,15 +24,19 @@ def gpus_view(dobby: Hub, *, history: bool = False) -> dict[str, Any]:
     hosts = []
     for name in monitor.gpu_hosts():
         state = monitor.latest.get(name)
+        # A Slurm host's GPUs are numbered across its nodes; its jobs' indices are per node.
+        mine = holders if state is None or state.source != "slurm" else {}
         entry: dict[str, Any] = {
             "host": name,
             "checked_at": monitor.checked_at.get(name),
             "reason": state.reason if state else "not polled yet",
             "source": state.source if state else None,
-            "gpus": _gpus(name, state, holders, reserved.get(name, set()), monitor.thresholds)
+            "gpus": _gpus(name, state, mine, reserved.get(name, set()), monitor.thresholds)
             if state
             else [],
         }
+        if state is not None and state.slurm is not None:
+            entry["slurm"] = state.slurm  # the partition: nodes, GPUs, free, unavailable
         if history:
             entry["history"] = list(monitor.history.get(name, ()))
         hosts.append(entry)
