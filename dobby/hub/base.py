@@ -66,7 +66,9 @@ class BaseHandler(tornado.web.RequestHandler):
             code, message = exc.code, exc.message
         elif isinstance(exc, tornado.web.HTTPError):
             code = "not_found" if status_code == 404 else "http_error"
-            message = exc.log_message or self._reason
+            # log_message is a %-format string; its args are only applied when tornado logs it.
+            raw = exc.log_message or self._reason
+            message = raw % exc.args if exc.log_message and exc.args else raw
         else:
             code, message = "internal_error", "internal error (see the hub log)"
         self.set_header("Content-Type", "application/json; charset=utf-8")

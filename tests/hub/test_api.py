@@ -21,7 +21,7 @@ def hub_hosts(local_entry: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("method", "path", "body", "raw", "status", "code", "message"),
     [
-        ("GET", "/nope", None, None, 404, "not_found", "no such route"),
+        ("GET", "/nope", None, None, 404, "not_found", "no such route: /nope"),
         ("GET", "/tasks/deadbeef", None, None, 404, "not_found", "unknown task 'deadbeef'"),
         ("POST", "/tasks", None, b"{not json", 400, "bad_request", "not valid JSON"),
         ("POST", "/tasks", [1], None, 400, "bad_request", "must be a JSON object"),
