@@ -16,6 +16,23 @@ from dobby.hostside.scripts import TaskPaths, shell_quote
 # agent's leftovers carries its own, which also tells readers who made it.
 GIT_IDENTITY = "-c user.name=Dobby -c user.email=dobby@localhost -c commit.gpgsign=false"
 MAX_ARTIFACT_BYTES = 1 << 30
+# Never committed from a task's leftovers, even in a repository without a .gitignore: caches and
+# installed dependencies that agents create while running tests. The project's own .gitignore
+# still applies first (and can re-include one with `!pattern`); tracked files are not affected.
+COMMIT_JUNK = (
+    "__pycache__/",
+    "*.py[co]",
+    "node_modules/",
+    ".venv/",
+    ".tox/",
+    ".nox/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    "*.egg-info/",
+    ".coverage",
+    ".DS_Store",
+)
 
 
 def result_ref(task_id: str) -> str:
@@ -23,17 +40,27 @@ def result_ref(task_id: str) -> str:
     return f"refs/dobby/results/{task_id}"
 
 
-def render_commit_and_bundle(*, paths: TaskPaths, base: str, message: str) -> str:
+def render_commit_and_bundle(
+    *,
+    paths: TaskPaths,
+    base: str,
+    message: str,
+    ignore: Sequence[str] = COMMIT_JUNK,
+) -> str:
     """Return the command that commits the agent's leftovers and bundles base..HEAD.
 
-    Prints ``committed=1`` when it made a commit, ``head=<sha>``, and ``bundle=<bytes>``
-    when there is anything past ``base`` to bring back.
+    Untracked files matching ``ignore`` (gitignore patterns) stay out of the commit. Prints
+    ``committed=1`` when it made a commit, ``head=<sha>``, and ``bundle=<bytes>`` when there
+    is anything past ``base`` to bring back.
     """
     bundle = shell_quote(paths.file("result.bundle"))
+    excludes = paths.file("commit-ignore")
     ref = shell_quote(result_ref(paths.task_id))
+    patterns = " ".join(shell_quote(p) for p in ignore)
     return f"""set -e
 cd {shell_quote(paths.worktree)}
-git add -A
+printf '%s\\n' {patterns} > {shell_quote(excludes)}
+git -c core.excludesFile={shell_quote(excludes)} add -A
 if ! git diff --cached --quiet; then
   git {GIT_IDENTITY} commit -q --no-verify -m {shell_quote(message)}
   echo committed=1

@@ -66,6 +66,62 @@ def test_commit_and_bundle_brings_back_uncommitted_work(host, env) -> None:  # t
     assert not Path(paths.file("result.bundle")).exists()
 
 
+def committed_files(wt: Path) -> set[str]:
+    out = subprocess.check_output(
+        ["git", "-C", str(wt), "show", "--name-only", "--format=", "HEAD"], text=True
+    )
+    return set(out.split())
+
+
+def test_commit_leaves_out_build_junk_without_a_gitignore(host, env) -> None:  # type: ignore[no-untyped-def]
+    _, paths, base = host
+    wt = Path(paths.worktree)
+    assert not (wt / ".gitignore").exists()
+    junk = ["pkg/__pycache__/m.cpython-311.pyc", "node_modules/left-pad/index.js", ".venv/bin/py",
+            ".pytest_cache/v/x", "mod.pyc", "a.egg-info/PKG-INFO"]  # fmt: skip
+    for name in junk:
+        (wt / name).parent.mkdir(parents=True, exist_ok=True)
+        (wt / name).write_text("junk\n")
+    (wt / "pkg" / "m.py").write_text("real\n")
+    res = run(remote.render_commit_and_bundle(paths=paths, base=base, message="m"), env)
+    assert res.returncode == 0, res.stderr
+    assert committed_files(wt) == {"pkg/m.py"}
+
+
+def test_commit_follows_the_projects_gitignore_and_its_reincludes(host, env) -> None:  # type: ignore[no-untyped-def]
+    _, paths, base = host
+    wt = Path(paths.worktree)
+    (wt / ".gitignore").write_text("secret.env\n!vendor.pyc\n")
+    for name in ("secret.env", "vendor.pyc", "other.pyc", "keep.txt"):
+        (wt / name).write_text("x\n")
+    res = run(remote.render_commit_and_bundle(paths=paths, base=base, message="m"), env)
+    assert res.returncode == 0, res.stderr
+    assert committed_files(wt) == {".gitignore", "vendor.pyc", "keep.txt"}
+
+
+def test_tracked_files_are_committed_even_if_they_look_like_junk(host, env) -> None:  # type: ignore[no-untyped-def]
+    _, paths, base = host
+    wt = Path(paths.worktree)
+    (wt / "node_modules").mkdir()
+    (wt / "node_modules" / "vendored.js").write_text("v1\n")
+    subprocess.run(["git", "-C", str(wt), "add", "-f", "node_modules/vendored.js"], check=True)
+    (wt / "node_modules" / "vendored.js").write_text("v2\n")
+    res = run(remote.render_commit_and_bundle(paths=paths, base=base, message="m"), env)
+    assert res.returncode == 0, res.stderr
+    assert committed_files(wt) == {"node_modules/vendored.js"}
+
+
+def test_commit_ignore_is_configurable(host, env) -> None:  # type: ignore[no-untyped-def]
+    _, paths, base = host
+    wt = Path(paths.worktree)
+    (wt / "out.log").write_text("x\n")
+    (wt / "__pycache__").mkdir()
+    (wt / "__pycache__" / "a.pyc").write_text("x\n")
+    script = remote.render_commit_and_bundle(paths=paths, base=base, message="m", ignore=["*.log"])
+    assert run(script, env).returncode == 0
+    assert committed_files(wt) == {"__pycache__/a.pyc"}
+
+
 def test_nothing_changed_means_no_bundle(host, env) -> None:  # type: ignore[no-untyped-def]
     _, paths, base = host
     state = parse_kv(run(remote.render_commit_and_bundle(paths=paths, base=base, message="m"),
