@@ -23,11 +23,9 @@ from dobby.cli import render
 from dobby.cli.app import client
 from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.files import atomic_write
+from dobby.core.names import NAME_RE
 
 DEFAULT_URL = "http://127.0.0.1:8420"
-# Same rule as the hub's names (dobby.core.validate.NAME_RE), kept here so that importing the
-# CLI does not import the validation layer.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def render_env_file(values: dict[str, str | None]) -> str:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import secrets
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from dobby.core.slurm import SlurmSettings
-from dobby.core.timefmt import utcnow
+from dobby.core.timefmt import parse_time, utcnow
 
 
 class TaskStatus(StrEnum):
@@ -182,70 +186,6 @@ class Result:
     windows: list[UsageWindow] = field(default_factory=list)  # quota windows the run saw
 
 
-TASK_FIELDS = (
-    "id",
-    "title",
-    "prompt",
-    "project",
-    "backend",
-    "model",
-    "priority",
-    "status",
-    "reason",
-    "waiting_on",
-    "host",
-    "host_selector",
-    "after",
-    "cron",
-    "every",
-    "batch_id",
-    "attempt",
-    "timeout",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "session_id",
-    "branch",
-    "exit_code",
-    "cost_usd",
-    "tokens",
-    "summary",
-    "error",
-    "resume",
-    "models",
-    "turns",
-    "base_commit",
-    "head_commit",
-    "diff_stat",
-    "artifact_globs",
-    "artifacts",
-    "collect_error",
-    "merged_at",
-    "merge_commit",
-    "host_cleaned_at",
-    "queued_at",
-    "schedule_id",
-    "plan",
-    "plan_task",
-    "plan_for",
-    "permissions",
-    "wait_for_host",
-    "stale_since",
-    "attempts",
-    "kind",
-    "gpus",
-    "gpu_indices",
-    "gpu_memory_mib",
-    "max_turns",
-    "max_budget_usd",
-    "api_error_status",
-    "duration_ms",
-    "permission_denials",
-    "warnings",
-    "quota",
-)
-
-
 @dataclass
 class Task:
     """A unit of work; its JSON form is the same in API, CLI ``--json`` and export."""
@@ -256,8 +196,8 @@ class Task:
     title: str = ""
     project: str | None = None
     model: str | None = None
-    priority: str = Priority.NORMAL.value
-    status: str = TaskStatus.PENDING.value
+    priority: Priority = Priority.NORMAL
+    status: TaskStatus = TaskStatus.PENDING
     reason: str | None = None
     waiting_on: str | None = "capacity"
     host: str | None = None
@@ -326,10 +266,15 @@ class Task:
             self.title = make_title(self.prompt)
         if isinstance(self.tokens, dict):
             self.tokens = Tokens(**self.tokens)
+        # Stored documents and callers may pass the plain strings; the fields hold the enums.
+        if type(self.status) is not TaskStatus:
+            self.status = TaskStatus(self.status)
+        if type(self.priority) is not Priority:
+            self.priority = Priority(self.priority)
 
     @property
     def state(self) -> TaskStatus:
-        return TaskStatus(self.status)
+        return self.status
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as stored and served (public fields first)."""
@@ -338,8 +283,130 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Return the task of a stored document; a bad old value is coerced, never fatal."""
+        return cls(**repair_record(data))
+
+
+# -- reading stored tasks -------------------------------------------------------------------------
+
+EPOCH = "1970-01-01T00:00:00.000000Z"
+_Fix = Callable[[Any, Any], Any]
+_fixes: dict[str, tuple[_Fix, Any]] | None = None
+
+
+def repair_record(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the Task fields of a stored document, with each bad value replaced.
+
+    An old record (an import from before validation, a hand edit) may hold ``"lots"`` as its
+    cost or ``"not-a-date"`` as a time. Readers (results, stats, export, dashboard) must not
+    fail on it forever: a value of the wrong type, a non-finite number or an unparsable time
+    becomes the field's default (or None). The checks follow the Task annotations.
+    """
+    global _fixes
+    if _fixes is None:
+        _fixes = _field_fixes()
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = _fixes.get(key)
+        if spec is not None:
+            fix, default = spec
+            out[key] = fix(value, default)
+    return out
+
+
+def _field_fixes() -> dict[str, tuple[_Fix, Any]]:
+    """Return, per Task field, the function that repairs a stored value, and its default."""
+    hints = typing.get_type_hints(Task)
+    out: dict[str, tuple[_Fix, Any]] = {}
+    for f in dataclasses.fields(Task):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory
+        else:
+            default = ""
+        hint = hints[f.name]
+        args = set(typing.get_args(hint)) - {type(None)}
+        kind = typing.get_origin(hint) or hint
+        if len(args) == 1 and isinstance(hint, types.UnionType):
+            kind = typing.get_origin(next(iter(args))) or next(iter(args))
+        if f.name.endswith(("_at", "_since")):
+            fix: _Fix = _fix_time if f.name != "created_at" else _fix_created
+        elif kind in (TaskStatus, Priority):
+            fix = _fix_enum(kind)
+        elif f.name == "tokens":
+            fix = _fix_tokens
+        elif kind is float:
+            fix = _fix_number
+        elif kind is bool:
+            fix = _fix_type(bool)
+        elif kind is int:
+            fix = _fix_type(int)
+        else:
+            fix = _fix_type(kind if isinstance(kind, type) else object)
+        out[f.name] = (fix, default)
+    return out
+
+
+def _value(default: Any) -> Any:
+    return default() if callable(default) else default
+
+
+def _fix_type(kind: type) -> _Fix:
+    def fix(value: Any, default: Any) -> Any:
+        if value is None or (isinstance(value, kind) and not (kind is int and value is True)):
+            return value
+        if kind is int and value is False:
+            return value
+        return _value(default)
+
+    return fix
+
+
+def _fix_number(value: Any, default: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return _value(default)
+
+
+def _fix_time(value: Any, default: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        parse_time(value)
+    except (TypeError, ValueError, AttributeError):
+        return _value(default)
+    return value
+
+
+def _fix_created(value: Any, default: Any) -> Any:
+    return _fix_time(value, None) or EPOCH
+
+
+def _fix_enum(kind: type[StrEnum]) -> _Fix:
+    def fix(value: Any, default: Any) -> Any:
+        try:
+            return kind(value)
+        except ValueError:
+            # An unknown status cannot be run or followed: show it as failed.
+            return TaskStatus.FAILED if kind is TaskStatus else _value(default)
+
+    return fix
+
+
+def _fix_tokens(value: Any, default: Any) -> Any:
+    if isinstance(value, Tokens):
+        return value
+    if not isinstance(value, dict):
+        return Tokens()
+    counts = {}
+    for name in ("input", "output", "cache_read", "cache_write"):
+        count = value.get(name, 0)
+        ok = isinstance(count, int) and not isinstance(count, bool)
+        counts[name] = count if ok else 0
+    return Tokens(**counts)
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))

@@ -1,14 +1,16 @@
-"""Artifact names and patterns from users: checked here, before any path or shell sees them.
+"""Names and patterns from users (projects, artifacts), checked before a path or shell sees them.
 
 Pure (no I/O), so the submit validation can use it.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from dobby.core.errors import ValidationError
 
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a project's name
 MAX_GLOBS = 32
 MAX_GLOB_LEN = 300
 

@@ -21,8 +21,8 @@ from dobby.core.config import Settings
 from dobby.core.errors import Conflict, DobbyError, InventoryError, NotFound, ValidationError
 from dobby.core.events import EventBus
 from dobby.core.models import Project, Task, TaskStatus
+from dobby.core.shapes import validate_policy_patch, validate_project
 from dobby.core.timefmt import utcnow
-from dobby.core.validate import validate_policy_patch, validate_project
 from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
 from dobby.machines.gpumonitor import make_gpu_monitor
@@ -271,7 +271,7 @@ class Hub:
             or task.id in self.scheduler.dispatching
             or bool(task.slurm_job)  # queued in a Slurm cluster: scancel it
         )
-        task.status = TaskStatus.CANCELLED.value
+        task.status = TaskStatus.CANCELLED
         task.waiting_on = None
         task.finished_at = utcnow()
         self.save(task, "task.finished")

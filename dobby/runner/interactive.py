@@ -19,8 +19,9 @@ from typing import Any
 from dobby.backends import get_backend
 from dobby.backends.base import permissions_of
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
-from dobby.core.models import Host, Permissions, Reason, Task, TaskStatus
+from dobby.core.models import BackendName, Host, Permissions, Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
+from dobby.core.shapes import RemoteOpen, parse
 from dobby.core.timefmt import utcnow
 from dobby.hostside import scripts
 from dobby.machines.hosts import HostManager
@@ -33,7 +34,6 @@ from dobby.transport import Transport
 log = logging.getLogger("dobby.runner.interactive")
 
 KIND = "interactive"
-BACKENDS = ("claude", "codex", "shell")
 WATCH_EVERY = 3.0
 
 
@@ -157,31 +157,23 @@ class RemoteSessions:
     # -- open --------------------------------------------------------------------------
     async def open(self, body: Any) -> Task:
         """Validate a POST /remote body, start the session, and return its task."""
-        if not isinstance(body, dict):
-            raise ValidationError("request body must be a JSON object")
-        unknown = sorted(set(body) - {"host", "project", "backend", "model", "prompt", "title"})
-        if unknown:
-            raise ValidationError(f"unknown field(s) {', '.join(unknown)}")
-        backend = body.get("backend") or "claude"
-        if backend not in BACKENDS:
-            raise ValidationError(f"invalid backend '{backend}' (choose {', '.join(BACKENDS)})")
-        project = body.get("project") or None
+        shape = parse(RemoteOpen, body)
+        backend = str(shape.backend or BackendName.CLAUDE)
+        project = shape.project or None
         if project:
             self.store.get_project(project)
-        prompt = body.get("prompt") or ""
-        if not isinstance(prompt, str) or "\x00" in prompt:
-            raise ValidationError("'prompt' must be a string without NUL bytes")
+        prompt = shape.prompt or ""
         task = Task(
             prompt=prompt or f"interactive {backend} session",
             backend=backend,
             project=project,
-            model=body.get("model") or None,
-            title=body.get("title") or f"remote {backend}" + (f" on {project}" if project else ""),
+            model=shape.model or None,
+            title=shape.title or f"remote {backend}" + (f" on {project}" if project else ""),
             kind=KIND,
         )
-        task.host = self._choose_host(task, body.get("host") or None)
+        task.host = self._choose_host(task, shape.host or None)
         # Running from the start: the scheduler never sees it as pending work.
-        task.status = TaskStatus.RUNNING.value
+        task.status = TaskStatus.RUNNING
         task.waiting_on = None
         task.started_at = utcnow()
         self._launching.add(task.id)
@@ -189,7 +181,7 @@ class RemoteSessions:
         try:
             await self._launch(task, has_prompt=bool(prompt))
         except (DispatchError, TransportError, ValidationError, OSError) as exc:
-            task.status = TaskStatus.FAILED.value
+            task.status = TaskStatus.FAILED
             task.reason = Reason.DISPATCH_ERROR.value
             task.error = str(exc)
             task.finished_at = utcnow()
@@ -323,10 +315,10 @@ class RemoteSessions:
         current.exit_code = code
         current.finished_at = utcnow()
         if code == 0:
-            current.status = TaskStatus.COMPLETED.value
+            current.status = TaskStatus.COMPLETED
             current.summary = "interactive session ended"
         else:
-            current.status = TaskStatus.FAILED.value
+            current.status = TaskStatus.FAILED
             current.reason = (Reason.EXIT_CODE if code is not None else Reason.HOST_LOST).value
             current.error = (
                 f"the agent exited with code {code}"

@@ -414,7 +414,7 @@ class Runner:
     def _finish(
         self, task: Task, status: TaskStatus, reason: Reason | None, error: str | None
     ) -> None:
-        task.status = status.value
+        task.status = status
         task.reason = reason.value if reason else None
         task.error = error
         task.waiting_on = None

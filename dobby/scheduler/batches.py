@@ -67,7 +67,7 @@ class Batches:
         for entry, task in zip(spec.entries, built, strict=True):
             task.batch_id = batch.id
             if entry.body.get("draft"):
-                task.status, task.waiting_on = TaskStatus.DRAFT.value, "approval"
+                task.status, task.waiting_on = TaskStatus.DRAFT, "approval"
                 self._save(task, "task.created")
             else:
                 self.intake.enqueue(task, "task.created")

@@ -15,8 +15,8 @@ from dobby.core.errors import Conflict, NotFound, ValidationError
 from dobby.core.events import EventBus
 from dobby.core.models import Project, Reason, Task, TaskStatus
 from dobby.core.ports import CancelTask, Kick, SaveTask
+from dobby.core.shapes import TaskPatch, parse, validate_submit
 from dobby.core.timefmt import utcnow
-from dobby.core.validate import validate_submit
 from dobby.machines.hosts import HostManager
 from dobby.scheduler import deps
 from dobby.scheduler.capacity import check_placeable
@@ -27,21 +27,9 @@ from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.scheduler")
 
-PENDING, DRAFT = TaskStatus.PENDING.value, TaskStatus.DRAFT.value
+PENDING, DRAFT = TaskStatus.PENDING, TaskStatus.DRAFT
 RETRYABLE = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
-EDITABLE = (
-    "prompt",
-    "title",
-    "priority",
-    "host",
-    "labels",
-    "timeout",
-    "model",
-    "backend",
-    "after",
-    "wait_for_host",
-    "plan",
-)
+EDITABLE = tuple(TaskPatch.model_fields)
 # What a run leaves on a task; cleared (and kept in ``attempts``) when it is queued again.
 RUN_FIELDS = (
     "reason", "error", "started_at", "finished_at", "exit_code", "summary", "host",
@@ -236,7 +224,7 @@ class Intake:
         task = self.store.get_task(task_id)
         if task.status != DRAFT:
             raise Conflict(f"task {task.id} is {task.status}: only drafts can be rejected")
-        task.status = TaskStatus.CANCELLED.value
+        task.status = TaskStatus.CANCELLED
         task.waiting_on = None
         task.error = "rejected"
         task.finished_at = utcnow()
@@ -259,16 +247,10 @@ class Intake:
             raise Conflict(
                 f"task {task.id} is {task.status}: only draft or pending tasks can be edited"
             )
-        unknown = sorted(set(body) - set(EDITABLE))
-        if unknown:
-            raise ValidationError(
-                f"cannot edit field(s) {', '.join(unknown)} (editable: {', '.join(EDITABLE)})"
-            )
+        parse(TaskPatch, body)  # names the first bad field; the merged task is checked below
         if "plan" in body and task.status != DRAFT:
             raise Conflict(f"task {task.id} is {task.status}: only a draft's plan can be edited")
         plan = body.get("plan", task.plan)
-        if plan is not None and not isinstance(plan, str):
-            raise ValidationError("'plan' must be a string")
         merged = {
             "prompt": task.prompt,
             "backend": task.backend,

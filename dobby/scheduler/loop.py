@@ -34,7 +34,7 @@ from dobby.store.db import Store
 
 log = logging.getLogger("dobby.scheduler")
 
-PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
+PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
 INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 
@@ -251,7 +251,7 @@ class SchedulerLoop:
                 log.exception("settling finished task %s failed", task.id)
 
     def _fail(self, task: Task, reason: Reason, error: str) -> None:
-        task.status = TaskStatus.FAILED.value
+        task.status = TaskStatus.FAILED
         task.reason = reason.value
         task.error = error
         task.waiting_on = None

@@ -13,18 +13,16 @@ import logging
 from typing import Any
 
 from dobby.core.config import Settings
-from dobby.core.errors import DobbyError, ValidationError
+from dobby.core.errors import DobbyError
 from dobby.core.events import EventBus
 from dobby.core.models import Schedule, TaskStatus
+from dobby.core.shapes import SCHEDULE_KEYS, ScheduleCreate, parse
 from dobby.core.timefmt import iso, parse_time
-from dobby.core.validate import as_bool
 from dobby.scheduler import cron
 from dobby.scheduler.intake import Intake
 from dobby.store.db import Store
 
 log = logging.getLogger("dobby.scheduler")
-
-SCHEDULE_KEYS = ("cron", "every", "overlap", "timezone", "paused")
 
 
 def _now() -> _dt.datetime:
@@ -45,32 +43,19 @@ class Schedules:
     # -- CRUD --------------------------------------------------------------------------
     def create(self, body: Any) -> Schedule:
         """Validate a POST /schedules body (schedule keys + a task) and store the schedule."""
-        if not isinstance(body, dict):
-            raise ValidationError("request body must be a JSON object")
+        shape = parse(ScheduleCreate, body)
         template = {k: v for k, v in body.items() if k not in SCHEDULE_KEYS}
-        for key in ("draft", "agent_plan", "resume"):
-            if template.get(key):
-                raise ValidationError(f"a schedule cannot spawn tasks with '{key}'")
-        expr, every = body.get("cron"), body.get("every")
-        if (expr is None) == (every is None):
-            raise ValidationError("give exactly one of 'cron' and 'every'")
         schedule = Schedule(template=template)
-        if expr is not None:
-            if not isinstance(expr, str):
-                raise ValidationError("'cron' must be a string like \"0 3 * * *\"")
-            schedule.cron = cron.check_cron(expr)
-            schedule.timezone = body.get("timezone") or self.settings.timezone
+        if shape.cron is not None:
+            schedule.cron = cron.check_cron(shape.cron)
+            schedule.timezone = shape.timezone or self.settings.timezone
             cron.zone(schedule.timezone)  # validate the zone name now
         else:
-            if isinstance(every, bool) or not isinstance(every, str | int | float):
-                raise ValidationError("'every' must be a duration like \"30m\" or seconds")
-            schedule.every_s = cron.parse_every(every)
-            schedule.every = str(every)
-        overlap = body.get("overlap") or "skip"
-        if overlap not in cron.OVERLAP:
-            raise ValidationError(f"invalid overlap '{overlap}' (choose skip, queue)")
-        schedule.overlap = overlap
-        schedule.paused = as_bool(body.get("paused", False), "paused")
+            assert shape.every is not None  # the shape wants exactly one of cron and every
+            schedule.every_s = cron.parse_every(shape.every)
+            schedule.every = str(body["every"])
+        schedule.overlap = shape.overlap or "skip"
+        schedule.paused = shape.paused
         self.intake.build(template)  # the template must make a valid, placeable task
         if not schedule.paused:
             schedule.next_at = iso(cron.next_fire(schedule, _now()))

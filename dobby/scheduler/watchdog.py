@@ -115,7 +115,7 @@ class Watchdog:
                     self._save(current, "task.stale")
                 continue
             log.warning("task %s silent for %.0fs: killing it as stale", task.id, quiet)
-            current.status = TaskStatus.FAILED.value
+            current.status = TaskStatus.FAILED
             current.reason = Reason.STALE.value
             current.error = (
                 f"no output for {quiet:.0f}s (stale_timeout {timeout:g}s); killed on {current.host}"

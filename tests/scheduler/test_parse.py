@@ -12,8 +12,8 @@ import pytest
 from dobby.core.errors import ValidationError
 from dobby.core.events import Event
 from dobby.core.models import Schedule
+from dobby.core.shapes import validate_policy, validate_submit
 from dobby.core.timefmt import iso
-from dobby.core.validate import validate_policy, validate_submit
 from dobby.hub.webhook import payload, sign
 from dobby.scheduler import cron
 from dobby.scheduler.batchfile import parse_batch

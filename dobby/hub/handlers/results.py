@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import mimetypes
 import urllib.parse
-from typing import Any
 
-from dobby.core.errors import ValidationError
-from dobby.core.timefmt import parse_duration
+from dobby.core.shapes import GcBody, parse
 from dobby.hub.base import BaseHandler, int_arg
 from dobby.hub.handlers.tasks import stream_list, task_filter
 from dobby.results.service import FINISHED
@@ -123,13 +121,6 @@ class ImportHandler(BaseHandler):
 
 class GcHandler(BaseHandler):
     async def post(self) -> None:
-        body = self.body_json()
-        if not isinstance(body, dict):
-            raise ValidationError("request body must be a JSON object")
-        older: Any = body.get("older_than")
-        if older is not None:
-            older = parse_duration(older)
-        dry_run = body.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise ValidationError("'dry_run' must be true or false")
-        await self.send_durable(await self.dobby.results.gc(older_than=older, dry_run=dry_run))
+        shape = parse(GcBody, self.body_json())
+        report = await self.dobby.results.gc(older_than=shape.older_than, dry_run=shape.dry_run)
+        await self.send_durable(report)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dobby.core.errors import ValidationError
-from dobby.core.validate import as_bool
+from dobby.core.shapes import RetryBody, parse
 from dobby.hub.base import BaseHandler
 from dobby.hub.handlers import tasks as h
 from dobby.hub.idempotency import answer_once
@@ -33,8 +33,7 @@ class TaskRetryHandler(BaseHandler):
     """``POST /tasks/{id}/retry`` with optional ``{"cascade": true}``."""
 
     async def post(self, task_id: str) -> None:
-        body = _object(self)
-        cascade = as_bool(body.get("cascade", False), "cascade")
+        cascade = parse(RetryBody, self.body_json()).cascade
         task, requeued = self.dobby.intake.retry(task_id, cascade=cascade)
         await self.dobby.store.durable()
         out = task.to_dict()
