@@ -60,10 +60,11 @@ def serve_http(app: Any, *, host: str, port: int, path: str) -> None:
     import asyncio
 
     import tornado.web
-    from slack_bolt.adapter.tornado import SlackEventsHandler
+
+    from dobby.integrations.slack.http import EventsHandler
 
     async def run() -> None:
-        web = tornado.web.Application([(path, SlackEventsHandler, {"app": app})])
+        web = tornado.web.Application([(path, EventsHandler, {"app": app})])
         web.listen(port, address=host)
         click.echo(f"dobby slack: HTTP events at http://{host}:{port}{path}", err=True)
         await asyncio.Event().wait()

@@ -1,331 +1,53 @@
 """What the API accepts, declared once: pydantic models of every request body.
 
-Each model checks its fields with the same one-line messages users see today ("'timeout' must
-be a positive number of seconds …", "invalid priority 'asap' (choose …)"), and the hub's
-OpenAPI document is generated from the same models. :func:`parse` turns a body into a model
-or raises :class:`~dobby.core.errors.ValidationError` naming the field; batch files, settings
-and inventory map the same errors to ``file:line``.
-
-Numbers are finite and bounded (``NaN``, ``Infinity`` and huge values are refused with the
-bound), strings must be valid Unicode text (no lone surrogates such as ``"\\udfff"``), and a
-prompt is at most :data:`MAX_PROMPT_BYTES`.
+Each model checks its fields with the messages users see today (see :mod:`dobby.core.fields`),
+and the hub's OpenAPI document is generated from the same models. :func:`parse` turns a body
+into a model or raises ValidationError naming the field; batch files map the same errors to
+``file:line``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
-from collections.abc import Callable
-from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from dobby.core.errors import ValidationError
+from dobby.core.fields import (
+    MAX_AUTO_RETRY,
+    MAX_CONCURRENT,
+    MAX_OLDER_THAN,
+    MAX_TIMEOUT,
+    Backend,
+    Flag,
+    Globs,
+    Gpus,
+    Names,
+    PriorityName,
+    Prompt,
+    Refs,
+    Shape,
+    Text,
+    Timeout,
+    as_seconds,
+    before,
+    bounded_seconds,
+    check_prompt_size,
+    choice,
+    days,
+    ints,
+    parse,
+    policy,
+    show,
+    to_bool,
+)
 from dobby.core.models import BackendName, Permissions, Priority, Project
-from dobby.core.names import NAME_RE, validate_globs
+from dobby.core.names import NAME_RE
 from dobby.core.timefmt import parse_duration
 
-MAX_PROMPT_BYTES = 10 << 20  # 10 MiB: larger inputs belong in a file of the project
-DAY = 86400.0
-MAX_TIMEOUT = 30 * DAY  # a task's timeout, and a project's default_timeout
-MAX_AUTO_RETRY = 10  # automatic re-queues of a task lost with its host
-MAX_CONCURRENT = 1000  # a project's max_concurrent
-MAX_GPUS = 64  # GPUs one task may ask for
-MAX_OLDER_THAN = 3650 * DAY  # POST /gc older_than
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-
-S = TypeVar("S", bound="Shape")
-
-
-# -- text ----------------------------------------------------------------------------------------
-
-
-def text_problem(value: Any, where: str = "") -> str | None:
-    """Return why ``value`` (or a string inside it) is not valid Unicode text, or None.
-
-    JSON and YAML can spell lone surrogates (``"\\udfff"``); Python keeps them in ``str``, and
-    they fail later when the text is encoded as UTF-8 (an answer, a log line, a file).
-    """
-    if isinstance(value, str):
-        if value.isascii():
-            return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            name = f"'{where}'" if where else "a string"
-            bad = value[exc.start]
-            return (
-                f"{name} is not valid UTF-8 text "
-                f"(lone surrogate \\u{ord(bad):04x} at character {exc.start})"
-            )
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = text_problem(key, where) or text_problem(item, _join(where, key))
-            if problem:
-                return problem
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            problem = text_problem(item, _join(where, index))
-            if problem:
-                return problem
-    return None
-
-
-def check_text(value: Any, where: str = "") -> None:
-    """Raise ValidationError if ``value`` holds a string that is not valid Unicode text."""
-    problem = text_problem(value, where)
-    if problem:
-        raise ValidationError(problem)
-
-
-def _join(where: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    return f"{where}.{key}" if where else str(key)
-
-
-# -- field checks (each raises ValidationError, a ValueError, so pydantic reports it) ----------
-
-
-def _name(info: ValidationInfo) -> str:
-    return info.field_name or "value"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def as_bool(value: Any, key: str) -> bool:
-    """Return a JSON boolean, or a word like true/false/yes/no (from ``key=value`` text)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValidationError(f"'{key}' must be true or false, got {_show(value)}")
-
-
-def as_int(value: Any, key: str, *, minimum: int, maximum: int) -> int:
-    """Return an integer (or integer text) from ``minimum`` to ``maximum``."""
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValidationError(
-            f"'{key}' must be an integer >= {minimum} and <= {maximum}, got {_show(value)}"
-        )
-    return value
-
-
-def as_seconds(value: Any, key: str, *, maximum: float = MAX_TIMEOUT) -> float:
-    """Return positive, finite seconds up to ``maximum`` from a number or text (``30m``)."""
-    if isinstance(value, str):
-        value = parse_duration(value)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0 < value <= maximum
-    ):
-        raise ValidationError(
-            f"'{key}' must be a positive number of seconds up to {maximum:.0f} "
-            f"({_days(maximum)}), got {_show(value)}"
-        )
-    return float(value)
-
-
-def _days(seconds: float) -> str:
-    return f"{seconds / DAY:g}d"
-
-
-def str_list(value: Any, key: str) -> list[str]:
-    """Return a list of non-empty strings (a single string counts as a list of one)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
-        raise ValidationError(f"'{key}' must be a list of non-empty strings")
-    return list(value)
-
-
-def _text(value: Any, info: ValidationInfo) -> Any:
-    if value is not None and not isinstance(value, str):
-        raise ValidationError(f"'{_name(info)}' must be a string, not {type(value).__name__}")
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[Any, ValidationInfo], Any]:
-    def check(value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        _text(value, info)
-        if value not in choices:
-            raise ValidationError(f"invalid {_name(info)} '{value}' (choose {', '.join(choices)})")
-        return value
-
-    return check
-
-
-def _bool(value: Any, info: ValidationInfo) -> Any:
-    return None if value is None else as_bool(value, _name(info))
-
-
-def _ints(minimum: int, maximum: int) -> Callable[[Any, ValidationInfo], Any]:
-    def check(value: Any, info: ValidationInfo) -> Any:
-        return None if value is None else as_int(value, _name(info), minimum=minimum,
-                                                 maximum=maximum)  # fmt: skip
-
-    return check
-
-
-def _seconds(maximum: float) -> Callable[[Any, ValidationInfo], Any]:
-    def check(value: Any, info: ValidationInfo) -> Any:
-        return None if value is None else as_seconds(value, _name(info), maximum=maximum)
-
-    return check
-
-
-def _list(value: Any, info: ValidationInfo) -> Any:
-    return str_list(value, _name(info))
-
-
-def _prompt(value: Any, info: ValidationInfo) -> Any:
-    _text(value, info)
-    if value is None:
-        return None
-    if not value.strip():
-        raise ValidationError(f"'{_name(info)}' must not be empty")
-    if "\x00" in value:
-        raise ValidationError(f"'{_name(info)}' must not contain NUL bytes")
-    check_prompt_size(value, _name(info))
-    return value
-
-
-def check_prompt_size(prompt: str, key: str = "prompt") -> None:
-    """Refuse a prompt larger than :data:`MAX_PROMPT_BYTES` (UTF-8) with its size."""
-    # Four bytes per character at most: only long prompts pay for the exact count.
-    if len(prompt) * 4 <= MAX_PROMPT_BYTES:
-        return
-    size = len(prompt.encode("utf-8", "surrogatepass"))
-    if size > MAX_PROMPT_BYTES:
-        raise ValidationError(
-            f"'{key}' is {size / (1 << 20):.1f} MiB; the limit is {MAX_PROMPT_BYTES >> 20} MiB "
-            f"({MAX_PROMPT_BYTES} bytes): put large inputs in a file of the project and "
-            "refer to it"
-        )
-
-
-def _refs(value: Any, info: ValidationInfo) -> Any:
-    # A batch task's name may be a number (`name: 1`), so ``after`` may refer to one.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    elif isinstance(value, list):
-        value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-    return str_list(value, _name(info))
-
-
-def _globs(value: Any, info: ValidationInfo) -> Any:
-    return validate_globs(value)
-
-
-def _policy(check: Callable[[Any, ValidationInfo], Any], *, unset: bool):
-    """Wrap a policy check: text ``none`` or empty means unset (when ``unset`` allows it)."""
-
-    def run(value: Any, info: ValidationInfo) -> Any:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-            if not unset:
-                raise ValidationError(f"'{_name(info)}' cannot be unset")
-            return None
-        return check(value if not isinstance(value, str) else value.strip(), info)
-
-    return run
-
-
-def _before(check: Callable[[Any, ValidationInfo], Any], accepts: Any) -> BeforeValidator:
-    return BeforeValidator(check, json_schema_input_type=accepts)
-
-
-# Field types: the annotation is what the hub keeps; ``accepts`` is what a client may send.
-Text = Annotated[str, _before(_text, str)]
-Prompt = Annotated[str, _before(_prompt, str), Field(min_length=1)]
-Flag = Annotated[bool, _before(_bool, bool | str)]
-Backend = Annotated[BackendName, _before(_choice(tuple(BackendName)), BackendName)]
-PriorityName = Annotated[Priority, _before(_choice(tuple(Priority)), Priority)]
-Timeout = Annotated[float, _before(_seconds(MAX_TIMEOUT), float | str), Field(gt=0, le=MAX_TIMEOUT)]
-Names = Annotated[list[str], _before(_list, list[str] | str)]
-Refs = Annotated[list[str], _before(_refs, list[str | int] | str | int)]
-Globs = Annotated[list[str], _before(_globs, list[str] | str)]
-Gpus = Annotated[int, _before(_ints(0, MAX_GPUS), int | str), Field(ge=0, le=MAX_GPUS)]
-
-
-# -- parsing -------------------------------------------------------------------------------------
-
-
-class Shape(BaseModel):
-    """A request body: unknown keys are refused, every string must be valid text."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _valid_text(cls, data: Any) -> Any:
-        check_text(data)
-        return data
-
-    @classmethod
-    def unknown_message(cls, unknown: list[str]) -> str:
-        """Return the error for keys the shape does not have."""
-        return f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(cls.keys())})"
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        """Return the keys a body may have, in declaration order."""
-        return list(cls.model_fields)
-
-    @classmethod
-    def explain(cls, exc: pydantic.ValidationError) -> str:
-        """Return the one-line message of a failed validation (unknown keys first)."""
-        errors = exc.errors(include_url=False)
-        unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"
-                   and len(e["loc"]) == 1]  # fmt: skip
-        if unknown:
-            return cls.unknown_message(sorted(unknown))
-        return error_message(errors[0])
-
-    def given(self) -> dict[str, Any]:
-        """Return the fields the body set (not the defaults), validated; enums as text."""
-        out = {}
-        for name in self.model_fields_set:
-            value = getattr(self, name)
-            out[name] = value.value if isinstance(value, StrEnum) else value
-        return out
-
-
-def error_message(error: Any) -> str:
-    """Return the text of one pydantic error: our own message, or one naming the field."""
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    if error["type"] in ("value_error", "assertion_error"):
-        return str(error["ctx"]["error"])
-    if error["type"] == "missing":
-        return f"'{where}' is required"
-    if error["type"] == "extra_forbidden":
-        return f"unknown field '{where}'"
-    return f"'{where}': {error['msg'][:1].lower()}{error['msg'][1:]}"
-
-
-def parse(shape: type[S], body: Any) -> S:
-    """Return ``body`` as ``shape``, or raise ValidationError with one line naming the field."""
-    if not isinstance(body, dict):
-        raise ValidationError("request body must be a JSON object")
-    try:
-        return shape.model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise ValidationError(shape.explain(exc)) from None
+__all__ = ["parse"]
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -455,21 +177,21 @@ class Policies(Shape):
     """A project's policies; values may be text, as ``dobby projects set`` sends."""
 
     default_backend: Annotated[
-        BackendName | None, _before(_policy(_choice(tuple(BackendName)), unset=True), str | None)
+        BackendName | None, before(policy(choice(tuple(BackendName)), unset=True), str | None)
     ] = None
     default_timeout: Annotated[
-        float | None, _before(_policy(_seconds(MAX_TIMEOUT), unset=True), float | str | None)
-    ] = Field(None, gt=0, le=MAX_TIMEOUT)
+        float | None, before(policy(bounded_seconds(MAX_TIMEOUT), unset=True), float | str | None)
+    ] = Field(None, json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_TIMEOUT})
     default_priority: Annotated[
-        Priority | None, _before(_policy(_choice(tuple(Priority)), unset=True), str | None)
+        Priority | None, before(policy(choice(tuple(Priority)), unset=True), str | None)
     ] = None
     max_concurrent: Annotated[
-        int, _before(_policy(_ints(1, MAX_CONCURRENT), unset=False), int | str)
-    ] = Field(1, ge=1, le=MAX_CONCURRENT)
-    auto_chain: Annotated[bool, _before(_policy(_bool, unset=False), bool | str)] = False
-    auto_retry: Annotated[
-        int, _before(_policy(_ints(0, MAX_AUTO_RETRY), unset=False), int | str)
-    ] = Field(0, ge=0, le=MAX_AUTO_RETRY)
+        int, before(policy(ints(1, MAX_CONCURRENT), unset=False), int | str)
+    ] = Field(1, json_schema_extra={"minimum": 1, "maximum": MAX_CONCURRENT})
+    auto_chain: Annotated[bool, before(policy(to_bool, unset=False), bool | str)] = False
+    auto_retry: Annotated[int, before(policy(ints(0, MAX_AUTO_RETRY), unset=False), int | str)] = (
+        Field(0, json_schema_extra={"minimum": 0, "maximum": MAX_AUTO_RETRY})
+    )
 
 
 POLICY_KEYS = tuple(Policies.model_fields)
@@ -537,11 +259,11 @@ class ScheduleCreate(TaskSubmit):
     """``POST /schedules``: when to fire (``cron`` or ``every``) and the task to spawn."""
 
     cron: Text | None = Field(None, description='Five crontab fields, e.g. "0 3 * * *".')
-    every: Annotated[float | str | None, _before(_every, float | str | None)] = Field(
+    every: Annotated[float | str | None, before(_every, float | str | None)] = Field(
         None, description='An interval: "30m" or seconds.'
     )
     overlap: Annotated[
-        Literal["skip", "queue"] | None, _before(_choice(("skip", "queue")), str | None)
+        Literal["skip", "queue"] | None, before(choice(("skip", "queue")), str | None)
     ] = Field(None, description="While the previous run is unfinished: skip or queue.")
     timezone: Text | None = Field(None, description="IANA zone the cron fields are read in.")
     paused: Flag = False
@@ -578,7 +300,7 @@ def _every(value: Any, info: ValidationInfo) -> Any:
 class BatchTask(TaskFields):
     """One task of a batch: a submit's fields plus a name other tasks can wait ``after``."""
 
-    name: Annotated[str | None, _before(_batch_name, str | int | None)] = Field(
+    name: Annotated[str | None, before(_batch_name, str | int | None)] = Field(
         None, description="Name other tasks of the batch refer to in 'after'."
     )
     after: Refs = Field(default_factory=list, description="Names of tasks of the batch, or ids.")
@@ -638,7 +360,7 @@ class RemoteOpen(Shape):
     project: Text | None = None
     backend: Backend | None = None
     model: Text | None = None
-    prompt: Annotated[str | None, _before(_opt_prompt, str | None)] = None
+    prompt: Annotated[str | None, before(_opt_prompt, str | None)] = None
     title: Text | None = None
 
     @classmethod
@@ -658,7 +380,7 @@ def _opt_prompt(value: Any, info: ValidationInfo) -> Any:
 class GcBody(Shape):
     """``POST /gc``: free finished tasks' directories on their hosts."""
 
-    older_than: Annotated[float | None, _before(_older_than, float | str | None)] = Field(
+    older_than: Annotated[float | None, before(_older_than, float | str | None)] = Field(
         None, description="Seconds or a duration (default: the host_retention setting)."
     )
     dry_run: Flag = False
@@ -668,11 +390,11 @@ def _older_than(value: Any, info: ValidationInfo) -> Any:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValidationError(f"'older_than' must be seconds or a duration, got {_show(value)}")
+        raise ValidationError(f"'older_than' must be seconds or a duration, got {show(value)}")
     seconds = parse_duration(value)
     if not math.isfinite(seconds) or not 0 <= seconds <= MAX_OLDER_THAN:
         raise ValidationError(
             f"'older_than' must be seconds >= 0 and <= {MAX_OLDER_THAN:.0f} "
-            f"({_days(MAX_OLDER_THAN)}), got {_show(value)}"
+            f"({days(MAX_OLDER_THAN)}), got {show(value)}"
         )
     return seconds

@@ -11,6 +11,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from dobby.core.errors import AuthError, DobbyError, ValidationError
+from dobby.core.fields import check_text
 from dobby.hub.core import Hub
 
 log = logging.getLogger("dobby.hub")
@@ -42,18 +43,22 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise AuthError("missing or wrong API key (send it as X-Dobby-Key)")
 
     def body_json(self) -> Any:
-        """Return the request body parsed as JSON (``{}`` when empty)."""
+        """Return the request body parsed as JSON (``{}`` when empty); its text must be valid."""
         if not self.request.body:
             return {}
         try:
-            return json.loads(self.request.body)
+            body = json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValidationError(f"request body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ValidationError("request body is not valid JSON: nested too deeply") from None
+        check_text(body)
+        return body
 
     def send(self, data: Any, status: int = 200) -> None:
         """Write a JSON answer."""
         self.set_status(status)
-        self.finish(json.dumps(data, ensure_ascii=False))
+        self.finish(json_bytes(data))
 
     async def send_durable(self, data: Any, status: int = 200) -> None:
         """Answer only once the change is on disk: a 2xx survives a hub killed right after."""
@@ -72,7 +77,7 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             code, message = "internal_error", "internal error (see the hub log)"
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+        self.finish(json_bytes({"error": {"code": code, "message": message}}))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, DobbyError):
@@ -118,7 +123,7 @@ class SSEHandler(BaseHandler):
         if self.closed:
             return False
         try:
-            self.write(frame)
+            self.write(frame.encode("utf-8", "backslashreplace"))
             await self.flush()
             return True
         except StreamClosedError:
@@ -127,6 +132,12 @@ class SSEHandler(BaseHandler):
 
     def on_connection_close(self) -> None:
         self.closed = True
+
+
+def json_bytes(data: Any) -> bytes:
+    """Return ``data`` as UTF-8 JSON; a lone surrogate in an old record is kept as its escape."""
+    # Inside JSON text a surrogate can only sit in a string, where \udfff is its escape.
+    return json.dumps(data, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:

@@ -67,7 +67,7 @@ def payload(event: Event) -> bytes:
         "task": task,
         "result": result,
     }
-    return json.dumps(body, default=str, ensure_ascii=False).encode()
+    return json.dumps(body, default=str, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 class Webhook:

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dobby.core.errors import ValidationError
-from dobby.core.models import Task, TaskStatus
+from dobby.core.models import Task
+from dobby.core.records import check_record
 
 FORMATS = ("csv", "json")
 # Stable order: never reorder, only append.
@@ -29,7 +30,6 @@ COLUMNS = (
     "collect_error", "merged_at", "merge_commit", "waiting_on", "after", "cron", "every",
     "batch_id", "host_cleaned_at",
 )  # fmt: skip
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def columns() -> list[str]:
@@ -95,39 +95,94 @@ def json_chunks(docs: Iterable[dict[str, Any]], *, batch: int = 200) -> Iterator
 
 def parse_import(data: bytes) -> list[dict[str, Any]]:
     """Read task documents from a JSON export (an array, ``{"tasks": [...]}`` or JSON lines)."""
+    return [doc for _line, doc in read_import(data)]
+
+
+def read_import(data: bytes) -> list[tuple[int, Any]]:
+    """Return (line, document) of each task of a JSON export, the line where it starts."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("the import is not UTF-8 text") from None
     try:
         body = json.loads(text)
+    except RecursionError:
+        raise ValidationError("the import is nested too deeply") from None
     except ValueError:
-        try:
-            body = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as exc:
-            raise ValidationError(f"the import is neither JSON nor JSON lines: {exc}") from None
-    if isinstance(body, dict):
-        body = body.get("tasks")
-    if not isinstance(body, list):
+        return _json_lines(text)
+    tasks = body.get("tasks") if isinstance(body, dict) else body
+    if not isinstance(tasks, list):
         raise ValidationError(
             "the import must be a JSON array of tasks (a `dobby export --format json`)"
         )
-    return body
+    # The text parsed as a whole, so walking it again for positions cannot fail.
+    return _Lines(text).top()
 
 
-def check_task(doc: Any, index: int) -> Task:
-    """Return the task of one imported document, or raise ValidationError naming it."""
-    where = f"task #{index + 1}"
-    if not isinstance(doc, dict):
-        raise ValidationError(f"{where}: not a JSON object")
-    task_id = doc.get("id")
-    if not isinstance(task_id, str) or not _ID.match(task_id):
-        raise ValidationError(f"{where}: invalid id {task_id!r}")
-    if not isinstance(doc.get("prompt"), str):
-        raise ValidationError(f"{where} ({task_id}): 'prompt' must be a string")
-    if doc.get("status") not in {s.value for s in TaskStatus}:
-        raise ValidationError(f"{where} ({task_id}): unknown status {doc.get('status')!r}")
+def _json_lines(text: str) -> list[tuple[int, Any]]:
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((number, json.loads(line)))
+        except (ValueError, RecursionError) as exc:
+            raise ValidationError(
+                f"the import is neither JSON nor JSON lines: line {number}: {exc}"
+            ) from None
+    return out
+
+
+class _Lines:
+    """Find where each task of a parsed JSON export starts: ``[t, …]`` or ``{"tasks": [t, …]}``."""
+
+    _space = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.decoder = json.JSONDecoder()
+        self.line, self.seen = 1, 0
+
+    def _skip(self, pos: int) -> int:
+        match = self._space.match(self.text, pos)
+        return match.end() if match else pos
+
+    def _line_at(self, pos: int) -> int:
+        self.line += self.text.count("\n", self.seen, pos)
+        self.seen = pos
+        return self.line
+
+    def top(self) -> list[tuple[int, Any]]:
+        pos = self._skip(0)
+        if self.text[pos] == "[":
+            return self._array(pos)
+        pos = self._skip(pos + 1)  # an object: find its "tasks" array
+        while self.text[pos] != "}":
+            key, pos = self.decoder.raw_decode(self.text, pos)
+            pos = self._skip(self._skip(pos) + 1)  # the colon
+            if key == "tasks":
+                return self._array(pos)
+            _, pos = self.decoder.raw_decode(self.text, pos)
+            pos = self._skip(pos)
+            pos = self._skip(pos + 1) if self.text[pos] == "," else pos
+        return []
+
+    def _array(self, pos: int) -> list[tuple[int, Any]]:
+        out = []
+        pos = self._skip(pos + 1)
+        while self.text[pos] != "]":
+            value, end = self.decoder.raw_decode(self.text, pos)
+            out.append((self._line_at(pos), value))
+            pos = self._skip(end)
+            pos = self._skip(pos + 1) if self.text[pos] == "," else pos
+        return out
+
+
+def check_task(doc: Any, line: int) -> Task:
+    """Return the task of one imported document, or raise ValidationError ``line N: …``."""
+    task_id = doc.get("id") if isinstance(doc, dict) else None
+    where = f"line {line}" + (f" (task {task_id})" if isinstance(task_id, str) else "")
     try:
-        return Task.from_dict(doc)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{where} ({task_id}): {exc}") from None
+        return check_record(doc)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {exc}") from None

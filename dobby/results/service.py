@@ -264,13 +264,14 @@ class ResultsService:
         if project is not None:
             self.store.get_project(project)
         flt = TaskFilter(project=project, since_ts=window.timestamp() if window else None)
-        docs = self.store.iter_task_docs(flt)  # a snapshot, streamed from the database
+        # A snapshot, streamed from the database; an old bad value is exported repaired.
+        docs = (Task.from_dict(doc).to_dict() for doc in self.store.iter_task_docs(flt))
         return export.csv_chunks(docs) if fmt == "csv" else export.json_chunks(docs)
 
     def import_tasks(self, data: bytes) -> dict[str, Any]:
         """Import a JSON export: new finished tasks go to the archive as they are."""
-        docs = export.parse_import(data)
-        tasks = [export.check_task(doc, i) for i, doc in enumerate(docs)]
+        # All or nothing: every document is checked, as a submit is, before one is stored.
+        tasks = [export.check_task(doc, line) for line, doc in export.read_import(data)]
         fresh, existing, unfinished, seen = [], [], [], set()
         for task in tasks:
             if task.id in seen or self.store.has_task(task.id):

@@ -29,6 +29,8 @@ def parse_since(text: str | None, now: _dt.datetime) -> _dt.datetime | None:
         return now - _dt.timedelta(seconds=parse_duration(text))
     except ValidationError:
         pass
+    except OverflowError:  # e.g. 999999d: before the year 1
+        raise ValidationError(f"invalid since {text!r}: that is too far back") from None
     try:
         return parse_time(str(text))
     except ValueError:

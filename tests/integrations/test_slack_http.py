@@ -88,6 +88,11 @@ def test_http_events_mode_end_to_end(bot_process: tuple[str, FakeSlack], hub: Hu
     challenge = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "t"})
     forged = {**signed_headers(challenge), "x-slack-signature": "v0=" + "0" * 64}
     assert post(url, challenge, forged)[0] == 401
+    stale = {**signed_headers(challenge), "x-slack-request-timestamp": "soon"}
+    assert post(url, challenge, stale) == (
+        400,
+        "X-Slack-Request-Timestamp must be a number of seconds",
+    )
     status, body = post(url, challenge, signed_headers(challenge))
     assert status == 200 and "c-123" in body
 

@@ -109,7 +109,7 @@ class ExportHandler(BaseHandler):
         self.set_header("Content-Type", f"{kind}; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="dobby-tasks.{fmt}"')
         for chunk in chunks:
-            self.write(chunk.encode("utf-8"))
+            self.write(chunk.encode("utf-8", "backslashreplace"))  # an old bad record never 500s
             await self.flush()
         self.finish()
 

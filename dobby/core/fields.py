@@ -1,0 +1,340 @@
+"""Field types with Dobby's one-line messages, and the base of every declared shape.
+
+Each check raises :class:`~dobby.core.errors.ValidationError` (a ValueError, so pydantic
+reports it as the field's error) with the text users see: "'timeout' must be a positive number
+of seconds up to …", "invalid priority 'asap' (choose …)". The ``Annotated`` types below put a
+check in front of the type a field keeps, and say what a client may send (for the schema).
+Numbers are finite and bounded; strings must be valid Unicode text (no lone surrogates such as
+``"\\udfff"``); a prompt is at most :data:`MAX_PROMPT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+
+from dobby.core.errors import ValidationError
+from dobby.core.models import BackendName, Priority
+from dobby.core.names import validate_globs
+from dobby.core.timefmt import parse_duration
+
+MAX_PROMPT_BYTES = 10 << 20  # 10 MiB: larger inputs belong in a file of the project
+DAY = 86400.0
+MAX_TIMEOUT = 30 * DAY  # a task's timeout, and a project's default_timeout
+MAX_AUTO_RETRY = 10  # automatic re-queues of a task lost with its host
+MAX_CONCURRENT = 1000  # a project's max_concurrent
+MAX_GPUS = 64  # GPUs one task may ask for
+MAX_OLDER_THAN = 3650 * DAY  # POST /gc older_than
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+S = TypeVar("S", bound="Shape")
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+
+def text_problem(value: Any, where: str = "") -> str | None:
+    """Return why ``value`` (or a string inside it) is not valid Unicode text, or None.
+
+    JSON and YAML can spell lone surrogates (``"\\udfff"``); Python keeps them in ``str``, and
+    they fail later when the text is encoded as UTF-8 (an answer, a log line, a file).
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            name = f"'{where}'" if where else "a string"
+            bad = value[exc.start]
+            return (
+                f"{name} is not valid UTF-8 text "
+                f"(lone surrogate \\u{ord(bad):04x} at character {exc.start})"
+            )
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key, where) or text_problem(item, _join(where, key))
+            if problem:
+                return problem
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = text_problem(item, _join(where, index))
+            if problem:
+                return problem
+    return None
+
+
+def check_text(value: Any, where: str = "") -> None:
+    """Raise ValidationError if ``value`` holds a string that is not valid Unicode text."""
+    problem = text_problem(value, where)
+    if problem:
+        raise ValidationError(problem)
+
+
+def _join(where: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else str(key)
+
+
+# -- field checks (each raises ValidationError, a ValueError, so pydantic reports it) ----------
+
+
+def _name(info: ValidationInfo) -> str:
+    return info.field_name or "value"
+
+
+def show(value: Any) -> str:
+    """Return ``value`` as a short repr for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def as_bool(value: Any, key: str) -> bool:
+    """Return a JSON boolean, or a word like true/false/yes/no (from ``key=value`` text)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValidationError(f"'{key}' must be true or false, got {show(value)}")
+
+
+def as_int(value: Any, key: str, *, minimum: int, maximum: int) -> int:
+    """Return an integer (or integer text) from ``minimum`` to ``maximum``."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(
+            f"'{key}' must be an integer >= {minimum} and <= {maximum}, got {show(value)}"
+        )
+    return value
+
+
+def as_seconds(value: Any, key: str, *, maximum: float = MAX_TIMEOUT) -> float:
+    """Return positive, finite seconds up to ``maximum`` from a number or text (``30m``)."""
+    if isinstance(value, str):
+        value = parse_duration(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= maximum
+    ):
+        raise ValidationError(
+            f"'{key}' must be a positive number of seconds up to {maximum:.0f} "
+            f"({days(maximum)}), got {show(value)}"
+        )
+    return float(value)
+
+
+def days(seconds: float) -> str:
+    return f"{seconds / DAY:g}d"
+
+
+def str_list(value: Any, key: str) -> list[str]:
+    """Return a list of non-empty strings (a single string counts as a list of one)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise ValidationError(f"'{key}' must be a list of non-empty strings")
+    return list(value)
+
+
+def _text(value: Any, info: ValidationInfo) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"'{_name(info)}' must be a string, not {type(value).__name__}")
+    return value
+
+
+def choice(choices: tuple[str, ...]) -> Callable[[Any, ValidationInfo], Any]:
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        _text(value, info)
+        if value not in choices:
+            raise ValidationError(f"invalid {_name(info)} '{value}' (choose {', '.join(choices)})")
+        return value
+
+    return check
+
+
+def to_bool(value: Any, info: ValidationInfo) -> Any:
+    return None if value is None else as_bool(value, _name(info))
+
+
+def ints(minimum: int, maximum: int) -> Callable[[Any, ValidationInfo], Any]:
+    def check(value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else as_int(value, _name(info), minimum=minimum,
+                                                 maximum=maximum)  # fmt: skip
+
+    return check
+
+
+def bounded_seconds(maximum: float) -> Callable[[Any, ValidationInfo], Any]:
+    def check(value: Any, info: ValidationInfo) -> Any:
+        return None if value is None else as_seconds(value, _name(info), maximum=maximum)
+
+    return check
+
+
+def _list(value: Any, info: ValidationInfo) -> Any:
+    return str_list(value, _name(info))
+
+
+def _prompt(value: Any, info: ValidationInfo) -> Any:
+    _text(value, info)
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValidationError(f"'{_name(info)}' must not be empty")
+    if "\x00" in value:
+        raise ValidationError(f"'{_name(info)}' must not contain NUL bytes")
+    check_prompt_size(value, _name(info))
+    return value
+
+
+def check_prompt_size(prompt: str, key: str = "prompt") -> None:
+    """Refuse a prompt larger than :data:`MAX_PROMPT_BYTES` (UTF-8) with its size."""
+    # Four bytes per character at most: only long prompts pay for the exact count.
+    if len(prompt) * 4 <= MAX_PROMPT_BYTES:
+        return
+    size = len(prompt.encode("utf-8", "surrogatepass"))
+    if size > MAX_PROMPT_BYTES:
+        raise ValidationError(
+            f"'{key}' is {size / (1 << 20):.1f} MiB; the limit is {MAX_PROMPT_BYTES >> 20} MiB "
+            f"({MAX_PROMPT_BYTES} bytes): put large inputs in a file of the project and "
+            "refer to it"
+        )
+
+
+def _refs(value: Any, info: ValidationInfo) -> Any:
+    # A batch task's name may be a number (`name: 1`), so ``after`` may refer to one.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    elif isinstance(value, list):
+        value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return str_list(value, _name(info))
+
+
+def _globs(value: Any, info: ValidationInfo) -> Any:
+    return validate_globs(value)
+
+
+def policy(
+    check: Callable[[Any, ValidationInfo], Any], *, unset: bool
+) -> Callable[[Any, ValidationInfo], Any]:
+    """Wrap a policy check: text ``none`` or empty means unset (when ``unset`` allows it)."""
+
+    def run(value: Any, info: ValidationInfo) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            if not unset:
+                raise ValidationError(f"'{_name(info)}' cannot be unset")
+            return None
+        return check(value if not isinstance(value, str) else value.strip(), info)
+
+    return run
+
+
+def bounds(**keywords: float) -> Any:
+    """Return a Field that documents numeric bounds (``minimum=0``…) in the JSON schema.
+
+    The checks themselves run in the before-validators, with Dobby's messages; pydantic's own
+    ``ge``/``le`` would be written untranslated into the schema after such a validator.
+    """
+    return Field(json_schema_extra=dict(keywords))
+
+
+def before(check: Callable[[Any, ValidationInfo], Any], accepts: Any) -> BeforeValidator:
+    return BeforeValidator(check, json_schema_input_type=accepts)
+
+
+# Field types: the annotation is what the hub keeps; ``accepts`` is what a client may send.
+Text = Annotated[str, before(_text, str)]
+Prompt = Annotated[str, before(_prompt, str), Field(min_length=1, max_length=MAX_PROMPT_BYTES)]
+Flag = Annotated[bool, before(to_bool, bool | str)]
+Backend = Annotated[BackendName, before(choice(tuple(BackendName)), BackendName)]
+PriorityName = Annotated[Priority, before(choice(tuple(Priority)), Priority)]
+Timeout = Annotated[
+    float,
+    before(bounded_seconds(MAX_TIMEOUT), float | str),
+    bounds(exclusiveMinimum=0, maximum=MAX_TIMEOUT),
+]
+Names = Annotated[list[str], before(_list, list[str] | str)]
+Refs = Annotated[list[str], before(_refs, list[str | int] | str | int)]
+Globs = Annotated[list[str], before(_globs, list[str] | str)]
+Gpus = Annotated[int, before(ints(0, MAX_GPUS), int | str), bounds(minimum=0, maximum=MAX_GPUS)]
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+class Shape(BaseModel):
+    """A request body: unknown keys are refused, every string must be valid text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        check_text(data)
+        return data
+
+    @classmethod
+    def unknown_message(cls, unknown: list[str]) -> str:
+        """Return the error for keys the shape does not have."""
+        return f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(cls.keys())})"
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """Return the keys a body may have, in declaration order."""
+        return list(cls.model_fields)
+
+    @classmethod
+    def explain(cls, exc: pydantic.ValidationError) -> str:
+        """Return the one-line message of a failed validation (unknown keys first)."""
+        errors = exc.errors(include_url=False)
+        unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"
+                   and len(e["loc"]) == 1]  # fmt: skip
+        if unknown:
+            return cls.unknown_message(sorted(unknown))
+        return error_message(errors[0])
+
+    def given(self) -> dict[str, Any]:
+        """Return the fields the body set (not the defaults), validated; enums as text."""
+        out = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, StrEnum) else value
+        return out
+
+
+def error_message(error: Any) -> str:
+    """Return the text of one pydantic error: our own message, or one naming the field."""
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    if error["type"] in ("value_error", "assertion_error"):
+        return str(error["ctx"]["error"])
+    if error["type"] == "missing":
+        return f"'{where}' is required"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field '{where}'"
+    return f"'{where}': {error['msg'][:1].lower()}{error['msg'][1:]}"
+
+
+def parse(shape: type[S], body: Any) -> S:
+    """Return ``body`` as ``shape``, or raise ValidationError with one line naming the field."""
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    try:
+        return shape.model_validate(body)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(shape.explain(exc)) from None
