@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
+import math
 import os
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pydantic
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from dobby.core.errors import ConfigError
+from dobby.core.fields import MAX_TIMEOUT, text_problem
 
 CONFIG_FILE = "dobby.yaml"
 DEFAULT_HOME = "~/.dobby-hub"
@@ -24,82 +32,223 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SECRET_SETTINGS = frozenset({"api_key", "webhook_url", "webhook_secret"})
 # Settings the environment cannot set as DOBBY_<NAME> (structured values belong in dobby.yaml).
 _NO_ENV = frozenset({"prices", "usage_limits"})
+DAY = 86400.0
+MAX_SECONDS = 3650 * DAY  # intervals and retention: finite and bounded
+MAX_AGENTS = 100_000
 
 
-def _setting(default: Any = None, *, help: str, factory: Any = None) -> Any:
-    """Declare one setting with its default and a one-line description."""
-    meta = {"help": help}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+Where = dict[str, str]  # setting name → where its value came from, for messages
 
 
-def _derived(help: str) -> Any:
-    """Declare a setting whose default is computed from others in ``__post_init__``."""
-    # None is only a placeholder: __post_init__ always replaces it, so readers see the real type.
-    return field(default=None, metadata={"help": help, "derived": True})
+class _Bad(ValueError):
+    """A setting's value is invalid; the message is what follows "setting 'x'"."""
 
 
-@dataclass(kw_only=True, repr=False)
-class Settings:
+def _kind_check(kind: type, *, optional: bool = False) -> Any:
+    """Return a before-validator accepting ``kind`` (or its text, for numbers and paths)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, str) and kind is not str:
+            parsed = _parse_text(value, kind)
+            if parsed is not None:
+                return parsed
+        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise _Bad(f"must be a finite number, got {value!r}")
+            return value
+        elif kind in (dict, str) and isinstance(value, kind):
+            return value
+        elif kind is Path and isinstance(value, Path):
+            return value
+        # Secrets are never echoed back, not even in an error.
+        shown = (
+            f"a value of type {type(value).__name__}"
+            if info.field_name in SECRET_SETTINGS
+            else repr(value)[:60]
+        )
+        raise _Bad(f"must be {_TYPE_NAMES[kind]}, got {shown}")
+
+    return check
+
+
+def _seconds(minimum: float, *, inclusive: bool, maximum: float = MAX_SECONDS) -> Any:
+    def check(value: float, info: ValidationInfo) -> float:
+        too_small = value < minimum if inclusive else value <= minimum
+        if too_small or value > maximum:
+            if inclusive:
+                raise _Bad(
+                    f"must be a number of seconds >= {minimum:g} and <= {maximum:.0f}"
+                    f", got {value!r}"
+                )
+            raise _Bad(f"must be a positive number of seconds up to {maximum:.0f}, got {value!r}")
+        return value
+
+    return check
+
+
+def _choice(choices: tuple[str, ...], *, fold: bool = False) -> Any:
+    def check(value: str, info: ValidationInfo) -> str:
+        if (value.lower() if fold else value) not in choices:
+            raise _Bad(f"must be {_words(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _words(choices: tuple[str, ...]) -> str:
+    if len(choices) == 2:
+        return f"{choices[0]} or {choices[1]}"
+    return f"one of {', '.join(choices)}"
+
+
+def _port(value: int, info: ValidationInfo) -> int:
+    if not 1 <= value <= 65535:
+        raise _Bad(f"must be between 1 and 65535, got {value}")
+    return value
+
+
+def _at_least_one(value: int, info: ValidationInfo) -> int:
+    if not 1 <= value <= MAX_AGENTS:
+        raise _Bad(f"must be at least 1 (and at most {MAX_AGENTS}), got {value}")
+    return value
+
+
+def _http_url(value: str | None, info: ValidationInfo) -> str | None:
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        shown = "" if info.field_name in SECRET_SETTINGS else f", got {value!r}"
+        raise _Bad(f"must be an http(s) URL{shown}")
+    return value
+
+
+def _timezone(value: str | None, info: ValidationInfo) -> str | None:
+    if value is not None:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise _Bad(f": unknown time zone {value!r}") from None
+    return value
+
+
+def _typed(kind: type, *after: Any, optional: bool = False) -> list[Any]:
+    return [
+        BeforeValidator(_kind_check(kind, optional=optional)),
+        *(AfterValidator(check) for check in after),
+    ]
+
+
+Seconds = Annotated[float, *_typed(float, _seconds(0, inclusive=False))]
+SecondsOrZero = Annotated[float, *_typed(float, _seconds(0, inclusive=True))]
+OptionalStr = Annotated[str | None, *_typed(str, optional=True)]
+OptionalUrl = Annotated[str | None, *_typed(str, _http_url, optional=True)]
+
+
+def _derived() -> Any:
+    """Stand for a setting computed from others after validation (see ``_derive``)."""
+    return None
+
+
+class Settings(BaseModel):
     """All settings of Dobby, each with a default and a one-line description."""
 
-    home: Path = _setting(
-        factory=lambda: Path(DEFAULT_HOME).expanduser(),
-        help="State directory of the hub (env DOBBY_HOME); holds dobby.yaml, db and results.",
+    model_config = ConfigDict(extra="forbid", validate_default=False)
+
+    home: Annotated[Path, *_typed(Path)] = Field(
+        default_factory=lambda: Path(DEFAULT_HOME).expanduser(),
+        description="State directory of the hub (env DOBBY_HOME); holds dobby.yaml, db and "
+        "results.",
     )
-    host: str = _setting("127.0.0.1", help="Address the hub binds to; non-loopback needs api_key.")
-    port: int = _setting(8420, help="TCP port of the hub's REST API and dashboard.")
-    max_concurrent_agents: int = _setting(8, help="Most tasks running at once across all hosts.")
-    default_timeout: float = _setting(3600, help="Seconds a task may run when it sets no timeout.")
-    gpu_poll_interval: float = _setting(30, help="Seconds between GPU usage polls of GPU hosts.")
-    results_dir: Path = _derived("Directory for collected results and artifacts (home/results).")
-    db_path: Path = _derived("The hub's SQLite database (home/dobby.db).")
-    api_key: str | None = _setting(
-        None, help="Key clients must send; env DOBBY_API_KEY overrides dobby.yaml."
+    host: Annotated[str, *_typed(str)] = Field(
+        "127.0.0.1", description="Address the hub binds to; non-loopback needs api_key."
     )
-    webhook_url: str | None = _setting(
-        None, help="URL that receives a JSON POST per finished task and per draft to approve."
+    port: Annotated[int, *_typed(int, _port)] = Field(
+        8420, description="TCP port of the hub's REST API and dashboard."
     )
-    webhook_secret: str | None = _setting(
-        None, help="Key of the webhook's HMAC-SHA256 signature header (X-Dobby-Signature)."
+    max_concurrent_agents: Annotated[int, *_typed(int, _at_least_one)] = Field(
+        8, description="Most tasks running at once across all hosts."
     )
-    stale_timeout: float = _setting(
-        600, help="Seconds a running task may go without new output before it is stale."
+    default_timeout: Annotated[
+        float, *_typed(float, _seconds(0, inclusive=False, maximum=MAX_TIMEOUT))
+    ] = Field(3600, description="Seconds a task may run when it sets no timeout.")
+    gpu_poll_interval: Seconds = Field(
+        30, description="Seconds between GPU usage polls of GPU hosts."
     )
-    stale_action: str = _setting(
-        "kill", help="What happens to a stale task: kill (fail it, reason stale) or mark."
+    results_dir: Annotated[Path, *_typed(Path)] = Field(
+        default_factory=_derived,
+        description="Directory for collected results and artifacts (home/results).",
     )
-    priority_aging: float = _setting(
-        600, help="Seconds of waiting that raise a pending task one priority level (0: off)."
+    db_path: Annotated[Path, *_typed(Path)] = Field(
+        default_factory=_derived, description="The hub's SQLite database (home/dobby.db)."
     )
-    hub_url: str = _derived("URL clients use to reach the hub (default http://HOST:PORT).")
-    github_url: str | None = _setting(None, help="Base URL used to link task branches on GitHub.")
-    inventory: Path | None = _setting(
+    api_key: OptionalStr = Field(
+        None, description="Key clients must send; env DOBBY_API_KEY overrides dobby.yaml."
+    )
+    webhook_url: OptionalUrl = Field(
         None,
-        help="Inventory file or directory (env DOBBY_INVENTORY; ./inventory if it exists, "
+        description="URL that receives a JSON POST per finished task and per draft to approve.",
+    )
+    webhook_secret: OptionalStr = Field(
+        None, description="Key of the webhook's HMAC-SHA256 signature header (X-Dobby-Signature)."
+    )
+    stale_timeout: Seconds = Field(
+        600, description="Seconds a running task may go without new output before it is stale."
+    )
+    stale_action: Annotated[str, *_typed(str, _choice(("kill", "mark")))] = Field(
+        "kill", description="What happens to a stale task: kill (fail it, reason stale) or mark."
+    )
+    priority_aging: SecondsOrZero = Field(
+        600, description="Seconds of waiting that raise a pending task one priority level (0: off)."
+    )
+    hub_url: Annotated[str, *_typed(str, _http_url)] = Field(
+        default_factory=_derived,
+        description="URL clients use to reach the hub (default http://HOST:PORT).",
+    )
+    github_url: OptionalStr = Field(
+        None, description="Base URL used to link task branches on GitHub."
+    )
+    inventory: Annotated[Path | None, *_typed(Path, optional=True)] = Field(
+        None,
+        description="Inventory file or directory (env DOBBY_INVENTORY; ./inventory if it exists, "
         "else the implicit local host).",
     )
-    usage_limits: dict[str, Any] = _setting(
-        factory=dict,
-        help="Limits per backend and rolling window for the dashboard's usage bars, e.g. "
+    usage_limits: Annotated[dict[str, Any], *_typed(dict)] = Field(
+        default_factory=dict,
+        description="Limits per backend and rolling window for the dashboard's usage bars, e.g. "
         "{claude: {5h: {cost_usd: 20}, 7d: {tokens: 50000000}}}.",
     )
-    prices: dict[str, Any] = _setting(
-        factory=dict, help="Token prices per model (USD per million tokens), for codex costs."
+    prices: Annotated[dict[str, Any], *_typed(dict)] = Field(
+        default_factory=dict,
+        description="Token prices per model (USD per million tokens), for codex costs.",
     )
-    host_retention: float = _setting(
+    host_retention: SecondsOrZero = Field(
         604800,
-        help="Seconds a finished task's worktree and tasks/<id> stay on its host (0: remove "
-        "right after collection).",
+        description="Seconds a finished task's worktree and tasks/<id> stay on its host (0: "
+        "remove right after collection).",
     )
-    timezone: str | None = _setting(None, help="IANA zone for displayed times (None = local).")
-    write_timeout: float = _setting(
-        5.0, help="Seconds a change may wait for the disk before the API answers 503."
+    timezone: Annotated[str | None, *_typed(str, _timezone, optional=True)] = Field(
+        None, description="IANA zone for displayed times (None = local)."
     )
-    log_level: str = _setting("info", help="Logging level: debug, info, warning, error.")
+    log_level: Annotated[str, *_typed(str, _choice(LOG_LEVELS, fold=True))] = Field(
+        "info", description="Logging level: debug, info, warning, error."
+    )
+    write_timeout: Seconds = Field(
+        5.0, description="Seconds a change may wait for the disk before the API answers 503."
+    )
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        """Check every setting; a bad one raises ConfigError "setting 'x' must be …"."""
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(explain(exc, {})) from exc  # load() re-explains the cause
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
         if self.results_dir is None:
             self.results_dir = self.home / "results"
         if self.db_path is None:
@@ -108,35 +257,21 @@ class Settings:
             # IPv6 literals need brackets inside a URL.
             host = f"[{self.host}]" if ":" in self.host else self.host
             self.hub_url = f"http://{host}:{self.port}"
+        return self
 
-    def validate(self) -> None:
-        """Raise ConfigError unless the settings are safe and usable."""
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"setting 'port' must be between 1 and 65535, got {self.port}")
-        if self.max_concurrent_agents < 1:
-            raise ConfigError("setting 'max_concurrent_agents' must be at least 1")
-        for name in ("default_timeout", "gpu_poll_interval", "stale_timeout", "write_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"setting '{name}' must be a positive number of seconds")
-        if self.host_retention < 0:
-            raise ConfigError("setting 'host_retention' must be a number of seconds >= 0")
-        if self.stale_action not in ("kill", "mark"):
-            raise ConfigError(
-                f"setting 'stale_action' must be kill or mark, got {self.stale_action!r}"
-            )
-        if self.priority_aging < 0:
-            raise ConfigError("setting 'priority_aging' must be a number of seconds >= 0")
-        if self.webhook_url and urlsplit(self.webhook_url).scheme not in ("http", "https"):
-            raise ConfigError("setting 'webhook_url' must be an http(s) URL")
-        if self.log_level.lower() not in LOG_LEVELS:
-            raise ConfigError(
-                f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, "
-                f"got {self.log_level!r}"
-            )
-        if urlsplit(self.hub_url).scheme not in ("http", "https"):
-            raise ConfigError(f"setting 'hub_url' must be an http(s) URL, got {self.hub_url!r}")
-        if self.timezone is not None:
-            _check_timezone(self.timezone)
+    @classmethod
+    def load(cls, values: dict[str, Any], where: Where) -> Settings:
+        """Return checked settings; an error names where the bad value came from."""
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, pydantic.ValidationError):
+                raise
+            raise ConfigError(explain(cause, where)) from None
+
+    def validate_bind(self) -> None:
+        """Raise ConfigError unless binding ``host`` is safe: non-loopback needs ``api_key``."""
         if not is_loopback(self.host) and not self.api_key:
             raise ConfigError(
                 f"refusing to bind {self.host} without api_key: "
@@ -146,28 +281,43 @@ class Settings:
     def to_public_dict(self) -> dict[str, Any]:
         """Return the settings as JSON with every secret masked as ``***``."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_SETTINGS:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in SECRET_SETTINGS:
                 value = "***" if value else None
             elif isinstance(value, Path):
                 value = str(value)
-            elif f.name.endswith("_url") and isinstance(value, str):
+            elif name.endswith("_url") and isinstance(value, str):
                 value = _strip_password(value)
             elif isinstance(value, dict):
                 value = dict(value)
-            out[f.name] = value
+            out[name] = value
         return out
 
     def __repr__(self) -> str:
-        # The dataclass repr would print secrets into logs and tracebacks.
+        # The default repr would print secrets into logs and tracebacks.
         body = ", ".join(f"{k}={v!r}" for k, v in self.to_public_dict().items())
         return f"Settings({body})"
+
+    __str__ = __repr__
 
     @classmethod
     def describe(cls) -> list[tuple[str, str]]:
         """Return (name, one-line description) for every setting, in declaration order."""
-        return [(f.name, f.metadata["help"]) for f in dataclasses.fields(cls)]
+        return [(name, f.description or "") for name, f in cls.model_fields.items()]
+
+
+def explain(exc: pydantic.ValidationError, where: Where) -> str:
+    """Return the message of the first bad setting: "<where> must be …"."""
+    error = exc.errors(include_url=False)[0]
+    name = str(error["loc"][0]) if error["loc"] else ""
+    place = where.get(name, f"setting '{name}'")
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting '{name}'"
+    if error["type"] == "value_error" and isinstance(error["ctx"]["error"], _Bad):
+        text = str(error["ctx"]["error"])
+        return f"{place}{text}" if text.startswith(":") else f"{place} {text}"
+    return f"{place}: {error['msg']}"
 
 
 def is_loopback(host: str) -> bool:
@@ -198,29 +348,48 @@ def load_settings(
     home = _absolute(home, cwd)
 
     values: dict[str, Any] = {"home": home}
+    where: Where = {}
     config_file = home / CONFIG_FILE
     if config_file.is_file():
-        values.update(_read_yaml(config_file, home))
-    for name, hint in _hints().items():
+        for name, (value, line) in _read_yaml(config_file).items():
+            values[name] = _path(name, value, home)
+            where[name] = f"{config_file}:{line}: setting '{name}'"
+    for name in Settings.model_fields:
         if name == "home" or name in _NO_ENV:
             continue
         raw = env.get(f"DOBBY_{name.upper()}")
         if raw:  # an empty variable counts as unset
-            values[name] = _coerce(name, raw, hint, cwd, where=f"DOBBY_{name.upper()}")
-    hints = _hints()
+            values[name] = _path(name, raw, cwd)
+            where[name] = f"DOBBY_{name.upper()}"
     for name, value in overrides.items():
-        if name not in hints:
+        if name not in Settings.model_fields:
             raise ConfigError(f"unknown setting '{name}'")
-        values[name] = _coerce(name, value, hints[name], cwd, where=f"setting '{name}'")
+        values[name] = _path(name, value, cwd)
+        where[name] = f"setting '{name}'"
     if "inventory" not in values and (cwd / "inventory").exists():
         values["inventory"] = cwd / "inventory"  # the default is resolved once, at load
-    settings = Settings(**values)
-    settings.validate()
+    settings = Settings.load(values, where)
+    settings.validate_bind()
     return settings
 
 
-def _read_yaml(path: Path, home: Path) -> dict[str, Any]:
-    """Return the settings in dobby.yaml, checking names and types with their line numbers."""
+def _path(name: str, value: Any, base: Path) -> Any:
+    """Return a path setting given as text made absolute (relative to ``base``)."""
+    annotation = str(Settings.model_fields[name].annotation)
+    if isinstance(value, str) and "Path" in annotation:
+        return _absolute(Path(value), base)
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, tuple[Any, int]]:
+    """Return each setting of dobby.yaml with the line of its value; names checked here."""
+    try:
+        return _read_yaml_nodes(path)
+    except RecursionError:  # e.g. [[[[…]]]]: PyYAML composes and builds recursively
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+
+
+def _read_yaml_nodes(path: Path) -> dict[str, tuple[Any, int]]:
     try:
         loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
         try:
@@ -237,27 +406,23 @@ def _read_yaml(path: Path, home: Path) -> dict[str, Any]:
         return {}
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{path}:{root.start_mark.line + 1}: expected a mapping of settings")
-    hints = _hints()
-    values: dict[str, Any] = {}
+    values: dict[str, tuple[Any, int]] = {}
     loader.flatten_mapping(root)  # resolve `<<: *anchor` merges
     for key_node, value_node in root.value:
         name, line = str(key_node.value), key_node.start_mark.line + 1
         if name == "home":
             raise ConfigError(f"{path}:{line}: 'home' cannot be set in dobby.yaml; use DOBBY_HOME")
-        if name not in hints:
+        if name not in Settings.model_fields:
             raise ConfigError(f"{path}:{line}: unknown setting '{name}'")
         try:
             value = loader.construct_object(value_node, deep=True)
         except yaml.MarkedYAMLError as exc:  # e.g. an unsafe !!python tag
             raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from None
-        where = f"{path}:{value_node.start_mark.line + 1}: setting '{name}'"
-        values[name] = _coerce(name, value, hints[name], home, where=where)
+        problem = text_problem(value)
+        if problem:
+            raise ConfigError(f"{path}:{line}: setting '{name}': {problem}")
+        values[name] = (value, value_node.start_mark.line + 1)
     return values
-
-
-def _hints() -> dict[str, Any]:
-    """Return the resolved type of every setting."""
-    return typing.get_type_hints(Settings)
 
 
 _TYPE_NAMES = {
@@ -270,62 +435,24 @@ _TYPE_NAMES = {
 }
 
 
-def _coerce(name: str, value: Any, hint: Any, base: Path, *, where: str) -> Any:
-    """Return ``value`` as the declared type of setting ``name``, or raise ConfigError."""
-    args = typing.get_args(hint)
-    optional = isinstance(hint, types.UnionType) and type(None) in args
-    kind = next(a for a in args if a is not type(None)) if optional else hint
-    kind = typing.get_origin(kind) or kind
-    if value is None:
-        if optional:
-            return None
-    elif isinstance(value, str) and kind is not str:
-        parsed = _parse_text(value, kind)
-        if parsed is not None:
-            return _absolute(Path(parsed), base) if kind is Path else parsed
-    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    elif kind is dict and isinstance(value, dict):
-        return value
-    elif kind is str and isinstance(value, str):
-        return value
-    # Secrets are never echoed back, not even in an error.
-    shown = (
-        f"a value of type {type(value).__name__}" if name in SECRET_SETTINGS else repr(value)[:60]
-    )
-    expected = _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
-    raise ConfigError(f"{where} must be {expected}, got {shown}")
-
-
 def _parse_text(text: str, kind: Any) -> Any:
     """Parse a setting given as text (env or a flag); None if it does not parse."""
     try:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            value = float(text)
+            return value if math.isfinite(value) else None
     except ValueError:
         return None
     if kind is Path:
-        return text
+        return Path(text)
     return None  # structured settings cannot come from text
 
 
 def _absolute(path: Path, base: Path) -> Path:
     """Expand ``~`` and make ``path`` absolute relative to ``base``."""
     return Path(os.path.normpath(base / path.expanduser()))
-
-
-def _check_timezone(name: str) -> None:
-    """Raise ConfigError unless ``name`` is a known IANA time zone."""
-    import zoneinfo
-
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"setting 'timezone': unknown time zone {name!r}") from None
 
 
 def _strip_password(url: str) -> str:

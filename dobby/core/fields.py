@@ -46,29 +46,33 @@ def text_problem(value: Any, where: str = "") -> str | None:
     JSON and YAML can spell lone surrogates (``"\\udfff"``); Python keeps them in ``str``, and
     they fail later when the text is encoded as UTF-8 (an answer, a log line, a file).
     """
-    if isinstance(value, str):
-        if value.isascii():
-            return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            name = f"'{where}'" if where else "a string"
-            bad = value[exc.start]
-            return (
-                f"{name} is not valid UTF-8 text "
-                f"(lone surrogate \\u{ord(bad):04x} at character {exc.start})"
-            )
+    stack: list[tuple[Any, str]] = [(value, where)]  # a loop, not recursion: any depth is fine
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = _string_problem(item, path)
+            if problem:
+                return problem
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                stack.append((child, _join(path, key)))
+                stack.append((key, path))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def _string_problem(text: str, where: str) -> str | None:
+    if text.isascii():
         return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = text_problem(key, where) or text_problem(item, _join(where, key))
-            if problem:
-                return problem
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            problem = text_problem(item, _join(where, index))
-            if problem:
-                return problem
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        name = f"'{where}'" if where else "a string"
+        return (
+            f"{name} is not valid UTF-8 text "
+            f"(lone surrogate \\u{ord(text[exc.start]):04x} at character {exc.start})"
+        )
     return None
 
 
@@ -80,8 +84,6 @@ def check_text(value: Any, where: str = "") -> None:
 
 
 def _join(where: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{where}[{key}]"
     return f"{where}.{key}" if where else str(key)
 
 

@@ -26,7 +26,7 @@ async def run_hub(
     settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Serve until ``stop`` is set (or a signal arrives)."""
-    settings.validate()
+    settings.validate_bind()
     sockets = bind(settings)  # first: a busy port must fail before the hub starts anything
     hub = Hub(settings=settings)
     await hub.start()

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import difflib
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
 from dobby.core.errors import Conflict, InventoryError, NotFound
+from dobby.core.fields import error_message
 from dobby.core.files import atomic_write
-from dobby.core.models import BackendName, Host, Permissions
-from dobby.core.slurm import SlurmSettingError, make_settings
+from dobby.core.models import Host
+from dobby.core.slurm import make_settings
 from dobby.core.timefmt import utcnow
+from dobby.inventory.shapes import FIELDS, HostFields
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("defaults", "groups", "hosts")
-HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host) if f.name not in ("name", "source"))
-CONNECTIONS = ("ssh", "local", "slurm")  # slurm: a login node reached over ssh
-BACKENDS = tuple(b.value for b in BackendName)
-PERMISSIONS = tuple(p.value for p in Permissions)
+HOST_FIELDS = FIELDS  # declared once, by HostFields in dobby/inventory/shapes.py
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NULL = "tag:yaml.org,2002:null"
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # exported by run.sh: must be a shell name
 
 
 def implicit_local() -> Host:
@@ -59,17 +56,6 @@ class Inventory:
             raise NotFound(f"unknown host '{name}'") from None
 
 
-class _Bad(Exception):
-    """A field value is invalid (message only; the caller adds file and line).
-
-    ``line`` is set when the problem sits deeper than the field's value (a ``slurm:`` key).
-    """
-
-    def __init__(self, message: str, *, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
-
-
 # Each item: (key, key line, value line, value); lines are None for plain dicts (spokes API).
 _Item = tuple[str, int | None, int | None, Any]
 _Layer = dict[str, Any]
@@ -94,6 +80,13 @@ class _Parser:
     def parse_file(self, path: Path) -> list[str]:
         """Add the hosts defined in ``path``; return their names."""
         self.file = str(path)
+        try:
+            return self._parse_file(path)
+        except RecursionError:  # e.g. [[[[…]]]]: PyYAML composes and builds recursively
+            self.report("invalid YAML: nested too deeply", None)
+            return []
+
+    def _parse_file(self, path: Path) -> list[str]:
         try:
             loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
             try:
@@ -207,18 +200,34 @@ class _Parser:
         return out
 
     def layer(self, items: Iterable[_Item], where: str, allowed: Iterable[str]) -> _Layer:
-        """Validate fields; return the good ones, reporting the bad ones."""
+        """Validate fields with HostFields; return the good ones, reporting the bad ones."""
         allowed = tuple(allowed)
-        out: _Layer = {}
+        values: dict[str, Any] = {}
+        lines: dict[str, int | None] = {}
         for key, kline, vline, value in items:
             if key not in allowed:
                 self.report(f"unknown field '{key}' in {where}{_suggest(key, allowed)}", kline)
                 continue
+            values[key], lines[key] = value, vline
+        context = {"where": where}
+        while values:
             try:
-                out[key] = _check_field(key, value, where)
-            except _Bad as exc:
-                self.report(str(exc), exc.line or vline)
-        return out
+                shape = HostFields.model_validate(values, context=context)
+            except pydantic.ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    key = str(error["loc"][0]) if error["loc"] else ""
+                    # A slurm setting's error points at its own line (Bad.line).
+                    line = getattr(error.get("ctx", {}).get("error"), "line", None)
+                    self.report(error_message(error), line or lines.get(key))
+                    # Report each bad field once and check the rest again; a problem with no
+                    # field (there is none today) drops the whole layer.
+                    if key in values:
+                        del values[key]
+                    else:
+                        values.clear()
+                continue
+            return shape.model_dump(mode="json", include=set(values))
+        return {}
 
     def add(self, name: str, line: int | None, parents: list[_Layer], items: list[_Item]) -> bool:
         """Validate and add one host; return whether it was added."""
@@ -269,75 +278,6 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_int(low: int, high: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-# field -> (is the value valid, what the error says it must be)
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "connection": (lambda v: v in CONNECTIONS, "one of " + ", ".join(CONNECTIONS)),
-    "address": (_is_str, "a string"),
-    "port": (_is_int(1, 65535), "an integer 1..65535"),
-    "user": (_is_str, "a string"),
-    "identity_file": (_is_str, "a string"),
-    "known_hosts": (_is_str, "a string"),
-    "trust_on_first_use": (lambda v: isinstance(v, bool), "true or false"),
-    "labels": (lambda v: isinstance(v, list) and all(map(_is_str, v)), "a list of strings"),
-    "backends": (lambda v: isinstance(v, list) and all(map(_is_str, v)), "a list of strings"),
-    "max_agents": (_is_int(1, 1_000_000), "an integer >= 1"),
-    "workdir": (_is_str, "a string"),
-    "gpus": (lambda v: isinstance(v, bool) or v == "auto", "true, false or 'auto'"),
-    "env": (lambda v: isinstance(v, dict), "a mapping of NAME: value"),
-    "permissions": (lambda v: v in PERMISSIONS, "one of " + ", ".join(PERMISSIONS)),
-    "slurm": (lambda v: isinstance(v, dict), "a mapping of Slurm settings (partition, ...)"),
-}
-_OPTIONAL = ("address", "user", "identity_file", "known_hosts")  # null means "not set"
-
-
-def _check_field(key: str, value: Any, where: str) -> Any:
-    """Return the checked (and normalised) value of one host field, or raise _Bad."""
-    if value is None and key in _OPTIONAL:
-        return None
-    valid, expected = _CHECKS[key]
-    if not valid(value):
-        shown = "" if key == "env" else f", got {_show(value)}"  # env may hold secrets
-        raise _Bad(f"'{key}' in {where} must be {expected}{shown}")
-    if key in ("identity_file", "known_hosts"):
-        return os.path.expanduser(value)  # read by the hub, so ~ is the hub user's home
-    if key == "backends":
-        for item in value:
-            if item not in BACKENDS:
-                raise _Bad(f"unknown backend '{item}' in {where} (use {', '.join(BACKENDS)})")
-    if key == "env":
-        return _check_env(value, where)
-    if key == "slurm":
-        try:
-            make_settings(value)  # checked per layer; a host's keys go over its group's
-        except SlurmSettingError as exc:
-            line = getattr(value, "lines", {}).get(exc.key)
-            raise _Bad(f"{exc} in {where}", line=line) from None
-        return dict(value)
-    # workdir is a remote path: its ~ belongs to the host, so it is kept as written.
-    return list(value) if isinstance(value, list) else value
-
-
-def _check_env(env: dict[Any, Any], where: str) -> dict[str, str]:
-    """Return env with string values; names must be shell names, values strings or numbers."""
-    out = {}
-    for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME_RE.fullmatch(name):
-            raise _Bad(f"invalid env name {_show(name)} in {where}")
-        # env values are secrets: the message names the variable, never its value.
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise _Bad(f"env value of '{name}' in {where} must be a string or number")
-        out[name] = str(value)
-    return out
 
 
 def _merge(layers: list[_Layer]) -> dict[str, Any]:

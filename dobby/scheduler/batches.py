@@ -15,6 +15,7 @@ from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.events import EventBus
 from dobby.core.models import Batch, Task, TaskStatus
 from dobby.core.ports import SaveTask
+from dobby.core.shapes import BatchText, parse
 from dobby.scheduler import deps
 from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_batch
 from dobby.scheduler.intake import Intake
@@ -25,12 +26,14 @@ def _spec(body: Any) -> BatchSpec:
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
     if "yaml" in body:
-        text, file = body.get("yaml"), body.get("file") or "<batch>"
-        if not isinstance(text, str) or not isinstance(file, str):
-            raise ValidationError("'yaml' and 'file' must be strings")
-        return parse_batch(text, file)
+        shape = parse(BatchText, body)
+        return parse_batch(shape.yaml, shape.file or "<batch>")
     # JSON: the same structure; dumped and parsed again so both forms share every check.
-    return parse_batch(yaml.safe_dump(body, sort_keys=False), "<request>")
+    try:
+        text = yaml.safe_dump(body, sort_keys=False)
+    except RecursionError:
+        raise ValidationError("request body is nested too deeply") from None
+    return parse_batch(text, "<request>")
 
 
 class Batches:

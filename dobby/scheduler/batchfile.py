@@ -24,28 +24,15 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 import yaml
 
 from dobby.core.errors import ValidationError
+from dobby.core.fields import Shape, error_message
+from dobby.core.shapes import BATCH_DEFAULT_KEYS, BATCH_TASK_KEYS, BatchDefaults, BatchTask
 
-TASK_KEYS = (
-    "name",
-    "prompt",
-    "title",
-    "project",
-    "backend",
-    "model",
-    "priority",
-    "host",
-    "labels",
-    "timeout",
-    "after",
-    "wait_for_host",
-    "draft",
-    "artifacts",
-    "gpus",
-)
-DEFAULT_KEYS = tuple(k for k in TASK_KEYS if k not in ("name", "prompt", "title", "after"))
+TASK_KEYS = BATCH_TASK_KEYS  # declared once, by the shapes in dobby/core/shapes.py
+DEFAULT_KEYS = BATCH_DEFAULT_KEYS
 TOP_KEYS = ("name", "defaults", "tasks")
 MAX_TASKS = 10000
 
@@ -108,6 +95,13 @@ def _mapping(
 
 def parse_batch(text: str, file: str = "<batch>") -> BatchSpec:
     """Parse a batch file; raise ValidationError ``file:line: message`` on the first problem."""
+    try:
+        return _parse_batch(text, file)
+    except RecursionError:  # e.g. [[[[…]]]]: PyYAML composes and builds recursively
+        raise ValidationError(f"{file}: invalid YAML: nested too deeply") from None
+
+
+def _parse_batch(text: str, file: str) -> BatchSpec:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -129,6 +123,7 @@ def parse_batch(text: str, file: str = "<batch>") -> BatchSpec:
             node = _child(root, "defaults")
             assert node is not None
             defaults, default_lines = _mapping(node, file, "defaults", DEFAULT_KEYS, loader)
+            _check(BatchDefaults, defaults, file, default_lines, node.start_mark.line + 1)
         tasks_node = _child(root, "tasks")
         if tasks_node is None:
             raise _error(file, root.start_mark.line + 1, "missing 'tasks:' (a list of tasks)")
@@ -172,14 +167,28 @@ def _entry(
     line = node.start_mark.line + 1
     if "prompt" not in values:
         raise _error(file, line, f"task {index} has no 'prompt'")
-    name = values.pop("name", None)
+    name = values.get("name")
     if name is None:
         name = f"task-{index}"
     elif not isinstance(name, str | int) or isinstance(name, bool) or not str(name).strip():
         raise _error(file, lines["name"], f"'name' of task {index} must be a non-empty string")
+    _check(BatchTask, values, file, lines, line)
+    values.pop("name", None)
     body = {**defaults[0], **values}
     # A bad value inherited from `defaults` is reported on the defaults line.
     return Entry(name=str(name), body=body, line=line, key_lines={**defaults[1], **lines})
+
+
+def _check(
+    shape: type[Shape], values: dict[str, Any], file: str, lines: dict[str, int], line: int
+) -> None:
+    """Check values with their shape; an error names the line of the key it is about."""
+    try:
+        shape.model_validate(values)
+    except pydantic.ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = str(error["loc"][0]) if error["loc"] else ""
+        raise _error(file, lines.get(key, line), error_message(error)) from None
 
 
 def key_in_message(message: str, keys: list[str]) -> str | None:
