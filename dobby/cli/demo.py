@@ -18,14 +18,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dobby.cli import render
 from dobby.client.http import HubClient
-from dobby.core.config import Settings, load_settings
 from dobby.core.errors import DobbyError
 from dobby.hub.server import run_hub
 from dobby.replay import install_fake_agents
+
+if TYPE_CHECKING:
+    from dobby.core.config import Settings
 
 SAMPLE_FILES = {
     "README.md": "# sample\n\nA tiny project the Dobby demo hands to its agents.\n",
@@ -234,6 +236,8 @@ def _wait_for_children(*, timeout: float) -> None:
 
 
 def _demo_settings(home: Path, port: int) -> Settings:
+    from dobby.core.config import load_settings  # pydantic: only when a demo runs
+
     bin_dir = install_fake_agents(home / "bin")
     inventory = write_demo_inventory(home, bin_dir)
     return load_settings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import difflib
 import logging
 import re
@@ -12,21 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import yaml
 
 from dobby.core.errors import Conflict, InventoryError, NotFound
-from dobby.core.fields import error_message
 from dobby.core.files import atomic_write
 from dobby.core.models import Host
 from dobby.core.slurm import make_settings
 from dobby.core.timefmt import utcnow
-from dobby.inventory.shapes import FIELDS, HostFields
 
 log = logging.getLogger(__name__)
 
 TOP_KEYS = ("defaults", "groups", "hosts")
-HOST_FIELDS = FIELDS  # declared once, by HostFields in dobby/inventory/shapes.py
+# The fields of Host that a file may set; HostFields (dobby/inventory/shapes.py) checks them.
+HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host) if f.name not in ("name", "source"))
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NULL = "tag:yaml.org,2002:null"
 
@@ -209,6 +208,12 @@ class _Parser:
                 self.report(f"unknown field '{key}' in {where}{_suggest(key, allowed)}", kline)
                 continue
             values[key], lines[key] = value, vline
+        # Imported here: pydantic's models cost the CLI's start, which reads inventories too.
+        import pydantic
+
+        from dobby.core.fields import error_message
+        from dobby.inventory.shapes import HostFields
+
         context = {"where": where}
         while values:
             try:
