@@ -217,3 +217,15 @@ def check_record(doc: Any) -> Task:
     if "tokens" in values:
         values["tokens"] = Tokens(**values["tokens"].model_dump())
     return Task(**values)
+
+
+class TaskExport(pydantic.RootModel[list[TaskRecord]]):  # type: ignore[valid-type]
+    """A JSON export: an array of tasks, one per line (``dobby export --format json``)."""
+
+
+class TaskExportObject(Shape):
+    """A JSON export wrapped in an object."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tasks: list[TaskRecord]  # type: ignore[valid-type]

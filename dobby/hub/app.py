@@ -6,7 +6,6 @@ from typing import Any
 
 import tornado.web
 
-from dobby import __version__
 from dobby.hub.base import ID, BaseHandler, NotFoundHandler
 from dobby.hub.core import Hub
 from dobby.hub.handlers import dashboard as dash
@@ -14,6 +13,7 @@ from dobby.hub.handlers import machines as hm
 from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
+from dobby.hub.openapi import document
 
 # (pattern, handler, {method: summary}): the one route table of the hub, and the source of
 # /openapi.json. Routes without summaries are pages, not API, and stay out of the document.
@@ -139,70 +139,8 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
 
 
 def openapi() -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of the routes above."""
-    paths: dict[str, Any] = {}
-    for pattern, _handler, methods in ROUTES:
-        if not methods:
-            continue  # a page, not an API route (the dashboard)
-        path = pattern.replace(ID, "{id}").replace("(.+)", "{name}")
-        ops = {}
-        for method, summary in methods.items():
-            op: dict[str, Any] = {
-                "summary": summary,
-                "responses": {
-                    "200": {"description": "OK"},
-                    "400": {"$ref": "#/components/responses/Error"},
-                    "401": {"$ref": "#/components/responses/Error"},
-                    "404": {"$ref": "#/components/responses/Error"},
-                },
-            }
-            if "{id}" in path:
-                op["parameters"] = [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ]
-            if "{name}" in path:
-                op.setdefault("parameters", []).append(
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                )
-            if method in ("post", "patch"):
-                op["requestBody"] = {
-                    "content": {"application/json": {"schema": {"type": "object"}}}
-                }
-            ops[method] = op
-        paths[path] = ops
-    paths["/openapi.json"] = {
-        "get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Dobby hub", "version": __version__},
-        "components": {
-            "securitySchemes": {"key": {"type": "apiKey", "in": "header", "name": "X-Dobby-Key"}},
-            "responses": {
-                "Error": {
-                    "description": "Error",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "error": {
-                                        "type": "object",
-                                        "properties": {
-                                            "code": {"type": "string"},
-                                            "message": {"type": "string"},
-                                        },
-                                    }
-                                },
-                            }
-                        }
-                    },
-                }
-            },
-        },
-        "security": [{"key": []}],
-        "paths": paths,
-    }
+    """Return the OpenAPI 3.1 document of the routes above (see dobby/hub/openapi.py)."""
+    return document(ROUTES)
 
 
 class OpenAPIHandler(BaseHandler):

@@ -206,3 +206,12 @@ class HostFields(BaseModel):
 
 
 FIELDS = tuple(HostFields.model_fields)
+
+
+class SpokeRegister(HostFields):
+    """``POST /spokes/register``: add (or update) a host in the hub's spokes file."""
+
+    name: str = Field(description="Host name: letters, digits, '.', '_', '-'.")
+    host_key: str | None = Field(
+        None, description="The host's public key line, pinned in the hub's known_hosts."
+    )
