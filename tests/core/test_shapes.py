@@ -1,0 +1,192 @@
+"""The declared shapes: bounds, text, prompt size, records; field lists derived from Task."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from dobby.core.errors import ValidationError
+from dobby.core.fields import MAX_PROMPT_BYTES, check_text
+from dobby.core.models import Host, Task, TaskStatus, repair_record
+from dobby.core.records import check_record
+from dobby.core.shapes import (
+    BatchTask,
+    ScheduleCreate,
+    TaskPatch,
+    TaskSubmit,
+    parse,
+    validate_policy,
+    validate_submit,
+)
+
+NAN, INF = math.nan, math.inf
+
+
+def submit(**body: object) -> dict:
+    return validate_submit({"prompt": "x", **body}, default_timeout=None)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"timeout": NAN}, "'timeout' must be a positive number of seconds up to 2592000 (30d), "
+                           "got nan"),
+        ({"timeout": INF}, "up to 2592000 (30d), got inf"),
+        ({"timeout": -INF}, "got -inf"),
+        ({"timeout": 1e308}, "got 1e+308"),
+        ({"timeout": "99999999d"}, "up to 2592000 (30d)"),
+        ({"timeout": 0}, "must be a positive number of seconds"),
+        ({"timeout": True}, "must be a positive number of seconds"),
+        ({"gpus": 10**20}, "'gpus' must be an integer >= 0 and <= 64, got 100000000000000000000"),
+        ({"gpus": NAN}, "'gpus' must be an integer >= 0 and <= 64, got nan"),
+        ({"gpus": "9" * 40}, "'gpus' must be an integer >= 0 and <= 64"),
+        ({"title": "\udfff"}, "'title' is not valid UTF-8 text (lone surrogate \\udfff at "
+                              "character 0)"),
+        ({"labels": ["ok", "a\ud800b"]}, "'labels[1]' is not valid UTF-8 text"),
+        ({"\udfff": 1}, "is not valid UTF-8 text"),
+        ({"title": 3}, "'title' must be a string, not int"),
+        ({"priority": "asap"}, "invalid priority 'asap' (choose urgent, high, normal, low)"),
+        ({"draft": "maybe"}, "'draft' must be true or false, got 'maybe'"),
+        ({"prompt": "x" * (MAX_PROMPT_BYTES + 1)}, "'prompt' is 10.0 MiB; the limit is 10 MiB "
+                                                   "(10485760 bytes)"),
+        ({"prompt": "é" * (MAX_PROMPT_BYTES // 2 + 1)}, "the limit is 10 MiB"),
+    ],
+)  # fmt: skip
+def test_submit_refuses_with_the_field_and_its_bound(body: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        submit(**body)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_submit_accepts_the_bounds() -> None:
+    fields = submit(prompt="x" * MAX_PROMPT_BYTES, timeout="30d", gpus="64", labels="gpu")
+    assert fields["timeout"] == 30 * 86400 and fields["gpus"] == 64
+    assert fields["host_selector"] == ["gpu"] and len(fields["prompt"]) == MAX_PROMPT_BYTES
+    assert submit(title="é ✓ 日本語 🙂")["title"] == "é ✓ 日本語 🙂"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"default_timeout": NAN}, "'default_timeout' must be a positive number of seconds up to "
+                                   "2592000 (30d), got nan"),
+        ({"default_timeout": "Infinity"}, "invalid duration 'Infinity'"),
+        ({"auto_retry": 1_000_000_000}, "'auto_retry' must be an integer >= 0 and <= 10, "
+                                        "got 1000000000"),
+        ({"max_concurrent": 10**6}, "'max_concurrent' must be an integer >= 1 and <= 1000"),
+        ({"auto_retry": INF}, "'auto_retry' must be an integer >= 0 and <= 10, got inf"),
+    ],
+)  # fmt: skip
+def test_policies_are_finite_and_bounded(body: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        validate_policy(body)
+    assert message in str(err.value)
+
+
+def test_other_bodies_are_bounded_too() -> None:
+    with pytest.raises(ValidationError, match="'every' must be a duration"):
+        parse(ScheduleCreate, {"prompt": "x", "every": NAN})
+    with pytest.raises(ValidationError, match="'timeout' must be a positive number"):
+        parse(BatchTask, {"prompt": "x", "timeout": INF})
+    with pytest.raises(ValidationError, match="cannot edit field"):
+        parse(TaskPatch, {"status": "completed"})
+    with pytest.raises(ValidationError, match="a recurring task is a schedule"):
+        parse(TaskSubmit, {"prompt": "x", "cron": "* * * * *"})
+
+
+def test_check_text_walks_any_depth() -> None:
+    deep: object = "ok\udc80"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValidationError, match="not valid UTF-8 text"):
+        check_text(deep)
+    check_text({"a": ["é", {"b": "✓"}]})
+
+
+# -- task records: imports are checked, stored records are repaired --------------------------
+
+
+def doc(**changes: object) -> dict:
+    task = Task(prompt="p", id="abcd1234", status=TaskStatus.COMPLETED, cost_usd=0.5)
+    task.finished_at = "2026-01-01T00:00:00Z"
+    return {**task.to_dict(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"cost_usd": "lots"}, "'cost_usd' must be a finite number >= 0 and <= 1000000000, "
+                               "got 'lots'"),
+        ({"cost_usd": NAN}, "'cost_usd' must be a finite number"),
+        ({"started_at": "not-a-date"}, "'started_at' must be an ISO-8601 time"),
+        ({"timeout": INF}, "'timeout' must be a positive number of seconds"),
+        ({"tokens": {"input": -1}}, "must be an integer >= 0, got -1"),
+        ({"title": "\udfff"}, "'title' is not valid UTF-8 text"),
+        ({"status": "weird"}, "unknown status 'weird'"),
+        ({"priority": "asap"}, "invalid priority 'asap'"),
+        ({"id": "../x"}, "invalid id '../x'"),
+        ({"attempt": 1.5}, "'attempt' must be an integer >= 0, got 1.5"),
+    ],
+)  # fmt: skip
+def test_records_are_checked_as_submits(changes: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        check_record(doc(**changes))
+    assert message in str(err.value)
+
+
+def test_record_round_trip() -> None:
+    good = doc()
+    assert check_record(good).to_dict() == good
+    assert check_record({**good, "from_a_newer_dobby": 1}).to_dict() == good
+
+
+def test_stored_bad_values_are_repaired_on_read() -> None:
+    bad = doc(cost_usd="lots", started_at="not-a-date", timeout=NAN, tokens={"input": "x"},
+              exit_code="1", status="weird", created_at=5, after="abcd", gpus=True)  # fmt: skip
+    task = Task.from_dict(bad)
+    assert (task.cost_usd, task.started_at, task.timeout, task.exit_code) == (None,) * 4
+    assert task.tokens.input == 0 and task.after == [] and task.gpus == 0
+    assert task.status == TaskStatus.FAILED and task.created_at.startswith("1970-01-01")
+    good = doc()
+    assert repair_record(good).keys() == good.keys() and Task.from_dict(good).to_dict() == good
+    json.dumps(task.to_dict(), allow_nan=False)  # a repaired task is plain JSON again
+
+
+# -- field lists are derived from (or checked against) the models ---------------------------
+
+
+def test_field_lists_name_task_fields() -> None:
+    from dobby.hub import webhook
+    from dobby.results import export, service
+    from dobby.scheduler import intake
+
+    names = {f.name for f in dataclasses.fields(Task)}
+    tokens = {"tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write"}
+    assert set(export.COLUMNS) <= names | tokens
+    assert set(export.columns()) == (names - {"tokens"}) | tokens
+    assert set(service.RESULT_KEYS) <= names and set(webhook.RESULT_KEYS) <= names
+    assert set(intake.ATTEMPT_FIELDS) <= names and set(intake.EDITABLE) - {"host", "labels"} <= (
+        names
+    )  # fmt: skip
+
+
+def test_host_fields_match_the_host_model() -> None:
+    from dobby.inventory.load import HOST_FIELDS
+    from dobby.inventory.shapes import HostFields
+
+    host = Host(name="x")
+    assert HOST_FIELDS == tuple(HostFields.model_fields)
+    defaults = HostFields().model_dump(mode="json")
+    assert defaults == {k: getattr(host, k) for k in HOST_FIELDS}
+
+
+def test_the_cli_starts_without_pydantic() -> None:
+    code = "import sys, dobby.cli.main; print([m for m in sys.modules if m.startswith('pydantic')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
