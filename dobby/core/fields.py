@@ -138,6 +138,7 @@ def as_seconds(value: Any, key: str, *, maximum: float = MAX_TIMEOUT) -> float:
 
 
 def days(seconds: float) -> str:
+    """Return seconds as days for a message (``30d``)."""
     return f"{seconds / DAY:g}d"
 
 
@@ -159,6 +160,8 @@ def _text(value: Any, info: ValidationInfo) -> Any:
 
 
 def choice(choices: tuple[str, ...]) -> Callable[[Any, ValidationInfo], Any]:
+    """Return a check: one of ``choices``, or "invalid KEY 'x' (choose …)"."""
+
     def check(value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return None
@@ -171,10 +174,13 @@ def choice(choices: tuple[str, ...]) -> Callable[[Any, ValidationInfo], Any]:
 
 
 def to_bool(value: Any, info: ValidationInfo) -> Any:
+    """Check a boolean field (None passes: the field is optional)."""
     return None if value is None else as_bool(value, _name(info))
 
 
 def ints(minimum: int, maximum: int) -> Callable[[Any, ValidationInfo], Any]:
+    """Return a check: an integer (or its text) from ``minimum`` to ``maximum``."""
+
     def check(value: Any, info: ValidationInfo) -> Any:
         return None if value is None else as_int(value, _name(info), minimum=minimum,
                                                  maximum=maximum)  # fmt: skip
@@ -183,6 +189,8 @@ def ints(minimum: int, maximum: int) -> Callable[[Any, ValidationInfo], Any]:
 
 
 def bounded_seconds(maximum: float) -> Callable[[Any, ValidationInfo], Any]:
+    """Return a check: positive finite seconds (or a duration) up to ``maximum``."""
+
     def check(value: Any, info: ValidationInfo) -> Any:
         return None if value is None else as_seconds(value, _name(info), maximum=maximum)
 
@@ -257,6 +265,7 @@ def bounds(**keywords: float) -> Any:
 
 
 def before(check: Callable[[Any, ValidationInfo], Any], accepts: Any) -> BeforeValidator:
+    """Run ``check`` before the type's own validation; ``accepts`` is the schema's input."""
     return BeforeValidator(check, json_schema_input_type=accepts)
 
 

@@ -43,6 +43,8 @@ HostOut = _from_dataclass(Host, "Host")
 
 
 class ErrorBody(Answer):
+    """The error's stable code and one-line message."""
+
     code: str
     message: str
 
@@ -59,6 +61,8 @@ Task = TaskRecord
 
 
 class TaskList(Answer):
+    """Tasks, newest first."""
+
     tasks: list[Task]  # type: ignore[valid-type]
 
 
@@ -100,11 +104,15 @@ class LogChunk(Answer):
 
 
 class TaskCounts(Answer):
+    """Tasks running and pending now."""
+
     running: int
     pending: int
 
 
 class Health(Answer):
+    """The hub's liveness summary."""
+
     ok: bool
     version: str
     uptime_s: float
@@ -117,6 +125,8 @@ class Health(Answer):
 
 
 class ProjectList(Answer):
+    """Every registered project."""
+
     projects: list[ProjectOut]  # type: ignore[valid-type]
 
 
@@ -134,21 +144,29 @@ HostView = pydantic.create_model(
 
 
 class InventoryInfo(Answer):
+    """Where the inventory came from and its last reload error."""
+
     files: list[str]
     error: str | None
     loaded_at: str | None
 
 
 class HostsView(Answer):
+    """Every inventory host with its state."""
+
     hosts: list[HostView]  # type: ignore[valid-type]
     inventory: InventoryInfo
 
 
 class SpokeList(Answer):
+    """Hosts added through /spokes/register."""
+
     spokes: list[HostOut]  # type: ignore[valid-type]
 
 
 class ScheduleList(Answer):
+    """Every schedule with its next fire."""
+
     schedules: list[ScheduleOut]  # type: ignore[valid-type]
 
 
@@ -170,10 +188,14 @@ BatchView = pydantic.create_model(
 
 
 class BatchList(Answer):
+    """Every batch with its counts, newest first."""
+
     batches: list[BatchSummary]  # type: ignore[valid-type]
 
 
 class SessionList(Answer):
+    """Interactive sessions, newest first."""
+
     sessions: list[Task]  # type: ignore[valid-type]
 
 
@@ -181,6 +203,8 @@ class SessionList(Answer):
 
 
 class TokenTotals(Answer):
+    """Tokens by kind."""
+
     input: int
     output: int
     cache_read: int
@@ -207,10 +231,14 @@ ResultOut = pydantic.create_model(
 
 
 class ResultList(Answer):
+    """Results, newest first."""
+
     results: list[ResultOut]  # type: ignore[valid-type]
 
 
 class Command(Answer):
+    """One shell command the agent ran."""
+
     command: str
     exit_code: int | None
     status: str
@@ -248,16 +276,22 @@ class DetailStatus(Answer):
 
 
 class Artifact(Answer):
+    """One file a task brought back."""
+
     name: str
     size: int
 
 
 class ArtifactList(Answer):
+    """A task's artifacts."""
+
     task_id: str
     artifacts: list[Artifact]
 
 
 class DiffFile(Answer):
+    """One file of a diff stat (added/deleted are null for a binary file)."""
+
     path: str
     status: str
     added: int | None
@@ -265,6 +299,8 @@ class DiffFile(Answer):
 
 
 class DiffStat(Answer):
+    """What a task's branch changed."""
+
     files: list[DiffFile]
     files_changed: int
     insertions: int
@@ -272,6 +308,8 @@ class DiffStat(Answer):
 
 
 class Diff(Answer):
+    """A task's diff (base..head) with its stat."""
+
     task_id: str
     branch: str | None
     base_commit: str | None
@@ -282,6 +320,8 @@ class Diff(Answer):
 
 
 class Merge(Answer):
+    """The outcome of merging a task's branch into its project."""
+
     task_id: str
     merged: bool
     already: bool
@@ -291,6 +331,8 @@ class Merge(Answer):
 
 
 class StatGroup(Answer):
+    """Counts, cost and tokens of one group of tasks."""
+
     tasks: int
     completed: int
     failed: int
@@ -302,12 +344,16 @@ class StatGroup(Answer):
 
 
 class Timing(Answer):
+    """Average and longest of some durations, in seconds."""
+
     avg: float | None
     max: float | None
     count: int
 
 
 class Queue(Answer):
+    """What waits now, and for what."""
+
     pending: int
     running: int
     draft: int
@@ -337,28 +383,38 @@ class Stats(Answer):
 
 
 class ImportReport(Answer):
+    """What an import stored and skipped."""
+
     imported: int
     skipped_existing: list[str]
     skipped_unfinished: list[str]
 
 
 class Freed(Answer):
+    """A task directory freed (or that would be) on a host."""
+
     task_id: str
     host: str
     bytes: int
 
 
 class Busy(Answer):
+    """A task directory kept: a follow-up still uses it."""
+
     task_id: str
     host: str
 
 
 class HostError(Answer):
+    """A host gc could not clean."""
+
     host: str
     error: str
 
 
 class GcReport(Answer):
+    """What host cleanup freed."""
+
     dry_run: bool
     older_than_s: float
     freed_bytes: int
@@ -371,12 +427,16 @@ class GcReport(Answer):
 
 
 class Check(Answer):
+    """One line of a host check."""
+
     name: str
     status: str
     message: str
 
 
 class HostCheck(Answer):
+    """Every check of one host."""
+
     host: str
     target: str
     ok: bool
@@ -384,12 +444,16 @@ class HostCheck(Answer):
 
 
 class GpuProcess(Answer):
+    """A compute process on a GPU and its task."""
+
     pid: int
     used_memory: int | None
     task_id: str | None
 
 
 class GpuView(Answer):
+    """One GPU with its users and whether it is free."""
+
     index: int
     uuid: str
     name: str
@@ -406,6 +470,8 @@ class GpuView(Answer):
 
 
 class GpuHost(Answer):
+    """The GPUs of one host, or why there are none."""
+
     host: str
     checked_at: str | None
     reason: str | None
@@ -415,11 +481,15 @@ class GpuHost(Answer):
 
 
 class Thresholds(Answer):
+    """Above these a GPU counts as busy."""
+
     max_utilization: float
     max_memory_fraction: float
 
 
 class Gpus(Answer):
+    """GPUs of every GPU host."""
+
     hosts: list[GpuHost]
     polls: int
     interval: float
@@ -430,6 +500,8 @@ class Gpus(Answer):
 
 
 class DashboardConfig(Answer):
+    """Public settings and which views the dashboard may show."""
+
     version: str
     hub_url: str | None
     github_url: str | None
@@ -439,17 +511,23 @@ class DashboardConfig(Answer):
 
 
 class HeatmapRow(Answer):
+    """Completed tasks of one project per day."""
+
     project: str
     total: int
     days: dict[str, int]
 
 
 class HeatmapTotal(Answer):
+    """Completed tasks per day, all projects."""
+
     total: int
     days: dict[str, int]
 
 
 class Heatmap(Answer):
+    """Completed tasks per project per day."""
+
     start: str
     end: str
     days: int
@@ -460,6 +538,8 @@ class Heatmap(Answer):
 
 
 class UsageRow(Answer):
+    """Tokens and cost of one backend in a window, with its configured limit."""
+
     backend: str
     tasks: int
     cost_usd: float
@@ -468,6 +548,8 @@ class UsageRow(Answer):
 
 
 class UsageWindow(Answer):
+    """Usage per backend over a rolling window."""
+
     name: str
     hours: float
     since: str
@@ -475,12 +557,16 @@ class UsageWindow(Answer):
 
 
 class UsageDay(Answer):
+    """Cost per backend on one day."""
+
     date: str
     cost_usd: dict[str, float]
     total: float
 
 
 class Usage(Answer):
+    """Tokens and cost per backend over 5h and 7d, and cost per day."""
+
     now: str
     timezone: str
     backends: list[str]
@@ -489,6 +575,8 @@ class Usage(Answer):
 
 
 class Step(Answer):
+    """A running task's current step."""
+
     kind: str | None
     text: str
     tool: str | None
@@ -496,17 +584,23 @@ class Step(Answer):
 
 
 class Live(Answer):
+    """The current step (and detail) of every running task."""
+
     steps: dict[str, Step | None]
     details: dict[str, dict[str, Any]]
 
 
 class State(Answer):
+    """One status of a task on the time axis."""
+
     status: str
     start: str
     end: str
 
 
 class TimelineStep(Answer):
+    """One tool call, command or file change on the time axis."""
+
     kind: str
     tool: str | None
     label: str
@@ -517,6 +611,8 @@ class TimelineStep(Answer):
 
 
 class Timeline(Answer):
+    """A task's states and steps on a time axis."""
+
     task_id: str
     start: str | None
     end: str
