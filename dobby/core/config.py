@@ -24,6 +24,7 @@ from pydantic import (
 
 from dobby.core.errors import ConfigError
 from dobby.core.fields import MAX_TIMEOUT, text_problem
+from dobby.core.yamlerrors import yaml_problem
 
 CONFIG_FILE = "dobby.yaml"
 DEFAULT_HOME = "~/.dobby-hub"
@@ -391,17 +392,18 @@ def _read_yaml(path: Path) -> dict[str, tuple[Any, int]]:
 
 def _read_yaml_nodes(path: Path) -> dict[str, tuple[Any, int]]:
     try:
-        loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters: may raise already
         try:
             root = loader.get_single_node()
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"{mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{line} invalid YAML: {exc.problem or exc.context}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        line, message = yaml_problem(exc, text)
+        raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None
     if root is None:
         return {}
     if not isinstance(root, yaml.MappingNode):

@@ -20,6 +20,7 @@ from dobby.core.files import atomic_write
 from dobby.core.models import Host
 from dobby.core.slurm import make_settings
 from dobby.core.timefmt import utcnow
+from dobby.core.yamlerrors import yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +88,19 @@ class _Parser:
 
     def _parse_file(self, path: Path) -> list[str]:
         try:
-            loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.report(f"cannot read: {exc}", None)
+            return []
+        try:
+            loader = yaml.SafeLoader(text)  # checks the characters: may raise already
             try:
                 root = loader.get_single_node()
             finally:
                 loader.dispose()
-        except yaml.MarkedYAMLError as exc:
-            self.report_yaml(exc)
-            return []
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            self.report(f"cannot read: {exc}", None)
+        except yaml.YAMLError as exc:
+            line, message = yaml_problem(exc, text)
+            self.report(message, line)
             return []
         if root is None:
             return []  # an empty file (or only comments) defines nothing

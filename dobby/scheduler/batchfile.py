@@ -30,6 +30,7 @@ import yaml
 from dobby.core.errors import ValidationError
 from dobby.core.fields import Shape, error_message
 from dobby.core.shapes import BATCH_DEFAULT_KEYS, BATCH_TASK_KEYS, BatchDefaults, BatchTask
+from dobby.core.yamlerrors import yaml_problem
 
 TASK_KEYS = BATCH_TASK_KEYS  # declared once, by the shapes in dobby/core/shapes.py
 DEFAULT_KEYS = BATCH_DEFAULT_KEYS
@@ -102,14 +103,12 @@ def parse_batch(text: str, file: str = "<batch>") -> BatchSpec:
 
 
 def _parse_batch(text: str, file: str) -> BatchSpec:
-    loader = yaml.SafeLoader(text)
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters: may raise already
         root = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise _error(file, mark.line + 1 if mark else 1, f"invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise ValidationError(f"{file}: invalid YAML: {exc}") from None
+        line, message = yaml_problem(exc, text)
+        raise _error(file, line or 1, message) from None
     try:
         if root is None:
             raise ValidationError(f"{file}: empty batch file (expected a 'tasks:' list)")

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -184,6 +185,29 @@ def test_host_fields_match_the_host_model() -> None:
     assert HOST_FIELDS == tuple(HostFields.model_fields)
     defaults = HostFields().model_dump(mode="json")
     assert defaults == {k: getattr(host, k) for k in HOST_FIELDS}
+
+
+def test_yaml_readers_refuse_control_characters_in_one_line(tmp_path: Path) -> None:
+    from dobby.core.config import load_settings
+    from dobby.core.errors import ConfigError, InventoryError
+    from dobby.inventory.load import load_inventory
+    from dobby.scheduler.batchfile import parse_batch
+
+    text = '# a comment\nhosts:\n  a: {address: "h\x8f"}\n'
+    (tmp_path / "inv.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "dobby.yaml").write_text(text.replace("hosts", "host"), encoding="utf-8")
+    expected = (
+        ":3: invalid YAML: unacceptable character #x008f (special characters are not allowed)"
+    )
+    with pytest.raises(InventoryError) as inv:
+        load_inventory(tmp_path / "inv.yaml")
+    with pytest.raises(ConfigError) as cfg:
+        load_settings(home=tmp_path, environ={})
+    with pytest.raises(ValidationError) as batch:
+        parse_batch(text, "j.yaml")
+    assert str(inv.value) == f"{tmp_path / 'inv.yaml'}{expected}"
+    assert str(cfg.value) == f"{tmp_path / 'dobby.yaml'}{expected}"
+    assert str(batch.value) == f"j.yaml{expected}"
 
 
 def test_the_cli_starts_without_pydantic() -> None:

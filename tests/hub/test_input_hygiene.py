@@ -87,6 +87,8 @@ DEEP = b'{"prompt": "x", "labels": ' + b"[" * 5000 + b"]" * 5000 + b"}"
          "<request>:3: 'timeout' must be a positive number of seconds"),
         ("POST", "/batches", body(yaml="tasks:\n  - prompt: x\n    timeout: .inf\n", file="j.yaml"),
          "j.yaml:3: 'timeout' must be a positive number of seconds up to 2592000 (30d), got inf"),
+        ("POST", "/batches", body(yaml="tasks:\n  - prompt: a\x8fb\n"),
+         "<batch>:2: invalid YAML: unacceptable character #x008f"),
         ("POST", "/gc", body(older_than=INF), "'older_than' must be seconds >= 0"),
         ("POST", "/tasks/ffffffff/retry", body(cascade="maybe"), "'cascade' must be true or false"),
         ("POST", "/remote", body(prompt="\udfff"), "'prompt' is not valid UTF-8 text"),
