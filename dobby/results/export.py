@@ -181,7 +181,7 @@ class _Lines:
 def check_task(doc: Any, line: int) -> Task:
     """Return the task of one imported document, or raise ValidationError ``line N: …``."""
     task_id = doc.get("id") if isinstance(doc, dict) else None
-    where = f"line {line}" + (f" (task {task_id})" if isinstance(task_id, str) else "")
+    where = f"line {line}" + (f": task {task_id}" if isinstance(task_id, str) else "")
     try:
         return check_record(doc)
     except ValidationError as exc:

@@ -123,14 +123,14 @@ def test_import_is_checked_as_submits_all_or_nothing(hub: HubProcess) -> None:
     status, answer = call(hub, "POST", "/import", export.encode())
     assert status == 400
     assert answer["error"]["message"] == (
-        "line 4 (task imp00003): 'cost_usd' must be a finite number >= 0 and <= 1000000000, "
+        "line 4: task imp00003: 'cost_usd' must be a finite number >= 0 and <= 1000000000, "
         "got 'lots'"
     )
     assert call(hub, "GET", "/tasks/imp00001")[0] == 404  # nothing of it was stored
     lines = "\n".join(json.dumps(d) for d in [doc("imp00004"), doc("imp00005", started_at="x")])
     status, answer = call(hub, "POST", "/import", lines.encode())
     assert status == 400 and answer["error"]["message"].startswith(
-        "line 2 (task imp00005): 'started_at' must be an ISO-8601 time"
+        "line 2: task imp00005: 'started_at' must be an ISO-8601 time"
     )
     status, answer = call(hub, "POST", "/import", body(tasks=[doc("imp00006", title="\udfff")]))
     assert status == 400 and "'title' is not valid UTF-8 text" in answer["error"]["message"]
