@@ -47,9 +47,6 @@ from dobby.core.models import BackendName, Permissions, Priority, Project
 from dobby.core.names import NAME_RE
 from dobby.core.timefmt import parse_duration
 
-__all__ = ["parse"]
-
-
 # -- tasks ---------------------------------------------------------------------------------------
 
 
