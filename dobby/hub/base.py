@@ -17,6 +17,7 @@ from dobby.hub.core import Hub
 log = logging.getLogger("dobby.hub")
 
 ID = r"([A-Za-z0-9_-]+)"  # a task, batch, schedule or project id in a route
+MAX_QUERY_INT = 2**53 - 1  # offsets, limits, cursors: what any client (JavaScript too) can say
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -104,8 +105,8 @@ def int_arg(
         value = int(raw)
     except ValueError:
         raise ValidationError(f"query parameter '{name}' must be an integer") from None
-    if value < 0:
-        raise ValidationError(f"query parameter '{name}' must be >= 0")
+    if not 0 <= value <= MAX_QUERY_INT:
+        raise ValidationError(f"query parameter '{name}' must be >= 0 and <= {MAX_QUERY_INT}")
     return value
 
 

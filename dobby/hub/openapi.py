@@ -60,7 +60,8 @@ def _q(name: str, kind: str, description: str, **extra: Any) -> Query:
 
 PROJECT = _q("project", "string", "Only tasks of this project.")
 STATUS = _q("status", "string", "Only tasks in this status.")
-LIMIT = _q("limit", "integer", "At most this many, newest first.", minimum=0)
+MAX_INT = 2**53 - 1
+LIMIT = _q("limit", "integer", "At most this many, newest first.", minimum=0, maximum=MAX_INT)
 SINCE = _q("since", "string", "A duration back from now (24h, 7d) or an ISO time.")
 DAYS = _q("days", "integer", "Days back from today.", minimum=1)
 SSE = "text/event-stream"
@@ -76,13 +77,26 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/tasks/{id}/cancel", "post"): Op(TaskRecord, EMPTY, body_required=False),
     ("/tasks/{id}/retry", "post"): Op(a.RetriedTask, (shapes.RetryBody,), 201, body_required=False),
     ("/tasks/{id}/logs", "get"): Op(
-        a.LogChunk, query=(_q("offset", "integer", "Byte offset to read from.", minimum=0),)
+        a.LogChunk,
+        query=(_q("offset", "integer", "Byte offset to read from.", minimum=0, maximum=MAX_INT),),
     ),
     ("/tasks/{id}/events", "get"): Op(
-        SSE, query=(_q("offset", "integer", "Byte offset of the log to start at.", minimum=0),)
+        SSE,
+        query=(
+            _q(
+                "offset",
+                "integer",
+                "Byte offset of the log to start at.",
+                minimum=0,
+                maximum=MAX_INT,
+            ),
+        ),
     ),
     ("/events", "get"): Op(
-        SSE, query=(_q("since", "integer", "Replay events after this sequence number.", minimum=0),)
+        SSE,
+        query=(
+            _q("since", "integer", "Replay events after this number.", minimum=0, maximum=MAX_INT),
+        ),
     ),
     ("/projects", "get"): Op(a.ProjectList),
     ("/projects", "post"): Op(a.ProjectOut, (shapes.ProjectCreate,), 201),
