@@ -22,6 +22,9 @@ from dobby.scheduler.intake import Intake
 from dobby.store.db import Store
 
 
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available
+
+
 def _spec(body: Any) -> BatchSpec:
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
@@ -30,7 +33,7 @@ def _spec(body: Any) -> BatchSpec:
         return parse_batch(shape.yaml, shape.file or "<batch>")
     # JSON: the same structure; dumped and parsed again so both forms share every check.
     try:
-        text = yaml.safe_dump(body, sort_keys=False)
+        text = yaml.dump(body, Dumper=_DUMPER, sort_keys=False)
     except RecursionError:
         raise ValidationError("request body is nested too deeply") from None
     return parse_batch(text, "<request>")
