@@ -30,6 +30,8 @@ MAX_TIMEOUT = 30 * DAY  # a task's timeout, and a project's default_timeout
 MAX_AUTO_RETRY = 10  # automatic re-queues of a task lost with its host
 MAX_CONCURRENT = 1000  # a project's max_concurrent
 MAX_GPUS = 64  # GPUs one task may ask for
+MAX_TURNS = 10_000  # claude --max-turns
+MAX_BUDGET_USD = 10_000.0  # claude --max-budget-usd, per task
 MAX_OLDER_THAN = 3650 * DAY  # POST /gc older_than
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -227,6 +229,23 @@ def check_prompt_size(prompt: str, key: str = "prompt") -> None:
         )
 
 
+def _usd(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0 < value <= MAX_BUDGET_USD:
+        raise ValidationError(
+            f"'{_name(info)}' must be a number of USD > 0 and <= {MAX_BUDGET_USD:.0f}, "
+            f"got {show(value)}"
+        )
+    return float(value)
+
+
 def _refs(value: Any, info: ValidationInfo) -> Any:
     # A batch task's name may be a number (`name: 1`), so ``after`` may refer to one.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -284,6 +303,10 @@ Names = Annotated[list[str], before(_list, list[str] | str)]
 Refs = Annotated[list[str], before(_refs, list[str | int] | str | int)]
 Globs = Annotated[list[str], before(_globs, list[str] | str)]
 Gpus = Annotated[int, before(ints(0, MAX_GPUS), int | str), bounds(minimum=0, maximum=MAX_GPUS)]
+Turns = Annotated[int, before(ints(1, MAX_TURNS), int | str), bounds(minimum=1, maximum=MAX_TURNS)]
+Budget = Annotated[
+    float, before(_usd, float | str), bounds(exclusiveMinimum=0, maximum=MAX_BUDGET_USD)
+]
 
 
 # -- parsing -------------------------------------------------------------------------------------

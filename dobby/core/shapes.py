@@ -12,6 +12,7 @@ import math
 import os
 from typing import Annotated, Any, Literal
 
+import pydantic
 from pydantic import Field, ValidationInfo, model_validator
 
 from dobby.core.errors import ValidationError
@@ -21,6 +22,7 @@ from dobby.core.fields import (
     MAX_OLDER_THAN,
     MAX_TIMEOUT,
     Backend,
+    Budget,
     Flag,
     Globs,
     Gpus,
@@ -31,6 +33,7 @@ from dobby.core.fields import (
     Shape,
     Text,
     Timeout,
+    Turns,
     as_seconds,
     before,
     bounded_seconds,
@@ -64,6 +67,10 @@ class TaskFields(Shape):
     timeout: Timeout | None = Field(None, description="Seconds, or a duration like 30m.")
     after: Names = Field(default_factory=list, description="Task ids this task waits for.")
     wait_for_host: Flag | None = Field(None, description="Wait for an eligible host to exist.")
+    max_turns: Turns | None = Field(None, description="Stop the agent after N turns (claude).")
+    max_budget_usd: Budget | None = Field(
+        None, description="Stop the agent past this cost (claude)."
+    )
 
 
 class TaskSubmit(TaskFields):
@@ -130,8 +137,9 @@ def validate_submit(
     for key in ("draft", "agent_plan", "wait_for_host"):
         if getattr(shape, key) is not None:
             fields[key] = getattr(shape, key)
-    if shape.gpus is not None:
-        fields["gpus"] = shape.gpus
+    for key in ("gpus", "max_turns", "max_budget_usd"):
+        if getattr(shape, key) is not None:
+            fields[key] = getattr(shape, key)
     if shape.permissions is not None:
         fields["permissions"] = shape.permissions
     return fields
@@ -150,6 +158,8 @@ class TaskPatch(Shape):
     backend: Backend | None = None
     after: Names | None = None
     wait_for_host: Flag | None = None
+    max_turns: Turns | None = None
+    max_budget_usd: Budget | None = None
     plan: Text | None = Field(None, description="The plan of a draft.")
 
     @classmethod
@@ -319,27 +329,22 @@ BATCH_DEFAULT_KEYS = tuple(k for k in BATCH_TASK_KEYS if k not in ("name", "prom
                                                                    "after"))  # fmt: skip
 
 
-class BatchDefaults(Shape):
-    """Keys every task of a batch inherits (a task's own keys win)."""
-
-    project: Text | None = None
-    backend: Backend | None = None
-    model: Text | None = None
-    priority: PriorityName | None = None
-    host: Text | None = None
-    labels: Names | None = None
-    timeout: Timeout | None = None
-    wait_for_host: Flag | None = None
-    draft: Flag | None = None
-    artifacts: Globs | None = None
-    gpus: Gpus | None = None
+BatchDefaults: type[Shape] = pydantic.create_model(  # type: ignore[call-overload]
+    "BatchDefaults",
+    __base__=Shape,
+    __doc__="Keys every task of a batch inherits (a task's own keys win).",
+    **{
+        k: (BatchTask.model_fields[k].annotation, BatchTask.model_fields[k])
+        for k in BATCH_DEFAULT_KEYS
+    },  # fmt: skip
+)
 
 
 class BatchFile(Shape):
     """``POST /batches`` as JSON: the structure of a batch file."""
 
     name: Text = ""
-    defaults: BatchDefaults | None = None
+    defaults: BatchDefaults | None = None  # type: ignore[valid-type]
     tasks: list[BatchTask] = Field(min_length=1, max_length=10000)
 
 

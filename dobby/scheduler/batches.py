@@ -21,7 +21,6 @@ from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_ba
 from dobby.scheduler.intake import Intake
 from dobby.store.db import Store
 
-
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available
 
 

@@ -53,6 +53,8 @@ class TaskLogs:
         """Return (bytes from ``offset``, at most ``limit``; the offset after them)."""
         try:
             with open(self.path(task_id), "rb") as fh:
+                if offset >= os.fstat(fh.fileno()).st_size:
+                    return b"", offset  # nothing there yet (a seek past 2**63 would fail)
                 fh.seek(offset)
                 data = fh.read(limit)
         except FileNotFoundError:

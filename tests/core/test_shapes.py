@@ -46,6 +46,10 @@ def submit(**body: object) -> dict:
         ({"gpus": 10**20}, "'gpus' must be an integer >= 0 and <= 64, got 100000000000000000000"),
         ({"gpus": NAN}, "'gpus' must be an integer >= 0 and <= 64, got nan"),
         ({"gpus": "9" * 40}, "'gpus' must be an integer >= 0 and <= 64"),
+        ({"max_budget_usd": NAN}, "'max_budget_usd' must be a number of USD > 0 and <= 10000, "
+                                  "got nan"),
+        ({"max_budget_usd": 0}, "'max_budget_usd' must be a number of USD > 0"),
+        ({"max_turns": 0}, "'max_turns' must be an integer >= 1 and <= 10000, got 0"),
         ({"title": "\udfff"}, "'title' is not valid UTF-8 text (lone surrogate \\udfff at "
                               "character 0)"),
         ({"labels": ["ok", "a\ud800b"]}, "'labels[1]' is not valid UTF-8 text"),
@@ -66,7 +70,9 @@ def test_submit_refuses_with_the_field_and_its_bound(body: dict, message: str) -
 
 
 def test_submit_accepts_the_bounds() -> None:
-    fields = submit(prompt="x" * MAX_PROMPT_BYTES, timeout="30d", gpus="64", labels="gpu")
+    fields = submit(prompt="x" * MAX_PROMPT_BYTES, timeout="30d", gpus="64", labels="gpu",
+                    max_turns="10000", max_budget_usd="2.5")  # fmt: skip
+    assert (fields["max_turns"], fields["max_budget_usd"]) == (10000, 2.5)
     assert fields["timeout"] == 30 * 86400 and fields["gpus"] == 64
     assert fields["host_selector"] == ["gpu"] and len(fields["prompt"]) == MAX_PROMPT_BYTES
     assert submit(title="é ✓ 日本語 🙂")["title"] == "é ✓ 日本語 🙂"

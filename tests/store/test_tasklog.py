@@ -30,6 +30,7 @@ def test_append_keeps_whole_lines_and_size_is_the_offset(tmp_path: Path) -> None
     assert list(logs.lines("t1")) == ["one\n", "two\n", "three"]
     with logs.writer("t1") as again:  # a restarted follower resumes where the copy ends
         assert again.size == 13
+    assert logs.read("t1", 2**53 - 2) == (b"", 2**53 - 2)  # past the end: nothing, no OSError
 
 
 def test_tail_returns_whole_lines_only(tmp_path: Path) -> None:
