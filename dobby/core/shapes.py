@@ -177,6 +177,12 @@ class Empty(Shape):
     """A body that carries nothing (``{}``, or no body at all)."""
 
 
+class HostBootstrap(Shape):
+    """``POST /hosts/{name}/bootstrap``: create the host's workdir."""
+
+    install: Flag = Field(False, description="Also install a missing tmux and git.")
+
+
 # -- projects ------------------------------------------------------------------------------------
 
 

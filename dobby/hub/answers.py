@@ -14,7 +14,7 @@ import typing
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dobby.core.models import Batch, Host, Project, Schedule, TaskStatus
 from dobby.core.records import TaskRecord
@@ -61,9 +61,15 @@ Task = TaskRecord
 
 
 class TaskList(Answer):
-    """Tasks, newest first."""
+    """Tasks newest first: a page, or every match."""
 
     tasks: list[Task]  # type: ignore[valid-type]
+    total: int = Field(description="Every match, not only this page.")
+    limit: int | None = Field(description="The page size asked for (null: every match).")
+    offset: int
+    next_before: str | None = Field(
+        description="The cursor of the next page (?before=), null on the last."
+    )
 
 
 RetriedTask = pydantic.create_model(
@@ -231,9 +237,12 @@ ResultOut = pydantic.create_model(
 
 
 class ResultList(Answer):
-    """Results, newest first."""
+    """Results of finished tasks newest first: a page, or every match."""
 
     results: list[ResultOut]  # type: ignore[valid-type]
+    total: int = Field(description="Every match, not only this page.")
+    limit: int | None = Field(description="The page size asked for (null: every match).")
+    offset: int
 
 
 class Command(Answer):
@@ -434,6 +443,14 @@ class Check(Answer):
     message: str
 
 
+class Bootstrap(Answer):
+    """What bootstrapping a host did: lines starting ✓ (done), ! (to do) or ✗ (failed)."""
+
+    host: str
+    ok: bool
+    lines: list[str]
+
+
 class HostCheck(Answer):
     """Every check of one host."""
 
@@ -469,6 +486,18 @@ class GpuView(Answer):
     free: bool
 
 
+class SlurmPartition(Answer):
+    """A Slurm host's partition(s) as Slurm accounts them (sinfo)."""
+
+    partitions: list[str]
+    nodes: int
+    nodes_available: int
+    gpus: int
+    gpus_free: int
+    max_gpus_per_node: int
+    unavailable: dict[str, str] = Field(description="Node → its state (and reason).")
+
+
 class GpuHost(Answer):
     """The GPUs of one host, or why there are none."""
 
@@ -477,6 +506,7 @@ class GpuHost(Answer):
     reason: str | None
     source: str | None
     gpus: list[GpuView]
+    slurm: SlurmPartition | None = None  # a connection: slurm host only
     history: list[dict[str, Any]] | None = None
 
 

@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from dobby import __version__
 from dobby.core import shapes
+from dobby.core.models import BackendName, TaskStatus
 from dobby.core.records import TaskExport, TaskExportObject, TaskRecord
 from dobby.hub import answers as a
 from dobby.inventory.shapes import SpokeRegister
@@ -35,11 +36,12 @@ _GROUPS = {
 
 @dataclass(frozen=True)
 class Query:
-    """One query parameter."""
+    """One query parameter (or, with ``where="header"``, a request header)."""
 
     name: str
     schema: dict[str, Any]
     description: str
+    where: Literal["query", "header"] = "query"
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,52 @@ def _q(name: str, kind: str, description: str, **extra: Any) -> Query:
     return Query(name, {"type": kind, **extra}, description)
 
 
-PROJECT = _q("project", "string", "Only tasks of this project.")
-STATUS = _q("status", "string", "Only tasks in this status.")
 MAX_INT = 2**53 - 1
-LIMIT = _q("limit", "integer", "At most this many, newest first.", minimum=0, maximum=MAX_INT)
+PROJECT = _q("project", "string", "Only tasks of this project (an unknown one is a 404).")
+STATUS = _q(
+    "status",
+    "string",
+    "Only tasks in these statuses, comma-separated (a,b); known: "
+    + ", ".join(s.value for s in TaskStatus)
+    + ".",
+)
+HOST = _q("host", "string", "Only tasks placed on this host.")
+BACKEND = _q("backend", "string", "Only tasks of this backend.", enum=list(BackendName))
+BATCH = _q("batch", "string", "Only tasks of this batch (its id).")
+SEARCH = _q(
+    "q",
+    "string",
+    "Search: every word must be a word of the id, title or prompt; the last may be the start "
+    "of one (case-insensitive).",
+)
+LIMIT = _q(
+    "limit",
+    "integer",
+    "A page of at most this many, newest first (absent: every match, streamed).",
+    minimum=0,
+    maximum=MAX_INT,
+)
+OFFSET = _q("offset", "integer", "Skip this many matches first.", minimum=0, maximum=MAX_INT)
+BEFORE = _q("before", "string", "Only tasks older than this one (next_before of a page).")
 SINCE = _q("since", "string", "A duration back from now (24h, 7d) or an ISO time.")
 DAYS = _q("days", "integer", "Days back from today.", minimum=1)
+IDEMPOTENCY_KEY = Query(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "Repeating the key with the same body answers the first answer again "
+    "(Idempotent-Replayed: true), never a second creation; with another body, 409.",
+    where="header",
+)
 SSE = "text/event-stream"
 EMPTY = (shapes.Empty,)
 
 # (OpenAPI path, method) → Op. Paths are the route patterns with their groups named.
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("/health", "get"): Op(a.Health),
-    ("/tasks", "get"): Op(a.TaskList, query=(PROJECT, STATUS, LIMIT)),
-    ("/tasks", "post"): Op(TaskRecord, (shapes.TaskSubmit,), 201),
+    ("/tasks", "get"): Op(
+        a.TaskList, query=(STATUS, PROJECT, HOST, BACKEND, BATCH, SEARCH, LIMIT, OFFSET, BEFORE)
+    ),
+    ("/tasks", "post"): Op(TaskRecord, (shapes.TaskSubmit,), 201, query=(IDEMPOTENCY_KEY,)),
     ("/tasks/{id}", "get"): Op(TaskRecord),
     ("/tasks/{id}", "patch"): Op(TaskRecord, (shapes.TaskPatch,)),
     ("/tasks/{id}/cancel", "post"): Op(TaskRecord, EMPTY, body_required=False),
@@ -114,14 +148,18 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/schedules/{id}/pause", "post"): Op(a.ScheduleOut, EMPTY, body_required=False),
     ("/schedules/{id}/resume", "post"): Op(a.ScheduleOut, EMPTY, body_required=False),
     ("/batches", "get"): Op(a.BatchList),
-    ("/batches", "post"): Op(a.BatchView, (shapes.BatchFile, shapes.BatchText), 201),
+    ("/batches", "post"): Op(
+        a.BatchView, (shapes.BatchFile, shapes.BatchText), 201, query=(IDEMPOTENCY_KEY,)
+    ),
     ("/batches/{id}", "get"): Op(a.BatchView),
     ("/dashboard/api/config", "get"): Op(a.DashboardConfig),
     ("/dashboard/api/heatmap", "get"): Op(a.Heatmap, query=(DAYS,)),
     ("/dashboard/api/usage", "get"): Op(a.Usage, query=(DAYS,)),
     ("/dashboard/api/live", "get"): Op(a.Live),
     ("/dashboard/api/tasks/{id}/timeline", "get"): Op(a.Timeline),
-    ("/results", "get"): Op(a.ResultList, query=(PROJECT, STATUS, LIMIT)),
+    ("/results", "get"): Op(
+        a.ResultList, query=(STATUS, PROJECT, HOST, BACKEND, BATCH, SEARCH, LIMIT, OFFSET)
+    ),
     ("/results/{id}", "get"): Op(a.ResultOut),
     ("/tasks/{id}/detail-status", "get"): Op(a.DetailStatus),
     ("/tasks/{id}/artifacts", "get"): Op(a.ArtifactList),
@@ -141,6 +179,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/import", "post"): Op(a.ImportReport, (TaskExport, TaskExportObject)),
     ("/gc", "post"): Op(a.GcReport, (shapes.GcBody,), body_required=False),
     ("/hosts/{name}/check", "post"): Op(a.HostCheck, EMPTY, body_required=False),
+    ("/hosts/{name}/bootstrap", "post"): Op(
+        a.Bootstrap, (shapes.HostBootstrap,), body_required=False
+    ),
     ("/gpus", "get"): Op(
         a.Gpus, query=(_q("history", "string", "1: add each host's recent samples."),)
     ),
@@ -181,7 +222,7 @@ def _params(path: str, op: Op) -> list[dict[str, Any]]:
         for name in re.findall(r"\{(\w+)\}", path)
     ]
     params += [
-        {"name": q.name, "in": "query", "schema": q.schema, "description": q.description}
+        {"name": q.name, "in": q.where, "schema": q.schema, "description": q.description}
         for q in op.query
     ]
     return params
@@ -197,12 +238,14 @@ def _operation(
     for media, text in op.alternatives.items():
         content[media] = {"schema": {}, "x-description": text}
     errors = {"$ref": "#/components/responses/Error"}
+    # 503 storage_unavailable: a change the hub could not write to its database in time.
+    codes = ("400", "401", "404", "409") + (("503",) if method != "get" else ())
     out: dict[str, Any] = {
         "summary": summary,
         "operationId": _operation_id(path, method),
         "responses": {
             str(op.status): {"description": summary, "content": content},
-            **{code: errors for code in ("400", "401", "404", "409")},
+            **{code: errors for code in codes},
         },
     }
     params = _params(path, op)

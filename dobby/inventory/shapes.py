@@ -160,12 +160,12 @@ class HostFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    connection: Annotated[
-        Literal["ssh", "local", "slurm"], before(_one_of(CONNECTIONS), str)
-    ] = Field(
-        "ssh",
-        description="ssh, local (the hub's own machine) or slurm (a login node reached over "
-        "ssh; tasks become jobs).",
+    connection: Annotated[Literal["ssh", "local", "slurm"], before(_one_of(CONNECTIONS), str)] = (
+        Field(
+            "ssh",
+            description="ssh, local (the hub's own machine) or slurm (a login node reached over "
+            "ssh; tasks become jobs).",
+        )
     )
     address: OptionalStr = Field(None, description="Host name or IP address for ssh.")
     port: Annotated[

@@ -288,7 +288,7 @@ class SlurmJobs:
         elif outcome.action in (Action.FOLLOW, Action.COLLECT) or not info.state:
             # Running, or ended with run.sh's exit code (or gone from Slurm's memory, which
             # the exit file may still explain): the follower takes it from here.
-            task.status = TaskStatus.RUNNING.value
+            task.status = TaskStatus.RUNNING
             task.waiting_on = None
             task.started_at = task.started_at or utcnow()
             task.slurm_state = describe(info)
@@ -306,7 +306,7 @@ class SlurmJobs:
         task.slurm_state = outcome.message if info is None else describe(info)
         if outcome.action is Action.RESUBMIT:
             log.warning("task %s: %s", task.id, outcome.message)
-            task.status = TaskStatus.FAILED.value
+            task.status = TaskStatus.FAILED
             task.reason = Reason.HOST_LOST.value
             task.error = outcome.message
             task.finished_at = utcnow()

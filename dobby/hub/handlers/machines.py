@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dobby.core.errors import ValidationError
 from dobby.core.models import TaskStatus
+from dobby.core.shapes import HostBootstrap, parse
 from dobby.hub.base import BaseHandler
 from dobby.hub.core import Hub
 from dobby.machines.gpu import HostGpus, is_busy, reservations
@@ -119,10 +119,7 @@ class HostBootstrapHandler(BaseHandler):
     async def post(self, name: str) -> None:
         from dobby.machines.bootstrap import bootstrap_host
 
-        body = self.body_json() or {}
-        install = body.get("install", False) if isinstance(body, dict) else False
-        if not isinstance(install, bool):
-            raise ValidationError("'install' must be true or false")
+        install = parse(HostBootstrap, self.body_json() or {}).install
         host = self.dobby.hosts.get(name)
         tofu = str(Path(self.dobby.settings.home) / "known_hosts")
         report = await bootstrap_host(host, install=install, tofu_known_hosts=tofu)

@@ -46,7 +46,9 @@ async def stream_list(
     first = True
     for chunk in chunks:
         if chunk:
-            handler.write(("" if first else ",") + ",".join(chunk))
+            text = ("" if first else ",") + ",".join(chunk)
+            # A lone surrogate of an old record is written as its escape, never a 500.
+            handler.write(text.encode("utf-8", "backslashreplace"))
             first = False
             await handler.flush()
     tail = json.dumps(extra, ensure_ascii=False)[1:-1]
