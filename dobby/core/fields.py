@@ -25,6 +25,7 @@ from dobby.core.names import validate_globs
 from dobby.core.timefmt import parse_duration
 
 MAX_PROMPT_BYTES = 10 << 20  # 10 MiB: larger inputs belong in a file of the project
+MAX_DEPTH = 64  # levels of nested lists/objects in a body, batch file or import
 DAY = 86400.0
 MAX_TIMEOUT = 30 * DAY  # a task's timeout, and a project's default_timeout
 MAX_AUTO_RETRY = 10  # automatic re-queues of a task lost with its host
@@ -45,22 +46,29 @@ S = TypeVar("S", bound="Shape")
 def text_problem(value: Any, where: str = "") -> str | None:
     """Return why ``value`` (or a string inside it) is not valid Unicode text, or None.
 
-    JSON and YAML can spell lone surrogates (``"\\udfff"``); Python keeps them in ``str``, and
-    they fail later when the text is encoded as UTF-8 (an answer, a log line, a file).
+    Also refuses nesting deeper than :data:`MAX_DEPTH`. JSON and YAML can spell lone
+    surrogates (``"\\udfff"``); Python keeps them in ``str``, and they fail later when the text
+    is encoded as UTF-8 (an answer, a log line, a file).
     """
-    stack: list[tuple[Any, str]] = [(value, where)]  # a loop, not recursion: any depth is fine
+    # A loop, not recursion; the depth is bounded here, not by the interpreter's recursion
+    # limit (which a process may have raised, letting json.loads through 5000 levels).
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
-        item, path = stack.pop()
+        item, path, depth = stack.pop()
         if isinstance(item, str):
             problem = _string_problem(item, path)
             if problem:
                 return problem
-        elif isinstance(item, dict):
-            for key, child in reversed(item.items()):
-                stack.append((child, _join(path, key)))
-                stack.append((key, path))
-        elif isinstance(item, list | tuple):
-            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(item))))
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return f"nested too deeply (more than {MAX_DEPTH} levels)"
+            if isinstance(item, dict):
+                for key, child in reversed(item.items()):
+                    stack.append((child, _join(path, key), depth + 1))
+                    stack.append((key, path, depth + 1))
+            else:
+                children = reversed(list(enumerate(item)))
+                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in children)
     return None
 
 

@@ -274,7 +274,8 @@ class Task:
 
     @property
     def state(self) -> TaskStatus:
-        return self.status
+        # TaskStatus(...) too: a caller may have assigned the plain string since __post_init__.
+        return TaskStatus(self.status)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as stored and served (public fields first)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dobby.core.errors import ValidationError
-from dobby.core.fields import MAX_PROMPT_BYTES, check_text
+from dobby.core.fields import MAX_DEPTH, MAX_PROMPT_BYTES, check_text
 from dobby.core.models import Host, Task, TaskStatus, repair_record
 from dobby.core.records import check_record
 from dobby.core.shapes import (
@@ -107,11 +107,16 @@ def test_other_bodies_are_bounded_too() -> None:
         parse(TaskSubmit, {"prompt": "x", "cron": "* * * * *"})
 
 
-def test_check_text_walks_any_depth() -> None:
+def test_check_text_walks_without_recursion_and_bounds_the_depth() -> None:
     deep: object = "ok\udc80"
-    for _ in range(5000):
+    for _ in range(MAX_DEPTH - 1):
         deep = [deep]
     with pytest.raises(ValidationError, match="not valid UTF-8 text"):
+        check_text(deep)
+    # Deeper is refused by the walk itself, whatever the interpreter's recursion limit.
+    for _ in range(5000):
+        deep = {"k": [deep]}
+    with pytest.raises(ValidationError, match="nested too deeply .more than 64 levels"):
         check_text(deep)
     check_text({"a": ["é", {"b": "✓"}]})
 
