@@ -140,13 +140,8 @@ def status(
     if all_ and limit is not None:
         raise click.UsageError("use --all or --limit, not both")
     shown = None if all_ else (limit or STATUS_LIMIT)
-    # One more than shown: its presence says there are older tasks to mention.
-    body = client().tasks(project=project, status=status_, limit=shown + 1 if shown else None)
+    body = client().tasks(project=project, status=status_, limit=shown)
     tasks = body.get("tasks") or []
-    more = shown is not None and len(tasks) > shown
-    if more:
-        body = {**body, "tasks": tasks[:shown]}
-        tasks = body["tasks"]
     if as_json:
         return print_json(body)
     if not tasks:
@@ -158,8 +153,12 @@ def status(
             render.TASK_HEADERS, render.task_rows(tasks), width=width(), colors=colors
         )
     )
-    if more:
-        click.echo(f"(the newest {shown}; older ones: `dobby status --all` or --limit N)", err=True)
+    total = body.get("total")
+    if isinstance(total, int) and total > len(tasks):
+        click.echo(
+            f"(the newest {len(tasks)} of {total}; older ones: `dobby status --all` or --limit N)",
+            err=True,
+        )
 
 
 @click.command()
