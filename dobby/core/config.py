@@ -93,6 +93,10 @@ class Settings:
         help="Seconds a finished task's worktree and tasks/<id> stay on its host (0: remove "
         "right after collection).",
     )
+    verify_timeout: float = _setting(
+        600, help="Seconds a task's --verify check may run when it sets no --verify-timeout."
+    )
+    max_race: int = _setting(8, help="Most attempts one race (dobby add --race K) may start.")
     timezone: str | None = _setting(None, help="IANA zone for displayed times (None = local).")
     write_timeout: float = _setting(
         5.0, help="Seconds a change may wait for the disk before the API answers 503."
@@ -115,7 +119,15 @@ class Settings:
             raise ConfigError(f"setting 'port' must be between 1 and 65535, got {self.port}")
         if self.max_concurrent_agents < 1:
             raise ConfigError("setting 'max_concurrent_agents' must be at least 1")
-        for name in ("default_timeout", "gpu_poll_interval", "stale_timeout", "write_timeout"):
+        if self.max_race < 1:
+            raise ConfigError("setting 'max_race' must be at least 1")
+        for name in (
+            "default_timeout",
+            "gpu_poll_interval",
+            "stale_timeout",
+            "verify_timeout",
+            "write_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting '{name}' must be a positive number of seconds")
         if self.host_retention < 0:

@@ -30,6 +30,9 @@ SUBMIT_KEYS = {
     "wait_for_host",
     "permissions",
     "gpus",
+    "verify",
+    "verify_timeout",
+    "fix_attempts",
 }
 # Project policies: POST /projects (with name, path, context) and PATCH /projects/{name}.
 POLICY_KEYS = (
@@ -39,7 +42,10 @@ POLICY_KEYS = (
     "max_concurrent",
     "auto_chain",
     "auto_retry",
+    "default_verify",
 )
+MAX_VERIFY_BYTES = 65536
+MAX_FIX_ATTEMPTS = 10
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -154,6 +160,7 @@ def validate_submit(
             fields[key] = as_bool(body[key], key)
     if body.get("gpus") is not None:
         fields["gpus"] = as_int(body["gpus"], "gpus", minimum=0)
+    fields.update(validate_verify(body))
     permissions = _str(body, "permissions")
     if permissions is not None:
         # A task may only restrict what its host allows: read-only planning mode.
@@ -164,6 +171,85 @@ def validate_submit(
             )
         fields["permissions"] = permissions
     return fields
+
+
+def validate_verify(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a body's ``verify``, ``verify_timeout`` and ``fix_attempts`` (Task fields).
+
+    ``verify: ""`` says "no check" even where the project has a ``default_verify``.
+    """
+    out: dict[str, Any] = {}
+    command = _str(body, "verify")
+    if command is not None:
+        out["verify"] = check_verify_command(command) if command.strip() else ""
+    if body.get("verify_timeout") is not None:
+        try:
+            out["verify_timeout"] = as_seconds(body["verify_timeout"], "verify_timeout")
+        except ValidationError as exc:
+            message = str(exc)
+            raise ValidationError(
+                message if "verify_timeout" in message else f"'verify_timeout': {message}"
+            ) from None
+    if body.get("fix_attempts") is not None:
+        out["fix_attempts"] = as_int(body["fix_attempts"], "fix_attempts", minimum=0)
+        if out["fix_attempts"] > MAX_FIX_ATTEMPTS:
+            raise ValidationError(f"'fix_attempts' must be at most {MAX_FIX_ATTEMPTS}")
+    return out
+
+
+def check_verify_command(command: str) -> str:
+    """Return a verify command if it can reach a host as a file; refuse NULs and huge ones."""
+    if "\x00" in command:
+        raise ValidationError("'verify' must not contain NUL bytes")
+    if len(command.encode("utf-8", "surrogatepass")) > MAX_VERIFY_BYTES:
+        raise ValidationError(
+            f"'verify' is longer than {MAX_VERIFY_BYTES} bytes: put the check in a script "
+            "in the project and run that"
+        )
+    return command
+
+
+RACE_KEYS = ("k", "backends", "models", "hosts", "pick")
+PICKS = ("first", "smallest", "cheapest")
+
+
+def validate_race(body: Any, *, max_race: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a POST /races body into the race's own fields and the task body of its attempts.
+
+    Race fields: ``k`` (1..max_race attempts), ``backends``, ``models``, ``hosts`` (each used
+    round-robin; a host may be named once), ``pick`` (first, smallest or cheapest).
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    task_body = {k: v for k, v in body.items() if k not in RACE_KEYS}
+    for key in ("resume", "draft", "agent_plan"):
+        if task_body.get(key):
+            raise ValidationError(f"a race cannot be started with '{key}'")
+    if body.get("k") is None:
+        raise ValidationError("'k' is required: how many attempts the race starts")
+    k = as_int(body["k"], "k", minimum=1)
+    if k > max_race:
+        raise ValidationError(f"'k' must be at most {max_race} (the hub's max_race), got {k}")
+    backends = str_list(body.get("backends"), "backends")
+    for name in backends:
+        _choice(name, "backend", [b.value for b in BackendName])
+    hosts = str_list(body.get("hosts"), "hosts")
+    seen: set[str] = set()
+    for host in hosts:
+        if host in seen:
+            raise ValidationError(f"duplicate host '{host}' in 'hosts': name each host once")
+        seen.add(host)
+    if hosts and task_body.get("host"):
+        raise ValidationError("give 'host' or 'hosts', not both")
+    pick = _choice(_str(body, "pick"), "pick", list(PICKS)) or "first"
+    race = {
+        "k": k,
+        "backends": backends,
+        "models": str_list(body.get("models"), "models"),
+        "hosts": hosts,
+        "pick": pick,
+    }
+    return race, task_body
 
 
 def validate_policy(body: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +269,8 @@ def validate_policy(body: dict[str, Any]) -> dict[str, Any]:
             out[key] = _choice(str(value), key, [p.value for p in Priority])
         elif key == "default_timeout":
             out[key] = as_seconds(value, key)
+        elif key == "default_verify":
+            out[key] = check_verify_command(str(value))
         elif key == "max_concurrent":
             out[key] = as_int(value, key, minimum=1)
         elif key == "auto_retry":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 PROMPT = "\x00DOBBY_PROMPT\x00"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEED_BUNDLE_EXIT = 42
-OUTPUT_FILES = ("out.jsonl", "err.log", "exit", "exit.tmp", "pid")
+OUTPUT_FILES = ("out.jsonl", "err.log", "exit", "exit.tmp", "pid", "verify", "verify.tmp")
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,18 @@ def render_command(argv: Sequence[str]) -> str:
     return " ".join('"$DOBBY_PROMPT"' if word == PROMPT else shell_quote(word) for word in argv)
 
 
-def render_run_sh(*, paths: TaskPaths, argv: Sequence[str], timeout: float | None, cwd: str) -> str:
+def render_run_sh(
+    *,
+    paths: TaskPaths,
+    argv: Sequence[str],
+    timeout: float | None,
+    cwd: str,
+    after: str = "",
+) -> str:
     """Return run.sh: load env, run with the prompt from its file, write ``exit`` last.
+
+    ``after`` runs once the agent ended, before ``exit`` is written, with the agent's exit code
+    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`).
 
     With :data:`PROMPT` in argv the prompt becomes one argument (``"$DOBBY_PROMPT"``, shell
     tasks: at most 128 KiB, see backends.shell) and stdin is /dev/null; without it, stdin is
@@ -125,7 +135,7 @@ export DOBBY_TASK_ID={shell_quote(paths.task_id)} DOBBY_TASK_DIR={d} DOBBY_ARTIF
 echo $$ >{d}/pid
 {read_prompt}{command} <{stdin} 2>>{d}/err.log | tee -a {d}/out.jsonl
 rc=${{PIPESTATUS[0]}}
-printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
+{after}printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
 exit "$rc"
 """
 

@@ -27,6 +27,7 @@ from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
 from dobby.machines.gpumonitor import make_gpu_monitor
 from dobby.machines.hosts import HostManager, HostState
+from dobby.races.service import Races
 from dobby.results.service import ResultsService
 from dobby.runner.interactive import RemoteSessions
 from dobby.runner.runner import Runner
@@ -132,6 +133,15 @@ class Hub:
             transport=self.hosts.transport,
             prices=prices,
         )
+        self.races = Races(  # dobby add --race K: attempts judged by their check
+            store=self.store,
+            bus=self.bus,
+            settings=settings,
+            hosts=self.hosts,
+            intake=self.intake,
+            cancel=self.cancel,
+            merge=self.results.merge,
+        )
         self.remote = RemoteSessions(  # `dobby remote`: interactive sessions
             store=self.store,
             hosts=self.hosts,
@@ -156,6 +166,7 @@ class Hub:
         self.hosts.start()
         self.store.start()
         await self.scheduler.start()
+        self.races.start()
         self.webhook.start(self.bus)
         self.results.start()
         self.gpu.start()
@@ -166,6 +177,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop background work; tasks keep running on their hosts."""
+        await self.races.stop()
         await self.scheduler.stop()
         await self.webhook.stop()
         await self.results.stop()
@@ -214,6 +226,13 @@ class Hub:
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
             self.scheduler.kick()
+            # A failed check's fix round is queued now, before any await: it is in the same
+            # commit as the failure, so a hub killed in between never loses the round.
+            try:
+                if self.races.allows_fix_round(task):
+                    self.intake.fix_round(task)
+            except DobbyError as exc:  # the failure itself is saved: say why no round followed
+                log.warning("no fix round for %s: %s", task.id, exc)
 
     def kick(self) -> None:
         """Ask the scheduler for a pass soon."""

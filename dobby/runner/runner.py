@@ -30,7 +30,8 @@ from dobby.machines.hosts import HostManager
 from dobby.machines.slurm.jobs import parse_submit
 from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.results import followup
-from dobby.results.collect import collect_outputs
+from dobby.results.collect import BASE_FILE, collect_outputs, recorded_base
+from dobby.runner import verify
 from dobby.runner.slurm import SlurmJobs, resubmits_left
 from dobby.store import tasklog
 from dobby.store.git import RepoLocks, create_bundle, head_commit
@@ -133,12 +134,23 @@ class Runner:
             base = base or await head_commit(self._project_path(task.project))
             task.base_commit = base
         run_sh = scripts.render_run_sh(
-            paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
+            paths=paths,
+            argv=argv,
+            timeout=task.timeout,
+            cwd=paths.worktree,
+            after=verify.run_sh_block(task, paths),
         )
         files = [
             transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
             transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
             transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
+            *(
+                transport.put(paths.file(name), data, mode=0o600)
+                for name, data in verify.files(task).items()
+            ),
+            # The commit the worktree starts from, kept on the host too: a hub killed before
+            # its own record of it reached the disk reads it back at collection.
+            *([transport.put(paths.file(BASE_FILE), base.encode(), mode=0o600)] if base else []),
         ]
         reuse = bool(resume_session)
         if slurm:
@@ -314,7 +326,8 @@ class Runner:
         if not task.timeout or not task.started_at:
             return False
         started = parse_time(task.started_at).timestamp()
-        return time.time() - started > task.timeout + TIMEOUT_GRACE
+        limit = task.timeout + TIMEOUT_GRACE + verify.extra_seconds(task)
+        return time.time() - started > limit
 
     async def _slurm_ended(
         self, task: Task, transport: Transport, paths: scripts.TaskPaths
@@ -357,8 +370,9 @@ class Runner:
         stderr_tail = err[-4000:].decode("utf-8", "replace")
         backend = get_backend(task.backend)
         host_facts = await self._host_facts(backend, transport, paths)
+        checked = await verify.read_outcome(task, transport, paths, self.logs, exit_code)
         result = backend.collect(
-            self.logs.lines(task.id),
+            self.logs.lines(task.id, end=checked.agent_end),  # the agent's lines, not the check's
             exit_code=exit_code,
             stderr_tail=stderr_tail,
             model=task.model,
@@ -366,6 +380,8 @@ class Runner:
             host_facts=host_facts,
             now=time.time(),
         )
+        if task.project and not task.base_commit:
+            task.base_commit = await recorded_base(transport, paths.file(BASE_FILE))
         outputs = await collect_outputs(
             task=task,
             transport=transport,
@@ -395,7 +411,8 @@ class Runner:
             task.error = f"timed out after {task.timeout:g}s"
         for path in ("out.jsonl", "exit"):
             transport.release(paths.file(path))
-        self._finish(task, result.status, reason, task.error)
+        status, reason, error = verify.judge(task, result.status, reason, task.error, checked)
+        self._finish(task, status, reason, error)
 
     async def _host_facts(
         self, backend: Backend, transport: Transport, paths: scripts.TaskPaths

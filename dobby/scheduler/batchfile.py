@@ -44,6 +44,9 @@ TASK_KEYS = (
     "draft",
     "artifacts",
     "gpus",
+    "verify",
+    "verify_timeout",
+    "fix_attempts",
 )
 DEFAULT_KEYS = tuple(k for k in TASK_KEYS if k not in ("name", "prompt", "title", "after"))
 TOP_KEYS = ("name", "defaults", "tasks")

@@ -9,6 +9,7 @@ A retry moves the previous attempt's output aside (``out.<epoch>.jsonl``).
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from dobby.backends import get_backend
+from dobby.backends.base import LogEvent
+from dobby.hostside import verify
 
 LOG_NAME = "out.jsonl"
 READ_LIMIT = 4 << 20
@@ -67,11 +70,16 @@ class TaskLogs:
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""  # cut mid-line
         return data
 
-    def lines(self, task_id: str) -> Iterator[str]:
-        """Yield the copy's lines as text (undecodable bytes replaced)."""
+    def lines(self, task_id: str, *, end: int | None = None) -> Iterator[str]:
+        """Yield the copy's lines as text (undecodable bytes replaced), up to byte ``end``."""
         try:
-            with open(self.path(task_id), encoding="utf-8", errors="replace") as fh:
-                yield from fh
+            if end is not None:  # a prefix (the agent's part of a log with a verify section)
+                with open(self.path(task_id), "rb") as fh:
+                    data = fh.read(max(0, end))
+                yield from io.StringIO(data.decode("utf-8", "replace"), newline=None)
+                return
+            with open(self.path(task_id), encoding="utf-8", errors="replace") as text:
+                yield from text
         except FileNotFoundError:
             return
 
@@ -130,9 +138,29 @@ def entries(backend: str, data: bytes, *, offset: int = 0) -> list[tuple[int, di
     out: list[tuple[int, dict[str, Any]]] = []
     for line in data.splitlines(keepends=True):
         text = line.decode("utf-8", "replace").rstrip("\r\n")
-        out.extend((offset, event.to_dict()) for event in agent.render(text))
+        marker = verify.parse_marker(text)
+        if marker is not None:  # the verify phase's section lines, whatever the backend
+            out.append((offset, section_event(marker).to_dict()))
+        else:
+            out.extend((offset, event.to_dict()) for event in agent.render(text))
         offset += len(line)
     return out
+
+
+def section_event(marker: dict[str, Any]) -> LogEvent:
+    """Render a verify marker line as a ``section`` event (a heading in every log view)."""
+    if marker.get("phase") == "start":
+        return LogEvent("section", "verify", data={"phase": "start"})
+    code = marker.get("exit_code")
+    ms = marker.get("duration_ms")
+    took = f", {ms / 1000:.1f}s" if isinstance(ms, int | float) else ""
+    word = "passed" if code == 0 else "timed out" if code in verify.TIMEOUT_EXITS else "failed"
+    return LogEvent(
+        "section",
+        f"verify {word} (exit {code}{took})",
+        is_error=code != 0,
+        data={"phase": "end", "exit_code": code, "duration_ms": ms},
+    )
 
 
 def events(backend: str, data: bytes) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ TOOLS = {
     "dobby_stats",
     "dobby_projects",
     "dobby_register",
+    "dobby_start_race",
+    "dobby_race",
 }
 
 
@@ -65,7 +67,7 @@ async def error_of(client: Client, tool: str, /, **args: Any) -> str:
     return result.content[0].text  # type: ignore[union-attr]
 
 
-async def test_stdio_lists_13_tools_with_schemas_and_descriptions(
+async def test_stdio_lists_15_tools_with_schemas_and_descriptions(
     hub: HubProcess, tmp_path: Path
 ) -> None:
     async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
