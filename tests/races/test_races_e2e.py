@@ -160,3 +160,26 @@ def test_a_hub_killed_mid_race_resumes_and_decides(
     assert view["status"] == "completed" and view["winner"] == ids[1], why
     assert [c["state"] for c in cols] == ["failed", "passed", "passed"]
     assert len(hub.client().races()["races"]) == 1
+
+
+def test_fix_rounds_in_a_race_continue_each_lane_until_one_passes(
+    tmp_path: Path, ssh_hosts: list[SshHost], started: list[HubProcess]
+) -> None:
+    plays = [{"FAKE_AGENT_SCENARIO": "patch_bad"}, {"FAKE_AGENT_SCENARIO": "patch_bad"}]
+    hub = hub_for(tmp_path, ssh_hosts[:2], plays)
+    started.append(hub)
+    body = race(hub, "--race", "2", "--hosts", "h1,h2", "--fix-attempts", "1", "--pick", "smallest")
+    assert body["budget"]["max_runs"] == 4  # two attempts, each with one fix round
+    view = wait_race(hub, body["id"], settled)
+    cols = view["attempts"]
+    assert view["status"] == "completed" and [c["state"] for c in cols] == ["passed", "passed"]
+    for col in cols:
+        assert col["rounds"] == 2 and len(col["tasks"]) == 2
+        first, fix = (hub.client().task(t) for t in col["tasks"])
+        assert first["reason"] == "verify_failed" and first["fix_task"] == fix["id"]
+        assert fix["race_id"] == body["id"] and fix["race_slot"] == col["slot"]
+        assert fix["host"] == first["host"] and fix["resume"] == first["id"]
+        # the lane's diff runs from its first task's base to its last head: mul, fixed
+        assert col["diff_stat"]["files_changed"] == 1 and col["diff_stat"]["insertions"] == 4
+    assert view["winner"] in (cols[0]["task_id"], cols[1]["task_id"])
+    assert view["branch"] == f"dobby/{view['winner']}"
