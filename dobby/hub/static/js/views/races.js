@@ -17,9 +17,13 @@ function changes(stat) {
   return `${stat.files_changed} file${stat.files_changed === 1 ? "" : "s"} · +${stat.insertions ?? 0} −${stat.deletions ?? 0}`;
 }
 
+function fmtMs(ms) {
+  return ms < 1000 ? `${ms} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)}s` : fmtDuration(ms / 1000);
+}
+
 function check(verify) {
   if (!verify) return el("span", { class: "muted" }, "not run yet");
-  const took = typeof verify.duration_ms === "number" ? ` · ${fmtDuration(verify.duration_ms / 1000)}` : "";
+  const took = typeof verify.duration_ms === "number" ? ` · ${fmtMs(verify.duration_ms)}` : "";
   const code = verify.exit_code === null || verify.exit_code === undefined ? "" : ` · exit ${verify.exit_code}`;
   return el("span", { class: `badge st-${verify.status === "passed" ? "completed" : verify.status === "skipped" ? "cancelled" : "failed"}` }, `${verify.status}${code}${took}`);
 }
@@ -69,7 +73,7 @@ function column(race, col) {
   return el("article", { class: `card race-col${col.winner ? " winner" : ""}`, "data-slot": String(col.slot), "data-state": col.state },
     el("header", { class: "card-head" },
       el("h3", {}, `#${col.n}`, col.winner ? el("span", { class: "star", title: "winner" }, " ★") : null),
-      badge(STATE_CLASS[col.state] || col.state, col.state === "passed" || col.state === "failed" ? col.state : null)),
+      el("span", { class: `badge st-${STATE_CLASS[col.state] || col.state}`, "data-status": col.state }, col.state)),
     el("dl", { class: "kv" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-field": k }, v)])),
     files.length ? el("ul", { class: "race-files mono small" }, files.map((f) => el("li", {}, `${f.status || "M"} ${f.path} +${f.added ?? "bin"} −${f.deleted ?? ""}`))) : null,
     col.error && col.state !== "passed" ? el("p", { class: "error small" }, col.error) : null,
