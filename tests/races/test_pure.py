@@ -307,9 +307,11 @@ def test_slack_race_summary() -> None:
         "id": "r-12345678", "status": "failed", "verify": "pytest", "cost_usd": 0.25,
         "attempts": [
             {"n": 1, "backend": "claude", "host": "h1", "state": "failed", "duration_s": 3,
+             "started_at": "2026-11-30T12:00:00Z",
              "cost_usd": 0.1, "diff_stat": {"files_changed": 1, "insertions": 4, "deletions": 0},
              "verify": {"status": "failed", "exit_code": 1, "tail": "x\ny\nE boom"}},
             {"n": 2, "backend": "codex", "host": "h2", "state": "failed", "duration_s": None,
+             "started_at": "2026-11-30T12:00:00Z",
              "cost_usd": None, "diff_stat": None, "verify": {"status": "failed", "exit_code": 2}},
         ],
     }  # fmt: skip

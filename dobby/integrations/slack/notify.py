@@ -112,15 +112,20 @@ def render_race_summary(race: dict[str, Any], hub_url: str) -> str:
     lines = [head, f"Check: `{str(race.get('verify') or '').replace('`', chr(39))}`"]
     for col in columns:
         verify = col.get("verify") or {}
-        check = verify.get("status") or col.get("state")
-        if verify.get("exit_code") is not None:
-            check += f" (exit {verify['exit_code']})"
-        took = format_duration(col["duration_s"]) if col.get("duration_s") is not None else "-"
+        parts = [str(col.get("state"))]
+        if verify.get("status"):
+            code = verify.get("exit_code")
+            parts.append(
+                f"check {verify['status']}" + (f" (exit {code})" if code is not None else "")
+            )
+        if col.get("duration_s") is not None:
+            parts.append(format_duration(col["duration_s"]))
+        if col.get("started_at"):  # an attempt cancelled before it started cost nothing
+            parts += [cost(col.get("cost_usd")), _changes(col.get("diff_stat"))]
         star = " :star:" if col.get("winner") else ""
+        where = col.get("host") or "no host yet"
         lines.append(
-            f"• #{col.get('n')}{star} {col.get('backend')} on {col.get('host') or '?'}: "
-            f"{col.get('state')} · check {check} · {took} · {cost(col.get('cost_usd'))} · "
-            f"{_changes(col.get('diff_stat'))}"
+            f"• #{col.get('n')}{star} {col.get('backend')} on {where}: {' · '.join(parts)}"
         )
         if race.get("status") == "failed" and verify.get("tail"):
             tail = "\n".join(str(verify["tail"]).splitlines()[-RACE_TAIL_LINES:])
