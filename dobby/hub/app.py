@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import tornado.web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from dobby import __version__
+from dobby.core import raceshapes as rs
 from dobby.hub.base import ID, BaseHandler, NotFoundHandler
 from dobby.hub.core import Hub
 from dobby.hub.handlers import dashboard as dash
@@ -144,6 +147,41 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
 ]
 
 
+# Routes whose body and answer are declared as pydantic shapes: (path, method) →
+# (request model or None, answer model, success status).
+TYPED: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseModel], int]] = {
+    ("/races", "post"): (rs.RaceCreate, rs.RaceView, 201),
+    ("/races", "get"): (None, rs.RaceList, 200),
+    ("/races/{id}", "get"): (None, rs.RaceView, 200),
+    ("/races/{id}/cancel", "post"): (None, rs.RaceView, 200),
+    ("/races/{id}/merge", "post"): (None, rs.RaceMerged, 200),
+}
+REF = "#/components/schemas/{model}"
+
+
+def _schemas() -> dict[str, Any]:
+    """Return the component schemas of every typed route's models."""
+    models = {m for body, answer, _ in TYPED.values() for m in (body, answer) if m is not None}
+    _, top = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template=REF,
+    )
+    return dict(top.get("$defs", {}))
+
+
+def _typed(op: dict[str, Any], path: str, method: str) -> None:
+    """Give an operation its declared body and answer schemas."""
+    body, answer, status = TYPED[(path, method)]
+    ok = op["responses"].pop("200")
+    ok["content"] = {"application/json": {"schema": {"$ref": REF.format(model=answer.__name__)}}}
+    op["responses"] = {str(status): ok, **op["responses"]}
+    if body is not None:
+        schema = {"$ref": REF.format(model=body.__name__)}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    elif method == "post":
+        op.pop("requestBody", None)
+
+
 def openapi() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the routes above."""
     paths: dict[str, Any] = {}
@@ -174,6 +212,8 @@ def openapi() -> dict[str, Any]:
                 op["requestBody"] = {
                     "content": {"application/json": {"schema": {"type": "object"}}}
                 }
+            if (path, method) in TYPED:
+                _typed(op, path, method)
             ops[method] = op
         paths[path] = ops
     paths["/openapi.json"] = {
@@ -183,6 +223,7 @@ def openapi() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Dobby hub", "version": __version__},
         "components": {
+            "schemas": _schemas(),
             "securitySchemes": {"key": {"type": "apiKey", "in": "header", "name": "X-Dobby-Key"}},
             "responses": {
                 "Error": {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dobby.core.raceshapes import RaceMerged, RaceView
 from tests.fixtures.hub import HubProcess
 from tests.fixtures.sshd import SshHost
 from tests.races.helpers import CHECK, PROMPT, SHOWN, hub_for, race, settled, wait_race
@@ -41,6 +42,7 @@ def test_first_picks_the_passing_attempt_and_cancels_the_rest(
     assert body["k"] == 3 and body["pick"] == "first" and body["status"] == "running"
     assert [c["host"] for c in body["attempts"]] == ["h1", "h2", "h3"]
     view = wait_race(hub, body["id"], settled)
+    RaceView.model_validate(view)  # the answer fits its declared (OpenAPI) shape
     cols = view["attempts"]
     assert view["status"] == "completed" and view["winner"] == cols[1]["task_id"]
     assert [c["state"] for c in cols] == ["failed", "passed", "cancelled"]
@@ -59,6 +61,7 @@ def test_first_picks_the_passing_attempt_and_cancels_the_rest(
     shown = hub.cli("race", body["id"], check=True).stdout
     assert "passed exit 0" in shown and "FAIL: test_mul" in shown and "★" in shown
     merged = json.loads(hub.cli("merge", body["id"], "--json", check=True).stdout)
+    RaceMerged.model_validate(merged)
     assert merged["race_id"] == body["id"] and merged["branch"] == view["branch"]
     assert "return a * b" in (tmp_path / "app" / "calc.py").read_text()
 
@@ -75,6 +78,7 @@ def test_smallest_waits_for_every_attempt_and_picks_the_smallest_passing_diff(
     started.append(hub)
     body = race(hub, "--race", "3", "--hosts", "h1,h2,h3", "--pick", "smallest")
     view = wait_race(hub, body["id"], settled)
+    RaceView.model_validate(view)
     cols = view["attempts"]
     assert view["status"] == "completed"
     assert [c["state"] for c in cols] == ["passed", "passed", "failed"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dobby.core.raceshapes import RaceCreate, RaceList, RaceView
 from tests.fixtures.app import AppHub
 from tests.fixtures.hub import make_git_project
 from tests.races.helpers import CHECK, FILES, PROMPT
@@ -90,3 +91,33 @@ async def test_bad_checks_are_refused_with_a_clear_400(
 async def test_an_unknown_host_is_not_found_like_a_task_s(hub: AppHub) -> None:
     body = {**BASE, "k": 2, "hosts": ["h1", "nope"]}
     assert "attempt 2: unknown host 'nope'" in await refused(hub, body, code=404)
+
+
+async def test_the_race_routes_are_typed_in_openapi_and_answers_fit(hub: AppHub) -> None:
+    status, doc = await hub.call("GET", "/openapi.json")
+    assert status == 200
+    post = doc["paths"]["/races"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RaceCreate"
+    }
+    assert post["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RaceView"
+    }
+    schemas = doc["components"]["schemas"]
+    assert schemas["RaceCreate"]["properties"]["k"]["minimum"] == 1
+    assert schemas["RaceCreate"]["properties"]["pick"]["enum"] == ["first", "smallest", "cheapest"]
+    assert set(schemas["RaceColumn"]["required"]) >= {"state", "verify", "diff_stat", "cost_usd"}
+    view_ref = doc["paths"]["/races/{id}"]["get"]["responses"]["200"]["content"]
+    assert view_ref["application/json"]["schema"]["$ref"].endswith("/RaceView")
+
+    body = {**BASE, "k": 2, "hosts": ["h1", "h2"], "timeout": "5m"}
+    RaceCreate.model_validate(body)  # what the API takes, the shape accepts
+    status, race = await hub.call("POST", "/races", body)
+    assert status == 201, race
+    RaceView.model_validate(race)
+    status, cancelled = await hub.call("POST", f"/races/{race['id']}/cancel")
+    assert status == 200 and cancelled["status"] == "cancelled"
+    RaceView.model_validate(cancelled)
+    status, listed = await hub.call("GET", "/races")
+    RaceList.model_validate(listed)
+    assert [r["id"] for r in listed["races"]] == [race["id"]]
