@@ -370,7 +370,7 @@ class HubClient:
     def add_race(self, **fields: Any) -> dict[str, Any]:
         """Start a race (a task body plus ``k``, ``backends``, ``models``, ``hosts``, ``pick``)."""
         body = {k: v for k, v in fields.items() if v is not None}
-        return self._call("POST", "/races", body=body)  # type: ignore[no-any-return]
+        return self._create("/races", body)  # type: ignore[no-any-return]
 
     def race(self, id: str) -> dict[str, Any]:
         """Return a race with one column per attempt."""

@@ -123,7 +123,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (r"/import", hr.ImportHandler, {"post": "Import a JSON export"}),
     (r"/gc", hr.GcHandler, {"post": "Free finished tasks' directories on hosts"}),
     # -- races: K attempts at one task, judged by its check (handlers/races.py)
-    (r"/races", hr_.RacesHandler, {"get": "Races newest first (?limit=)", "post": "Start a race"}),
+    (
+        r"/races",
+        hr_.RacesHandler,
+        {"get": "Races newest first (?limit=)", "post": "Start a race (Idempotency-Key honoured)"},
+    ),
     (rf"/races/{ID}", hr_.RaceHandler, {"get": "A race: one column per attempt"}),
     (rf"/races/{ID}/cancel", hr_.RaceCancelHandler, {"post": "Cancel a race and its attempts"}),
     (rf"/races/{ID}/merge", hr_.RaceMergeHandler, {"post": "Merge the winner's branch"}),

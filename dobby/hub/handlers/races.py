@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dobby.hub.base import BaseHandler, int_arg
+from dobby.hub.idempotency import answer_once
 
 
 class RacesHandler(BaseHandler):
@@ -10,8 +13,11 @@ class RacesHandler(BaseHandler):
         self.send({"races": self.dobby.races.recent(limit=int_arg(self, "limit"))})
 
     async def post(self) -> None:
+        await answer_once(self, self._start)
+
+    def _start(self) -> tuple[int, Any]:
         race = self.dobby.races.create(self.body_json())
-        await self.send_durable(self.dobby.races.view(race.id), 201)
+        return 201, self.dobby.races.view(race.id)
 
 
 class RaceHandler(BaseHandler):
