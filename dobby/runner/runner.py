@@ -159,7 +159,8 @@ class Runner:
             sbatch = slurm_scripts.sbatch_argv(
                 paths=paths,
                 settings=host.slurm or SlurmSettings(),
-                timeout=task.timeout,
+                # The job holds run.sh's verify phase too: Slurm's limit must not cut the check.
+                timeout=verify.run_seconds(task),
                 gpus=task.gpus or None,
             )
             prepare = scripts.render_prepare(

@@ -43,6 +43,11 @@ def extra_seconds(task: Task) -> float:
     return phase.phase_seconds(task.verify_timeout or DEFAULT_TIMEOUT) if task.verify else 0.0
 
 
+def run_seconds(task: Task) -> float | None:
+    """Return the longest a task's run.sh may take: its timeout and its verify phase."""
+    return task.timeout + extra_seconds(task) if task.timeout else None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The check's result (None: no check) and where the agent's own output ends in the log."""

@@ -15,7 +15,7 @@ from dobby.core.validate import validate_race, validate_verify
 from dobby.integrations.slack.notify import render_race_summary
 from dobby.integrations.slack.parser import Catalog, parse_mention
 from dobby.races import compare, pick, spread
-from dobby.runner.verify import Outcome, failure_message, judge
+from dobby.runner.verify import Outcome, failure_message, judge, run_seconds
 from dobby.scheduler.fixes import build_fix_round, fix_prompt, needs_fix_round
 from dobby.store.tasklog import entries
 
@@ -189,6 +189,13 @@ def test_failure_messages_end_with_the_last_line() -> None:
     )
     assert failure_message(VerifyResult("timeout", 124)) == "verify timed out (exit 124)"
     assert "left no result" in failure_message(VerifyResult("failed"))
+
+
+def test_a_run_s_limit_holds_its_check() -> None:
+    # What a Slurm job's --time is built from: the agent's timeout, then the whole verify phase.
+    assert run_seconds(task(timeout=600, verify=None)) == 600
+    assert run_seconds(task(timeout=600, verify="pytest -q", verify_timeout=60)) > 660
+    assert run_seconds(task(timeout=None, verify="pytest -q")) is None
 
 
 def test_a_fix_round_resumes_with_the_check_output() -> None:
