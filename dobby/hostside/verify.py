@@ -8,7 +8,8 @@ sees the check run, and the task's ``exit`` file is written only after it.
 What the phase does, when the agent exited 0:
 
 1. commits what the agent left (the same commit collection would make, message from
-   ``commit.msg``), so the check cannot add its own leftovers to the task's work;
+   ``commit.msg``, build junk such as ``__pycache__/`` left out the same way), so the check
+   cannot add its own leftovers to the task's work;
 2. appends a start marker line to ``out.jsonl``, runs the check under its own ``timeout(1)``
    with its output appended to ``out.jsonl`` (a section of the task's log), then an end
    marker line with the exit code and duration;
@@ -23,7 +24,7 @@ import json
 from typing import Any
 
 from dobby.core.models import VerifyResult, VerifyStatus
-from dobby.hostside.results import GIT_IDENTITY
+from dobby.hostside.results import COMMIT_JUNK, GIT_IDENTITY
 from dobby.hostside.scripts import TaskPaths, parse_kv, shell_quote
 
 MARKER_TYPE = "dobby.verify"
@@ -46,13 +47,17 @@ def render_verify_phase(*, paths: TaskPaths, timeout: float) -> str:
     d = shell_quote(paths.task_dir)
     out = f"{d}/out.jsonl"
     seconds = int(max(1, round(timeout)))
+    excludes = shell_quote(paths.file("commit-ignore"))
+    patterns = " ".join(shell_quote(p) for p in COMMIT_JUNK)
     end = (
         f'printf \'{{"type":"{MARKER_TYPE}","phase":"end","exit_code":%s,'
         f'"duration_ms":%s}}\\n\' "$vrc" "$vms"'
     )
     return f"""# -- verify phase (dobby.hostside.verify): the task's check, after the agent --
 if [ "$rc" = 0 ]; then
-  git add -A 2>>{d}/err.log && {{ git diff --cached --quiet 2>/dev/null || \\
+  printf '%s\\n' {patterns} >{excludes}
+  git -c core.excludesFile={excludes} add -A 2>>{d}/err.log && \\
+    {{ git diff --cached --quiet 2>/dev/null || \\
     git {GIT_IDENTITY} commit -q --no-verify -F {d}/{COMMIT_MESSAGE_FILE} >>{d}/err.log 2>&1; }}
   [ -z "$(tail -c 1 {out} 2>/dev/null)" ] || printf '\\n' >>{out}
   voffset=$(wc -c <{out})

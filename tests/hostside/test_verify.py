@@ -67,7 +67,10 @@ def run_task(
 
 
 def test_the_check_runs_after_the_agent_on_its_committed_work(tmp_path: Path) -> None:
-    agent = "echo 'def f(): return 1' > lib.py; mkdir ignored; echo x > ignored/cache; printf end"
+    agent = (
+        "echo 'def f(): return 1' > lib.py; mkdir ignored __pycache__; echo x > ignored/cache; "
+        "echo x > __pycache__/lib.cpython-311.pyc; printf end"
+    )
     check = "cat lib.py; echo junk > junk.txt; echo 'checked it'; exit 3"
     task_dir, worktree, state = run_task(tmp_path, agent, check)
     assert (task_dir / "exit").read_text() == "0\n"  # the agent's own exit code
@@ -84,6 +87,8 @@ def test_the_check_runs_after_the_agent_on_its_committed_work(tmp_path: Path) ->
     assert git(worktree, "log", "-1", "--format=%s %an") == (
         "dobby: uncommitted work of task x Dobby\n"
     )
+    # build junk is left out of the commit, as collection leaves it out (COMMIT_JUNK)
+    assert git(worktree, "show", "--name-only", "--format=", "HEAD") == "lib.py\n"
     assert git(worktree, "status", "--porcelain") == ""
     assert not (worktree / "junk.txt").exists()
     assert (worktree / "ignored" / "cache").exists()  # ignored files are left alone
