@@ -248,6 +248,10 @@ class Bot:
         key = (item.get("channel", ""), item.get("ts", ""))
         with self._lock:
             approving = self._approvals.get(key)
+        if approving is None and self.drafts.get(*key) is None:
+            # Maybe an approval request whose registration is still under way.
+            with self.notifier.announcing, self._lock:
+                approving = self._approvals.get(key)
         if approving is not None:
             where = Thread(key[0], approving[1])
             with self.answering(where):

@@ -159,6 +159,9 @@ class Notifier:
         self.hub_url = hub_url
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
+        # Held from posting an approval request until on_waiting has registered it: a reaction
+        # arriving in between waits on it instead of finding an unknown message.
+        self.announcing = threading.Lock()
         self._tracked: dict[str, Thread] = {}
         self._asked: dict[str, tuple[str, str]] = {}  # approval announced, for this plan/error
         self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -284,9 +287,13 @@ class Notifier:
             if str(task.get("id") or "").startswith("r-"):
                 self.post(where, render_race_summary(task, self.hub_url))
                 return
-            ts = self.post(where, render_notification(task, self.hub_url))
-            if ts and task.get("status") == "draft" and self.on_waiting is not None:
-                self.on_waiting(where, ts, task)
+            if task.get("status") != "draft" or self.on_waiting is None:
+                self.post(where, render_notification(task, self.hub_url))
+                return
+            with self.announcing:
+                ts = self.post(where, render_notification(task, self.hub_url))
+                if ts:
+                    self.on_waiting(where, ts, task)
         except Exception:  # the post callback reports Slack errors itself; keep following
             log.exception("could not post the outcome of task %s", task.get("id"))
 
