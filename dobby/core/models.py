@@ -252,6 +252,8 @@ TASK_FIELDS = (
     "verify_result",
     "race_id",
     "race_slot",
+    "wait_reason",
+    "launch_id",
 )
 
 
@@ -339,6 +341,8 @@ class Task:
     # Races (dobby/races/): the race this task is an attempt of, and which attempt.
     race_id: str | None = None
     race_slot: int | None = None
+    wait_reason: str | None = None  # why a pending task waits, in words (e.g. for which host)
+    launch_id: str | None = None  # this placement's one launch (its claim on the host)
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -71,7 +71,9 @@ class Hub:
         prices = dict(DEFAULT_PRICES)
         prices.update(parse_prices(settings.prices or {}))
         self.hosts = HostManager(
-            on_change=self._host_changed, tofu_known_hosts=str(home / "known_hosts")
+            on_change=self._host_changed,
+            tofu_known_hosts=str(home / "known_hosts"),
+            in_use=self._tasks_on,
         )
         self.runner = Runner(
             hosts=self.hosts,
@@ -241,6 +243,10 @@ class Hub:
     def _is_dispatching(self, task_id: str) -> bool:
         return task_id in self.scheduler.dispatching
 
+    def _tasks_on(self, host: str) -> int:
+        """Return how many tasks run (or are being launched) on ``host``."""
+        return sum(1 for t in self.scheduler.active.values() if t.host == host)
+
     def _running(self) -> list[Task]:
         return self.store.tasks(status=TaskStatus.RUNNING.value)
 
@@ -281,21 +287,27 @@ class Hub:
         return self.intake.patch(task_id, body)
 
     async def cancel(self, task_id: str) -> Task:
-        """Cancel a task; a running one is killed on its host."""
+        """Cancel a task; a running one is stopped on its host, then collected.
+
+        Answers once the stop is sent: the agent's session id, tokens, cost and partial work
+        arrive on the task a moment later (``task.updated``).
+        """
         task = self.get_task(task_id)
         if TaskStatus(task.status).finished:
             raise Conflict(f"task {task.id} is already {task.status}")
-        was_running = (
+        launched = (
             task.status == TaskStatus.RUNNING.value
-            or task.id in self.scheduler.dispatching
+            # waiting for its host: the launch settles it (scheduler/loop.py)
+            or (task.id in self.scheduler.dispatching and task.waiting_on != "host")
             or bool(task.slurm_job)  # queued in a Slurm cluster: scancel it
         )
         task.status = TaskStatus.CANCELLED.value
         task.waiting_on = None
+        task.wait_reason = None
         task.finished_at = utcnow()
         self.save(task, "task.finished")
-        if was_running:
-            await self.runner.kill(task)
+        if launched:
+            await self.runner.cancel(task)
         return task
 
     def retry(self, task_id: str, *, cascade: bool = False) -> Task:
@@ -358,9 +370,13 @@ class Hub:
         for task in self._running():
             running.setdefault(task.host or "", []).append(task.id)
         hosts = []
-        for name, host in sorted(self.hosts.hosts.items()):
+        for name, host in sorted({**self.hosts.retired, **self.hosts.hosts}.items()):
             state = self.hosts.states.get(name) or HostState()
-            hosts.append({**host.to_dict(), **state.to_dict(), "running": running.get(name, [])})
+            item = {**host.to_dict(), **state.to_dict(), "running": running.get(name, [])}
+            item["removed"] = name in self.hosts.retired
+            if item["removed"]:
+                item["note"] = f"removed, {len(item['running'])} task(s) still running"
+            hosts.append(item)
         inv = self.inventory
         return {
             "hosts": hosts,
