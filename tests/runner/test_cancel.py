@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
+from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost, user_processes
+from tests.fixtures.wait import wait_until
 
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -36,11 +27,8 @@ def h3(ssh_hosts: list[SshHost]) -> SshHost:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, h3: SshHost) -> Iterator[HubProcess]:
-    inventory = write_inventory(tmp_path / "inventory.yaml", [h3.inventory_entry()])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(h3: SshHost) -> list[dict[str, Any]]:
+    return [h3.inventory_entry()]
 
 
 def project(hub: HubProcess, tmp_path: Path) -> Path:
@@ -87,12 +75,14 @@ def test_cancel_keeps_session_tokens_cost_and_partial_work_then_resume_continues
     )  # fmt: skip
     client = hub.client()
     # Mid-stream: the agent wrote its file and now waits on a model that never answers.
-    wait_for(lambda: (h3.home / f".dobby/worktrees/{tid}/{wrote}").exists(), "the agent's file")
-    wait_for(lambda: first_line in client.logs(tid)["text"], "the stream's first line")
+    wait_until(
+        lambda: (h3.home / f".dobby/worktrees/{tid}/{wrote}").exists(), what="the agent's file"
+    )
+    wait_until(lambda: first_line in client.logs(tid)["text"], what="the stream's first line")
     out = hub.cli("cancel", tid, check=True)
     assert "cancelled" in out.stdout, out.stdout
-    task = wait_for(
-        lambda: (t := client.task(tid))["branch"] and t, "the cancelled task's work", timeout=60
+    task = wait_until(
+        lambda: (t := client.task(tid))["branch"] and t, what="the cancelled task's work"
     )
     assert task["status"] == "cancelled" and task["reason"] is None
     assert task["session_id"]
@@ -104,7 +94,7 @@ def test_cancel_keeps_session_tokens_cost_and_partial_work_then_resume_continues
     assert wrote in git(repo, "show", "--name-only", "--format=", task["branch"])
     assert task["diff_stat"]["files_changed"] >= 1
     # The agent is gone: nothing of the task runs on the host any more.
-    wait_for(lambda: not task_processes(h3, tid), "every process of the task to end")
+    wait_until(lambda: not task_processes(h3, tid), what="every process of the task to end")
 
     follow = add(hub, "go on", "--resume", tid)
     done = hub.wait_status(follow)
