@@ -89,6 +89,7 @@ class SchedulerLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()
+        self._closed = False  # stopping: no new launches, settles or passes
 
     def kick(self) -> None:
         """Ask for a scheduling pass soon (a task was added or finished, a host changed)."""
@@ -126,10 +127,18 @@ class SchedulerLoop:
 
         A launch cut short here is settled with its host at the next start.
         """
-        jobs = [*self._launches, *([self._task] if self._task is not None else [])]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        # A launch may start another job as it ends (a settle after a lost answer): none
+        # starts once closed, and every one started before is awaited here.
+        while self._launches:
+            jobs = list(self._launches)
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            self._launches.difference_update(jobs)
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
@@ -160,6 +169,8 @@ class SchedulerLoop:
 
     def schedule_once(self) -> Plan | None:
         """Fire schedules, settle dependencies, decide what starts now and launch it."""
+        if self._closed:
+            return None
         self._settle_finished()
         due = self.schedules.next_due()
         if due is not None and due <= time.time():
@@ -185,9 +196,7 @@ class SchedulerLoop:
             self.dispatching.add(task.id)
             self._save(task)
             started.add(task.id)
-            launch = asyncio.ensure_future(self._dispatch(task.id))
-            self._launches.add(launch)
-            launch.add_done_callback(self._launches.discard)
+            self._spawn(self._dispatch(task.id))
         self._update_waiting(result, blocked, started)
         return result
 
@@ -344,6 +353,10 @@ class SchedulerLoop:
         self.runner.watch(task)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a launch-side job the loop awaits when it stops (none once it is stopping)."""
+        if self._closed:
+            coro.close()  # its task is settled with its host at the next start
+            return
         job = asyncio.ensure_future(coro)
         self._launches.add(job)
         job.add_done_callback(self._launches.discard)
