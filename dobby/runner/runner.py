@@ -234,9 +234,9 @@ class Runner:
 
         ``have`` is what the launch script found in the mirror (None: nothing yet).
         """
-        # Two tasks of one project starting together on one host must not init or fetch
-        # into the host's mirror at the same time.
-        key = f"{transport.host.name}\0{project}"
+        # Two tasks of one project starting together on one account (under one inventory
+        # name or several) must not init or fetch into its mirror at the same time.
+        key = f"{transport.account}\0{project}"
         async with self._deliveries.setdefault(key, asyncio.Lock()):
             with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
                 local = os.path.join(tmp, f"{project}.bundle")
