@@ -191,6 +191,26 @@ def render_prepare(
     return "\n".join(lines)
 
 
+def render_unpack(*, paths: TaskPaths, files: Sequence[tuple[str, int, int]]) -> str:
+    """Return commands that write the task's files from the command's stdin, in order.
+
+    ``files``: (name in the task dir, size in bytes, mode). The launch carries its files this
+    way, so it costs one round trip to the host, not one per file. Each file is written
+    beside its place, then renamed: a repeated launch never truncates the run.sh a running
+    bash is reading. ``head -c`` reads no byte past its count.
+    """
+    d = shell_quote(paths.task_dir)
+    lines = [f"mkdir -p {d} || exit 1"]
+    for name, size, mode in files:
+        dest = shell_quote(paths.file(name))
+        tmp = shell_quote(paths.file(name + ".tmp"))
+        lines.append(
+            f"(umask 077; head -c {int(size)} >{tmp}) && chmod {mode:o} {tmp} && "
+            f"mv -f {tmp} {dest} || exit 1"
+        )
+    return "\n".join(lines)
+
+
 def render_launch(
     *,
     paths: TaskPaths,
@@ -198,8 +218,11 @@ def render_launch(
     base: str | None,
     reuse_worktree: bool = False,
     claim: str | None = None,
+    files: Sequence[tuple[str, int, int]] = (),
 ) -> str:
     """Return the one command that prepares the worktree and starts the tmux session.
+
+    With ``files`` (see :func:`render_unpack`) it first writes them from its stdin.
 
     Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
     lacks ``base``: the hub then pushes a bundle and runs this again.
@@ -211,7 +234,10 @@ def render_launch(
     at most once, whatever the hub forgot.
     """
     wt = shell_quote(paths.worktree)
-    lines = [render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)]
+    lines = [render_unpack(paths=paths, files=files)] if files else []
+    lines.append(
+        render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)
+    )
     if claim is not None:
         lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
     # A retried task starts with no output, exit code or pid of its previous attempt; a task

@@ -134,22 +134,23 @@ class Runner:
             cwd=paths.worktree,
             after=verify.run_sh_block(task, paths),
         )
-        files = [
-            transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
-            transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
-            transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
-            *(
-                transport.put(paths.file(name), data, mode=0o600)
-                for name, data in verify.files(task).items()
-            ),
+        bundle = [
+            ("prompt.md", task.prompt, 0o600),
+            ("env", scripts.render_env(env), 0o600),
+            ("run.sh", run_sh, 0o700),
+            *((name, data.decode("utf-8"), 0o600) for name, data in verify.files(task).items()),
             # The commit the worktree starts from, kept on the host too: a hub killed before
             # its own record of it reached the disk reads it back at collection.
-            *([transport.put(paths.file(BASE_FILE), base.encode(), mode=0o600)] if base else []),
+            *([(BASE_FILE, base, 0o600)] if base else []),
         ]
         reuse = bool(resume_session)
+        payload: str | None = None
         if slurm:
             job_sh = slurm_scripts.render_job_script(paths=paths)
-            files.append(transport.put(paths.file(slurm_scripts.JOB_SCRIPT), job_sh.encode()))
+            await asyncio.gather(
+                *(transport.put(paths.file(n), t.encode(), mode=m) for n, t, m in bundle),
+                transport.put(paths.file(slurm_scripts.JOB_SCRIPT), job_sh.encode()),
+            )
             sbatch = slurm_scripts.sbatch_argv(
                 paths=paths,
                 settings=host.slurm or SlurmSettings(),
@@ -162,18 +163,20 @@ class Runner:
             )
             launch = slurm_scripts.render_submit(paths=paths, argv=sbatch, prepare=prepare)
         else:
+            # One round trip: the files ride on the launch command's stdin.
+            payload = "".join(text for _, text, _ in bundle)
             launch = scripts.render_launch(
                 paths=paths,
                 project=task.project,
                 base=base,
                 reuse_worktree=reuse,
                 claim=scripts.claim_name(task.launch_id) if task.launch_id else None,
+                files=[(n, len(t.encode("utf-8")), m) for n, t, m in bundle],
             )
-        await asyncio.gather(*files)
-        res = await self._run_launch(task, transport, launch)
+        res = await self._run_launch(task, transport, launch, payload)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
             await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
-            res = await self._run_launch(task, transport, launch)
+            res = await self._run_launch(task, transport, launch, payload)
         if res.exit_status == scripts.CLAIMED_EXIT:
             raise LaunchUnknown(f"{task.host}: launch {task.launch_id} was claimed already")
         if not res.ok:
@@ -189,10 +192,12 @@ class Runner:
                 raise DispatchError(f"{task.host}: {exc}") from None
         self.hosts.record(task.host or "", ok=True)
 
-    async def _run_launch(self, task: Task, transport: Transport, launch: str) -> RunResult:
+    async def _run_launch(
+        self, task: Task, transport: Transport, launch: str, payload: str | None
+    ) -> RunResult:
         """Run the launch command; an outcome lost on the way back is LaunchUnknown."""
         try:
-            return await transport.run(launch, timeout=LAUNCH_TIMEOUT)
+            return await transport.run(launch, input=payload, timeout=LAUNCH_TIMEOUT)
         except HostUnreachable:
             raise  # never connected: nothing was sent
         except (TransportError, TimeoutError) as exc:

@@ -223,3 +223,24 @@ def test_a_repeated_launch_keeps_the_running_session_and_its_files(
     subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
     assert pid_file.read_text() == sid
     subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=0)], check=True)
+
+
+def test_unpack_writes_each_file_byte_for_byte_from_stdin(tmp_path: Path) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0009")
+    texts = [
+        ("prompt.md", "héllo\n\nwörld\x00 ", 0o600),
+        ("env", "", 0o600),
+        ("run.sh", "x" * 70000, 0o700),
+    ]
+    files = [(name, len(text.encode()), mode) for name, text, mode in texts]
+    command = scripts.render_unpack(paths=paths, files=files) + "\necho rest=$(cat)"
+    payload = "".join(text for _, text, _ in texts) + "tail"
+    done = subprocess.run(
+        ["bash", "-c", command], input=payload.encode(), capture_output=True, check=True
+    )
+    assert done.stdout == b"rest=tail\n"  # nothing read past the files
+    for name, text, mode in texts:
+        path = Path(paths.file(name))
+        assert path.read_bytes() == text.encode(), name
+        assert path.stat().st_mode & 0o777 == mode
+    assert not list(Path(paths.task_dir).glob("*.tmp"))
