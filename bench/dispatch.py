@@ -4,8 +4,9 @@ Measures (the hub runs as its own process, as `dobby start` would):
   1. submit → running (tmux session started on the host, `task.started` seen on /events)
      p50/p99 on warm connections; baselines: a warm asyncssh `run('true')` and a warm
      `tmux new-session -d` + kill.
-  2. wall time for N `true` shell tasks spread over H hosts; baseline: a sequential
-     `ssh host true` loop (OpenSSH client, same key) for the same N.
+  2. wall time for N `true` shell tasks spread over H hosts; baselines: a lean asyncssh loop
+     (one warm connection per host, max-agents at once per host, each task one exec that
+     writes its prompt from stdin and runs it) and a sequential `ssh host true` loop.
   3. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
 
 Run as root (it starts sshd and creates test users): `python bench/dispatch.py [--tasks 200]`.
@@ -88,6 +89,33 @@ async def warm_baselines(host, rounds: int) -> tuple[list[float], list[float]]: 
     return runs, tmux
 
 
+async def lean_loop(hosts, tasks: int, per_host: int) -> float:  # type: ignore[no-untyped-def]
+    """Return the wall time of the lean asyncssh loop for ``tasks`` tasks over ``hosts``."""
+    conns = [await asyncssh.connect(**h.connect_options()) for h in hosts]
+    try:
+        for conn in conns:
+            await conn.run("true")
+        gates = [asyncio.Semaphore(per_host) for _ in hosts]
+
+        async def one(i: int) -> None:
+            k = i % len(hosts)
+            async with gates[k]:
+                res = await conns[k].run(
+                    f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && bash $d/prompt",
+                    input="true",
+                )
+                assert res.exit_status == 0, res.stderr
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(tasks)))
+        wall = time.perf_counter() - t0
+        await asyncio.gather(*(c.run("rm -rf $HOME/lean") for c in conns))
+        return wall
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -145,6 +173,7 @@ def main() -> None:
             bad = [t for t in bad if t["status"] != "completed"]
             for t in bad[:5]:
                 print(f"   not completed: {t['id']} {t['status']} {t['reason']}: {t['error']}")
+            lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents))
             t0 = time.perf_counter()
             for i in range(args.tasks):
                 subprocess.run(hosts[i % args.hosts].ssh_argv("true"), check=True)
@@ -153,6 +182,10 @@ def main() -> None:
             print(
                 f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
                 f"{len(bad)} not completed)"
+            )
+            print(
+                f"   base   lean asyncssh loop {lean_wall:7.2f} s  ({args.tasks / lean_wall:6.1f} "
+                f"tasks/s)   dobby at {lean_wall / dobby_wall * 100:5.1f}% of it"
             )
             print(
                 f"   base   sequential `ssh host true` loop {ssh_wall:7.2f} s  "
@@ -184,6 +217,8 @@ def main() -> None:
                         "tasks": args.tasks,
                         "dobby_wall_s": dobby_wall,
                         "ssh_loop_wall_s": ssh_wall,
+                        "lean_loop_wall_s": lean_wall,
+                        "of_lean": lean_wall / dobby_wall,
                         "speedup": ssh_wall / dobby_wall,
                         "log_p50_ms": pct(lat, 50) * 1000,
                         "log_p99_ms": pct(lat, 99) * 1000,

@@ -24,11 +24,12 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"core", "hostside"},
     "inventory": {"core"},
     "transport": {"core"},
-    "store": {"core", "backends"},
+    "store": {"core", "hostside", "backends"},
     "machines": {"core", "hostside", "backends", "inventory", "transport"},
     "results": {"core", "hostside", "backends", "transport", "store"},
     "runner": {"core", "hostside", "backends", "transport", "store", "machines", "results"},
     "scheduler": {"core", "backends", "store", "machines", "results", "runner"},
+    "races": {"core", "backends", "store", "machines", "results", "runner", "scheduler"},
     "hub": {
         "core",
         "hostside",
@@ -40,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
         "results",
         "runner",
         "scheduler",
+        "races",
     },  # fmt: skip
     "offline": {"core", "hostside", "backends", "inventory", "transport", "store", "machines"},
     "client": {"core"},

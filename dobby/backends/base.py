@@ -19,7 +19,8 @@ from dobby.core.models import Host, Permissions, Result, Task, Tokens
 from dobby.hostside.scripts import TaskPaths
 
 EVENT_KINDS = tuple(
-    "system text reasoning tool_use tool_result retry command file_change error result line".split()
+    "system text reasoning tool_use tool_result retry command file_change error result line "
+    "section".split()
 )
 
 TEXT_LIMIT = 4000  # text / reasoning: whole paragraphs are worth showing

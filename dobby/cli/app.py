@@ -113,9 +113,11 @@ def _parse_timeout(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(str(exc)) from None
 
 
-def timeout_option(help: str = "Time limit: seconds, 30m, 2h.") -> Callable[..., Any]:
-    """Return the ``--timeout`` option, parsed to seconds."""
-    return click.option("--timeout", callback=_parse_timeout, help=help)
+def timeout_option(
+    help: str = "Time limit: seconds, 30m, 2h.", *, name: str = "--timeout"
+) -> Callable[..., Any]:
+    """Return the ``--timeout`` option (or another duration option), parsed to seconds."""
+    return click.option(name, callback=_parse_timeout, help=help)
 
 
 def read_stdin(what: str) -> str:

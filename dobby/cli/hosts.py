@@ -44,6 +44,8 @@ def hosts(ctx: click.Context, as_json: bool) -> None:
         )
     )
     for h in body.get("hosts") or []:
+        if h.get("note"):  # a host removed from the inventory while tasks still run there
+            click.secho(f"{h.get('name')}: {h['note']}", fg="yellow")
         if h.get("error"):
             click.secho(f"{h.get('name')}: {render.clean(h['error'])}", fg="yellow")
     error = (body.get("inventory") or {}).get("error")

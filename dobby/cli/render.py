@@ -270,6 +270,8 @@ def render_log_event(event: Mapping[str, Any]) -> str | None:
         return f"✓ result: {text}" if text else "✓ result"
     if kind == "system":
         return f"· {text}" if text else None
+    if kind == "section":  # the verify phase's heading and verdict
+        return f"── {text} ──"
     return text or None
 
 
@@ -418,6 +420,11 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
     quota = result.get("quota") or {}
     if quota:
         fields.insert(2, ("limit", quota_text(quota)))
+    if result.get("verify"):
+        fields.insert(2, ("verify", verify_text(result)))
+    if result.get("race_id"):
+        slot = (result.get("race_slot") or 0) + 1
+        fields.append(("race", f"{result['race_id']} (attempt {slot})"))
     denials = result.get("permission_denials") or []
     if denials:
         shown = ", ".join(
@@ -428,6 +435,26 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
     lines += _block("summary", result.get("summary"))
     lines += [f"{k + ':':<11} {v}" for k, v in fields]
     return lines
+
+
+def verify_text(result: Mapping[str, Any]) -> str:
+    """Return ``passed (exit 0, 1.2s): pytest -q`` for a task's check and its outcome."""
+    check = truncate(clean(result.get("verify")), 80)
+    outcome = result.get("verify_result") or {}
+    if not outcome:
+        done = "not run yet"
+    elif outcome.get("exit_code") is None:
+        done = clean(outcome.get("status"))
+    else:
+        ms = outcome.get("duration_ms")
+        took = f", {format_duration(ms / 1000)}" if isinstance(ms, int | float) else ""
+        done = f"{clean(outcome.get('status'))} (exit {outcome['exit_code']}{took})"
+    rounds = ""
+    if result.get("fix_round"):
+        rounds = f" · fix round {result['fix_round']}"
+    elif result.get("fix_attempts"):
+        rounds = f" · up to {result['fix_attempts']} fix round(s)"
+    return f"{done}{rounds}: {check}"
 
 
 def quota_text(quota: Mapping[str, Any]) -> str:

@@ -125,8 +125,11 @@ def diff(task_id: str, stat_only: bool, as_json: bool) -> None:
 @click.argument("task_id")
 @json_option
 def merge(task_id: str, as_json: bool) -> None:
-    """Merge a task's branch into its project's checkout (refused on conflict or dirty tree)."""
-    body = client().merge(task_id)
+    """Merge a task's branch into its project's checkout (refused on conflict or dirty tree).
+
+    Given a race id (r-…), merge the race's winner.
+    """
+    body = client().merge_race(task_id) if task_id.startswith("r-") else client().merge(task_id)
     if as_json:
         return print_json(body)
     if body.get("already"):

@@ -85,7 +85,19 @@ def full_result_lines(result: Mapping[str, Any]) -> list[str]:
         added = "-" if f.get("added") is None else f"+{f['added']}"
         deleted = "-" if f.get("deleted") is None else f"-{f['deleted']}"
         lines.append(f"  {f.get('status') or 'M'} {clean(f.get('path'))}  {added} {deleted}")
+    outcome = result.get("verify_result") or {}
+    if outcome.get("tail") and outcome.get("status") != "passed":
+        lines.append("verify output (end):")
+        lines += ["  " + ln for ln in tail_lines(outcome["tail"], VERIFY_TAIL_LINES)]
     return lines
+
+
+VERIFY_TAIL_LINES = 15
+
+
+def tail_lines(text: str, count: int) -> list[str]:
+    """Return the last ``count`` lines of a check's output, cleaned for the terminal."""
+    return clean(text, keep_newlines=True).rstrip("\n").splitlines()[-count:]
 
 
 def diff_lines(text: str) -> list[str]:

@@ -21,6 +21,7 @@ from dobby.cli.app import (
     timeout_option,
     width,
 )
+from dobby.cli.races_render import started_lines
 from dobby.core.errors import DobbyError, ValidationError
 
 STATUS_LIMIT = 20  # `dobby status` shows the newest 20 unless --limit or --all
@@ -57,6 +58,22 @@ STATUS_LIMIT = 20  # `dobby status` shows the newest 20 unless --limit or --all
     help="Bring back worktree files matching this glob (repeatable), e.g. 'reports/*.json'.",
 )
 @click.option("--gpus", type=click.IntRange(min=0), help="GPUs the task needs (free ones only).")
+@click.option("--verify", help="Check run in the worktree after the agent, e.g. 'pytest -x'.")
+@timeout_option("Time limit of the check (default 10m).", name="--verify-timeout")
+@click.option(
+    "--fix-attempts",
+    type=click.IntRange(min=0),
+    help="On a failed check, resume the agent with its output, up to N times.",
+)
+@click.option("--race", "race_k", type=int, help="Start K attempts; a passing check wins.")
+@click.option("--backends", help="Race: backends to spread the attempts over (claude,codex).")
+@click.option("--models", help="Race: models to spread the attempts over (comma-separated).")
+@click.option("--hosts", help="Race: hosts to spread the attempts over (h1,h2).")
+@click.option(
+    "--pick",
+    type=click.Choice(["first", "smallest", "cheapest"]),
+    help="Race: first check passed wins (default), or the smallest diff / lowest cost.",
+)
 @json_option
 def add(
     prompt: str,
@@ -76,9 +93,20 @@ def add(
     overlap: str | None,
     artifacts: tuple[str, ...],
     gpus: int | None,
+    verify: str | None,
+    verify_timeout: float | None,
+    fix_attempts: int | None,
+    race_k: int | None,
+    backends: str | None,
+    models: str | None,
+    hosts: str | None,
+    pick: str | None,
     as_json: bool,
 ) -> None:
-    """Queue a task (or, with --cron/--every, a schedule); PROMPT '-' reads it from stdin."""
+    """Queue a task (or, with --cron/--every, a schedule; with --race K, a race of K attempts).
+
+    PROMPT '-' reads it from stdin.
+    """
     if prompt == "-":
         prompt = read_stdin("prompt")
     fields: dict[str, Any] = dict(
@@ -96,13 +124,37 @@ def add(
         wait_for_host=wait_for_host or None,
         artifacts=list(artifacts) or None,
         gpus=gpus or None,
+        verify=verify,
+        verify_timeout=verify_timeout,
+        fix_attempts=fix_attempts,
     )
+    race = {"backends": backends, "models": models, "hosts": hosts, "pick": pick}
+    if race_k is not None:
+        return _add_race(fields, race, k=race_k, as_json=as_json)
+    given = [f"--{k}" for k, v in race.items() if v is not None]
+    if given:
+        raise ValidationError(f"{', '.join(given)} only apply to a race: add --race K")
     if cron is not None or every is not None or overlap is not None:
         return _add_schedule(fields, cron=cron, every=every, overlap=overlap, as_json=as_json)
     task = client().add_task(**fields)
     if as_json:
         return print_json(task)
     echo_lines(render.added_lines(task))
+
+
+def _add_race(
+    fields: dict[str, Any], race: dict[str, str | None], *, k: int, as_json: bool
+) -> None:
+    """Start a race from ``dobby add`` options (``--race K`` …) and print what started."""
+    lists = {
+        name: [v.strip() for v in value.split(",") if v.strip()] if value else None
+        for name, value in race.items()
+        if name != "pick"
+    }
+    body = client().add_race(**fields, **lists, k=k, pick=race["pick"])
+    if as_json:
+        return print_json(body)
+    echo_lines(started_lines(body))
 
 
 def _add_schedule(
@@ -140,13 +192,8 @@ def status(
     if all_ and limit is not None:
         raise click.UsageError("use --all or --limit, not both")
     shown = None if all_ else (limit or STATUS_LIMIT)
-    # One more than shown: its presence says there are older tasks to mention.
-    body = client().tasks(project=project, status=status_, limit=shown + 1 if shown else None)
+    body = client().tasks(project=project, status=status_, limit=shown)
     tasks = body.get("tasks") or []
-    more = shown is not None and len(tasks) > shown
-    if more:
-        body = {**body, "tasks": tasks[:shown]}
-        tasks = body["tasks"]
     if as_json:
         return print_json(body)
     if not tasks:
@@ -158,8 +205,12 @@ def status(
             render.TASK_HEADERS, render.task_rows(tasks), width=width(), colors=colors
         )
     )
-    if more:
-        click.echo(f"(the newest {shown}; older ones: `dobby status --all` or --limit N)", err=True)
+    total = body.get("total")
+    if isinstance(total, int) and total > len(tasks):
+        click.echo(
+            f"(the newest {len(tasks)} of {total}; older ones: `dobby status --all` or --limit N)",
+            err=True,
+        )
 
 
 @click.command()
@@ -177,7 +228,13 @@ def show(task_id: str, as_json: bool) -> None:
 @click.argument("task_id")
 @json_option
 def cancel(task_id: str, as_json: bool) -> None:
-    """Cancel a task."""
+    """Cancel a task (or, given a race id r-…, the race and all its attempts)."""
+    if task_id.startswith("r-"):
+        race = client().cancel_race(task_id)
+        if as_json:
+            return print_json(race)
+        click.echo(f"race {race['id']} {race['status']}")
+        return
     echo_task(client().cancel(task_id), as_json)
 
 

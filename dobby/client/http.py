@@ -365,6 +365,29 @@ class HubClient:
         """Merge the task's branch into its project's checkout."""
         return self._call("POST", f"/tasks/{_q(id)}/merge", body={})  # type: ignore[no-any-return]
 
+    # -- races -----------------------------------------------------------------------------
+
+    def add_race(self, **fields: Any) -> dict[str, Any]:
+        """Start a race (a task body plus ``k``, ``backends``, ``models``, ``hosts``, ``pick``)."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self._create("/races", body)  # type: ignore[no-any-return]
+
+    def race(self, id: str) -> dict[str, Any]:
+        """Return a race with one column per attempt."""
+        return self._call("GET", f"/races/{_q(id)}")  # type: ignore[no-any-return]
+
+    def races(self, limit: int | None = None) -> dict[str, Any]:
+        """Return the raw ``{"races": [...]}`` body, newest first."""
+        return self._call("GET", "/races", query={"limit": limit})  # type: ignore[no-any-return]
+
+    def cancel_race(self, id: str) -> dict[str, Any]:
+        """Cancel a race and every attempt that has not ended."""
+        return self._call("POST", f"/races/{_q(id)}/cancel", body={})  # type: ignore[no-any-return]
+
+    def merge_race(self, id: str) -> dict[str, Any]:
+        """Merge a race's winner into its project's checkout."""
+        return self._call("POST", f"/races/{_q(id)}/merge", body={})  # type: ignore[no-any-return]
+
     def stats(self, since: str | None = None, project: str | None = None) -> dict[str, Any]:
         """Return stats and cost accounting."""
         query = {"since": since, "project": project}

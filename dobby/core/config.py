@@ -36,6 +36,7 @@ _NO_ENV = frozenset({"prices", "usage_limits"})
 DAY = 86400.0
 MAX_SECONDS = 3650 * DAY  # intervals and retention: finite and bounded
 MAX_AGENTS = 100_000
+MAX_RACE = 100  # attempts of one race: each is a task, its own agent run
 
 
 Where = dict[str, str]  # setting name → where its value came from, for messages
@@ -115,6 +116,12 @@ def _port(value: int, info: ValidationInfo) -> int:
 def _at_least_one(value: int, info: ValidationInfo) -> int:
     if not 1 <= value <= MAX_AGENTS:
         raise _Bad(f"must be at least 1 (and at most {MAX_AGENTS}), got {value}")
+    return value
+
+
+def _race_size(value: int, info: ValidationInfo) -> int:
+    if not 1 <= value <= MAX_RACE:
+        raise _Bad(f"must be at least 1 (and at most {MAX_RACE}), got {value}")
     return value
 
 
@@ -230,6 +237,14 @@ class Settings(BaseModel):
         604800,
         description="Seconds a finished task's worktree and tasks/<id> stay on its host (0: "
         "remove right after collection).",
+    )
+    verify_timeout: Annotated[
+        float, *_typed(float, _seconds(0, inclusive=False, maximum=MAX_TIMEOUT))
+    ] = Field(
+        600, description="Seconds a task's --verify check may run when it sets no --verify-timeout."
+    )
+    max_race: Annotated[int, *_typed(int, _race_size)] = Field(
+        8, description="Most attempts one race (dobby add --race K) may start."
     )
     timezone: Annotated[str | None, *_typed(str, _timezone, optional=True)] = Field(
         None, description="IANA zone for displayed times (None = local)."

@@ -14,6 +14,7 @@
     │   ├── HostUnreachable         connect refused / timed out / host key / auth
     │   └── ConnectionLost          connection dropped while a command ran
     ├── DispatchError               the task bundle could not be launched on the host
+    │   └── LaunchUnknown           the launch was sent but its answer lost: it may run
     ├── StorageError                the hub's database could not be written in time (503)
     └── HubError                    the hub answered a client with an error (code, status)
 
@@ -127,6 +128,12 @@ class DispatchError(DobbyError):
 
     code = "dispatch_error"
     status = 502
+
+
+class LaunchUnknown(DispatchError):
+    """The launch command reached the host but its outcome is unknown: it may have started."""
+
+    code = "launch_unknown"
 
 
 class StorageError(DobbyError):

@@ -46,6 +46,10 @@ class EventType(StrEnum):
     INVENTORY_RELOADED = "inventory.reloaded"
     INVENTORY_ERROR = "inventory.error"
     PROJECT_CREATED = "project.created"
+    # Races (dobby/races/): K attempts at one task, judged by its check.
+    RACE_CREATED = "race.created"
+    RACE_UPDATED = "race.updated"  # an attempt's state changed (a lane diff computed, …)
+    RACE_FINISHED = "race.finished"  # a winner was picked, no attempt passed, or cancelled
     HUB_STARTED = "hub.started"
 
 

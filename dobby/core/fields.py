@@ -34,6 +34,8 @@ MAX_GPUS = 64  # GPUs one task may ask for
 MAX_TURNS = 10_000  # claude --max-turns
 MAX_BUDGET_USD = 10_000.0  # claude --max-budget-usd, per task
 MAX_OLDER_THAN = 3650 * DAY  # POST /gc older_than
+MAX_VERIFY_BYTES = 65536  # a task's verify command (it reaches the host as a file)
+MAX_FIX_ATTEMPTS = 10  # fix rounds after a failed check
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -254,6 +256,57 @@ def _usd(value: Any, info: ValidationInfo) -> Any:
     return float(value)
 
 
+def check_verify_command(command: str, key: str = "verify") -> str:
+    """Return a verify command if it can reach a host as a file; refuse NULs and huge ones."""
+    if "\x00" in command:
+        raise ValidationError(f"'{key}' must not contain NUL bytes")
+    if len(command.encode("utf-8", "surrogatepass")) > MAX_VERIFY_BYTES:
+        raise ValidationError(
+            f"'{key}' is longer than {MAX_VERIFY_BYTES} bytes: put the check in a script "
+            "in the project and run that"
+        )
+    return command
+
+
+def _verify(value: Any, info: ValidationInfo) -> Any:
+    # "" (or blanks) says "no check", even where the project has a default_verify.
+    _text(value, info)
+    if value is None:
+        return None
+    return check_verify_command(value, _name(info)) if value.strip() else ""
+
+
+def verify_command(value: Any, info: ValidationInfo) -> Any:
+    """Check a verify command given as a policy (any text; ``policy`` handles unset)."""
+    return check_verify_command(str(value), _name(info))
+
+
+def _verify_timeout(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    try:
+        return as_seconds(value, _name(info))
+    except ValidationError as exc:
+        message = str(exc)  # a duration's own error does not name the field
+        if f"'{_name(info)}'" in message:
+            raise
+        raise ValidationError(f"'{_name(info)}': {message}") from None
+
+
+def _fix_attempts(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    try:
+        return as_int(value, _name(info), minimum=0, maximum=MAX_FIX_ATTEMPTS)
+    except ValidationError as exc:
+        error = exc
+    try:
+        count = as_int(value, _name(info), minimum=MAX_FIX_ATTEMPTS + 1, maximum=2**53)
+    except ValidationError:
+        raise error from None
+    raise ValidationError(f"'{_name(info)}' must be at most {MAX_FIX_ATTEMPTS}, got {count}")
+
+
 def _refs(value: Any, info: ValidationInfo) -> Any:
     # A batch task's name may be a number (`name: 1`), so ``after`` may refer to one.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -306,6 +359,15 @@ Timeout = Annotated[
     float,
     before(bounded_seconds(MAX_TIMEOUT), float | str),
     bounds(exclusiveMinimum=0, maximum=MAX_TIMEOUT),
+]
+VerifyCommand = Annotated[str, before(_verify, str), Field(max_length=MAX_VERIFY_BYTES)]
+VerifyTimeout = Annotated[
+    float,
+    before(_verify_timeout, float | str),
+    bounds(exclusiveMinimum=0, maximum=MAX_TIMEOUT),
+]
+FixAttempts = Annotated[
+    int, before(_fix_attempts, int | str), bounds(minimum=0, maximum=MAX_FIX_ATTEMPTS)
 ]
 Names = Annotated[list[str], before(_list, list[str] | str)]
 Refs = Annotated[list[str], before(_refs, list[str | int] | str | int)]

@@ -130,6 +130,7 @@ class Project:
     max_concurrent: int = 1
     auto_chain: bool = False  # a new task waits for the project's latest unfinished task
     auto_retry: int = 0  # re-queue a host_lost/dispatch_error task on another host, N times
+    default_verify: str | None = None  # the check of the project's tasks that give no --verify
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -260,6 +261,18 @@ class Task:
     permission_denials: list[dict[str, Any]] = field(default_factory=list)  # [{tool, target}]
     warnings: list[str] = field(default_factory=list)  # e.g. denials, a model without a price
     quota: dict[str, Any] | None = None  # QuotaSignal.to_dict() of a run a limit stopped
+    # Verify (hostside/verify.py): a check run in the worktree after the agent, and its rounds.
+    verify: str | None = None  # the command, as the user wrote it (reaches the host as a file)
+    verify_timeout: float | None = None  # seconds the check may run (default verify_timeout)
+    fix_attempts: int = 0  # follow-ups still allowed to fix a failed check (this chain)
+    fix_round: int = 0  # 0: the first run; N: the Nth follow-up fixing a failed check
+    fix_task: str | None = None  # the follow-up started to fix this task's failed check
+    verify_result: dict[str, Any] | None = None  # VerifyResult.to_dict() once it ran
+    # Races (dobby/races/): the race this task is an attempt of, and which attempt.
+    race_id: str | None = None
+    race_slot: int | None = None
+    wait_reason: str | None = None  # why a pending task waits, in words (e.g. for which host)
+    launch_id: str | None = None  # this placement's one launch (its claim on the host)
 
     def __post_init__(self) -> None:
         if not self.title:
@@ -488,5 +501,87 @@ class Schedule:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schedule:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class VerifyStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"  # the check ran past verify_timeout (counts as failed)
+    SKIPPED = "skipped"  # the agent failed: nothing to check
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What the task's check said: status, exit code, duration and the end of its output."""
+
+    status: str
+    exit_code: int | None = None
+    duration_ms: int | None = None
+    tail: str = ""  # the last lines of the check's output (VERIFY_TAIL bytes at most)
+    offset: int | None = None  # where the check's section starts in the task's log
+
+    @property
+    def passed(self) -> bool:
+        return self.status == VerifyStatus.PASSED.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RaceStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"  # a winner was picked: the race's result is its branch
+    FAILED = "failed"  # no attempt passed its check
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RaceStatus.RUNNING
+
+
+class Pick(StrEnum):
+    """How a race picks its winner among the attempts whose check passed."""
+
+    FIRST = "first"  # the first to pass wins; the others are cancelled
+    SMALLEST = "smallest"  # once all ended: the smallest diff (lines added + deleted)
+    CHEAPEST = "cheapest"  # once all ended: the lowest cost
+
+
+@dataclass
+class Race:
+    """K attempts at one task, each an ordinary task; the one whose check passes wins."""
+
+    prompt: str
+    verify: str
+    k: int
+    id: str = field(default_factory=lambda: new_id("r"))
+    title: str = ""
+    project: str | None = None
+    pick: str = Pick.FIRST.value
+    status: str = RaceStatus.RUNNING.value
+    reason: str | None = None  # no_verified | cancelled
+    error: str | None = None
+    # One entry per attempt: {slot, backend, model, host, tasks: [ids, oldest first]}.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    winner: str | None = None  # the task id whose branch is the race's result
+    winner_slot: int | None = None
+    branch: str | None = None
+    budget: dict[str, Any] = field(default_factory=dict)  # per_run_usd, max_runs, max_usd, note
+    warnings: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=utcnow)
+    finished_at: str | None = None
+    settled: bool = False  # decided, and every attempt has ended
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            self.title = make_title(self.prompt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Race:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

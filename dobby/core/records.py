@@ -22,6 +22,7 @@ from dobby.core.errors import ValidationError
 from dobby.core.fields import (
     MAX_PROMPT_BYTES,
     Backend,
+    FixAttempts,
     Globs,
     Gpus,
     Names,
@@ -29,6 +30,8 @@ from dobby.core.fields import (
     Shape,
     Text,
     Timeout,
+    VerifyCommand,
+    VerifyTimeout,
     before,
     bounds,
     check_prompt_size,
@@ -147,6 +150,11 @@ _SPECIAL: dict[str, Any] = {
     "gpus": Gpus,
     "tokens": TokenCounts,
     "attempt": Count,
+    "verify": VerifyCommand | None,
+    "verify_timeout": VerifyTimeout | None,
+    "fix_attempts": FixAttempts,
+    "fix_round": Count,
+    "race_slot": Count | None,
 }
 
 

@@ -23,6 +23,7 @@ from dobby.core.fields import (
     MAX_TIMEOUT,
     Backend,
     Budget,
+    FixAttempts,
     Flag,
     Globs,
     Gpus,
@@ -34,17 +35,23 @@ from dobby.core.fields import (
     Text,
     Timeout,
     Turns,
+    VerifyCommand,
+    VerifyTimeout,
+    as_int,
     as_seconds,
     before,
     bounded_seconds,
     check_prompt_size,
+    check_text,
     choice,
     days,
     ints,
     parse,
     policy,
     show,
+    str_list,
     to_bool,
+    verify_command,
 )
 from dobby.core.models import BackendName, Permissions, Priority, Project
 from dobby.core.names import NAME_RE
@@ -71,6 +78,20 @@ class TaskFields(Shape):
     max_budget_usd: Budget | None = Field(
         None, description="Stop the agent past this cost (claude)."
     )
+    verify: VerifyCommand | None = Field(
+        None,
+        description="A check run in the task's worktree after the agent (exit 0: passed); "
+        '"" for none, even where the project has a default_verify.',
+    )
+    verify_timeout: VerifyTimeout | None = Field(
+        None, description="Seconds the check may run (default: the hub's verify_timeout)."
+    )
+    fix_attempts: FixAttempts | None = Field(
+        None, description="Follow-ups resuming the agent to fix a failed check."
+    )
+
+
+VERIFY_KEYS = ("verify", "verify_timeout", "fix_attempts")
 
 
 class TaskSubmit(TaskFields):
@@ -137,12 +158,29 @@ def validate_submit(
     for key in ("draft", "agent_plan", "wait_for_host"):
         if getattr(shape, key) is not None:
             fields[key] = getattr(shape, key)
-    for key in ("gpus", "max_turns", "max_budget_usd"):
+    for key in ("gpus", "max_turns", "max_budget_usd", *VERIFY_KEYS):
         if getattr(shape, key) is not None:
             fields[key] = getattr(shape, key)
     if shape.permissions is not None:
         fields["permissions"] = shape.permissions
     return fields
+
+
+class VerifyFields(Shape):
+    """The verify fields of a task body (``verify``, ``verify_timeout``, ``fix_attempts``)."""
+
+    verify: VerifyCommand | None = None
+    verify_timeout: VerifyTimeout | None = None
+    fix_attempts: FixAttempts | None = None
+
+
+def validate_verify(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a body's verify fields (others are ignored); return those it sets, not null.
+
+    ``verify: ""`` says "no check" even where the project has a ``default_verify``.
+    """
+    given = parse(VerifyFields, {k: v for k, v in body.items() if k in VERIFY_KEYS}).given()
+    return {k: v for k, v in given.items() if v is not None}
 
 
 class TaskPatch(Shape):
@@ -205,6 +243,9 @@ class Policies(Shape):
     auto_retry: Annotated[int, before(policy(ints(0, MAX_AUTO_RETRY), unset=False), int | str)] = (
         Field(0, json_schema_extra={"minimum": 0, "maximum": MAX_AUTO_RETRY})
     )
+    default_verify: Annotated[
+        str | None, before(policy(verify_command, unset=True), str | None)
+    ] = Field(None, description="The check of the project's tasks that give no verify.")
 
 
 POLICY_KEYS = tuple(Policies.model_fields)
@@ -406,3 +447,57 @@ def _older_than(value: Any, info: ValidationInfo) -> Any:
             f"({days(MAX_OLDER_THAN)}), got {show(value)}"
         )
     return seconds
+
+
+# -- races ---------------------------------------------------------------------------------------
+
+RACE_KEYS = ("k", "backends", "models", "hosts", "pick")
+PICKS = ("first", "smallest", "cheapest")
+MAX_RACE_K = 2**53 - 1  # bounds the integer parse; the hub's max_race is the real limit
+
+
+def validate_race(body: Any, *, max_race: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a POST /races body into the race's own fields and the task body of its attempts.
+
+    Race fields: ``k`` (1..max_race attempts), ``backends``, ``models``, ``hosts`` (each used
+    round-robin; a host may be named once), ``pick`` (first, smallest or cheapest). The task
+    body is checked by the intake as a submit (:class:`TaskSubmit`), once per attempt.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    check_text(body)
+    task_body = {k: v for k, v in body.items() if k not in RACE_KEYS}
+    for key in ("resume", "draft", "agent_plan"):
+        if task_body.get(key):
+            raise ValidationError(f"a race cannot be started with '{key}'")
+    if body.get("k") is None:
+        raise ValidationError("'k' is required: how many attempts the race starts")
+    try:
+        k = as_int(body["k"], "k", minimum=1, maximum=MAX_RACE_K)
+    except ValidationError:
+        raise ValidationError(f"'k' must be an integer >= 1, got {show(body['k'])}") from None
+    if k > max_race:
+        raise ValidationError(f"'k' must be at most {max_race} (the hub's max_race), got {k}")
+    backends = str_list(body.get("backends"), "backends")
+    for name in backends:
+        if name not in tuple(BackendName):
+            raise ValidationError(
+                f"invalid backend '{name}' (choose {', '.join(b.value for b in BackendName)})"
+            )
+    hosts = str_list(body.get("hosts"), "hosts")
+    if len(set(hosts)) < len(hosts):
+        twice = next(h for i, h in enumerate(hosts) if h in hosts[:i])
+        raise ValidationError(f"duplicate host '{twice}' in 'hosts': name each host once")
+    if hosts and task_body.get("host"):
+        raise ValidationError("give 'host' or 'hosts', not both")
+    pick = body.get("pick")
+    if pick is not None and pick not in PICKS:
+        raise ValidationError(f"invalid pick {show(pick)} (choose {', '.join(PICKS)})")
+    race = {
+        "k": k,
+        "backends": backends,
+        "models": str_list(body.get("models"), "models"),
+        "hosts": hosts,
+        "pick": pick or "first",
+    }
+    return race, task_body

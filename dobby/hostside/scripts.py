@@ -18,7 +18,11 @@ from dataclasses import dataclass
 PROMPT = "\x00DOBBY_PROMPT\x00"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEED_BUNDLE_EXIT = 42
-OUTPUT_FILES = ("out.jsonl", "err.log", "exit", "exit.tmp", "pid")
+CLAIMED_EXIT = 43  # the launch's claim was taken already: by a settle probe, or an earlier launch
+OUTPUT_FILES = (
+    "out.jsonl", "err.log", "exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp"
+)  # fmt: skip
+STOP_GRACE = 5  # seconds a stopped agent has to exit on SIGTERM before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,18 @@ def render_command(argv: Sequence[str]) -> str:
     return " ".join('"$DOBBY_PROMPT"' if word == PROMPT else shell_quote(word) for word in argv)
 
 
-def render_run_sh(*, paths: TaskPaths, argv: Sequence[str], timeout: float | None, cwd: str) -> str:
+def render_run_sh(
+    *,
+    paths: TaskPaths,
+    argv: Sequence[str],
+    timeout: float | None,
+    cwd: str,
+    after: str = "",
+) -> str:
     """Return run.sh: load env, run with the prompt from its file, write ``exit`` last.
+
+    ``after`` runs once the agent ended, before ``exit`` is written, with the agent's exit code
+    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`).
 
     With :data:`PROMPT` in argv the prompt becomes one argument (``"$DOBBY_PROMPT"``, shell
     tasks: at most 128 KiB, see backends.shell) and stdin is /dev/null; without it, stdin is
@@ -123,11 +137,23 @@ set -a
 set +a
 export DOBBY_TASK_ID={shell_quote(paths.task_id)} DOBBY_TASK_DIR={d} DOBBY_ARTIFACTS={d}/artifacts
 echo $$ >{d}/pid
-{read_prompt}{command} <{stdin} 2>>{d}/err.log | tee -a {d}/out.jsonl
+{read_prompt}{_STOPPABLE}
+{{ trap - TERM; echo $BASHPID >{d}/agent.pid; exec {command} <{stdin} 2>>{d}/err.log; }} \
+  | tee -a {d}/out.jsonl
 rc=${{PIPESTATUS[0]}}
-printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
+{after}printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
 exit "$rc"
 """
+
+
+# A stop (render_stop) sends SIGTERM to the agent's process groups: run.sh and its tee ignore
+# it, so the agent's last lines still reach out.jsonl and run.sh still writes ``exit``.
+_STOPPABLE = "trap '' TERM"
+
+
+def claim_name(launch_id: str) -> str:
+    """Return the task-dir entry whose creation claims the one launch of ``launch_id``."""
+    return f"claim.{launch_id}"
 
 
 def render_prepare(
@@ -165,16 +191,55 @@ def render_prepare(
     return "\n".join(lines)
 
 
+def render_unpack(*, paths: TaskPaths, files: Sequence[tuple[str, int, int]]) -> str:
+    """Return commands that write the task's files from the command's stdin, in order.
+
+    ``files``: (name in the task dir, size in bytes, mode). The launch carries its files this
+    way, so it costs one round trip to the host, not one per file. Each file is written
+    beside its place, then renamed: a repeated launch never truncates the run.sh a running
+    bash is reading. ``head -c`` reads no byte past its count.
+    """
+    d = shell_quote(paths.task_dir)
+    lines = [f"mkdir -p {d} || exit 1"]
+    for name, size, mode in files:
+        dest = shell_quote(paths.file(name))
+        tmp = shell_quote(paths.file(name + ".tmp"))
+        lines.append(
+            f"(umask 077; head -c {int(size)} >{tmp}) && chmod {mode:o} {tmp} && "
+            f"mv -f {tmp} {dest} || exit 1"
+        )
+    return "\n".join(lines)
+
+
 def render_launch(
-    *, paths: TaskPaths, project: str | None, base: str | None, reuse_worktree: bool = False
+    *,
+    paths: TaskPaths,
+    project: str | None,
+    base: str | None,
+    reuse_worktree: bool = False,
+    claim: str | None = None,
+    files: Sequence[tuple[str, int, int]] = (),
 ) -> str:
     """Return the one command that prepares the worktree and starts the tmux session.
 
+    With ``files`` (see :func:`render_unpack`) it first writes them from its stdin.
+
     Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
     lacks ``base``: the hub then pushes a bundle and runs this again.
+
+    With ``claim`` (see :func:`claim_name`) the launch first creates that directory, which
+    only one process ever can (``mkdir`` is atomic): a launch whose claim is taken — by an
+    earlier run of the same launch, or by :func:`render_settle` fencing it off — starts
+    nothing and exits CLAIMED_EXIT. So each placement of a task (its ``launch_id``) starts
+    at most once, whatever the hub forgot.
     """
     wt = shell_quote(paths.worktree)
-    lines = [render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)]
+    lines = [render_unpack(paths=paths, files=files)] if files else []
+    lines.append(
+        render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)
+    )
+    if claim is not None:
+        lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
     # A retried task starts with no output, exit code or pid of its previous attempt; a task
     # whose session is alive (a launch repeated after a lost answer) keeps its files.
     lines.append(
@@ -214,20 +279,44 @@ def render_receive_bundle(*, paths: TaskPaths, project: str, bundle_path: str) -
     )
 
 
-def render_cancel(*, paths: TaskPaths) -> str:
-    """Return the command that ends a task: every process of its session, then tmux."""
+def render_stop(*, paths: TaskPaths, grace: int = STOP_GRACE) -> str:
+    """Return the command that stops a task's agent and returns at once.
+
+    SIGTERM goes to the agent's process groups now (run.sh and tee ignore it: the task ends
+    as any other, with its output and exit code); a detached helper SIGKILLs whatever is left
+    of the session after ``grace`` seconds and removes the tmux session. Nothing here waits
+    on process counts (zombies would keep them up where init reaps no orphans), and a pid is
+    only signalled while it is provably the task's (run.sh's command line, or the task id in
+    a leftover process's environment): pids get reused.
+    """
     d = shell_quote(paths.task_dir)
+    run_sh = shell_quote(paths.file("run.sh"))
     session = shell_quote(paths.session)
-    # run.sh is the session leader (tmux setsid()s it): pkill -s reaches every process group
-    # under it, including the one timeout(1) creates.
-    return (
-        f"sid=$(cat {d}/pid 2>/dev/null || true)\n"
-        'if [ -n "$sid" ]; then pkill -TERM -s "$sid" 2>/dev/null || true; fi\n'
-        f"tmux kill-session -t {session} 2>/dev/null || true\n"
-        'if [ -n "$sid" ]; then for i in 1 2 3 4 5 6 7 8 9 10; do '
-        'pgrep -s "$sid" >/dev/null 2>&1 || break; sleep 0.2; done; '
-        'pkill -KILL -s "$sid" 2>/dev/null || true; fi\n'
-    )
+    marker = shell_quote(f"DOBBY_TASK_ID={paths.task_id}")
+    return f"""sid= apid=
+read -r sid <{d}/pid 2>/dev/null
+read -r apid <{d}/agent.pid 2>/dev/null
+ours() {{ local a; [ -n "$sid" ] && mapfile -d '' a </proc/"$sid"/cmdline 2>/dev/null &&
+  [ "${{a[1]}}" = {run_sh} ]; }}
+if ours; then
+  kill -TERM -- -"$sid" 2>/dev/null
+  [ -n "$apid" ] && {{ kill -TERM -- -"$apid" 2>/dev/null || kill -TERM "$apid" 2>/dev/null; }}
+fi
+(
+  trap '' HUP
+  sleep {int(grace)}
+  if ours; then
+    pkill -KILL -s "$sid" 2>/dev/null
+  elif [ -n "$sid" ]; then
+    for p in $(pgrep -s "$sid" 2>/dev/null); do
+      grep -qsxz -- {marker} /proc/"$p"/environ && kill -KILL "$p" 2>/dev/null
+    done
+  fi
+  [ "$(tmux display-message -p -t {session} '#{{pane_pid}}' 2>/dev/null)" = "$sid" ] &&
+    tmux kill-session -t {session} 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
+true
+"""
 
 
 def render_probe(*, session: str, paths: TaskPaths) -> str:
@@ -241,6 +330,22 @@ def render_probe(*, session: str, paths: TaskPaths) -> str:
         "else echo session=0; fi; "
         f"printf 'exit=%s\\n' \"$(cat {shell_quote(paths.file('exit'))} 2>/dev/null)\"; "
         f"if [ -e {shell_quote(paths.file('pid'))} ]; then echo started=1; else echo started=0; fi"
+    )
+
+
+def render_settle(*, paths: TaskPaths, claim: str) -> str:
+    """Return the command that settles a launch the hub cannot vouch for; prints key=value.
+
+    It takes the launch's claim itself when it is still free (``fenced=1``): then that launch
+    never began and never will, so the task may go elsewhere. Otherwise (``fenced=0``) the
+    launch began, and ``session``, ``exit`` and ``started`` (run.sh wrote its pid) tell what
+    became of it — the same keys as :func:`render_probe`.
+    """
+    d = shell_quote(paths.task_dir)
+    return (
+        f"mkdir -p {d} && if mkdir {shell_quote(paths.file(claim))} 2>/dev/null; "
+        "then echo fenced=1; else echo fenced=0; fi; "
+        + render_probe(session=paths.session, paths=paths)
     )
 
 

@@ -11,6 +11,7 @@ from dobby.hub.base import ID, BaseHandler, NotFoundHandler
 from dobby.hub.core import Hub
 from dobby.hub.handlers import dashboard as dash
 from dobby.hub.handlers import machines as hm
+from dobby.hub.handlers import races as hr_
 from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
@@ -119,6 +120,15 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     ),
     (r"/import", hr.ImportHandler, {"post": "Import a JSON export"}),
     (r"/gc", hr.GcHandler, {"post": "Free finished tasks' directories on hosts"}),
+    # -- races: K attempts at one task, judged by its check (handlers/races.py)
+    (
+        r"/races",
+        hr_.RacesHandler,
+        {"get": "Races newest first (?limit=)", "post": "Start a race (Idempotency-Key honoured)"},
+    ),
+    (rf"/races/{ID}", hr_.RaceHandler, {"get": "A race: one column per attempt"}),
+    (rf"/races/{ID}/cancel", hr_.RaceCancelHandler, {"post": "Cancel a race and its attempts"}),
+    (rf"/races/{ID}/merge", hr_.RaceMergeHandler, {"post": "Merge the winner's branch"}),
     # -- GPUs, host checks and `dobby remote` sessions (handlers/machines.py)
     (
         r"/hosts/([A-Za-z0-9._-]+)/check",

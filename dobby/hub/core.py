@@ -27,6 +27,7 @@ from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
 from dobby.machines.gpumonitor import make_gpu_monitor
 from dobby.machines.hosts import HostManager, HostState
+from dobby.races.service import Races
 from dobby.results.service import ResultsService
 from dobby.runner.interactive import RemoteSessions
 from dobby.runner.runner import Runner
@@ -70,7 +71,9 @@ class Hub:
         prices = dict(DEFAULT_PRICES)
         prices.update(parse_prices(settings.prices or {}))
         self.hosts = HostManager(
-            on_change=self._host_changed, tofu_known_hosts=str(home / "known_hosts")
+            on_change=self._host_changed,
+            tofu_known_hosts=str(home / "known_hosts"),
+            in_use=self._tasks_on,
         )
         self.runner = Runner(
             hosts=self.hosts,
@@ -132,6 +135,15 @@ class Hub:
             transport=self.hosts.transport,
             prices=prices,
         )
+        self.races = Races(  # dobby add --race K: attempts judged by their check
+            store=self.store,
+            bus=self.bus,
+            settings=settings,
+            hosts=self.hosts,
+            intake=self.intake,
+            cancel=self.cancel,
+            merge=self.results.merge,
+        )
         self.remote = RemoteSessions(  # `dobby remote`: interactive sessions
             store=self.store,
             hosts=self.hosts,
@@ -156,6 +168,7 @@ class Hub:
         self.hosts.start()
         self.store.start()
         await self.scheduler.start()
+        self.races.start()
         self.webhook.start(self.bus)
         self.results.start()
         self.gpu.start()
@@ -166,6 +179,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop background work; tasks keep running on their hosts."""
+        await self.races.stop()
         await self.scheduler.stop()
         await self.webhook.stop()
         await self.results.stop()
@@ -214,6 +228,13 @@ class Hub:
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
             self.scheduler.kick()
+            # A failed check's fix round is queued now, before any await: it is in the same
+            # commit as the failure, so a hub killed in between never loses the round.
+            try:
+                if self.races.allows_fix_round(task):
+                    self.intake.fix_round(task)
+            except DobbyError as exc:  # the failure itself is saved: say why no round followed
+                log.warning("no fix round for %s: %s", task.id, exc)
 
     def kick(self) -> None:
         """Ask the scheduler for a pass soon."""
@@ -221,6 +242,10 @@ class Hub:
 
     def _is_dispatching(self, task_id: str) -> bool:
         return task_id in self.scheduler.dispatching
+
+    def _tasks_on(self, host: str) -> int:
+        """Return how many tasks run (or are being launched) on ``host``."""
+        return sum(1 for t in self.scheduler.active.values() if t.host == host)
 
     def _running(self) -> list[Task]:
         return self.store.tasks(status=TaskStatus.RUNNING.value)
@@ -262,21 +287,27 @@ class Hub:
         return self.intake.patch(task_id, body)
 
     async def cancel(self, task_id: str) -> Task:
-        """Cancel a task; a running one is killed on its host."""
+        """Cancel a task; a running one is stopped on its host, then collected.
+
+        Answers once the stop is sent: the agent's session id, tokens, cost and partial work
+        arrive on the task a moment later (``task.updated``).
+        """
         task = self.get_task(task_id)
         if TaskStatus(task.status).finished:
             raise Conflict(f"task {task.id} is already {task.status}")
-        was_running = (
+        launched = (
             task.status == TaskStatus.RUNNING.value
-            or task.id in self.scheduler.dispatching
+            # waiting for its host: the launch settles it (scheduler/loop.py)
+            or (task.id in self.scheduler.dispatching and task.waiting_on != "host")
             or bool(task.slurm_job)  # queued in a Slurm cluster: scancel it
         )
         task.status = TaskStatus.CANCELLED
         task.waiting_on = None
+        task.wait_reason = None
         task.finished_at = utcnow()
         self.save(task, "task.finished")
-        if was_running:
-            await self.runner.kill(task)
+        if launched:
+            await self.runner.cancel(task)
         return task
 
     def retry(self, task_id: str, *, cascade: bool = False) -> Task:
@@ -339,9 +370,13 @@ class Hub:
         for task in self._running():
             running.setdefault(task.host or "", []).append(task.id)
         hosts = []
-        for name, host in sorted(self.hosts.hosts.items()):
+        for name, host in sorted({**self.hosts.retired, **self.hosts.hosts}.items()):
             state = self.hosts.states.get(name) or HostState()
-            hosts.append({**host.to_dict(), **state.to_dict(), "running": running.get(name, [])})
+            item = {**host.to_dict(), **state.to_dict(), "running": running.get(name, [])}
+            item["removed"] = name in self.hosts.retired
+            if item["removed"]:
+                item["note"] = f"removed, {len(item['running'])} task(s) still running"
+            hosts.append(item)
         inv = self.inventory
         return {
             "hosts": hosts,

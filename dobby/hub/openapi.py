@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from dobby import __version__
+from dobby.core import raceshapes as rs
 from dobby.core import shapes
 from dobby.core.models import BackendName, TaskStatus
 from dobby.core.records import TaskExport, TaskExportObject, TaskRecord
@@ -187,6 +188,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("/remote", "get"): Op(a.SessionList, query=(_q("all", "string", "1: ended sessions too."),)),
     ("/remote", "post"): Op(TaskRecord, (shapes.RemoteOpen,), 201),
+    ("/races", "get"): Op(
+        rs.RaceList,
+        query=(
+            _q("limit", "integer", "At most this many, newest first.", minimum=0, maximum=MAX_INT),
+        ),  # fmt: skip
+    ),
+    ("/races", "post"): Op(rs.RaceView, (rs.RaceCreate,), 201, query=(IDEMPOTENCY_KEY,)),
+    ("/races/{id}", "get"): Op(rs.RaceView),
+    ("/races/{id}/cancel", "post"): Op(rs.RaceView, EMPTY, body_required=False),
+    ("/races/{id}/merge", "post"): Op(rs.RaceMerged, EMPTY, body_required=False),
     ("/openapi.json", "get"): Op("application/json"),
 }
 PUBLIC = {"/health", "/openapi.json", "/dashboard/api/config"}

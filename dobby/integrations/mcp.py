@@ -32,6 +32,14 @@ Timeout = Annotated[
     Field(description="Time limit: seconds, or a duration like '30m', '2h'."),
 ]
 MAX_LINES = 50
+Verify = Annotated[
+    str | None,
+    Field(description="A check run in the worktree after the agent, e.g. 'pytest -x'."),
+]
+FixAttempts = Annotated[
+    int | None,
+    Field(description="On a failed check, resume the agent with its output up to N times.", ge=0),
+]
 
 server = MCPServer(
     "dobby",
@@ -39,7 +47,8 @@ server = MCPServer(
         "Dobby dispatches coding-agent tasks (Claude Code, Codex, shell commands) to machines "
         "over SSH. Submit work with dobby_add_task / dobby_batch_add / dobby_plan_task, follow "
         "it with dobby_status, dobby_detail_status and dobby_get_task, and read what came back "
-        "with dobby_results / dobby_list_results. Task ids may be shortened to 4+ characters."
+        "with dobby_results / dobby_list_results. dobby_start_race runs K attempts judged by a "
+        "check; dobby_race compares them. Task ids may be shortened to 4+ characters."
     ),
 )
 
@@ -61,6 +70,10 @@ class BatchTask(BaseModel):
     timeout: str | float | None = Field(None, description="Time limit: seconds or '30m'.")
     after: list[str] | None = Field(
         None, description="Names of batch tasks (or ids of existing tasks) to wait for."
+    )
+    verify: str | None = Field(None, description="A check run in the worktree after the agent.")
+    fix_attempts: int | None = Field(
+        None, ge=0, description="On a failed check, resume the agent with its output N times."
     )
 
 
@@ -151,11 +164,16 @@ def dobby_add_task(
     resume: Annotated[
         str | None, Field(description="Continue the agent session of this earlier task.")
     ] = None,
+    verify: Verify = None,
+    verify_timeout: Timeout = None,
+    fix_attempts: FixAttempts = None,
 ) -> CallToolResult:
     """Queue a coding-agent task (claude, codex or a shell command) on one of Dobby's hosts.
 
-    Returns the new task; follow it with dobby_get_task / dobby_detail_status and read its
-    outcome with dobby_results.
+    With verify, a check (e.g. 'pytest -x') runs in the task's worktree after the agent; the
+    task fails with reason verify_failed unless it passes (fix_attempts: resume the agent with
+    the check's output that many times). Returns the new task; follow it with dobby_get_task /
+    dobby_detail_status and read its outcome with dobby_results.
     """
     body = _body(
         prompt=prompt,
@@ -169,9 +187,104 @@ def dobby_add_task(
         title=title,
         after=after,
         resume=resume,
+        verify=verify,
+        verify_timeout=verify_timeout,
+        fix_attempts=fix_attempts,
     )
     task = _call(_hub().add_task, **body)
     return _answer(f"Queued task {task['id']}.\n{_task_line(task)}", task)
+
+
+@server.tool()
+def dobby_start_race(
+    prompt: Annotated[str, Field(description="What every attempt's agent should do.")],
+    verify: Annotated[
+        str | None,
+        Field(
+            description="The check that judges each attempt, e.g. 'pytest -x' (default: the "
+            "project's default_verify)."
+        ),
+    ] = None,
+    k: Annotated[int, Field(description="How many attempts to start.", ge=1)] = 2,
+    project: Annotated[str | None, Field(description="Registered project to work in.")] = None,
+    backends: Annotated[
+        list[Backend] | None, Field(description="Backends the attempts use, round-robin.")
+    ] = None,
+    models: Annotated[
+        list[str] | None, Field(description="Models the attempts use, round-robin.")
+    ] = None,
+    hosts: Annotated[
+        list[str] | None, Field(description="Hosts the attempts run on, round-robin; each once.")
+    ] = None,
+    pick: Annotated[
+        Literal["first", "smallest", "cheapest"],
+        Field(
+            description="first: the first passing attempt wins, the others are cancelled; "
+            "smallest / cheapest: once all ended, the passing one with the smallest diff / "
+            "lowest cost."
+        ),
+    ] = "first",
+    labels: Annotated[
+        list[str] | None, Field(description="Run on hosts having all these labels.")
+    ] = None,
+    timeout: Timeout = None,
+    verify_timeout: Timeout = None,
+    fix_attempts: FixAttempts = None,
+) -> CallToolResult:
+    """Race K attempts at one task on different hosts, agents or models; the check judges.
+
+    Each attempt is an ordinary task with its own worktree and branch. The race's result is
+    the winner's branch; compare the attempts with dobby_race.
+    """
+    body = _body(
+        prompt=prompt, verify=verify, k=k, project=project, backends=backends, models=models,
+        hosts=hosts, pick=pick, labels=labels, timeout=timeout, verify_timeout=verify_timeout,
+        fix_attempts=fix_attempts,
+    )  # fmt: skip
+    race = _call(_hub().add_race, **body)
+    return _answer(_race_text(race), race)
+
+
+@server.tool()
+def dobby_race(
+    race_id: Annotated[str, Field(description="Race id (r-…), or a unique prefix.")],
+) -> CallToolResult:
+    """Compare a race's attempts: backend, model, host, time, cost, tokens, diff, check result.
+
+    Shows the winner (and its branch) once decided, or why no attempt passed, with the end of
+    each attempt's check output.
+    """
+    race = _call(_hub().race, race_id)
+    return _answer(_race_text(race), race)
+
+
+def _race_text(race: dict[str, Any]) -> str:
+    """Return a race as lines: its state and rule, then one line (and check tail) per attempt."""
+    head = f"Race {race['id']} {race['status']} (pick {race['pick']}, check: {race['verify']})"
+    if race.get("winner"):
+        head += f"; winner {race['winner']}, branch {race.get('branch') or '(no changes)'}"
+    elif race.get("error"):
+        head += f"; {race['error']}"
+    rows = [head]
+    for col in race.get("attempts") or []:
+        verify = col.get("verify") or {}
+        stat = col.get("diff_stat") or {}
+        changes = (
+            f"{stat.get('files_changed', 0)} files +{stat.get('insertions', 0)} "
+            f"-{stat.get('deletions', 0)}"
+            if stat
+            else "no changes"
+        )
+        rows.append(
+            f"#{col['n']}{' (winner)' if col.get('winner') else ''} {col['backend']} "
+            f"{col.get('model') or ''} on {col.get('host') or '?'}: {col['state']}, task "
+            f"{col['task_id']}, check {verify.get('status') or '-'}, {_cost(col.get('cost_usd'))}, "
+            f"{changes}"
+        )
+        if verify.get("tail") and verify.get("status") != "passed":
+            rows += ["    " + ln for ln in str(verify["tail"]).splitlines()[-8:]]
+    rows += [f"! {w}" for w in race.get("warnings") or []]
+    return "\n".join(rows)
 
 
 @server.tool()

@@ -40,7 +40,13 @@ class HostState:
 
 
 class HostManager:
-    """Own the transports of all inventory hosts and probe them."""
+    """Own the transports of all inventory hosts and probe them.
+
+    A host that leaves the inventory while tasks still run there is *retired*, not dropped:
+    its transport stays open for those tasks' followers until the last one ends (``in_use``
+    says how many remain), and it takes no new task. If it comes back unchanged, it is simply
+    active again.
+    """
 
     def __init__(
         self,
@@ -48,8 +54,11 @@ class HostManager:
         on_change: Callable[[str, HostState], None],
         probe_interval: float = 30.0,
         tofu_known_hosts: str | None = None,
+        in_use: Callable[[str], int] = lambda name: 0,
     ) -> None:
         self._hosts: dict[str, Host] = {}
+        self.retired: dict[str, Host] = {}
+        self._in_use = in_use
         self._transports: dict[str, Transport] = {}
         self.states: dict[str, HostState] = {}
         self._on_change = on_change
@@ -59,18 +68,38 @@ class HostManager:
         self._wake = asyncio.Event()
 
     def set_hosts(self, hosts: dict[str, Host]) -> None:
-        """Adopt a (re)loaded inventory; transports of changed or removed hosts are closed."""
+        """Adopt a (re)loaded inventory; transports of changed hosts are closed, removed
+        hosts with tasks running are retired (see the class)."""
         for name, old in list(self._hosts.items()):
-            if name not in hosts or hosts[name] != old:
-                transport = self._transports.pop(name, None)
-                if transport is not None:
-                    asyncio.ensure_future(transport.close())
-                if name not in hosts:
-                    self.states.pop(name, None)
+            if name not in hosts and self._in_use(name):
+                log.warning("host %s left the inventory with tasks running: retired", name)
+                self.retired[name] = old
+            elif name not in hosts or hosts[name] != old:
+                self._close(name, forget=name not in hosts)
+        for name, old in list(self.retired.items()):
+            if name in hosts:
+                del self.retired[name]
+                if hosts[name] != old:
+                    self._close(name, forget=False)
         self._hosts = dict(hosts)
         for name in hosts:
             self.states.setdefault(name, HostState())
         self._wake.set()
+
+    def _close(self, name: str, *, forget: bool) -> None:
+        transport = self._transports.pop(name, None)
+        if transport is not None:
+            asyncio.ensure_future(transport.close())
+        if forget:
+            self.states.pop(name, None)
+
+    def sweep_retired(self) -> None:
+        """Close the transports of retired hosts whose last task has ended."""
+        for name in list(self.retired):
+            if not self._in_use(name):
+                log.info("retired host %s has no task left: closing its connection", name)
+                del self.retired[name]
+                self._close(name, forget=name not in self._hosts)
 
     @property
     def hosts(self) -> dict[str, Host]:
@@ -84,10 +113,11 @@ class HostManager:
             raise NotFound(f"unknown host '{name}'") from None
 
     def transport(self, name: str) -> Transport:
-        """Return (creating) the pooled transport of a host."""
+        """Return (creating) the pooled transport of a host, retired ones included."""
         transport = self._transports.get(name)
         if transport is None:
-            transport = make_transport(self.get(name), tofu_known_hosts=self._tofu)
+            host = self.retired.get(name) or self.get(name)
+            transport = make_transport(host, tofu_known_hosts=self._tofu)
             self._transports[name] = transport
         return transport
 
@@ -143,6 +173,7 @@ class HostManager:
                     due.append(name)
             if due:
                 await asyncio.gather(*(self.probe(n) for n in due), return_exceptions=True)
+            self.sweep_retired()
             try:
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             except TimeoutError:

@@ -23,7 +23,7 @@ QUOTA = TRANSCRIPTS / "quota"  # claude 2.1.197 / codex 0.171.0 at a usage limit
 SCENARIOS = (
     "success", "api401", "api500", "max_turns", "budget", "failed_command", "slow", "lines:N:MS",
     "hang", "stall", "denied", "crash", "quota_start[:S]", "quota_mid[:S]", "quota_weekly[:S]",
-    "quota_noreset[:S]",
+    "quota_noreset[:S]", "patch_good", "patch_bad", "patch_wide",
 )  # fmt: skip
 # A quota scenario's limit resets S seconds after the run (default: an hour, as recorded); until
 # then every run of that agent under the same HOME (one account) hits it at start.
@@ -372,8 +372,60 @@ def build_quota(
     return Replay(lines, exit_code=1, limit=limit)
 
 
+# Patch scenarios (claude): different work on a project with calc.py (add) whose tests also
+# want mul, for races and checks. "bad" breaks the tests until a resumed run (a fix round)
+# repairs it; "wide" is correct but touches more files and lines than "good".
+_CALC_GOOD = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"
+_CALC_BAD = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a + b\n"
+_CALC_WIDE = _CALC_GOOD.replace("    return a * b\n", '    """Multiply."""\n    return a * b\n')
+_WIDE_NOTES = "".join(f"- step {i}: multiply by repeated addition, checked\n" for i in range(12))
+PATCHES: dict[str, dict[str, str]] = {
+    "patch_good": {"calc.py": _CALC_GOOD},
+    "patch_bad": {"calc.py": _CALC_BAD},
+    "patch_wide": {
+        "calc.py": _CALC_WIDE,
+        "docs/mul.md": "# mul\n\n" + _WIDE_NOTES,
+        "calc_extra.py": "from calc import mul\n\n\ndef square(x):\n    return mul(x, x)\n",
+    },
+    "patch_bad:resumed": {"calc.py": _CALC_GOOD},  # the fix round
+}
+
+
+def _patch(name: str, files: Mapping[str, str], delay: float) -> Replay:
+    """Return a claude run that writes ``files`` (Write calls) and says so, ``delay`` s a line."""
+    recorded = load("claude-stream-json.jsonl")
+    init, text, write, created = recorded[:4]
+    answer, result = copy.deepcopy(recorded[-2]), copy.deepcopy(recorded[-1])
+    intro = copy.deepcopy(text)
+    intro["message"]["content"][0]["text"] = f"I'll write {', '.join(files)}."
+    lines: list[dict[str, Any]] = [init, intro]
+    for n, (path, content) in enumerate(files.items()):
+        call, done = copy.deepcopy(write), copy.deepcopy(created)
+        tool = call["message"]["content"][0]
+        tool["id"] = f"toolu_{name.replace(':', '_')}_{n}"
+        tool["input"] = {"file_path": f"/home/dev/repo/{path}", "content": content}
+        done["message"]["content"][0]["tool_use_id"] = tool["id"]
+        done["message"]["content"][0]["content"] = (
+            f"File created successfully at: /home/dev/repo/{path}"
+        )
+        done["tool_use_result"].update(filePath=f"/home/dev/repo/{path}", content=content)
+        lines += [call, done]
+    summary = f"Done: wrote {', '.join(files)}"
+    answer["message"]["content"] = [{"type": "text", "text": summary}]
+    result.update(result=summary, num_turns=len(files) + 1)
+    return Replay([*lines, answer, result], delay=delay)
+
+
 def build_claude(inv: Invocation, scenario: str, env: Mapping[str, str]) -> Replay:
     """Return the stream-json lines claude prints in this scenario."""
+    if scenario in PATCHES:
+        delay = float(env.get("FAKE_AGENT_DELAY") or 0)  # set it to make a patch run slow
+        resumed = f"{scenario}:resumed"
+        if inv.resume and resumed in PATCHES:
+            return _patch(resumed, PATCHES[resumed], delay)
+        if not inv.resume:
+            return _patch(scenario, PATCHES[scenario], delay)
+        scenario = "success"  # a follow-up of a good patch: nothing more to do
     base = load("claude-resume-stream-json.jsonl" if inv.resume else "claude-stream-json.jsonl")
     max_turns = inv.opts.get("max_turns")
     if scenario == "success" and not inv.resume and (max_turns or _CLAUDE_TURNS) < _CLAUDE_TURNS:

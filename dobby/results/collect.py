@@ -21,6 +21,21 @@ from dobby.transport import Transport
 
 log = logging.getLogger("dobby.results")
 
+BASE_FILE = "base"  # tasks/<id>/base: the commit the task's worktree started from
+
+
+async def recorded_base(transport: Transport, path: str) -> str | None:
+    """Return the base commit the launch wrote on the host (None when there is none)."""
+    try:
+        data = await transport.read_from(path, 0, 128)
+    except DobbyError as exc:
+        log.warning("reading %s on %s: %s", path, transport.host.name, exc)
+        return None
+    finally:
+        transport.release(path)
+    text = (data or b"").decode("ascii", "replace").strip()
+    return text if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) else None
+
 
 @dataclass
 class Outputs:

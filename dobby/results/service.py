@@ -22,6 +22,7 @@ from dobby.core.models import Task, TaskStatus
 from dobby.core.ports import SaveTask
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import results as remote
+from dobby.hostside import verify
 from dobby.results import artifacts, export, followup, gc, gitback, stats
 from dobby.results.detail import Detail
 from dobby.store import aggregates
@@ -40,6 +41,8 @@ RESULT_KEYS = (
     "finished_at", "base_commit", "head_commit", "diff_stat", "artifact_globs", "artifacts",
     "collect_error", "merged_at", "merge_commit", "host_cleaned_at", "api_error_status",
     "duration_ms", "permission_denials", "warnings", "quota", "max_turns", "max_budget_usd",
+    "verify", "verify_timeout", "verify_result", "fix_attempts", "fix_round", "fix_task",
+    "race_id", "race_slot",
 )  # fmt: skip
 READ_CHUNK = 4 << 20
 MAX_DETAILS = 512  # cached detail summaries (one per recently viewed task)
@@ -50,6 +53,7 @@ class _Cached:
     detail: Detail
     attempt: int
     offset: int = 0
+    checking: bool = False  # past the verify marker: the check's lines, not the agent's
 
 
 class ResultsService:
@@ -154,6 +158,9 @@ class ResultsService:
             if cut == 0:
                 break
             for line in data[:cut].decode("utf-8", "replace").splitlines():
+                if cached.checking or verify.parse_marker(line) is not None:
+                    cached.checking = True  # what the agent did ends where its check begins
+                    continue
                 cached.detail.feed(line)
             cached.offset += cut
         self._details.pop(task.id, None)
@@ -172,6 +179,11 @@ class ResultsService:
             "exit_code": task.exit_code,
             **cached.detail.to_dict(),
         }
+        if task.verify:  # the check: running now (past the agent), or its result
+            out["verifying"] = cached.checking and not task.state.finished
+            out["verify_result"] = task.verify_result
+            if out["verifying"]:
+                out["step"] = "verifying"
         if task.state.finished and task.cost_usd is not None:
             out["cost_usd"], out["cost_estimated"] = task.cost_usd, False
             out["tokens"] = task.tokens.to_dict()

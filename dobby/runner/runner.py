@@ -1,8 +1,8 @@
-"""Launch a task on its host, follow its output by byte offset, collect its result.
+"""Launch a task on its host, follow its output, collect its result, cancel it.
 
-The hub's copy of a task's stdout (:mod:`dobby.store.tasklog`) only ever receives whole
-lines; its size *is* the follower's offset. So a hub killed at any instant resumes exactly
-where its copy ends: no gap, no duplicate line.
+The runner wires three parts: the launch (here: bundle, delivery, tmux), the followers
+(:mod:`dobby.runner.follower`: output by byte offset into the hub's copy, never giving up on
+a task that may be alive) and the collector (:mod:`dobby.runner.collector`).
 """
 
 from __future__ import annotations
@@ -12,51 +12,34 @@ import dataclasses
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dobby.backends import Backend, get_backend
+from dobby.backends import get_backend
 from dobby.backends.pricing import ModelPrice
-from dobby.core.errors import DispatchError, TransportError
-from dobby.core.models import Reason, Result, Task, TaskStatus
+from dobby.core.errors import DispatchError, HostUnreachable, LaunchUnknown, TransportError
+from dobby.core.models import Task
 from dobby.core.ports import GetTask, SaveTask
 from dobby.core.slurm import SlurmSettings
-from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
 from dobby.hostside import slurm as slurm_scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
 from dobby.machines.slurm.jobs import parse_submit
-from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.results import followup
-from dobby.results.collect import collect_outputs
-from dobby.runner.slurm import SlurmJobs, resubmits_left
-from dobby.store import tasklog
+from dobby.results.collect import BASE_FILE
+from dobby.runner import verify
+from dobby.runner.collector import Collector
+from dobby.runner.follower import Followers
+from dobby.runner.slurm import SlurmJobs
 from dobby.store.git import RepoLocks, create_bundle, head_commit
-from dobby.store.tasklog import LogWriter, TaskLogs
-from dobby.transport import Transport
+from dobby.store.tasklog import TaskLogs
+from dobby.transport import RunResult, Transport
 
 log = logging.getLogger("dobby.runner")
 
-READ_LIMIT = 1 << 20
-TIMEOUT_GRACE = 30.0  # run.sh's own timeout(1) normally ends the task first
-PROBE_EVERY = 5.0
-
-
-FAST_POLL = 0.02
-
-
-def next_poll(previous: float, idle: float) -> float:
-    """Return the wait before the next read: fast while output flows, backing off when quiet.
-
-    Each poll costs the host an SFTP round trip; doubling while idle keeps a host with dozens
-    of quiet agents cheap, and any new output snaps back to FAST_POLL.
-    """
-    if idle < 0.5:
-        return FAST_POLL  # output is flowing: the next line is likely close
-    cap = 0.25 if idle < 60 else 1.0
-    return min(cap, max(FAST_POLL, previous) * 2)
+LAUNCH_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
 
 
 class Runner:
@@ -83,18 +66,30 @@ class Runner:
         self._publish_log = publish_log
         self._project_path = project_path
         self._prices = prices
-        self._followers: dict[str, asyncio.Task[None]] = {}
-        self._reading: dict[str, tuple[Transport, scripts.TaskPaths]] = {}  # follower's files
         self._deliveries: dict[str, asyncio.Lock] = {}
+        self.collector = Collector(
+            logs=logs, locks=locks, get_task=get_task, project_path=project_path, prices=prices
+        )
+        self.followers = Followers(
+            logs=logs,
+            get_task=get_task,
+            save=save,
+            publish_log=publish_log,
+            locate=self._paths,
+            record=hosts.record,
+            collector=self.collector,
+            kill=self._kill,
+        )
         # Tasks on `connection: slurm` hosts; ``requeue`` queues one lost with its node again.
         self.slurm = SlurmJobs(
             hosts=hosts,
             get_task=get_task,
             save=save,
             follow=self.follow,
-            finish=self._finish,
+            finish=self.followers.finish,
             requeue=requeue,
         )
+        self.followers.slurm = self.slurm
 
     async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
         assert task.host is not None
@@ -133,21 +128,34 @@ class Runner:
             base = base or await head_commit(self._project_path(task.project))
             task.base_commit = base
         run_sh = scripts.render_run_sh(
-            paths=paths, argv=argv, timeout=task.timeout, cwd=paths.worktree
+            paths=paths,
+            argv=argv,
+            timeout=task.timeout,
+            cwd=paths.worktree,
+            after=verify.run_sh_block(task, paths),
         )
-        files = [
-            transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
-            transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
-            transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
+        bundle = [
+            ("prompt.md", task.prompt, 0o600),
+            ("env", scripts.render_env(env), 0o600),
+            ("run.sh", run_sh, 0o700),
+            *((name, data.decode("utf-8"), 0o600) for name, data in verify.files(task).items()),
+            # The commit the worktree starts from, kept on the host too: a hub killed before
+            # its own record of it reached the disk reads it back at collection.
+            *([(BASE_FILE, base, 0o600)] if base else []),
         ]
         reuse = bool(resume_session)
+        payload: str | None = None
         if slurm:
             job_sh = slurm_scripts.render_job_script(paths=paths)
-            files.append(transport.put(paths.file(slurm_scripts.JOB_SCRIPT), job_sh.encode()))
+            await asyncio.gather(
+                *(transport.put(paths.file(n), t.encode(), mode=m) for n, t, m in bundle),
+                transport.put(paths.file(slurm_scripts.JOB_SCRIPT), job_sh.encode()),
+            )
             sbatch = slurm_scripts.sbatch_argv(
                 paths=paths,
                 settings=host.slurm or SlurmSettings(),
-                timeout=task.timeout,
+                # The job holds run.sh's verify phase too: Slurm's limit must not cut the check.
+                timeout=verify.run_seconds(task),
                 gpus=task.gpus or None,
             )
             prepare = scripts.render_prepare(
@@ -155,14 +163,22 @@ class Runner:
             )
             launch = slurm_scripts.render_submit(paths=paths, argv=sbatch, prepare=prepare)
         else:
+            # One round trip: the files ride on the launch command's stdin.
+            payload = "".join(text for _, text, _ in bundle)
             launch = scripts.render_launch(
-                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+                paths=paths,
+                project=task.project,
+                base=base,
+                reuse_worktree=reuse,
+                claim=scripts.claim_name(task.launch_id) if task.launch_id else None,
+                files=[(n, len(t.encode("utf-8")), m) for n, t, m in bundle],
             )
-        await asyncio.gather(*files)
-        res = await transport.run(launch, timeout=60)
+        res = await self._run_launch(task, transport, launch, payload)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
             await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
-            res = await transport.run(launch, timeout=60)
+            res = await self._run_launch(task, transport, launch, payload)
+        if res.exit_status == scripts.CLAIMED_EXIT:
+            raise LaunchUnknown(f"{task.host}: launch {task.launch_id} was claimed already")
         if not res.ok:
             what = "sbatch" if slurm else "launch"
             raise DispatchError(
@@ -176,6 +192,41 @@ class Runner:
                 raise DispatchError(f"{task.host}: {exc}") from None
         self.hosts.record(task.host or "", ok=True)
 
+    async def _run_launch(
+        self, task: Task, transport: Transport, launch: str, payload: str | None
+    ) -> RunResult:
+        """Run the launch command; an outcome lost on the way back is LaunchUnknown."""
+        try:
+            return await transport.run(launch, input=payload, timeout=LAUNCH_TIMEOUT)
+        except HostUnreachable:
+            raise  # never connected: nothing was sent
+        except (TransportError, TimeoutError) as exc:
+            raise LaunchUnknown(
+                f"{task.host}: the launch's answer was lost ({exc or 'timed out'})"
+            ) from exc
+
+    async def settle_launch(self, task: Task) -> dict[str, str]:
+        """Ask the host what became of the task's launch, fencing it off if it never began."""
+        transport, paths = await self._paths(task)
+        if self.hosts.get(task.host or "").connection == "slurm":
+            # sbatch is the launch there: its job, if Slurm has one, is the evidence.
+            job = await self.slurm.find_job(transport, paths)
+            return {"job": job} if job else {"fenced": "1"}
+        if task.launch_id:
+            command = scripts.render_settle(paths=paths, claim=scripts.claim_name(task.launch_id))
+        else:  # launched by a hub from before claims: no pid file means it never began
+            command = scripts.render_probe(session=paths.session, paths=paths)
+        res = await transport.run(command, timeout=20)
+        if not res.ok:
+            raise TransportError(
+                f"settle probe failed (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
+                host=task.host,
+            )
+        state = scripts.parse_kv(res.stdout)
+        if not task.launch_id:
+            state["fenced"] = "0" if state.get("started") == "1" else "1"
+        return state
+
     async def deliver(
         self,
         project: str,
@@ -188,9 +239,9 @@ class Runner:
 
         ``have`` is what the launch script found in the mirror (None: nothing yet).
         """
-        # Two tasks of one project starting together on one host must not init or fetch
-        # into the host's mirror at the same time.
-        key = f"{transport.host.name}\0{project}"
+        # Two tasks of one project starting together on one account (under one inventory
+        # name or several) must not init or fetch into its mirror at the same time.
+        key = f"{transport.account}\0{project}"
         async with self._deliveries.setdefault(key, asyncio.Lock()):
             with tempfile.TemporaryDirectory(prefix="dobby-bundle-") as tmp:
                 local = os.path.join(tmp, f"{project}.bundle")
@@ -212,9 +263,7 @@ class Runner:
         """Start following a running task (``adopt``: after a hub restart)."""
         if task.slurm_job:
             self.watch(task)  # Slurm tells how a job ended when no exit file does
-        if task.id in self._followers and not self._followers[task.id].done():
-            return
-        self._followers[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
+        self.followers.follow(task, adopt=adopt)
 
     def watch(self, task: Task) -> None:
         """Watch a task's Slurm job in its cluster's queue (see dobby.runner.slurm)."""
@@ -223,223 +272,53 @@ class Runner:
 
     @property
     def following(self) -> int:
-        return sum(1 for f in self._followers.values() if not f.done())
-
-    async def _follow(self, task_id: str, adopt: bool) -> None:
-        try:
-            await self._follow_loop(task_id, adopt)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a follower must never die silently
-            log.exception("follower of %s crashed", task_id)
-            task = self._get_task(task_id)
-            if task.status == TaskStatus.RUNNING.value:
-                self._finish(task, TaskStatus.FAILED, Reason.STALE, "internal error following task")
-        finally:
-            self._followers.pop(task_id, None)
-            reading = self._reading.pop(task_id, None)
-            if reading is not None:
-                # A retried or re-submitted task writes new files under the same names: a
-                # handle kept on the old ones would read the previous attempt's output.
-                transport, paths = reading
-                for name in ("out.jsonl", "exit"):
-                    transport.release(paths.file(name))
-
-    async def _follow_loop(self, task_id: str, adopt: bool) -> None:
-        last_data = time.monotonic()
-        interval = FAST_POLL
-        last_probe = 0.0 if adopt else time.monotonic()
-        failures = 0
-        draining = False  # exit seen: one more read, issued after it, gets the last lines
-        with self.logs.writer(task_id) as sink:
-            while True:
-                task = self._get_task(task_id)
-                if task.status != TaskStatus.RUNNING.value:
-                    return
-                try:
-                    transport, paths = await self._paths(task)
-                    self._reading[task_id] = (transport, paths)
-                    data, exit_text = await asyncio.gather(
-                        transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
-                        transport.read_from(paths.file("exit"), 0, 64),
-                    )
-                    failures = 0
-                except TransportError as exc:
-                    self.hosts.record(task.host or "", ok=False, error=str(exc))
-                    failures += 1
-                    await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
-                    continue
-                self.hosts.record(task.host or "", ok=True)
-                now = time.monotonic()
-                if data:
-                    self._append(task, sink, data, final=draining)
-                    if len(data) >= READ_LIMIT:
-                        continue
-                    last_data = now
-                    interval = FAST_POLL
-                if exit_text is not None and exit_text.strip():
-                    if not draining:
-                        draining = True
-                        continue
-                    await self._collect(task, transport, paths, _parse_exit(exit_text))
-                    return
-                if task.slurm_job:
-                    if await self._slurm_ended(task, transport, paths):
-                        return
-                elif now - last_probe >= PROBE_EVERY:
-                    last_probe = now
-                    if await self._probe_lost(task, transport, paths):
-                        return
-                if self._timed_out(task):
-                    await self._kill(task, transport, paths)
-                    self._finish(
-                        task,
-                        TaskStatus.FAILED,
-                        Reason.TIMEOUT,
-                        f"timed out after {task.timeout:g}s",
-                    )
-                    return
-                interval = next_poll(interval, now - last_data)
-                await asyncio.sleep(interval)
-
-    def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> None:
-        """Append the whole lines of ``data`` to the hub's copy and publish their events."""
-        offset = sink.size
-        chunk = sink.append(data, final=final)  # final: the agent ended without a newline
-        if chunk:
-            events = tasklog.events(task.backend, chunk)
-            self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
-
-    def _timed_out(self, task: Task) -> bool:
-        if not task.timeout or not task.started_at:
-            return False
-        started = parse_time(task.started_at).timestamp()
-        return time.time() - started > task.timeout + TIMEOUT_GRACE
-
-    async def _slurm_ended(
-        self, task: Task, transport: Transport, paths: scripts.TaskPaths
-    ) -> bool:
-        """Return True (and end the task) if its Slurm job ended and no exit file explains it."""
-        info = self.slurm.ended(task.id)
-        if info is None:
-            return False
-        outcome = job_outcome(info, exit_code=None, resubmits_left=resubmits_left(task))
-        if outcome.action is Action.COLLECT:  # the job's status is run.sh's (see job.sh)
-            await self._collect(task, transport, paths, outcome.exit_code)
-        elif outcome.action in (Action.FINISH, Action.RESUBMIT):
-            self.slurm.settle(task, outcome)
-        else:
-            return False
-        return True
-
-    async def _probe_lost(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
-        """Return True (and fail the task) if its session is gone without an exit code."""
-        res = await transport.run(
-            scripts.render_probe(session=paths.session, paths=paths), timeout=20
-        )
-        state = scripts.parse_kv(res.stdout)
-        if state.get("session") == "1" or state.get("exit"):
-            return False
-        self._finish(
-            task,
-            TaskStatus.FAILED,
-            Reason.HOST_LOST,
-            f"tmux session {paths.session} is gone and left no exit code on {task.host}",
-        )
-        return True
-
-    # -- collect -----------------------------------------------------------------------
-    async def _collect(
-        self, task: Task, transport: Transport, paths: scripts.TaskPaths, exit_code: int | None
-    ) -> None:
-        err = await transport.read_from(paths.file("err.log"), 0, 1 << 20) or b""
-        (self.logs.task_dir(task.id) / "err.log").write_bytes(err)
-        stderr_tail = err[-4000:].decode("utf-8", "replace")
-        backend = get_backend(task.backend)
-        host_facts = await self._host_facts(backend, transport, paths)
-        result = backend.collect(
-            self.logs.lines(task.id),
-            exit_code=exit_code,
-            stderr_tail=stderr_tail,
-            model=task.model,
-            prices=self._prices,
-            host_facts=host_facts,
-            now=time.time(),
-        )
-        outputs = await collect_outputs(
-            task=task,
-            transport=transport,
-            paths=paths,
-            project_path=self._project_path(task.project) if task.project else None,
-            results_dir=self.logs.task_dir(task.id),
-            lock=self.locks.project(task.project or ""),
-        )
-        current = self._get_task(task.id)
-        if current.status != TaskStatus.RUNNING.value:
-            return  # cancelled meanwhile: cancellation wins
-        task = current
-        task.exit_code = exit_code
-        task.summary = result.summary
-        task.error = result.error
-        task.cost_usd = result.cost_usd
-        task.tokens = result.tokens
-        task.models = result.models
-        task.turns = result.turns
-        task.session_id = result.session_id or task.session_id
-        apply_agent_facts(task, result)
-        followup.settle_usage(task, self._get_task, self._prices)
-        outputs.apply(task)
-        reason = result.reason
-        if exit_code in (124, 137) and task.timeout:
-            reason = Reason.TIMEOUT
-            task.error = f"timed out after {task.timeout:g}s"
-        for path in ("out.jsonl", "exit"):
-            transport.release(paths.file(path))
-        self._finish(task, result.status, reason, task.error)
-
-    async def _host_facts(
-        self, backend: Backend, transport: Transport, paths: scripts.TaskPaths
-    ) -> str:
-        """Return what the backend reads on the host beyond the stream ("" when unreachable)."""
-        command = backend.facts_command(paths=paths)
-        if command is None:
-            return ""
-        try:
-            res = await transport.run(command, timeout=30)
-        except TransportError as exc:
-            log.warning("facts of %s on %s: %s", paths.task_id, transport.host.name, exc)
-            return ""
-        return res.stdout if res.ok else ""
-
-    def _finish(
-        self, task: Task, status: TaskStatus, reason: Reason | None, error: str | None
-    ) -> None:
-        task.status = status
-        task.reason = reason.value if reason else None
-        task.error = error
-        task.waiting_on = None
-        task.finished_at = utcnow()
-        self._save(task, "task.finished")
+        return self.followers.following
 
     # -- cancel / recover --------------------------------------------------------------
     async def _kill(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
         if task.slurm_job:
             await self.slurm.cancel(task, transport)
-        else:
-            await transport.run(scripts.render_cancel(paths=paths), timeout=30)
+            return
+        res = await transport.run(scripts.render_stop(paths=paths), timeout=STOP_TIMEOUT)
+        if not res.ok:
+            raise TransportError(
+                f"stop of {paths.task_id} failed (exit {res.exit_status}): "
+                f"{res.stderr.strip()[-300:]}",
+                host=transport.host.name,
+            )
 
     async def kill(self, task: Task) -> None:
-        """End a task's processes and tmux session on its host (best effort, logged)."""
-        follower = self._followers.pop(task.id, None)
-        if follower is not None:
-            follower.cancel()
+        """Stop a task on its host and forget it (best effort, logged): nothing is collected."""
+        self.followers.stop(task.id)
         if not task.host:
             return
         try:
             transport, paths = await self._paths(task)
             await self._kill(task, transport, paths)
-        except TransportError as exc:
-            log.warning("cancel of %s: could not reach %s: %s", task.id, task.host, exc)
+        except (TransportError, TimeoutError) as exc:
+            log.warning("kill of %s: could not reach %s: %s", task.id, task.host, exc)
+
+    async def cancel(self, task: Task) -> None:
+        """Stop a cancelled task's agent, then collect it like any other ending.
+
+        Returns once the stop is sent (or could not be, for now: the follower sends it when
+        the host answers again). The follower then gathers what the run left — session id,
+        tokens and cost so far, the partial work on ``dobby/<id>`` — and the task stays
+        ``cancelled`` with all of it.
+        """
+        if not task.host:
+            return
+        if task.kind == "interactive" or task.slurm_job:  # nothing to collect: just end it
+            await self.kill(task)
+            return
+        self.followers.cancel(task)
+        try:
+            transport, paths = await self._paths(task)
+            await self._kill(task, transport, paths)
+        except (TransportError, TimeoutError) as exc:
+            log.warning("cancel of %s: could not reach %s yet: %s", task.id, task.host, exc)
+            return
+        self.followers.stop_sent(task.id)
 
     async def session_state(self, task: Task) -> dict[str, str]:
         """Return ``{"session": "0|1", "exit": code}`` for a task on its host; on a Slurm
@@ -456,23 +335,4 @@ class Runner:
     async def close(self) -> None:
         """Stop every follower (tasks keep running on their hosts)."""
         await self.slurm.stop()
-        followers = list(self._followers.values())
-        for follower in followers:
-            follower.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
-
-
-def apply_agent_facts(task: Task, result: Result) -> None:
-    """Copy what the backend read beyond the summary onto the task (denials, limits, timing)."""
-    task.api_error_status = result.api_error_status
-    task.duration_ms = result.duration_ms
-    task.permission_denials = list(result.permission_denials)
-    task.warnings = list(result.warnings)
-    task.quota = result.quota.to_dict() if result.quota is not None else None
-
-
-def _parse_exit(text: bytes) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
+        await self.followers.close()

@@ -18,7 +18,8 @@ from dobby.core.ports import CancelTask, Kick, SaveTask
 from dobby.core.shapes import TaskPatch, parse, validate_submit
 from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostManager
-from dobby.scheduler import deps
+from dobby.results import followup
+from dobby.scheduler import deps, fixes
 from dobby.scheduler.capacity import check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
 from dobby.store.db import Store
@@ -98,8 +99,38 @@ class Intake:
         task.after = self.resolve_ids(task.after)
         if flags.get("agent_plan") and task.backend == "shell":
             raise ValidationError("--agent-plan needs an agent backend (claude or codex)")
+        self._check_verify(task, project, explicit="verify" in fields)
         self.check_placement(task)
         return task, flags
+
+    def _check_verify(self, task: Task, project: Project | None, *, explicit: bool) -> None:
+        """Apply the project's default check and the hub's verify_timeout; refuse what can't run.
+
+        The check runs in the task's git worktree, after an agent that may change it, and a
+        fix round resumes the agent's session: each needs what the task may not have.
+        """
+        if not explicit and project is not None and project.default_verify:
+            task.verify = project.default_verify
+        task.verify = task.verify or None
+        if not task.verify:
+            if task.fix_attempts or task.verify_timeout is not None:
+                raise ValidationError("'fix_attempts' and 'verify_timeout' need a 'verify' command")
+            return
+        if not task.project:
+            raise ValidationError(
+                "a verify command runs in the task's git worktree: give the task a project"
+            )
+        if task.permissions == "plan":
+            raise ValidationError(
+                "a read-only planning run cannot be verified: it changes nothing to check"
+            )
+        if task.fix_attempts and task.backend == "shell":
+            raise ValidationError(
+                "backend shell cannot run fix attempts: a fix round resumes the agent's session "
+                "(use claude or codex, or drop 'fix_attempts')"
+            )
+        if task.verify_timeout is None:
+            task.verify_timeout = self.settings.verify_timeout
 
     def check_placement(self, task: Task) -> None:
         """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
@@ -136,7 +167,7 @@ class Intake:
         if task.project and not task.resume and not task.plan_for:
             project = self.store.get_project(task.project)
             if project.auto_chain:
-                latest = self.latest_unfinished(task.project, exclude=task.id)
+                latest = self.latest_unfinished(task.project, exclude=task.id, race=task.race_id)
                 if latest and latest not in task.after:
                     task.after = [*task.after, latest]
         task.status = PENDING
@@ -146,10 +177,19 @@ class Intake:
         self._save(task, event)
         self._kick()
 
-    def latest_unfinished(self, project: str, *, exclude: str) -> str | None:
-        """Return the newest pending or running task of ``project`` (what auto_chain waits for)."""
+    def latest_unfinished(
+        self, project: str, *, exclude: str, race: str | None = None
+    ) -> str | None:
+        """Return the newest pending or running task of ``project`` (what auto_chain waits for).
+
+        The attempts of one race (``race``) run side by side: none waits for another.
+        """
         live = self.store.tasks(project=project, status=(PENDING, "running"))
-        live = [t for t in live if t.id != exclude and not t.plan_for]
+        live = [
+            t
+            for t in live
+            if t.id != exclude and not t.plan_for and (race is None or t.race_id != race)
+        ]
         return max(live, key=lambda t: (t.queued_at or t.created_at, t.id)).id if live else None
 
     def _draft(self, task: Task, *, agent_plan: bool) -> Task:
@@ -195,6 +235,29 @@ class Intake:
         why = planner.error or ("no plan in its output" if planner.status == "completed" else "")
         draft.error = f"planning run {planner.id} {planner.status}: {why}".rstrip(": ")
         self._save(draft, "task.awaiting_approval")
+
+    # -- fix rounds --------------------------------------------------------------------
+    def fix_round(self, task: Task) -> Task | None:
+        """Queue the follow-up that fixes a failed check, if the task has rounds left."""
+        if not fixes.needs_fix_round(task):
+            return None
+        current = self.store.get_task(task.id)
+        if not current.session_id:
+            current.fix_attempts = 0
+            current.warnings = [
+                *current.warnings,
+                "no fix round: the agent left no session to resume",
+            ]
+            self._save(current)
+            return None
+        first = followup.chain(current, self.store.get_task)[0]
+        root = current if first == current.id else self.store.get_task(first)
+        fix = fixes.build_fix_round(current, root.title)
+        self.enqueue(fix, "task.created")
+        current.fix_task = fix.id  # saved in the same commit as the round itself
+        self._save(current)
+        log.info("verify of %s failed: fix round %d is task %s", task.id, fix.fix_round, fix.id)
+        return fix
 
     # -- drafts ------------------------------------------------------------------------
     def approve(self, task_id: str) -> Task:
@@ -344,7 +407,7 @@ class Intake:
         if avoid_host and avoid_host not in task.avoid_hosts:
             task.avoid_hosts = [*task.avoid_hosts, avoid_host]
         task.attempt += 1
-        for name in (*RUN_FIELDS, "cost_usd", "stale_since"):
+        for name in (*RUN_FIELDS, "cost_usd", "stale_since", "verify_result"):
             setattr(task, name, None)
         self.logs.reset(task.id)
         self.enqueue(task, "task.retried")

@@ -12,16 +12,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 from dobby.core.config import Settings
-from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
+from dobby.core.errors import (
+    DispatchError,
+    LaunchUnknown,
+    NotFound,
+    TransportError,
+    ValidationError,
+)
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
+from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostManager, HostState
 from dobby.machines.slurm.outcome import waiting_text
+from dobby.runner import settle
 from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
@@ -36,6 +46,7 @@ log = logging.getLogger("dobby.scheduler")
 
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
+SETTLE_BACKOFF = Backoff(first=0.25, cap=5.0)  # asking a host about a launch it may have run
 INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 
 
@@ -78,6 +89,7 @@ class SchedulerLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()
+        self._closed = False  # stopping: no new launches, settles or passes
 
     def kick(self) -> None:
         """Ask for a scheduling pass soon (a task was added or finished, a host changed)."""
@@ -111,10 +123,22 @@ class SchedulerLoop:
         self._task = asyncio.ensure_future(self._schedule_loop())
 
     async def stop(self) -> None:
-        """Stop the loop (tasks keep running on their hosts)."""
+        """Stop the loop and launches in flight (tasks keep running on their hosts).
+
+        A launch cut short here is settled with its host at the next start.
+        """
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        # A launch may start another job as it ends (a settle after a lost answer): none
+        # starts once closed, and every one started before is awaited here.
+        while self._launches:
+            jobs = list(self._launches)
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            self._launches.difference_update(jobs)
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
@@ -145,6 +169,8 @@ class SchedulerLoop:
 
     def schedule_once(self) -> Plan | None:
         """Fire schedules, settle dependencies, decide what starts now and launch it."""
+        if self._closed:
+            return None
         self._settle_finished()
         due = self.schedules.next_due()
         if due is not None and due <= time.time():
@@ -166,12 +192,11 @@ class SchedulerLoop:
             task.host = decision.host
             task.gpu_indices = decision.gpus
             task.waiting_on = "dispatch"
+            task.launch_id = secrets.token_hex(6)
             self.dispatching.add(task.id)
             self._save(task)
             started.add(task.id)
-            launch = asyncio.ensure_future(self._dispatch(task.id))
-            self._launches.add(launch)
-            launch.add_done_callback(self._launches.discard)
+            self._spawn(self._dispatch(task.id))
         self._update_waiting(result, blocked, started)
         return result
 
@@ -251,6 +276,7 @@ class SchedulerLoop:
                 log.exception("settling finished task %s failed", task.id)
 
     def _fail(self, task: Task, reason: Reason, error: str) -> None:
+        task.wait_reason = None
         task.status = TaskStatus.FAILED
         task.reason = reason.value
         task.error = error
@@ -266,6 +292,7 @@ class SchedulerLoop:
             self.active.pop(task_id, None)
 
     async def _dispatch(self, task_id: str) -> None:
+        settling = False
         try:
             # Write-ahead: the host assignment is on disk before the launch, so a hub killed
             # mid-launch finds it (recovery checks the host) instead of launching it twice.
@@ -278,6 +305,12 @@ class SchedulerLoop:
                 resume_session = self.store.get_task(task.resume).session_id
             try:
                 await self.runner.launch(task, resume_session=resume_session)
+            except LaunchUnknown as exc:
+                # It may run: only the host can say, and until it does the task stays put.
+                log.warning("launch of %s: %s; asking the host", task_id, exc)
+                settling = True
+                self._spawn(self._settle(task_id, str(exc)))
+                return
             except Exception as exc:  # noqa: BLE001 - a launch must never leave a task stuck
                 if not isinstance(exc, DispatchError | TransportError | NotFound | ValidationError):
                     log.exception("launch of %s failed unexpectedly", task_id)
@@ -289,24 +322,44 @@ class SchedulerLoop:
             current = self.store.get_task(task_id)
             current.slurm_job = task.slurm_job
             if current.status != PENDING:
-                await self.runner.kill(current)  # cancelled while launching
+                await self.runner.cancel(current)  # cancelled while launching: stop, collect
                 return
             current.base_commit = task.base_commit
             current.resume = task.resume
             if current.slurm_job:  # in its cluster's queue: it starts when Slurm runs it
-                current.waiting_on = QUEUED
-                current.slurm_state = waiting_text("")
-                self._save(current)
-                self.runner.watch(current)
+                self._queued(current)
                 return
-            current.status = RUNNING
-            current.waiting_on = None
-            current.started_at = utcnow()
-            self._save(current, "task.started")
-            self.runner.follow(current)
+            self._start(current)
         finally:
-            self._release(task_id)
+            if not settling:
+                self._release(task_id)
             self.kick()
+
+    def _start(self, task: Task, *, adopt: bool = False) -> None:
+        """Mark a launched (or re-adopted) task running and follow it."""
+        task.status = RUNNING
+        task.waiting_on = None
+        task.wait_reason = None
+        task.started_at = task.started_at or utcnow()
+        self._save(task, "task.started")
+        self.runner.follow(task, adopt=adopt)
+
+    def _queued(self, task: Task) -> None:
+        """Mark a task whose job Slurm accepted as queued there, and watch the job."""
+        task.waiting_on = QUEUED
+        task.wait_reason = None
+        task.slurm_state = waiting_text("")
+        self._save(task)
+        self.runner.watch(task)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a launch-side job the loop awaits when it stops (none once it is stopping)."""
+        if self._closed:
+            coro.close()  # its task is settled with its host at the next start
+            return
+        job = asyncio.ensure_future(coro)
+        self._launches.add(job)
+        job.add_done_callback(self._launches.discard)
 
     async def _recover(self) -> None:
         """Re-adopt tasks that were running (or being launched) when the hub stopped."""
@@ -320,34 +373,82 @@ class SchedulerLoop:
             log.info("re-adopting running task %s on %s", task.id, task.host)
             self.runner.follow(task, adopt=True)
         for task in self.queue.tasks():
-            if task.waiting_on == "dispatch" and task.host:
+            if task.waiting_on in ("dispatch", "host") and task.host:
                 self.dispatching.add(task.id)
-                self.observe(task)  # holds its slot while we look
-                asyncio.ensure_future(self._recover_dispatch(task))
+                self.observe(task)  # holds its slot (and stays out of the queue) while we look
+                self._spawn(self._settle(task.id, "the hub restarted during its launch"))
 
-    async def _recover_dispatch(self, task: Task) -> None:
+    async def _settle(self, task_id: str, why: str) -> None:
+        """Find out from its host what became of a launch that may have started.
+
+        Until the host answers, the task waits for it (``waiting_on: host``) holding its slot
+        there: it is never placed elsewhere on a guess. The host's answer decides (see
+        :mod:`dobby.runner.settle`): adopt it, re-queue it (the launch provably never began),
+        or fail it ``host_lost`` (it began, and died without an exit code).
+        """
+        retry = Retry(SETTLE_BACKOFF)
+        claimed_since: float | None = None
         try:
-            state = await self.runner.session_state(task)
-        except (TransportError, NotFound) as exc:
-            log.warning("cannot check %s on %s: %s; re-queueing", task.id, task.host, exc)
-            state = {}
+            while True:
+                try:
+                    task = self.store.get_task(task_id)
+                except NotFound:
+                    return  # deleted meanwhile
+                if task.status not in (PENDING, TaskStatus.CANCELLED.value):
+                    return
+                try:
+                    state = await self.runner.settle_launch(task)
+                except (TransportError, NotFound, TimeoutError) as exc:
+                    self._wait_for_host(task, exc)
+                    await asyncio.sleep(retry.next_delay() or SETTLE_BACKOFF.cap)
+                    continue
+                if state.get("job"):  # submitted to Slurm before we lost track: adopt its job
+                    self._release(task_id)
+                    task = self.store.get_task(task_id)
+                    task.slurm_job = state["job"]
+                    if task.status == PENDING:
+                        self._queued(task)
+                    else:  # cancelled meanwhile
+                        self._spawn(self.runner.kill(task))
+                    return
+                now = time.monotonic()
+                if claimed_since is None:
+                    claimed_since = now
+                found = settle.verdict(state, claimed_for=now - claimed_since)
+                if found is settle.Verdict.WAIT:
+                    await asyncio.sleep(retry.next_delay() or SETTLE_BACKOFF.cap)
+                    continue
+                self._release(task_id)  # before the save: a re-queued task must join the queue
+                self._settled(self.store.get_task(task_id), found, why)
+                return
         finally:
-            self._release(task.id)
-        if state.get("job"):  # submitted to Slurm before the hub stopped: adopt its job
-            task.slurm_job = state["job"]
-            task.waiting_on = QUEUED
-            task.slurm_state = waiting_text("")
+            self._release(task_id)
+            self.kick()
+
+    def _wait_for_host(self, task: Task, exc: Exception) -> None:
+        """Show that a task waits for its host to answer (saved only when it changes)."""
+        detail = str(exc).removeprefix(f"{task.host}: ")
+        reason = (
+            f"waiting for host {task.host} ({detail}): its launch may have started there, "
+            "so it will not be started elsewhere"
+        )
+        if task.status == PENDING and (task.waiting_on, task.wait_reason) != ("host", reason):
+            log.warning("task %s: %s", task.id, reason)
+            task.waiting_on = "host"
+            task.wait_reason = reason
             self._save(task)
-            self.runner.watch(task)
-        elif state.get("session") == "1" or state.get("exit"):
-            task.status = RUNNING
-            task.waiting_on = None
-            task.started_at = task.started_at or utcnow()
-            self._save(task, "task.started")
-            self.runner.follow(task, adopt=True)
-        elif state.get("started") == "1":
-            # It did start, and its session died with no exit code: launching it again
-            # would run the work twice.
+
+    def _settled(self, task: Task, found: settle.Verdict, why: str) -> None:
+        """Apply the host's answer about a launch that may have started."""
+        log.info("launch of %s on %s (%s): %s", task.id, task.host, why, found.value)
+        if task.status == TaskStatus.CANCELLED.value:
+            if found is settle.Verdict.ADOPT:
+                self._spawn(self.runner.cancel(task))  # cancelled while we could not tell
+            return
+        if found is settle.Verdict.ADOPT:
+            self._start(task, adopt=True)
+        elif found is settle.Verdict.LOST:
+            task.wait_reason = None
             self._fail(
                 task,
                 Reason.HOST_LOST,
@@ -355,6 +456,6 @@ class SchedulerLoop:
             )
         else:
             task.waiting_on = "capacity"
+            task.wait_reason = None
             task.host = None
             self._save(task)
-        self.kick()

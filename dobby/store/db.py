@@ -47,14 +47,14 @@ from typing import Any
 
 from dobby.core.errors import ConfigError, Conflict, NotFound, StorageError, ValidationError
 from dobby.core.files import fsync_dir
-from dobby.core.models import Batch, Project, Schedule, Task, new_task_id
+from dobby.core.models import Batch, Project, Race, Schedule, Task, new_task_id
 from dobby.core.retry import Backoff, Retry
 from dobby.store import query, schema
 from dobby.store.legacy import LegacyData, read_legacy
 
 log = logging.getLogger(__name__)
 
-SMALL = ("projects", "hosts", "meta", "batches", "schedules")
+SMALL = ("projects", "hosts", "meta", "batches", "schedules", "races")
 LIVE = query.LIVE
 MIN_PREFIX = 4
 CHECKPOINT_FRAMES = 4000  # WAL frames (pages) after which a background checkpoint runs
@@ -699,6 +699,24 @@ class Store:
         """Remove a schedule."""
         key = _by_prefix(self._small["schedules"], schedule_id, "schedule")
         self._put_small("schedules", key, _GONE)
+
+    # -- races -----------------------------------------------------------------------------
+
+    def put_race(self, race: Race) -> None:
+        """Insert or replace a race."""
+        self._put_small("races", race.id, _json_copy(race.to_dict()))
+
+    def get_race(self, race_id: str) -> Race:
+        """Return a race by id or unique prefix."""
+        races = self._small["races"]
+        return Race.from_dict(copy.deepcopy(races[_by_prefix(races, race_id, "race")]))
+
+    def races(self) -> list[Race]:
+        """Return every race, newest first."""
+        docs = sorted(
+            self._small["races"].values(), key=lambda d: d.get("created_at") or "", reverse=True
+        )
+        return [Race.from_dict(copy.deepcopy(d)) for d in docs]
 
     # -- commit and durability -----------------------------------------------------------
 

@@ -11,7 +11,8 @@ One database file (``dobby.db``, WAL mode) holds everything:
 - ``task_stats``: the stats rollup, one row per (dimension, created day, project, value,
   status) for the dimensions project, backend, model, host and day, kept in step with
   ``tasks`` in the same transaction (``/stats`` sums rollup rows instead of every task).
-- ``docs``: the small tables (projects, hosts, meta, batches, schedules) as JSON by (kind, key).
+- ``docs``: the small tables (projects, hosts, meta, batches, schedules, races) as JSON by
+  (kind, key).
 - ``idempotency``: the first answer to a request sent with an ``Idempotency-Key``.
 """
 

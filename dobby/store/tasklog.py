@@ -1,21 +1,27 @@
 """The hub's copy of each task's output, ``results_dir/<id>/out.jsonl``: its one owner.
 
-The follower appends whole lines only (fsynced), so the file's size *is* the follower's offset
-and a hub killed at any instant resumes with no gap and no duplicate line. Everything else
-reads it by byte offset: the logs API, SSE streams, detail-status, the dashboard, staleness.
-Lines become display events here, through the task's backend, for every reader alike.
-A retry moves the previous attempt's output aside (``out.<epoch>.jsonl``).
+The follower appends whole lines only, and an append that fails half way (ENOSPC, EIO) is cut
+back off, so the file's size *is* the follower's offset and a hub killed at any instant — or
+a disk that fills up — resumes with no gap and no duplicate line. Appends are not fsynced one
+by one: a killed process loses nothing the kernel has, and after a machine crash a shorter
+copy is simply read again from the host (the copy is fsynced once, when the task ends).
+Everything else reads it by byte offset: the logs API, SSE streams, detail-status, the
+dashboard, staleness. Lines become display events here, through the task's backend, for
+every reader alike. A retry moves the previous attempt's output aside (``out.<epoch>.jsonl``).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dobby.backends import get_backend
+from dobby.backends.base import LogEvent
+from dobby.hostside import verify
 
 LOG_NAME = "out.jsonl"
 READ_LIMIT = 4 << 20
@@ -69,11 +75,16 @@ class TaskLogs:
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""  # cut mid-line
         return data
 
-    def lines(self, task_id: str) -> Iterator[str]:
-        """Yield the copy's lines as text (undecodable bytes replaced)."""
+    def lines(self, task_id: str, *, end: int | None = None) -> Iterator[str]:
+        """Yield the copy's lines as text (undecodable bytes replaced), up to byte ``end``."""
         try:
-            with open(self.path(task_id), encoding="utf-8", errors="replace") as fh:
-                yield from fh
+            if end is not None:  # a prefix (the agent's part of a log with a verify section)
+                with open(self.path(task_id), "rb") as fh:
+                    data = fh.read(max(0, end))
+                yield from io.StringIO(data.decode("utf-8", "replace"), newline=None)
+                return
+            with open(self.path(task_id), encoding="utf-8", errors="replace") as text:
+                yield from text
         except FileNotFoundError:
             return
 
@@ -81,7 +92,7 @@ class TaskLogs:
         """Open the copy for appending (the follower's end of it)."""
         path = self.path(task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return LogWriter(open(path, "ab"))  # noqa: SIM115 - closed by LogWriter.close
+        return LogWriter(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
 
     def reset(self, task_id: str) -> None:
         """Move the output of a previous attempt aside, so a retry starts a clean copy."""
@@ -93,15 +104,16 @@ class TaskLogs:
 class LogWriter:
     """Append whole lines to one task's copy; ``size`` is the follower's offset."""
 
-    def __init__(self, sink: IO[bytes]) -> None:
-        self._sink = sink
-        self.size = sink.seek(0, os.SEEK_END)
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.size = os.lseek(fd, 0, os.SEEK_END)
 
     def append(self, data: bytes, *, final: bool = False) -> bytes:
-        """Append the whole lines of ``data`` durably and return them (``final``: all of it).
+        """Append the whole lines of ``data`` and return them (``final``: all of it).
 
         A partial last line waits for the rest of it in the next read, unless the agent has
-        ended (``final``): then it is kept as it is.
+        ended (``final``): then it is kept as it is. If the write fails part way, what it
+        wrote is cut off again and the error raised: the copy never holds a torn line.
         """
         cut = data.rfind(b"\n") + 1
         if final and cut < len(data):
@@ -109,15 +121,28 @@ class LogWriter:
         if cut == 0:
             return b""
         chunk = data[:cut]
-        self._sink.write(chunk)
-        self._sink.flush()
-        os.fsync(self._sink.fileno())
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:  # the next writer() measures the file again
+                self.size = os.lseek(self._fd, 0, os.SEEK_END)
+            raise
         self.size += cut
         return chunk
 
+    def sync(self) -> None:
+        """Flush the copy to disk (once, when the task ends)."""
+        os.fsync(self._fd)
+
     def close(self) -> None:
         """Close the file."""
-        self._sink.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> LogWriter:
         return self
@@ -132,9 +157,29 @@ def entries(backend: str, data: bytes, *, offset: int = 0) -> list[tuple[int, di
     out: list[tuple[int, dict[str, Any]]] = []
     for line in data.splitlines(keepends=True):
         text = line.decode("utf-8", "replace").rstrip("\r\n")
-        out.extend((offset, event.to_dict()) for event in agent.render(text))
+        marker = verify.parse_marker(text)
+        if marker is not None:  # the verify phase's section lines, whatever the backend
+            out.append((offset, section_event(marker).to_dict()))
+        else:
+            out.extend((offset, event.to_dict()) for event in agent.render(text))
         offset += len(line)
     return out
+
+
+def section_event(marker: dict[str, Any]) -> LogEvent:
+    """Render a verify marker line as a ``section`` event (a heading in every log view)."""
+    if marker.get("phase") == "start":
+        return LogEvent("section", "verify", data={"phase": "start"})
+    code = marker.get("exit_code")
+    ms = marker.get("duration_ms")
+    took = f", {ms / 1000:.1f}s" if isinstance(ms, int | float) else ""
+    word = "passed" if code == 0 else "timed out" if code in verify.TIMEOUT_EXITS else "failed"
+    return LogEvent(
+        "section",
+        f"verify {word} (exit {code}{took})",
+        is_error=code != 0,
+        data={"phase": "end", "exit_code": code, "duration_ms": ms},
+    )
 
 
 def events(backend: str, data: bytes) -> list[dict[str, Any]]:

@@ -88,6 +88,18 @@ class Transport(abc.ABC):
     def workdir(self) -> str:
         return self.expand(self.host.workdir).rstrip("/")
 
+    @property
+    def account(self) -> str:
+        """Return who runs commands where (uid@address:port and workdir), once connected.
+
+        Several inventory names may reach one account: what they share there (the project
+        mirrors under the workdir) must be changed by one of them at a time.
+        """
+        host = self.host
+        who = str(self.uid) if self.uid is not None else (host.user or "")
+        where = "localhost" if host.connection == "local" else f"{host.address}:{host.port}"
+        return f"{who}@{where}:{self.workdir}"
+
     @staticmethod
     def _parse_ident(text: str) -> tuple[str, int]:
         lines = text.strip().splitlines()

@@ -6,6 +6,8 @@ import asyncio
 import os
 import shutil
 import signal
+import tempfile
+from typing import IO
 
 from dobby.core.errors import TransportError
 from dobby.transport.base import HUB_SECRETS, IDENT_COMMAND, RunResult, Transport
@@ -15,6 +17,11 @@ def _task_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in HUB_SECRETS}
     env.pop("TMUX", None)  # a hub started inside tmux must still create its own sessions
     return env
+
+
+def _read(fh: IO[bytes]) -> bytes:
+    fh.seek(0)
+    return fh.read()
 
 
 class LocalTransport(Transport):
@@ -33,32 +40,42 @@ class LocalTransport(Transport):
     async def run(
         self, command: str, *, input: str | None = None, timeout: float | None = None
     ) -> RunResult:
-        """Run ``command`` with bash, stdin from ``input`` or /dev/null."""
+        """Run ``command`` with bash, stdin from ``input`` or /dev/null.
+
+        Output goes to anonymous files, not pipes: a process the command leaves behind in a
+        session of its own (out of reach of the kill below) would hold a pipe open, and
+        waiting for that pipe would hang a cancelled call — and a stopping hub — for good.
+        The call ends when bash does.
+        """
         async with self._sem:
-            proc = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
-                command,
-                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=_task_env(),
-                start_new_session=True,
-            )
-            data = input.encode() if input is not None else None
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(data), timeout)
-            except (TimeoutError, asyncio.CancelledError):
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                proc = await asyncio.create_subprocess_exec(
+                    "bash",
+                    "-c",
+                    command,
+                    stdin=asyncio.subprocess.PIPE
+                    if input is not None
+                    else asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=_task_env(),
+                    start_new_session=True,
+                )
+                data = input.encode() if input is not None else None
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                await proc.wait()
-                raise
+                    await asyncio.wait_for(proc.communicate(data), timeout)
+                except (TimeoutError, asyncio.CancelledError):
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    await proc.wait()  # SIGKILL ends bash now: no pipe of ours to wait for
+                    raise
+                stdout, stderr = _read(out), _read(err)
         return RunResult(
             exit_status=proc.returncode if proc.returncode is not None else -1,
-            stdout=out.decode("utf-8", "replace"),
-            stderr=err.decode("utf-8", "replace"),
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
         )
 
     async def put(self, path: str, data: bytes, *, mode: int = 0o644) -> None:

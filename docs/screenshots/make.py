@@ -5,8 +5,8 @@ playwright installed (``apt-get install -y chromium``, ``pip install -e '.[test]
 
     python docs/screenshots/make.py
 
-It seeds a year of task history (for the heatmap and usage views), starts live tasks, a draft
-and a batch, and writes one 1366x768 PNG per view into docs/screenshots/.
+It seeds a year of task history (for the heatmap and usage views), starts live tasks, a draft,
+a batch and a race, and writes one 1366x768 PNG per view into docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from tests.fixtures.dashboard import VIEWPORT, history, launch, seed_history  # noqa: E402
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster  # noqa: E402
+from tests.races.helpers import CHECK  # noqa: E402
+from tests.races.helpers import FILES as CALC_FILES  # noqa: E402
+
+RACE_PLAYS = (
+    {"FAKE_AGENT_SCENARIO": "patch_bad"},
+    {"FAKE_AGENT_SCENARIO": "patch_good", "FAKE_AGENT_DELAY": "0.3"},
+    {"FAKE_AGENT_SCENARIO": "patch_wide", "FAKE_AGENT_DELAY": "0.6"},
+)
 
 OUT = Path(__file__).resolve().parent
 
@@ -46,9 +54,22 @@ def post(hub: HubProcess, path: str, body: dict[str, Any], method: str = "POST")
 
 def start_work(hub: HubProcess) -> dict[str, Any]:
     """Start the tasks the live views show; return the ids worth a close-up."""
-    for name in ("app", "web", "infra"):
+    for name in ("app", "web", "infra", "calc"):
         post(hub, f"/projects/{name}", {"max_concurrent": 4}, method="PATCH")
-    ids = {}
+    ids: dict[str, Any] = {}
+    # A race: each host plays another patch (its inventory env), the project's tests judge.
+    ids["race"] = post(
+        hub,
+        "/races",
+        {
+            "prompt": "add mul(a, b) to calc.py so that test_calc passes",
+            "project": "calc",
+            "verify": CHECK,
+            "k": 3,
+            "hosts": ["h1", "h2", "h3"],
+            "pick": "smallest",
+        },
+    )["id"]
     ids["slow"] = post(
         hub,
         "/tasks",
@@ -157,6 +178,15 @@ def start_work(hub: HubProcess) -> dict[str, Any]:
     return ids
 
 
+def wait_settled(hub: HubProcess, race_id: str, timeout: float = 120) -> None:
+    """Wait until every attempt of a race has ended and it is decided."""
+    deadline = time.monotonic() + timeout
+    while not hub.client().race(race_id)["settled"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"race {race_id} did not settle")
+        time.sleep(0.2)
+
+
 def shoot(page: Any, name: str, ready: str | None = None) -> None:
     """Save the viewport as docs/screenshots/NAME.png once ``ready`` (a selector) shows."""
     if ready:
@@ -172,10 +202,14 @@ def main() -> None:
     with SshdCluster(count=3, user_prefix="dobbyshot") as cluster:
         now = dt.datetime.now(dt.UTC)
         projects = {n: make_git_project(work / n) for n in ("app", "web", "infra")}
+        projects["calc"] = make_git_project(work / "calc", CALC_FILES)
         seed_history(
             work / "home", history(3000, now=now, hosts=("h1", "h2", "h3", "local")), projects
         )
-        entries = [h.inventory_entry() for h in cluster.hosts]
+        entries = [
+            h.inventory_entry(env={"PATH": f"{cluster.fake_bin}:/usr/bin:/bin", **play})
+            for h, play in zip(cluster.hosts, RACE_PLAYS, strict=True)
+        ]
         entries[2]["labels"] = ["gpu", "a100"]
         entries.append(
             {
@@ -212,6 +246,7 @@ def main() -> None:
                     break
                 time.sleep(0.2)
             ids = start_work(hub)
+            wait_settled(hub, ids["race"])
             hub.wait_status(ids["slow"], timeout=120)
             for task_id in ids["long"]:
                 hub.wait_status(task_id, ("running",), timeout=120)
@@ -234,6 +269,8 @@ def main() -> None:
                 ):
                     page.goto(base + route)
                     shoot(page, name, ready)
+                page.goto(f"{base}#/races/{ids['race']}")
+                shoot(page, "race", ".race-col.winner")
                 for tab, ready in (
                     ("logs", ".ev-result"),
                     ("details", "#task-fields"),

@@ -21,7 +21,7 @@ from tools.layers import circles, graph, problems
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "dobby" / "cli"
 # Modules the shared layer of the CLI may be imported from: the group, and pure rendering.
-SHARED = {"dobby.cli.app", "dobby.cli.render", "dobby.cli.results_render"}
+SHARED = {"dobby.cli.app", "dobby.cli.render", "dobby.cli.results_render", "dobby.cli.races_render"}
 # Heavy or hub-side modules no quick command may import (bench/cli_start.py measures why).
 HEAVY = {
     "asyncssh",

@@ -655,8 +655,7 @@ def test_status_json_prints_exactly_the_body(hub: FakeHub) -> None:
     assert result.stdout == json.dumps(body, indent=2) + "\n"
     result = _invoke(hub.url, ["status", "demo", "--status", "running", "--limit", "3"])
     assert result.exit_code == 0 and "abcd1234" in result.stdout and "ünïcode" in result.stdout
-    # One more than shown: it says whether older tasks exist.
-    assert hub.requests[-1][2] == {"project": "demo", "status": "running", "limit": "4"}
+    assert hub.requests[-1][2] == {"project": "demo", "status": "running", "limit": "3"}
 
 
 def test_status_shows_the_newest_20_unless_asked(hub: FakeHub) -> None:
@@ -664,14 +663,14 @@ def test_status_shows_the_newest_20_unless_asked(hub: FakeHub) -> None:
 
     def tasks(h: _Handler, query: dict[str, str], body: bytes) -> None:
         limit = int(query["limit"]) if "limit" in query else len(many)
-        h.send_json(200, {"tasks": many[:limit]})
+        h.send_json(200, {"tasks": many[:limit], "total": len(many), "limit": limit})
 
     hub.routes[("GET", "/tasks")] = tasks
     result = _invoke(hub.url, ["status"])
     assert result.exit_code == 0
     assert len(result.stdout.splitlines()) == 1 + 20  # the titles, then 20 tasks
-    assert "`dobby status --all`" in result.stderr
-    assert hub.requests[-1][2] == {"limit": "21"}
+    assert "the newest 20 of 30" in result.stderr and "`dobby status --all`" in result.stderr
+    assert hub.requests[-1][2] == {"limit": "20"}
     result = _invoke(hub.url, ["status", "--all"])
     assert len(result.stdout.splitlines()) == 1 + 30 and result.stderr == ""
     assert hub.requests[-1][2] == {}
@@ -679,6 +678,7 @@ def test_status_shows_the_newest_20_unless_asked(hub: FakeHub) -> None:
     assert len(result.stdout.splitlines()) == 1 + 30 and result.stderr == ""
     as_json = json.loads(_invoke(hub.url, ["status", "--json", "--limit", "5"]).stdout)
     assert [t["id"] for t in as_json["tasks"]] == [t["id"] for t in many[:5]]
+    assert as_json["limit"] == 5 and as_json["total"] == 30
     assert _invoke(hub.url, ["status", "--all", "--limit", "3"]).exit_code == 2
 
 

@@ -14,15 +14,19 @@ import pytest
 from dobby.core.errors import ValidationError
 from dobby.core.fields import MAX_DEPTH, MAX_PROMPT_BYTES, check_text
 from dobby.core.models import Host, Task, TaskStatus, repair_record
+from dobby.core.raceshapes import RaceCreate
 from dobby.core.records import check_record
 from dobby.core.shapes import (
+    BatchDefaults,
     BatchTask,
     ScheduleCreate,
     TaskPatch,
     TaskSubmit,
     parse,
     validate_policy,
+    validate_race,
     validate_submit,
+    validate_verify,
 )
 
 NAN, INF = math.nan, math.inf
@@ -105,6 +109,75 @@ def test_other_bodies_are_bounded_too() -> None:
         parse(TaskPatch, {"status": "completed"})
     with pytest.raises(ValidationError, match="a recurring task is a schedule"):
         parse(TaskSubmit, {"prompt": "x", "cron": "* * * * *"})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"verify": "make test\x00"}, "'verify' must not contain NUL bytes"),
+        ({"verify": "x" * 65537}, "'verify' is longer than 65536 bytes"),
+        ({"verify": "\udfff"}, "'verify' is not valid UTF-8 text"),
+        ({"verify": 3}, "'verify' must be a string, not int"),
+        ({"verify_timeout": NAN}, "'verify_timeout' must be a positive number of seconds up to "
+                                  "2592000 (30d), got nan"),
+        ({"verify_timeout": "99999999d"}, "'verify_timeout' must be a positive number"),
+        ({"verify_timeout": "soon"}, "'verify_timeout': invalid duration 'soon'"),
+        ({"fix_attempts": 11}, "'fix_attempts' must be at most 10, got 11"),
+        ({"fix_attempts": 10**30}, "'fix_attempts' must be an integer >= 0 and <= 10"),
+        ({"fix_attempts": INF}, "'fix_attempts' must be an integer >= 0 and <= 10, got inf"),
+        ({"fix_attempts": -1}, "'fix_attempts' must be an integer >= 0 and <= 10, got -1"),
+    ],
+)  # fmt: skip
+def test_verify_fields_are_bounded_in_every_task_shape(body: dict, message: str) -> None:
+    for check in (
+        lambda: submit(**body),
+        lambda: validate_verify(body),
+        lambda: parse(BatchTask, {"prompt": "x", **body}),
+        lambda: parse(BatchDefaults, body),
+        lambda: parse(ScheduleCreate, {"prompt": "x", "every": 60, **body}),
+        lambda: check_record({"prompt": "x", "backend": "claude", **body}),
+    ):
+        with pytest.raises(ValidationError) as err:
+            check()
+        assert message in str(err.value)
+
+
+def test_verify_fields_reach_the_task_and_blank_means_no_check() -> None:
+    fields = submit(verify="pytest -q", verify_timeout="5m", fix_attempts="2")
+    assert (fields["verify"], fields["verify_timeout"], fields["fix_attempts"]) == (
+        "pytest -q", 300.0, 2)  # fmt: skip
+    assert submit(verify="  ")["verify"] == ""  # explicit: no check, not the project's
+    assert "verify" not in submit()
+    assert validate_policy({"default_verify": " make check "}) == {"default_verify": "make check"}
+    assert validate_policy({"default_verify": "none"}) == {"default_verify": None}
+    with pytest.raises(ValidationError, match="'default_verify' is longer than 65536 bytes"):
+        validate_policy({"default_verify": "x" * 65537})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"k": NAN}, "'k' must be an integer >= 1, got nan"),
+        ({"k": 10**30}, "'k' must be an integer >= 1"),
+        ({"k": 9}, "'k' must be at most 8 (the hub's max_race), got 9"),
+        ({"k": 2, "hosts": ["a", "\udfff"]}, "'hosts[1]' is not valid UTF-8 text"),
+        ({"k": 2, "pick": 3}, "invalid pick 3"),
+        ({"k": 2, "backends": "gemini"}, "invalid backend 'gemini'"),
+    ],
+)  # fmt: skip
+def test_race_bodies_are_bounded(body: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        validate_race({"prompt": "x", "verify": "t", **body}, max_race=8)
+    assert message in str(err.value)
+
+
+def test_the_race_shape_takes_what_the_api_takes() -> None:
+    body = {"prompt": "x", "verify": "t", "k": 2, "backends": "codex", "max_turns": 5}
+    race, task_body = validate_race(body, max_race=8)
+    assert race["backends"] == ["codex"] and task_body["max_turns"] == 5
+    assert RaceCreate.model_validate(body).backends == ["codex"]
+    with pytest.raises(ValueError, match="invalid pick"):
+        RaceCreate.model_validate({**body, "pick": "fastest"})
 
 
 def test_check_text_walks_without_recursion_and_bounds_the_depth() -> None:

@@ -134,7 +134,7 @@ def test_shell_claude_codex_on_two_ssh_hosts_and_local(
     assert local["host"] == "local" and local["summary"] == "Done: created hello.txt"
 
     # CLI views agree with the API
-    status = hub.cli("status", "--json", check=True)
+    status = hub.cli("status", "--all", "--json", check=True)
     assert json.loads(status.stdout) == hub.client().tasks()
     table = hub.cli("status", "app", check=True).stdout
     assert all(ids[k] in table for k in ("shell-h1", "claude-h2", "codex-h1"))

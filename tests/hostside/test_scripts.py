@@ -119,12 +119,14 @@ def live_processes(sid: str) -> list[str]:
     return [line for line in out.stdout.splitlines() if "Z" not in line.split()[-1]]
 
 
-def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_cleanup) -> None:
-    assert shutil.which("tmux")
-    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0001")
-    tmux_session_cleanup.append(paths.session)
+def _launched(
+    tmp_path: Path, task_id: str, prompt: str, cleanup: list[str]
+) -> tuple[scripts.TaskPaths, str]:
+    """Launch a shell task for real in tmux; return its paths and session id (run.sh's pid)."""
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id=task_id)
+    cleanup.append(paths.session)
     Path(paths.task_dir).mkdir(parents=True)
-    (Path(paths.task_dir) / "prompt.md").write_text("sleep 300 & sleep 300; wait")
+    (Path(paths.task_dir) / "prompt.md").write_text(prompt)
     (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
     (Path(paths.task_dir) / "run.sh").write_text(
         scripts.render_run_sh(
@@ -134,22 +136,24 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
     subprocess.run(
         ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)], check=True
     )
-    pid_file = Path(paths.file("pid"))
-    # `echo $$ >pid` creates the file before it writes: wait for the content, not the name
-    wait_until(
-        lambda: pid_file.exists() and pid_file.read_text().strip(),
-        timeout=10,
-        what="the pid file",
-        interval=0.02,
+    wait_until(lambda: Path(paths.file("agent.pid")).exists(), what="the agent to start")
+    sid = Path(paths.file("pid")).read_text().strip()
+    return paths, sid
+
+
+def session_gone(paths: scripts.TaskPaths) -> bool:
+    done = subprocess.run(["tmux", "has-session", "-t", paths.session], capture_output=True)
+    return done.returncode != 0
+
+
+def test_stop_ends_the_agent_and_run_sh_still_writes_exit(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    assert shutil.which("tmux")
+    paths, sid = _launched(
+        tmp_path, "feed0001", "echo before; sleep 300 & sleep 300; wait", tmux_session_cleanup
     )
-    sid = pid_file.read_text().strip()
-
-    def session_procs() -> list[str] | None:
-        out = subprocess.run(["pgrep", "-s", sid], capture_output=True, text=True).stdout.split()
-        return out if len(out) >= 3 else None
-
-    procs = wait_until(session_procs, timeout=10, what=f"three processes in session {sid}")
-    assert len(procs) >= 3  # run.sh, timeout, bash, sleeps
+    wait_until(lambda: len(live_processes(sid)) >= 5, what="run.sh, tee, timeout, bash, sleeps")
     probe = subprocess.run(
         ["bash", "-c", scripts.render_probe(session=paths.session, paths=paths)],
         capture_output=True,
@@ -157,12 +161,26 @@ def test_launch_and_cancel_kill_every_process(tmp_path: Path, tmux_session_clean
         check=True,
     )
     assert scripts.parse_kv(probe.stdout) == {"session": "1", "exit": "", "started": "1"}
-    subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)
-    assert not live_processes(sid)
-    assert (
-        subprocess.run(["tmux", "has-session", "-t", paths.session], capture_output=True).returncode
-        != 0
+    subprocess.run(["bash", "-c", scripts.render_stop(paths=paths)], check=True, timeout=5)
+    wait_until(lambda: not live_processes(sid), what="every process of the session to end")
+    wait_until(lambda: session_gone(paths), what="the tmux session to end")
+    # run.sh and tee ignored the TERM: the output is whole and the exit code written.
+    assert Path(paths.file("exit")).read_text() == "143\n"
+    assert Path(paths.file("out.jsonl")).read_text() == "before\n"
+
+
+def test_stop_kills_an_agent_that_ignores_sigterm_after_the_grace(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    paths, sid = _launched(
+        tmp_path, "feed0003", "trap '' TERM; sleep 300 & sleep 300; wait", tmux_session_cleanup
     )
+    wait_until(lambda: len(live_processes(sid)) >= 5, what="the session's processes")
+    subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=3)], check=True, timeout=5)
+    assert live_processes(sid)  # TERM was ignored; the request did not wait for the grace
+    wait_until(lambda: not live_processes(sid), what="SIGKILL after the grace")
+    wait_until(lambda: session_gone(paths), what="the tmux session to end")
+    assert not Path(paths.file("exit")).exists()
 
 
 def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
@@ -204,4 +222,25 @@ def test_a_repeated_launch_keeps_the_running_session_and_its_files(
     sid = pid_file.read_text()
     subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
     assert pid_file.read_text() == sid
-    subprocess.run(["bash", "-c", scripts.render_cancel(paths=paths)], check=True)
+    subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=0)], check=True)
+
+
+def test_unpack_writes_each_file_byte_for_byte_from_stdin(tmp_path: Path) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0009")
+    texts = [
+        ("prompt.md", "héllo\n\nwörld\x00 ", 0o600),
+        ("env", "", 0o600),
+        ("run.sh", "x" * 70000, 0o700),
+    ]
+    files = [(name, len(text.encode()), mode) for name, text, mode in texts]
+    command = scripts.render_unpack(paths=paths, files=files) + "\necho rest=$(cat)"
+    payload = "".join(text for _, text, _ in texts) + "tail"
+    done = subprocess.run(
+        ["bash", "-c", command], input=payload.encode(), capture_output=True, check=True
+    )
+    assert done.stdout == b"rest=tail\n"  # nothing read past the files
+    for name, text, mode in texts:
+        path = Path(paths.file(name))
+        assert path.read_bytes() == text.encode(), name
+        assert path.stat().st_mode & 0o777 == mode
+    assert not list(Path(paths.task_dir).glob("*.tmp"))

@@ -4,6 +4,7 @@ stdio (and streamable HTTP) and calls every tool against a real hub, sshd hosts,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,10 +18,14 @@ from mcp.types import CallToolResult
 from dobby.integrations.mcp import mcp_snippet
 from tests.fixtures.hub import HubProcess, free_port, make_git_project
 from tests.fixtures.sshd import SshHost
-from tests.fixtures.wait import wait_listening
+from tests.fixtures.wait import wait_listening, wait_until
 
 pytestmark = pytest.mark.slow  # the dobby-mcp process against a hub process
 
+CALC_TESTS = (
+    "import unittest\n\nfrom calc import mul\n\n\nclass T(unittest.TestCase):\n"
+    "    def test_mul(self):\n        self.assertEqual(mul(2, 3), 6)\n"
+)
 TOOLS = {
     "dobby_add_task",
     "dobby_batch_add",
@@ -35,6 +40,8 @@ TOOLS = {
     "dobby_stats",
     "dobby_projects",
     "dobby_register",
+    "dobby_start_race",
+    "dobby_race",
 }
 
 
@@ -46,7 +53,10 @@ def hub_hosts(ssh_hosts: list[SshHost], local_entry: dict[str, Any]) -> list[dic
 def stdio_params(hub_url: str, cwd: Path | None = None) -> StdioServerParameters:
     exe = shutil.which("dobby-mcp")
     assert exe, "the dobby-mcp console script is installed (pip install -e .)"
-    return StdioServerParameters(command=exe, env={"DOBBY_URL": hub_url}, cwd=cwd)
+    env = {"DOBBY_URL": hub_url}
+    if os.environ.get("PYTHONPATH"):  # the checkout under test, not another installed copy
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return StdioServerParameters(command=exe, env=env, cwd=cwd)
 
 
 async def call(client: Client, tool: str, /, **args: Any) -> tuple[str, dict[str, Any]]:
@@ -65,7 +75,7 @@ async def error_of(client: Client, tool: str, /, **args: Any) -> str:
     return result.content[0].text  # type: ignore[union-attr]
 
 
-async def test_stdio_lists_13_tools_with_schemas_and_descriptions(
+async def test_stdio_lists_15_tools_with_schemas_and_descriptions(
     hub: HubProcess, tmp_path: Path
 ) -> None:
     async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
@@ -151,6 +161,35 @@ async def test_every_tool_against_a_real_hub(hub: HubProcess, tmp_path: Path) ->
         text, retried = await call(mcp, "dobby_retry", task_id=slow["id"])
         assert retried["attempt"] == 1 and "attempt 1" in text
         await call(mcp, "dobby_cancel", task_id=slow["id"])
+
+
+async def test_a_race_started_and_compared_through_mcp(hub: HubProcess, tmp_path: Path) -> None:
+    files = {"calc.py": "def add(a, b):\n    return a + b\n", "test_calc.py": CALC_TESTS}
+    make_git_project(tmp_path / "calc", files)
+    async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
+        await call(mcp, "dobby_register", path="calc")
+        text, race = await call(
+            mcp, "dobby_start_race", prompt="[scenario:patch_good] add mul", project="calc",
+            verify="python3 -m unittest -q test_calc", k=2, hosts=["h1", "local"],
+            pick="smallest",
+        )  # fmt: skip
+        assert race["k"] == 2 and text.startswith(f"Race {race['id']} running (pick smallest")
+        assert [c["host"] for c in race["attempts"]] == ["h1", "local"]
+        hub.cli("projects", "set", "calc", "max_concurrent=2", check=True)
+        for col in race["attempts"]:
+            hub.wait_status(col["task_id"])
+
+        def decided() -> dict[str, Any] | None:
+            view = hub.client().race(race["id"])
+            return view if view["status"] != "running" else None
+
+        view = wait_until(decided, what=f"race {race['id']} to be decided", timeout=60)
+        assert view["status"] == "completed"
+        text, shown = await call(mcp, "dobby_race", race_id=race["id"])
+        assert shown["winner"] == view["winner"] and f"winner {view['winner']}" in text
+        assert "#1" in text and "#2" in text and "check passed" in text
+        text = await error_of(mcp, "dobby_start_race", prompt="x", project="calc", verify="t", k=0)
+        assert "k" in text
 
 
 async def test_bad_arguments_and_hub_errors_are_tool_errors(

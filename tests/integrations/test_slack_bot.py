@@ -383,3 +383,24 @@ def test_unsigned_or_stale_requests_are_refused(bot: Harness, slack: FakeSlack) 
     wrong_secret = event_request(mention("help", ts=bot.ts()), secret="not-the-secret")
     assert bot.app.dispatch(wrong_secret).status == 401
     assert not slack.posts()
+
+
+def test_a_race_from_slack_gets_its_comparison_in_the_thread(
+    bot: Harness, slack: FakeSlack, hub: HubProcess
+) -> None:
+    text = "race 2: [scenario:success] create hello in spare, verify with `test -f hello.txt`"
+    thread = bot.mention(text)
+    preview = bot.preview(thread)
+    assert "*race of 2*" in preview["text"] and "check `test -f hello.txt`" in preview["text"]
+    bot.send(reaction("white_check_mark", ts=preview["ts"]))
+    submitted = slack.wait_for(lambda: [t for t in bot.replies(thread) if "Submitted" in t])
+    race_id = re.search(r"dashboard#/races/(r-[0-9a-f]+)", submitted[0])
+    assert race_id, submitted
+    summary = slack.wait_for(lambda: [t for t in bot.replies(thread) if "Race <" in t])[0]
+    race = hub.client().race(race_id.group(1))
+    assert race["status"] == "completed" and race["verify"] == "test -f hello.txt"
+    assert summary.startswith(":trophy: Race <https://dobby.example.com/dashboard#/races/")
+    assert "attempt #1 (claude on local) won" in summary
+    assert "• #1 :star: claude on local: passed · check passed (exit 0)" in summary
+    # spare runs one task at a time: #2 never started before #1 won
+    assert "• #2 claude on no host yet: cancelled\n" in summary

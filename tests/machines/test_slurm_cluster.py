@@ -102,12 +102,15 @@ def detail(host: SshHost, job: str) -> JobInfo:
 
 
 def test_a_gpu_task_runs_in_its_job_and_ends_with_run_sh_status(host: SshHost) -> None:
-    paths = bundle(host, "t1", 'echo "CVD=$CUDA_VISIBLE_DEVICES $GREETING $PWD"; sleep 1; exit 3')
+    # The job holds its GPU until the test has looked at it (a sleep could end first under load).
+    wait = "until [ -e $PWD/../go ]; do sleep 0.1; done"
+    command = f'echo "CVD=$CUDA_VISIBLE_DEVICES $GREETING $PWD"; {wait}; exit 3'
+    paths = bundle(host, "t1", command)
     job = submit(host, paths, SlurmSettings(partition="gpu", time_limit="5"), gpus=1)
     assert Path(paths.file("slurm_job")).read_text() == f"{job}\n"
-    running = wait_state(host, job, {"RUNNING", "COMPLETING", "FAILED"})
-    if running.state == "RUNNING":
-        assert running.nodes and detail(host, job).gpu_indices == (0,)
+    running = wait_state(host, job, {"RUNNING"})
+    assert running.nodes and detail(host, job).gpu_indices == (0,)
+    Path(paths.worktree, "..", "go").touch()
     ended = wait_state(host, job, {"FAILED", "COMPLETED"})
     assert (ended.state, ended.reason) == ("FAILED", "NonZeroExitCode")
     info = detail(host, job)

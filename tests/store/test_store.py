@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dobby.core.errors import ConfigError, NotFound, StorageError, ValidationError
-from dobby.core.models import Project, Task, TaskStatus
+from dobby.core.models import Project, Race, Task, TaskStatus
 from dobby.core.timefmt import iso
 from dobby.results import stats
 from dobby.store import aggregates
@@ -74,6 +74,26 @@ async def test_round_trip_through_close_and_reopen(store: Store) -> None:
         assert s2.get_meta("last_seq") == 42
         assert s2.get_meta("missing", "dflt") == "dflt"
         assert [x.id for x in s2.tasks(status="pending")] == [t.id]  # the live cache, reloaded
+    finally:
+        await s2.close()
+
+
+async def test_races_survive_a_reopen_and_resolve_by_prefix(store: Store) -> None:
+    old = Race(prompt="fix it", verify="pytest -q", k=2, created_at=ago(60))
+    new = Race(prompt="fix it again", verify="make check", k=3, pick="smallest", created_at=ago(5))
+    new.attempts = [{"slot": 0, "backend": "claude", "model": None, "host": "h1", "tasks": ["t1"]}]
+    store.put_race(old)
+    store.put_race(new)
+    new.status, new.winner = "completed", "t1"
+    store.put_race(new)  # replaced, not added
+
+    s2 = await reopen(store)
+    try:
+        assert [r.id for r in s2.races()] == [new.id, old.id]  # newest first
+        assert s2.get_race(new.id) == new
+        assert s2.get_race(old.id[:6]).verify == "pytest -q"
+        with pytest.raises(NotFound, match="race"):
+            s2.get_race("r-nope")
     finally:
         await s2.close()
 

@@ -248,6 +248,10 @@ class Bot:
         key = (item.get("channel", ""), item.get("ts", ""))
         with self._lock:
             approving = self._approvals.get(key)
+        if approving is None and self.drafts.get(*key) is None:
+            # Maybe an approval request whose registration is still under way.
+            with self.notifier.announcing, self._lock:
+                approving = self._approvals.get(key)
         if approving is not None:
             where = Thread(key[0], approving[1])
             with self.answering(where):
@@ -299,13 +303,18 @@ class Bot:
             self.notifier.track(str(task["id"]), where)
         links = ", ".join(task_link(self.hub_url, str(t["id"])) for t in tasks)
         noun = "task" if len(tasks) == 1 else f"{len(tasks)} tasks"
+        if len(tasks) == 1 and str(tasks[0]["id"]).startswith("r-"):
+            noun = f"a race of {tasks[0].get('k')} attempts,"
         self._update(draft, f"{render(draft)}\n:white_check_mark: Submitted by <@{user}>: {links}")
         self.post(where, f"Submitted {noun} {links}. I'll reply here when it's done.")
 
     def _create(self, draft: Draft) -> list[dict[str, Any]]:
         """Create the draft's task(s) in the hub; a batch is one ``POST /batches``."""
         if len(draft.tasks) == 1:
-            return [self.hub.add_task(**draft.tasks[0].body())]
+            spec = draft.tasks[0]
+            if spec.race:  # the race is tracked: its summary comes when it ends
+                return [self.hub.add_race(**spec.body())]
+            return [self.hub.add_task(**spec.body())]
         body = self.hub.add_batch(tasks=[t.body() for t in draft.tasks], name="slack")
         return list(body.get("tasks") or [])
 

@@ -44,8 +44,9 @@ def first_line(text: str | None, limit: int = 140) -> str:
 
 
 def task_link(hub_url: str, task_id: str) -> str:
-    """Return the Slack link to the task's page in the dashboard."""
-    return f"<{hub_url.rstrip('/')}/dashboard#/tasks/{task_id}|{task_id}>"
+    """Return the Slack link to the task's (or, for an ``r-`` id, the race's) dashboard page."""
+    view = "races" if task_id.startswith("r-") else "tasks"
+    return f"<{hub_url.rstrip('/')}/dashboard#/{view}/{task_id}|{task_id}>"
 
 
 def _last_activity(task: dict[str, Any]) -> _dt.datetime | None:

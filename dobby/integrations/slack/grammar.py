@@ -22,6 +22,10 @@ BACKEND_WORDS = {
     "codex": "codex", "shell": "shell", "bash": "shell",
 }  # fmt: skip
 BACKEND = r"(?P<b>claude[\s-]code|claude|codex|shell|bash)"
+# Two or more backends for a race: "using claude and codex", "with claude, codex".
+BACKENDS = r"(?P<bs>(?:claude|codex)(?:\s*(?:,|\band\b|&|\+)\s*(?:claude|codex))+)"
+# A check is a command: always a code span, so its words never mix with the prompt's.
+CHECK = r"`(?P<v>[^`\n]+)`"
 LEVEL = r"(?P<p>urgent|high|normal|medium|low)"
 DUR = r"(?P<t>\d+(?:\.\d+)?\s*(?:s|m|h|d|secs?|seconds?|mins?|minutes?|hrs?|hours?|days?)\b)"
 FILLER_END = re.compile(
@@ -41,6 +45,11 @@ SUFFIX: list[tuple[str, re.Pattern[str]]] = [
         ("priority", r"(?:with\s+)?prio(?:rity)?\s*[:=]?\s*(?P<p>urgent|high|normal|low|p[0-3])"),
         ("priority", r"(?:as\s+)?(?P<p>urgent(?:ly)?|asap|critical|right away|immediately|p[0-3])"),
         ("priority", r"(?P<p>no rush|not urgent|when(?:ever)? you (?:have|get) time|whenever)"),
+        ("verify", rf"(?:and\s+)?(?:verify|check|test)(?:\s+it)?\s+(?:with|using|by)\s+{CHECK}"),
+        ("verify", rf"(?:verified|checked)\s+(?:with|by)\s+{CHECK}"),
+        ("fix", r"(?:and\s+)?fix(?:\s+it)?\s+up\s+to\s+(?P<n>\d+)\s+times?"),
+        ("race", r"(?:as\s+)?(?:a\s+)?race\s+(?:of\s+)?(?P<k>\d+)(?:\s+ways?|\s+attempts?)?"),
+        ("backends", rf"(?:using|with|via|on)\s+{BACKENDS}"),
         ("backend", rf"(?:using|use|with|via|in|on)\s+(?:the\s+)?{BACKEND}(?:\s+backend)?"),
         ("backend", rf"backend\s*[:=]?\s*{BACKEND}"),
         ("plan", r"(?:with\s+)?(?:an?\s+)?(?:agent\s+)?plan\s+first"),
@@ -68,6 +77,7 @@ PREFIX: list[tuple[str, re.Pattern[str]]] = [
         ("backend", rf"(?:using|with|via)\s+{BACKEND}\s*[:,]\s*"),
         ("backend", r"(?P<b>shell|sh)\s*:\s*"),
         ("plan", r"plan\s*:\s*"),
+        ("race", r"race\s+(?:of\s+)?(?P<k>\d+)(?:\s+ways?|\s+attempts?)?\s*[:,]\s*"),
         ("target", rf"(?:in|for|on)\s+(?P<x>{NAME})\s*[:,]\s*"),
         ("target", rf"(?P<x>{NAME})\s*:\s+"),
     ]

@@ -89,6 +89,58 @@ def render_notification(task: dict[str, Any], hub_url: str) -> str:
     return "\n".join(x for x in (head, body, dashboard) if x)
 
 
+RACE_TAIL_LINES = 4  # of each failed check's output in a race summary
+
+
+def render_race_summary(race: dict[str, Any], hub_url: str) -> str:
+    """Return the thread reply for a race that ended: the verdict, then one line per attempt."""
+    rid = str(race.get("id"))
+    link = task_link(hub_url, rid)
+    columns = race.get("attempts") or []
+    total = cost(race.get("cost_usd"))
+    if race.get("status") == "completed":
+        win: dict[str, Any] = next((c for c in columns if c.get("winner")), {})
+        branch = f" · branch `{race['branch']}`" if race.get("branch") else ""
+        head = (
+            f":trophy: Race {link}: attempt #{win.get('n')} ({win.get('backend')} on "
+            f"{win.get('host')}) won{branch} · {total} in all"
+        )
+    elif race.get("status") == "failed":
+        head = f":x: Race {link} failed: no attempt passed its check · {total} in all"
+    else:
+        head = f":no_entry_sign: Race {link} was cancelled · {total} in all"
+    lines = [head, f"Check: `{str(race.get('verify') or '').replace('`', chr(39))}`"]
+    for col in columns:
+        verify = col.get("verify") or {}
+        parts = [str(col.get("state"))]
+        if verify.get("status"):
+            code = verify.get("exit_code")
+            parts.append(
+                f"check {verify['status']}" + (f" (exit {code})" if code is not None else "")
+            )
+        if col.get("duration_s") is not None:
+            parts.append(format_duration(col["duration_s"]))
+        if col.get("started_at"):  # an attempt cancelled before it started cost nothing
+            parts += [cost(col.get("cost_usd")), _changes(col.get("diff_stat"))]
+        star = " :star:" if col.get("winner") else ""
+        where = col.get("host") or "no host yet"
+        lines.append(
+            f"• #{col.get('n')}{star} {col.get('backend')} on {where}: {' · '.join(parts)}"
+        )
+        if race.get("status") == "failed" and verify.get("tail"):
+            tail = "\n".join(str(verify["tail"]).splitlines()[-RACE_TAIL_LINES:])
+            lines.append(_quote(tail))
+    dashboard = f"<{hub_url.rstrip('/')}/dashboard#/races/{rid}|Compare the attempts>"
+    return "\n".join([*lines, dashboard])
+
+
+def _changes(stat: Any) -> str:
+    if not isinstance(stat, dict) or not stat:
+        return "no changes"
+    files, plus, minus = (stat.get(k, 0) for k in ("files_changed", "insertions", "deletions"))
+    return f"{files} file(s) +{plus} -{minus}"
+
+
 class Notifier:
     """Follow the hub's events and post each tracked task's outcome in its thread."""
 
@@ -107,6 +159,9 @@ class Notifier:
         self.hub_url = hub_url
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
+        # Held from posting an approval request until on_waiting has registered it: a reaction
+        # arriving in between waits on it instead of finding an unknown message.
+        self.announcing = threading.Lock()
         self._tracked: dict[str, Thread] = {}
         self._asked: dict[str, tuple[str, str]] = {}  # approval announced, for this plan/error
         self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -180,22 +235,32 @@ class Notifier:
                 log.exception("polling tracked tasks failed")
 
     def reconcile(self) -> None:
-        """Re-read tracked tasks: events missed while disconnected must still notify."""
+        """Re-read tracked tasks (and races): events missed while disconnected still notify."""
         for task_id in list(self.tracked()):
+            race = task_id.startswith("r-")
             try:
-                task = self.hub.task(task_id)
+                task = self.hub.race(task_id) if race else self.hub.task(task_id)
             except HubError as exc:
                 if exc.status == 404:
                     with self._lock:
                         self._tracked.pop(task_id, None)
                     continue
                 raise
-            self.handle({"type": "task.updated", "task_id": task_id, "data": task})
+            kind = "race.updated" if race else "task.updated"
+            self.handle({"type": kind, "task_id": task_id, "data": task})
 
     def handle(self, event: dict[str, Any]) -> None:
-        """Act on one bus event: notify the thread of a tracked task that ended or waits."""
+        """Act on one bus event: notify the thread of a tracked task that ended or waits.
+
+        A race (``race.*`` events, ids ``r-…``) is tracked like a task: its thread gets the
+        comparison of its attempts when it ends.
+        """
         task = event.get("data")
         task_id = event.get("task_id")
+        if str(event.get("type") or "").startswith("race.") and isinstance(task, dict):
+            task_id = task.get("id")
+            if task.get("status") == "completed" and not task.get("settled"):
+                return  # the winner is known; wait for the losers to stop for the full tally
         if not task_id or not isinstance(task, dict) or "status" not in task:
             return
         status = task.get("status")
@@ -219,9 +284,16 @@ class Notifier:
 
     def _notify(self, where: Thread, task: dict[str, Any]) -> None:
         try:
-            ts = self.post(where, render_notification(task, self.hub_url))
-            if ts and task.get("status") == "draft" and self.on_waiting is not None:
-                self.on_waiting(where, ts, task)
+            if str(task.get("id") or "").startswith("r-"):
+                self.post(where, render_race_summary(task, self.hub_url))
+                return
+            if task.get("status") != "draft" or self.on_waiting is None:
+                self.post(where, render_notification(task, self.hub_url))
+                return
+            with self.announcing:
+                ts = self.post(where, render_notification(task, self.hub_url))
+                if ts:
+                    self.on_waiting(where, ts, task)
         except Exception:  # the post callback reports Slack errors itself; keep following
             log.exception("could not post the outcome of task %s", task.get("id"))
 

@@ -57,9 +57,13 @@ class TaskSpec:
     model: str | None = None
     timeout: float | None = None
     plan: bool = False  # a draft: an agent writes a plan first, a person approves it
+    verify: str | None = None  # the check run after the agent (`verify with \`pytest\``)
+    fix_attempts: int | None = None  # `fix it up to N times`
+    race: int | None = None  # `race 3`: K attempts, the first to pass its check wins
+    backends: list[str] = field(default_factory=list)  # a race's `using claude and codex`
 
     def body(self) -> dict[str, Any]:
-        """Return the ``POST /tasks`` body (unset fields left out)."""
+        """Return the ``POST /tasks`` body (``POST /races`` for a race; unset fields left out)."""
         raw: dict[str, Any] = {
             "prompt": self.prompt,
             "project": self.project or None,
@@ -69,7 +73,14 @@ class TaskSpec:
             "priority": self.priority,
             "model": self.model,
             "timeout": self.timeout,
+            "verify": self.verify,
+            "fix_attempts": self.fix_attempts,
         }
+        if self.race:
+            raw["k"] = self.race
+            raw["backends"] = self.backends or None
+        elif self.backends and not self.backend:
+            raw["backend"] = self.backends[0]
         if self.plan:
             raw["draft"] = True
             raw["agent_plan"] = self.backend != "shell" or None  # a shell command has no plan
@@ -238,6 +249,15 @@ class _Peeler:
             self.spec.plan = True
         elif kind == "model":
             self.spec.model = groups["m"]
+        elif kind == "verify":
+            self.spec.verify = groups["v"].strip()
+        elif kind == "fix":
+            self.spec.fix_attempts = int(groups["n"])
+        elif kind == "race":
+            self.spec.race = int(groups["k"])
+        elif kind == "backends":
+            words = re.split(r"\s*(?:,|\band\b|&|\+)\s*", groups["bs"].lower())
+            self.spec.backends = [BACKEND_WORDS[w] for w in words if w]
         elif kind == "timeout":
             self.spec.timeout = parse_duration_words(groups["t"])
         elif kind == "labels":
@@ -428,4 +448,6 @@ def _merge(spec: TaskSpec, defaults: TaskSpec) -> TaskSpec:
         model=spec.model or defaults.model,
         timeout=spec.timeout or defaults.timeout,
         plan=spec.plan or defaults.plan,
+        verify=spec.verify or defaults.verify,
+        fix_attempts=spec.fix_attempts if spec.fix_attempts is not None else defaults.fix_attempts,
     )

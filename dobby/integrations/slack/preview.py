@@ -52,6 +52,13 @@ def _describe(spec: TaskSpec) -> str:
         parts.append(f"timeout *{spec.timeout:g}s*")
     if spec.plan:
         parts.append("*plan first*, then your approval")
+    if spec.race:
+        spread = f" over *{', '.join(spec.backends)}*" if spec.backends else ""
+        parts.append(f"*race of {spec.race}*{spread}: the first attempt whose check passes wins")
+    if spec.verify:
+        fixes = f", fixed up to *{spec.fix_attempts}* time(s)" if spec.fix_attempts else ""
+        check = spec.verify.replace("`", "'")
+        parts.append(f"check `{check}`{fixes}")
     return " · ".join(parts)
 
 
@@ -150,7 +157,8 @@ def _is_name(text: str, catalog: Catalog) -> bool:
 def _apply_fields(task: TaskSpec, edit: TaskSpec, rest: str, catalog: Catalog) -> bool:
     """Copy the fields an edit set onto ``task``; a bare project or host name sets that field."""
     changed = False
-    for name in ("project", "backend", "host", "priority", "model", "timeout"):
+    for name in ("project", "backend", "host", "priority", "model", "timeout", "verify",
+                 "fix_attempts", "race"):  # fmt: skip
         value = getattr(edit, name)
         if value is not None:
             setattr(task, name, value)
@@ -159,6 +167,8 @@ def _apply_fields(task: TaskSpec, edit: TaskSpec, rest: str, catalog: Catalog) -
         task.plan, changed = True, True
     if edit.labels:
         task.labels, changed = list(edit.labels), True
+    if edit.backends:
+        task.backends, changed = list(edit.backends), True
     word = re.sub(r"^(?:project|host|in|on|use)\s+", "", rest.strip(), flags=re.I)
     if word and re.fullmatch(r"\S+", word):
         host = match_host(word, catalog)

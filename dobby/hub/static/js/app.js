@@ -8,12 +8,13 @@ import * as drafts from "./views/drafts.js";
 import * as heatmap from "./views/heatmap.js";
 import * as live from "./views/live.js";
 import * as network from "./views/network.js";
+import * as races from "./views/races.js";
 import * as task from "./views/task.js";
 import * as tasks from "./views/tasks.js";
 import * as usage from "./views/usage.js";
 
-const VIEWS = { network, live, tasks, task, heatmap, usage, batches, drafts };
-const TITLES = { network: "Agent network", live: "Live jobs", tasks: "Tasks", task: "Task", heatmap: "Heatmap", usage: "Usage", batches: "Batches", drafts: "Drafts" };
+const VIEWS = { network, live, tasks, task, heatmap, usage, batches, drafts, races };
+const TITLES = { network: "Agent network", live: "Live jobs", tasks: "Tasks", task: "Task", heatmap: "Heatmap", usage: "Usage", batches: "Batches", drafts: "Drafts", races: "Races" };
 // Views that need routes only some hubs have (the scheduler's): shown when /dashboard/api/config says so.
 const OPTIONAL = { batches: "batches", drafts: "drafts" };
 const $ = (id) => document.getElementById(id);

@@ -120,6 +120,8 @@ function apply(event) {
     emit("hosts");
   } else if (type.startsWith("batch.")) {
     emit("batches");
+  } else if (type.startsWith("race.")) {
+    emit("races", data);
   } else if (type === "project.created") {
     state.projects = [...state.projects.filter((p) => p.name !== data.name), data];
     emit("projects");

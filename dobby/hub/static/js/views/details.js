@@ -6,7 +6,7 @@ import { badge, el, fmtCost, fmtDuration, fmtTime, fmtTokens, replace, safeUrl, 
 import { state } from "../hub.js";
 
 const TIMES = new Set(["created_at", "started_at", "finished_at", "merged_at", "host_cleaned_at"]);
-const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "error", "tokens", "diff_stat", "artifacts", "title", "plan"]);
+const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "error", "tokens", "diff_stat", "artifacts", "title", "plan", "verify_result"]);
 const ORDER = ["id", "status", "reason", "waiting_on", "project", "backend", "model", "priority", "host", "want_host",
   "host_selector", "after", "batch_id", "attempt", "timeout", "created_at", "started_at", "finished_at", "session_id",
   "branch", "base_commit", "head_commit", "exit_code", "cost_usd", "models", "turns", "resume", "cron", "every"];
@@ -28,6 +28,8 @@ function value(task, key) {
   if (key === "branch") return branchLink(String(v));
   if (key === "after" || key === "resume") return (Array.isArray(v) ? v : [v]).map((id) => el("a", { href: `#/tasks/${encodeURIComponent(id)}`, class: "mono" }, id, " "));
   if (key === "host" || key === "want_host") return el("a", { href: `#/network/${encodeURIComponent(v)}` }, v);
+  if (key === "race_id") return el("a", { href: `#/races/${encodeURIComponent(v)}`, class: "mono" }, v);
+  if (key === "fix_task") return el("a", { href: `#/tasks/${encodeURIComponent(v)}`, class: "mono" }, v);
   if (Array.isArray(v) && v.every((x) => typeof x !== "object")) return v.join(", ");
   if (typeof v === "object") return el("code", { class: "json" }, JSON.stringify(v, null, 1));
   if (key.endsWith("_id") || key.endsWith("_commit") || key === "id") return el("code", {}, String(v));
@@ -61,6 +63,17 @@ function diffStat(stat) {
     el("tbody", {}, files.map((f) => el("tr", {},
       el("td", { class: "mono" }, f.path), el("td", {}, f.status || ""),
       el("td", { class: "num added" }, f.added ?? "bin"), el("td", { class: "num deleted" }, f.deleted ?? "")))))];
+}
+
+function checkResult(task) {
+  const r = task.verify_result;
+  const took = r && typeof r.duration_ms === "number" ? ` in ${fmtDuration(r.duration_ms / 1000)}` : "";
+  const code = r && r.exit_code !== null && r.exit_code !== undefined ? ` (exit ${r.exit_code}${took})` : "";
+  return [
+    el("p", { id: "task-check" }, el("code", {}, task.verify), " ",
+      r ? badge(r.status === "passed" ? "completed" : r.status === "skipped" ? "cancelled" : "failed", `${r.status}${code}`) : el("span", { class: "muted" }, "runs when the agent ends")),
+    r?.tail ? el("pre", { class: "mono", id: "task-check-output" }, r.tail) : null,
+  ];
 }
 
 async function download(task, name) {
@@ -105,6 +118,7 @@ export function mount(root, id) {
         task.collect_error ? el("p", { class: "error" }, task.collect_error) : null,
         tokens(task)),
       task.plan ? section("Plan", el("pre", { class: "plan", id: "task-plan" }, task.plan)) : null,
+      task.verify ? section("Check", checkResult(task)) : null,
       section("Changes", diffStat(task.diff_stat)),
       section("Artifacts", artifacts(task)),
       section("Prompt", el("pre", { class: "prompt", id: "task-prompt" }, task.prompt || "")),

@@ -55,6 +55,8 @@ export function renderEvent(event) {
       return el("div", { class: cls }, el("span", { class: "ev-label" }, "retry"), " ", text);
     case "line":
       return el("div", { class: `${cls} mono` }, text);
+    case "section": // the verify phase: a heading before the check's output, its verdict after
+      return el("div", { class: cls, role: "separator" }, el("span", { class: "ev-label" }, "check"), " ", text);
     default:
       return el("div", { class: cls }, el("span", { class: "ev-label" }, kind || "event"), " ", text);
   }

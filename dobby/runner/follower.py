@@ -1,0 +1,363 @@
+"""Follow running tasks: their output by byte offset into the hub's copy, until proof ends them.
+
+A follower never gives up on a task that may be alive. Every fault on the way — the host
+dropping or refusing connections, a failed probe, the host leaving the inventory, the hub's
+own disk full — is retried with backoff, and the copy catches up from the host's byte offset
+afterwards. Only proof ends a task: its exit file (then it is collected), its tmux session
+gone without one (``host_lost``), its timeout, or a person or the watchdog ending it.
+
+Appends to the copy run on one writer thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dobby.core.errors import TransportError
+from dobby.core.models import Reason, Task, TaskStatus
+from dobby.core.ports import GetTask, SaveTask
+from dobby.core.retry import Backoff, Retry
+from dobby.core.timefmt import parse_time, utcnow
+from dobby.hostside import scripts
+from dobby.machines.slurm.outcome import Action, job_outcome
+from dobby.runner import verify
+from dobby.runner.collector import Collector, parse_exit
+from dobby.runner.slurm import SlurmJobs, resubmits_left
+from dobby.store import tasklog
+from dobby.store.tasklog import LogWriter, TaskLogs
+from dobby.transport import Transport
+
+log = logging.getLogger("dobby.runner")
+
+READ_LIMIT = 1 << 20
+TIMEOUT_GRACE = 30.0  # run.sh's own timeout(1) normally ends the task first
+PROBE_EVERY = 5.0
+STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it soon
+FAST_POLL = 0.02
+FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
+
+Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
+Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
+Kill = Callable[[Task, Transport, scripts.TaskPaths], Awaitable[None]]
+
+
+def next_poll(previous: float, idle: float) -> float:
+    """Return the wait before the next read: fast while output flows, backing off when quiet.
+
+    Each poll costs the host an SFTP round trip; doubling while idle keeps a host with dozens
+    of quiet agents cheap, and any new output snaps back to FAST_POLL.
+    """
+    if idle < 0.5:
+        return FAST_POLL  # output is flowing: the next line is likely close
+    cap = 0.25 if idle < 60 else 1.0
+    return min(cap, max(FAST_POLL, previous) * 2)
+
+
+class Ended(Exception):
+    """Internal: the follow loop is done (the task ended or is no longer ours)."""
+
+
+class Followers:
+    """One follow loop per running task."""
+
+    def __init__(
+        self,
+        *,
+        logs: TaskLogs,
+        get_task: GetTask,
+        save: SaveTask,
+        publish_log: Callable[[Task, dict[str, Any]], None],
+        locate: Locate,
+        record: Record,
+        collector: Collector,
+        kill: Kill,
+    ) -> None:
+        self.logs = logs
+        self._get_task = get_task
+        self._save = save
+        self._publish_log = publish_log
+        self._locate = locate
+        self._record = record
+        self._collector = collector
+        self._kill = kill
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reading: dict[str, tuple[Transport, scripts.TaskPaths]] = {}  # follower's files
+        self.slurm: SlurmJobs | None = None  # set by the runner: jobs on Slurm hosts
+        # Cancelled tasks whose agent is being stopped, then collected (see Runner.cancel).
+        self._stopping: set[str] = set()
+        self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
+        # One thread appends to every copy: in order per task, and off the event loop.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
+
+    def follow(self, task: Task, *, adopt: bool = False) -> None:
+        """Start following a running task (``adopt``: after a hub restart or a fault)."""
+        if task.id in self._tasks and not self._tasks[task.id].done():
+            return
+        self._tasks[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
+
+    def stop(self, task_id: str) -> None:
+        """Stop following a task (it was killed on purpose)."""
+        self._stopping.discard(task_id)
+        self._unsent.discard(task_id)
+        follower = self._tasks.pop(task_id, None)
+        if follower is not None:
+            follower.cancel()
+
+    def cancel(self, task: Task) -> None:
+        """Follow a cancelled task until its agent has stopped, then collect it."""
+        self._stopping.add(task.id)
+        self._unsent.add(task.id)
+        self.follow(task, adopt=True)
+
+    def stop_sent(self, task_id: str) -> None:
+        """Note that the stop of a cancelled task reached its host."""
+        self._unsent.discard(task_id)
+
+    def hosts(self) -> dict[str, int]:
+        """Return how many followed tasks each host has."""
+        count: dict[str, int] = {}
+        for task_id, follower in self._tasks.items():
+            if not follower.done():
+                try:
+                    host = self._get_task(task_id).host or ""
+                except Exception:  # noqa: BLE001 - deleted meanwhile
+                    continue
+                count[host] = count.get(host, 0) + 1
+        return count
+
+    @property
+    def following(self) -> int:
+        return sum(1 for f in self._tasks.values() if not f.done())
+
+    async def close(self) -> None:
+        """Stop every follower (tasks keep running on their hosts)."""
+        followers = list(self._tasks.values())
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        self._writer.shutdown(wait=True)
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _follow(self, task_id: str, adopt: bool) -> None:
+        retry = Retry(FOLLOW_BACKOFF)
+        try:
+            while True:
+                try:
+                    await self._follow_once(task_id, adopt, retry)
+                    return
+                except Ended:
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - anything may be passing: try again
+                    wait = retry.next_delay() or FOLLOW_BACKOFF.cap
+                    self._fault(task_id, exc, wait, retry.failures)
+                    await asyncio.sleep(wait)
+                    adopt = True  # look at its session soon: it may have ended meanwhile
+        finally:
+            if self._tasks.get(task_id) is asyncio.current_task():
+                self._tasks.pop(task_id, None)
+                self._stopping.discard(task_id)
+                self._unsent.discard(task_id)
+            reading = self._reading.pop(task_id, None)
+            if reading is not None:
+                # A retried or re-submitted task writes new files under the same names: a
+                # handle kept on the old ones would read the previous attempt's output.
+                transport, paths = reading
+                for name in ("out.jsonl", "exit"):
+                    transport.release(paths.file(name))
+
+    def _fault(self, task_id: str, exc: Exception, wait: float, failures: int) -> None:
+        """Log a fault while following (the first of a streak loudly) and note the host."""
+        if isinstance(exc, TransportError):
+            if exc.host:
+                self._record(exc.host, ok=False, error=str(exc).removeprefix(f"{exc.host}: "))
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            log.log(level, "following %s: %s; again in %.1fs", task_id, exc, wait)
+        elif failures == 1:
+            log.warning("following %s failed; again in %.1fs", task_id, wait, exc_info=exc)
+        else:
+            log.debug("following %s: %s; again in %.1fs", task_id, exc, wait)
+
+    def _current(self, task_id: str) -> Task:
+        task = self._get_task(task_id)
+        if task.status == TaskStatus.RUNNING.value:
+            return task
+        if task.status == TaskStatus.CANCELLED.value and task_id in self._stopping:
+            return task
+        raise Ended
+
+    async def _follow_once(self, task_id: str, adopt: bool, retry: Retry) -> None:
+        last_data = time.monotonic()
+        interval = FAST_POLL
+        last_probe = 0.0 if adopt else time.monotonic()
+        draining = False  # exit seen: one more read, issued after it, gets the last lines
+        with await self._open(task_id) as sink:
+            while True:
+                task = self._current(task_id)
+                stopping = task_id in self._stopping
+                transport, paths = await self._locate(task)
+                self._reading[task_id] = (transport, paths)
+                if task_id in self._unsent:
+                    await self._kill(task, transport, paths)
+                    self._unsent.discard(task_id)
+                data, exit_text = await asyncio.gather(
+                    transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
+                    transport.read_from(paths.file("exit"), 0, 64),
+                )
+                if retry.failures:
+                    retry.reset()
+                self._record(task.host or "", ok=True)
+                now = time.monotonic()
+                if data:
+                    await self._append(task, sink, data, final=draining)
+                    if len(data) >= READ_LIMIT:
+                        continue
+                    last_data = now
+                    interval = FAST_POLL
+                if exit_text is not None and exit_text.strip():
+                    if not draining:
+                        draining = True
+                        continue
+                    code = parse_exit(exit_text)
+                    await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                    return
+                if task.slurm_job:
+                    if await self._slurm_ended(task, transport, paths, sink):
+                        return
+                elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
+                    last_probe = now
+                    if await self._gone(task, transport, paths):
+                        if stopping:  # stopped for good before it could write its exit code
+                            rest = await transport.read_from(
+                                paths.file("out.jsonl"), sink.size, READ_LIMIT
+                            )
+                            if rest:
+                                await self._append(task, sink, rest, final=True)
+                            await self._collect(task, transport, paths, sink, None, cancelled=True)
+                        else:
+                            self._lost(task, paths)
+                        return
+                if not stopping and self._timed_out(task):
+                    await self._kill(task, transport, paths)
+                    self.finish(
+                        task,
+                        TaskStatus.FAILED,
+                        Reason.TIMEOUT,
+                        f"timed out after {task.timeout:g}s",
+                    )
+                    return
+                interval = next_poll(interval, now - last_data)
+                await asyncio.sleep(interval)
+
+    # -- the copy ------------------------------------------------------------------------
+    async def _open(self, task_id: str) -> LogWriter:
+        return await self._in_writer(self.logs.writer, task_id)
+
+    async def _in_writer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the writer thread; a cancelled caller still waits for it to finish."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The file must not be closed under a write in flight (its fd could be reused).
+            await asyncio.wait([future])
+            raise
+
+    async def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> None:
+        """Append the whole lines of ``data`` to the hub's copy and publish their events."""
+        offset = sink.size
+        chunk = await self._in_writer(sink.append, data, final=final)
+        if chunk:
+            events = tasklog.events(task.backend, chunk)
+            self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
+
+    # -- endings -------------------------------------------------------------------------
+    def _timed_out(self, task: Task) -> bool:
+        if not task.timeout or not task.started_at:
+            return False
+        started = parse_time(task.started_at).timestamp()
+        limit = task.timeout + TIMEOUT_GRACE + verify.extra_seconds(task)
+        return time.time() - started > limit
+
+    async def _gone(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
+        """Return True if the task's session is gone without an exit code."""
+        res = await transport.run(
+            scripts.render_probe(session=paths.session, paths=paths), timeout=20
+        )
+        state = scripts.parse_kv(res.stdout)
+        if not res.ok or "session" not in state:
+            raise TransportError(
+                f"liveness probe failed (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
+                host=task.host,
+            )
+        return not (state.get("session") == "1" or state.get("exit"))
+
+    async def _slurm_ended(
+        self, task: Task, transport: Transport, paths: scripts.TaskPaths, sink: LogWriter
+    ) -> bool:
+        """Return True (and end the task) if its Slurm job ended and no exit file explains it."""
+        info = self.slurm.ended(task.id) if self.slurm is not None else None
+        if info is None or self.slurm is None:
+            return False
+        outcome = job_outcome(info, exit_code=None, resubmits_left=resubmits_left(task))
+        if outcome.action is Action.COLLECT:  # the job's status is run.sh's (see job.sh)
+            await self._collect(task, transport, paths, sink, outcome.exit_code)
+        elif outcome.action in (Action.FINISH, Action.RESUBMIT):
+            self.slurm.settle(task, outcome)
+        else:
+            return False
+        return True
+
+    def _lost(self, task: Task, paths: scripts.TaskPaths) -> None:
+        self.finish(
+            task,
+            TaskStatus.FAILED,
+            Reason.HOST_LOST,
+            f"tmux session {paths.session} is gone and left no exit code on {task.host}",
+        )
+
+    async def _collect(
+        self,
+        task: Task,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+        sink: LogWriter,
+        exit_code: int | None,
+        *,
+        cancelled: bool = False,
+    ) -> None:
+        await self._in_writer(sink.sync)
+        done = await self._collector.collect(task, transport, paths, exit_code, cancelled=cancelled)
+        if done is None:
+            return
+        if cancelled:
+            self._stopping.discard(task.id)
+            self._save(done, "task.updated")  # still cancelled, now with what the run left
+        else:
+            self.finish(done, TaskStatus(done.status), None, done.error, keep_reason=True)
+
+    def finish(
+        self,
+        task: Task,
+        status: TaskStatus,
+        reason: Reason | None,
+        error: str | None,
+        *,
+        keep_reason: bool = False,
+    ) -> None:
+        """End a task with ``status`` (and ``reason``, unless ``keep_reason``) and save it."""
+        task.status = status
+        if not keep_reason:
+            task.reason = reason.value if reason else None
+        task.error = error
+        task.waiting_on = None
+        task.finished_at = utcnow()
+        self._save(task, "task.finished")
