@@ -146,6 +146,11 @@ HostView = pydantic.create_model(
     versions=(dict[str, str], {}),
     is_root=(bool | None, None),
     running=(list[str], []),
+    removed=(
+        bool,
+        Field(False, description="Left the inventory while tasks still run there (retired)."),
+    ),
+    note=(str | None, Field(None, description="Why a removed host is still listed.")),
 )
 
 
