@@ -258,11 +258,13 @@ class Hub:
         running: dict[str, int] = {}
         for t in self._running():
             running[t.host or ""] = running.get(t.host or "", 0) + 1
+        states = {name: self.hosts.states.get(name) or HostState() for name in self.hosts.hosts}
         slots = [
             HostSlot(
                 host=host,
                 running=running.get(name, 0),
-                reachable=(self.hosts.states.get(name) or HostState()).reachable,
+                reachable=states[name].reachable,
+                clis=states[name].clis,
             )
             for name, host in self.hosts.hosts.items()
         ]

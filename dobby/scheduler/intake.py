@@ -20,7 +20,7 @@ from dobby.core.validate import validate_submit
 from dobby.machines.hosts import HostManager
 from dobby.results import followup
 from dobby.scheduler import deps, fixes
-from dobby.scheduler.capacity import check_placeable
+from dobby.scheduler.capacity import HostSlot, check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
 from dobby.store.db import Store
 from dobby.store.query import TaskFilter
@@ -147,7 +147,13 @@ class Intake:
     def check_placement(self, task: Task) -> None:
         """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
         if not task.wait_for_host:
-            check_placeable(task, list(self.hosts.hosts.values()))
+            states = self.hosts.states
+            slots = [
+                HostSlot(host=h, reachable=states[n].reachable, clis=states[n].clis)
+                for n, h in self.hosts.hosts.items()
+                if n in states
+            ]
+            check_placeable(task, list(self.hosts.hosts.values()), slots)
 
     def resolve_ids(self, ids: Iterable[str]) -> list[str]:
         """Return full task ids for ids or prefixes; name every unknown one in one error."""

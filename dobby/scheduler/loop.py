@@ -213,12 +213,14 @@ class SchedulerLoop:
         # GPUs held by running or launching tasks stay reserved (dobby.machines.gpu); freed at
         # the end.
         gpus_free = self._free_gpus(holders)
+        states = {n: self.hosts.states.get(n) or HostState() for n in self.hosts.hosts}
         slots = [
             HostSlot(
                 host=h,
                 running=load.get(n, 0),
-                reachable=(self.hosts.states.get(n) or HostState()).reachable,
+                reachable=states[n].reachable,
                 gpus_free=gpus_free.get(n, ()),
+                clis=states[n].clis,
             )
             for n, h in self.hosts.hosts.items()
         ]

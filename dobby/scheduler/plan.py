@@ -21,6 +21,7 @@ from dobby.scheduler.capacity import (
     HostSlot,
     check_placeable,
     eligible,
+    never_reason,
 )
 from dobby.scheduler.queue import (
     DEFAULT_AGING,
@@ -126,7 +127,8 @@ def plan(state: PlanInput) -> Plan:
         slot, why = index.pick(task, cap.host_load)
         if slot is None:
             if why == NEVER:
-                out.decisions.append(Decision(task.id, None, NO_HOST_ANY_MORE))
+                error = never_reason(task, state.hosts, NO_HOST_ANY_MORE)
+                out.decisions.append(Decision(task.id, None, error))
             else:
                 out.waiting[task.id] = why
             continue
