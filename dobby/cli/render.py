@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from dobby.core.errors import ValidationError
+from dobby.core.notes import denials_text, task_notes
 from dobby.core.slurm import attach_command as slurm_attach
 from dobby.core.timefmt import ago, format_duration, local_time, parse_time, seconds_between
 
@@ -345,6 +346,8 @@ def final_line(task: Mapping[str, Any]) -> str:
         parts.append(format_duration(took))
     if task.get("cost_usd") is not None:
         parts.append(format_cost(task.get("cost_usd")))
+    if task.get("api_error_status") is not None:
+        parts.append(f"API {clean(task['api_error_status'])}")
     if task.get("error"):
         parts.append(truncate(clean(task["error"]), 200))
     return " · ".join(parts)
@@ -361,6 +364,8 @@ def _value(key: str, value: Any) -> str:
         return format_cost(value)
     if key == "timeout" and isinstance(value, int | float):
         return format_duration(value)
+    if key == "permission_denials" and isinstance(value, list):
+        return clean(denials_text(value))
     if isinstance(value, list):
         return ", ".join(clean(v) for v in value)
     if isinstance(value, Mapping):
@@ -375,7 +380,8 @@ def task_detail_lines(task: Mapping[str, Any]) -> list[str]:
     """Return every field of a task as ``key: value`` lines; long texts come last as blocks."""
     keys = [k for k in task if k not in _BLOCKS]
     width = max((len(k) for k in keys), default=0) + 1
-    lines = [f"{k + ':':<{width}} {_value(k, task[k])}" for k in keys]
+    lines = [f"! {clean(note)}" for note in task_notes(task)]
+    lines += [f"{k + ':':<{width}} {_value(k, task[k])}" for k in keys]
     if task.get("started_at"):
         took = seconds_between(task["started_at"], task.get("finished_at"))
         if took is not None:
@@ -427,10 +433,7 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
         fields.append(("race", f"{result['race_id']} (attempt {slot})"))
     denials = result.get("permission_denials") or []
     if denials:
-        shown = ", ".join(
-            f"{clean(d.get('tool'))} {clean(d.get('target') or '')}".strip() for d in denials[:5]
-        )
-        fields.append(("denied", shown + (f" … +{len(denials) - 5}" if len(denials) > 5 else "")))
+        fields.append(("denied", clean(denials_text(denials))))
     lines = [f"! {clean(w)}" for w in result.get("warnings") or []]
     lines += _block("summary", result.get("summary"))
     lines += [f"{k + ':':<11} {v}" for k, v in fields]

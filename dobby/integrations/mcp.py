@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.notes import task_notes
 
 Backend = Literal["claude", "codex", "shell"]
 Priority = Literal["urgent", "high", "normal", "low"]
@@ -129,6 +130,11 @@ def _task_line(task: dict[str, Any]) -> str:
     cost = f" [{_cost(task['cost_usd'])}]" if task.get("cost_usd") is not None else ""
     title = _first_line(task.get("title") or task.get("prompt"))
     return f"{tid} {task.get('status')}{extra} {where} {task.get('priority') or ''} — {title}{cost}"
+
+
+def _notes(task: dict[str, Any]) -> list[str]:
+    """Return ``! warning`` lines: warnings, the API error status, the denied actions."""
+    return [f"! {_first_line(note, 300)}" for note in task_notes(task)]
 
 
 def _lines(rows: list[str], empty: str) -> str:
@@ -361,7 +367,7 @@ def dobby_status(
 def dobby_get_task(task_id: TaskId) -> CallToolResult:
     """Show one task: its state, where it runs, its prompt and (when finished) its summary."""
     task = _call(_hub().task, task_id)
-    parts = [_task_line(task), f"prompt: {_first_line(task.get('prompt'), 300)}"]
+    parts = [_task_line(task), *_notes(task), f"prompt: {_first_line(task.get('prompt'), 300)}"]
     if task.get("waiting_on") and task.get("status") == "pending":
         parts.append(f"waiting on: {task['waiting_on']}")
     if task.get("summary"):
@@ -381,7 +387,10 @@ def dobby_results(task_id: TaskId) -> CallToolResult:
         + (f" ({res['reason']})" if res.get("reason") else "")
         + f" · {_cost(res.get('cost_usd'))} · tokens in {tokens.get('input', 0)}"
         + f" out {tokens.get('output', 0)}"
-        + (f" · {res['duration_s']:.0f}s" if isinstance(res.get("duration_s"), int | float) else "")
+        + (
+            f" · {res['duration_s']:.0f}s" if isinstance(res.get("duration_s"), int | float) else ""
+        ),
+        *_notes(res),
     ]
     if res.get("branch"):
         parts.append(f"branch: {res['branch']}")
@@ -405,6 +414,7 @@ def dobby_list_results(
     body = _call(_hub().results, project=project, status=status, limit=limit)
     rows = [
         f"{_task_line(r)}: {_first_line(r.get('summary') or r.get('error'), 160)}"
+        + "".join(f" [{note}]" for note in _notes(r)[:1])
         for r in body.get("results") or []
     ]
     return _answer(_lines(rows, "No results."), body)

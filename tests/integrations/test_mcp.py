@@ -126,6 +126,13 @@ async def test_every_tool_against_a_real_hub(hub: HubProcess, tmp_path: Path) ->
         text, result = await call(mcp, "dobby_results", task_id=task["id"])
         assert result["task_id"] == task["id"] and f"${done['cost_usd']:.4f}" in text
         assert done["summary"].splitlines()[0] in text
+        _, denied = await call(mcp, "dobby_add_task", prompt="go [scenario:denied]", host="h1")
+        assert hub.wait_status(denied["id"])["status"] == "completed"
+        text, _ = await call(mcp, "dobby_results", task_id=denied["id"])
+        assert "! 1 action(s) denied by the host's permissions: Write hello.txt" in text
+        assert "! denied: Write hello.txt" in text
+        text, _ = await call(mcp, "dobby_get_task", task_id=denied["id"])
+        assert "! denied: Write hello.txt" in text
         text, results = await call(mcp, "dobby_list_results", project="app")
         assert [r["task_id"] for r in results["results"]] == [task["id"]] and task["id"] in text
         text, detail = await call(mcp, "dobby_detail_status", task_id=task["id"])

@@ -101,6 +101,22 @@ def test_approval_is_asked_once_when_the_plan_is_attached() -> None:
     assert len(rec.posts) == 2 and "completed" in rec.posts[1][1]
 
 
+def test_render_shows_warnings_api_status_and_denied_actions() -> None:
+    denied = [{"tool": "Write", "target": "hello.txt"}, {"tool": "Bash", "target": "rm -rf x"}]
+    warning = "2 action(s) denied by the host's permissions: Write hello.txt, Bash rm -rf x"
+    text = render_notification(
+        task("completed", summary="Done", warnings=[warning], permission_denials=denied), HUB
+    )
+    assert (
+        f":warning: {warning}" in text
+        and ":warning: denied: Write hello.txt, Bash rm -rf x" in text
+    )
+    assert text.index(":warning:") < text.index("> Done")  # before the summary: not missed
+    text = render_notification(task("failed", error="API Error: 529", api_error_status=529), HUB)
+    assert ":warning: API error status 529" in text and "> API Error: 529" in text
+    assert ":warning:" not in render_notification(task("completed", summary="ok"), HUB)
+
+
 def test_render_cancelled_and_failed_plan() -> None:
     assert "was cancelled" in render_notification(task("cancelled"), HUB)
     text = render_notification(task("draft", plan_task="p", error="planning run p failed"), HUB)

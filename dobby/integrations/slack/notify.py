@@ -17,6 +17,7 @@ from typing import Any
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.notes import task_notes
 from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import format_duration, parse_time
 from dobby.integrations.slack.commands import cost, task_link
@@ -85,6 +86,9 @@ def render_notification(task: dict[str, Any], hub_url: str) -> str:
         body += (
             "\nReact ✅ to approve and run it, ❌ to reject it (or `dobby approve " + tid + "`)."
         )
+    if status in FINISHED:
+        notes = "\n".join(f":warning: {note}" for note in task_notes(task))
+        body = "\n".join(x for x in (notes, body) if x)
     dashboard = f"<{hub_url.rstrip('/')}/dashboard#/tasks/{tid}|Open in the dashboard>"
     return "\n".join(x for x in (head, body, dashboard) if x)
 

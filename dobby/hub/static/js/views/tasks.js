@@ -1,7 +1,7 @@
 // Task list: search, filters, sort and pages over every task the page holds (10,000+ is fine:
 // filtering is one pass in memory and only one page of rows is in the DOM).
 
-import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, throttle } from "../dom.js";
+import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, taskNotes, throttle } from "../dom.js";
 import { state } from "../hub.js";
 import { actionButtons } from "./actions.js";
 
@@ -47,9 +47,15 @@ function setOptions(selectEl, values, wanted) {
   selectEl.value = wanted || "";
 }
 
+// A finished task whose result needs a look (denied actions, an API error, a warning).
+function warnMark(task) {
+  const notes = taskNotes(task);
+  return notes.length ? el("span", { class: "warn-mark", title: notes.join("\n"), "aria-label": notes[0] }, " ⚠") : null;
+}
+
 function row(task) {
   const tr = el("tr", { "data-task": task.id, class: "clickable" },
-    el("td", { class: "title-cell" }, taskLink(task), el("div", { class: "mono muted small" }, task.id)),
+    el("td", { class: "title-cell" }, taskLink(task), warnMark(task), el("div", { class: "mono muted small" }, task.id)),
     el("td", {}, badge(task.status, task.reason)),
     el("td", { class: "opt" }, task.project || "—"),
     el("td", {}, task.host || task.want_host || "—"),
@@ -65,7 +71,7 @@ function row(task) {
   return tr;
 }
 
-const sig = (t) => [t.status, t.reason, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at].join("\u0001");
+const sig = (t) => [t.status, t.reason, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at, taskNotes(t).join("\n")].join("\u0001");
 
 export function mount(root, route) {
   const search = el("input", { type: "search", id: "task-search", placeholder: "Search title, prompt or id", "aria-label": "Search tasks", autocomplete: "off" });
