@@ -423,6 +423,22 @@ def test_details_show_results_and_download_artifacts(seeded: HubProcess, tab: An
     assert Path(download.path()).read_text() == "42 passed"
 
 
+def test_denied_actions_and_warnings_are_shown_with_the_result(
+    seeded: HubProcess, tab: Any
+) -> None:
+    task_id = add(seeded, "go [scenario:denied]", "--backend", "claude")
+    done = seeded.wait_status(task_id)
+    assert done["status"] == "completed" and done["permission_denials"], done
+    page = tab(seeded).open(f"#/tasks/{task_id}/details")
+    expect(page.locator("#task-warnings")).to_contain_text(
+        "⚠ 1 action(s) denied by the host's permissions: Write hello.txt"
+    )
+    expect(page.locator("#task-denials tbody tr")).to_have_text(["Writehello.txt"])
+    page.goto(f"{seeded.url}/dashboard#/tasks")
+    mark = page.locator(f'tr[data-task="{task_id}"] .warn-mark')
+    expect(mark).to_have_attribute("aria-label", done["warnings"][0])
+
+
 def post(hub: HubProcess, path: str, body: dict[str, Any]) -> Any:
     req = urllib.request.Request(
         hub.url + path,
