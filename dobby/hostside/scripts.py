@@ -19,6 +19,8 @@ PROMPT = "\x00DOBBY_PROMPT\x00"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEED_BUNDLE_EXIT = 42
 OUTPUT_FILES = ("out.jsonl", "err.log", "exit", "exit.tmp", "pid", "verify", "verify.tmp")
+# What says a run started or ended (its verify phase too): cleared for the half after a limit.
+RUN_FILES = ("exit", "exit.tmp", "pid", "verify", "verify.tmp")
 
 
 @dataclass(frozen=True)
@@ -176,20 +178,28 @@ def render_prepare(
 
 
 def render_launch(
-    *, paths: TaskPaths, project: str | None, base: str | None, reuse_worktree: bool = False
+    *,
+    paths: TaskPaths,
+    project: str | None,
+    base: str | None,
+    reuse_worktree: bool = False,
+    keep_output: bool = False,
 ) -> str:
     """Return the one command that prepares the worktree and starts the tmux session.
 
     Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
-    lacks ``base``: the hub then pushes a bundle and runs this again.
+    lacks ``base``: the hub then pushes a bundle and runs this again. ``keep_output``: the run
+    continues the task's output (the half after a usage limit), so out.jsonl and err.log grow
+    on, byte for byte as the hub's copy of them.
     """
     wt = shell_quote(paths.worktree)
     lines = [render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)]
     # A retried task starts with no output, exit code or pid of its previous attempt; a task
     # whose session is alive (a launch repeated after a lost answer) keeps its files.
+    cleared = RUN_FILES if keep_output else OUTPUT_FILES
     lines.append(
         f"tmux has-session -t {shell_quote(paths.session)} 2>/dev/null || rm -f "
-        + " ".join(shell_quote(paths.file(n)) for n in OUTPUT_FILES)
+        + " ".join(shell_quote(paths.file(n)) for n in cleared)
     )
     session = shell_quote(paths.session)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
@@ -211,6 +221,15 @@ def render_launch(
         "done",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_clear_run(*, paths: TaskPaths) -> str:
+    """Return the command that forgets a finished run's exit code and pid (its output stays).
+
+    For a task that waits to go on: a launch the hub cannot remember must not be mistaken
+    for one that started, by the files an earlier run left.
+    """
+    return "rm -f " + " ".join(shell_quote(paths.file(n)) for n in RUN_FILES) + "\n"
 
 
 def render_receive_bundle(*, paths: TaskPaths, project: str, bundle_path: str) -> str:

@@ -20,7 +20,7 @@ from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, TransportError
 from dobby.core.models import Reason, Result, Task, TaskStatus
-from dobby.core.ports import GetTask, SaveTask
+from dobby.core.ports import GetTask, LimitHit, SaveTask
 from dobby.core.slurm import SlurmSettings
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
@@ -29,7 +29,7 @@ from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
 from dobby.machines.slurm.jobs import parse_submit
 from dobby.machines.slurm.outcome import Action, job_outcome
-from dobby.results import followup
+from dobby.results import followup, halves
 from dobby.results.collect import BASE_FILE, collect_outputs, recorded_base
 from dobby.runner import verify
 from dobby.runner.slurm import SlurmJobs, resubmits_left
@@ -75,8 +75,10 @@ class Runner:
         project_path: Callable[[str], str],
         prices: Mapping[str, ModelPrice],
         requeue: Callable[[Task], None],
+        on_limit: LimitHit | None = None,
     ) -> None:
         self.hosts = hosts
+        self._on_limit = on_limit
         self.logs = logs
         self.locks = locks
         self._get_task = get_task
@@ -107,16 +109,31 @@ class Runner:
         return transport, paths
 
     # -- launch ------------------------------------------------------------------------
-    async def launch(self, task: Task, *, resume_session: str | None = None) -> None:
-        """Write the bundle, deliver the project, start tmux; raise DispatchError on failure."""
+    async def launch(
+        self, task: Task, *, resume_session: str | None = None, prompt: str | None = None
+    ) -> None:
+        """Write the bundle, deliver the project, start tmux; raise DispatchError on failure.
+
+        ``prompt`` replaces the task's own (a run that goes on after a usage limit is told to
+        continue, not to start again).
+        """
         try:
-            await self._launch(task, resume_session)
+            await self._launch(task, resume_session, prompt)
         except TransportError as exc:
             self.hosts.record(task.host or "", ok=False, error=str(exc))
             raise DispatchError(str(exc)) from exc
 
-    async def _launch(self, task: Task, resume_session: str | None) -> None:
+    async def _launch(self, task: Task, resume_session: str | None, prompt: str | None) -> None:
         transport, paths = await self._paths(task)
+        # The half after a usage limit goes on in its own session and worktree, and its output
+        # continues the log: the host's out.jsonl grows on exactly as the hub's copy does.
+        goes_on = bool(resume_session) and resume_session == task.resume_session
+        if goes_on:
+            task.log_base = self.logs.size(task.id)
+        else:
+            if self.logs.size(task.id):
+                self.logs.reset(task.id)  # a fresh start after a limit: a clean copy
+            task.log_base = 0
         host = self.hosts.get(task.host or "")
         slurm = host.connection == "slurm"
         if task.permissions == "plan":  # a planning run is read-only whatever the host allows
@@ -128,11 +145,16 @@ class Runner:
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
         if task.gpu_indices and not slurm:  # on Slurm, the job's GPUs are Slurm's to give
             env.update(gpu_env(task.gpu_indices))  # reserved by the scheduler (machines.gpu)
-        base = None
+        base = start = None
         if task.project:
-            base = followup.followup_base(task, self._get_task) if resume_session else None
+            if task.base_commit and halves.halves(task):
+                base = task.base_commit  # a run after a limit: the work of all halves counts
+            elif resume_session:
+                base = followup.followup_base(task, self._get_task)
             base = base or await head_commit(self._project_path(task.project))
             task.base_commit = base
+            # Another backend taking over starts from what the halves before it brought back.
+            start = task.head_commit if task.fallback_from and task.head_commit else base
         run_sh = scripts.render_run_sh(
             paths=paths,
             argv=argv,
@@ -140,8 +162,9 @@ class Runner:
             cwd=paths.worktree,
             after=verify.run_sh_block(task, paths),
         )
+        text = task.prompt if prompt is None else prompt
         files = [
-            transport.put(paths.file("prompt.md"), task.prompt.encode("utf-8"), mode=0o600),
+            transport.put(paths.file("prompt.md"), text.encode("utf-8"), mode=0o600),
             transport.put(paths.file("env"), scripts.render_env(env).encode(), mode=0o600),
             transport.put(paths.file("run.sh"), run_sh.encode(), mode=0o700),
             *(
@@ -164,17 +187,23 @@ class Runner:
                 gpus=task.gpus or None,
             )
             prepare = scripts.render_prepare(
-                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+                paths=paths, project=task.project, base=start, reuse_worktree=reuse
             )
-            launch = slurm_scripts.render_submit(paths=paths, argv=sbatch, prepare=prepare)
+            launch = slurm_scripts.render_submit(
+                paths=paths, argv=sbatch, prepare=prepare, keep_output=goes_on
+            )
         else:
             launch = scripts.render_launch(
-                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+                paths=paths,
+                project=task.project,
+                base=start,
+                reuse_worktree=reuse,
+                keep_output=goes_on,
             )
         await asyncio.gather(*files)
         res = await transport.run(launch, timeout=60)
-        if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
-            await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
+        if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and start:
+            await self.deliver(task.project, start, res.stdout.strip() or None, transport, paths)
             res = await transport.run(launch, timeout=60)
         if not res.ok:
             what = "sbatch" if slurm else "launch"
@@ -373,7 +402,8 @@ class Runner:
         host_facts = await self._host_facts(backend, transport, paths)
         checked = await verify.read_outcome(task, transport, paths, self.logs, exit_code)
         result = backend.collect(
-            self.logs.lines(task.id, end=checked.agent_end),  # the agent's lines, not the check's
+            # This run's lines (a half after a limit: its own), not the check's after them.
+            self.logs.lines(task.id, task.log_base, end=checked.agent_end),
             exit_code=exit_code,
             stderr_tail=stderr_tail,
             model=task.model,
@@ -405,6 +435,7 @@ class Runner:
         task.session_id = result.session_id or task.session_id
         apply_agent_facts(task, result)
         followup.settle_usage(task, self._get_task, self._prices)
+        own = halves.settle(task, prices=self._prices)
         outputs.apply(task)
         reason = result.reason
         if exit_code in (124, 137) and task.timeout:
@@ -412,8 +443,32 @@ class Runner:
             task.error = f"timed out after {task.timeout:g}s"
         for path in ("out.jsonl", "exit"):
             transport.release(paths.file(path))
+        if reason is Reason.USAGE_LIMIT and result.quota is not None and self._on_limit:
+            await self._wait_out(task, own, transport, paths)
+            return
         status, reason, error = verify.judge(task, result.status, reason, task.error, checked)
         self._finish(task, status, reason, error)
+
+    async def _wait_out(
+        self,
+        task: Task,
+        own: halves.HalfUsage,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+    ) -> None:
+        """Hand a run a usage limit stopped to the hub: the task waits, it does not fail."""
+        assert self._on_limit is not None
+        halves.record_half(task, own, finished_at=utcnow())
+        try:
+            self._on_limit(task)  # saves the task pending (waiting_on usage_limit)
+        except Exception:  # noqa: BLE001 - a bad decision must not leave the task running
+            log.exception("usage-limit handling of %s failed", task.id)
+            self._finish(task, TaskStatus.FAILED, Reason.USAGE_LIMIT, task.error)
+            return
+        try:  # the next launch must not take this run's exit code for its own
+            await transport.run(scripts.render_clear_run(paths=paths), timeout=30)
+        except TransportError as exc:
+            log.warning("could not clear the run files of %s: %s", task.id, exc)
 
     async def _host_facts(
         self, backend: Backend, transport: Transport, paths: scripts.TaskPaths
@@ -487,6 +542,7 @@ def apply_agent_facts(task: Task, result: Result) -> None:
     task.permission_denials = list(result.permission_denials)
     task.warnings = list(result.warnings)
     task.quota = result.quota.to_dict() if result.quota is not None else None
+    task.usage_windows = [w.to_dict() for w in result.windows]
 
 
 def _parse_exit(text: bytes) -> int | None:
