@@ -259,8 +259,10 @@ class Usage:
         until, keys = blocked_until(hosts, task.backend, self.accounts, now=now)
         if until is None:
             return "waits for an account under its usage limit", None
-        shown = ", ".join(
-            f"{k} until {format_epoch(self.accounts[k].limited_until or 0)}" for k in keys
+        shown = "; ".join(
+            f"{k} until {format_epoch(self.accounts[k].limited_until or 0)}"
+            + (f": {note}" if (note := (self.accounts[k].limit or {}).get("note")) else "")
+            for k in keys
         )
         return (
             f"every account that can run it is at its usage limit ({shown})",
