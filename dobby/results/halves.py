@@ -97,7 +97,19 @@ def settle(task: Task, *, prices: Mapping[str, ModelPrice]) -> HalfUsage:
         cost = record.get("cost_usd")
         total_cost = None if total_cost is None or cost is None else round(total_cost + cost, 6)
     task.tokens, task.cost_usd = total_tokens, total_cost
+    if task.fallback_from and earlier:
+        note = fallback_note(task)
+        if note not in task.warnings:
+            task.warnings = [*task.warnings, note]
     return own
+
+
+def fallback_note(task: Task) -> str:
+    """Return the warning a run on a fallback backend carries (its chain says so)."""
+    return (
+        f"a usage limit stopped its {task.fallback_from} run; it went on with {task.backend} "
+        "instead (a new session)"
+    )
 
 
 def record_half(task: Task, own: HalfUsage, *, finished_at: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dobby.core.config import Settings
 from dobby.core.errors import DispatchError, NotFound, TransportError, ValidationError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
-from dobby.core.timefmt import maybe_time, utcnow
+from dobby.core.timefmt import maybe_time, parse_time, utcnow
 from dobby.machines.hosts import HostManager, HostState
 from dobby.machines.slurm.outcome import waiting_text
 from dobby.results.halves import CONTINUE_PROMPT, fallback_prompt
@@ -261,6 +261,13 @@ class SchedulerLoop:
             if want is None:  # not examined (the hub filled up first): a hold stays as it was
                 want = task.waiting_on if task.waiting_on in HELD else "capacity"
             reason, not_before = self._why(task, want, now)
+            if want == USAGE_LIMIT and not_before is not None:
+                until = parse_time(not_before).timestamp()
+                why = reason or "its accounts are at their usage limit"
+                if self.usage.fall_back(task, until=until, now=now, why=why):
+                    self._save(task)  # back in the queue on its fallback backend
+                    self.kick()
+                    continue
             if (task.waiting_on, task.wait_reason, task.not_before) != (want, reason, not_before):
                 was = task.waiting_on
                 task.waiting_on, task.wait_reason, task.not_before = want, reason, not_before

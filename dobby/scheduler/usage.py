@@ -32,7 +32,7 @@ from dobby.core.models import QuotaSignal, Task, TaskStatus, UsageWindow
 from dobby.core.ports import Kick, SaveTask
 from dobby.core.timefmt import format_duration, iso_from_epoch, maybe_time
 from dobby.machines.hosts import HostManager
-from dobby.results.halves import halves
+from dobby.results.halves import fallback_note, halves
 from dobby.scheduler.accounts import (
     Account,
     account_hosts,
@@ -191,16 +191,9 @@ class Usage:
         """Set how a stopped task goes on: its session at the reset, afresh, or elsewhere."""
         when = format_epoch(until)
         limit = f"{key} hit its {signal.window or 'usage'} limit ({note})"
-        fallback = self._fallback(task, now) if until - now > self.settings.max_quota_wait else None
         task.not_before = task.resume_session = task.resume_host = None
-        if fallback is not None:
-            task.warnings = [
-                *task.warnings,
-                f"{limit}; went on with {fallback} instead (a new session)",
-            ]
-            task.fallback_from, task.backend, task.model = task.backend, fallback, None
-            task.waiting_on = "capacity"
-            task.wait_reason = f"{limit}; the wait is over max_quota_wait: goes on with {fallback}"
+        if self.fall_back(task, until=until, now=now, why=limit):
+            pass
         elif task.session_id and any(
             (record.get("quota") or {}).get("worked") for record in halves(task)
         ):  # this run or an earlier half did some work: that session goes on
@@ -216,6 +209,24 @@ class Usage:
                 f"{limit} before doing anything; back in the queue (a fresh start), on another "
                 f"account if one has room, else after {when}"
             )
+
+    def fall_back(self, task: Task, *, until: float, now: float, why: str) -> bool:
+        """Move a task whose wait lasts past ``max_quota_wait`` to its next backend, if any.
+
+        Its fallback backends are its own, else its project's; one some unlimited host runs
+        is taken. The run there is a new session (said in the task's warnings).
+        """
+        if until - now <= self.settings.max_quota_wait:
+            return False
+        backend = self._fallback(task, now)
+        if backend is None:
+            return False
+        task.fallback_from, task.backend, task.model = task.backend, backend, None
+        task.warnings = [*task.warnings, fallback_note(task)]
+        task.resume_session = task.resume_host = task.not_before = None
+        task.waiting_on = "capacity"
+        task.wait_reason = f"{why}; the wait is over max_quota_wait: goes on with {backend}"
+        return True
 
     def _fallback(self, task: Task, now: float) -> str | None:
         """Return the first fallback backend some unlimited host can run the task with."""

@@ -40,6 +40,10 @@ def shim(fake_bin: Path) -> Iterator[Path]:
         script.write_text(
             "#!/bin/sh\n"  # host probes run `claude --version` outside any task: not counted
             f'[ -z "$DOBBY_TASK_ID" ] || echo "$DOBBY_TASK_ID {agent}" >> {log}\n'
+            # A scenario for one agent only (a prompt's token would hold for both).
+            f"[ -f {directory}/{agent}.scenario ] && "
+            f"FAKE_AGENT_SCENARIO=$(cat {directory}/{agent}.scenario) && "
+            "export FAKE_AGENT_SCENARIO\n"
             f'exec {fake_bin}/{agent} "$@"\n'
         )
         script.chmod(0o755)
@@ -227,3 +231,109 @@ def test_a_limit_before_any_work_requeues_and_other_accounts_take_the_queue(
         assert (done["status"], done["host"]) == ("completed", "h2")
     assert launches(shim)[wall] == 1
     hub.cli("cancel", wall, check=True)
+
+
+def commits(repo: Path, base: str, branch: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s", f"{base}..{branch}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.splitlines()
+
+
+def test_codex_resumes_its_thread_and_webhooks_tell_of_the_limit_and_the_resume(
+    tmp_path: Path, ssh_hosts: list[SshHost], shim: Path
+) -> None:
+    from tests.hub.test_webhook import Receiver
+
+    with Receiver() as receiver:
+        hub = start_hub(tmp_path, ssh_hosts, shim, webhook_url=receiver.url)
+        try:
+            repo = make_git_project(tmp_path / "app")
+            hub.cli("register", str(repo), "--name", "app", check=True)
+            cut = add(
+                hub, f"go [scenario:quota_mid:{RESET // 2}]", "--backend", "codex",
+                "--model", "gpt-5.5", "--project", "app", "--host", "h2",
+            )  # fmt: skip
+            waiting = wait_until(hub, cut, lambda t: t["waiting_on"] == "usage_limit")
+            (half,) = waiting["attempts"]
+            assert half["quota"]["source"] == "rollout" and waiting["account"] == "codex/h2"
+            done = hub.wait_status(cut, timeout=180)
+            assert done["status"] == "completed" and done["session_id"] == waiting["session_id"]
+            seen = json.loads(ssh(ssh_hosts[1], f"cat ~/.dobby/tasks/{cut}/fake-agent.json"))
+            assert seen["argv"][-3:] == ["resume", waiting["session_id"], "-"]
+            # The thread's tokens are cumulative: the task counts each half's own once.
+            assert done["tokens"]["input"] > half["tokens"]["input"] > 0
+            assert done["cost_usd"] == pytest.approx(
+                half["cost_usd"] + (done["cost_usd"] - half["cost_usd"])
+            )
+            assert len(commits(repo, done["base_commit"], f"dobby/{cut}")) == 2  # both halves
+            kinds = [json.loads(d["body"])["event"] for d in receiver.wait(3)]
+            assert kinds[:2] == ["account.limited", "account.resumed"]
+            limited = json.loads(receiver.received[0]["body"])["account"]
+            assert limited["account"] == "codex/h2" and limited["limit"]["source"] == "rollout"
+            resumed = json.loads(receiver.received[1]["body"])["account"]
+            assert resumed["tasks"] == [cut] and kinds[2] == "task.finished"
+            assert launches(shim)[cut] == 2
+        finally:
+            hub.stop()
+
+
+def test_a_wait_longer_than_max_quota_wait_goes_on_with_the_fallback_backend(
+    tmp_path: Path, ssh_hosts: list[SshHost], shim: Path
+) -> None:
+    (shim / "claude.scenario").write_text("quota_mid:3600")  # claude's account runs dry
+    hub = start_hub(tmp_path, ssh_hosts, shim, max_quota_wait=60)
+    try:
+        repo = make_git_project(tmp_path / "app")
+        hub.cli("register", str(repo), "--name", "app", check=True)
+        task_id = add(hub, "go", "--project", "app", "--host", "h1", "--fallback-backend", "codex")
+        done = hub.wait_status(task_id, timeout=120)
+        assert (done["status"], done["backend"], done["fallback_from"]) == (
+            "completed", "codex", "claude"
+        )  # fmt: skip
+        note = "a usage limit stopped its claude run; it went on with codex instead (a new session)"
+        assert note in done["warnings"]
+        assert done["attempts"][0]["backend"] == "claude"
+        assert done["session_id"] != done["attempts"][0]["session_id"]
+        seen = json.loads(ssh(ssh_hosts[0], f"cat ~/.dobby/tasks/{task_id}/fake-agent.json"))
+        assert seen["agent"] == "codex" and "stopped by a usage limit" in seen["prompt"]
+        assert {"hello.txt", "notes.md"} <= git_files(repo, f"dobby/{task_id}")
+        assert len(commits(repo, done["base_commit"], f"dobby/{task_id}")) == 2
+        shown = hub.cli("results", task_id, check=True).stdout
+        assert "it went on with codex instead" in shown
+        # A queued task that would wait as long moves before it ever launches.
+        queued = add(hub, "later", "--host", "h1", "--fallback-backend", "codex")
+        moved = hub.wait_status(queued, timeout=120)
+        assert (moved["status"], moved["backend"], moved["fallback_from"]) == (
+            "completed", "codex", "claude"
+        )  # fmt: skip
+        assert launches(shim)[queued] == 1 and moved["attempts"] == []
+    finally:
+        hub.stop()
+
+
+def test_a_full_budget_holds_agent_tasks_until_it_is_raised(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    repo = make_git_project(tmp_path / "app")
+    hub.cli("register", str(repo), "--name", "app", check=True)
+    refused = hub.cli("projects", "set", "app", "budget_usd=day:0")
+    assert refused.returncode == 1
+    assert "error: 'budget_usd': day must be a positive number of USD, got 0" in refused.stderr
+    refused = hub.cli("projects", "set", "app", "budget_usd=day:-3")
+    assert "day must be a positive number of USD, got -3" in refused.stderr
+    hub.cli("projects", "set", "app", "budget_usd=day:0.0001", "max_concurrent=4", check=True)
+    first = add(hub, "spend", "--project", "app", "--host", "h1")
+    assert hub.wait_status(first)["cost_usd"] > 0.0001
+    held = add(hub, "more", "--project", "app", "--host", "h1")
+    shell = add(hub, "echo free", "--backend", "shell", "--project", "app", "--host", "h1")
+    assert hub.wait_status(shell)["status"] == "completed"  # spends nothing: never held
+    task = wait_until(hub, held, lambda t: t["waiting_on"] == "budget")
+    assert task["wait_reason"].startswith("project app spent $")
+    assert "of its $0.00 day budget; waits until" in task["wait_reason"]
+    usage = hub.client().usage()
+    assert usage["budget_waiting"] == [held] and usage["budgets"][0]["over"]
+    assert "pending budget" in hub.cli("status", "app", check=True).stdout
+    hub.cli("projects", "set", "app", "budget_usd=day:100", check=True)
+    assert hub.wait_status(held)["status"] == "completed"

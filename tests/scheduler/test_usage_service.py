@@ -147,9 +147,7 @@ def test_a_task_that_did_nothing_starts_afresh_and_later_halves_keep_their_sessi
 
 def test_runs_hitting_the_wall_together_do_not_stack_backoffs(world: World) -> None:
     first = world.stopped(claude("a"), resets_at=None, kind="rate_limited_no_reset")
-    second = world.stopped(
-        claude("b", host="h2"), resets_at=None, kind="rate_limited_no_reset"
-    )
+    second = world.stopped(claude("b", host="h2"), resets_at=None, kind="rate_limited_no_reset")
     account = world.usage.accounts["claude/team"]
     assert account.backoff_level == 1 and account.limited_until == NOW + 600
     assert [e for e, _ in world.events] == ["account.limited"]  # one notice, not two
@@ -172,7 +170,9 @@ def test_a_wait_longer_than_max_quota_wait_goes_on_another_backend(tmp_path: Pat
     far = world.stopped(claude("b", project="app", model="opus"), resets_at=NOW + 7200)
     assert (far.backend, far.fallback_from, far.model) == ("codex", "claude", None)
     assert far.resume_session is None and far.waiting_on == "capacity"
-    assert "went on with codex instead (a new session)" in far.warnings[-1]
+    assert far.warnings[-1] == (
+        "a usage limit stopped its claude run; it went on with codex instead (a new session)"
+    )
 
 
 def test_costs_are_counted_once_per_window_and_full_budgets_say_until_when(
