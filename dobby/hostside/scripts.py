@@ -227,9 +227,11 @@ def render_clear_run(*, paths: TaskPaths) -> str:
     """Return the command that forgets a finished run's exit code and pid (its output stays).
 
     For a task that waits to go on: a launch the hub cannot remember must not be mistaken
-    for one that started, by the files an earlier run left.
+    for one that started, by the files an earlier run left. A run of the task already
+    started again (its tmux session exists) keeps its own files.
     """
-    return "rm -f " + " ".join(shell_quote(paths.file(n)) for n in RUN_FILES) + "\n"
+    files = " ".join(shell_quote(paths.file(n)) for n in RUN_FILES)
+    return f"tmux has-session -t {shell_quote(paths.session)} 2>/dev/null || rm -f {files}\n"
 
 
 def render_receive_bundle(*, paths: TaskPaths, project: str, bundle_path: str) -> str:

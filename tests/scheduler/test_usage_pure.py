@@ -299,3 +299,20 @@ def test_halves_add_up_and_a_resumed_codex_thread_counts_only_what_it_added() ->
     assert own.cost_usd == pytest.approx((2000 * 1.0 + 200 * 10.0) / 1e6)
     assert codex.tokens == Tokens(input=3000, output=300)
     assert codex.cost_usd == pytest.approx(0.002 + own.cost_usd)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "You've hit your session limit · resets soon (UTC)",
+        "You've hit your session limit · resets 8:52am (Mars/Olympus)",
+        "You've hit your session limit · resets 25:99pm (UTC)",
+    ],
+)
+def test_reset_text_that_does_not_parse_means_a_backoff_not_a_relaunch(text: str) -> None:
+    from dobby.backends.quota import claude_signal
+
+    sig = claude_signal(text, rejected=None, worked=False, now=NOW)
+    assert (sig.kind, sig.resets_at, sig.window) == ("usage_limit", None, "five_hour")
+    decision = decide_limit(sig, now=NOW, grace=GRACE, backoff=BACKOFF, level=0)
+    assert decision.until == NOW + BACKOFF and "no reset time could be read" in decision.note
