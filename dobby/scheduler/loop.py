@@ -260,7 +260,7 @@ class SchedulerLoop:
             want = blocked.get(tid) or result.waiting.get(tid)
             if want is None:  # not examined (the hub filled up first): a hold stays as it was
                 want = task.waiting_on if task.waiting_on in HELD else "capacity"
-            reason, not_before = self._why(task, want, now)
+            want, reason, not_before = self._why(task, want, now)
             if want == USAGE_LIMIT and not_before is not None:
                 until = parse_time(not_before).timestamp()
                 why = reason or "its accounts are at their usage limit"
@@ -274,21 +274,29 @@ class SchedulerLoop:
                 event = "task.queued" if was == "dependencies" else "task.updated"
                 self._save(task, event)
 
-    def _why(self, task: Task, want: str, now: float) -> tuple[str | None, str | None]:
-        """Return (wait_reason, not_before) for a task that waits on ``want``."""
+    def _why(self, task: Task, want: str, now: float) -> tuple[str, str | None, str | None]:
+        """Return (waiting_on, wait_reason, not_before) of a task found waiting on ``want``.
+
+        A hold whose cause is gone (the budget has room, no account is limited) is a wait for
+        capacity: the task was not looked at because the hub filled up first.
+        """
         if want == BUDGET:
             hub, projects = self.usage.overruns(now)
             over = projects.get(task.project or "") or hub
-            return (over.text(self.usage.tz) if over else task.wait_reason), None
+            if over is None:
+                return "capacity", None, None
+            return want, over.text(self.usage.tz), None
         if want != USAGE_LIMIT:
-            return None, None
+            return want, None, None
         held = self.timed.get(task.id)
         if held is not None and held > now:
-            return task.wait_reason, task.not_before  # its own reset, set when the limit hit
+            return want, task.wait_reason, task.not_before  # its own reset, set at the limit
         reason, not_before = self.usage.explain(task, now)
+        if not_before is None:
+            return "capacity", None, None
         if task.resume_session:
             reason += f"; then resumes session {task.resume_session} on {task.resume_host}"
-        return reason, not_before
+        return want, reason, not_before
 
     def _settle_finished(self) -> None:
         """React to tasks that finished since the last pass: plans, automatic retries."""
