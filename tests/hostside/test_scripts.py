@@ -226,11 +226,17 @@ def test_the_half_after_a_usage_limit_continues_the_output_and_forgets_the_exit(
             ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None, **launch)],
             check=True,
         )
-        deadline = time.monotonic() + 10
-        while not (task_dir / "exit").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        while subprocess.run(["tmux", "has-session", "-t", paths.session]).returncode == 0:
-            time.sleep(0.02)  # the session ends right after exit is written
+        wait_until(lambda: (task_dir / "exit").exists(), timeout=10, what="the exit file")
+        wait_until(  # the session ends right after exit is written
+            lambda: (
+                subprocess.run(
+                    ["tmux", "has-session", "-t", paths.session], stderr=subprocess.DEVNULL
+                ).returncode
+                != 0
+            ),
+            timeout=10,
+            what="the tmux session to end",
+        )
 
     run("echo first half; exit 1")
     assert (task_dir / "out.jsonl").read_text() == "first half\n"
