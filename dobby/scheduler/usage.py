@@ -30,7 +30,7 @@ from dobby.core.errors import NotFound
 from dobby.core.events import Event, EventBus
 from dobby.core.models import QuotaSignal, Task, TaskStatus, UsageWindow
 from dobby.core.ports import Kick, SaveTask
-from dobby.core.timefmt import format_duration, iso_from_epoch, maybe_time
+from dobby.core.timefmt import format_duration, iso_from_epoch
 from dobby.machines.hosts import HostManager
 from dobby.results.halves import fallback_note, halves
 from dobby.scheduler.accounts import (
@@ -42,8 +42,9 @@ from dobby.scheduler.accounts import (
     format_epoch,
     limited_hosts,
 )
-from dobby.scheduler.budgets import Ledger, Overrun
+from dobby.scheduler.budgets import KEEP_DAYS, Ledger, Overrun
 from dobby.scheduler.capacity import eligible
+from dobby.store import aggregates
 from dobby.store.db import Store
 
 log = logging.getLogger("dobby.usage")
@@ -109,13 +110,12 @@ class Usage:
 
     def _count_history(self) -> None:
         """Fill a new ledger with the finished tasks' costs (first start with budgets)."""
-        for task in self.store.tasks():
-            finished = maybe_time(task.finished_at)
-            if finished is not None and task.cost_usd:
-                day = finished.astimezone(self.tz).date()
-                self.ledger.charge(
-                    task.id, task.cost_usd, project=task.project, day=day, finished=True
-                )
+        start = self._clock() - (KEEP_DAYS + 1) * 86400  # older days fall out of every window
+        for task_id, project, cost, finished in aggregates.finished_costs(
+            self.store.sql(), start=start
+        ):
+            day = _dt.datetime.fromtimestamp(finished, self.tz).date()
+            self.ledger.charge(task_id, cost, project=project, day=day, finished=True)
         self._persist()
 
     def _persist(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 from dobby.backends.shell import MAX_COMMAND_BYTES
 from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
 
 GPT55_HELLO = (1500 * 1.50 + 3000 * 0.15 + 150 * 12.00) / 1e6  # the recorded run, at gpt-5.5
 
@@ -115,10 +116,11 @@ def test_usage_limits_denials_and_api_status_land_on_the_task(
     for task_id, source in ((claude, "event"), (codex, "rollout")):
         # A usage limit is a wait, not a failure (tests/scheduler/test_quota_e2e.py): the run
         # that hit it is the task's first half.
-        deadline = time.monotonic() + 60
-        while not (task := hub.client().task(task_id))["attempts"]:
-            assert time.monotonic() < deadline, task
-            time.sleep(0.1)
+        task = wait_until(
+            lambda tid=task_id: (t := hub.client().task(tid))["attempts"] and t,
+            timeout=60,
+            what=f"the first half of {task_id}",
+        )
         assert (task["status"], task["waiting_on"]) == ("pending", "usage_limit"), task
         assert task["api_error_status"] == 429 and task["session_id"]
         quota = task["quota"]

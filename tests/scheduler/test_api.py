@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from dobby.core.models import Task
+from dobby.core.timefmt import utcnow
 from dobby.store.db import task_docs_on_disk
-from tests.fixtures.app import AppHub
-from tests.fixtures.hub import make_git_project
+from tests.fixtures.app import AppHub, running_app
+from tests.fixtures.hub import make_git_project, write_inventory
 
 PARKED = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}  # never starts
 
@@ -151,3 +153,21 @@ async def test_retry_and_approve_conflicts(app_hub: AppHub) -> None:
     ] == "step 1"
     status, err = await app_hub.call("POST", f"/tasks/{task['id']}/reject")
     assert status == 409 and "only drafts can be rejected" in err["error"]["message"]
+
+
+async def test_usage_shows_the_configured_guess_only_where_no_agent_reported_a_window(
+    tmp_path: Path, local_entry: dict[str, Any]
+) -> None:
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
+    limits = {"claude": {"5h": {"cost_usd": 4}, "7d": {"cost_usd": 40}}}
+    async with running_app(home=tmp_path / "home", inventory=inventory, usage_limits=limits) as app:
+        done = Task(prompt="spent", backend="claude", status="completed", cost_usd=1.0)
+        done.finished_at = utcnow()
+        app.core.store.put_task(done)  # summed in SQL, per rolling window
+        status, view = await app.call("GET", "/usage")
+        assert status == 200
+        (account,) = [a for a in view["accounts"] if a["account"] == "claude/local"]
+        assert {w["window"]: (w["utilization"], w["source"]) for w in account["windows"]} == {
+            "five_hour": (0.25, "configured"),
+            "seven_day": (0.025, "configured"),
+        }

@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,9 @@ import yaml
 from dobby.core.timefmt import parse_time
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
+
+pytestmark = pytest.mark.slow  # hub processes and agents on sshd hosts
 
 RESET = 40  # seconds from the limit to its reset: long enough to watch the wait on a busy box
 
@@ -85,16 +87,21 @@ def ssh(host: SshHost, command: str) -> str:
     return done.stdout
 
 
-def wait_until(hub: HubProcess, task_id: str, check: Any, timeout: float = 90) -> dict[str, Any]:
-    """Poll a task until ``check(task)`` holds."""
-    deadline = time.monotonic() + timeout
-    task: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        task = hub.client().task(task_id)
-        if check(task):
-            return task
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} never matched: {json.dumps(task)[:1500]}")
+def wait_task(hub: HubProcess, task_id: str, check: Any, timeout: float = 90) -> dict[str, Any]:
+    """Poll a task until ``check(task)`` holds; return it."""
+    client = hub.client()
+    last: dict[str, Any] = {}
+
+    def matched() -> dict[str, Any] | None:
+        last.update(client.task(task_id))
+        return dict(last) if check(last) else None
+
+    return wait_until(
+        matched,
+        timeout=timeout,
+        what=f"task {task_id} to match",
+        detail=lambda: json.dumps(last)[:1500],
+    )
 
 
 def git_files(repo: Path, branch: str) -> set[str]:
@@ -119,7 +126,7 @@ def test_a_limit_holds_the_account_the_cut_task_resumes_its_session_and_all_comp
         prompts = ["one", f"two [scenario:quota_mid:{RESET}]", "three", "four", "five", "six"]
         ids = [add(hub, p, "--project", "app", "--host", "h1") for p in prompts]
         cut = ids[1]
-        waiting = wait_until(hub, cut, lambda t: t["waiting_on"] == "usage_limit")
+        waiting = wait_task(hub, cut, lambda t: t["waiting_on"] == "usage_limit")
         assert waiting["status"] == "pending" and waiting["not_before"]
         assert "resumes session" in waiting["wait_reason"] and "claude/h1" in waiting["wait_reason"]
         assert waiting["account"] == "claude/h1" and waiting["session_id"]
@@ -147,7 +154,7 @@ def test_a_limit_holds_the_account_the_cut_task_resumes_its_session_and_all_comp
         )  # fmt: skip
         # The queued ones wait on the account, not launched.
         for tid in ids[2:]:
-            wait_until(hub, tid, lambda t: t["waiting_on"] == "usage_limit")
+            wait_task(hub, tid, lambda t: t["waiting_on"] == "usage_limit")
         # Another account (h2) keeps working meanwhile.
         client = hub.client()
         others = [
@@ -195,7 +202,7 @@ def test_a_reset_that_cannot_be_believed_backs_off_without_relaunching(
 ) -> None:
     stuck = add(hub, f"go [scenario:{scenario}]", "--host", "h1")
     queued = add(hub, "next", "--host", "h1")
-    task = wait_until(hub, stuck, lambda t: t["waiting_on"] == "usage_limit" and t["not_before"])
+    task = wait_task(hub, stuck, lambda t: t["waiting_on"] == "usage_limit" and t["not_before"])
     assert why in task["wait_reason"] and "backoff 1" in task["wait_reason"]
     assert task["attempts"][0]["quota"]["worked"] is False
     usage = hub.client().usage()
@@ -216,7 +223,7 @@ def test_a_limit_before_any_work_requeues_and_other_accounts_take_the_queue(
     # back to the queue (a fresh start, no session kept), and queued work for claude goes to
     # the account that has room (h2's) instead of waiting.
     wall = add(hub, f"go [scenario:quota_start:{RESET * 30}]", "--host", "h1")
-    task = wait_until(hub, wall, lambda t: t["waiting_on"] == "usage_limit" and t["not_before"])
+    task = wait_task(hub, wall, lambda t: t["waiting_on"] == "usage_limit" and t["not_before"])
     assert task["resume_session"] is None and task["attempts"][0]["quota"]["worked"] is False
     # Pinned to h1, it waits for that account's reset, which it shows.
     assert (
@@ -255,7 +262,7 @@ def test_codex_resumes_its_thread_and_webhooks_tell_of_the_limit_and_the_resume(
                 hub, f"go [scenario:quota_mid:{RESET // 2}]", "--backend", "codex",
                 "--model", "gpt-5.5", "--project", "app", "--host", "h2",
             )  # fmt: skip
-            waiting = wait_until(hub, cut, lambda t: t["waiting_on"] == "usage_limit")
+            waiting = wait_task(hub, cut, lambda t: t["waiting_on"] == "usage_limit")
             (half,) = waiting["attempts"]
             assert half["quota"]["source"] == "rollout" and waiting["account"] == "codex/h2"
             done = hub.wait_status(cut, timeout=180)
@@ -329,7 +336,7 @@ def test_a_full_budget_holds_agent_tasks_until_it_is_raised(
     held = add(hub, "more", "--project", "app", "--host", "h1")
     shell = add(hub, "echo free", "--backend", "shell", "--project", "app", "--host", "h1")
     assert hub.wait_status(shell)["status"] == "completed"  # spends nothing: never held
-    task = wait_until(hub, held, lambda t: t["waiting_on"] == "budget")
+    task = wait_task(hub, held, lambda t: t["waiting_on"] == "budget")
     assert task["wait_reason"].startswith("project app spent $")
     assert "of its $0.00 day budget; waits until" in task["wait_reason"]
     usage = hub.client().usage()

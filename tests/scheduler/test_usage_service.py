@@ -6,7 +6,9 @@ events, and that all of it is still there when the store is opened again (a hub 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ class World:
         self.open()
 
     def open(self) -> None:
-        self.store = Store(path=self.tmp_path / "db.json")
+        self.store = Store(path=self.tmp_path / "dobby.db")
         self.bus = EventBus()
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.bus.subscribe(lambda e: self.events.append((e.type, e.data)))
@@ -61,13 +63,14 @@ class World:
         )
         self.usage.start()
 
+    def close(self) -> None:
+        """Stop following events and close the store (its file lock and connection)."""
+        self.usage.stop()
+        asyncio.run(self.store.close())
+
     def reopen(self) -> None:
         """Write what is pending and open the store again, as a restarted hub does."""
-        self.store.flush()
-        self.store._db.close()
-        from dobby.store import db
-
-        db._unlock(self.store._lock_fd)
+        asyncio.run(self.store.close())  # writes what is pending, releases the lock
         self.open()
 
     def save(self, task: Task, event: str = "task.updated") -> None:
@@ -99,8 +102,10 @@ def claude(prompt: str, **fields: Any) -> Task:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path)
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path)
+    yield made
+    made.close()
 
 
 def test_a_cut_task_waits_for_its_session_and_the_whole_account_waits(world: World) -> None:
@@ -173,6 +178,7 @@ def test_a_wait_longer_than_max_quota_wait_goes_on_another_backend(tmp_path: Pat
     assert far.warnings[-1] == (
         "a usage limit stopped its claude run; it went on with codex instead (a new session)"
     )
+    world.close()
 
 
 def test_costs_are_counted_once_per_window_and_full_budgets_say_until_when(
@@ -195,3 +201,28 @@ def test_costs_are_counted_once_per_window_and_full_budgets_say_until_when(
     assert world.usage.ledger.spent("day", day, "app") == 0.4
     hub, projects = world.usage.overruns(NOW + 86400)  # the window rolled
     assert hub is None and projects == {}
+    world.close()
+
+
+def test_a_first_start_counts_the_spend_of_the_finished_tasks_in_the_store(
+    tmp_path: Path,
+) -> None:
+    store = Store(path=tmp_path / "dobby.db")  # a hub's history from before budgets
+    for tid, project, cost, ago in (
+        ("a1", "app", 0.5, 3600),
+        ("a2", "app", 0.25, 7200),
+        ("b1", None, 1.0, 1800),
+        ("old", "app", 9.0, 100 * 86400),  # outside every window: not read
+        ("free", "app", None, 60),
+    ):
+        task = claude(tid, id=tid, project=project, status="completed", cost_usd=cost)
+        task.finished_at = iso_from_epoch(NOW - ago)
+        store.put_task(task)
+    asyncio.run(store.close())
+    world = World(tmp_path)
+    day = _dt.datetime.fromtimestamp(NOW, _dt.UTC).date()
+    assert world.usage.ledger.spent("day", day, "app") == 0.75
+    assert world.usage.ledger.spent("day", day) == 1.75
+    assert world.usage.ledger.spent("month", day) == 1.75
+    assert world.store.get_meta("spend") == world.usage.ledger.to_dict()  # counted once
+    world.close()

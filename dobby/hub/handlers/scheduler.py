@@ -16,6 +16,7 @@ from dobby.hub.base import BaseHandler
 from dobby.hub.core import Hub
 from dobby.hub.handlers import tasks as h
 from dobby.hub.idempotency import answer_once
+from dobby.store import aggregates
 
 
 def _object(handler: BaseHandler) -> dict[str, Any]:
@@ -124,19 +125,21 @@ def usage_view(dobby: Hub) -> dict[str, Any]:
     limits = dobby.settings.usage_limits or {}
     if not limits:
         return view
-    tasks = [
-        {
-            "backend": t.backend,
-            "finished_at": t.finished_at,
-            "cost_usd": t.cost_usd,
-            "tokens": t.tokens.to_dict(),
-        }
-        for t in dobby.store.tasks()
-        if t.finished_at
-    ]
     now = _dt.datetime.now(_dt.UTC)
+    conn, end = dobby.store.sql(), now.timestamp()
+    per_window = {}
+    for name, hours in dashboard_data.USAGE_WINDOWS:  # sums in SQL: no task is read
+        start = (now - _dt.timedelta(hours=hours)).timestamp()
+        per_window[name] = {
+            b: dashboard_data.usage_row(b, n, cost or 0.0, tokens)
+            for b, n, cost, *tokens in aggregates.usage_window(conn, start=start, end=end)
+        }
+    backends = sorted({b for rows in per_window.values() for b in rows} | set(limits))
+    sums = dashboard_data.usage_sums(
+        per_window, [], backends=backends, now=now, days=1, limits=limits
+    )
     guesses: dict[tuple[str, str], float] = {}
-    for window in dashboard_data.usage(tasks, now=now, days=1, limits=limits)["windows"]:
+    for window in sums["windows"]:
         for row in window["backends"]:
             fractions = [v for k, v in (row.get("limit") or {}).items() if k.endswith("_used")]
             if fractions:
