@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from dobby.core.errors import ConfigError
+from dobby.core.errors import ConfigError, ValidationError
+from dobby.core.validate import check_budget
 
 CONFIG_FILE = "dobby.yaml"
 DEFAULT_HOME = "~/.dobby-hub"
@@ -23,7 +24,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Settings that hold credentials: masked in to_public_dict(), kept out of repr().
 SECRET_SETTINGS = frozenset({"api_key", "webhook_url", "webhook_secret"})
 # Settings the environment cannot set as DOBBY_<NAME> (structured values belong in dobby.yaml).
-_NO_ENV = frozenset({"prices", "usage_limits"})
+_NO_ENV = frozenset({"prices", "usage_limits", "budget_usd"})
 
 
 def _setting(default: Any = None, *, help: str, factory: Any = None) -> Any:
@@ -88,6 +89,24 @@ class Settings:
     prices: dict[str, Any] = _setting(
         factory=dict, help="Token prices per model (USD per million tokens), for codex costs."
     )
+    budget_usd: dict[str, Any] = _setting(
+        factory=dict,
+        help="Hub-wide spend caps in USD per day, week and/or month, e.g. {day: 20, month: "
+        "300}; over a cap, agent tasks wait (waiting_on budget) until the window rolls.",
+    )
+    quota_grace: float = _setting(
+        60, help="Seconds after an account's usage-limit reset before its work goes on."
+    )
+    quota_backoff: float = _setting(
+        900,
+        help="First wait after a limit that gave no usable reset time; doubles per repeat, up "
+        "to the limit's window.",
+    )
+    max_quota_wait: float = _setting(
+        3600,
+        help="Longest usage-limit wait a task with fallback_backends accepts before it runs "
+        "on the next backend instead.",
+    )
     host_retention: float = _setting(
         604800,
         help="Seconds a finished task's worktree and tasks/<id> stay on its host (0: remove "
@@ -136,6 +155,15 @@ class Settings:
             raise ConfigError(
                 f"setting 'stale_action' must be kill or mark, got {self.stale_action!r}"
             )
+        for name in ("quota_grace", "max_quota_wait"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"setting '{name}' must be a number of seconds >= 0")
+        if self.quota_backoff <= 0:
+            raise ConfigError("setting 'quota_backoff' must be a positive number of seconds")
+        try:
+            self.budget_usd = check_budget(self.budget_usd, "setting 'budget_usd'")
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from None
         if self.priority_aging < 0:
             raise ConfigError("setting 'priority_aging' must be a number of seconds >= 0")
         if self.webhook_url and urlsplit(self.webhook_url).scheme not in ("http", "https"):
@@ -288,6 +316,11 @@ def _coerce(name: str, value: Any, hint: Any, base: Path, *, where: str) -> Any:
     optional = isinstance(hint, types.UnionType) and type(None) in args
     kind = next(a for a in args if a is not type(None)) if optional else hint
     kind = typing.get_origin(kind) or kind
+    if name == "budget_usd":
+        try:
+            return check_budget(value, where)
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from None
     if value is None:
         if optional:
             return None

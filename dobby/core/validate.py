@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from typing import Any
@@ -33,6 +35,7 @@ SUBMIT_KEYS = {
     "verify",
     "verify_timeout",
     "fix_attempts",
+    "fallback_backends",
 }
 # Project policies: POST /projects (with name, path, context) and PATCH /projects/{name}.
 POLICY_KEYS = (
@@ -43,9 +46,12 @@ POLICY_KEYS = (
     "auto_chain",
     "auto_retry",
     "default_verify",
+    "budget_usd",
+    "fallback_backends",
 )
 MAX_VERIFY_BYTES = 65536
 MAX_FIX_ATTEMPTS = 10
+BUDGET_WINDOWS = ("day", "week", "month")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -105,6 +111,59 @@ def str_list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
+def check_budget(value: Any, where: str) -> dict[str, float]:
+    """Return spend caps ``{day|week|month: USD > 0}`` from a mapping or ``day:20,month:300``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValidationError(f"{where} is not valid JSON: {text[:60]!r}") from None
+        else:
+            pairs = [item.partition(":") for item in text.split(",") if item.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValidationError(f"{where} must look like day:20,month:300, got {text!r}")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where} must map day/week/month to USD, got {value!r}"[:200])
+    out: dict[str, float] = {}
+    for window, amount in value.items():
+        if window not in BUDGET_WINDOWS:
+            raise ValidationError(
+                f"{where}: unknown window {window!r} (use {', '.join(BUDGET_WINDOWS)})"
+            )
+        if isinstance(amount, str):
+            try:
+                amount = float(amount.strip().lstrip("$"))
+            except ValueError:
+                pass
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not math.isfinite(amount)
+            or amount <= 0
+        ):
+            raise ValidationError(
+                f"{where}: {window} must be a positive number of USD, got {amount!r}"
+            )
+        out[window] = float(amount)
+    return out
+
+
+def backend_list(value: Any, key: str) -> list[str]:
+    """Return a list of backend names (``codex,shell`` as text is accepted)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    names = str_list(value, key)
+    choices = [b.value for b in BackendName]
+    for name in names:
+        _choice(name, key, choices)
+    return list(dict.fromkeys(names))
+
+
 def validate_submit(
     body: Any, *, default_timeout: float | None, default_backend: str | None = None
 ) -> dict[str, Any]:
@@ -161,6 +220,8 @@ def validate_submit(
     if body.get("gpus") is not None:
         fields["gpus"] = as_int(body["gpus"], "gpus", minimum=0)
     fields.update(validate_verify(body))
+    if body.get("fallback_backends") is not None:
+        fields["fallback_backends"] = backend_list(body["fallback_backends"], "fallback_backends")
     permissions = _str(body, "permissions")
     if permissions is not None:
         # A task may only restrict what its host allows: read-only planning mode.
@@ -259,7 +320,11 @@ def validate_policy(body: dict[str, Any]) -> dict[str, Any]:
         if key not in body:
             continue
         value = body[key]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        if key == "budget_usd":
+            out[key] = check_budget(value, "'budget_usd'") or None
+        elif key == "fallback_backends":
+            out[key] = [] if value is None else backend_list(value, key)
+        elif value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
             if key in ("max_concurrent", "auto_chain", "auto_retry"):
                 raise ValidationError(f"'{key}' cannot be unset")
             out[key] = None

@@ -24,6 +24,8 @@ CLAIMED_EXIT = 43  # the launch's claim was taken already: by a settle probe, or
 OUTPUT_FILES = (
     "out.jsonl", "err.log", "exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp"
 )  # fmt: skip
+# What says a run started or ended (its verify phase too): cleared for the half after a limit.
+RUN_FILES = ("exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp")
 STOP_GRACE = 5  # seconds a stopped agent has to exit on SIGTERM before SIGKILL
 
 
@@ -221,13 +223,16 @@ def render_launch(
     reuse_worktree: bool = False,
     claim: str | None = None,
     files: Sequence[tuple[str, int, int]] = (),
+    keep_output: bool = False,
 ) -> str:
     """Return the one command that prepares the worktree and starts the tmux session.
 
     With ``files`` (see :func:`render_unpack`) it first writes them from its stdin.
 
     Exits NEED_BUNDLE_EXIT (printing the last commit the host has) when the host's mirror
-    lacks ``base``: the hub then pushes a bundle and runs this again.
+    lacks ``base``: the hub then pushes a bundle and runs this again. ``keep_output``: the run
+    continues the task's output (the half after a usage limit), so out.jsonl and err.log grow
+    on, byte for byte as the hub's copy of them.
 
     With ``claim`` (see :func:`claim_name`) the launch first creates that directory, which
     only one process ever can (``mkdir`` is atomic): a launch whose claim is taken — by an
@@ -244,9 +249,10 @@ def render_launch(
         lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
     # A retried task starts with no output, exit code or pid of its previous attempt; a task
     # whose session is alive (a launch repeated after a lost answer) keeps its files.
+    cleared = RUN_FILES if keep_output else OUTPUT_FILES
     lines.append(
         f"tmux has-session -t {shell_quote(paths.session)} 2>/dev/null || rm -f "
-        + " ".join(shell_quote(paths.file(n)) for n in OUTPUT_FILES)
+        + " ".join(shell_quote(paths.file(n)) for n in cleared)
     )
     session = shell_quote(paths.session)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
@@ -268,6 +274,17 @@ def render_launch(
         "done",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_clear_run(*, paths: TaskPaths) -> str:
+    """Return the command that forgets a finished run's exit code and pid (its output stays).
+
+    For a task that waits to go on: a launch the hub cannot remember must not be mistaken
+    for one that started, by the files an earlier run left. A run of the task already
+    started again (its tmux session exists) keeps its own files.
+    """
+    files = " ".join(shell_quote(paths.file(n)) for n in RUN_FILES)
+    return f"tmux has-session -t {shell_quote(paths.session)} 2>/dev/null || rm -f {files}\n"
 
 
 def render_receive_bundle(*, paths: TaskPaths, project: str, bundle_path: str) -> str:

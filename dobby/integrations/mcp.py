@@ -127,6 +127,10 @@ def _task_line(task: dict[str, Any]) -> str:
     if task.get("host"):
         where += f"@{task['host']}"
     extra = f" ({task['reason']})" if task.get("reason") else ""
+    if task.get("status") == "pending" and task.get("waiting_on") in ("usage_limit", "budget"):
+        extra = f" ({task['waiting_on']}" + (
+            f", not before {task['not_before']})" if task.get("not_before") else ")"
+        )
     cost = f" [{_cost(task['cost_usd'])}]" if task.get("cost_usd") is not None else ""
     title = _first_line(task.get("title") or task.get("prompt"))
     return f"{tid} {task.get('status')}{extra} {where} {task.get('priority') or ''} — {title}{cost}"
@@ -370,6 +374,10 @@ def dobby_get_task(task_id: TaskId) -> CallToolResult:
     parts = [_task_line(task), *_notes(task), f"prompt: {_first_line(task.get('prompt'), 300)}"]
     if task.get("waiting_on") and task.get("status") == "pending":
         parts.append(f"waiting on: {task['waiting_on']}")
+        if task.get("wait_reason"):
+            parts.append(f"why: {task['wait_reason']}")
+        if task.get("not_before"):
+            parts.append(f"not before: {task['not_before']}")
     if task.get("summary"):
         parts.append(f"summary: {task['summary'][:2000]}")
     if task.get("error"):
@@ -479,6 +487,35 @@ def dobby_stats(
     for name, group in (s.get("by_project") or {}).items():
         parts.append(f"  {name}: {group.get('tasks')} tasks, ${group.get('cost_usd') or 0:.4f}")
     return _answer("\n".join(parts), s)
+
+
+@server.tool()
+def dobby_usage() -> CallToolResult:
+    """Show each account's usage-limit windows (live), which are limited until when, the spend
+    budgets, and the tasks waiting on them."""
+    body = _call(_hub().usage)
+    rows = []
+    for acc in body.get("accounts") or []:
+        state = f"LIMITED until {acc.get('limited_until')}" if acc.get("limited") else "ok"
+        windows = ", ".join(
+            f"{w.get('window')} {w['utilization']:.0%}"
+            for w in acc.get("windows") or []
+            if isinstance(w.get("utilization"), int | float)
+        )
+        waiting = f"; waiting: {', '.join(acc['waiting'])}" if acc.get("waiting") else ""
+        rows.append(
+            f"{acc.get('account')}: {state}" + (f" ({windows})" if windows else "") + waiting
+        )
+    for budget in body.get("budgets") or []:
+        spent = ", ".join(
+            f"{w} ${v.get('spent', 0):.2f}/${v.get('cap', 0):.2f}"
+            for w, v in (budget.get("windows") or {}).items()
+        )
+        rows.append(
+            f"budget of the {budget.get('scope')}: {spent}"
+            + (" (OVER)" if budget.get("over") else "")
+        )
+    return _answer(_lines(rows, "No accounts."), body)
 
 
 @server.tool()

@@ -296,8 +296,18 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "env": (lambda v: isinstance(v, dict), "a mapping of NAME: value"),
     "permissions": (lambda v: v in PERMISSIONS, "one of " + ", ".join(PERMISSIONS)),
     "slurm": (lambda v: isinstance(v, dict), "a mapping of Slurm settings (partition, ...)"),
+    "account": (lambda v: isinstance(v, str) and bool(_NAME_RE.fullmatch(v)), "a name"),
+    "accounts": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                k in BACKENDS and isinstance(a, str) and _NAME_RE.fullmatch(a) for k, a in v.items()
+            )
+        ),
+        "a mapping of backend: account name",
+    ),
 }
-_OPTIONAL = ("address", "user", "identity_file", "known_hosts")  # null means "not set"
+_OPTIONAL = ("address", "user", "identity_file", "known_hosts", "account")  # null means "not set"
 
 
 def _check_field(key: str, value: Any, where: str) -> Any:
@@ -323,6 +333,8 @@ def _check_field(key: str, value: Any, where: str) -> Any:
             line = getattr(value, "lines", {}).get(exc.key)
             raise _Bad(f"{exc} in {where}", line=line) from None
         return dict(value)
+    if key == "accounts":
+        return dict(value)
     # workdir is a remote path: its ~ belongs to the host, so it is kept as written.
     return list(value) if isinstance(value, list) else value
 
@@ -347,7 +359,7 @@ def _merge(layers: list[_Layer]) -> dict[str, Any]:
         for key, value in layer.items():
             if key == "labels" and key in values:
                 values[key] = values[key] + [v for v in value if v not in values[key]]
-            elif key in ("env", "slurm") and key in values:
+            elif key in ("env", "slurm", "accounts") and key in values:
                 values[key] = {**values[key], **value}
             else:
                 # Copy so hosts sharing a group default never share one list or dict.

@@ -56,6 +56,8 @@ def eligible(task: Task, host: Host) -> bool:
     """Return True if ``host`` could ever run ``task`` (ignoring load and reachability)."""
     if task.want_host and task.want_host != host.name:
         return False
+    if task.resume_host and task.resume_host != host.name:
+        return False  # its agent session and worktree live there (a half after a usage limit)
     if task.backend not in host.backends:
         return False
     if task.gpus and host.gpus not in (True, "auto"):
@@ -123,8 +125,9 @@ class Capacity:
             self.project_running[task.project] = self.project_running.get(task.project, 0) + 1
 
 
-# Why a task found no host this pass: no host may ever run it, or none has room / is reachable.
-NEVER, WAIT_HOST, WAIT_CAPACITY = "never", "host", "capacity"
+# Why a task found no host this pass: no host may ever run it, or none has room / is reachable,
+# or every one that could run it uses an account at its usage limit.
+NEVER, WAIT_HOST, WAIT_CAPACITY, WAIT_USAGE = "never", "host", "capacity", "usage_limit"
 
 
 class HostIndex:
@@ -134,8 +137,12 @@ class HostIndex:
     a queue of thousands of tasks that want the same busy hosts costs one scan, not thousands.
     """
 
-    def __init__(self, hosts: Sequence[HostSlot]) -> None:
+    def __init__(
+        self, hosts: Sequence[HostSlot], limited: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         self.hosts = list(hosts)
+        self.limited = limited or {}  # backend -> hosts whose account for it is limited now
+        self._held: set[tuple[object, ...]] = set()  # signatures only limited accounts could run
         self._candidates: dict[tuple[object, ...], list[HostSlot]] = {}
         self._full: set[tuple[object, ...]] = set()
         self._heaps: dict[tuple[object, ...], list[tuple[int, str, int]]] = {}
@@ -152,6 +159,7 @@ class HostIndex:
             tuple(sorted(task.avoid_hosts)),
             task.wait_for_host,
             task.gpus,
+            task.resume_host,
         )
 
     def candidates(self, task: Task) -> list[HostSlot]:
@@ -173,6 +181,12 @@ class HostIndex:
                 # Unreachable hosts are used only when no other candidate is left: the launch
                 # is then a fresh connection attempt whose error (not a stale one) fails it.
                 found = [s for s in found if s.reachable is not False] or found
+            held = self.limited.get(task.backend, ())
+            if held:
+                free = [s for s in found if s.host.name not in held]
+                if found and not free:
+                    self._held.add(sig)
+                found = free
             self._candidates[sig] = found
         return found
 
@@ -183,6 +197,8 @@ class HostIndex:
             return None, WAIT_CAPACITY
         found = self.candidates(task)
         if not found:
+            if sig in self._held:
+                return None, WAIT_USAGE
             return None, WAIT_HOST if task.wait_for_host else NEVER
         ready = self._ready.get(sig)
         if ready is None:  # hosts whose CLIs are not known yet: wait for their first probe

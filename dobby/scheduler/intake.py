@@ -49,6 +49,8 @@ RUN_FIELDS = (
     "slurm_job", "slurm_state",
 )  # fmt: skip
 ATTEMPT_FIELDS = (*RUN_FIELDS, "status", "cost_usd", "session_id")
+# A wait a usage limit or budget imposed; a retry starts over without it.
+WAIT_FIELDS = ("not_before", "wait_reason", "resume_session", "resume_host")
 AUTO_RETRY_REASONS = (Reason.HOST_LOST.value, Reason.DISPATCH_ERROR.value)
 
 
@@ -356,6 +358,7 @@ class Intake:
         if task.id in fields["after"]:
             raise ValidationError(f"dependency cycle: {task.id} → {task.id}")
         self._check_cycle(task.id, fields["after"])
+        backend = task.backend
         for key in EDITABLE:
             name = {"host": "want_host", "labels": "host_selector"}.get(key, key)
             if key in body and name in fields:
@@ -364,6 +367,10 @@ class Intake:
             task.want_host = None
         if "plan" in body:
             task.plan = plan
+        moved = task.want_host and task.want_host != task.resume_host
+        if task.resume_session and (task.backend != backend or moved):
+            # Sent elsewhere: the session a usage limit cut cannot go on there.
+            task.resume_session = task.resume_host = task.not_before = None
         self.check_placement(task)
         self._save(task)
         self._kick()
@@ -431,7 +438,7 @@ class Intake:
         if avoid_host and avoid_host not in task.avoid_hosts:
             task.avoid_hosts = [*task.avoid_hosts, avoid_host]
         task.attempt += 1
-        for name in (*RUN_FIELDS, "cost_usd", "stale_since", "verify_result"):
+        for name in (*RUN_FIELDS, *WAIT_FIELDS, "cost_usd", "stale_since", "verify_result"):
             setattr(task, name, None)
         self.logs.reset(task.id)
         self.enqueue(task, "task.retried")

@@ -38,6 +38,7 @@ TOOLS = {
     "dobby_retry",
     "dobby_detail_status",
     "dobby_stats",
+    "dobby_usage",
     "dobby_projects",
     "dobby_register",
     "dobby_start_race",
@@ -75,7 +76,7 @@ async def error_of(client: Client, tool: str, /, **args: Any) -> str:
     return result.content[0].text  # type: ignore[union-attr]
 
 
-async def test_stdio_lists_15_tools_with_schemas_and_descriptions(
+async def test_stdio_lists_16_tools_with_schemas_and_descriptions(
     hub: HubProcess, tmp_path: Path
 ) -> None:
     async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
@@ -139,6 +140,8 @@ async def test_every_tool_against_a_real_hub(hub: HubProcess, tmp_path: Path) ->
         assert detail["task_id"] == task["id"] and "completed on h1" in text
         text, stats = await call(mcp, "dobby_stats", since="24h")
         assert stats["tasks"] >= 2 and "cost $" in text
+        text, usage = await call(mcp, "dobby_usage")
+        assert "claude/h1: ok" in text and "claude/h1" in [a["account"] for a in usage["accounts"]]
 
         text, batch = await call(
             mcp,

@@ -137,3 +137,34 @@ def test_reconcile_catches_up_with_tasks_that_ended_unseen(hub: HubProcess) -> N
     [(_, text)] = rec.posts
     assert done["id"] in text and "caught-up" in text
     assert n.tracked() == {}
+
+
+def test_a_usage_limit_is_announced_as_a_wait_then_the_resume_once_each() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.track("t1", WHERE)
+    half = {"kind": "usage_limit", "reason": "usage_limit"}
+    waiting = task(
+        "pending",
+        waiting_on="usage_limit",
+        account="claude/h1",
+        attempts=[half],
+        resume_session="s-1",
+        wait_reason="claude/h1 hit its five_hour limit; resumes session s-1 on h1 at 09:52",
+    )
+    n.handle(event(waiting))
+    n.handle(event({**waiting, "wait_reason": "still waiting"}))  # no second notice
+    running = {**waiting, "status": "running", "waiting_on": None, "host": "h1"}
+    n.handle(event(running, "task.started"))
+    n.handle(event(running))
+    assert [text.split(" ")[0] for _, text in rec.posts] == [
+        ":hourglass_flowing_sand:",
+        ":arrow_forward:",
+    ]
+    limit, resume = (text for _, text in rec.posts)
+    assert "hit the usage limit of *claude/h1*; it waits." in limit
+    assert "> claude/h1 hit its five_hour limit; resumes session s-1" in limit
+    assert "goes on in the same session on *h1* after the usage limit" in resume
+    done = {**running, "status": "completed", "summary": "done", "cost_usd": 0.5}
+    n.handle(event(done, "task.finished"))
+    assert len(rec.posts) == 3 and "completed" in rec.posts[2][1] and n.tracked() == {}

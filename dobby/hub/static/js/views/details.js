@@ -2,12 +2,12 @@
 // (linked to GitHub when the hub has github_url), the diff stat and the artifacts.
 
 import { getKey } from "../api.js";
-import { badge, el, fmtCost, fmtDuration, fmtTime, fmtTokens, replace, safeUrl, taskElapsed, toast } from "../dom.js";
+import { badge, el, fmtCost, fmtDuration, fmtTime, fmtTokens, parseTime, replace, safeUrl, taskElapsed, toast } from "../dom.js";
 import { state } from "../hub.js";
 
-const TIMES = new Set(["created_at", "started_at", "finished_at", "merged_at", "host_cleaned_at"]);
+const TIMES = new Set(["created_at", "started_at", "finished_at", "merged_at", "host_cleaned_at", "not_before"]);
 const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "error", "tokens", "diff_stat", "artifacts", "title", "plan", "verify_result", "warnings", "permission_denials"]);
-const ORDER = ["id", "status", "reason", "waiting_on", "project", "backend", "model", "priority", "host", "want_host",
+const ORDER = ["id", "status", "reason", "waiting_on", "wait_reason", "not_before", "account", "project", "backend", "model", "priority", "host", "want_host",
   "host_selector", "after", "batch_id", "attempt", "timeout", "created_at", "started_at", "finished_at", "session_id",
   "branch", "base_commit", "head_commit", "exit_code", "cost_usd", "models", "turns", "resume", "cron", "every"];
 
@@ -22,6 +22,10 @@ function value(task, key) {
   const v = task[key];
   if (v === null || v === undefined || v === "" || (Array.isArray(v) && !v.length)) return el("span", { class: "muted" }, "—");
   if (key === "status") return badge(v);
+  if (key === "not_before" && task.status === "pending") {
+    const left = (parseTime(v) - Date.now()) / 1000;
+    return el("span", {}, el("time", { datetime: v, title: v }, fmtTime(v)), left > 0 ? ` (resumes in ${fmtDuration(left)})` : "");
+  }
   if (TIMES.has(key)) return el("time", { datetime: v, title: v }, fmtTime(v));
   if (key === "cost_usd") return fmtCost(v);
   if (key === "timeout") return fmtDuration(v);
