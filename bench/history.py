@@ -7,6 +7,7 @@ on it, and the HTTP API is timed (p50 of repeated requests, keep-alive connectio
 - newest 50 (``GET /tasks?limit=50``), with the total count
 - filtered newest 50: by status, project, host, backend, and search text (``q=``)
 - ``GET /stats`` and ``GET /results?limit=50``
+- ``GET /usage`` (accounts, configured guesses summed in SQL, budgets)
 - the hub's resident memory after those requests (current and peak)
 
 Baseline in the same run: the same newest-50 query on the same database file with SQLite
@@ -45,6 +46,7 @@ QUERIES = [
     ("/results?limit=50", "/results?limit=50"),
     ("usage (dashboard)", "/dashboard/api/usage"),
     ("heatmap (dashboard)", "/dashboard/api/heatmap"),
+    ("/usage (accounts)", "/usage"),
 ]
 
 
@@ -93,6 +95,12 @@ def run_size(n: int, repeat: int) -> None:
         home = root / "home"
         seeded = seed(home, tasks)
         del tasks
+        # Configured guesses and a budget: /usage sums the windows in SQL, and the first start
+        # counts the spend ledger from the finished tasks.
+        (home / "dobby.yaml").write_text(
+            "usage_limits: {claude: {5h: {cost_usd: 20}, 7d: {tokens: 50000000}}}\n"
+            "budget_usd: {day: 500, month: 5000}\n"
+        )
         inv = write_inventory(root / "inv.yaml", [{"name": "local", "connection": "local"}])
         hub = HubProcess(home=home, inventory=inv)
         began = time.perf_counter()

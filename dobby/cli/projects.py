@@ -69,7 +69,8 @@ def projects(ctx: click.Context, as_json: bool) -> None:
 @json_option
 def projects_set(name: str, settings: tuple[str, ...], as_json: bool) -> None:
     """Set project policies: KEY=VALUE ... (max_concurrent, default_priority, default_backend,
-    default_timeout, auto_chain, auto_retry, context)."""
+    default_timeout, auto_chain, auto_retry, budget_usd=day:20,month:300,
+    fallback_backends=codex, context)."""
     fields: dict[str, str] = {}
     for item in settings:
         key, sep, value = item.partition("=")

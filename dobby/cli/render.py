@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from dobby.core.errors import ValidationError
+from dobby.core.notes import denials_text, task_notes
 from dobby.core.slurm import attach_command as slurm_attach
 from dobby.core.timefmt import ago, format_duration, local_time, parse_time, seconds_between
 
@@ -131,9 +132,28 @@ def format_tokens(tokens: Mapping[str, Any] | None) -> str:
     )
 
 
+HELD = ("usage_limit", "budget")  # waits the CLI names in the status column
+
+
+def countdown(task: Mapping[str, Any], now: _dt.datetime | None = None) -> str | None:
+    """Return ``resumes in 12m04s`` for a task held until ``not_before`` (None otherwise)."""
+    when = task.get("not_before")
+    if task.get("status") != "pending" or not isinstance(when, str):
+        return None
+    now = now or _dt.datetime.now(_dt.UTC)
+    try:
+        left = (parse_time(when) - now).total_seconds()
+    except ValueError:
+        return None
+    return f"resumes in {format_duration(left)}" if left > 0 else "resumes now"
+
+
 def age_or_duration(task: Mapping[str, Any], now: _dt.datetime | None = None) -> str:
     """Return how long a task ran (finished), runs (running) or has waited (otherwise)."""
     now = now or _dt.datetime.now(_dt.UTC)
+    held = countdown(task, now)
+    if held is not None:
+        return held
     status, started = task.get("status"), task.get("started_at")
     if status in FINISHED:
         took = seconds_between(started, task.get("finished_at"))
@@ -152,6 +172,8 @@ def task_rows(
         status = t.get("status") or "?"
         if status == "failed" and t.get("reason"):
             status = f"failed {t['reason']}"
+        elif status == "pending" and t.get("waiting_on") in HELD:
+            status = f"pending {t['waiting_on']}"
         rows.append(
             [
                 t.get("id") or "?",
@@ -345,6 +367,8 @@ def final_line(task: Mapping[str, Any]) -> str:
         parts.append(format_duration(took))
     if task.get("cost_usd") is not None:
         parts.append(format_cost(task.get("cost_usd")))
+    if task.get("api_error_status") is not None:
+        parts.append(f"API {clean(task['api_error_status'])}")
     if task.get("error"):
         parts.append(truncate(clean(task["error"]), 200))
     return " · ".join(parts)
@@ -361,6 +385,8 @@ def _value(key: str, value: Any) -> str:
         return format_cost(value)
     if key == "timeout" and isinstance(value, int | float):
         return format_duration(value)
+    if key == "permission_denials" and isinstance(value, list):
+        return clean(denials_text(value))
     if isinstance(value, list):
         return ", ".join(clean(v) for v in value)
     if isinstance(value, Mapping):
@@ -375,11 +401,15 @@ def task_detail_lines(task: Mapping[str, Any]) -> list[str]:
     """Return every field of a task as ``key: value`` lines; long texts come last as blocks."""
     keys = [k for k in task if k not in _BLOCKS]
     width = max((len(k) for k in keys), default=0) + 1
-    lines = [f"{k + ':':<{width}} {_value(k, task[k])}" for k in keys]
+    lines = [f"! {clean(note)}" for note in task_notes(task)]
+    lines += [f"{k + ':':<{width}} {_value(k, task[k])}" for k in keys]
     if task.get("started_at"):
         took = seconds_between(task["started_at"], task.get("finished_at"))
         if took is not None:
             lines.append(f"{'duration:':<{width}} {format_duration(took)}")
+    held = countdown(task)
+    if held is not None:
+        lines.append(f"{'countdown:':<{width}} {held} (at {local_time(task['not_before'])})")
     for key in _BLOCKS:
         if key in task:
             lines.extend(_block(key, task[key]))
@@ -427,10 +457,7 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
         fields.append(("race", f"{result['race_id']} (attempt {slot})"))
     denials = result.get("permission_denials") or []
     if denials:
-        shown = ", ".join(
-            f"{clean(d.get('tool'))} {clean(d.get('target') or '')}".strip() for d in denials[:5]
-        )
-        fields.append(("denied", shown + (f" … +{len(denials) - 5}" if len(denials) > 5 else "")))
+        fields.append(("denied", clean(denials_text(denials))))
     lines = [f"! {clean(w)}" for w in result.get("warnings") or []]
     lines += _block("summary", result.get("summary"))
     lines += [f"{k + ':':<11} {v}" for k, v in fields]
@@ -466,6 +493,55 @@ def quota_text(quota: Mapping[str, Any]) -> str:
         moment = _dt.datetime.fromtimestamp(resets, _dt.UTC).isoformat()
         text += f", resets {local_time(moment)} (from {clean(quota.get('source'))})"
     return text
+
+
+def usage_lines(view: Mapping[str, Any], now: _dt.datetime | None = None) -> list[str]:
+    """Return ``dobby usage``: one block per account (windows, limit), then the budgets."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    lines: list[str] = []
+    for acc in view.get("accounts") or []:
+        hosts = ", ".join(clean(h) for h in acc.get("hosts") or []) or "no host now"
+        state = "ok"
+        if acc.get("limited"):
+            until = acc.get("limited_until")
+            left = (parse_time(until) - now).total_seconds() if until else None
+            state = f"LIMITED until {local_time(until)} (in {format_duration(left)})"
+        waiting = acc.get("waiting") or []
+        tail = f" · {len(waiting)} task(s) waiting: {', '.join(waiting)}" if waiting else ""
+        lines.append(f"{clean(acc.get('account'))}  [{hosts}]  {state}{tail}")
+        limit = acc.get("limit") or {}
+        if acc.get("limited") and limit.get("note"):
+            lines.append(f"  limit: {clean(limit['note'])}")
+        for window in acc.get("windows") or []:
+            lines.append("  " + window_text(window))
+        if not acc.get("windows"):
+            lines.append("  no window reported yet")
+    for budget in view.get("budgets") or []:
+        parts = [
+            f"{w} {format_cost(v.get('spent'))} of {format_cost(v.get('cap'))}"
+            for w, v in (budget.get("windows") or {}).items()
+        ]
+        head = f"budget of the {clean(budget.get('scope'))}: {', '.join(parts)}"
+        lines.append(head + (f"  OVER: {clean(budget['over'])}" if budget.get("over") else ""))
+    waiting = view.get("budget_waiting") or []
+    if waiting:
+        lines.append(f"{len(waiting)} task(s) waiting on a budget: {', '.join(waiting)}")
+    return lines or ["no accounts"]
+
+
+def window_text(window: Mapping[str, Any]) -> str:
+    """Return ``five_hour: 91% used, allowed_warning, resets 09:52 (event)``."""
+    parts = []
+    used = window.get("utilization")
+    if isinstance(used, int | float):
+        parts.append(f"{used:.0%} used")
+    if window.get("status"):
+        parts.append(clean(window["status"]))
+    if window.get("resets_at"):
+        parts.append(f"resets {local_time(window['resets_at'])}")
+    source = window.get("source")
+    shown = ", ".join(parts) or "no figures"
+    return f"{clean(window.get('window'))}: {shown}" + (f" ({clean(source)})" if source else "")
 
 
 def attach_command(

@@ -268,4 +268,14 @@ def batches(as_json: bool) -> None:
         echo_lines(_batch_lines(b))
 
 
-COMMANDS = [plan, approve, reject, edit, batch, batch_status, batches, schedules]
+@click.command()
+@json_option
+def usage(as_json: bool) -> None:
+    """Show each account's usage windows and limits (live), and the spend budgets."""
+    body = client().usage()
+    if as_json:
+        return print_json(body)
+    echo_lines(render.usage_lines(body))
+
+
+COMMANDS = [plan, approve, reject, edit, batch, batch_status, batches, schedules, usage]

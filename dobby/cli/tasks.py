@@ -74,6 +74,13 @@ STATUS_LIMIT = 20  # `dobby status` shows the newest 20 unless --limit or --all
     type=click.Choice(["first", "smallest", "cheapest"]),
     help="Race: first check passed wins (default), or the smallest diff / lowest cost.",
 )
+@click.option(
+    "--fallback-backend",
+    "fallback_backends",
+    multiple=True,
+    type=BACKENDS,
+    help="Run on this backend instead when a usage limit's wait exceeds max_quota_wait.",
+)
 @json_option
 def add(
     prompt: str,
@@ -101,6 +108,7 @@ def add(
     models: str | None,
     hosts: str | None,
     pick: str | None,
+    fallback_backends: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Queue a task (or, with --cron/--every, a schedule; with --race K, a race of K attempts).
@@ -127,6 +135,7 @@ def add(
         verify=verify,
         verify_timeout=verify_timeout,
         fix_attempts=fix_attempts,
+        fallback_backends=list(fallback_backends) or None,
     )
     race = {"backends": backends, "models": models, "hosts": hosts, "pick": pick}
     if race_k is not None:

@@ -528,6 +528,10 @@ class HubClient:
         """Return the raw ``{"batches": [...]}`` body."""
         return self._call("GET", "/batches")  # type: ignore[no-any-return]
 
+    def usage(self) -> dict[str, Any]:
+        """Return ``GET /usage``: accounts' windows and limits, budgets, waiting tasks."""
+        return self._call("GET", "/usage")  # type: ignore[no-any-return]
+
     def update_project(self, name: str, **fields: Any) -> dict[str, Any]:
         """Set project policies (``max_concurrent``, ``auto_chain``…)."""
         return self._call("PATCH", f"/projects/{_q(name)}", body=fields)  # type: ignore[no-any-return]

@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from dobby.core.errors import ConfigError
-from dobby.core.fields import MAX_TIMEOUT, text_problem
+from dobby.core.errors import ConfigError, ValidationError
+from dobby.core.fields import MAX_TIMEOUT, check_budget, text_problem
 from dobby.core.yamlerrors import yaml_problem
 
 CONFIG_FILE = "dobby.yaml"
@@ -32,7 +32,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Settings that hold credentials: masked in to_public_dict(), kept out of repr().
 SECRET_SETTINGS = frozenset({"api_key", "webhook_url", "webhook_secret"})
 # Settings the environment cannot set as DOBBY_<NAME> (structured values belong in dobby.yaml).
-_NO_ENV = frozenset({"prices", "usage_limits"})
+_NO_ENV = frozenset({"prices", "usage_limits", "budget_usd"})
 DAY = 86400.0
 MAX_SECONDS = 3650 * DAY  # intervals and retention: finite and bounded
 MAX_AGENTS = 100_000
@@ -123,6 +123,13 @@ def _race_size(value: int, info: ValidationInfo) -> int:
     if not 1 <= value <= MAX_RACE:
         raise _Bad(f"must be at least 1 (and at most {MAX_RACE}), got {value}")
     return value
+
+
+def _budget(value: Any) -> dict[str, float]:
+    try:
+        return check_budget(value, "")
+    except ValidationError as exc:
+        raise _Bad(str(exc).lstrip(" ")) from None
 
 
 def _http_url(value: str | None, info: ValidationInfo) -> str | None:
@@ -232,6 +239,24 @@ class Settings(BaseModel):
     prices: Annotated[dict[str, Any], *_typed(dict)] = Field(
         default_factory=dict,
         description="Token prices per model (USD per million tokens), for codex costs.",
+    )
+    budget_usd: Annotated[dict[str, float], BeforeValidator(_budget)] = Field(
+        default_factory=dict,
+        description="Hub-wide spend caps in USD per day, week and/or month, e.g. {day: 20, month: "
+        "300}; over a cap, agent tasks wait (waiting_on budget) until the window rolls.",
+    )
+    quota_grace: SecondsOrZero = Field(
+        60, description="Seconds after an account's usage-limit reset before its work goes on."
+    )
+    quota_backoff: Seconds = Field(
+        900,
+        description="First wait after a limit that gave no usable reset time; doubles per "
+        "repeat, up to the limit's window.",
+    )
+    max_quota_wait: SecondsOrZero = Field(
+        3600,
+        description="Longest usage-limit wait a task with fallback_backends accepts before it "
+        "runs on the next backend instead.",
     )
     host_retention: SecondsOrZero = Field(
         604800,

@@ -50,6 +50,9 @@ class EventType(StrEnum):
     RACE_CREATED = "race.created"
     RACE_UPDATED = "race.updated"  # an attempt's state changed (a lane diff computed, …)
     RACE_FINISHED = "race.finished"  # a winner was picked, no attempt passed, or cancelled
+    # Usage limits (dobby/scheduler/usage.py): an account's quota ran out / its tasks go on.
+    ACCOUNT_LIMITED = "account.limited"
+    ACCOUNT_RESUMED = "account.resumed"
     HUB_STARTED = "hub.started"
 
 

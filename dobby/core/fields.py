@@ -10,6 +10,7 @@ Numbers are finite and bounded; strings must be valid Unicode text (no lone surr
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -36,6 +37,8 @@ MAX_BUDGET_USD = 10_000.0  # claude --max-budget-usd, per task
 MAX_OLDER_THAN = 3650 * DAY  # POST /gc older_than
 MAX_VERIFY_BYTES = 65536  # a task's verify command (it reaches the host as a file)
 MAX_FIX_ATTEMPTS = 10  # fix rounds after a failed check
+BUDGET_WINDOWS = ("day", "week", "month")  # spend caps (a project's or the hub's budget_usd)
+MAX_BUDGET_CAP = 1e9  # USD: a spend cap is finite and bounded
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
@@ -307,6 +310,74 @@ def _fix_attempts(value: Any, info: ValidationInfo) -> Any:
     raise ValidationError(f"'{_name(info)}' must be at most {MAX_FIX_ATTEMPTS}, got {count}")
 
 
+def check_budget(value: Any, where: str) -> dict[str, float]:
+    """Return spend caps ``{day|week|month: USD > 0}`` from a mapping or ``day:20,month:300``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValidationError(f"{where} is not valid JSON: {text[:60]!r}") from None
+        else:
+            pairs = [item.partition(":") for item in text.split(",") if item.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValidationError(f"{where} must look like day:20,month:300, got {show(text)}")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{where} must map day/week/month to USD, got {show(value)}")
+    out: dict[str, float] = {}
+    for window, amount in value.items():
+        if window not in BUDGET_WINDOWS:
+            raise ValidationError(
+                f"{where}: unknown window {show(window)} (use {', '.join(BUDGET_WINDOWS)})"
+            )
+        if isinstance(amount, str):
+            try:
+                amount = float(amount.strip().lstrip("$"))
+            except ValueError:
+                pass
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not math.isfinite(amount)
+            or amount <= 0
+        ):
+            raise ValidationError(
+                f"{where}: {window} must be a positive number of USD, got {show(amount)}"
+            )
+        if amount > MAX_BUDGET_CAP:
+            raise ValidationError(
+                f"{where}: {window} must be at most {MAX_BUDGET_CAP:.0f} USD, got {show(amount)}"
+            )
+        out[window] = float(amount)
+    return out
+
+
+def backend_list(value: Any, key: str) -> list[str]:
+    """Return a list of backend names, each once (``codex,shell`` as text is accepted)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    names = str_list(value, key)
+    for name in names:
+        if name not in tuple(BackendName):
+            raise ValidationError(
+                f"invalid {key} '{name}' (choose {', '.join(b.value for b in BackendName)})"
+            )
+    return list(dict.fromkeys(names))
+
+
+def _backends(value: Any, info: ValidationInfo) -> Any:
+    return None if value is None else backend_list(value, _name(info))
+
+
+def _budget(value: Any, info: ValidationInfo) -> Any:
+    # A policy: unset (null, "", "none") clears the caps.
+    return check_budget(value, f"'{_name(info)}'") or None
+
+
 def _refs(value: Any, info: ValidationInfo) -> Any:
     # A batch task's name may be a number (`name: 1`), so ``after`` may refer to one.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -369,6 +440,10 @@ VerifyTimeout = Annotated[
 FixAttempts = Annotated[
     int, before(_fix_attempts, int | str), bounds(minimum=0, maximum=MAX_FIX_ATTEMPTS)
 ]
+BackendNames = Annotated[list[BackendName], before(_backends, list[BackendName] | str)]
+BudgetCaps = Annotated[
+    dict[str, float] | None, before(_budget, dict[str, float | str] | str | None)
+]
 Names = Annotated[list[str], before(_list, list[str] | str)]
 Refs = Annotated[list[str], before(_refs, list[str | int] | str | int)]
 Globs = Annotated[list[str], before(_globs, list[str] | str)]
@@ -418,6 +493,8 @@ class Shape(BaseModel):
         out = {}
         for name in self.model_fields_set:
             value = getattr(self, name)
+            if isinstance(value, list):
+                value = [v.value if isinstance(v, StrEnum) else v for v in value]
             out[name] = value.value if isinstance(value, StrEnum) else value
         return out
 

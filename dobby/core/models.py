@@ -106,6 +106,10 @@ class Host:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     permissions: str = "edits"
     slurm: SlurmSettings | None = None  # how tasks become jobs on a `connection: slurm` host
+    # Usage limits belong to accounts (dobby/scheduler/accounts.py): one per host and backend
+    # unless hosts name the subscription they share, for all backends or per backend.
+    account: str | None = None
+    accounts: dict[str, str] = field(default_factory=dict)  # backend -> account name
     source: str | None = None  # "file:line" where the host was defined
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
@@ -131,6 +135,8 @@ class Project:
     auto_chain: bool = False  # a new task waits for the project's latest unfinished task
     auto_retry: int = 0  # re-queue a host_lost/dispatch_error task on another host, N times
     default_verify: str | None = None  # the check of the project's tasks that give no --verify
+    budget_usd: dict[str, float] | None = None  # spend caps per window: {day, week, month}
+    fallback_backends: list[str] = field(default_factory=list)  # when a limit's wait is long
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -271,8 +277,18 @@ class Task:
     # Races (dobby/races/): the race this task is an attempt of, and which attempt.
     race_id: str | None = None
     race_slot: int | None = None
-    wait_reason: str | None = None  # why a pending task waits, in words (e.g. for which host)
+    # why a pending task waits, in words: for which host, or a usage limit/budget with the times
+    wait_reason: str | None = None
     launch_id: str | None = None  # this placement's one launch (its claim on the host)
+    # Usage limits and budgets (dobby/scheduler/usage.py): a limit makes a task wait, not fail.
+    account: str | None = None  # the account (backend/name) its current or last run used
+    not_before: str | None = None  # never launched before this time (a limit's reset + grace)
+    resume_session: str | None = None  # the agent session its next launch continues
+    resume_host: str | None = None  # where that session and its worktree live
+    fallback_backends: list[str] = field(default_factory=list)  # if a limit's wait is too long
+    fallback_from: str | None = None  # the backend a long wait made it leave
+    log_base: int = 0  # where the current run's output starts in the hub's copy of the log
+    usage_windows: list[dict[str, Any]] = field(default_factory=list)  # UsageWindow dicts
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -14,6 +14,8 @@ from dobby.core.models import Task
 GetTask = Callable[[str], Task]  # a task by id or unique prefix (NotFound otherwise)
 Kick = Callable[[], None]  # ask the scheduler for a pass soon
 CancelTask = Callable[[str], Awaitable[Task]]  # cancel a task (killing it if it runs)
+# A usage limit stopped this task's run (its half is recorded): decide its wait and save it.
+LimitHit = Callable[[Task], None]
 
 
 class SaveTask(Protocol):

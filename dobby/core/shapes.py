@@ -22,7 +22,9 @@ from dobby.core.fields import (
     MAX_OLDER_THAN,
     MAX_TIMEOUT,
     Backend,
+    BackendNames,
     Budget,
+    BudgetCaps,
     FixAttempts,
     Flag,
     Globs,
@@ -39,6 +41,7 @@ from dobby.core.fields import (
     VerifyTimeout,
     as_int,
     as_seconds,
+    backend_list,
     before,
     bounded_seconds,
     check_prompt_size,
@@ -105,6 +108,9 @@ class TaskSubmit(TaskFields):
         None, description="Only 'plan' (read-only); anything more is set per host."
     )
     gpus: Gpus | None = Field(None, description="GPUs the task needs on its host.")
+    fallback_backends: BackendNames | None = Field(
+        None, description="Backends to run on instead when a usage limit's wait is too long."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +167,8 @@ def validate_submit(
     for key in ("gpus", "max_turns", "max_budget_usd", *VERIFY_KEYS):
         if getattr(shape, key) is not None:
             fields[key] = getattr(shape, key)
+    if shape.fallback_backends is not None:
+        fields["fallback_backends"] = [str(b) for b in shape.fallback_backends]
     if shape.permissions is not None:
         fields["permissions"] = shape.permissions
     return fields
@@ -224,6 +232,10 @@ class HostBootstrap(Shape):
 # -- projects ------------------------------------------------------------------------------------
 
 
+def _fallbacks(value: Any, info: ValidationInfo) -> Any:
+    return [] if value is None else backend_list(value, "fallback_backends")
+
+
 class Policies(Shape):
     """A project's policies; values may be text, as ``dobby projects set`` sends."""
 
@@ -246,6 +258,15 @@ class Policies(Shape):
     default_verify: Annotated[
         str | None, before(policy(verify_command, unset=True), str | None)
     ] = Field(None, description="The check of the project's tasks that give no verify.")
+    budget_usd: BudgetCaps = Field(
+        None, description="Spend caps in USD per day, week and/or month ({day: 20} or day:20)."
+    )
+    fallback_backends: Annotated[
+        list[BackendName], before(_fallbacks, list[BackendName] | str | None)
+    ] = Field(
+        default_factory=list,
+        description="Backends the project's tasks run on when a usage limit's wait is long.",
+    )
 
 
 POLICY_KEYS = tuple(Policies.model_fields)

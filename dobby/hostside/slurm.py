@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 
 from dobby.core.slurm import SlurmSettings, minutes_for, parse_time_limit
-from dobby.hostside.scripts import OUTPUT_FILES, TaskPaths
+from dobby.hostside.scripts import OUTPUT_FILES, RUN_FILES, TaskPaths
 
 JOB_SCRIPT = "job.sh"
 JOB_ID_FILE = "slurm_job"  # the job id sbatch answered, written on the login node at submit
@@ -144,13 +144,19 @@ exit "$rc"
 
 
 def render_submit(
-    *, paths: TaskPaths, argv: Sequence[str], prepare: str = "", reuse_job: bool = False
+    *,
+    paths: TaskPaths,
+    argv: Sequence[str],
+    prepare: str = "",
+    reuse_job: bool = False,
+    keep_output: bool = False,
 ) -> str:
     """Return the command that prepares the task's directories and submits its job.
 
     It prints the job id and writes it to ``tasks/<id>/slurm_job``. ``prepare`` (the worktree
     commands) runs first. With ``reuse_job`` a job already submitted for this attempt (its
-    answer was lost) is printed again instead of submitting a second one.
+    answer was lost) is printed again instead of submitting a second one. ``keep_output``: the
+    job continues the task's output (the half after a usage limit).
     """
     d = quote(paths.task_dir)
     job_file = quote(paths.file(JOB_ID_FILE))
@@ -160,7 +166,7 @@ def render_submit(
     if reuse_job:
         lines.append(f"if [ -s {job_file} ]; then cat {job_file}; exit 0; fi")
     # A re-submitted task starts with no output, exit code or job id of its previous run.
-    stale = [*OUTPUT_FILES, JOB_ID_FILE]
+    stale = [*(RUN_FILES if keep_output else OUTPUT_FILES), JOB_ID_FILE]
     lines.append("rm -f " + " ".join(quote(paths.file(name)) for name in stale))
     lines += [
         "job=$(" + " ".join(quote(word) for word in argv) + ")",

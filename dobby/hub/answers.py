@@ -655,3 +655,55 @@ class Timeline(Answer):
     steps: list[TimelineStep]
     approximate: bool
     truncated: bool
+
+
+# -- usage limits and budgets (GET /usage) -------------------------------------------------------
+
+
+class UsageAccount(Answer):
+    """One account (backend/name): its hosts, its limit if any, its windows, waiting tasks."""
+
+    account: str
+    backend: str
+    name: str | None
+    hosts: list[str]
+    limited: bool
+    limited_until: str | None
+    resumes_in: str | None
+    limit: dict[str, Any] | None = Field(description="The last limit it hit (ISO times).")
+    windows: list[dict[str, Any]] = Field(
+        description="Usage windows as the agent reported them, or the configured guess "
+        "(source: configured)."
+    )
+    backoff_level: int
+    waiting: list[str] = Field(description="Tasks waiting for this account's limit to reset.")
+
+
+class BudgetWindow(Answer):
+    cap: float
+    spent: float
+
+
+class UsageBudget(Answer):
+    """Spend caps of the hub or of one project, and what was spent in each window."""
+
+    scope: str
+    project: str | None
+    windows: dict[str, BudgetWindow]
+    over: str | None
+
+
+class UsageSettings(Answer):
+    quota_grace: float
+    quota_backoff: float
+    max_quota_wait: float
+
+
+class UsageView(Answer):
+    """``GET /usage``: accounts' windows and limits, budgets, tasks waiting on them."""
+
+    now: str
+    accounts: list[UsageAccount]
+    budgets: list[UsageBudget]
+    budget_waiting: list[str]
+    settings: UsageSettings

@@ -66,6 +66,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
     (rf"/schedules/{ID}/resume", hs.ScheduleResumeHandler, {"post": "Resume a schedule"}),
     (r"/batches", hs.BatchesHandler, {"get": "List batches", "post": "Submit a batch of tasks"}),
     (rf"/batches/{ID}", hs.BatchHandler, {"get": "A batch: counts, cost, tasks"}),
+    (
+        r"/usage",
+        hs.UsageHandler,
+        {"get": "Accounts' usage windows and limits, budgets, tasks waiting on them"},
+    ),
     # -- the web dashboard (handlers/dashboard.py); its files are added by make_app
     (
         r"/dashboard/api/config",

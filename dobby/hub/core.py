@@ -36,6 +36,7 @@ from dobby.scheduler.capacity import HostSlot, choose_session_host
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.loop import SchedulerLoop
 from dobby.scheduler.schedules import Schedules
+from dobby.scheduler.usage import Usage
 from dobby.store.db import Store
 from dobby.store.git import RepoLocks
 from dobby.store.pending import clear_pending, read_pending
@@ -86,6 +87,7 @@ class Hub:
             prices=prices,
             # A task whose Slurm job was lost with its node is queued again once (attempts).
             requeue=lambda task: self.intake.requeue(task, note={"requeued_by": "slurm"}),
+            on_limit=self._limit_hit,
         )
         self.inventory: Inventory | None = None
         self.inventory_error: str | None = None
@@ -110,6 +112,14 @@ class Hub:
             is_dispatching=self._is_dispatching,
             cancel=self.cancel,
         )
+        self.usage = Usage(  # usage limits per account, spend budgets
+            store=self.store,
+            bus=self.bus,
+            settings=settings,
+            hosts=self.hosts,
+            save=self.save,
+            kick=self.kick,
+        )
         self.schedules = Schedules(
             store=self.store, bus=self.bus, settings=settings, intake=self.intake
         )
@@ -123,6 +133,7 @@ class Hub:
             schedules=self.schedules,
             save=self.save,
             free_gpus=self.gpu.free_gpus,
+            usage=self.usage,
         )
         self.webhook = Webhook.from_settings(settings)
         self.results = ResultsService(
@@ -167,6 +178,7 @@ class Hub:
         self._watcher.start()
         self.hosts.start()
         self.store.start()
+        self.usage.start()
         await self.scheduler.start()
         self.races.start()
         self.webhook.start(self.bus)
@@ -181,6 +193,7 @@ class Hub:
         """Stop background work; tasks keep running on their hosts."""
         await self.races.stop()
         await self.scheduler.stop()
+        self.usage.stop()
         await self.webhook.stop()
         await self.results.stop()
         await self.gpu.stop()
@@ -224,6 +237,7 @@ class Hub:
         else:
             self.store.put_task(task)
         self.scheduler.observe(task)
+        self.usage.observe(task, event)
         ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
@@ -235,6 +249,10 @@ class Hub:
                     self.intake.fix_round(task)
             except DobbyError as exc:  # the failure itself is saved: say why no round followed
                 log.warning("no fix round for %s: %s", task.id, exc)
+
+    def _limit_hit(self, task: Task) -> None:
+        """A usage limit stopped a run: the task waits for its account (see scheduler.usage)."""
+        self.usage.limit_hit(task)
 
     def kick(self) -> None:
         """Ask the scheduler for a pass soon."""
@@ -258,11 +276,13 @@ class Hub:
         running: dict[str, int] = {}
         for t in self._running():
             running[t.host or ""] = running.get(t.host or "", 0) + 1
+        states = {name: self.hosts.states.get(name) or HostState() for name in self.hosts.hosts}
         slots = [
             HostSlot(
                 host=host,
                 running=running.get(name, 0),
-                reachable=(self.hosts.states.get(name) or HostState()).reachable,
+                reachable=states[name].reachable,
+                clis=states[name].clis,
             )
             for name, host in self.hosts.hosts.items()
         ]

@@ -153,6 +153,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         a.BatchView, (shapes.BatchFile, shapes.BatchText), 201, query=(IDEMPOTENCY_KEY,)
     ),
     ("/batches/{id}", "get"): Op(a.BatchView),
+    ("/usage", "get"): Op(a.UsageView),
     ("/dashboard/api/config", "get"): Op(a.DashboardConfig),
     ("/dashboard/api/heatmap", "get"): Op(a.Heatmap, query=(DAYS,)),
     ("/dashboard/api/usage", "get"): Op(a.Usage, query=(DAYS,)),

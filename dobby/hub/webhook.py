@@ -1,10 +1,14 @@
-"""The webhook: POST each finished task and each draft awaiting approval to ``webhook_url``.
+"""The webhook: POST each finished task, each draft awaiting approval and each usage-limit
+notice (an account hit its limit / its tasks go on) to ``webhook_url``.
 
 Request: ``POST webhook_url`` with a JSON body
 ``{"event": "task.finished" | "task.awaiting_approval", "seq", "ts", "task": {...},
-"result": {...}}`` and the headers ``X-Dobby-Event``, ``X-Dobby-Delivery`` (the event's seq:
-the same on every retry, so a receiver can drop duplicates) and, when ``webhook_secret`` is
-set, ``X-Dobby-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed by the secret>``.
+"result": {...}}``, or for ``account.limited`` / ``account.resumed``
+``{"event", "seq", "ts", "account": {account, hosts, limited_until, limit, windows, …}}``
+(``account.resumed`` adds the ids of the tasks that go on, ``tasks``), and the headers
+``X-Dobby-Event``, ``X-Dobby-Delivery`` (the event's seq: the same on every retry, so a
+receiver can drop duplicates) and, when ``webhook_secret`` is set,
+``X-Dobby-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed by the secret>``.
 A receiver verifies it with ``hmac.compare_digest(header, "sha256=" + hexdigest)``.
 
 Delivery never blocks the hub: events go to a bounded queue drained by one worker, in order.
@@ -32,7 +36,8 @@ from dobby.core.timefmt import seconds_between
 
 log = logging.getLogger("dobby.hub.webhook")
 
-EVENTS = ("task.finished", "task.awaiting_approval")
+EVENTS = ("task.finished", "task.awaiting_approval", "account.limited", "account.resumed")
+ACCOUNT_EVENTS = ("account.limited", "account.resumed")
 # Six tries: the first at once, then after about 1, 2, 4, 8 and 16 s.
 RETRY = Backoff(first=1.0, factor=2.0, cap=16.0, jitter=0.1, tries=6)
 RESULT_KEYS = (
@@ -57,6 +62,9 @@ def sign(secret: str, body: bytes) -> str:
 
 def payload(event: Event) -> bytes:
     """Return the JSON body posted for ``event``."""
+    if event.type in ACCOUNT_EVENTS:
+        notice = {"event": event.type, "seq": event.seq, "ts": event.ts, "account": event.data}
+        return json.dumps(notice, default=str, ensure_ascii=False).encode()
     task = dict(event.data)
     result: dict[str, Any] = {k: task.get(k) for k in RESULT_KEYS}
     result["duration_s"] = seconds_between(task.get("started_at"), task.get("finished_at"))

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.notes import task_notes
 
 Backend = Literal["claude", "codex", "shell"]
 Priority = Literal["urgent", "high", "normal", "low"]
@@ -126,9 +127,18 @@ def _task_line(task: dict[str, Any]) -> str:
     if task.get("host"):
         where += f"@{task['host']}"
     extra = f" ({task['reason']})" if task.get("reason") else ""
+    if task.get("status") == "pending" and task.get("waiting_on") in ("usage_limit", "budget"):
+        extra = f" ({task['waiting_on']}" + (
+            f", not before {task['not_before']})" if task.get("not_before") else ")"
+        )
     cost = f" [{_cost(task['cost_usd'])}]" if task.get("cost_usd") is not None else ""
     title = _first_line(task.get("title") or task.get("prompt"))
     return f"{tid} {task.get('status')}{extra} {where} {task.get('priority') or ''} — {title}{cost}"
+
+
+def _notes(task: dict[str, Any]) -> list[str]:
+    """Return ``! warning`` lines: warnings, the API error status, the denied actions."""
+    return [f"! {_first_line(note, 300)}" for note in task_notes(task)]
 
 
 def _lines(rows: list[str], empty: str) -> str:
@@ -361,9 +371,13 @@ def dobby_status(
 def dobby_get_task(task_id: TaskId) -> CallToolResult:
     """Show one task: its state, where it runs, its prompt and (when finished) its summary."""
     task = _call(_hub().task, task_id)
-    parts = [_task_line(task), f"prompt: {_first_line(task.get('prompt'), 300)}"]
+    parts = [_task_line(task), *_notes(task), f"prompt: {_first_line(task.get('prompt'), 300)}"]
     if task.get("waiting_on") and task.get("status") == "pending":
         parts.append(f"waiting on: {task['waiting_on']}")
+        if task.get("wait_reason"):
+            parts.append(f"why: {task['wait_reason']}")
+        if task.get("not_before"):
+            parts.append(f"not before: {task['not_before']}")
     if task.get("summary"):
         parts.append(f"summary: {task['summary'][:2000]}")
     if task.get("error"):
@@ -381,7 +395,10 @@ def dobby_results(task_id: TaskId) -> CallToolResult:
         + (f" ({res['reason']})" if res.get("reason") else "")
         + f" · {_cost(res.get('cost_usd'))} · tokens in {tokens.get('input', 0)}"
         + f" out {tokens.get('output', 0)}"
-        + (f" · {res['duration_s']:.0f}s" if isinstance(res.get("duration_s"), int | float) else "")
+        + (
+            f" · {res['duration_s']:.0f}s" if isinstance(res.get("duration_s"), int | float) else ""
+        ),
+        *_notes(res),
     ]
     if res.get("branch"):
         parts.append(f"branch: {res['branch']}")
@@ -405,6 +422,7 @@ def dobby_list_results(
     body = _call(_hub().results, project=project, status=status, limit=limit)
     rows = [
         f"{_task_line(r)}: {_first_line(r.get('summary') or r.get('error'), 160)}"
+        + "".join(f" [{note}]" for note in _notes(r)[:1])
         for r in body.get("results") or []
     ]
     return _answer(_lines(rows, "No results."), body)
@@ -469,6 +487,35 @@ def dobby_stats(
     for name, group in (s.get("by_project") or {}).items():
         parts.append(f"  {name}: {group.get('tasks')} tasks, ${group.get('cost_usd') or 0:.4f}")
     return _answer("\n".join(parts), s)
+
+
+@server.tool()
+def dobby_usage() -> CallToolResult:
+    """Show each account's usage-limit windows (live), which are limited until when, the spend
+    budgets, and the tasks waiting on them."""
+    body = _call(_hub().usage)
+    rows = []
+    for acc in body.get("accounts") or []:
+        state = f"LIMITED until {acc.get('limited_until')}" if acc.get("limited") else "ok"
+        windows = ", ".join(
+            f"{w.get('window')} {w['utilization']:.0%}"
+            for w in acc.get("windows") or []
+            if isinstance(w.get("utilization"), int | float)
+        )
+        waiting = f"; waiting: {', '.join(acc['waiting'])}" if acc.get("waiting") else ""
+        rows.append(
+            f"{acc.get('account')}: {state}" + (f" ({windows})" if windows else "") + waiting
+        )
+    for budget in body.get("budgets") or []:
+        spent = ", ".join(
+            f"{w} ${v.get('spent', 0):.2f}/${v.get('cap', 0):.2f}"
+            for w, v in (budget.get("windows") or {}).items()
+        )
+        rows.append(
+            f"budget of the {budget.get('scope')}: {spent}"
+            + (" (OVER)" if budget.get("over") else "")
+        )
+    return _answer(_lines(rows, "No accounts."), body)
 
 
 @server.tool()

@@ -296,7 +296,7 @@ def _merge(layers: list[_Layer]) -> dict[str, Any]:
         for key, value in layer.items():
             if key == "labels" and key in values:
                 values[key] = values[key] + [v for v in value if v not in values[key]]
-            elif key in ("env", "slurm") and key in values:
+            elif key in ("env", "slurm", "accounts") and key in values:
                 values[key] = {**values[key], **value}
             else:
                 # Copy so hosts sharing a group default never share one list or dict.

@@ -23,6 +23,7 @@ CONNECTIONS = ("ssh", "local", "slurm")  # slurm: a login node reached over ssh
 BACKENDS = tuple(b.value for b in BackendName)
 PERMISSIONS = tuple(p.value for p in Permissions)
 MAX_AGENTS = 1_000_000
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")  # an account name
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # exported by run.sh: must be a shell name
 
 
@@ -68,6 +69,14 @@ def _is_int(low: int, high: int) -> Callable[[Any], bool]:
 
 def _is_str(value: Any) -> bool:
     return isinstance(value, str) and value != ""
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(_NAME_RE.fullmatch(value))
+
+
+def _is_accounts(value: Any) -> bool:
+    return isinstance(value, dict) and all(k in BACKENDS and _is_name(a) for k, a in value.items())
 
 
 def _is_strs(value: Any) -> bool:
@@ -203,6 +212,17 @@ class HostFields(BaseModel):
     slurm: Annotated[dict[str, Any] | None, before(_slurm, SlurmFields | None)] = Field(
         None, description="How a connection: slurm host's tasks become jobs."
     )
+    account: Annotated[str | None, before(_rule(_is_name, "a name", optional=True), str | None)] = (
+        Field(
+            None,
+            description="The subscription the host's agents use (usage limits are per account); "
+            "default: one account per host and backend.",
+        )
+    )
+    accounts: Annotated[
+        dict[str, str],
+        before(_rule(_is_accounts, "a mapping of backend: account name"), dict[str, str]),
+    ] = Field(default_factory=dict, description="The account per backend, over 'account'.")
 
 
 FIELDS = tuple(HostFields.model_fields)

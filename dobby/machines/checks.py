@@ -15,8 +15,11 @@ from typing import Any
 
 from dobby.core.errors import TransportError
 from dobby.core.models import Host
+from dobby.hostside.credentials import render_credentials
+from dobby.hostside.login import render_adopt
 from dobby.hostside.scripts import parse_kv, quote_env_value, shell_quote
 from dobby.hostside.slurm import render_capacity
+from dobby.machines.credentials import CHECKS as CREDENTIAL_CHECKS
 from dobby.machines.gpu import GPU_QUERY, NO_GPU_EXITS, parse_gpus
 from dobby.machines.slurm.capacity import capacity, parse_sinfo
 from dobby.transport import make_transport
@@ -70,8 +73,11 @@ def target_of(host: Host) -> str:
 
 
 def render_facts(*, env: Mapping[str, str], workdir: str, gpus: bool) -> str:
-    """Return the probe printing ``key=value`` facts about a host (with its env applied)."""
-    exports = "".join(f"export {k}={quote_env_value(str(v))}; " for k, v in env.items())
+    """Return the probe printing ``key=value`` facts about a host, with the env a task gets
+    (the user's login environment, then the inventory env)."""
+    exports = render_adopt() + "".join(
+        f"export {k}={quote_env_value(str(v))}; " for k, v in env.items()
+    )
     w = (
         shell_quote(workdir)
         if not workdir.startswith("~/")
@@ -98,6 +104,7 @@ def render_facts(*, env: Mapping[str, str], workdir: str, gpus: bool) -> str:
         'pm=""; for p in ' + " ".join(PACKAGE_MANAGERS) + "; do "
         'command -v "$p" >/dev/null 2>&1 && { pm=$p; break; }; done; printf "pm=%s\\n" "$pm"',
         'printf "sudo=%s\\n" "$(sudo -n true 2>/dev/null && echo 1 || echo 0)"',
+        render_credentials(),
     ]
     if gpus:
         lines += [
@@ -155,6 +162,9 @@ def interpret(
         version = facts.get(agent) or ""
         if version:
             checks.append(Check(agent, OK, version))
+            if agent in host.backends:
+                found, what = CREDENTIAL_CHECKS[agent](facts)
+                checks.append(Check(f"{agent} credentials", OK if found else FAIL, what))
         elif agent in host.backends:
             checks.append(
                 Check(

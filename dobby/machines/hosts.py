@@ -16,6 +16,7 @@ from dobby.hostside.scripts import parse_kv, render_versions
 from dobby.transport import Transport, make_transport
 
 log = logging.getLogger("dobby.machines.hosts")
+AGENT_CLIS = ("claude", "codex")  # backends that need their CLI on the host (shell needs bash)
 
 
 @dataclass
@@ -28,6 +29,14 @@ class HostState:
     versions: dict[str, str] = field(default_factory=dict)
     is_root: bool | None = None
     checked_at: float = 0.0
+    probed: bool = False  # a probe read the host's tool versions at least once
+
+    @property
+    def clis(self) -> frozenset[str] | None:
+        """Return the agent CLIs the last probe found (None: no probe has answered yet)."""
+        if not self.probed:
+            return None
+        return frozenset(cli for cli in AGENT_CLIS if self.versions.get(cli))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +160,7 @@ class HostManager:
             return state
         state.versions = {k: v for k, v in parse_kv(res.stdout).items() if v}
         state.is_root = transport.is_root
+        state.probed = True
         self.record(name, ok=True)
         self._on_change(name, state)
         return state

@@ -422,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         if args[:1] in (["--version"], ["-v"], ["-V"]):
             print(playbook.VERSIONS[agent], flush=True)
             return 0
+        if agent == "codex" and args[:2] == ["login", "status"]:
+            home = os.environ.get("CODEX_HOME") or os.path.expanduser("~/.codex")
+            text, status = playbook.codex_login_status(_read_json(Path(home) / "auth.json"))
+            sys.stderr.write(text + "\n")  # codex 0.169 prints it on stderr
+            return status
         parse = playbook.parse_claude if agent == "claude" else playbook.parse_codex
         return run(parse(args), os.environ)
     except UsageError as exc:

@@ -221,6 +221,16 @@ def parse_codex(args: list[str]) -> Invocation:
     return Invocation("codex", list(args), rest[0] if rest else None, resume, opts)
 
 
+def codex_login_status(auth: Mapping[str, Any] | None) -> tuple[str, int]:
+    """Return what ``codex login status`` prints for an ``auth.json``, and its exit status."""
+    if auth and auth.get("tokens"):
+        return "Logged in using ChatGPT", 0
+    key = str((auth or {}).get("OPENAI_API_KEY") or "")
+    if key:  # codex shows the key's first 8 and last 5 characters
+        return f"Logged in using an API key - {key[:8]}***{key[-5:]}", 0
+    return "Not logged in", 1
+
+
 def choose_scenario(prompt: str | None, env: Mapping[str, str]) -> str:
     """Pick the scenario: a ``[scenario:NAME]`` prompt token, else $FAKE_AGENT_SCENARIO."""
     match = _SCENARIO_TOKEN.search(prompt or "")

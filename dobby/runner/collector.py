@@ -16,8 +16,9 @@ from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Result, Task, TaskStatus
 from dobby.core.ports import GetTask
+from dobby.core.timefmt import utcnow
 from dobby.hostside import scripts
-from dobby.results import followup
+from dobby.results import followup, halves
 from dobby.results.collect import BASE_FILE, collect_outputs, recorded_base
 from dobby.runner import verify
 from dobby.store.git import RepoLocks
@@ -69,7 +70,8 @@ class Collector:
         host_facts = await self._host_facts(backend, transport, paths)
         checked = await verify.read_outcome(task, transport, paths, self.logs, exit_code)
         result = backend.collect(
-            self.logs.lines(task.id, end=checked.agent_end),  # the agent's lines, not the check's
+            # This run's lines (a half after a limit: its own), not the check's after them.
+            self.logs.lines(task.id, task.log_base, end=checked.agent_end),
             exit_code=exit_code,
             stderr_tail=stderr_tail,
             model=task.model,
@@ -101,6 +103,7 @@ class Collector:
         task.session_id = result.session_id or task.session_id
         apply_agent_facts(task, result)
         followup.settle_usage(task, self._get_task, self._prices)
+        own = halves.settle(task, prices=self._prices)
         outputs.apply(task)
         for path in ("out.jsonl", "exit"):
             transport.release(paths.file(path))
@@ -113,6 +116,12 @@ class Collector:
         if exit_code in (124, 137) and task.timeout:
             reason = Reason.TIMEOUT
             task.error = f"timed out after {task.timeout:g}s"
+        if reason is Reason.USAGE_LIMIT and result.quota is not None:
+            # A limit is no verdict on the work: this half is recorded and the task waits
+            # (the follower hands it to the hub's usage-limit handling).
+            halves.record_half(task, own, finished_at=utcnow())
+            task.reason = reason.value
+            return task
         status, reason, task.error = verify.judge(task, result.status, reason, task.error, checked)
         task.status = status
         task.reason = reason.value if reason else None
@@ -140,6 +149,7 @@ def apply_agent_facts(task: Task, result: Result) -> None:
     task.permission_denials = list(result.permission_denials)
     task.warnings = list(result.warnings)
     task.quota = result.quota.to_dict() if result.quota is not None else None
+    task.usage_windows = [w.to_dict() for w in result.windows]
 
 
 def parse_exit(text: bytes | str) -> int | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
-from dobby.core.ports import GetTask, SaveTask
+from dobby.core.ports import GetTask, LimitHit, SaveTask
 from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
@@ -77,8 +77,10 @@ class Followers:
         record: Record,
         collector: Collector,
         kill: Kill,
+        on_limit: LimitHit | None = None,
     ) -> None:
         self.logs = logs
+        self._on_limit = on_limit
         self._get_task = get_task
         self._save = save
         self._publish_log = publish_log
@@ -341,8 +343,28 @@ class Followers:
         if cancelled:
             self._stopping.discard(task.id)
             self._save(done, "task.updated")  # still cancelled, now with what the run left
+        elif (
+            done.reason == Reason.USAGE_LIMIT.value
+            and done.quota is not None
+            and self._on_limit is not None
+        ):
+            await self._wait_out(done, transport, paths)
         else:
             self.finish(done, TaskStatus(done.status), None, done.error, keep_reason=True)
+
+    async def _wait_out(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
+        """Hand a run a usage limit stopped to the hub: the task waits, it does not fail."""
+        assert self._on_limit is not None
+        try:
+            self._on_limit(task)  # saves the task pending (waiting_on usage_limit)
+        except Exception:  # noqa: BLE001 - a bad decision must not leave the task running
+            log.exception("usage-limit handling of %s failed", task.id)
+            self.finish(task, TaskStatus.FAILED, Reason.USAGE_LIMIT, task.error)
+            return
+        try:  # the next launch must not take this run's exit code for its own
+            await transport.run(scripts.render_clear_run(paths=paths), timeout=30)
+        except TransportError as exc:
+            log.warning("could not clear the run files of %s: %s", task.id, exc)
 
     def finish(
         self,

@@ -19,14 +19,14 @@ from dobby.backends import get_backend
 from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import DispatchError, HostUnreachable, LaunchUnknown, TransportError
 from dobby.core.models import Task
-from dobby.core.ports import GetTask, SaveTask
+from dobby.core.ports import GetTask, LimitHit, SaveTask
 from dobby.core.slurm import SlurmSettings
 from dobby.hostside import scripts
 from dobby.hostside import slurm as slurm_scripts
 from dobby.machines.gpu import gpu_env
 from dobby.machines.hosts import HostManager
 from dobby.machines.slurm.jobs import parse_submit
-from dobby.results import followup
+from dobby.results import followup, halves
 from dobby.results.collect import BASE_FILE
 from dobby.runner import verify
 from dobby.runner.collector import Collector
@@ -57,6 +57,7 @@ class Runner:
         project_path: Callable[[str], str],
         prices: Mapping[str, ModelPrice],
         requeue: Callable[[Task], None],
+        on_limit: LimitHit | None = None,
     ) -> None:
         self.hosts = hosts
         self.logs = logs
@@ -79,6 +80,7 @@ class Runner:
             record=hosts.record,
             collector=self.collector,
             kill=self._kill,
+            on_limit=on_limit,
         )
         # Tasks on `connection: slurm` hosts; ``requeue`` queues one lost with its node again.
         self.slurm = SlurmJobs(
@@ -101,16 +103,31 @@ class Runner:
         return transport, paths
 
     # -- launch ------------------------------------------------------------------------
-    async def launch(self, task: Task, *, resume_session: str | None = None) -> None:
-        """Write the bundle, deliver the project, start tmux; raise DispatchError on failure."""
+    async def launch(
+        self, task: Task, *, resume_session: str | None = None, prompt: str | None = None
+    ) -> None:
+        """Write the bundle, deliver the project, start tmux; raise DispatchError on failure.
+
+        ``prompt`` replaces the task's own (a run that goes on after a usage limit is told to
+        continue, not to start again).
+        """
         try:
-            await self._launch(task, resume_session)
+            await self._launch(task, resume_session, prompt)
         except TransportError as exc:
             self.hosts.record(task.host or "", ok=False, error=str(exc))
             raise DispatchError(str(exc)) from exc
 
-    async def _launch(self, task: Task, resume_session: str | None) -> None:
+    async def _launch(self, task: Task, resume_session: str | None, prompt: str | None) -> None:
         transport, paths = await self._paths(task)
+        # The half after a usage limit goes on in its own session and worktree, and its output
+        # continues the log: the host's out.jsonl grows on exactly as the hub's copy does.
+        goes_on = bool(resume_session) and resume_session == task.resume_session
+        if goes_on:
+            task.log_base = self.logs.size(task.id)
+        else:
+            if self.logs.size(task.id):
+                self.logs.reset(task.id)  # a fresh start after a limit: a clean copy
+            task.log_base = 0
         host = self.hosts.get(task.host or "")
         slurm = host.connection == "slurm"
         if task.permissions == "plan":  # a planning run is read-only whatever the host allows
@@ -122,11 +139,16 @@ class Runner:
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
         if task.gpu_indices and not slurm:  # on Slurm, the job's GPUs are Slurm's to give
             env.update(gpu_env(task.gpu_indices))  # reserved by the scheduler (machines.gpu)
-        base = None
+        base = start = None
         if task.project:
-            base = followup.followup_base(task, self._get_task) if resume_session else None
+            if task.base_commit and halves.halves(task):
+                base = task.base_commit  # a run after a limit: the work of all halves counts
+            elif resume_session:
+                base = followup.followup_base(task, self._get_task)
             base = base or await head_commit(self._project_path(task.project))
             task.base_commit = base
+            # Another backend taking over starts from what the halves before it brought back.
+            start = task.head_commit if task.fallback_from and task.head_commit else base
         run_sh = scripts.render_run_sh(
             paths=paths,
             argv=argv,
@@ -135,7 +157,7 @@ class Runner:
             after=verify.run_sh_block(task, paths),
         )
         bundle = [
-            ("prompt.md", task.prompt, 0o600),
+            ("prompt.md", task.prompt if prompt is None else prompt, 0o600),
             ("env", scripts.render_env(env), 0o600),
             ("run.sh", run_sh, 0o700),
             *((name, data.decode("utf-8"), 0o600) for name, data in verify.files(task).items()),
@@ -159,23 +181,26 @@ class Runner:
                 gpus=task.gpus or None,
             )
             prepare = scripts.render_prepare(
-                paths=paths, project=task.project, base=base, reuse_worktree=reuse
+                paths=paths, project=task.project, base=start, reuse_worktree=reuse
             )
-            launch = slurm_scripts.render_submit(paths=paths, argv=sbatch, prepare=prepare)
+            launch = slurm_scripts.render_submit(
+                paths=paths, argv=sbatch, prepare=prepare, keep_output=goes_on
+            )
         else:
             # One round trip: the files ride on the launch command's stdin.
             payload = "".join(text for _, text, _ in bundle)
             launch = scripts.render_launch(
                 paths=paths,
                 project=task.project,
-                base=base,
+                base=start,
                 reuse_worktree=reuse,
+                keep_output=goes_on,
                 claim=scripts.claim_name(task.launch_id) if task.launch_id else None,
                 files=[(n, len(t.encode("utf-8")), m) for n, t, m in bundle],
             )
         res = await self._run_launch(task, transport, launch, payload)
-        if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and base:
-            await self.deliver(task.project, base, res.stdout.strip() or None, transport, paths)
+        if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and start:
+            await self.deliver(task.project, start, res.stdout.strip() or None, transport, paths)
             res = await self._run_launch(task, transport, launch, payload)
         if res.exit_status == scripts.CLAIMED_EXIT:
             raise LaunchUnknown(f"{task.host}: launch {task.launch_id} was claimed already")

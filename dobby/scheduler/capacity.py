@@ -25,12 +25,39 @@ class HostSlot:
     running: int = 0
     reachable: bool | None = None  # None = not probed yet
     gpus_free: tuple[int, ...] = ()  # GPU indices free now (dobby.machines.gpu.gpus_free)
+    clis: frozenset[str] | None = None  # agent CLIs the host probe found; None = no answer yet
+
+
+AGENT_BACKENDS = ("claude", "codex")
+
+
+def has_backend(slot: HostSlot, backend: str) -> bool | None:
+    """Tell whether the host has ``backend``'s CLI as its probe found it (None: not known yet).
+
+    A host whose probes never answered is known to be unreachable: it stays a candidate, so
+    a launch there fails with the connection's own error rather than waiting for ever.
+    """
+    if backend not in AGENT_BACKENDS:
+        return True
+    if slot.clis is None:
+        return True if slot.reachable is False else None
+    return backend in slot.clis
+
+
+def missing_cli_message(backend: str, names: Sequence[str]) -> str:
+    """Return why no host can run a ``backend`` task: its CLI was found on none of them."""
+    return (
+        f"no host has {backend} installed: `{backend} --version` printed nothing on "
+        f"{', '.join(names)} (see `dobby hosts`; install it or set env.PATH in the inventory)"
+    )
 
 
 def eligible(task: Task, host: Host) -> bool:
     """Return True if ``host`` could ever run ``task`` (ignoring load and reachability)."""
     if task.want_host and task.want_host != host.name:
         return False
+    if task.resume_host and task.resume_host != host.name:
+        return False  # its agent session and worktree live there (a half after a usage limit)
     if task.backend not in host.backends:
         return False
     if task.gpus and host.gpus not in (True, "auto"):
@@ -38,8 +65,13 @@ def eligible(task: Task, host: Host) -> bool:
     return all(label in host.labels for label in task.host_selector)
 
 
-def check_placeable(task: Task, hosts: Collection[Host]) -> None:
-    """Raise a clear error at submit if no inventory host can ever run ``task``."""
+def check_placeable(
+    task: Task, hosts: Collection[Host], slots: Sequence[HostSlot] | None = None
+) -> None:
+    """Raise a clear error at submit if no inventory host can ever run ``task``.
+
+    With ``slots``, a host whose probe found no CLI for the task's backend counts as unable.
+    """
     names = [h.name for h in hosts]
     if task.want_host and task.want_host not in names:
         raise NotFound(f"unknown host '{task.want_host}' (hosts: {', '.join(names) or 'none'})")
@@ -53,6 +85,10 @@ def check_placeable(task: Task, hosts: Collection[Host]) -> None:
         if task.gpus:
             want.append(f"{task.gpus} GPU(s) (inventory gpus: true|auto)")
         raise NoEligibleHost(f"no host matches {' + '.join(want)}")
+    if slots is not None:
+        fit = [s for s in slots if eligible(task, s.host)]
+        if fit and all(has_backend(s, task.backend) is False for s in fit):
+            raise NoEligibleHost(missing_cli_message(task.backend, [s.host.name for s in fit]))
 
 
 @dataclass
@@ -89,8 +125,9 @@ class Capacity:
             self.project_running[task.project] = self.project_running.get(task.project, 0) + 1
 
 
-# Why a task found no host this pass: no host may ever run it, or none has room / is reachable.
-NEVER, WAIT_HOST, WAIT_CAPACITY = "never", "host", "capacity"
+# Why a task found no host this pass: no host may ever run it, or none has room / is reachable,
+# or every one that could run it uses an account at its usage limit.
+NEVER, WAIT_HOST, WAIT_CAPACITY, WAIT_USAGE = "never", "host", "capacity", "usage_limit"
 
 
 class HostIndex:
@@ -100,11 +137,16 @@ class HostIndex:
     a queue of thousands of tasks that want the same busy hosts costs one scan, not thousands.
     """
 
-    def __init__(self, hosts: Sequence[HostSlot]) -> None:
+    def __init__(
+        self, hosts: Sequence[HostSlot], limited: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         self.hosts = list(hosts)
+        self.limited = limited or {}  # backend -> hosts whose account for it is limited now
+        self._held: set[tuple[object, ...]] = set()  # signatures only limited accounts could run
         self._candidates: dict[tuple[object, ...], list[HostSlot]] = {}
         self._full: set[tuple[object, ...]] = set()
         self._heaps: dict[tuple[object, ...], list[tuple[int, str, int]]] = {}
+        self._ready: dict[tuple[object, ...], list[HostSlot]] = {}
         self.gpu_room = {s.host.name: list(s.gpus_free) for s in self.hosts}
 
     @staticmethod
@@ -117,6 +159,7 @@ class HostIndex:
             tuple(sorted(task.avoid_hosts)),
             task.wait_for_host,
             task.gpus,
+            task.resume_host,
         )
 
     def candidates(self, task: Task) -> list[HostSlot]:
@@ -124,7 +167,11 @@ class HostIndex:
         sig = self.signature(task)
         found = self._candidates.get(sig)
         if found is None:
-            found = [s for s in self.hosts if eligible(task, s.host)]
+            found = [
+                s
+                for s in self.hosts
+                if eligible(task, s.host) and has_backend(s, task.backend) is not False
+            ]
             # An automatic retry goes to another host when there is one.
             others = [s for s in found if s.host.name not in task.avoid_hosts]
             found = others or found
@@ -134,6 +181,12 @@ class HostIndex:
                 # Unreachable hosts are used only when no other candidate is left: the launch
                 # is then a fresh connection attempt whose error (not a stale one) fails it.
                 found = [s for s in found if s.reachable is not False] or found
+            held = self.limited.get(task.backend, ())
+            if held:
+                free = [s for s in found if s.host.name not in held]
+                if found and not free:
+                    self._held.add(sig)
+                found = free
             self._candidates[sig] = found
         return found
 
@@ -144,7 +197,15 @@ class HostIndex:
             return None, WAIT_CAPACITY
         found = self.candidates(task)
         if not found:
+            if sig in self._held:
+                return None, WAIT_USAGE
             return None, WAIT_HOST if task.wait_for_host else NEVER
+        ready = self._ready.get(sig)
+        if ready is None:  # hosts whose CLIs are not known yet: wait for their first probe
+            ready = self._ready[sig] = [s for s in found if has_backend(s, task.backend)]
+        if not ready:
+            return None, WAIT_HOST
+        found = ready
         # A heap of (load, name) per signature, fixed lazily: loads only grow during a pass, so
         # an entry whose load is out of date is pushed back with the new one, and a host with
         # no room (or too few free GPUs) for this signature leaves its heap for good.
@@ -173,6 +234,14 @@ class HostIndex:
         return None, WAIT_CAPACITY
 
 
+def never_reason(task: Task, slots: Sequence[HostSlot], default: str) -> str:
+    """Return why ``task`` can never start: its CLI is on none of its hosts, or ``default``."""
+    fit = [s for s in slots if eligible(task, s.host)]
+    if fit and all(has_backend(s, task.backend) is False for s in fit):
+        return missing_cli_message(task.backend, [s.host.name for s in fit])
+    return default
+
+
 def choose_session_host(task: Task, slots: Sequence[HostSlot], wanted: str | None) -> str:
     """Return the host of an interactive session: ``wanted``, else the least busy one.
 
@@ -185,6 +254,8 @@ def choose_session_host(task: Task, slots: Sequence[HostSlot], wanted: str | Non
             raise NotFound(f"unknown host '{wanted}'")
         if task.backend not in slot.host.backends:
             raise ValidationError(f"host {wanted} does not run {task.backend}")
+        if has_backend(slot, task.backend) is False:
+            raise ValidationError(missing_cli_message(task.backend, [wanted]))
         if slot.host.connection == "slurm":  # its login node is no place for long processes
             raise ValidationError(
                 f"host {wanted} is a Slurm cluster: run a task there and `dobby attach` to it"
@@ -193,7 +264,10 @@ def choose_session_host(task: Task, slots: Sequence[HostSlot], wanted: str | Non
     found = [
         s
         for s in slots
-        if eligible(task, s.host) and s.reachable is not False and s.host.connection != "slurm"
+        if eligible(task, s.host)
+        and s.reachable is not False
+        and s.host.connection != "slurm"
+        and has_backend(s, task.backend) is not False
     ]
     if not found:
         raise ValidationError(f"no reachable host runs {task.backend}; name one with --host")

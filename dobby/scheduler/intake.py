@@ -20,7 +20,7 @@ from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostManager
 from dobby.results import followup
 from dobby.scheduler import deps, fixes
-from dobby.scheduler.capacity import check_placeable
+from dobby.scheduler.capacity import HostSlot, check_placeable
 from dobby.scheduler.drafts import execution_prompt, planning_prompt, planning_title
 from dobby.store.db import Store
 from dobby.store.query import TaskFilter
@@ -37,6 +37,8 @@ RUN_FIELDS = (
     "slurm_job", "slurm_state",
 )  # fmt: skip
 ATTEMPT_FIELDS = (*RUN_FIELDS, "status", "cost_usd", "session_id")
+# A wait a usage limit or budget imposed; a retry starts over without it.
+WAIT_FIELDS = ("not_before", "wait_reason", "resume_session", "resume_host")
 AUTO_RETRY_REASONS = (Reason.HOST_LOST.value, Reason.DISPATCH_ERROR.value)
 
 
@@ -135,7 +137,13 @@ class Intake:
     def check_placement(self, task: Task) -> None:
         """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
         if not task.wait_for_host:
-            check_placeable(task, list(self.hosts.hosts.values()))
+            states = self.hosts.states
+            slots = [
+                HostSlot(host=h, reachable=states[n].reachable, clis=states[n].clis)
+                for n, h in self.hosts.hosts.items()
+                if n in states
+            ]
+            check_placeable(task, list(self.hosts.hosts.values()), slots)
 
     def resolve_ids(self, ids: Iterable[str]) -> list[str]:
         """Return full task ids for ids or prefixes; name every unknown one in one error."""
@@ -332,6 +340,7 @@ class Intake:
         if task.id in fields["after"]:
             raise ValidationError(f"dependency cycle: {task.id} → {task.id}")
         self._check_cycle(task.id, fields["after"])
+        backend = task.backend
         for key in EDITABLE:
             name = {"host": "want_host", "labels": "host_selector"}.get(key, key)
             if key in body and name in fields:
@@ -340,6 +349,10 @@ class Intake:
             task.want_host = None
         if "plan" in body:
             task.plan = plan
+        moved = task.want_host and task.want_host != task.resume_host
+        if task.resume_session and (task.backend != backend or moved):
+            # Sent elsewhere: the session a usage limit cut cannot go on there.
+            task.resume_session = task.resume_host = task.not_before = None
         self.check_placement(task)
         self._save(task)
         self._kick()
@@ -407,7 +420,7 @@ class Intake:
         if avoid_host and avoid_host not in task.avoid_hosts:
             task.avoid_hosts = [*task.avoid_hosts, avoid_host]
         task.attempt += 1
-        for name in (*RUN_FIELDS, "cost_usd", "stale_since", "verify_result"):
+        for name in (*RUN_FIELDS, *WAIT_FIELDS, "cost_usd", "stale_since", "verify_result"):
             setattr(task, name, None)
         self.logs.reset(task.id)
         self.enqueue(task, "task.retried")

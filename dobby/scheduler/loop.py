@@ -28,9 +28,10 @@ from dobby.core.errors import (
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
 from dobby.core.retry import Backoff, Retry
-from dobby.core.timefmt import utcnow
+from dobby.core.timefmt import maybe_time, parse_time, utcnow
 from dobby.machines.hosts import HostManager, HostState
 from dobby.machines.slurm.outcome import waiting_text
+from dobby.results.halves import CONTINUE_PROMPT, fallback_prompt
 from dobby.runner import settle
 from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
@@ -39,6 +40,7 @@ from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue
 from dobby.scheduler.schedules import Schedules
+from dobby.scheduler.usage import BUDGET, USAGE_LIMIT, Usage
 from dobby.scheduler.watchdog import Watchdog
 from dobby.store.db import Store
 
@@ -48,6 +50,7 @@ PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
 SETTLE_BACKOFF = Backoff(first=0.25, cap=5.0)  # asking a host about a launch it may have run
 INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
+HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
 
 
 class SchedulerLoop:
@@ -64,8 +67,10 @@ class SchedulerLoop:
         schedules: Schedules,
         save: SaveTask,
         free_gpus: Callable[[Iterable[Task]], Mapping[str, tuple[int, ...]]],
+        usage: Usage,
     ) -> None:
         self.store = store
+        self.usage = usage
         self.settings = settings
         self.hosts = hosts
         self.runner = runner
@@ -77,6 +82,7 @@ class SchedulerLoop:
         self.queue = PendingQueue(aging=settings.priority_aging)
         self.deps = deps.Tracker()  # which queued tasks wait for dependencies
         self.active: dict[str, Task] = {}  # running or being launched: each holds a slot
+        self.timed: dict[str, float] = {}  # queued task id -> its not_before (epoch)
         self.watchdog = Watchdog(
             store=store,
             logs=runner.logs,
@@ -107,6 +113,11 @@ class SchedulerLoop:
         else:
             self.queue.discard(task.id)
             self.deps.discard(task.id)
+        not_before = maybe_time(task.not_before) if task.status == PENDING else None
+        if not_before is not None:
+            self.timed[task.id] = not_before.timestamp()
+        else:
+            self.timed.pop(task.id, None)
         if holds_slot(task) or task.id in self.dispatching:
             self.active[task.id] = task
         else:
@@ -172,13 +183,19 @@ class SchedulerLoop:
         if self._closed:
             return None
         self._settle_finished()
+        now = time.time()
+        self.usage.tick(now)
         due = self.schedules.next_due()
-        if due is not None and due <= time.time():
+        if due is not None and due <= now:
             self.schedules.tick()
         if not len(self.queue):
             return None
         blocked = self._blocked()
-        result = plan(self._plan_input(blocked))
+        for tid, at in self.timed.items():  # a usage limit's reset not reached yet
+            held = self.queue.get(tid)
+            if at > now and held is not None and tid not in blocked:
+                blocked[tid] = held.waiting_on or USAGE_LIMIT
+        result = plan(self._plan_input(blocked, now))
         started = set()
         for decision in result.decisions:
             try:
@@ -191,16 +208,18 @@ class SchedulerLoop:
                 continue
             task.host = decision.host
             task.gpu_indices = decision.gpus
+            task.account = self.usage.account_of(decision.host, task.backend)
             task.waiting_on = "dispatch"
             task.launch_id = secrets.token_hex(6)
+            task.not_before = task.wait_reason = None
             self.dispatching.add(task.id)
             self._save(task)
             started.add(task.id)
             self._spawn(self._dispatch(task.id))
-        self._update_waiting(result, blocked, started)
+        self._update_waiting(result, blocked, started, now)
         return result
 
-    def _plan_input(self, blocked: dict[str, str]) -> PlanInput:
+    def _plan_input(self, blocked: dict[str, str], now: float) -> PlanInput:
         holders = list(self.active.values())
         load: dict[str, int] = {}
         projects: dict[str, int] = {}
@@ -213,12 +232,15 @@ class SchedulerLoop:
         # GPUs held by running or launching tasks stay reserved (dobby.machines.gpu); freed at
         # the end.
         gpus_free = self._free_gpus(holders)
+        states = {n: self.hosts.states.get(n) or HostState() for n in self.hosts.hosts}
+        over_hub, over_projects = self.usage.overruns(now)
         slots = [
             HostSlot(
                 host=h,
                 running=load.get(n, 0),
-                reachable=(self.hosts.states.get(n) or HostState()).reachable,
+                reachable=states[n].reachable,
                 gpus_free=gpus_free.get(n, ()),
+                clis=states[n].clis,
             )
             for n, h in self.hosts.hosts.items()
         ]
@@ -231,8 +253,11 @@ class SchedulerLoop:
             project_limits={p.name: p.max_concurrent for p in self.store.projects()},
             blocked=blocked,
             busy_schedules={t.schedule_id for t in holders if t.schedule_id},
-            now=time.time(),
+            now=now,
             aging=self.settings.priority_aging,
+            limited=self.usage.limited_hosts(now),
+            over_budget=set(over_projects),
+            hub_over_budget=over_hub is not None,
         )
 
     def _blocked(self) -> dict[str, str]:
@@ -244,12 +269,14 @@ class SchedulerLoop:
                     self._fail(task, Reason.DEPENDENCY_FAILED, deps.failure_message(blocked))
         return dict.fromkeys(self.deps.waiting, "dependencies")
 
-    def _update_waiting(self, result: Plan, blocked: dict[str, str], started: set[str]) -> None:
+    def _update_waiting(
+        self, result: Plan, blocked: dict[str, str], started: set[str], now: float
+    ) -> None:
         """Save ``waiting_on`` where it changed (tasks not examined wait on capacity).
 
         Only tasks that may have changed are looked at: the ones this pass examined, the ones
-        whose dependencies were re-checked, and the few waiting on a host or a schedule. The
-        thousands that simply wait their turn cost nothing.
+        whose dependencies were re-checked, and the few waiting on a host, a schedule, a usage
+        limit or a budget. The thousands that simply wait their turn cost nothing.
         """
         ids = {*result.waiting, *self.deps.checked} | {t.id for t in self.queue.flagged()}
         self.deps.checked.clear()
@@ -257,12 +284,46 @@ class SchedulerLoop:
             task = self.queue.get(tid)
             if task is None or tid in started:
                 continue
-            want = blocked.get(tid) or result.waiting.get(tid) or "capacity"
-            if task.waiting_on != want:
+            want = blocked.get(tid) or result.waiting.get(tid)
+            if want is None:  # not examined (the hub filled up first): a hold stays as it was
+                want = task.waiting_on if task.waiting_on in HELD else "capacity"
+            want, reason, not_before = self._why(task, want, now)
+            if want == USAGE_LIMIT and not_before is not None:
+                until = parse_time(not_before).timestamp()
+                why = reason or "its accounts are at their usage limit"
+                if self.usage.fall_back(task, until=until, now=now, why=why):
+                    self._save(task)  # back in the queue on its fallback backend
+                    self.kick()
+                    continue
+            if (task.waiting_on, task.wait_reason, task.not_before) != (want, reason, not_before):
                 was = task.waiting_on
-                task.waiting_on = want
+                task.waiting_on, task.wait_reason, task.not_before = want, reason, not_before
                 event = "task.queued" if was == "dependencies" else "task.updated"
                 self._save(task, event)
+
+    def _why(self, task: Task, want: str, now: float) -> tuple[str, str | None, str | None]:
+        """Return (waiting_on, wait_reason, not_before) of a task found waiting on ``want``.
+
+        A hold whose cause is gone (the budget has room, no account is limited) is a wait for
+        capacity: the task was not looked at because the hub filled up first.
+        """
+        if want == BUDGET:
+            hub, projects = self.usage.overruns(now)
+            over = projects.get(task.project or "") or hub
+            if over is None:
+                return "capacity", None, None
+            return want, over.text(self.usage.tz), None
+        if want != USAGE_LIMIT:
+            return want, None, None
+        held = self.timed.get(task.id)
+        if held is not None and held > now:
+            return want, task.wait_reason, task.not_before  # its own reset, set at the limit
+        reason, not_before = self.usage.explain(task, now)
+        if not_before is None:
+            return "capacity", None, None
+        if task.resume_session:
+            reason += f"; then resumes session {task.resume_session} on {task.resume_host}"
+        return want, reason, not_before
 
     def _settle_finished(self) -> None:
         """React to tasks that finished since the last pass: plans, automatic retries."""
@@ -300,11 +361,15 @@ class SchedulerLoop:
             task = self.store.get_task(task_id)
             if task.status != PENDING:
                 return  # cancelled before the launch began
-            resume_session = None
-            if task.resume:
+            resume_session = prompt = None
+            if task.resume_session:  # the half after a usage limit: the same session goes on
+                resume_session, prompt = task.resume_session, CONTINUE_PROMPT
+            elif task.resume:
                 resume_session = self.store.get_task(task.resume).session_id
+            elif task.fallback_from:
+                prompt = fallback_prompt(task.prompt, task.fallback_from)
             try:
-                await self.runner.launch(task, resume_session=resume_session)
+                await self.runner.launch(task, resume_session=resume_session, prompt=prompt)
             except LaunchUnknown as exc:
                 # It may run: only the host can say, and until it does the task stays put.
                 log.warning("launch of %s: %s; asking the host", task_id, exc)
@@ -326,6 +391,7 @@ class SchedulerLoop:
                 return
             current.base_commit = task.base_commit
             current.resume = task.resume
+            current.log_base = task.log_base
             if current.slurm_job:  # in its cluster's queue: it starts when Slurm runs it
                 self._queued(current)
                 return
@@ -340,7 +406,9 @@ class SchedulerLoop:
         task.status = RUNNING
         task.waiting_on = None
         task.wait_reason = None
-        task.started_at = task.started_at or utcnow()
+        # Re-adopted: it started before. Launched: now (a half after a usage limit too, so its
+        # timeout counts from this run, not from before the wait).
+        task.started_at = (task.started_at if adopt else None) or utcnow()
         self._save(task, "task.started")
         self.runner.follow(task, adopt=adopt)
 

@@ -21,6 +21,7 @@ from dobby.scheduler.capacity import (
     HostSlot,
     check_placeable,
     eligible,
+    never_reason,
 )
 from dobby.scheduler.queue import (
     DEFAULT_AGING,
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 NO_HOST_ANY_MORE = "no host in the inventory matches any more"
+WAIT_BUDGET = "budget"
+NO_SPEND = ("shell",)  # backends that spend nothing: a full budget never holds them
 
 
 @dataclass
@@ -69,6 +72,9 @@ class PlanInput:
     busy_schedules: Collection[str] = ()  # schedules with an unfinished run (overlap: queue)
     now: float | None = None  # epoch seconds, for aging; None: no aging
     aging: float = DEFAULT_AGING
+    limited: Mapping[str, Collection[str]] = field(default_factory=dict)  # backend -> hosts
+    over_budget: Collection[str] = ()  # projects whose spend budget is full
+    hub_over_budget: bool = False  # the hub-wide budget is full: no agent task starts
 
 
 @dataclass
@@ -106,7 +112,8 @@ def plan(state: PlanInput) -> Plan:
         project_limits=state.project_limits,
         host_load={s.host.name: s.running for s in state.hosts},
     )
-    index = HostIndex(state.hosts)
+    index = HostIndex(state.hosts, state.limited)
+    over_budget = set(state.over_budget)
     free_hosts = sum(1 for s in state.hosts if s.running < s.host.max_agents)
     busy_schedules = set(state.busy_schedules)
     cursor = _cursor(state)
@@ -117,6 +124,12 @@ def plan(state: PlanInput) -> Plan:
         reason = state.blocked.get(task.id)
         if reason is None and task.schedule_id and task.schedule_id in busy_schedules:
             reason = "schedule"
+        if (
+            reason is None
+            and task.backend not in NO_SPEND
+            and (state.hub_over_budget or task.project in over_budget)
+        ):
+            reason = WAIT_BUDGET
         if reason is None and cap.project_full(task.project):
             reason = WAIT_CAPACITY
             cursor.drop(task.project)  # the project's later tasks wait too: skip them all
@@ -126,7 +139,8 @@ def plan(state: PlanInput) -> Plan:
         slot, why = index.pick(task, cap.host_load)
         if slot is None:
             if why == NEVER:
-                out.decisions.append(Decision(task.id, None, NO_HOST_ANY_MORE))
+                error = never_reason(task, state.hosts, NO_HOST_ANY_MORE)
+                out.decisions.append(Decision(task.id, None, error))
             else:
                 out.waiting[task.id] = why
             continue

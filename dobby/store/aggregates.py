@@ -154,6 +154,15 @@ def cost_buckets(
     return conn.execute(sql, (start, end)).fetchall()
 
 
+def finished_costs(conn: sqlite3.Connection, *, start: float) -> list[tuple[Any, ...]]:
+    """Return (id, project, cost, finished_ts) of tasks with a cost finished at or after start."""
+    sql = (
+        "SELECT id, project, cost, finished_ts FROM tasks "
+        "WHERE finished_ts >= ? AND cost > 0 ORDER BY finished_ts"
+    )
+    return conn.execute(sql, (start,)).fetchall()
+
+
 def finished_backends(conn: sqlite3.Connection, *, end: float) -> list[str]:
     """Return every backend with a task finished at or before ``end``."""
     sql = "SELECT DISTINCT value FROM task_stats WHERE dim = 'backend'"

@@ -75,16 +75,19 @@ class TaskLogs:
             data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""  # cut mid-line
         return data
 
-    def lines(self, task_id: str, *, end: int | None = None) -> Iterator[str]:
-        """Yield the copy's lines as text (undecodable bytes replaced), up to byte ``end``."""
+    def lines(self, task_id: str, offset: int = 0, *, end: int | None = None) -> Iterator[str]:
+        """Yield the copy's lines from byte ``offset`` up to byte ``end`` as text (undecodable
+        bytes replaced): a half after a usage limit starts further on, a verify section ends
+        the agent's part."""
         try:
-            if end is not None:  # a prefix (the agent's part of a log with a verify section)
-                with open(self.path(task_id), "rb") as fh:
-                    data = fh.read(max(0, end))
-                yield from io.StringIO(data.decode("utf-8", "replace"), newline=None)
-                return
-            with open(self.path(task_id), encoding="utf-8", errors="replace") as text:
-                yield from text
+            with open(self.path(task_id), "rb") as fh:
+                fh.seek(max(0, offset))
+                if end is not None:
+                    data = fh.read(max(0, end - offset))
+                    yield from io.StringIO(data.decode("utf-8", "replace"), newline=None)
+                    return
+                with io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline=None) as text:
+                    yield from text
         except FileNotFoundError:
             return
 

@@ -18,6 +18,7 @@ import pytest
 from dobby.backends.shell import MAX_COMMAND_BYTES
 from tests.fixtures.hub import HubProcess, make_git_project
 from tests.fixtures.sshd import SshHost
+from tests.fixtures.wait import wait_until
 
 GPT55_HELLO = (1500 * 1.50 + 3000 * 0.15 + 150 * 12.00) / 1e6  # the recorded run, at gpt-5.5
 
@@ -113,8 +114,14 @@ def test_usage_limits_denials_and_api_status_land_on_the_task(
     )  # fmt: skip
     denied = add(hub, "go [scenario:denied]", "--host", "h2")
     for task_id, source in ((claude, "event"), (codex, "rollout")):
-        task = hub.wait_status(task_id)
-        assert (task["status"], task["reason"]) == ("failed", "usage_limit"), task
+        # A usage limit is a wait, not a failure (tests/scheduler/test_quota_e2e.py): the run
+        # that hit it is the task's first half.
+        task = wait_until(
+            lambda tid=task_id: (t := hub.client().task(tid))["attempts"] and t,
+            timeout=60,
+            what=f"the first half of {task_id}",
+        )
+        assert (task["status"], task["waiting_on"]) == ("pending", "usage_limit"), task
         assert task["api_error_status"] == 429 and task["session_id"]
         quota = task["quota"]
         assert (quota["kind"], quota["window"], quota["source"]) == (
@@ -139,6 +146,8 @@ def test_usage_limits_denials_and_api_status_land_on_the_task(
         "max_turns", "max_budget_usd", "api_error_status", "duration_ms", "permission_denials",
         "warnings", "quota",
     ]  # fmt: skip
+    waits = [exported.index(name) for name in ("account", "not_before", "wait_reason")]
+    assert start + 7 <= waits[0] and waits == sorted(waits)  # appended, never inserted
 
 
 def test_codex_commands_show_once_in_logs_with_exit_code_and_output(hub: HubProcess) -> None:

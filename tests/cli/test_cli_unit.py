@@ -451,6 +451,23 @@ def test_result_and_detail_lines() -> None:
     assert render.final_line(DONE) == "✓ abcd1234 completed · 1m05s · $0.0437"
 
 
+def test_show_and_final_line_carry_denials_and_the_api_status() -> None:
+    denied = {
+        **DONE,
+        "warnings": ["1 action(s) denied by the host's permissions: Write hello.txt"],
+        "permission_denials": [{"tool": "Write", "target": "hello.txt"}],
+    }
+    lines = render.task_detail_lines(denied)
+    assert lines[:2] == [
+        "! 1 action(s) denied by the host's permissions: Write hello.txt",
+        "! denied: Write hello.txt",
+    ]
+    assert any(line.split() == ["permission_denials:", "Write", "hello.txt"] for line in lines)
+    failed = {**DONE, "status": "failed", "reason": "agent_error", "api_error_status": 401}
+    assert "! API error status 401" in render.task_detail_lines(failed)
+    assert " · API 401" in render.final_line(failed)
+
+
 # -- HubClient against a real server ----------------------------------------------------------
 
 

@@ -101,6 +101,18 @@ def test_default_inventory_dir_resolved_from_cwd(tmp_path: Path, _cwd: Path) -> 
         ("host: 1\n", "{file}:1: setting 'host' must be a string, got 1"),
         ("prices: 3\n", "{file}:1: setting 'prices' must be a mapping, got 3"),
         (
+            "port: 9000\nbudget_usd: {day: 0}\n",
+            "{file}:2: setting 'budget_usd': day must be a positive number of USD, got 0",
+        ),
+        (
+            "budget_usd:\n  month: -10\n",
+            "{file}:2: setting 'budget_usd': month must be a positive number of USD, got -10",
+        ),
+        (
+            "budget_usd: {year: 10}\n",
+            "{file}:1: setting 'budget_usd': unknown window 'year' (use day, week, month)",
+        ),
+        (
             "api_key: 12345\n",
             "{file}:1: setting 'api_key' must be a string, got a value of type int",
         ),
@@ -171,6 +183,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
         ({"log_level": "loud"}, "setting 'log_level' must be one of debug, info, warning"),
         ({"timezone": "Mars/Olympus"}, "setting 'timezone': unknown time zone 'Mars/Olympus'"),
         ({"hub_url": "ftp://x"}, "setting 'hub_url' must be an http(s) URL, got 'ftp://x'"),
+        ({"quota_backoff": 0}, "setting 'quota_backoff' must be a positive number of seconds"),
+        ({"quota_grace": -1}, "setting 'quota_grace' must be a number of seconds >= 0"),
+        ({"budget_usd": {"week": 0}}, "setting 'budget_usd': week must be a positive number"),
     ],
 )
 def test_validate(changes: dict[str, object], message: str) -> None:

@@ -37,6 +37,8 @@ def test_vocabulary_is_flat_and_dotted() -> None:
         "inventory.error",
         "project.created",
         "hub.started",
+        "account.limited",
+        "account.resumed",
     }
 
 

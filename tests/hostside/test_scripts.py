@@ -244,3 +244,45 @@ def test_unpack_writes_each_file_byte_for_byte_from_stdin(tmp_path: Path) -> Non
         assert path.read_bytes() == text.encode(), name
         assert path.stat().st_mode & 0o777 == mode
     assert not list(Path(paths.task_dir).glob("*.tmp"))
+
+
+def test_the_half_after_a_usage_limit_continues_the_output_and_forgets_the_exit(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0003")
+    tmux_session_cleanup.append(paths.session)
+    task_dir = Path(paths.task_dir)
+    task_dir.mkdir(parents=True)
+    (task_dir / "env").write_text(scripts.render_env({}))
+    run_sh = scripts.render_run_sh(
+        paths=paths, argv=["bash", "-c", PROMPT], timeout=60, cwd=paths.worktree
+    )
+    (task_dir / "run.sh").write_text(run_sh)
+
+    def run(prompt: str, **launch: bool) -> None:
+        (task_dir / "prompt.md").write_text(prompt)
+        subprocess.run(
+            ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None, **launch)],
+            check=True,
+        )
+        wait_until(lambda: (task_dir / "exit").exists(), timeout=10, what="the exit file")
+        wait_until(  # the session ends right after exit is written
+            lambda: (
+                subprocess.run(
+                    ["tmux", "has-session", "-t", paths.session], stderr=subprocess.DEVNULL
+                ).returncode
+                != 0
+            ),
+            timeout=10,
+            what="the tmux session to end",
+        )
+
+    run("echo first half; exit 1")
+    assert (task_dir / "out.jsonl").read_text() == "first half\n"
+    subprocess.run(["bash", "-c", scripts.render_clear_run(paths=paths)], check=True)
+    assert not (task_dir / "exit").exists() and not (task_dir / "pid").exists()
+    run("echo second half", keep_output=True, reuse_worktree=True)
+    assert (task_dir / "out.jsonl").read_text() == "first half\nsecond half\n"
+    assert (task_dir / "exit").read_text() == "0\n"
+    run("echo a fresh start")  # anything else starts with no output of before
+    assert (task_dir / "out.jsonl").read_text() == "a fresh start\n"

@@ -375,6 +375,38 @@ def test_usage_shows_the_api_numbers(seeded: HubProcess, tab: Any) -> None:
     assert totals == pytest.approx([d["total"] for d in data["days"]])
 
 
+def test_a_usage_limit_shows_as_a_banner_a_waiting_task_and_a_limited_account(
+    tmp_path: Path, ssh_hosts: list[SshHost], tab: Any
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dobby.yaml").write_text("quota_grace: 1\n")
+    inventory = write_inventory(tmp_path / "inv.yaml", [ssh_hosts[0].inventory_entry()])
+    hub = HubProcess(home=home, inventory=inventory).start()
+    try:
+        page = tab(hub).open("#/usage")
+        task_id = add(hub, "go [scenario:quota_mid:20]", "--backend", "claude", "--host", "h1")
+        banner = page.locator("#limit-banner")
+        expect(banner).to_contain_text("Usage limit: claude/h1 until", timeout=30_000)
+        expect(banner).to_contain_text("1 task waiting")
+        card = page.locator('.account[data-account="claude/h1"]')
+        expect(card).to_have_attribute("data-limited", "true")
+        expect(card).to_contain_text("Limited until")
+        expect(card.locator('.uwindow[data-window="five_hour"]')).to_contain_text("rejected")
+        expect(card.locator(f'a[href="#/tasks/{task_id}"]')).to_be_visible()
+        page.goto(f"{hub.url}/dashboard#/tasks")
+        row = page.locator(f'tr[data-task="{task_id}"] .badge')
+        expect(row).to_have_text("pending · usage limit")
+        page.goto(f"{hub.url}/dashboard#/tasks/{task_id}/details")
+        expect(page.locator('[data-field="not_before"]')).to_contain_text("resumes in")
+        expect(page.locator('[data-field="wait_reason"]')).to_contain_text("resumes session")
+        # At the reset the banner goes and the task goes on in its session, to the end.
+        expect(banner).to_be_hidden(timeout=60_000)
+        assert hub.wait_status(task_id, timeout=90)["status"] == "completed"
+    finally:
+        hub.stop()
+
+
 # -- safety: escaping, theme, API key ---------------------------------------------------------
 
 
@@ -421,6 +453,22 @@ def test_details_show_results_and_download_artifacts(seeded: HubProcess, tab: An
     download = info.value
     assert download.suggested_filename == "report.txt"
     assert Path(download.path()).read_text() == "42 passed"
+
+
+def test_denied_actions_and_warnings_are_shown_with_the_result(
+    seeded: HubProcess, tab: Any
+) -> None:
+    task_id = add(seeded, "go [scenario:denied]", "--backend", "claude")
+    done = seeded.wait_status(task_id)
+    assert done["status"] == "completed" and done["permission_denials"], done
+    page = tab(seeded).open(f"#/tasks/{task_id}/details")
+    expect(page.locator("#task-warnings")).to_contain_text(
+        "⚠ 1 action(s) denied by the host's permissions: Write hello.txt"
+    )
+    expect(page.locator("#task-denials tbody tr")).to_have_text(["Writehello.txt"])
+    page.goto(f"{seeded.url}/dashboard#/tasks")
+    mark = page.locator(f'tr[data-task="{task_id}"] .warn-mark')
+    expect(mark).to_have_attribute("aria-label", done["warnings"][0])
 
 
 def post(hub: HubProcess, path: str, body: dict[str, Any]) -> Any:

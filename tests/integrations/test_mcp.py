@@ -38,6 +38,7 @@ TOOLS = {
     "dobby_retry",
     "dobby_detail_status",
     "dobby_stats",
+    "dobby_usage",
     "dobby_projects",
     "dobby_register",
     "dobby_start_race",
@@ -75,7 +76,7 @@ async def error_of(client: Client, tool: str, /, **args: Any) -> str:
     return result.content[0].text  # type: ignore[union-attr]
 
 
-async def test_stdio_lists_15_tools_with_schemas_and_descriptions(
+async def test_stdio_lists_16_tools_with_schemas_and_descriptions(
     hub: HubProcess, tmp_path: Path
 ) -> None:
     async with Client(stdio_params(hub.url, cwd=tmp_path)) as mcp:
@@ -126,12 +127,21 @@ async def test_every_tool_against_a_real_hub(hub: HubProcess, tmp_path: Path) ->
         text, result = await call(mcp, "dobby_results", task_id=task["id"])
         assert result["task_id"] == task["id"] and f"${done['cost_usd']:.4f}" in text
         assert done["summary"].splitlines()[0] in text
+        _, denied = await call(mcp, "dobby_add_task", prompt="go [scenario:denied]", host="h1")
+        assert hub.wait_status(denied["id"])["status"] == "completed"
+        text, _ = await call(mcp, "dobby_results", task_id=denied["id"])
+        assert "! 1 action(s) denied by the host's permissions: Write hello.txt" in text
+        assert "! denied: Write hello.txt" in text
+        text, _ = await call(mcp, "dobby_get_task", task_id=denied["id"])
+        assert "! denied: Write hello.txt" in text
         text, results = await call(mcp, "dobby_list_results", project="app")
         assert [r["task_id"] for r in results["results"]] == [task["id"]] and task["id"] in text
         text, detail = await call(mcp, "dobby_detail_status", task_id=task["id"])
         assert detail["task_id"] == task["id"] and "completed on h1" in text
         text, stats = await call(mcp, "dobby_stats", since="24h")
         assert stats["tasks"] >= 2 and "cost $" in text
+        text, usage = await call(mcp, "dobby_usage")
+        assert "claude/h1: ok" in text and "claude/h1" in [a["account"] for a in usage["accounts"]]
 
         text, batch = await call(
             mcp,

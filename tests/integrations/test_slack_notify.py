@@ -101,6 +101,22 @@ def test_approval_is_asked_once_when_the_plan_is_attached() -> None:
     assert len(rec.posts) == 2 and "completed" in rec.posts[1][1]
 
 
+def test_render_shows_warnings_api_status_and_denied_actions() -> None:
+    denied = [{"tool": "Write", "target": "hello.txt"}, {"tool": "Bash", "target": "rm -rf x"}]
+    warning = "2 action(s) denied by the host's permissions: Write hello.txt, Bash rm -rf x"
+    text = render_notification(
+        task("completed", summary="Done", warnings=[warning], permission_denials=denied), HUB
+    )
+    assert (
+        f":warning: {warning}" in text
+        and ":warning: denied: Write hello.txt, Bash rm -rf x" in text
+    )
+    assert text.index(":warning:") < text.index("> Done")  # before the summary: not missed
+    text = render_notification(task("failed", error="API Error: 529", api_error_status=529), HUB)
+    assert ":warning: API error status 529" in text and "> API Error: 529" in text
+    assert ":warning:" not in render_notification(task("completed", summary="ok"), HUB)
+
+
 def test_render_cancelled_and_failed_plan() -> None:
     assert "was cancelled" in render_notification(task("cancelled"), HUB)
     text = render_notification(task("draft", plan_task="p", error="planning run p failed"), HUB)
@@ -121,3 +137,34 @@ def test_reconcile_catches_up_with_tasks_that_ended_unseen(hub: HubProcess) -> N
     [(_, text)] = rec.posts
     assert done["id"] in text and "caught-up" in text
     assert n.tracked() == {}
+
+
+def test_a_usage_limit_is_announced_as_a_wait_then_the_resume_once_each() -> None:
+    rec = Recorder()
+    n = notifier(rec)
+    n.track("t1", WHERE)
+    half = {"kind": "usage_limit", "reason": "usage_limit"}
+    waiting = task(
+        "pending",
+        waiting_on="usage_limit",
+        account="claude/h1",
+        attempts=[half],
+        resume_session="s-1",
+        wait_reason="claude/h1 hit its five_hour limit; resumes session s-1 on h1 at 09:52",
+    )
+    n.handle(event(waiting))
+    n.handle(event({**waiting, "wait_reason": "still waiting"}))  # no second notice
+    running = {**waiting, "status": "running", "waiting_on": None, "host": "h1"}
+    n.handle(event(running, "task.started"))
+    n.handle(event(running))
+    assert [text.split(" ")[0] for _, text in rec.posts] == [
+        ":hourglass_flowing_sand:",
+        ":arrow_forward:",
+    ]
+    limit, resume = (text for _, text in rec.posts)
+    assert "hit the usage limit of *claude/h1*; it waits." in limit
+    assert "> claude/h1 hit its five_hour limit; resumes session s-1" in limit
+    assert "goes on in the same session on *h1* after the usage limit" in resume
+    done = {**running, "status": "completed", "summary": "done", "cost_usd": 0.5}
+    n.handle(event(done, "task.finished"))
+    assert len(rec.posts) == 3 and "completed" in rec.posts[2][1] and n.tracked() == {}

@@ -292,7 +292,29 @@ BAD = [
         5,
         "'slurm' in host 'c' must be a mapping of Slurm settings (partition, ...), got 'gpu'",
     ),
+    (
+        "hosts:\n  b:\n    address: h\n    account: 'team max'\n",
+        4,
+        "'account' in host 'b' must be a name, got 'team max'",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    accounts: {gemini: x}\n",
+        4,
+        "'accounts' in host 'b' must be a mapping of backend: account name, got {'gemini': 'x'}",
+    ),
 ]
+
+
+def test_accounts_merge_from_defaults_and_groups(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "inv.yaml",
+        "defaults:\n  accounts: {codex: shared}\n"
+        "groups:\n  team:\n    account: team-max\n    hosts:\n      a: {address: h}\n"
+        "      b: {address: h, accounts: {claude: own}}\n",
+    )
+    hosts = load_inventory(f).hosts
+    assert (hosts["a"].account, hosts["a"].accounts) == ("team-max", {"codex": "shared"})
+    assert hosts["b"].accounts == {"codex": "shared", "claude": "own"}
 
 
 @pytest.mark.parametrize(("text", "line", "message"), BAD)

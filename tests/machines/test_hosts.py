@@ -40,7 +40,14 @@ def test_check_good_down_and_unknown_key_hosts(tmp_path: Path, ssh_hosts: list[S
     inv = write_inventory(
         tmp_path / "inv.yaml",
         [
-            h1.inventory_entry(gpus="auto"),
+            h1.inventory_entry(
+                gpus="auto",
+                env={
+                    "PATH": f"{h1.fake_bin}:/usr/local/bin:/usr/bin:/bin",
+                    "ANTHROPIC_API_KEY": "sk-ant-test",
+                    "OPENAI_API_KEY": "sk-test",
+                },
+            ),
             h2.inventory_entry(),
             h3.inventory_entry(known_hosts=str(empty), backends=["shell"]),
         ],
@@ -55,6 +62,10 @@ def test_check_good_down_and_unknown_key_hosts(tmp_path: Path, ssh_hosts: list[S
         n: good[n]["status"] for n in ("ssh", "bash", "tmux", "git", "claude", "codex", "disk")
     } == dict.fromkeys(("ssh", "bash", "tmux", "git", "claude", "codex", "disk"), "ok")
     assert good["claude"]["message"].startswith("2.1.197")
+    assert good["claude credentials"] == {
+        "name": "claude credentials", "status": "ok", "message": "credentials: ANTHROPIC_API_KEY"
+    }  # fmt: skip
+    assert good["codex credentials"]["message"] == "credentials: OPENAI_API_KEY"
     assert good["gpus"]["status"] == "warn" and "not installed" in good["gpus"]["message"]
     assert good["shell rc"]["status"] in ("ok", "warn")
 
@@ -83,7 +94,7 @@ def test_check_warns_about_a_slow_bashrc(tmp_path: Path, ssh_hosts: list[SshHost
     before = rc.read_bytes() if rc.exists() else None
     rc.write_text("sleep 0.3\n" + (before or b"").decode())
     try:
-        inv = write_inventory(tmp_path / "inv.yaml", [h1.inventory_entry()])
+        inv = write_inventory(tmp_path / "inv.yaml", [h1.inventory_entry(backends=["shell"])])
         res = dobby("hosts", "check", "--inventory", str(inv), "--json")
         shell = checks(json.loads(res.stdout)["hosts"][0])["shell rc"]
         assert shell["status"] == "warn" and "[[ $- == *i* ]] || return" in shell["message"]
@@ -153,7 +164,9 @@ def test_check_through_the_hub(tmp_path: Path, ssh_hosts: list[SshHost]) -> None
     from tests.fixtures.hub import HubProcess
 
     h1, h2 = ssh_hosts[:2]
-    inv = write_inventory(tmp_path / "inv.yaml", [h1.inventory_entry(), h2.inventory_entry()])
+    inv = write_inventory(
+        tmp_path / "inv.yaml", [h1.inventory_entry(backends=["shell"]), h2.inventory_entry()]
+    )
     h2.stop()
     hub = HubProcess(home=tmp_path / "home", inventory=inv).start()
     try:

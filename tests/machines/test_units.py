@@ -249,6 +249,36 @@ def test_interpret_checks_table(
     assert part in checks[name].message
 
 
+@pytest.mark.parametrize(
+    ("facts", "claude", "codex"),
+    [
+        ({}, "no credentials", "no credentials"),
+        ({"cred_vars": "ANTHROPIC_API_KEY,OPENAI_API_KEY"}, "ANTHROPIC_API_KEY", "OPENAI_API_KEY"),
+        ({"cred_vars": "CLAUDE_CODE_OAUTH_TOKEN"}, "CLAUDE_CODE_OAUTH_TOKEN", "no credentials"),
+        ({"cred_claude_file": "1"}, "~/.claude/.credentials.json", "no credentials"),
+        ({"cred_claude_helper": "1"}, "apiKeyHelper", "no credentials"),
+        ({"cred_claude_keychain": "1"}, "Keychain", "no credentials"),
+        ({"cred_vars": "CLAUDE_CODE_USE_BEDROCK"}, "CLAUDE_CODE_USE_BEDROCK", "no credentials"),
+        ({"cred_codex_login": "chatgpt"}, "no credentials", "codex login (ChatGPT)"),
+        ({"cred_codex_login": "api_key"}, "no credentials", "codex login (API key)"),
+        ({"cred_codex_file": "1", "cred_codex_login": "unknown"}, "no", "~/.codex/auth.json"),
+        ({"cred_codex_env_keys": "FAKE_KEY:1"}, "no", "FAKE_KEY (config.toml env_key)"),
+        ({"cred_codex_env_keys": "FAKE_KEY:0"}, "no", "reads its key from FAKE_KEY, which is not"),
+    ],
+)
+def test_credentials_table(facts: dict, claude: str, codex: str) -> None:
+    checks = {c.name: c for c in interpret(Host(name="h", address="a"), {**GOOD, **facts})}
+    for agent, part in (("claude", claude), ("codex", codex)):
+        check = checks[f"{agent} credentials"]
+        assert part in check.message
+        assert check.status == (FAIL if check.message.startswith(("no ", "config")) else OK)
+
+
+def test_credentials_are_checked_only_for_the_hosts_backends() -> None:
+    checks = {c.name for c in interpret(Host(name="h", address="a", backends=["shell"]), GOOD)}
+    assert not checks & {"claude credentials", "codex credentials"}
+
+
 def test_interpret_flags_slow_shell_rc() -> None:
     checks = {c.name: c for c in interpret(Host(name="h", address="a"), GOOD, shell_ms=180.0)}
     assert checks["shell rc"].status == WARN and "~/.bashrc" in checks["shell rc"].message

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from dobby.core.models import Task
+from dobby.core.timefmt import utcnow
 from dobby.store.db import task_docs_on_disk
-from tests.fixtures.app import AppHub
-from tests.fixtures.hub import make_git_project
+from tests.fixtures.app import AppHub, running_app
+from tests.fixtures.hub import make_git_project, write_inventory
 
 PARKED = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}  # never starts
 
@@ -49,6 +51,10 @@ PARKED = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}  # n
          "<batch>:2: dependency cycle: a → b → a"),
         ("POST", "/tasks/ffffffff/approve", None, 404, "unknown task"),
         ("PATCH", "/projects/ghost", {"max_concurrent": 2}, 404, "unknown project"),
+        ("POST", "/tasks", {"prompt": "x", "fallback_backends": ["gemini"]}, 400,
+         "invalid fallback_backends 'gemini' (choose claude, codex, shell)"),
+        ("POST", "/tasks", {"prompt": "x", "fallback_backends": [3]}, 400,
+         "'fallback_backends' must be a list of non-empty strings"),
     ],
 )  # fmt: skip
 async def test_scheduler_errors_are_json(app_hub: AppHub, method: str, path: str, body: Any,
@@ -82,6 +88,23 @@ async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) 
     assert status == 200 and patched["auto_chain"] is True and patched["default_timeout"] == 600
     status, bad = await app_hub.call("PATCH", "/projects/app", {"path": "/elsewhere"})
     assert status == 400 and "cannot set path" in bad["error"]["message"]
+    for budget, why in (
+        ({"day": 0}, "'budget_usd': day must be a positive number of USD, got 0"),
+        ({"month": -1}, "'budget_usd': month must be a positive number of USD, got -1"),
+        ("day:x", "'budget_usd': day must be a positive number of USD, got 'x'"),
+        ({"hour": 5}, "'budget_usd': unknown window 'hour' (use day, week, month)"),
+    ):
+        status, bad = await app_hub.call("PATCH", "/projects/app", {"budget_usd": budget})
+        assert (status, bad["error"]["message"]) == (400, why)
+    status, patched = await app_hub.call(
+        "PATCH",
+        "/projects/app",
+        {"budget_usd": "day:20,month:300", "fallback_backends": "codex"},
+    )
+    assert status == 200 and patched["budget_usd"] == {"day": 20.0, "month": 300.0}
+    assert patched["fallback_backends"] == ["codex"]
+    status, patched = await app_hub.call("PATCH", "/projects/app", {"budget_usd": None})
+    assert status == 200 and patched["budget_usd"] is None
     status, batch = await app_hub.call("POST", "/batches", {
         "name": "json", "defaults": {"project": "app", **PARKED},
         "tasks": [{"name": "one", "prompt": "a"}, {"name": "two", "prompt": "b", "after": ["one"]}],
@@ -98,7 +121,13 @@ async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) 
     listed = (await app_hub.call("GET", "/batches"))[1]["batches"]
     assert [b["id"] for b in listed] == [batch["id"]] and "tasks" not in listed[0]
     paths = (await app_hub.call("GET", "/openapi.json"))[1]["paths"]
-    for path in ("/schedules", "/batches/{id}", "/tasks/{id}/approve", "/tasks/{id}/reject"):
+    for path in (
+        "/schedules",
+        "/batches/{id}",
+        "/tasks/{id}/approve",
+        "/tasks/{id}/reject",
+        "/usage",
+    ):
         assert path in paths
     assert "patch" in paths["/projects/{id}"]
 
@@ -124,3 +153,21 @@ async def test_retry_and_approve_conflicts(app_hub: AppHub) -> None:
     ] == "step 1"
     status, err = await app_hub.call("POST", f"/tasks/{task['id']}/reject")
     assert status == 409 and "only drafts can be rejected" in err["error"]["message"]
+
+
+async def test_usage_shows_the_configured_guess_only_where_no_agent_reported_a_window(
+    tmp_path: Path, local_entry: dict[str, Any]
+) -> None:
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
+    limits = {"claude": {"5h": {"cost_usd": 4}, "7d": {"cost_usd": 40}}}
+    async with running_app(home=tmp_path / "home", inventory=inventory, usage_limits=limits) as app:
+        done = Task(prompt="spent", backend="claude", status="completed", cost_usd=1.0)
+        done.finished_at = utcnow()
+        app.core.store.put_task(done)  # summed in SQL, per rolling window
+        status, view = await app.call("GET", "/usage")
+        assert status == 200
+        (account,) = [a for a in view["accounts"] if a["account"] == "claude/local"]
+        assert {w["window"]: (w["utilization"], w["source"]) for w in account["windows"]} == {
+            "five_hour": (0.25, "configured"),
+            "seven_day": (0.025, "configured"),
+        }

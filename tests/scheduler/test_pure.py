@@ -68,8 +68,13 @@ def host(name: str, *, max_agents: int = 4, labels: tuple[str, ...] = (), backen
     )
 
 
-def slot(h: Host, running: int = 0, reachable: bool | None = True) -> HostSlot:
-    return HostSlot(host=h, running=running, reachable=reachable)
+BOTH = frozenset({"claude", "codex"})
+
+
+def slot(
+    h: Host, running: int = 0, reachable: bool | None = True, clis: frozenset[str] | None = BOTH
+) -> HostSlot:
+    return HostSlot(host=h, running=running, reachable=reachable, clis=clis)
 
 
 def run_plan(tasks, slots, *, max_total=100, **kw):
@@ -387,3 +392,39 @@ def test_cascade_takes_only_what_failed_because_of_the_root() -> None:
         "f": _done(task("f", after=("c",)), "failed", "dependency_failed"),
     }
     assert deps.cascade("root", tasks) == ["root", "a", "b"]
+
+
+# --- placement by the CLIs each host's probe found -------------------------------------------
+
+
+def test_an_agent_task_goes_only_where_its_cli_was_found() -> None:
+    slots = [slot(host("a"), clis=frozenset({"codex"})), slot(host("b"), running=3)]
+    result = run_plan([task("t", backend="claude"), task("u", backend="codex")], slots)
+    assert started(result) == {"t": "b", "u": "a"}  # a is idler, but has no claude
+
+
+def test_a_host_not_probed_yet_is_waited_for_not_guessed() -> None:
+    slots = [slot(host("a"), clis=None, reachable=None)]
+    result = run_plan([task("t", backend="claude"), task("s", backend="shell")], slots)
+    assert started(result) == {"s": "a"} and result.waiting == {"t": "host"}
+    # A host whose probes never answered is unreachable: a launch there says why it fails.
+    result = run_plan([task("t", backend="claude")], [slot(host("a"), clis=None, reachable=False)])
+    assert started(result) == {"t": "a"}
+
+
+def test_no_host_with_the_cli_fails_the_task_naming_the_hosts() -> None:
+    slots = [slot(host("a"), clis=frozenset()), slot(host("b"), clis=frozenset({"codex"}))]
+    (decision,) = run_plan([task("t", backend="claude")], slots).decisions
+    assert decision.host is None
+    assert decision.error is not None and decision.error.startswith("no host has claude installed")
+    assert "`claude --version` printed nothing on a, b" in decision.error
+
+
+def test_submit_is_refused_only_when_every_probed_host_lacks_the_cli() -> None:
+    hosts = [host("a"), host("b")]
+    none = [slot(h, clis=frozenset({"codex"})) for h in hosts]
+    with pytest.raises(NoEligibleHost, match="no host has claude installed"):
+        check_placeable(task("t", backend="claude"), hosts, none)
+    check_placeable(task("t", backend="codex"), hosts, none)
+    unknown = [none[0], slot(hosts[1], clis=None, reachable=None)]
+    check_placeable(task("t", backend="claude"), hosts, unknown)  # b may have it: accepted

@@ -1,4 +1,4 @@
-"""Scheduler routes: drafts (approve/reject), retry --cascade, schedules, batches, policies.
+"""Scheduler routes: drafts, retry --cascade, schedules, batches, policies, usage limits.
 
 Operations that create or re-queue work answer only once it is on disk (``store.durable``,
 a group commit shared by concurrent requests): a 201 survives a hub crash.
@@ -6,13 +6,17 @@ a group commit shared by concurrent requests): a 201 survives a hub crash.
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
 from dobby.core.errors import ValidationError
 from dobby.core.shapes import RetryBody, parse
+from dobby.hub import dashboard_data
 from dobby.hub.base import BaseHandler
+from dobby.hub.core import Hub
 from dobby.hub.handlers import tasks as h
 from dobby.hub.idempotency import answer_once
+from dobby.store import aggregates
 
 
 def _object(handler: BaseHandler) -> dict[str, Any]:
@@ -104,3 +108,57 @@ class ProjectHandler(h.ProjectHandler):
 
     def patch(self, name: str) -> None:
         self.send(self.dobby.update_project(name, _object(self)).to_dict())
+
+
+# The configured guesses (usage_limits) by the window names the agents report.
+_GUESSED_WINDOWS = {"5h": "five_hour", "7d": "seven_day"}
+
+
+def usage_view(dobby: Hub) -> dict[str, Any]:
+    """Return ``GET /usage``: accounts' windows and limits, budgets, waiting tasks.
+
+    A window an agent never reported, for a backend with ``usage_limits`` configured, shows
+    the configured guess (``source: configured``) instead; real figures always replace it.
+    """
+    view = dobby.usage.view()
+    limits = dobby.settings.usage_limits or {}
+    if not limits:
+        return view
+    now = _dt.datetime.now(_dt.UTC)
+    conn, end = dobby.store.sql(), now.timestamp()
+    per_window = {}
+    for name, hours in dashboard_data.USAGE_WINDOWS:  # sums in SQL: no task is read
+        start = (now - _dt.timedelta(hours=hours)).timestamp()
+        per_window[name] = {
+            b: dashboard_data.usage_row(b, n, cost or 0.0, tokens)
+            for b, n, cost, *tokens in aggregates.usage_window(conn, start=start, end=end)
+        }
+    backends = sorted({b for rows in per_window.values() for b in rows} | set(limits))
+    sums = dashboard_data.usage_sums(
+        per_window, [], backends=backends, now=now, days=1, limits=limits
+    )
+    guesses: dict[tuple[str, str], float] = {}
+    for window in sums["windows"]:
+        for row in window["backends"]:
+            fractions = [v for k, v in (row.get("limit") or {}).items() if k.endswith("_used")]
+            if fractions:
+                name = _GUESSED_WINDOWS.get(window["name"], window["name"])
+                guesses[(row["backend"], name)] = max(fractions)
+    for account in view["accounts"]:
+        seen = {w.get("window") for w in account["windows"]}
+        for (backend, name), fraction in sorted(guesses.items()):
+            if backend == account["backend"] and name not in seen:
+                account["windows"].append(
+                    {
+                        "window": name,
+                        "utilization": fraction,
+                        "status": None,
+                        "source": "configured",
+                    }
+                )
+    return view
+
+
+class UsageHandler(BaseHandler):
+    def get(self) -> None:
+        self.send(usage_view(self.dobby))

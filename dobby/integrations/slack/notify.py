@@ -1,4 +1,5 @@
-"""Reply in a task's Slack thread when it finishes, fails or needs approval.
+"""Reply in a task's Slack thread when it finishes, fails, needs approval, or waits out a
+usage limit (and again when it goes on).
 
 The notifier follows the hub's ``GET /events`` stream (``HubClient.events``) in a thread. A task
 submitted from Slack is *tracked* with the thread it came from. A fast task may finish before
@@ -17,6 +18,7 @@ from typing import Any
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.notes import task_notes
 from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import format_duration, parse_time
 from dobby.integrations.slack.commands import cost, task_link
@@ -85,6 +87,9 @@ def render_notification(task: dict[str, Any], hub_url: str) -> str:
         body += (
             "\nReact ✅ to approve and run it, ❌ to reject it (or `dobby approve " + tid + "`)."
         )
+    if status in FINISHED:
+        notes = "\n".join(f":warning: {note}" for note in task_notes(task))
+        body = "\n".join(x for x in (notes, body) if x)
     dashboard = f"<{hub_url.rstrip('/')}/dashboard#/tasks/{tid}|Open in the dashboard>"
     return "\n".join(x for x in (head, body, dashboard) if x)
 
@@ -141,6 +146,31 @@ def _changes(stat: Any) -> str:
     return f"{files} file(s) +{plus} -{minus}"
 
 
+def limit_halves(task: dict[str, Any]) -> int:
+    """Return how many times a usage limit has stopped the task's runs."""
+    attempts = task.get("attempts") or []
+    return sum(1 for a in attempts if isinstance(a, dict) and a.get("kind") == "usage_limit")
+
+
+def render_limit_notice(task: dict[str, Any], hub_url: str) -> str:
+    """Return the thread reply for a task a usage limit stopped: it waits, it did not fail."""
+    link = task_link(hub_url, str(task.get("id")))
+    account = f" of *{task['account']}*" if task.get("account") else ""
+    head = f":hourglass_flowing_sand: Task {link} hit the usage limit{account}; it waits."
+    body = _quote(str(task.get("wait_reason") or ""))
+    return "\n".join(x for x in (head, body) if x)
+
+
+def render_resume_notice(task: dict[str, Any], hub_url: str) -> str:
+    """Return the thread reply for a task that goes on after a usage limit."""
+    link = task_link(hub_url, str(task.get("id")))
+    where = f" on *{task['host']}*" if task.get("host") else ""
+    how = "in the same session" if task.get("resume_session") else "afresh"
+    if task.get("fallback_from"):
+        how = f"with {task.get('backend')} instead of {task['fallback_from']} (a new session)"
+    return f":arrow_forward: Task {link} goes on {how}{where} after the usage limit."
+
+
 class Notifier:
     """Follow the hub's events and post each tracked task's outcome in its thread."""
 
@@ -164,6 +194,8 @@ class Notifier:
         self.announcing = threading.Lock()
         self._tracked: dict[str, Thread] = {}
         self._asked: dict[str, tuple[str, str]] = {}  # approval announced, for this plan/error
+        self._paused: dict[str, int] = {}  # usage-limit stops announced per task
+        self._resumed: dict[str, int] = {}  # ... and the restarts after them
         self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._since: int | None = None
         self._stop = threading.Event()
@@ -264,8 +296,23 @@ class Notifier:
         if not task_id or not isinstance(task, dict) or "status" not in task:
             return
         status = task.get("status")
+        text = None
         with self._lock:
             where = self._tracked.get(task_id)
+            stops = limit_halves(task)
+            if where is not None and status not in FINISHED and stops:
+                if status == "pending" and stops > self._paused.get(task_id, 0):
+                    self._paused[task_id] = stops
+                    text = render_limit_notice(task, self.hub_url)
+                elif status == "running" and self._paused.get(task_id, 0) > self._resumed.get(
+                    task_id, 0
+                ):
+                    self._resumed[task_id] = self._paused[task_id]
+                    text = render_resume_notice(task, self.hub_url)
+        if text is not None and where is not None:
+            self._notify(where, task, text)
+            return
+        with self._lock:
             if status in FINISHED:
                 if where is None:
                     self._finished[task_id] = task
@@ -274,6 +321,8 @@ class Notifier:
                     return
                 del self._tracked[task_id]
                 self._asked.pop(task_id, None)
+                self._paused.pop(task_id, None)
+                self._resumed.pop(task_id, None)
             elif where is not None and _new_approval(task, self._asked.get(task_id)):
                 self._asked[task_id] = approval_state(task) or ("", "")
             else:
@@ -282,16 +331,16 @@ class Notifier:
                 return
         self._notify(where, task)
 
-    def _notify(self, where: Thread, task: dict[str, Any]) -> None:
+    def _notify(self, where: Thread, task: dict[str, Any], text: str | None = None) -> None:
         try:
             if str(task.get("id") or "").startswith("r-"):
                 self.post(where, render_race_summary(task, self.hub_url))
                 return
             if task.get("status") != "draft" or self.on_waiting is None:
-                self.post(where, render_notification(task, self.hub_url))
+                self.post(where, text or render_notification(task, self.hub_url))
                 return
             with self.announcing:
-                ts = self.post(where, render_notification(task, self.hub_url))
+                ts = self.post(where, text or render_notification(task, self.hub_url))
                 if ts:
                     self.on_waiting(where, ts, task)
         except Exception:  # the post callback reports Slack errors itself; keep following

@@ -1,7 +1,7 @@
 // The dashboard's entry point: theme, API-key prompt, sidebar, hash router, live connection.
 
 import { api, authReady, authResolved, getKey, HttpError, setAuthHandler, setKey, sleep } from "./api.js";
-import { el, replace, safeUrl, throttle } from "./dom.js";
+import { el, fmtTime, replace, safeUrl, throttle } from "./dom.js";
 import { run, state, subscribe } from "./hub.js";
 import * as batches from "./views/batches.js";
 import * as drafts from "./views/drafts.js";
@@ -91,6 +91,23 @@ function renderCounts() {
   $("count-tasks").textContent = state.loaded ? String(state.tasks.size) : "";
 }
 
+// Accounts at their usage limit: one line on top of every view, until their tasks go on.
+function renderBanner() {
+  const box = $("limit-banner");
+  const limited = (state.usage?.accounts || []).filter((a) => a.limited);
+  box.hidden = !limited.length;
+  replace(box, limited.length ? [
+    el("strong", {}, "Usage limit: "),
+    limited.map((a, i) => {
+      const waiting = (a.waiting || []).length;
+      return el("span", { class: "limited-account", "data-account": a.account }, i ? " · " : "",
+        `${a.account} until ${fmtTime(a.limited_until)}`,
+        waiting ? `, ${waiting} task${waiting === 1 ? "" : "s"} waiting` : "");
+    }),
+    " ", el("a", { href: "#/usage" }, "Usage"),
+  ] : []);
+}
+
 // -- router --------------------------------------------------------------------------------------
 /** Parse "#/tasks/ID/tab?x=1" into {name, id, tab, query, key}. */
 export function parseHash(hash) {
@@ -157,6 +174,7 @@ async function boot() {
   subscribe((kind, detail) => {
     if (kind === "conn") renderConn();
     if (kind === "reset" || kind === "task") counts();
+    if (kind === "usage") renderBanner();
     if (current?.view.update) current.view.update(kind, detail);
   });
   window.addEventListener("hashchange", () => route(false));

@@ -168,3 +168,12 @@ export function syncRows(container, items, { key, sig, build, patch }) {
   }
   for (const node of existing.values()) node.remove();
 }
+
+/** Return what a finished task's reader must not miss: warnings, API error status, denied actions. */
+export function taskNotes(task) {
+  const notes = [...(task.warnings || [])];
+  if (task.api_error_status !== null && task.api_error_status !== undefined) notes.push(`API error status ${task.api_error_status}`);
+  const denials = task.permission_denials || [];
+  if (denials.length) notes.push(`denied: ${denials.map((d) => `${d.tool || "?"} ${d.target || ""}`.trim()).join(", ")}`);
+  return notes;
+}

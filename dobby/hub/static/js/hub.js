@@ -12,6 +12,7 @@ export const state = {
   steps: new Map(), // running task id -> its current step {kind, text, tool, is_error}
   details: new Map(), // running task id -> {cost_usd, cost_estimated, tokens, step} (detail-status)
   config: null,
+  usage: null, // GET /usage: accounts' windows and limits, budgets
   lastSeq: null,
   pid: null,
   conn: "connecting",
@@ -60,6 +61,12 @@ export async function loadHosts() {
   emit("hosts");
 }
 
+/** Refresh the accounts' usage limits and the budgets (the banner and the Usage view). */
+export async function loadUsage() {
+  state.usage = await api("/usage");
+  emit("usage");
+}
+
 /** Fetch everything the views show; events that arrive meanwhile are applied after. */
 export async function loadSnapshot() {
   const [tasks, projects, live] = await Promise.all([api("/tasks"), api("/projects"), api("/dashboard/api/live"), loadHosts()]);
@@ -68,6 +75,7 @@ export async function loadSnapshot() {
   setLive(live);
   state.loaded = true;
   emit("reset");
+  loadUsage().catch(() => {});
 }
 
 function setLive(live) {
@@ -118,6 +126,9 @@ function apply(event) {
   } else if (type === "inventory.error") {
     if (state.inventory) state.inventory.error = data.error;
     emit("hosts");
+  } else if (type === "account.limited" || type === "account.resumed") {
+    loadUsage().catch(() => {});
+    emit("account", event);
   } else if (type.startsWith("batch.")) {
     emit("batches");
   } else if (type.startsWith("race.")) {

@@ -2,12 +2,12 @@
 // (linked to GitHub when the hub has github_url), the diff stat and the artifacts.
 
 import { getKey } from "../api.js";
-import { badge, el, fmtCost, fmtDuration, fmtTime, fmtTokens, replace, safeUrl, taskElapsed, toast } from "../dom.js";
+import { badge, el, fmtCost, fmtDuration, fmtTime, fmtTokens, parseTime, replace, safeUrl, taskElapsed, toast } from "../dom.js";
 import { state } from "../hub.js";
 
-const TIMES = new Set(["created_at", "started_at", "finished_at", "merged_at", "host_cleaned_at"]);
-const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "error", "tokens", "diff_stat", "artifacts", "title", "plan", "verify_result"]);
-const ORDER = ["id", "status", "reason", "waiting_on", "project", "backend", "model", "priority", "host", "want_host",
+const TIMES = new Set(["created_at", "started_at", "finished_at", "merged_at", "host_cleaned_at", "not_before"]);
+const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "error", "tokens", "diff_stat", "artifacts", "title", "plan", "verify_result", "warnings", "permission_denials"]);
+const ORDER = ["id", "status", "reason", "waiting_on", "wait_reason", "not_before", "account", "project", "backend", "model", "priority", "host", "want_host",
   "host_selector", "after", "batch_id", "attempt", "timeout", "created_at", "started_at", "finished_at", "session_id",
   "branch", "base_commit", "head_commit", "exit_code", "cost_usd", "models", "turns", "resume", "cron", "every"];
 
@@ -22,6 +22,10 @@ function value(task, key) {
   const v = task[key];
   if (v === null || v === undefined || v === "" || (Array.isArray(v) && !v.length)) return el("span", { class: "muted" }, "—");
   if (key === "status") return badge(v);
+  if (key === "not_before" && task.status === "pending") {
+    const left = (parseTime(v) - Date.now()) / 1000;
+    return el("span", {}, el("time", { datetime: v, title: v }, fmtTime(v)), left > 0 ? ` (resumes in ${fmtDuration(left)})` : "");
+  }
   if (TIMES.has(key)) return el("time", { datetime: v, title: v }, fmtTime(v));
   if (key === "cost_usd") return fmtCost(v);
   if (key === "timeout") return fmtDuration(v);
@@ -102,6 +106,21 @@ function artifacts(task) {
     a.size !== undefined ? el("span", { class: "muted small" }, ` ${fmtTokens(a.size)}B`) : null)));
 }
 
+// Warnings first, then the API error status and each denied action (tool + target).
+function notes(task) {
+  const warnings = (task.warnings || []).map((w) => el("li", {}, "⚠ ", w));
+  const api = task.api_error_status ?? null;
+  if (api !== null) warnings.push(el("li", { id: "task-api-status" }, `⚠ API error status ${api}`));
+  const denials = task.permission_denials || [];
+  return [
+    warnings.length ? el("ul", { class: "warnings", id: "task-warnings" }, warnings) : null,
+    denials.length ? el("div", { class: "denials", id: "task-denials" }, el("h3", {}, "Denied actions"),
+      el("table", { class: "grid compact" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "tool"), el("th", { scope: "col" }, "target"))),
+        el("tbody", {}, denials.map((d) => el("tr", {}, el("td", { class: "mono" }, d.tool || "?"), el("td", { class: "mono" }, d.target || "")))))) : null,
+  ];
+}
+
 function section(title, ...body) {
   const content = body.flat().filter(Boolean);
   return content.length ? el("section", { class: "panel" }, el("h2", {}, title), content) : null;
@@ -113,6 +132,7 @@ export function mount(root, id) {
     if (!task) return;
     replace(root,
       section("Result",
+        notes(task),
         task.summary ? el("pre", { class: "summary", id: "task-summary" }, task.summary) : null,
         task.error ? el("pre", { class: "error-box", id: "task-error" }, task.error) : null,
         task.collect_error ? el("p", { class: "error" }, task.collect_error) : null,

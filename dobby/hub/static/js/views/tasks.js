@@ -1,7 +1,7 @@
 // Task list: search, filters, sort and pages over every task the page holds (10,000+ is fine:
 // filtering is one pass in memory and only one page of rows is in the DOM).
 
-import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, throttle } from "../dom.js";
+import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, taskNotes, throttle } from "../dom.js";
 import { state } from "../hub.js";
 import { actionButtons } from "./actions.js";
 
@@ -10,6 +10,7 @@ const STATUSES = ["draft", "pending", "running", "completed", "failed", "cancell
 const BACKENDS = ["claude", "codex", "shell"];
 const PRIORITIES = ["urgent", "high", "normal", "low"];
 const PRIORITY_RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
+const HELD = ["usage_limit", "budget"]; // waits shown beside the status
 const FILTERS = ["status", "project", "host", "backend", "priority"];
 const by = (f) => (a, b) => { const x = f(a); const y = f(b); return x < y ? -1 : x > y ? 1 : 0; };
 const SORTS = {
@@ -47,10 +48,16 @@ function setOptions(selectEl, values, wanted) {
   selectEl.value = wanted || "";
 }
 
+// A finished task whose result needs a look (denied actions, an API error, a warning).
+function warnMark(task) {
+  const notes = taskNotes(task);
+  return notes.length ? el("span", { class: "warn-mark", title: notes.join("\n"), "aria-label": notes[0] }, " ⚠") : null;
+}
+
 function row(task) {
   const tr = el("tr", { "data-task": task.id, class: "clickable" },
-    el("td", { class: "title-cell" }, taskLink(task), el("div", { class: "mono muted small" }, task.id)),
-    el("td", {}, badge(task.status, task.reason)),
+    el("td", { class: "title-cell" }, taskLink(task), warnMark(task), el("div", { class: "mono muted small" }, task.id)),
+    el("td", {}, badge(task.status, task.reason || (HELD.includes(task.waiting_on) && task.status === "pending" ? task.waiting_on.replace("_", " ") : null))),
     el("td", { class: "opt" }, task.project || "—"),
     el("td", {}, task.host || task.want_host || "—"),
     el("td", { class: "opt2" }, task.backend),
@@ -65,7 +72,7 @@ function row(task) {
   return tr;
 }
 
-const sig = (t) => [t.status, t.reason, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at].join("\u0001");
+const sig = (t) => [t.status, t.reason, t.waiting_on, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at, taskNotes(t).join("\n")].join("\u0001");
 
 export function mount(root, route) {
   const search = el("input", { type: "search", id: "task-search", placeholder: "Search title, prompt or id", "aria-label": "Search tasks", autocomplete: "off" });

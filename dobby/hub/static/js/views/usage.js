@@ -1,14 +1,51 @@
-// Usage: tokens and cost per backend over the rolling 5-hour and 7-day windows, and cost per
-// day (GET /dashboard/api/usage).
+// Usage: each account's quota windows as the agents report them, limits in force and budgets
+// (GET /usage); tokens and cost per backend over the rolling 5-hour and 7-day windows, and cost
+// per day (GET /dashboard/api/usage).
 
 import { api } from "../api.js";
-import { el, fmtCost, fmtTokens, replace, svg, throttle } from "../dom.js";
+import { el, fmtCost, fmtTime, fmtTokens, replace, svg, throttle } from "../dom.js";
+import { state } from "../hub.js";
 
 const KINDS = ["input", "output", "cache_read", "cache_write"];
 const WINDOW_TITLE = { "5h": "Last 5 hours", "7d": "Last 7 days" };
 const backendClass = (b) => (["claude", "codex", "shell"].includes(b) ? `b-${b}` : "b-other");
 
-function windowCard(win) {
+const WINDOW_NAME = { five_hour: "5-hour window", seven_day: "weekly window", seven_day_opus: "weekly Opus", seven_day_sonnet: "weekly Sonnet" };
+
+// One account: limited or not, each window's utilisation (real figures from the agents; a
+// configured guess only where no agent reported that window), the tasks waiting on it.
+function accountCard(acc) {
+  const windows = (acc.windows || []).map((w) => {
+    const pct = typeof w.utilization === "number" ? Math.round(100 * w.utilization) : null;
+    const bits = [pct === null ? "no figure" : `${pct}% used`];
+    if (w.status) bits.push(w.status.replace("_", " "));
+    if (w.resets_at) bits.push(`resets ${fmtTime(w.resets_at)}`);
+    if (w.source === "configured") bits.push("configured guess");
+    return el("div", { class: "urow uwindow", "data-window": w.window, "data-source": w.source || "" },
+      el("span", { class: "uname muted small" }, WINDOW_NAME[w.window] || w.window),
+      el("div", { class: "ubar", role: "img", "aria-label": `${WINDOW_NAME[w.window] || w.window}: ${bits[0]}` },
+        el("span", { class: `seg ${pct !== null && pct >= 90 ? "k-over" : "k-input"}`, style: { width: `${Math.min(100, pct || 0)}%` } })),
+      el("span", { class: "unums" }, bits.join(" · ")));
+  });
+  const waiting = acc.waiting || [];
+  return el("div", { class: `card account ${acc.limited ? "down" : "up"}`, "data-account": acc.account, "data-limited": String(acc.limited) },
+    el("div", { class: "card-head" }, el("strong", {}, acc.account), el("span", { class: "muted small" }, (acc.hosts || []).join(", ") || "no host")),
+    acc.limited ? el("p", { class: "error small" }, `Limited until ${fmtTime(acc.limited_until)}`, acc.limit?.note ? ` — ${acc.limit.note}` : "") : el("p", { class: "muted small" }, "Not limited"),
+    windows.length ? windows : el("p", { class: "muted small" }, "No window reported yet."),
+    waiting.length ? el("p", { class: "small" }, `Waiting: `, waiting.map((id) => el("a", { href: `#/tasks/${encodeURIComponent(id)}`, class: "mono" }, id, " "))) : null);
+}
+
+function accountsPanel(usage) {
+  const budgets = (usage.budgets || []).map((b) => el("p", { class: b.over ? "error small" : "small", "data-budget": b.scope },
+    `Budget of the ${b.scope}: `, Object.entries(b.windows || {}).map(([w, v]) => `${w} ${fmtCost(v.spent)} of ${fmtCost(v.cap)}`).join(", "), b.over ? ` — ${b.over}` : ""));
+  return el("section", { class: "panel", id: "accounts" },
+    el("h2", {}, "Accounts"),
+    el("p", { class: "muted small" }, "Usage limits belong to accounts (inventory account:/accounts:); windows as the agents last reported them."),
+    el("div", { class: "cards" }, (usage.accounts || []).map(accountCard)),
+    budgets);
+}
+
+function windowCard(win, real) {
   const max = Math.max(1, ...win.backends.map((b) => b.tokens.total));
   const rows = win.backends.map((b) => {
     const bar = el("div", { class: "ubar", role: "img", "aria-label": `${b.backend}: ${b.tokens.total} tokens` },
@@ -17,7 +54,8 @@ function windowCard(win) {
       el("span", { class: "uname" }, b.backend),
       bar,
       el("span", { class: "unums" }, `${fmtTokens(b.tokens.total)} tokens · ${fmtCost(b.cost_usd)} · ${b.tasks} task${b.tasks === 1 ? "" : "s"}`));
-    return b.limit ? el("div", {}, row, limitRow(b)) : row;
+    // Real figures from the agents replace the configured guesses (shown under Accounts).
+    return b.limit && !real.has(b.backend) ? el("div", {}, row, limitRow(b)) : row;
   });
   return el("section", { class: "panel", "data-window": win.name },
     el("h2", {}, WINDOW_TITLE[win.name] || win.name),
@@ -88,7 +126,7 @@ function costPanel(data) {
 export function mount(root) {
   const body = el("div", { id: "usage" }, el("p", { class: "muted" }, "Loading…"));
   root.append(el("header", { class: "view-head" }, el("h1", {}, "Usage"),
-    el("p", { class: "muted" }, "Tokens and cost of finished tasks per backend (codex runs are priced from the hub's price table). Limits come from the hub's usage_limits setting; without them bars compare backends with each other.")), body);
+    el("p", { class: "muted" }, "Each account's usage windows and limits, then tokens and cost of finished tasks per backend (codex runs are priced from the hub's price table). Where no agent reported a window, limits come from the hub's usage_limits setting; without them bars compare backends with each other.")), body);
   let alive = true;
   let draw = null;
   const resized = throttle(() => draw?.(), 200);
@@ -96,15 +134,18 @@ export function mount(root) {
 
   async function load() {
     let data;
+    let usage;
     try {
-      data = await api("/dashboard/api/usage");
+      [data, usage] = await Promise.all([api("/dashboard/api/usage"), api("/usage")]);
     } catch (err) {
       replace(body, el("p", { class: "error" }, `Cannot load usage: ${err.message}`));
       return;
     }
     if (!alive) return;
+    state.usage = usage;
+    const real = new Set((usage.accounts || []).filter((a) => (a.windows || []).some((w) => w.source !== "configured")).map((a) => a.backend));
     const cost = costPanel(data);
-    replace(body, tokenLegend(), el("div", { class: "cols" }, data.windows.map(windowCard)), cost.panel);
+    replace(body, accountsPanel(usage), tokenLegend(), el("div", { class: "cols" }, data.windows.map((w) => windowCard(w, real))), cost.panel);
     draw = cost.draw;
     draw();
   }
@@ -113,7 +154,7 @@ export function mount(root) {
   const reload = throttle(load, 10000);
   return {
     update(kind, task) {
-      if (kind === "reset" || (kind === "task" && ["completed", "failed", "cancelled"].includes(task?.status))) reload();
+      if (kind === "reset" || kind === "account" || (kind === "task" && ["completed", "failed", "cancelled"].includes(task?.status))) reload();
     },
     destroy() {
       alive = false;
