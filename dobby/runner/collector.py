@@ -16,8 +16,8 @@ from dobby.backends.pricing import ModelPrice
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Result, Task, TaskStatus
 from dobby.core.ports import GetTask
-from dobby.hostside import scripts
 from dobby.core.timefmt import utcnow
+from dobby.hostside import scripts
 from dobby.results import followup, halves
 from dobby.results.collect import BASE_FILE, collect_outputs, recorded_base
 from dobby.runner import verify
