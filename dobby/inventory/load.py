@@ -393,8 +393,18 @@ def _load(path: Path | None, extra: Path | None) -> tuple[Inventory, list[Invent
     for file in files:
         parser.parse_file(file)
         order.append(str(file))
-    if not parser.hosts and not parser.problems:
+    if path is None and not parser.hosts:
         parser.hosts["local"] = implicit_local()  # no inventory at all: run on this machine
+    elif not parser.hosts and not parser.problems:
+        # An inventory that is there but empty is a mistake, or an editor halfway through a
+        # save: never a reason to run tasks on the hub's own machine instead.
+        parser.problems.append(
+            InventoryError(
+                "defines no hosts (add hosts, or remove the inventory setting to run on this "
+                "machine alone)",
+                file=str(path),
+            )
+        )
     extra_names: list[str] = []
     if extra is not None and extra.is_file():
         extra_names = parser.parse_file(extra)

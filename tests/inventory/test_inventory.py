@@ -120,19 +120,30 @@ def test_unsafe_tag_is_a_yaml_error(tmp_path: Path) -> None:
         load_inventory(f)
 
 
-@pytest.mark.parametrize("path_kind", ["none", "empty_dir", "comments_only"])
-def test_implicit_local(tmp_path: Path, path_kind: str) -> None:
-    path: Path | None = None
+def test_implicit_local_without_an_inventory() -> None:
+    inv = load_inventory(None)
+    assert list(inv.hosts) == ["local"]
+    assert inv.get("local") == implicit_local()
+    assert inv.get("local").connection == "local"
+
+
+@pytest.mark.parametrize("path_kind", ["empty_dir", "comments_only", "empty_file", "hosts_empty"])
+def test_an_empty_inventory_is_an_error_not_local(tmp_path: Path, path_kind: str) -> None:
+    path = tmp_path / "inv.yaml"
     if path_kind == "empty_dir":
         path = tmp_path / "inventory"
         write(path / "README.md", "put yaml here")
         write(path / "hosts.yaml.example", "hosts: {x: {}}")
     elif path_kind == "comments_only":
-        path = write(tmp_path / "inv.yaml", "# nothing yet\n")
-    inv = load_inventory(path)
-    assert list(inv.hosts) == ["local"]
-    assert inv.get("local") == implicit_local()
-    assert inv.get("local").connection == "local"
+        write(path, "# nothing yet\n")
+    elif path_kind == "empty_file":
+        write(path, "")
+    else:
+        write(path, "hosts: {}\n")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert str(exc.value).startswith(f"{path}: defines no hosts")
+    assert "\n" not in str(exc.value)
 
 
 def test_missing_explicit_path(tmp_path: Path) -> None:
