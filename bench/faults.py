@@ -37,9 +37,13 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--ssh-rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--keep", type=Path, help="keep the hubs' homes (logs) in this directory")
     args = parser.parse_args()
     bad = 0
     with tempfile.TemporaryDirectory(prefix="dobby-faults-") as tmp, SshdCluster(count=3) as cl:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
         hosts = cl.reset()
         inv = write_inventory(Path(tmp) / "inventory.yaml", cl.inventory())
         with HubProcess(home=Path(tmp) / "home", inventory=inv) as hub:

@@ -6,7 +6,7 @@ with -9, the sshd child serving the hub's connection killed, sshd down, the host
 killed — waits for every task to end, and then counts from the evidence on the hosts:
 
 - lost: acknowledged (201) but unknown to the hub, or never finished;
-- launched twice: the task's directory exists on more than one host (each launch makes one);
+- launched twice: run.sh started (its ``pid`` or ``exit`` file is there) on more than one host;
 - truncated logs: a completed task whose hub copy of out.jsonl differs from the host's, byte
   for byte;
 - failed while it succeeded: the hub says failed, the host's ``exit`` file says 0.
@@ -49,6 +49,7 @@ class Figures:
     launched_twice: int = 0
     truncated_logs: int = 0
     failed_but_succeeded: int = 0
+    abandoned_dirs: int = 0  # made on a host, nothing launched there (not a broken promise)
     seconds: float = 0.0
     evidence: list[str] = field(default_factory=list)
 
@@ -62,7 +63,8 @@ class Figures:
             f"{self.acknowledged} acknowledged ({self.unanswered} unanswered), {self.faults} "
             f"faults, {self.completed} completed, {self.failed} failed | lost {self.lost}, "
             f"launched twice {self.launched_twice}, truncated logs {self.truncated_logs}, "
-            f"failed while it succeeded {self.failed_but_succeeded} | {self.seconds:.1f} s"
+            f"failed while it succeeded {self.failed_but_succeeded} | {self.abandoned_dirs} "
+            f"directories left unlaunched | {self.seconds:.1f} s"
         )
 
 
@@ -147,11 +149,15 @@ def count(
             state = "unknown" if task is None else task["status"]
             figures.evidence.append(f"{task_id}: lost ({state})")
             continue
-        where = [h for h in hosts if host_task_dir(h, task_id).is_dir()]
+        # A launch is run.sh having started (it writes ``pid`` first, ``exit`` last); a
+        # directory the hub made and left before launching (killed meanwhile) ran nothing.
+        made = [h for h in hosts if host_task_dir(h, task_id).is_dir()]
+        where = [h for h in made if _started(host_task_dir(h, task_id))]
+        figures.abandoned_dirs += len(made) - len(where)
         if len(where) > 1:
             figures.launched_twice += 1
-            names = ", ".join(h.name for h in where)
-            figures.evidence.append(f"{task_id}: launched on {names}")
+            seen = "; ".join(f"{h.name}: {_dir_evidence(host_task_dir(h, task_id))}" for h in where)
+            figures.evidence.append(f"{task_id}: launched on {seen} (hub says {task['host']})")
         exit_code = None
         for host in where:
             exit_file = host_task_dir(host, task_id) / "exit"
@@ -181,6 +187,18 @@ def count(
                     f"{task_id}: {task['status']}/{task.get('reason')}: {task.get('error')}"
                 )
     return figures
+
+
+def _started(directory: Path) -> bool:
+    return (directory / "pid").exists() or (directory / "exit").exists()
+
+
+def _dir_evidence(directory: Path) -> str:
+    """Return what a task directory on a host shows: its files, exit code, output size."""
+    files = sorted(p.name for p in directory.iterdir())
+    exit_file = directory / "exit"
+    code = exit_file.read_text().strip() if exit_file.is_file() else "none"
+    return f"{' '.join(files)} (exit {code}, out.jsonl {len(_read(directory / 'out.jsonl'))} B)"
 
 
 def _read(path: Path) -> bytes:
