@@ -75,6 +75,16 @@ class Settings:
         600, help="Seconds of waiting that raise a pending task one priority level (0: off)."
     )
     hub_url: str = _derived("URL clients use to reach the hub (default http://HOST:PORT).")
+    allowed_hosts: list[str] = _setting(
+        factory=list,
+        help="Extra Host names the hub answers to (DNS rebinding guard), e.g. [dobby.lan]; "
+        "'*' turns the check off.",
+    )
+    allowed_origins: list[str] = _setting(
+        factory=list,
+        help="Extra origins whose pages may send changes, e.g. [https://dobby.example.com] "
+        "behind a proxy.",
+    )
     github_url: str | None = _setting(None, help="Base URL used to link task branches on GitHub.")
     inventory: Path | None = _setting(
         None,
@@ -194,8 +204,8 @@ class Settings:
                 value = str(value)
             elif f.name.endswith("_url") and isinstance(value, str):
                 value = _strip_password(value)
-            elif isinstance(value, dict):
-                value = dict(value)
+            elif isinstance(value, dict | list):
+                value = type(value)(value)
             out[f.name] = value
         return out
 
@@ -306,6 +316,7 @@ _TYPE_NAMES = {
     str: "a string",
     Path: "a path",
     dict: "a mapping",
+    list: "a list of strings",
     bool: "true or false",
 }
 
@@ -334,6 +345,8 @@ def _coerce(name: str, value: Any, hint: Any, base: Path, *, where: str) -> Any:
         return value
     elif kind is dict and isinstance(value, dict):
         return value
+    elif kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
     elif kind is str and isinstance(value, str):
         return value
     # Secrets are never echoed back, not even in an error.
@@ -355,6 +368,8 @@ def _parse_text(text: str, kind: Any) -> Any:
         return None
     if kind is Path:
         return text
+    if kind is list:  # DOBBY_ALLOWED_HOSTS=a,b
+        return [item.strip() for item in text.split(",") if item.strip()]
     return None  # structured settings cannot come from text
 
 

@@ -10,14 +10,16 @@ from pydantic.json_schema import models_json_schema
 
 from dobby import __version__
 from dobby.core import raceshapes as rs
-from dobby.hub.base import ID, BaseHandler, NotFoundHandler
+from dobby.hub.base import ID, BaseHandler, NotFoundHandler, log_request
 from dobby.hub.core import Hub
+from dobby.hub.guard import Guard
 from dobby.hub.handlers import dashboard as dash
 from dobby.hub.handlers import machines as hm
 from dobby.hub.handlers import races as hr_
 from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
+from dobby.hub.handlers.ws import EventsSocket
 
 # (pattern, handler, {method: summary}): the one route table of the hub, and the source of
 # /openapi.json. Routes without summaries are pages, not API, and stay out of the document.
@@ -262,7 +264,8 @@ def openapi() -> dict[str, Any]:
 
 
 class OpenAPIHandler(BaseHandler):
-    public = True
+    # Like every route but /health: needs the key when the hub has one (it maps the attack
+    # surface, and nothing that lacks the key needs it).
 
     def get(self) -> None:
         self.send(openapi())
@@ -273,12 +276,22 @@ def make_app(dobby: Hub) -> tornado.web.Application:
     args = {"dobby": dobby}
     routes: list[Any] = [(pattern, handler, args) for pattern, handler, _ in ROUTES]
     routes.append((r"/openapi.json", OpenAPIHandler, args))
+    routes.append((r"/ws", EventsSocket, args))  # GET /events over a WebSocket (not in OpenAPI)
     files = {"path": str(dash.STATIC_DIR)}
     routes.append((r"/dashboard/?()", dash.DashboardFiles, files))
     routes.append((rf"/dashboard/static/{dash.STATIC_NAME}", dash.DashboardFiles, files))
+    settings = dobby.settings
+    guard = Guard.build(
+        bind=settings.host,
+        hub_url=settings.hub_url,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         route_patterns=frozenset(pattern for pattern, _, _ in ROUTES),
+        guard=guard,
+        log_function=log_request,
     )
