@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright_sync
 
-from tests.fixtures.dashboard import NEEDLE, VIEWPORT, history, launch, seed_history
+from tests.fixtures.dashboard import CHROMIUM, NEEDLE, VIEWPORT, history, launch, seed_history
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow  # a real browser against hub processes
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 expect.set_options(timeout=15_000)  # generous: the suite may run on a busy machine
 XSS = "<img src=x onerror=alert(1)>"
@@ -34,8 +34,8 @@ SEEDED = 10_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    # A missing browser fails the run (CI installs chromium): a skipped dashboard is untested.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
     with playwright_sync.sync_playwright() as p:
         b = launch(p)
         yield b
