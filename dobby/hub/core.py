@@ -432,5 +432,6 @@ class Hub:
             "tasks": {
                 "running": live[TaskStatus.RUNNING.value],
                 "pending": live[TaskStatus.PENDING.value],
+                "draft": live[TaskStatus.DRAFT.value],
             },
         }

@@ -60,7 +60,7 @@ def test_pages_filters_and_totals(hub: HubProcess) -> None:
     assert {t["id"] for t in found["tasks"]} == set(ids[1::2]) and found["total"] == 3
     _, mixed, _ = call(hub, "GET", "/tasks?status=pending,running&backend=shell&limit=2")
     assert mixed["total"] == 7 and len(mixed["tasks"]) == 2
-    assert call(hub, "GET", "/health")[1]["tasks"] == {"running": 0, "pending": 7}
+    assert call(hub, "GET", "/health")[1]["tasks"] == {"running": 0, "pending": 7, "draft": 0}
     _, none, _ = call(hub, "GET", "/tasks?host=elsewhere&limit=5")
     assert none == {"tasks": [], "total": 0, "limit": 5, "offset": 0, "next_before": None}
     status, err, _ = call(hub, "GET", "/tasks?project=nope")
