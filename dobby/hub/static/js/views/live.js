@@ -70,7 +70,7 @@ function patchRunning(row, task) {
 
 export function mount(root) {
   const running = section("live-table", "Running", ["Task", "Host", "Backend", "Elapsed", "Current step", "Cost so far", ""], "No task is running.");
-  const waiting = section("waiting-table", "Waiting", ["Task", "Waiting on", "Backend", "Host", "Priority", "Submitted", ""], "Nothing is queued.");
+  const waiting = section("waiting-table", "Waiting", ["Task", "Waiting for", "Backend", "Host", "Priority", "Submitted", ""], "Nothing is queued.");
   root.append(el("header", { class: "view-head" }, el("h1", {}, "Live jobs")), running.node, waiting.node);
 
   let waitRows = []; // the oldest waiting tasks, as the hub last answered

@@ -37,7 +37,7 @@ function setOptions(selectEl, values, wanted) {
 function row(task) {
   const tr = el("tr", { "data-task": task.id, class: "clickable" },
     el("td", { class: "title-cell" }, taskLink(task), el("div", { class: "mono muted small" }, task.id)),
-    el("td", {}, badge(task.status, task.reason)),
+    el("td", {}, badge(task.status, task.status === "pending" ? task.waiting_on?.replace(/_/g, " ") : task.reason)),
     el("td", { class: "opt" }, task.project || "—"),
     el("td", {}, task.host || task.want_host || "—"),
     el("td", { class: "opt2" }, task.backend),
@@ -52,7 +52,7 @@ function row(task) {
   return tr;
 }
 
-const sig = (t) => [t.status, t.reason, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at].join("\u0001");
+const sig = (t) => [t.status, t.reason, t.waiting_on, t.title, t.project, t.host, t.want_host, t.backend, t.priority, t.cost_usd, t.started_at, t.finished_at].join("\u0001");
 
 export function mount(root, route) {
   const search = el("input", { type: "search", id: "task-search", placeholder: "Search title, prompt or id", "aria-label": "Search tasks", autocomplete: "off" });
