@@ -10,7 +10,7 @@ import { countdown, waitingText, warnings } from "../words.js";
 
 const KINDS = ["input", "output", "cache_read", "cache_write"];
 // Shown in their own sections above the fields.
-const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "diff_stat", "artifacts", "plan", "verify_result"]);
+const SHOWN_ELSEWHERE = new Set(["prompt", "summary", "diff_stat", "artifacts", "plan"]);
 // [group, [[field, label, format?], ...]]: the order a person reads a task in.
 const GROUPS = [
   ["Task", [
@@ -36,7 +36,7 @@ const GROUPS = [
   ]],
   ["Result", [
     ["exit_code", "Exit code", "number"], ["turns", "Turns", "number"], ["session_id", "Agent session", "code"],
-    ["verify", "Check command", "code"], ["verify_timeout", "Check time limit", "seconds"],
+    ["verify", "Check command", "code"], ["verify_result", "Check result", "check"], ["verify_timeout", "Check time limit", "seconds"],
     ["fix_round", "Fix round", "number"], ["fix_attempts", "Fix rounds left", "number"], ["fix_task", "Fixed by", "tasks"],
     ["race_id", "Race", "race"], ["race_slot", "Attempt in the race", "number"], ["quota", "Usage limit hit", "quota"],
   ]],
@@ -100,6 +100,8 @@ const FORMATS = {
   tasks: taskLinks,
   batch: (v) => el("a", { href: `#/batches/${encodeURIComponent(v)}`, class: "mono" }, v),
   race: (v) => el("a", { href: `#/races/${encodeURIComponent(v)}`, class: "mono" }, v),
+  check: (v) => (typeof v === "object" ? [String(v.status ?? "?"), v.exit_code !== null && v.exit_code !== undefined ? ` (exit ${v.exit_code})` : "",
+    typeof v.duration_ms === "number" ? ` in ${fmtDuration(v.duration_ms / 1000)}` : ""].join("") : String(v)),
   host: (v) => el("a", { href: `#/network/${encodeURIComponent(v)}` }, v),
   list: (v) => (Array.isArray(v) ? v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ") : String(v)),
   lines: (v) => (Array.isArray(v) ? el("ul", { class: "plain" }, v.map((x) => el("li", {}, String(x)))) : String(v)),

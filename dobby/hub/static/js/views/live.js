@@ -92,7 +92,7 @@ export function mount(root) {
     const run = [...state.running.values()];
     const wait = waitRows.map((t) => state.tasks.get(t.id) || t).filter((t) => t.status === "pending");
     run.sort((a, b) => (a.started_at || "").localeCompare(b.started_at || ""));
-    const counts = { running: Math.max(run.length, state.counts.running || 0), waiting: waitTotal ?? wait.length };
+    const counts = { running: run.length, waiting: waitTotal ?? wait.length }; // every running task is here
     for (const [part, items, build, sig, patch] of [[running, run, runningRow, runSig, patchRunning], [waiting, wait, waitingRow, waitSig, null]]) {
       const name = part === running ? "Running" : "Waiting";
       const n = part === running ? counts.running : counts.waiting;
