@@ -30,7 +30,7 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         hs.TasksHandler,  # POST answers once the task is durable
         {
             "get": "List tasks newest first (?status=a,b&project=&host=&backend=&batch=&q="
-            "&limit=&offset= or &before=ID)",
+            "&limit=&offset= or &before=ID; ?sort=oldest|finished|cost|longest)",
             "post": "Submit a task (Idempotency-Key honoured)",
         },
     ),

@@ -474,5 +474,6 @@ class Hub:
             "tasks": {
                 "running": live[TaskStatus.RUNNING.value],
                 "pending": live[TaskStatus.PENDING.value],
+                "draft": live[TaskStatus.DRAFT.value],
             },
         }
