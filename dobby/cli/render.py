@@ -566,6 +566,8 @@ def attach_command(
     if host.get("known_hosts"):
         cmd += ["-o", f"UserKnownHostsFile={host['known_hosts']}"]
     address = str(host.get("address") or host.get("name"))
+    # "--": a destination starting with "-" (say -oProxyCommand=...) is never read as an option.
+    cmd.append("--")
     cmd.append(f"{host['user']}@{address}" if host.get("user") else address)
     if slurm_job:
         cmd.append(shlex.join(slurm_attach(job_id=slurm_job, task_id=task_id)))

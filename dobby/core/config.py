@@ -159,6 +159,18 @@ def _typed(kind: type, *after: Any, optional: bool = False) -> list[Any]:
 
 Seconds = Annotated[float, *_typed(float, _seconds(0, inclusive=False))]
 SecondsOrZero = Annotated[float, *_typed(float, _seconds(0, inclusive=True))]
+
+
+def _str_list(value: Any) -> list[str]:
+    """Return a list of strings; text is comma-separated (DOBBY_ALLOWED_HOSTS=a,b)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _Bad(f"must be a list of strings, got {repr(value)[:60]}")
+
+
+StrList = Annotated[list[str], BeforeValidator(_str_list)]
 OptionalStr = Annotated[str | None, *_typed(str, optional=True)]
 OptionalUrl = Annotated[str | None, *_typed(str, _http_url, optional=True)]
 
@@ -199,6 +211,16 @@ class Settings(BaseModel):
     )
     db_path: Annotated[Path, *_typed(Path)] = Field(
         default_factory=_derived, description="The hub's SQLite database (home/dobby.db)."
+    )
+    allowed_hosts: StrList = Field(
+        default_factory=list,
+        description="Extra Host names the hub answers to (DNS rebinding guard), e.g. "
+        "[dobby.lan]; '*' turns the check off.",
+    )
+    allowed_origins: StrList = Field(
+        default_factory=list,
+        description="Extra origins whose pages may send changes, e.g. "
+        "[https://dobby.example.com] behind a proxy.",
     )
     api_key: OptionalStr = Field(
         None, description="Key clients must send; env DOBBY_API_KEY overrides dobby.yaml."
@@ -330,8 +352,8 @@ class Settings(BaseModel):
                 value = str(value)
             elif name.endswith("_url") and isinstance(value, str):
                 value = _strip_password(value)
-            elif isinstance(value, dict):
-                value = dict(value)
+            elif isinstance(value, dict | list):
+                value = type(value)(value)
             out[name] = value
         return out
 
@@ -473,6 +495,7 @@ _TYPE_NAMES = {
     str: "a string",
     Path: "a path",
     dict: "a mapping",
+    list: "a list of strings",
     bool: "true or false",
 }
 

@@ -9,6 +9,8 @@
     ├── NotFound (KeyError)         unknown task / project / host id
     ├── Conflict                    invalid state transition (cancel a finished task)
     ├── AuthError                   missing or wrong API key
+    ├── Forbidden                   a request from a foreign origin or Host (browser safety)
+    ├── UnsupportedMediaType        a request body that is not application/json
     ├── NoEligibleHost              no host can ever run this task
     ├── TransportError              a host could not be reached or a command failed
     │   ├── HostUnreachable         connect refused / timed out / host key / auth
@@ -91,6 +93,20 @@ class AuthError(DobbyError):
 
     code = "unauthorized"
     status = 401
+
+
+class Forbidden(DobbyError):
+    """The request came from a web page on another origin, or names another Host."""
+
+    code = "forbidden"
+    status = 403
+
+
+class UnsupportedMediaType(DobbyError):
+    """A request body is not ``application/json``."""
+
+    code = "unsupported_media_type"
+    status = 415
 
 
 class NoEligibleHost(DobbyError):

@@ -110,10 +110,11 @@ class LogChunk(Answer):
 
 
 class TaskCounts(Answer):
-    """Tasks running and pending now."""
+    """Tasks running, pending and in draft now."""
 
     running: int
     pending: int
+    draft: int
 
 
 class Health(Answer):

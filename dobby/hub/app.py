@@ -7,14 +7,16 @@ from typing import Any
 
 import tornado.web
 
-from dobby.hub.base import ID, BaseHandler, NotFoundHandler
+from dobby.hub.base import ID, BaseHandler, NotFoundHandler, log_request
 from dobby.hub.core import Hub
+from dobby.hub.guard import Guard
 from dobby.hub.handlers import dashboard as dash
 from dobby.hub.handlers import machines as hm
 from dobby.hub.handlers import races as hr_
 from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
+from dobby.hub.handlers.ws import EventsSocket
 from dobby.hub.openapi import document
 
 # (pattern, handler, {method: summary}): the one route table of the hub, and the source of
@@ -26,7 +28,7 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         hs.TasksHandler,  # POST answers once the task is durable
         {
             "get": "List tasks newest first (?status=a,b&project=&host=&backend=&batch=&q="
-            "&limit=&offset= or &before=ID)",
+            "&limit=&offset= or &before=ID; ?sort=oldest|finished|cost|longest)",
             "post": "Submit a task (Idempotency-Key honoured)",
         },
     ),
@@ -158,13 +160,14 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
 def openapi() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the routes above (see dobby/hub/openapi.py).
 
-    Built once per process (read-only): the route is public, and building takes ~0.3 s of CPU.
+    Built once per process (read-only): building takes ~0.3 s of CPU.
     """
     return document(ROUTES)
 
 
 class OpenAPIHandler(BaseHandler):
-    public = True
+    # Like every route but /health: needs the key when the hub has one (it maps the attack
+    # surface, and nothing that lacks the key needs it).
 
     def get(self) -> None:
         self.send(openapi())
@@ -175,12 +178,22 @@ def make_app(dobby: Hub) -> tornado.web.Application:
     args = {"dobby": dobby}
     routes: list[Any] = [(pattern, handler, args) for pattern, handler, _ in ROUTES]
     routes.append((r"/openapi.json", OpenAPIHandler, args))
+    routes.append((r"/ws", EventsSocket, args))  # GET /events over a WebSocket (not in OpenAPI)
     files = {"path": str(dash.STATIC_DIR)}
     routes.append((r"/dashboard/?()", dash.DashboardFiles, files))
     routes.append((rf"/dashboard/static/{dash.STATIC_NAME}", dash.DashboardFiles, files))
+    settings = dobby.settings
+    guard = Guard.build(
+        bind=settings.host,
+        hub_url=settings.hub_url,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
         route_patterns=frozenset(pattern for pattern, _, _ in ROUTES),
+        guard=guard,
+        log_function=log_request,
     )

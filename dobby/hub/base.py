@@ -1,4 +1,4 @@
-"""BaseHandler: API-key check in prepare(), JSON bodies, JSON errors, SSE framing."""
+"""BaseHandler: browser-safety and API-key checks in prepare(), JSON bodies and errors, SSE."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tornado.iostream import StreamClosedError
 from dobby.core.errors import AuthError, DobbyError, ValidationError
 from dobby.core.fields import check_text
 from dobby.hub.core import Hub
+from dobby.hub.guard import Guard, check_json_body, redact_uri
 
 log = logging.getLogger("dobby.hub")
 
@@ -34,14 +35,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
-        key = self.dobby.settings.api_key
-        if key and not self.public:
-            given = self.request.headers.get("X-Dobby-Key", "")
-            auth = self.request.headers.get("Authorization", "")
-            if not given and auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), key.encode()):
-                raise AuthError("missing or wrong API key (send it as X-Dobby-Key)")
+        request = self.request
+        guard_of(self).check(
+            method=request.method or "GET", headers=request.headers, host=request.host
+        )
+        if not self.public:
+            check_key(self, self.dobby.settings.api_key)
+        if request.body:
+            check_json_body(request.headers.get("Content-Type"))
 
     def body_json(self) -> Any:
         """Return the request body parsed as JSON (``{}`` when empty); its text must be valid."""
@@ -92,6 +93,45 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, DobbyError):
             return
         super().log_exception(typ, value, tb)
+
+
+def guard_of(handler: tornado.web.RequestHandler) -> Guard:
+    """Return the app's Guard (see dobby.hub.guard), built once per application."""
+    found = handler.application.settings.get("guard")
+    if not isinstance(found, Guard):
+        raise RuntimeError("the hub's app was built without a guard (use make_app)")
+    return found
+
+
+def check_key(handler: tornado.web.RequestHandler, key: str | None) -> None:
+    """Raise AuthError unless the request carries ``key`` (when the hub has one)."""
+    if not key:
+        return
+    given = handler.request.headers.get("X-Dobby-Key", "")
+    auth = handler.request.headers.get("Authorization", "")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if hmac.compare_digest(given.encode(), key.encode()):
+        return
+    if not given and handler.get_query_argument("key", None) is not None:
+        raise AuthError("send the API key in the X-Dobby-Key header; ?key= is not accepted")
+    raise AuthError("missing or wrong API key (send it as X-Dobby-Key)")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Write one access-log line, like Tornado's, with key-like query values masked."""
+    status = handler.get_status()
+    access = logging.getLogger("tornado.access")
+    level = access.info if status < 400 else access.warning if status < 500 else access.error
+    request = handler.request
+    level(
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        redact_uri(request.uri or ""),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
 
 
 def int_arg(
@@ -153,4 +193,8 @@ class NotFoundHandler(BaseHandler):
     public = True
 
     def prepare(self) -> None:
+        request = self.request
+        guard_of(self).check(
+            method=request.method or "GET", headers=request.headers, host=request.host
+        )
         raise tornado.web.HTTPError(404, "no such route: %s", self.request.path)

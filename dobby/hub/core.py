@@ -18,13 +18,22 @@ from typing import Any
 from dobby import __version__
 from dobby.backends.pricing import DEFAULT_PRICES, parse_prices
 from dobby.core.config import Settings
-from dobby.core.errors import Conflict, DobbyError, InventoryError, NotFound, ValidationError
+from dobby.core.errors import (
+    Conflict,
+    DobbyError,
+    Forbidden,
+    InventoryError,
+    NotFound,
+    ValidationError,
+)
 from dobby.core.events import EventBus
+from dobby.core.files import atomic_write
 from dobby.core.models import Project, Task, TaskStatus
 from dobby.core.shapes import validate_policy_patch, validate_project
 from dobby.core.timefmt import utcnow
 from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
+from dobby.inventory.spokes import key_file, known_hosts_entry, literal_address, spoke_name
 from dobby.machines.gpumonitor import make_gpu_monitor
 from dobby.machines.hosts import HostManager, HostState
 from dobby.races.service import Races
@@ -408,33 +417,46 @@ class Hub:
         }
 
     def register_spoke(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Add a host to the hub's spokes file (it joins the inventory at once)."""
+        """Add a host to the hub's spokes file (it joins the inventory at once).
+
+        ``address`` must be a literal host name or IP address. A ``host_key`` is pinned in a
+        known_hosts file of the spoke's own, never in the one other hosts trust, and only on a
+        hub with an API key: on a keyless hub anyone who reaches the port could pin one.
+        """
         body = dict(body)
+        name = spoke_name(body.get("name"))
+        if body.get("address") is not None:
+            body["address"] = literal_address(body["address"])
+        if "known_hosts" in body:
+            raise ValidationError(
+                "'known_hosts' cannot be set through the API: send 'host_key' to pin the key"
+            )
         host_key = body.pop("host_key", None)
+        path = key_file(Path(self.settings.home), name)
+        pin = None
         if host_key is not None:
-            body["known_hosts"] = self._pin_spoke_key(body, host_key)
+            if not self.settings.api_key:
+                raise Forbidden(
+                    "this hub has no api_key, so it pins no host key sent over HTTP: set "
+                    "api_key (and DOBBY_API_KEY for `dobby agent`), or register without "
+                    "host_key and add the key to the hub's known_hosts yourself"
+                )
+            if body.get("trust_on_first_use"):
+                raise ValidationError("'host_key' and 'trust_on_first_use' exclude each other")
+            port = body.get("port", 22)
+            if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+                raise ValidationError("'port' must be an integer 1..65535")
+            pin = known_hosts_entry(body.get("address") or name, port, host_key)
+            body["known_hosts"] = str(path)
         host = add_spoke(self.spokes_file, body, inventory=self.inventory)
+        if pin is not None:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            atomic_write(path, pin, mode=0o600)
+        else:
+            path.unlink(missing_ok=True)  # re-registered without a key: no stale pin remains
         inv_path = Path(self.settings.inventory) if self.settings.inventory else None
         self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
         return host.to_dict()
-
-    def _pin_spoke_key(self, body: dict[str, Any], host_key: Any) -> str:
-        """Record a registering spoke's host key in the hub's known_hosts; return its path."""
-        parts = host_key.split() if isinstance(host_key, str) else []
-        if len(parts) < 2 or "\n" in host_key or not parts[0].startswith(("ssh-", "ecdsa-")):
-            raise ValidationError(
-                "'host_key' must be one public key line, e.g. the content of "
-                "/etc/ssh/ssh_host_ed25519_key.pub"
-            )
-        address = body.get("address")
-        if not isinstance(address, str) or not address or any(c.isspace() for c in address):
-            raise ValidationError("'address' is required to register a spoke with a host key")
-        port = body.get("port", 22)
-        name = address if port == 22 else f"[{address}]:{port}"
-        path = Path(self.settings.home) / "known_hosts"
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"{name} {parts[0]} {parts[1]}\n")
-        return str(path)
 
     def spokes(self) -> list[dict[str, Any]]:
         """List hosts added through /spokes/register."""
@@ -452,5 +474,6 @@ class Hub:
             "tasks": {
                 "running": live[TaskStatus.RUNNING.value],
                 "pending": live[TaskStatus.PENDING.value],
+                "draft": live[TaskStatus.DRAFT.value],
             },
         }

@@ -5,8 +5,8 @@ answer (:mod:`dobby.hub.answers`); the component schemas are pydantic's JSON sch
 models. :data:`OPERATIONS` is keyed by the OpenAPI path and method; a test checks that every
 route of the table has an entry, so a new route is documented with its shapes or fails CI.
 
-``/openapi.json`` (like ``/health``) is served without the API key: it describes the shapes of
-the API, never its data, so tools can discover the API before they are given a key.
+``/openapi.json`` needs the API key like every route but ``/health``: it maps the attack
+surface, and nothing that lacks the key needs it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dobby.core.models import BackendName, TaskStatus
 from dobby.core.records import TaskExport, TaskExportObject, TaskRecord
 from dobby.hub import answers as a
 from dobby.inventory.shapes import SpokeRegister
+from dobby.store.query import ORDERS
 
 REF = "#/components/schemas/{model}"
 _GROUPS = {
@@ -87,6 +88,12 @@ LIMIT = _q(
     maximum=MAX_INT,
 )
 OFFSET = _q("offset", "integer", "Skip this many matches first.", minimum=0, maximum=MAX_INT)
+SORT = _q(
+    "sort",
+    "string",
+    "Order: newest (default), oldest, finished, cost or longest; `before` pages newest only.",
+    enum=list(ORDERS),
+)
 BEFORE = _q("before", "string", "Only tasks older than this one (next_before of a page).")
 SINCE = _q("since", "string", "A duration back from now (24h, 7d) or an ISO time.")
 DAYS = _q("days", "integer", "Days back from today.", minimum=1)
@@ -104,7 +111,8 @@ EMPTY = (shapes.Empty,)
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("/health", "get"): Op(a.Health),
     ("/tasks", "get"): Op(
-        a.TaskList, query=(STATUS, PROJECT, HOST, BACKEND, BATCH, SEARCH, LIMIT, OFFSET, BEFORE)
+        a.TaskList,
+        query=(STATUS, PROJECT, HOST, BACKEND, BATCH, SEARCH, LIMIT, OFFSET, BEFORE, SORT),
     ),
     ("/tasks", "post"): Op(TaskRecord, (shapes.TaskSubmit,), 201, query=(IDEMPOTENCY_KEY,)),
     ("/tasks/{id}", "get"): Op(TaskRecord),
@@ -201,7 +209,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/races/{id}/merge", "post"): Op(rs.RaceMerged, EMPTY, body_required=False),
     ("/openapi.json", "get"): Op("application/json"),
 }
-PUBLIC = {"/health", "/openapi.json", "/dashboard/api/config"}
+PUBLIC = {"/health"}  # every other route needs the key when the hub has one
 
 
 def api_path(pattern: str) -> str:

@@ -29,6 +29,8 @@ TOP_KEYS = ("defaults", "groups", "hosts")
 HOST_FIELDS = tuple(f.name for f in dataclasses.fields(Host) if f.name not in ("name", "source"))
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NULL = "tag:yaml.org,2002:null"
+NESTED = "invalid YAML: nested too deeply"
+NO_HOSTS = "defines no hosts (add hosts, or remove the inventory to run on this machine alone)"
 
 
 def implicit_local() -> Host:
@@ -37,6 +39,11 @@ def implicit_local() -> Host:
     backends = ["claude", "codex", "shell"]
     return Host(name="local", connection="local", backends=backends, max_agents=4,
                 permissions="edits", workdir="~/.dobby", source="implicit")  # fmt: skip
+
+
+def is_implicit(inventory: Inventory) -> bool:
+    """Tell whether ``inventory`` is the implicit one (this machine alone, no file)."""
+    return all(host.source == "implicit" for host in inventory.hosts.values())
 
 
 @dataclass
@@ -340,10 +347,19 @@ def _load(path: Path | None, extra: Path | None) -> tuple[Inventory, list[Invent
     parser = _Parser()
     order: list[str] = []
     for file in files:
-        parser.parse_file(file)
+        try:
+            parser.parse_file(file)
+        except RecursionError:  # [[[[…]]]]: PyYAML composes and builds recursively
+            parser.problems.append(InventoryError(NESTED, file=str(file)))
         order.append(str(file))
-    if not parser.hosts and not parser.problems:
-        parser.hosts["local"] = implicit_local()  # no inventory at all: run on this machine
+    if not files:
+        # No inventory, or a directory with no inventory file yet (the ./inventory default, a
+        # fresh `dobby init`): run on this machine.
+        parser.hosts["local"] = implicit_local()
+    elif not parser.hosts and not parser.problems:
+        # A file that is there but defines nothing is a mistake, or an editor halfway through
+        # a save: never a reason to run tasks on the hub's own machine instead.
+        parser.problems.append(InventoryError(NO_HOSTS, file=str(path)))
     extra_names: list[str] = []
     if extra is not None and extra.is_file():
         extra_names = parser.parse_file(extra)
@@ -460,6 +476,10 @@ class InventoryWatcher:
         self._seen = seen
         try:
             inventory = load_inventory(self.path, self.extra)
+            if is_implicit(inventory) and self.current and not is_implicit(self.current):
+                # Every inventory file gone at once (an editor's save, a checkout): keep the
+                # hosts rather than start running tasks on the hub's own machine.
+                raise InventoryError(NO_HOSTS, file=str(self.path) if self.path else None)
         except InventoryError as exc:
             self.error = str(exc)
             log.warning("inventory not reloaded, keeping the last good one: %s", exc)

@@ -244,14 +244,15 @@ def _gpu_check(host: Host, facts: Mapping[str, Any]) -> Check:
 def describe_connect_error(host: Host, error: str) -> str:
     """Return an actionable message for a failed SSH connection."""
     where = target_of(host)
-    if "refused" in error:
+    # Match the start only: the rest may hold a path (a known_hosts file) with any words in it.
+    if error.startswith("connection refused"):
         return (
             f"{where}: connection refused: is the machine up and sshd listening on "
             f"port {host.port}?"
         )
-    if "timed out" in error:
+    if error.startswith("connection timed out"):
         return f"{where}: no answer (timed out): check the address, firewall and VPN"
-    if "permission denied" in error or "key refused" in error:
+    if error.startswith("permission denied"):
         key = host.identity_file or "your key"
         return (
             f"{where}: the server refused {key}: add its .pub to ~{host.user or ''}/.ssh/"

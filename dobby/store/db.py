@@ -484,11 +484,11 @@ class Store:
         limit: int | None,
         offset: int = 0,
         before: str | None = None,
+        sort: str = query.NEWEST,
     ) -> list[dict[str, Any]]:
-        """Return one page of task documents, newest first."""
-        return [
-            json.loads(d) for d in self.page_json(flt, limit=limit, offset=offset, before=before)
-        ]
+        """Return one page of task documents, newest first or in ``sort``."""
+        docs = self.page_json(flt, limit=limit, offset=offset, before=before, sort=sort)
+        return [json.loads(d) for d in docs]
 
     def page_json(
         self,
@@ -498,10 +498,15 @@ class Store:
         offset: int = 0,
         before: str | None = None,
         total: int | None = None,
+        sort: str = query.NEWEST,
     ) -> list[str]:
-        """Return one page of tasks as stored JSON text (ASCII), newest first."""
+        """Return one page of tasks as stored JSON text (ASCII), newest first or in ``sort``."""
         conn = self._sql()
-        return list(query.page(conn, flt, limit=limit, offset=offset, before=before, total=total))
+        pages = query.page(
+            conn, flt, limit=limit, offset=offset, before=before, total=total, sort=sort,
+            now=time.time(),
+        )  # fmt: skip
+        return list(pages)
 
     def count(self, flt: query.TaskFilter) -> int:
         """Return how many tasks match a filter."""

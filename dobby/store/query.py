@@ -1,8 +1,8 @@
 """Task listings in SQL: filters, search, newest-first pages and counts (no state here).
 
-Every listing is ordered newest first by ``(created_at, id)``. A page is ``limit`` rows from
-``offset``, or the rows older than the task named by ``before`` (a cursor that stays stable
-while new tasks arrive).
+Every listing is ordered newest first by ``(created_at, id)`` unless it asks for another
+order (:data:`ORDERS`). A page is ``limit`` rows from ``offset``, or (newest first only) the rows
+older than the task named by ``before`` (a cursor that stays stable while new tasks arrive).
 """
 
 from __future__ import annotations
@@ -22,6 +22,18 @@ _WORD = re.compile(r"[^\W_]+")
 # the matches, instead of sorting every match.
 WIDE_SEARCH = 3000
 MAX_SEARCH_WORDS = 16
+NEWEST = "newest"
+# The orders a listing may ask for besides newest first: SQL over the narrow ``tasks`` row,
+# ties broken newest first. ``?`` in "longest" is the current time (epoch seconds): a running
+# task has run since it started (created + wait), a finished one its ``run``.
+ORDERS = {
+    NEWEST: "t.created_at DESC, t.id DESC",
+    "oldest": "t.created_at ASC, t.id ASC",
+    "finished": "t.finished_ts DESC NULLS LAST, t.created_at DESC, t.id DESC",
+    "cost": "t.cost DESC NULLS LAST, t.created_at DESC, t.id DESC",
+    "longest": "coalesce(t.run, ? - t.created_ts - t.wait) DESC NULLS LAST, "
+    "t.created_at DESC, t.id DESC",
+}
 
 
 def statuses(status: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -90,6 +102,15 @@ class TaskFilter:
         return sql, args
 
 
+def order(name: str | None) -> str:
+    """Return a listing order by name (None: newest first); ValidationError names the known."""
+    if name is None or name == "":
+        return NEWEST
+    if name not in ORDERS:
+        raise ValidationError(f"unknown sort {name!r} (known: {', '.join(ORDERS)})")
+    return name
+
+
 def _where_sql(conditions: list[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
@@ -125,12 +146,20 @@ def page(
     offset: int = 0,
     before: str | None = None,
     total: int | None = None,
+    sort: str = NEWEST,
+    now: float = 0.0,
 ) -> Iterator[str]:
-    """Yield the JSON documents of one page of matching tasks, newest first.
+    """Yield the JSON documents of one page of matching tasks, newest first or in ``sort``.
 
     ``total``: how many tasks match, when the caller counted them already (it tells whether a
-    search is wide without asking the search index twice).
+    search is wide without asking the search index twice). ``now``: the current time (epoch
+    seconds), which the "longest" order measures running tasks against.
     """
+    if sort != NEWEST:
+        if before is not None:
+            raise ValidationError("the 'before' cursor pages newest first only: use offset")
+        yield from _sorted_page(conn, flt, sort=sort, now=now, limit=limit, offset=offset)
+        return
     conditions, args = flt.where()
     if before is not None:
         conditions.append("(t.created_at, t.id) < (?, ?)")
@@ -147,3 +176,32 @@ def page(
         args.extend([-1 if limit is None else limit, offset])
     for (doc,) in conn.execute(sql, args):
         yield doc
+
+
+def _sorted_page(
+    conn: sqlite3.Connection,
+    flt: TaskFilter,
+    *,
+    sort: str,
+    now: float,
+    limit: int | None,
+    offset: int,
+) -> Iterator[str]:
+    """Yield one page in another order than newest first.
+
+    The order is decided on the narrow rows alone, then only the page's documents are read:
+    sorting the joined documents would read every match's JSON.
+    """
+    conditions, args = flt.where()
+    clause = ORDERS[order(sort)]
+    params: list[object] = [*args, *([now] * clause.count("?"))]
+    sql = f"SELECT t.seq FROM tasks t{_where_sql(conditions)} ORDER BY {clause}"
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params.extend([-1 if limit is None else limit, offset])
+    seqs = [seq for (seq,) in conn.execute(sql, params)]
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found = dict(conn.execute(f"SELECT seq, doc FROM task_docs WHERE seq IN ({marks})", chunk))
+        yield from (found[seq] for seq in chunk if seq in found)

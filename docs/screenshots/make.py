@@ -134,6 +134,29 @@ def start_work(hub: HubProcess) -> dict[str, Any]:
                 "title": what,
             },
         )
+    # What waits, and why: the Live view says it in words.
+    post(
+        hub,
+        "/tasks",
+        {
+            "prompt": "[scenario:success] write the release notes",
+            "backend": "claude",
+            "project": "app",
+            "after": [ids["long"][0]],
+            "title": "write the release notes",
+        },
+    )
+    post(
+        hub,
+        "/tasks",
+        {
+            "prompt": "python eval.py --suite full",
+            "backend": "shell",
+            "labels": ["a100x8"],
+            "wait_for_host": True,
+            "title": "full eval on an 8-GPU node",
+        },
+    )
     draft = post(
         hub,
         "/tasks",
@@ -187,10 +210,15 @@ def wait_settled(hub: HubProcess, race_id: str, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def shoot(page: Any, name: str, ready: str | None = None) -> None:
-    """Save the viewport as docs/screenshots/NAME.png once ``ready`` (a selector) shows."""
+def shoot(page: Any, name: str, ready: str | None = None, *, scroll: bool = False) -> None:
+    """Save the viewport as docs/screenshots/NAME.png once ``ready`` (a selector) shows.
+
+    ``scroll``: scroll the section holding ``ready`` to the top of the viewport first.
+    """
     if ready:
         expect(page.locator(ready).first).to_be_visible(timeout=30_000)
+        if scroll:
+            page.locator(ready).first.evaluate("e => (e.closest('section') || e).scrollIntoView()")
     time.sleep(0.8)  # let throttled re-renders settle
     page.screenshot(path=str(OUT / f"{name}.png"))
     print("wrote", OUT / f"{name}.png")
@@ -277,7 +305,7 @@ def main() -> None:
                     ("timeline", "svg.timeline"),
                 ):
                     page.goto(f"{base}#/tasks/{ids['slow']}/{tab}")
-                    shoot(page, f"task-{tab}", ready)
+                    shoot(page, f"task-{tab}", ready, scroll=tab == "details")
                 page.goto(base + "#/live")
                 page.locator("#theme-toggle").click()
                 shoot(page, "live-jobs-dark", "#live-table")

@@ -7,11 +7,13 @@ import datetime as dt
 import json
 import shlex
 import socket
+import subprocess
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,20 +387,35 @@ def test_attach_command_local_and_ssh() -> None:
         "/keys/id ed25519",
         "-o",
         "UserKnownHostsFile=/kh/known",
+        "--",
         "dev@10.0.0.5",
         "tmux attach -t dobby-abcd1234",
     ]
     bare = render.attach_command("abcd1234", {"name": "box", "connection": "ssh"})
-    assert bare == ["ssh", "-t", "-p", "22", "box", "tmux attach -t dobby-abcd1234"]
+    assert bare == ["ssh", "-t", "-p", "22", "--", "box", "tmux attach -t dobby-abcd1234"]
     hpc = {"name": "hpc", "connection": "slurm", "address": "login1", "user": "me"}
     with pytest.raises(ValidationError, match="has no Slurm job"):
         render.attach_command("abcd1234", hpc)
     assert render.attach_command("abcd1234", hpc, slurm_job="77") == [
-        "ssh", "-t", "-p", "22", "me@login1",
+        "ssh", "-t", "-p", "22", "--", "me@login1",
         "srun --jobid=77 --overlap --pty tmux -L dobby-77 attach -t dobby-abcd1234",
     ]  # fmt: skip
     with pytest.raises(ValidationError):
         render.attach_command("abcd1234", {"name": "k", "connection": "k8s"})
+
+
+def test_attach_command_never_reads_the_address_as_an_option(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    host = {"name": "evil", "connection": "ssh", "address": f"-oProxyCommand=touch {marker}"}
+    cmd = render.attach_command("abcd1234", host)
+    assert cmd[cmd.index("--") + 1] == host["address"]
+    # The real ssh client: with "--" it looks the "host" up (and fails); it runs nothing.
+    done = subprocess.run(
+        [*cmd[:1], "-F", "/dev/null", "-o", "BatchMode=yes", *cmd[1:]],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert not marker.exists(), done.stderr
 
 
 def test_result_and_detail_lines() -> None:
@@ -814,6 +831,7 @@ def test_attach_print(hub: FakeHub) -> None:
         "-t",
         "-p",
         "22",
+        "--",
         "dev@10.0.0.5",
         "tmux attach -t dobby-abcd1234",
     ]

@@ -360,6 +360,19 @@ def test_malformed_inventory_at_start_names_file_and_line(tmp_path: Path) -> Non
     assert f"{inv}:3: unknown field 'adress'" in hub.log()
 
 
+@pytest.mark.parametrize("kind", ["empty", "nested"])
+def test_empty_or_nested_inventory_at_start_is_one_line(tmp_path: Path, kind: str) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("" if kind == "empty" else "hosts: " + "[" * 5000 + "]" * 5000 + "\n")
+    hub = HubProcess(home=tmp_path / "home", inventory=inv)
+    hub.start(wait=False)
+    assert hub.proc is not None
+    assert hub.proc.wait(30) != 0
+    why = "defines no hosts" if kind == "empty" else "invalid YAML: nested too deeply"
+    assert f"{inv}: {why}" in hub.log()
+    assert "Traceback" not in hub.log()
+
+
 def test_inventory_hot_reload_keeps_last_good(hub: HubProcess, tmp_path: Path) -> None:
     inv = hub.inventory
     assert inv is not None

@@ -10,7 +10,6 @@ import pytest
 
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import write_inventory
-from tests.fixtures.sshd import SshHost
 
 
 @pytest.fixture
@@ -191,41 +190,6 @@ async def test_openapi_lists_every_route(app_hub: AppHub) -> None:
         "/results/{id}",
     ):
         assert path in doc["paths"], path
-
-
-async def test_spoke_registration_adds_a_host_that_runs_tasks(
-    app_hub: AppHub, ssh_hosts: list[SshHost]
-) -> None:
-    h = ssh_hosts[0]
-    key_line = h.known_hosts.read_text().split(None, 1)[1].strip()
-    body = {
-        "name": "spoke-1",
-        "address": h.address,
-        "port": h.port,
-        "user": h.user,
-        "identity_file": str(h.identity_file),
-        "labels": ["spoke"],
-        "env": {"PATH": "/usr/bin:/bin"},
-        "host_key": key_line,
-    }
-    status, host = await app_hub.call("POST", "/spokes/register", body)
-    assert status == 201, host
-    assert host["name"] == "spoke-1" and host["env"] == {"PATH": "***"}
-    _, spokes = await app_hub.call("GET", "/spokes")
-    assert [s["name"] for s in spokes["spokes"]] == ["spoke-1"]
-    _, hosts = await app_hub.call("GET", "/hosts")
-    assert "spoke-1" in {x["name"] for x in hosts["hosts"]}
-    _, task = await app_hub.call(
-        "POST", "/tasks", {"prompt": "whoami", "backend": "shell", "labels": ["spoke"]}
-    )
-    done = await app_hub.wait_status(task["id"])
-    assert (done["status"], done["host"], done["summary"]) == ("completed", "spoke-1", h.user)
-    status, err = await app_hub.call("POST", "/spokes/register", {**body, "name": "local"})
-    assert status == 409 or status == 400
-    status, err = await app_hub.call(
-        "POST", "/spokes/register", {**body, "name": "bad", "host_key": "x"}
-    )
-    assert status == 400 and "host_key" in err["error"]["message"]
 
 
 async def test_api_key_is_required_except_for_health(tmp_path: Path, local_entry: dict) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -14,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright_sync
 
-from tests.fixtures.dashboard import NEEDLE, VIEWPORT, history, launch, seed_history
+from dobby.hub.handlers import dashboard as dash
+from tests.fixtures.dashboard import CHROMIUM, NEEDLE, VIEWPORT, history, launch, seed_history
 from tests.fixtures.hub import HubProcess, make_git_project, write_inventory
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow  # a real browser against hub processes
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 expect.set_options(timeout=15_000)  # generous: the suite may run on a busy machine
 XSS = "<img src=x onerror=alert(1)>"
@@ -34,8 +37,8 @@ SEEDED = 10_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    # A missing browser fails the run (CI installs chromium): a skipped dashboard is untested.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
     with playwright_sync.sync_playwright() as p:
         b = launch(p)
         yield b
@@ -174,6 +177,11 @@ def test_page_and_files_are_served_with_a_strict_csp(seeded: HubProcess) -> None
     assert "script-src 'self'" in csp and "style-src 'self'" in csp
     assert "frame-ancestors 'none'" in csp and "unsafe" not in csp
     assert "<script>" not in page and " style=" not in page  # nothing inline
+    # Every module is preloaded from the page (no import-by-import waterfall on first load).
+    js = Path(dash.STATIC_DIR) / "js"
+    modules = {f.relative_to(js).as_posix() for f in js.rglob("*.js")} - {"app.js", "theme-init.js"}
+    preloaded = set(re.findall(r'rel="modulepreload" href="/dashboard/static/js/([^"]+)"', page))
+    assert preloaded == modules
     with urllib.request.urlopen(seeded.url + "/dashboard/static/js/app.js") as resp:
         assert resp.headers["Content-Type"].startswith("text/javascript")
     for bad in (
@@ -253,6 +261,30 @@ def test_cancel_from_the_ui_kills_the_tmux_session(
     expect(page.locator(f'#task-rows tr[data-task="{task_id}"] .badge')).to_have_text("cancelled")
 
 
+def test_a_task_without_output_yet_says_what_it_waits_for(hub: HubProcess, tab: Any) -> None:
+    parked = hub.client().add_task(
+        prompt="echo never", backend="shell", labels=["nowhere"], wait_for_host=True
+    )
+    task_id = add(hub, "sleep 300", "--backend", "shell", "--host", "h1")
+    page = tab(hub).open("#/live")
+    waiting = page.locator(f'#waiting-table tr[data-task="{parked["id"]}"] td.waiting-on')
+    expect(waiting).not_to_be_empty()
+    reason = waiting.get_attribute("data-waiting")
+    words = {"capacity": "a free slot on a host", "host": "to come back"}
+    assert reason == (hub.client().task(parked["id"])["waiting_on"] or "capacity")
+    if reason in words:
+        expect(waiting).to_contain_text(words[reason])
+    row = page.locator(f'#live-table tr[data-task="{task_id}"]')
+    expect(row.locator("td.step")).to_have_text("waiting for output…", timeout=15_000)
+    row.locator("a.tasklink").click()
+    expect(page.locator("#log-waiting")).to_have_text("Waiting for output…")
+    expect(page.locator("#log-box")).not_to_contain_text("No output")
+    hub.client().cancel(task_id)
+    hub.client().cancel(parked["id"])
+    expect(page.locator("#log-status")).to_contain_text("End of log", timeout=15_000)
+    expect(page.locator("#log-waiting")).to_have_text("No output.")
+
+
 # -- the hub restarts under the page ----------------------------------------------------------
 
 
@@ -282,6 +314,11 @@ def test_page_reconnects_after_a_hub_restart_and_shows_the_end(hub: HubProcess, 
 # -- list, search, filters --------------------------------------------------------------------
 
 
+def task_requests(t: Any) -> list[Any]:
+    """Return the page's requests for task lists (GET /tasks with a query or none)."""
+    return [r for r in t.requests if urllib.parse.urlsplit(r.url).path == "/tasks"]
+
+
 def test_search_filter_sort_and_pages_over_10000_tasks(seeded: HubProcess, tab: Any) -> None:
     tasks = api(seeded, "/tasks")["tasks"]
     assert len(tasks) == SEEDED
@@ -290,6 +327,7 @@ def test_search_filter_sort_and_pages_over_10000_tasks(seeded: HubProcess, tab: 
     expect(page.locator("#task-count")).to_have_text(f"{SEEDED:,} tasks")
     expect(page.locator("#task-rows tr")).to_have_count(50)
     expect(page.locator("#page-info")).to_contain_text(f"of {SEEDED:,}")
+    expect(page.locator("#count-tasks")).to_have_text(f"{SEEDED:,}")
 
     page.locator("#task-search").fill("needle payments")
     expect(page.locator("#task-rows tr")).to_have_count(1)
@@ -308,26 +346,46 @@ def test_search_filter_sort_and_pages_over_10000_tasks(seeded: HubProcess, tab: 
     ]
     expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
     page.locator("#task-sort").select_option("cost")
-    first = max(want, key=lambda t: t["cost_usd"] or 0)
+    first = max(want, key=lambda t: (t["cost_usd"] or 0, t["created_at"]))
     expect(page.locator("#task-rows tr").first).to_have_attribute("data-task", first["id"])
 
     page.locator("#filter-status").select_option("")
     page.locator("#filter-backend").select_option("")
     page.locator("#filter-project").select_option("")
     page.locator("#filter-host").select_option("h2")
-    page.locator("#filter-priority").select_option("urgent")
-    want = [t for t in tasks if t["host"] == "h2" and t["priority"] == "urgent"]
+    page.locator("#task-sort").select_option("longest")
+    want = [t for t in tasks if t["host"] == "h2"]
     expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
-    shown = page.locator("#task-rows tr").evaluate_all("rs => rs.map(r => r.dataset.task)")
-    newest = sorted(want, key=lambda t: t["cost_usd"] or -1, reverse=True)[:50]
-    assert shown == [t["id"] for t in newest]
+
+    def ran(task: dict[str, Any]) -> float:
+        start, end = (dt.datetime.fromisoformat(task[k]) for k in ("started_at", "finished_at"))
+        return (end - start).total_seconds()
+
+    longest = sorted(want, key=ran, reverse=True)
+    expect(page.locator("#task-rows tr").first).to_have_attribute("data-task", longest[0]["id"])
     page.locator("#page-next").click()
     expect(page.locator("#page-info")).to_contain_text("page 2")
+    expect(page.locator("#task-rows tr").first).to_have_attribute("data-task", longest[50]["id"])
+    shown = page.locator("#task-rows tr").evaluate_all("rs => rs.map(r => r.dataset.task)")
+    assert shown == [t["id"] for t in longest[50:100]]
     # filters survive a reload (they are in the URL)
     page.reload()
     t.wait_live()
     expect(page.locator("#filter-host")).to_have_value("h2")
+    expect(page.locator("#task-sort")).to_have_value("longest")
     expect(page.locator("#task-count")).to_have_text(f"{len(want):,} of {SEEDED:,} tasks match")
+    expect(page.locator("#page-info")).to_contain_text("page 2")
+    # The hub paged, filtered and sorted every list: the page never asked for all the tasks.
+    for view in ("live", "network", "drafts", "tasks"):
+        page.locator(f"#nav a[data-route={view}]").click()
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    lists = task_requests(t)
+    assert lists, "the views fetched no task list"
+    for request in lists:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
+        # a page of the history, or the running tasks (which the hosts' capacity bounds)
+        most = 2000 if query.get("status") == ["running"] else 200
+        assert "limit" in query and int(query["limit"][0]) <= most, request.url
 
 
 # -- heatmap and usage ------------------------------------------------------------------------
@@ -463,12 +521,73 @@ def test_denied_actions_and_warnings_are_shown_with_the_result(
     assert done["status"] == "completed" and done["permission_denials"], done
     page = tab(seeded).open(f"#/tasks/{task_id}/details")
     expect(page.locator("#task-warnings")).to_contain_text(
-        "⚠ 1 action(s) denied by the host's permissions: Write hello.txt"
+        "1 action(s) denied by the host's permissions: Write hello.txt"
     )
     expect(page.locator("#task-denials tbody tr")).to_have_text(["Writehello.txt"])
     page.goto(f"{seeded.url}/dashboard#/tasks")
     mark = page.locator(f'tr[data-task="{task_id}"] .warn-mark')
     expect(mark).to_have_attribute("aria-label", done["warnings"][0])
+
+
+def test_details_are_grouped_labelled_with_units_and_keep_every_field(
+    seeded: HubProcess, tab: Any
+) -> None:
+    started = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+    doc = {
+        "id": "detailsdemo00001",
+        "prompt": "tidy the parser",
+        "title": "tidy the parser",
+        "backend": "claude",
+        "status": "failed",
+        "reason": "agent_error",
+        "host": "h1",
+        "created_at": iso_z(started - dt.timedelta(seconds=30)),
+        "started_at": iso_z(started),
+        "finished_at": iso_z(started + dt.timedelta(seconds=125)),
+        "timeout": 1800,
+        "cost_usd": 1.5,
+        "tokens": {"input": 1234567, "output": 8901, "cache_read": 0, "cache_write": 0},
+        "api_error_status": 529,
+        "permission_denials": [{"tool": "Bash", "target": "rm -rf build"}],
+        "warnings": ["model claude-x has no price"],
+        "quota": {"kind": "usage_limit", "window": "five_hour", "resets_at": 1772361000},
+        "error": "API Error: 529 overloaded",
+    }
+    req = urllib.request.Request(
+        seeded.url + "/import", data=json.dumps([doc]).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert json.loads(resp.read())["imported"] == 1
+    page = tab(seeded).open(f"#/tasks/{doc['id']}/details")
+    groups = page.locator("#task-fields .field-group h3")
+    expect(groups).to_contain_text(["Task", "Where", "Timing", "Result", "Cost & tokens", "Errors"])
+    field = lambda key: page.locator(f'#task-fields dd[data-field="{key}"]')  # noqa: E731
+    expect(field("cost_usd")).to_have_text("$1.50")
+    expect(field("tokens")).to_contain_text("1,243,468 tokens (input 1,234,567 · output 8,901)")
+    expect(field("timeout")).to_have_text("30m 00s (1,800 s)")
+    expect(field("@duration")).to_have_text("2m 05s")
+    expect(field("api_error_status")).to_have_text("HTTP 529")
+    expect(field("quota")).to_contain_text("usage limit (five_hour), resets")
+    started_at = field("started_at").locator("time")
+    expect(started_at).to_have_attribute("title", "2026-03-01 09:30:00 UTC")
+    local = page.evaluate("iso => new Date(iso).getHours()", doc["started_at"])
+    expect(started_at).to_contain_text(f" {local:02d}:30:00")
+    label = page.locator('#task-fields dt[title="api_error_status"]')
+    expect(label).to_have_text("Model API status")  # words, the raw name on hover
+    warned = page.locator("#task-warnings")
+    expect(warned).to_contain_text("1 permission denial (Bash)")
+    expect(warned).to_contain_text("model claude-x has no price")
+    expect(page.locator(".task-meta .warn-link")).to_have_text("⚠ 3 warnings")
+    # Every field the API answers is reachable (empty ones folded under one summary).
+    task = api(seeded, f"/tasks/{doc['id']}")
+    shown = set(page.locator("#task-fields dd").evaluate_all("ds => ds.map(d => d.dataset.field)"))
+    elsewhere = {"prompt", "summary", "diff_stat", "artifacts", "plan"}
+    assert set(task) - elsewhere <= shown
+    expect(page.locator("#task-fields details.blank summary")).to_contain_text("no value")
+
+
+def iso_z(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def post(hub: HubProcess, path: str, body: dict[str, Any]) -> Any:

@@ -56,11 +56,17 @@ def test_pages_filters_and_totals(hub: HubProcess) -> None:
     assert [t["id"] for t in page3["tasks"]] == newest[6:] and page3["next_before"] is None
     _, every, _ = call(hub, "GET", "/tasks")  # no limit: every task, streamed
     assert [t["id"] for t in every["tasks"]] == newest and every["total"] == 7
+    _, oldest, _ = call(hub, "GET", "/tasks?sort=oldest&limit=3&offset=1")
+    assert [t["id"] for t in oldest["tasks"]] == ids[1:4] and oldest["next_before"] is None
+    status, bad, _ = call(hub, "GET", "/tasks?sort=title&limit=3")
+    assert status == 400 and "unknown sort 'title'" in bad["error"]["message"]
+    status, bad, _ = call(hub, "GET", f"/tasks?sort=cost&limit=3&before={ids[3]}")
+    assert status == 400 and "newest first only" in bad["error"]["message"]
     _, found, _ = call(hub, "GET", "/tasks?q=the%20PARS&limit=50")
     assert {t["id"] for t in found["tasks"]} == set(ids[1::2]) and found["total"] == 3
     _, mixed, _ = call(hub, "GET", "/tasks?status=pending,running&backend=shell&limit=2")
     assert mixed["total"] == 7 and len(mixed["tasks"]) == 2
-    assert call(hub, "GET", "/health")[1]["tasks"] == {"running": 0, "pending": 7}
+    assert call(hub, "GET", "/health")[1]["tasks"] == {"running": 0, "pending": 7, "draft": 0}
     _, none, _ = call(hub, "GET", "/tasks?host=elsewhere&limit=5")
     assert none == {"tasks": [], "total": 0, "limit": 5, "offset": 0, "next_before": None}
     status, err, _ = call(hub, "GET", "/tasks?project=nope")

@@ -404,3 +404,13 @@ def test_a_race_from_slack_gets_its_comparison_in_the_thread(
     assert "• #1 :star: claude on local: passed · check passed (exit 0)" in summary
     # spare runs one task at a time: #2 never started before #1 won
     assert "• #2 claude on no host yet: cancelled\n" in summary
+
+
+def test_a_replayed_signed_event_is_handled_once(bot: Harness, slack: FakeSlack) -> None:
+    thread = bot.ts()
+    signed = event_request(mention("echo once in spare using shell", ts=thread))
+    assert bot.app.dispatch(signed).status == 200
+    replay = BoltRequest(body=signed.raw_body, headers=signed.headers)
+    assert bot.app.dispatch(replay).status == 200  # acknowledged, so Slack stops retrying
+    assert len(slack.posts(thread)) == 1, slack.summary()
+    assert len(slack.calls_of("reactions.add")) == 2  # ✅ and ❌ on the one preview

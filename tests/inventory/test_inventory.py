@@ -120,19 +120,70 @@ def test_unsafe_tag_is_a_yaml_error(tmp_path: Path) -> None:
         load_inventory(f)
 
 
-@pytest.mark.parametrize("path_kind", ["none", "empty_dir", "comments_only"])
-def test_implicit_local(tmp_path: Path, path_kind: str) -> None:
-    path: Path | None = None
-    if path_kind == "empty_dir":
+@pytest.mark.parametrize("path_kind", ["none", "dir_without_yaml"])
+def test_implicit_local_without_an_inventory_file(tmp_path: Path, path_kind: str) -> None:
+    path = None
+    if path_kind == "dir_without_yaml":  # the ./inventory default, a fresh `dobby init`
         path = tmp_path / "inventory"
         write(path / "README.md", "put yaml here")
         write(path / "hosts.yaml.example", "hosts: {x: {}}")
-    elif path_kind == "comments_only":
-        path = write(tmp_path / "inv.yaml", "# nothing yet\n")
     inv = load_inventory(path)
     assert list(inv.hosts) == ["local"]
     assert inv.get("local") == implicit_local()
     assert inv.get("local").connection == "local"
+
+
+@pytest.mark.parametrize(
+    "path_kind", ["comments_only", "empty_file", "hosts_empty", "dir_with_an_empty_file"]
+)
+def test_an_empty_inventory_file_is_an_error_not_local(tmp_path: Path, path_kind: str) -> None:
+    path = tmp_path / "inv.yaml"
+    if path_kind == "comments_only":
+        write(path, "# nothing yet\n")
+    elif path_kind == "empty_file":
+        write(path, "")
+    elif path_kind == "hosts_empty":
+        write(path, "hosts: {}\n")
+    else:
+        path = tmp_path / "inventory"
+        write(path / "hosts.yaml", "")  # an editor halfway through its save
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert str(exc.value).startswith(f"{path}: defines no hosts")
+    assert "\n" not in str(exc.value)
+
+
+def test_watcher_keeps_its_hosts_when_every_inventory_file_goes(tmp_path: Path) -> None:
+    d = tmp_path / "inventory"
+    f = write(d / "hosts.yaml", "hosts:\n  a: {address: h1}\n")
+    errors: list[InventoryError] = []
+    watcher = InventoryWatcher(d, None, lambda inv: None, errors.append)
+    assert watcher.check_now() is True and watcher.error is None
+    f.unlink()  # an editor that deletes and then writes, a checkout switching branches
+    assert watcher.check_now() is True
+    assert watcher.error is not None and watcher.error.startswith(f"{d}: defines no hosts")
+    assert watcher.current is not None and list(watcher.current.hosts) == ["a"]
+    write(f, "")  # half saved
+    assert watcher.check_now() is True and list(watcher.current.hosts) == ["a"]
+    write(f, "hosts:\n  b: {address: h2}\n")
+    assert watcher.check_now() is True and watcher.error is None
+    assert list(watcher.current.hosts) == ["b"]
+    assert len(errors) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hosts:\n  a:\n    labels: " + "[" * 5000 + "]" * 5000 + "\n",
+        "hosts: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+    ],
+    ids=["lists", "mappings"],
+)
+def test_a_deeply_nested_inventory_is_a_one_line_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path / "inv.yaml", text)
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert str(exc.value) == f"{path}: invalid YAML: nested too deeply"
 
 
 def test_missing_explicit_path(tmp_path: Path) -> None:

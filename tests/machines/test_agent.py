@@ -47,10 +47,12 @@ def test_agent_reverse_registers_and_the_hub_runs_tasks_through_the_tunnel(
     hub = HubProcess(
         home=tmp_path / "home",
         inventory=inv,
+        api_key="agent-test-key",  # a hub pins a host key sent over HTTP only with a key
         extra_env={"HOME": str(hub_user), "SSH_AUTH_SOCK": ""},
     ).start()
     rport = free_port("127.0.0.1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOBBY_")}
+    env["DOBBY_API_KEY"] = "agent-test-key"
     agent = subprocess.Popen(
         [
             sys.executable,

@@ -146,7 +146,8 @@ def qtask(tid: str, **fields: object) -> Task:
 
 
 def slots(*names: str) -> list[HostSlot]:
-    return [HostSlot(host=Host(name=n), reachable=True) for n in names]
+    clis = frozenset({"claude", "codex"})  # probed: both agent CLIs are there
+    return [HostSlot(host=Host(name=n), reachable=True, clis=clis) for n in names]
 
 
 def test_limited_accounts_send_work_elsewhere_or_hold_it() -> None:

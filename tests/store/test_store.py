@@ -312,6 +312,43 @@ async def test_pages_counts_cursors_and_search(store: Store) -> None:
         store.page(TaskFilter(), limit=5, before="nope")
 
 
+async def test_pages_in_other_orders_sort_on_the_server(store: Store) -> None:
+    now = dt.datetime.now(dt.UTC)
+    spec = [  # id, cost, ran (s), finished (s ago), status
+        ("c1", 0.5, 100, 500, "completed"),
+        ("c2", 2.0, 10, 50, "failed"),
+        ("c3", None, 1000, 5000, "completed"),
+        ("c4", 1.0, 5, 10, "completed"),
+    ]
+    for i, (tid, cost, ran, ago_s, status) in enumerate(spec):
+        finished = now - dt.timedelta(seconds=ago_s)
+        store.put_task(
+            Task(id=tid, prompt="p", backend="claude", status=status, cost_usd=cost,
+                 created_at=iso(finished - dt.timedelta(seconds=ran + 1 + i)),
+                 started_at=iso(finished - dt.timedelta(seconds=ran)), finished_at=iso(finished))
+        )  # fmt: skip
+    running = Task(id="r1", prompt="p", backend="shell", status="running", waiting_on=None,
+                   created_at=iso(now - dt.timedelta(seconds=3001)),
+                   started_at=iso(now - dt.timedelta(seconds=3000)))  # fmt: skip
+    store.put_task(running)
+    store.put_task(Task(id="p1", prompt="p", backend="shell", created_at=iso(now)))
+
+    def ids(sort: str, **kw: object) -> list[str]:
+        return [d["id"] for d in store.page(TaskFilter(), limit=None, sort=sort, **kw)]  # type: ignore[arg-type]
+
+    assert ids("cost") == ["c2", "c4", "c1", "p1", "r1", "c3"]  # unknown cost last, newest first
+    assert ids("finished")[:4] == ["c4", "c2", "c1", "c3"]
+    assert ids("longest")[:5] == ["r1", "c3", "c1", "c2", "c4"]  # running: time so far
+    assert ids("oldest") == ids("newest")[::-1]
+    assert ids("cost", offset=1)[:2] == ["c4", "c1"]
+    done = TaskFilter(status=frozenset({"completed"}))
+    assert [d["id"] for d in store.page(done, limit=2, sort="cost")] == ["c4", "c1"]
+    with pytest.raises(ValidationError, match="newest first only"):
+        store.page(TaskFilter(), limit=2, sort="cost", before="c1")
+    with pytest.raises(ValidationError, match="unknown sort 'title'"):
+        store.page(TaskFilter(), limit=2, sort="title")
+
+
 async def test_search_follows_edits_and_deletes(store: Store) -> None:
     t = Task(prompt="alpha words", id="edit0001")
     store.put_task(t)

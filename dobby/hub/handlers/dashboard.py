@@ -15,7 +15,7 @@ from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.models import TaskStatus
 from dobby.core.timefmt import maybe_time
 from dobby.hub import dashboard_data as data
-from dobby.hub.base import ID, BaseHandler
+from dobby.hub.base import ID, BaseHandler, guard_of
 from dobby.store import aggregates, tasklog
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -44,6 +44,15 @@ class DashboardFiles(tornado.web.StaticFileHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "no-referrer")
 
+    def prepare(self) -> None:
+        # A navigation from another site is fine (a link to the dashboard); a foreign Host
+        # (DNS rebinding) is not.
+        try:
+            guard_of(self).check_host(self.request.host)
+        except DobbyError as exc:
+            self.set_status(exc.status)
+            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag answers 304
 
@@ -56,6 +65,10 @@ class DashboardFiles(tornado.web.StaticFileHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DobbyError):
+            self.finish(json.dumps({"error": {"code": exc.code, "message": exc.message}}))
+            return
         code = "not_found" if status_code == 404 else "http_error"
         message = "no such dashboard file" if status_code == 404 else self._reason
         self.finish(json.dumps({"error": {"code": code, "message": message}}))

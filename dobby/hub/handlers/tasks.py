@@ -10,7 +10,7 @@ from dobby.core.errors import ValidationError
 from dobby.hub.base import BaseHandler, SSEHandler, int_arg, sse
 from dobby.hub.core import Hub
 from dobby.store import tasklog
-from dobby.store.query import TaskFilter, statuses
+from dobby.store.query import NEWEST, TaskFilter, order, statuses
 
 PING_EVERY = 15.0
 
@@ -57,25 +57,29 @@ async def stream_list(
 
 class TasksHandler(BaseHandler):
     async def get(self) -> None:
-        """List tasks newest first: a page (?limit=&offset= or &before=ID), or every match."""
+        """List tasks newest first (or ?sort=): a page (?limit=&offset= or &before=ID), or all."""
         flt = task_filter(self)
         limit = int_arg(self, "limit")
         offset = int_arg(self, "offset", 0) or 0
         before = self.get_query_argument("before", None) or None
+        sort = order(self.get_query_argument("sort", None))
         store = self.dobby.store
         total = store.count(flt)
-        if limit is None and not offset and before is None:
+        if limit is None and not offset and before is None and sort == NEWEST:
             # Every match: streamed from a snapshot, so memory stays flat at any history size.
             extra = {"total": total, "limit": None, "offset": 0, "next_before": None}
             await stream_list(self, "tasks", store.iter_task_json(flt), extra)
             return
-        docs = store.page_json(flt, limit=limit, offset=offset, before=before, total=total)
+        docs = store.page_json(
+            flt, limit=limit, offset=offset, before=before, total=total, sort=sort
+        )
         more = limit is not None and len(docs) == limit and offset + limit < total
         extra = {
             "total": total,
             "limit": limit,
             "offset": offset,
-            "next_before": json.loads(docs[-1])["id"] if more and docs else None,
+            # a cursor is stable under new tasks only in the newest-first order
+            "next_before": json.loads(docs[-1])["id"] if more and docs and sort == NEWEST else None,
         }
         await stream_list(self, "tasks", iter([docs]), extra)
 

@@ -26,6 +26,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
 from dobby.integrations.slack.commands import HELP, run_command, task_link
+from dobby.integrations.slack.dedupe import SeenEvents, dedupe_middleware
 from dobby.integrations.slack.notify import Notifier, Thread
 from dobby.integrations.slack.parser import Catalog, clean_text, parse_mention
 from dobby.integrations.slack.preview import (
@@ -369,6 +370,8 @@ def build_app(
         request_verification_enabled=bool(settings.signing_secret),
         process_before_response=process_before_response,
     )
+    # After Bolt's signature check: a retried or replayed event is handled once.
+    app.middleware(dedupe_middleware(SeenEvents()))
 
     def post(where: Thread, text: str) -> str | None:
         resp = web.chat_postMessage(

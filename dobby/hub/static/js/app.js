@@ -80,15 +80,10 @@ function renderConn() {
 }
 
 function renderCounts() {
-  let running = 0;
-  let drafts = 0;
-  for (const t of state.tasks.values()) {
-    if (t.status === "running") running++;
-    else if (t.status === "draft") drafts++;
-  }
+  const { running, draft, total } = state.counts;
   $("count-live").textContent = running ? String(running) : "";
-  $("count-drafts").textContent = drafts ? String(drafts) : "";
-  $("count-tasks").textContent = state.loaded ? String(state.tasks.size) : "";
+  $("count-drafts").textContent = draft ? String(draft) : "";
+  $("count-tasks").textContent = total === null ? "" : total.toLocaleString();
 }
 
 // Accounts at their usage limit: one line on top of every view, until their tasks go on.
@@ -173,7 +168,7 @@ async function boot() {
   const counts = throttle(renderCounts, 300);
   subscribe((kind, detail) => {
     if (kind === "conn") renderConn();
-    if (kind === "reset" || kind === "task") counts();
+    if (kind === "reset" || kind === "counts") counts();
     if (kind === "usage") renderBanner();
     if (current?.view.update) current.view.update(kind, detail);
   });

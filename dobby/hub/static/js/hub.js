@@ -1,11 +1,19 @@
-// The page's copy of the hub's state, kept current by the hub's event stream (GET /events).
-// After a dropped connection it resumes with ?since=SEQ; after a hub restart (a new pid) it
-// replays what the new hub has and reloads the snapshot, so nothing is missed either way.
+// The page's view of the hub, kept current by the hub's event stream (GET /events). It never
+// holds the task history: views ask the hub for the page they show (GET /tasks?limit=…), and
+// the page keeps only the running tasks (bounded by the hosts' capacity), the counts, and a
+// bounded cache of tasks it has seen. After a dropped connection it resumes with ?since=SEQ;
+// after a hub restart (a new pid) it replays what the new hub has and reloads the snapshot.
 
 import { api, authReady, HttpError, sleep, streamSSE } from "./api.js";
 
+const CACHE = 2000; // tasks kept besides the running and the pinned ones
+const RUNNING_MAX = 2000; // running tasks loaded at once (the fleet's capacity bounds them)
+
 export const state = {
-  tasks: new Map(), // id -> task
+  tasks: new Map(), // id -> task: a bounded cache (running, pinned, recently seen)
+  running: new Map(), // id -> task, every running task
+  pinned: new Map(), // id -> how many views show it (never evicted meanwhile)
+  counts: { running: 0, pending: 0, draft: 0, total: null },
   hosts: [],
   inventory: null,
   projects: [],
@@ -67,15 +75,53 @@ export async function loadUsage() {
   emit("usage");
 }
 
-/** Fetch everything the views show; events that arrive meanwhile are applied after. */
+/** Build a /tasks query from a filter object (empty values left out). */
+export function tasksPath(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
+  return `/tasks?${q}`;
+}
+
+/** Refresh the counts the sidebar shows: live tasks from /health, every task from /tasks. */
+export async function loadCounts() {
+  const [health, all] = await Promise.all([api("/health"), api("/tasks?limit=0")]);
+  state.counts = { ...health.tasks, total: all.total };
+  emit("counts");
+}
+
+/** Fetch what every view needs (never the history: views page it themselves). */
 export async function loadSnapshot() {
-  const [tasks, projects, live] = await Promise.all([api("/tasks"), api("/projects"), api("/dashboard/api/live"), loadHosts()]);
-  state.tasks = new Map(tasks.tasks.map((t) => [t.id, t]));
+  const [running, projects, live] = await Promise.all([
+    api(tasksPath({ status: "running", sort: "oldest", limit: RUNNING_MAX })),
+    api("/projects"), api("/dashboard/api/live"), loadHosts(), loadCounts()]);
+  state.running = new Map(running.tasks.map((t) => [t.id, t]));
+  for (const t of running.tasks) remember(t);
   state.projects = projects.projects;
   setLive(live);
   state.loaded = true;
   emit("reset");
   loadUsage().catch(() => {});
+}
+
+/** Keep a task in the cache while a view shows it; returns the function that lets it go. */
+export function pin(id) {
+  state.pinned.set(id, (state.pinned.get(id) || 0) + 1);
+  return () => {
+    const n = (state.pinned.get(id) || 1) - 1;
+    if (n > 0) state.pinned.set(id, n);
+    else state.pinned.delete(id);
+  };
+}
+
+/** Put a task in the cache (the newest last), evicting the oldest unpinned ones past CACHE. */
+export function remember(task) {
+  state.tasks.delete(task.id);
+  state.tasks.set(task.id, task);
+  if (state.tasks.size <= CACHE + state.pinned.size + state.running.size) return;
+  for (const id of state.tasks.keys()) {
+    if (state.tasks.size <= CACHE + state.pinned.size + state.running.size) break;
+    if (!state.pinned.has(id) && !state.running.has(id)) state.tasks.delete(id);
+  }
 }
 
 function setLive(live) {
@@ -92,17 +138,30 @@ export async function refreshLive() {
 /** Fetch one task the list does not hold (e.g. a deep link opened before the snapshot). */
 export async function fetchTask(id) {
   const task = await api(`/tasks/${encodeURIComponent(id)}`);
-  upsert(task);
+  upsert(task, false);
   return task;
 }
 
-function upsert(task) {
-  state.tasks.set(task.id, task);
-  if (task.status !== "running") {
+function upsert(task, changed = true) {
+  remember(task);
+  if (task.status === "running") state.running.set(task.id, task);
+  else {
+    state.running.delete(task.id);
     state.steps.delete(task.id);
     state.details.delete(task.id);
   }
   emit("task", task);
+  if (changed) countsLater();
+}
+
+// Counts follow the events, at most every 2 s (two small requests, whatever the history).
+let countsTimer = null;
+function countsLater() {
+  if (countsTimer) return;
+  countsTimer = setTimeout(() => {
+    countsTimer = null;
+    loadCounts().catch(() => {});
+  }, 2000);
 }
 
 function apply(event) {

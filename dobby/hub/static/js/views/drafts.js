@@ -1,8 +1,11 @@
 // Drafts inbox: tasks waiting for review with their (agent-written) plan; approve, edit, reject.
+// The hub answers the newest SHOWN drafts; events keep them current in between.
+
+const SHOWN = 100;
 
 import { api } from "../api.js";
 import { badge, el, fmtTime, syncRows, taskLink, throttle, toast } from "../dom.js";
-import { state } from "../hub.js";
+import { remember, state, tasksPath } from "../hub.js";
 import { approveButton, rejectButton } from "./actions.js";
 
 function planBlock(task) {
@@ -68,14 +71,50 @@ export function mount(root) {
   const empty = el("p", { class: "empty muted" }, "No draft is waiting for review.");
   root.append(el("header", { class: "view-head" }, el("h1", {}, "Drafts"), count), list, empty);
 
+  let drafts = null; // the drafts shown, newest first, as the hub answered (then events)
+  let total = 0;
+
+  async function load() {
+    try {
+      const answer = await api(tasksPath({ status: "draft", limit: SHOWN }));
+      drafts = answer.tasks;
+      total = answer.total;
+      for (const t of drafts) remember(t);
+    } catch (err) {
+      count.textContent = `Cannot load drafts: ${err.message}`;
+      return;
+    }
+    render();
+  }
+
   function render() {
-    const drafts = [...state.tasks.values()].filter((t) => t.status === "draft")
-      .sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
-    count.textContent = `${drafts.length} waiting for review`;
-    empty.hidden = !!drafts.length || !state.loaded;
-    syncRows(list, drafts, { key: (t) => t.id, sig, build: card });
+    if (drafts === null) {
+      count.textContent = "Loading…";
+      empty.hidden = true;
+      return;
+    }
+    const shown = drafts.map((t) => state.tasks.get(t.id) || t).filter((t) => t.status === "draft");
+    count.textContent = total > shown.length ? `${shown.length} of ${total} waiting for review` : `${shown.length} waiting for review`;
+    empty.hidden = !!shown.length;
+    syncRows(list, shown, { key: (t) => t.id, sig, build: card });
   }
   render();
+  load();
   const later = throttle(render, 250);
-  return { update: (kind) => (kind === "task" || kind === "reset") && later() };
+  return {
+    update(kind, task) {
+      if (kind === "reset") load();
+      else if (kind === "task" && drafts !== null) {
+        const known = drafts.some((t) => t.id === task.id);
+        if (task.status === "draft" && !known) {
+          drafts.unshift(task); // a new draft goes on top
+          total++;
+        } else if (known && task.status !== "draft") {
+          drafts = drafts.filter((t) => t.id !== task.id);
+          total--;
+        }
+        if (known || task.status === "draft" || task.plan_for) later();
+      }
+    },
+  };
 }

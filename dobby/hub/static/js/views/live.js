@@ -1,8 +1,14 @@
-// Live jobs: what runs now (host, backend, elapsed, current step, cost) and what waits.
+// Live jobs: what runs now (host, backend, elapsed, current step, cost) and what waits. The
+// running tasks are the page's own (bounded by the hosts' capacity); the queue can be long, so
+// the hub answers its oldest WAITING_SHOWN and its count.
 
+import { api } from "../api.js";
 import { el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, throttle } from "../dom.js";
-import { refreshLive, state } from "../hub.js";
+import { refreshLive, remember, state, tasksPath } from "../hub.js";
+import { waitingText } from "../words.js";
 import { actionButtons } from "./actions.js";
+
+const WAITING_SHOWN = 200;
 
 const STEP_ICON = { tool_use: "⚙", command: "$", file_change: "✎", text: "›", reasoning: "…", tool_result: "↩", error: "!", line: "›" };
 
@@ -16,7 +22,7 @@ function costSoFar(task) {
 function stepCell(task) {
   const step = state.steps.get(task.id);
   const detail = state.details.get(task.id)?.step;
-  if (!step) return el("td", { class: "step muted" }, detail || "no output yet");
+  if (!step) return el("td", { class: "step muted" }, detail || "waiting for output…");
   return el("td", { class: ["step", step.is_error && "error"], title: detail || null },
     el("span", { class: "step-kind", "aria-hidden": "true" }, STEP_ICON[step.kind] || "·"), " ",
     el("span", { class: "step-text" }, step.text));
@@ -36,7 +42,7 @@ function runningRow(task) {
 function waitingRow(task) {
   return el("tr", { "data-task": task.id },
     el("td", {}, taskLink(task), el("div", { class: "mono muted small" }, task.id)),
-    el("td", {}, task.status === "draft" ? "draft" : task.waiting_on || "queued"),
+    el("td", { class: "waiting-on", "data-waiting": task.waiting_on || "capacity" }, waitingText(task)),
     el("td", {}, task.backend),
     el("td", {}, task.host || task.want_host || (task.host_selector?.length ? `labels: ${task.host_selector.join(", ")}` : "any")),
     el("td", {}, task.priority),
@@ -55,7 +61,7 @@ function section(id, title, head, emptyText) {
 }
 
 const runSig = (t) => [t.status, t.title, t.host, t.backend, t.model, t.started_at].join("\u0001");
-const waitSig = (t) => [t.status, t.title, t.waiting_on, t.host, t.want_host, t.priority, t.backend].join("\u0001");
+const waitSig = (t) => [t.status, t.title, t.waiting_on, t.slurm_state, t.not_before, t.host, t.want_host, t.priority, t.backend].join("\u0001");
 
 function patchRunning(row, task) {
   row.children[4].replaceWith(stepCell(task));
@@ -64,29 +70,45 @@ function patchRunning(row, task) {
 
 export function mount(root) {
   const running = section("live-table", "Running", ["Task", "Host", "Backend", "Elapsed", "Current step", "Cost so far", ""], "No task is running.");
-  const waiting = section("waiting-table", "Waiting", ["Task", "Waiting on", "Backend", "Host", "Priority", "Submitted", ""], "Nothing is queued.");
+  const waiting = section("waiting-table", "Waiting", ["Task", "Waiting for", "Backend", "Host", "Priority", "Submitted", ""], "Nothing is queued.");
   root.append(el("header", { class: "view-head" }, el("h1", {}, "Live jobs")), running.node, waiting.node);
 
+  let waitRows = []; // the oldest waiting tasks, as the hub last answered
+  let waitTotal = null;
+  let alive = true;
+
+  async function loadWaiting() {
+    try {
+      const answer = await api(tasksPath({ status: "pending", sort: "oldest", limit: WAITING_SHOWN }));
+      if (!alive) return;
+      waitRows = answer.tasks;
+      waitTotal = answer.total;
+      for (const t of waitRows) remember(t);
+    } catch (err) { /* shown next time */ }
+    later();
+  }
+
   function render() {
-    const run = [];
-    const wait = [];
-    for (const t of state.tasks.values()) {
-      if (t.status === "running") run.push(t);
-      else if (t.status === "pending") wait.push(t);
-    }
+    const run = [...state.running.values()];
+    const wait = waitRows.map((t) => state.tasks.get(t.id) || t).filter((t) => t.status === "pending");
     run.sort((a, b) => (a.started_at || "").localeCompare(b.started_at || ""));
-    wait.sort((a, b) => (a.created_at || "").localeCompare(b.created_at || ""));
-    for (const [part, items, build, sig, patch] of [[running, run, runningRow, runSig, patchRunning], [waiting, wait.slice(0, 200), waitingRow, waitSig, null]]) {
-      part.heading.textContent = `${part === running ? "Running" : "Waiting"} (${part === running ? run.length : wait.length})`;
+    const counts = { running: run.length, waiting: waitTotal ?? wait.length }; // every running task is here
+    for (const [part, items, build, sig, patch] of [[running, run, runningRow, runSig, patchRunning], [waiting, wait, waitingRow, waitSig, null]]) {
+      const name = part === running ? "Running" : "Waiting";
+      const n = part === running ? counts.running : counts.waiting;
+      part.heading.textContent = items.length < n ? `${name} (${items.length} of ${n.toLocaleString()} shown)` : `${name} (${n.toLocaleString()})`;
       part.wrap.hidden = !items.length;
       part.empty.hidden = !!items.length;
-      if (!state.loaded) part.empty.textContent = "Loading…";
+      if (!state.loaded || waitTotal === null) part.empty.textContent = "Loading…";
       else part.empty.textContent = part === running ? "No task is running." : "Nothing is queued.";
       syncRows(part.tbody, items, { key: (t) => t.id, sig, build, patch });
     }
   }
   const later = throttle(render, 200);
+  // The queue changes with every submit and start: asked again at most once a second.
+  const reloadWaiting = throttle(loadWaiting, 1000);
   render();
+  loadWaiting();
   const tick = setInterval(() => {
     for (const cell of root.querySelectorAll("td.elapsed")) {
       const t = Date.parse(cell.dataset.started);
@@ -95,10 +117,20 @@ export function mount(root) {
   }, 1000);
   const poll = setInterval(() => refreshLive().catch(() => {}), 5000); // costs so far
   return {
-    update(kind) {
-      if (kind === "task" || kind === "step" || kind === "reset") later();
+    update(kind, task) {
+      if (kind === "task") {
+        const shown = waitRows.some((t) => t.id === task.id);
+        // a new arrival joins the end of the queue at once; the hub's answer follows
+        if (task.status === "pending" && !shown && waitRows.length < WAITING_SHOWN) waitRows.push(task);
+        later();
+        if (task.status === "pending" || shown) reloadWaiting();
+      } else if (kind === "reset") {
+        later();
+        loadWaiting();
+      } else if (kind === "step" || kind === "counts") later();
     },
     destroy() {
+      alive = false;
       clearInterval(tick);
       clearInterval(poll);
     },

@@ -4,6 +4,14 @@
 import { HttpError, sleep, streamSSE } from "../api.js";
 import { el } from "../dom.js";
 import { state } from "../hub.js";
+import { waitingText } from "../words.js";
+
+/** What an empty log box says while the task has printed nothing yet. */
+function placeholderText(task) {
+  if (!task || task.status === "running") return "Waiting for output…";
+  if (task.status === "pending" || task.status === "draft") return `Not started yet: waiting for ${waitingText(task)}…`;
+  return "No output.";
+}
 
 function toolInput(event) {
   const text = String(event.text || "");
@@ -68,7 +76,8 @@ export function mount(root, id) {
   const status = el("span", { class: "muted", id: "log-status", role: "status" }, "Connecting…");
   const list = el("div", { class: "log-events", id: "log-events" });
   const rawBox = el("pre", { class: "log-raw", id: "log-raw-text", hidden: true });
-  const box = el("div", { class: "log-box", id: "log-box", tabindex: "0", "aria-label": "Task log" }, list, rawBox);
+  const waiting = el("p", { class: "muted log-waiting", id: "log-waiting", role: "status" }, placeholderText(state.tasks.get(id)));
+  const box = el("div", { class: "log-box", id: "log-box", tabindex: "0", "aria-label": "Task log" }, waiting, list, rawBox);
   root.append(el("div", { class: "toolbar small" },
     el("label", { class: "check" }, raw, " Raw output"),
     el("label", { class: "check" }, follow, " Follow"), status), box);
@@ -83,24 +92,24 @@ export function mount(root, id) {
   let offset = 0;
   let ended = false;
   let attempt = state.tasks.get(id)?.attempt ?? 0;
-  let count = 0;
 
   function append(frame) {
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     const frag = document.createDocumentFragment();
     for (const event of frame.events || []) frag.append(renderEvent(event));
-    count += (frame.events || []).length;
     list.append(frag);
     rawBox.append(document.createTextNode(frame.text || ""));
+    if (frame.text) waiting.hidden = true;
     offset = frame.next_offset;
     if (follow.checked && atBottom) box.scrollTop = box.scrollHeight;
   }
 
   function reset() {
     offset = 0;
-    count = 0;
     list.replaceChildren();
     rawBox.replaceChildren();
+    waiting.hidden = false;
+    waiting.textContent = placeholderText(state.tasks.get(id));
   }
 
   async function loop() {
@@ -121,7 +130,7 @@ export function mount(root, id) {
               status.textContent = `End of log · task ${frame.data.status}`;
               root.dataset.ended = frame.data.status;
             }
-            if (!count && (frame.event === "end")) list.append(el("p", { class: "muted" }, "No output."));
+            if (frame.event === "end" && !waiting.hidden) waiting.textContent = "No output.";
           },
         });
       } catch (err) {
@@ -141,6 +150,7 @@ export function mount(root, id) {
   loop();
   return {
     update(kind, task) {
+      if (task && !waiting.hidden && !ended) waiting.textContent = placeholderText(task);
       if (task && task.attempt !== attempt) {
         attempt = task.attempt; // retried: a fresh log from byte 0
         reset();

@@ -33,10 +33,18 @@ function hostState(host) {
 
 const STATE_TEXT = { up: "reachable", down: "unreachable", unknown: "not checked yet" };
 
+let byHost = new Map(); // host name -> its running tasks, grouped once per render
+
+function groupRunning() {
+  byHost = new Map();
+  for (const t of state.running.values()) {
+    if (!byHost.has(t.host)) byHost.set(t.host, []);
+    byHost.get(t.host).push(t);
+  }
+}
+
 function runningTasks(host) {
-  const out = [];
-  for (const t of state.tasks.values()) if (t.status === "running" && t.host === host.name) out.push(t);
-  return out;
+  return byHost.get(host.name) || [];
 }
 
 function graph(hosts) {
@@ -115,8 +123,8 @@ export function mount(root, route) {
   function render() {
     const hosts = state.hosts;
     const up = hosts.filter((h) => h.reachable === true).length;
-    let running = 0;
-    for (const t of state.tasks.values()) if (t.status === "running") running++;
+    groupRunning();
+    const running = state.running.size;
     summary.textContent = `${hosts.length} host${hosts.length === 1 ? "" : "s"} · ${up} reachable · ${running} task${running === 1 ? "" : "s"} running`;
     const err = state.inventory?.error;
     replace(banner, err ? el("p", { class: "banner error" }, `Inventory not reloaded (the last good one stays in force): ${err}`) : null);

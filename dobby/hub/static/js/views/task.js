@@ -1,7 +1,8 @@
 // One task: a header with its state and actions, and the Logs / Details / Timeline tabs.
 
 import { badge, el, fmtDuration, replace, taskElapsed } from "../dom.js";
-import { fetchTask, state } from "../hub.js";
+import { fetchTask, pin, state } from "../hub.js";
+import { waitingText, warnings } from "../words.js";
 import { actionButtons } from "./actions.js";
 import * as details from "./details.js";
 import * as logs from "./logs.js";
@@ -32,14 +33,18 @@ export function mount(root, route) {
   function renderHead() {
     const t = task();
     if (!t) return;
-    const s = [t.status, t.reason, t.title, t.host, t.started_at, t.finished_at, t.waiting_on].join("|");
+    const s = [t.status, t.reason, t.title, t.host, t.started_at, t.finished_at, t.waiting_on, t.slurm_state, t.not_before, warnings(t).length].join("|");
     if (s === lastSig) return;
     lastSig = s;
     title.textContent = t.title || t.id;
-    const where = t.host ? `on ${t.host}` : t.waiting_on ? `waiting on ${t.waiting_on}` : "";
+    const waits = t.status === "pending" || t.status === "draft";
+    const where = [t.host ? `on ${t.host}` : "", waits ? `waiting for ${waitingText(t)}` : ""].filter(Boolean).join(" · ");
+    const warned = warnings(t);
     replace(meta, badge(t.status, t.reason), " ", el("span", { class: "mono" }, t.id), ` · ${t.backend}`,
       t.project ? ` · ${t.project}` : "", where ? ` · ${where}` : "",
-      t.started_at ? [" · ", elapsed] : "");
+      t.started_at ? [" · ", elapsed] : "",
+      warned.length ? [" · ", el("a", { href: `#/tasks/${encodeURIComponent(t.id)}/details`, class: "warn-link", title: warned.join("\n") },
+        `⚠ ${warned.length} warning${warned.length === 1 ? "" : "s"}`)] : "");
     elapsed.textContent = fmtDuration(taskElapsed(t));
     replace(actions, actionButtons(t));
   }
@@ -62,6 +67,7 @@ export function mount(root, route) {
     showTab(route.tab);
   }
 
+  const unpin = pin(id); // kept in the page's cache while this view shows it
   if (task()) start();
   else {
     panel.append(el("p", { class: "muted" }, "Loading…"));
@@ -88,6 +94,7 @@ export function mount(root, route) {
     destroy() {
       clearInterval(tick);
       view?.destroy?.();
+      unpin();
     },
   };
 }

@@ -1,37 +1,23 @@
-// Task list: search, filters, sort and pages over every task the page holds (10,000+ is fine:
-// filtering is one pass in memory and only one page of rows is in the DOM).
+// Task list: search, filters, sort and pages, all answered by the hub (GET /tasks?limit=50&…):
+// the page holds one page of rows whatever the history's size. The filters live in the URL.
 
+import { api } from "../api.js";
 import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, taskNotes, throttle } from "../dom.js";
-import { state } from "../hub.js";
+import { remember, state, tasksPath } from "../hub.js";
 import { actionButtons } from "./actions.js";
 
 const PAGE = 50;
 const STATUSES = ["draft", "pending", "running", "completed", "failed", "cancelled"];
 const BACKENDS = ["claude", "codex", "shell"];
-const PRIORITIES = ["urgent", "high", "normal", "low"];
-const PRIORITY_RANK = { urgent: 0, high: 1, normal: 2, low: 3 };
-const HELD = ["usage_limit", "budget"]; // waits shown beside the status
-const FILTERS = ["status", "project", "host", "backend", "priority"];
-const by = (f) => (a, b) => { const x = f(a); const y = f(b); return x < y ? -1 : x > y ? 1 : 0; };
+const FILTERS = ["status", "project", "host", "backend"];
+// The orders the hub sorts by (GET /tasks?sort=).
 const SORTS = {
-  newest: { label: "Newest first", cmp: (a, b) => by((t) => t.created_at || "")(b, a) },
-  oldest: { label: "Oldest first", cmp: by((t) => t.created_at || "") },
-  finished: { label: "Recently finished", cmp: (a, b) => by((t) => t.finished_at || "")(b, a) },
-  longest: { label: "Longest running", cmp: (a, b) => (taskElapsed(b) ?? -1) - (taskElapsed(a) ?? -1) },
-  cost: { label: "Most expensive", cmp: (a, b) => (b.cost_usd ?? -1) - (a.cost_usd ?? -1) },
-  priority: { label: "Priority", cmp: by((t) => `${PRIORITY_RANK[t.priority] ?? 9}${t.created_at}`) },
-  title: { label: "Title A–Z", cmp: by((t) => (t.title || "").toLowerCase()) },
+  newest: "Newest first",
+  oldest: "Oldest first",
+  finished: "Recently finished",
+  longest: "Longest running",
+  cost: "Most expensive",
 };
-
-const haystacks = new WeakMap();
-function haystack(task) {
-  let h = haystacks.get(task);
-  if (h === undefined) {
-    h = `${task.id}\n${task.title || ""}\n${task.prompt || ""}`.toLowerCase();
-    haystacks.set(task, h);
-  }
-  return h;
-}
 
 function select(name, label, values, labels) {
   return el("label", { class: "field" }, el("span", {}, label),
@@ -57,7 +43,7 @@ function warnMark(task) {
 function row(task) {
   const tr = el("tr", { "data-task": task.id, class: "clickable" },
     el("td", { class: "title-cell" }, taskLink(task), warnMark(task), el("div", { class: "mono muted small" }, task.id)),
-    el("td", {}, badge(task.status, task.reason || (HELD.includes(task.waiting_on) && task.status === "pending" ? task.waiting_on.replace("_", " ") : null))),
+    el("td", {}, badge(task.status, task.status === "pending" ? task.waiting_on?.replace(/_/g, " ") : task.reason)),
     el("td", { class: "opt" }, task.project || "—"),
     el("td", {}, task.host || task.want_host || "—"),
     el("td", { class: "opt2" }, task.backend),
@@ -76,13 +62,12 @@ const sig = (t) => [t.status, t.reason, t.waiting_on, t.title, t.project, t.host
 
 export function mount(root, route) {
   const search = el("input", { type: "search", id: "task-search", placeholder: "Search title, prompt or id", "aria-label": "Search tasks", autocomplete: "off" });
-  const sort = el("select", { id: "task-sort", name: "sort" }, Object.entries(SORTS).map(([k, v]) => el("option", { value: k }, v.label)));
+  const sort = el("select", { id: "task-sort", name: "sort" }, Object.entries(SORTS).map(([k, v]) => el("option", { value: k }, v)));
   const filters = {
     status: select("status", "Status", STATUSES),
     project: select("project", "Project", []),
     host: select("host", "Host", []),
     backend: select("backend", "Backend", BACKENDS),
-    priority: select("priority", "Priority", PRIORITIES),
   };
   const count = el("p", { class: "muted", id: "task-count", role: "status" });
   const tbody = el("tbody", { id: "task-rows" });
@@ -127,49 +112,71 @@ export function mount(root, route) {
     history.replaceState(null, "", `#/tasks${qs ? "?" + qs : ""}`);
   }
 
-  function refreshOptions() {
-    const projects = new Set(state.projects.map((p) => p.name));
-    const hosts = new Set(state.hosts.map((h) => h.name));
-    for (const t of state.tasks.values()) {
-      if (t.project) projects.add(t.project);
-      if (t.host) hosts.add(t.host);
-    }
-    setOptions(selectOf("project"), [...projects].sort(), selected.project);
-    setOptions(selectOf("host"), [...hosts].sort(), selected.host);
-    for (const name of ["status", "backend", "priority"]) setOptions(selectOf(name), { status: STATUSES, backend: BACKENDS, priority: PRIORITIES }[name], selected[name]);
+  // Hosts and projects of the whole history (from the stats rollup), not only of the inventory.
+  const seen = { host: new Set(), project: new Set() };
+  async function loadSeen() {
+    if (!state.config?.features?.stats) return;
+    try {
+      const stats = await api("/stats");
+      for (const [name, key] of [["host", "by_host"], ["project", "by_project"]]) {
+        seen[name] = new Set(Object.keys(stats[key] || {}).filter((v) => v !== "(none)"));
+      }
+      refreshOptions();
+    } catch (err) { /* the inventory's hosts and the projects still list */ }
   }
 
-  function matching() {
-    const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
-    const want = Object.fromEntries(FILTERS.map((n) => [n, value(n)]));
-    const out = [];
-    for (const t of state.tasks.values()) {
-      if (want.status && t.status !== want.status) continue;
-      if (want.project && t.project !== want.project) continue;
-      if (want.host && t.host !== want.host && t.want_host !== want.host) continue;
-      if (want.backend && t.backend !== want.backend) continue;
-      if (want.priority && t.priority !== want.priority) continue;
-      if (words.length) {
-        const h = haystack(t);
-        if (!words.every((w) => h.includes(w))) continue;
+  function refreshOptions() {
+    const projects = new Set([...state.projects.map((p) => p.name), ...seen.project]);
+    const hosts = new Set([...state.hosts.map((h) => h.name), ...seen.host]);
+    setOptions(selectOf("project"), [...projects].sort(), selected.project);
+    setOptions(selectOf("host"), [...hosts].sort(), selected.host);
+    for (const name of ["status", "backend"]) setOptions(selectOf(name), { status: STATUSES, backend: BACKENDS }[name], selected[name]);
+  }
+
+  let rows = []; // the page shown
+  let found = null; // how many tasks match (the hub's total), null before the first answer
+  let asked = 0; // the newest request: older answers (typing) are dropped
+  let failure = null;
+
+  function query() {
+    const params = { limit: PAGE, offset: page * PAGE, q: search.value.trim(), sort: sort.value === "newest" ? "" : sort.value };
+    for (const name of FILTERS) params[name] = value(name);
+    return params;
+  }
+
+  async function load() {
+    const mine = ++asked;
+    try {
+      const answer = await api(tasksPath(query()));
+      if (mine !== asked) return;
+      failure = null;
+      found = answer.total;
+      rows = answer.tasks;
+      for (const t of rows) remember(t);
+      const last = Math.max(0, Math.ceil(found / PAGE) - 1);
+      if (page > last) { // the list shrank under this page: show its new last page
+        page = last;
+        toQuery();
+        return load();
       }
-      out.push(t);
+    } catch (err) {
+      if (mine !== asked) return;
+      failure = err.message;
     }
-    return out.sort(SORTS[sort.value].cmp);
+    render();
   }
 
   function render() {
-    const found = matching();
-    const pages = Math.max(1, Math.ceil(found.length / PAGE));
-    page = Math.min(page, pages - 1);
-    const shown = found.slice(page * PAGE, page * PAGE + PAGE);
+    const shown = rows.map((t) => state.tasks.get(t.id) || t);
     syncRows(tbody, shown, { key: (t) => t.id, sig, build: row });
-    empty.hidden = !!shown.length || !state.loaded;
-    const total = state.tasks.size;
-    count.textContent = !state.loaded ? "Loading…" : found.length === total
-      ? `${total.toLocaleString()} tasks`
-      : `${found.length.toLocaleString()} of ${total.toLocaleString()} tasks match`;
-    pageInfo.textContent = found.length ? `${page * PAGE + 1}–${page * PAGE + shown.length} of ${found.length.toLocaleString()} · page ${page + 1} of ${pages}` : "";
+    const filtered = !!(search.value.trim() || FILTERS.some((n) => value(n)));
+    empty.hidden = !!shown.length || found === null;
+    const total = state.counts.total;
+    count.textContent = failure ? `Cannot load tasks: ${failure}` : found === null ? "Loading…"
+      : !filtered || total === null ? `${found.toLocaleString()} tasks`
+        : `${found.toLocaleString()} of ${total.toLocaleString()} tasks match`;
+    const pages = Math.max(1, Math.ceil((found || 0) / PAGE));
+    pageInfo.textContent = found ? `${page * PAGE + 1}–${page * PAGE + shown.length} of ${found.toLocaleString()} · page ${page + 1} of ${pages.toLocaleString()}` : "";
     prev.disabled = page === 0;
     next.disabled = page >= pages - 1;
   }
@@ -177,12 +184,12 @@ export function mount(root, route) {
   const changed = () => {
     page = 0;
     toQuery();
-    render();
+    load();
   };
   let typing = null;
   search.addEventListener("input", () => {
     clearTimeout(typing);
-    typing = setTimeout(changed, 120);
+    typing = setTimeout(changed, 150);
   });
   sort.addEventListener("change", changed);
   for (const name of FILTERS) {
@@ -191,12 +198,14 @@ export function mount(root, route) {
       changed();
     });
   }
-  prev.addEventListener("click", () => { page--; toQuery(); render(); });
-  next.addEventListener("click", () => { page++; toQuery(); render(); });
+  prev.addEventListener("click", () => { page--; toQuery(); load(); });
+  next.addEventListener("click", () => { page++; toQuery(); load(); });
 
   fromQuery(route.query);
-  render();
-  const later = throttle(() => { refreshOptions(); render(); }, 250);
+  load().then(loadSeen); // the filters' full lists after the first rows, off the first load's path
+  // A task changed: show it at once if it is on this page, and ask again for the page (new
+  // tasks, new order) at most once a second.
+  const reload = throttle(load, 1000);
   const tick = setInterval(() => {
     for (const cell of tbody.querySelectorAll("td.duration[data-started]")) {
       cell.textContent = fmtDuration((Date.now() - Date.parse(cell.dataset.started)) / 1000);
@@ -205,13 +214,19 @@ export function mount(root, route) {
   return {
     destroy() {
       clearInterval(tick);
+      asked++;
     },
     setRoute(r) {
       fromQuery(r.query);
-      render();
+      load();
     },
-    update(kind) {
-      if (kind === "task" || kind === "reset" || kind === "hosts" || kind === "projects") later();
+    update(kind, task) {
+      if (kind === "task") {
+        if (rows.some((t) => t.id === task.id)) render();
+        reload();
+      } else if (kind === "reset") load();
+      else if (kind === "counts") render();
+      else if (kind === "hosts" || kind === "projects") refreshOptions();
     },
   };
 }
