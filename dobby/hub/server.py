@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -20,6 +22,11 @@ from dobby.hub.app import make_app
 from dobby.hub.core import Hub
 
 log = logging.getLogger("dobby.hub")
+
+# A stop that takes longer has a job stuck on something that ignores cancellation: the process
+# exits anyway (tasks on hosts go on and are re-adopted at the next start; every acknowledged
+# write is on disk already), after logging where each unfinished coroutine waits.
+STOP_GRACE = 15.0
 
 
 async def run_hub(
@@ -52,8 +59,23 @@ async def run_hub(
         await stop.wait()
     finally:
         server.stop()
-        await hub.stop()
+        stopping = asyncio.ensure_future(hub.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE)
+        if not done:
+            log.error("the hub did not stop within %gs; exiting.%s", STOP_GRACE, _stuck())
+            logging.shutdown()
+            os._exit(1)
+        stopping.result()
         log.info("dobby hub stopped")
+
+
+def _stuck() -> str:
+    """Return the stacks of the coroutines still pending (where a stop hangs)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write("\n")
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()
 
 
 def bind(settings: Settings) -> list[socket.socket]:

@@ -144,26 +144,10 @@ def compute(
             run = _seconds(task.started_at, task.finished_at)
             if run is not None:
                 runs.append(run)
-    ended = by_status["completed"] + by_status["failed"]
-    for group in (total, *(g for named in groups.values() for g in named.values())):
-        group["cost_usd"] = round(group["cost_usd"], 10)
-        done = group["completed"] + group["failed"]
-        group["success_rate"] = round(group["completed"] / done, 4) if done else None
-    return {
-        "generated_at": iso(now),
-        "since": iso(since) if since else None,
-        "project": project,
-        "tasks": total["tasks"],
-        "by_status": by_status,
-        "success_rate": round(by_status["completed"] / ended, 4) if ended else None,
-        "cost_usd": total["cost_usd"],
-        "cost_unknown": total["cost_unknown"],
-        "tokens": total["tokens"],
-        **{f"by_{name}": dict(sorted(groups[name].items())) for name in GROUPS},
-        "queue": queue,
-        "wait_s": _average(waits),
-        "run_s": _average(runs),
-    }
+    return _report(
+        now=now, since=since, project=project, total=total, by_status=by_status, named=groups,
+        queue=queue, wait_s=_average(waits), run_s=_average(runs),
+    )  # fmt: skip
 
 
 # -- from SQL sums (dobby.store.aggregates) -----------------------------------------------------
@@ -223,6 +207,27 @@ def from_groups(
     for name in GROUPS:
         for key, status, *sums in groups.by.get(name, []):
             _add_sums(named[name].setdefault(str(key), _group()), status, tuple(sums))
+    return _report(
+        now=now, since=since, project=project, total=total, by_status=by_status, named=named,
+        queue=queue,
+        wait_s=_sql_average(waits[0], int(waits[1]), groups.wait_max),
+        run_s=_sql_average(runs[0], int(runs[1]), groups.run_max),
+    )  # fmt: skip
+
+
+def _report(
+    *,
+    now: _dt.datetime,
+    since: _dt.datetime | None,
+    project: str | None,
+    total: dict[str, Any],
+    by_status: dict[str, int],
+    named: dict[str, dict[str, dict[str, Any]]],
+    queue: dict[str, Any],
+    wait_s: dict[str, Any],
+    run_s: dict[str, Any],
+) -> dict[str, Any]:
+    """Round the sums, add success rates and shape the /stats answer (both computations)."""
     ended = by_status["completed"] + by_status["failed"]
     for group in (total, *(g for per in named.values() for g in per.values())):
         group["cost_usd"] = round(group["cost_usd"], 10)
@@ -240,6 +245,6 @@ def from_groups(
         "tokens": total["tokens"],
         **{f"by_{name}": dict(sorted(named[name].items())) for name in GROUPS},
         "queue": queue,
-        "wait_s": _sql_average(waits[0], int(waits[1]), groups.wait_max),
-        "run_s": _sql_average(runs[0], int(runs[1]), groups.run_max),
+        "wait_s": wait_s,
+        "run_s": run_s,
     }

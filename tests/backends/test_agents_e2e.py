@@ -146,7 +146,8 @@ def test_usage_limits_denials_and_api_status_land_on_the_task(
         "max_turns", "max_budget_usd", "api_error_status", "duration_ms", "permission_denials",
         "warnings", "quota",
     ]  # fmt: skip
-    waits = [exported.index(name) for name in ("account", "not_before", "wait_reason")]
+    # wait_reason came earlier (placement's waits), the usage-limit fields after it
+    waits = [exported.index(name) for name in ("wait_reason", "account", "not_before")]
     assert start + 7 <= waits[0] and waits == sorted(waits)  # appended, never inserted
 
 

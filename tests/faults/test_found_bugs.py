@@ -1,8 +1,7 @@
 """Bugs the fault campaign found outside the hub's request layer (the runner's follower).
 
-This fails on main as of this branch: it is here for the lead to route (issue 13 item 4), not
-to be skipped. It is the sshd campaign of bench/faults.py at the size and seed that showed the
-bug in two runs of three (the fault timing is random: it may pass).
+The sshd campaign of bench/faults.py at the size and seed that showed tasks marked failed while
+they ran to success on the host (issue 13 item 4, before the follower retried every fault).
 """
 
 from __future__ import annotations

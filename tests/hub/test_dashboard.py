@@ -554,7 +554,10 @@ def test_details_are_grouped_labelled_with_units_and_keep_every_field(
         "error": "API Error: 529 overloaded",
     }
     req = urllib.request.Request(
-        seeded.url + "/import", data=json.dumps([doc]).encode(), method="POST"
+        seeded.url + "/import",
+        data=json.dumps([doc]).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert json.loads(resp.read())["imported"] == 1

@@ -97,7 +97,11 @@ async def test_a_spoke_with_a_pinned_key_runs_tasks(
     assert host["known_hosts"] == str(pin)
     assert pin.read_text() == f"[{h.address}]:{h.port} " + spoke_body(h)["host_key"] + "\n"
     assert pin.stat().st_mode & 0o777 == 0o600
-    assert not (keyed.home / "known_hosts").exists()  # the file TOFU hosts trust is untouched
+    # The file TOFU hosts trust gets nothing from the registration: h1 (the same sshd, trusted
+    # on first use in this inventory) may be pinned there by the hub's own probes, once.
+    tofu = keyed.home / "known_hosts"
+    lines = tofu.read_text().splitlines() if tofu.exists() else []
+    assert lines.count(pin.read_text().strip()) <= 1 and len(lines) <= 1, lines
     _, task = await keyed.call(
         "POST", "/tasks", {"prompt": "whoami", "backend": "shell", "labels": ["spoke"]}
     )

@@ -158,11 +158,17 @@ def test_inventory_emptied_for_1_5s_then_restored(hub: HubProcess, h3: SshHost) 
     tid = hub.client().add_task(prompt=printer(), backend="shell")["id"]
     wait_until(started_printing(results, tid), "output to flow")
     hub.inventory.write_bytes(b"")  # an editor saving: truncate, then write
-    wait_until(lambda: _removed(hub, "h3"), "the hub to see the empty inventory")
+    # An inventory that defines no hosts is an error: the hub keeps the hosts it had.
+    wait_until(lambda: _inventory_error(hub), "the hub to see the empty inventory")
     time.sleep(1.5)
+    assert not _removed(hub, "h3")
     hub.inventory.write_bytes(original)
-    wait_until(lambda: not _removed(hub, "h3"), "the hub to see h3 again")
+    wait_until(lambda: not _inventory_error(hub), "the hub to read the inventory again")
     assert_completed_and_identical(hub, h3, results, tid)
+
+
+def _inventory_error(hub: HubProcess) -> str | None:
+    return hub.client().hosts()["inventory"]["error"]  # type: ignore[no-any-return]
 
 
 def _removed(hub: HubProcess, name: str) -> bool:

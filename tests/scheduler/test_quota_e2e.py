@@ -201,8 +201,10 @@ def test_a_reset_that_cannot_be_believed_backs_off_without_relaunching(
     hub: HubProcess, shim: Path, scenario: str, why: str
 ) -> None:
     stuck = add(hub, f"go [scenario:{scenario}]", "--host", "h1")
-    queued = add(hub, "next", "--host", "h1")
     task = wait_task(hub, stuck, lambda t: t["waiting_on"] == "usage_limit" and t["not_before"])
+    # Queued once the account is known limited (both would start in the same pass after
+    # h1's first probe otherwise: placement waits for a host's CLIs to be known).
+    queued = add(hub, "next", "--host", "h1")
     assert why in task["wait_reason"] and "backoff 1" in task["wait_reason"]
     assert task["attempts"][0]["quota"]["worked"] is False
     usage = hub.client().usage()

@@ -96,7 +96,10 @@ const FORMATS = {
   mib: (v) => `${count(v)} MiB`,
   bool: (v) => (v ? "yes" : "no"),
   time: (v) => timeNode(v),
-  countdown: (v) => [timeNode(v), ` (${countdown(v)})`],
+  countdown: (v) => {
+    const left = countdown(v); // not_before: when a waiting task goes on
+    return [timeNode(v), ` (${left.startsWith("in ") ? `resumes ${left}` : left})`];
+  },
   tasks: taskLinks,
   batch: (v) => el("a", { href: `#/batches/${encodeURIComponent(v)}`, class: "mono" }, v),
   race: (v) => el("a", { href: `#/races/${encodeURIComponent(v)}`, class: "mono" }, v),
