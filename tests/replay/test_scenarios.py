@@ -291,7 +291,7 @@ def test_a_limit_holds_for_the_account_until_its_reset_then_the_session_resumes(
     fake_bin: Path, home: Path, agent: str
 ) -> None:
     args = ["-"] if agent == "codex" else []
-    code, first, _ = run(fake_bin, home, agent, args, "half [scenario:quota_mid:2]")
+    code, first, _ = run(fake_bin, home, agent, args, "half [scenario:quota_mid:3600]")
     session = session_of(first)
     assert code == 1 and (home / "repo" / "hello.txt").exists()
     # another task on the same account, and the cut session itself, hit the limit at start
@@ -300,7 +300,11 @@ def test_a_limit_holds_for_the_account_until_its_reset_then_the_session_resumes(
     resume = ["--resume", session] if agent == "claude" else ["resume", session, "-"]
     code, again, _ = run(fake_bin, home, agent, resume, "continue")
     assert code == 1 and session_of(again) == session
-    time.sleep(2.2)  # the reset passes (the scenario set it 2 s after the first run)
+    # The reset passes: the account's clock moves past it (a wait would race a loaded machine).
+    state = home / ".fake-agent" / f"{agent}-limit.json"
+    limit = json.loads(state.read_text())
+    assert limit["resets_at"] > time.time() + 3000  # still in force until now
+    state.write_text(json.dumps({**limit, "resets_at": time.time() - 1}))
     code, rest, _ = run(fake_bin, home, agent, resume, "continue")
     assert code == 0 and session_of(rest) == session
     assert_recorded_shapes(rest)
