@@ -62,14 +62,14 @@ async def run_hub(
         stopping = asyncio.ensure_future(hub.stop())
         done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE)
         if not done:
-            log.error("the hub did not stop within %gs; exiting.%s", STOP_GRACE, _stuck())
+            log.error("the hub did not stop within %gs; exiting.%s", STOP_GRACE, pending_stacks())
             logging.shutdown()
             os._exit(1)
         stopping.result()
         log.info("dobby hub stopped")
 
 
-def _stuck() -> str:
+def pending_stacks() -> str:
     """Return the stacks of the coroutines still pending (where a stop hangs)."""
     out = io.StringIO()
     for task in asyncio.all_tasks():
