@@ -81,6 +81,8 @@ STATUS_LIMIT = 20  # `dobby status` shows the newest 20 unless --limit or --all
     type=BACKENDS,
     help="Run on this backend instead when a usage limit's wait exceeds max_quota_wait.",
 )
+@click.option("--max-turns", type=int, help="Stop the agent after N turns (claude).")
+@click.option("--max-budget-usd", type=float, help="Stop the agent past this cost in USD (claude).")
 @json_option
 def add(
     prompt: str,
@@ -109,6 +111,8 @@ def add(
     hosts: str | None,
     pick: str | None,
     fallback_backends: tuple[str, ...],
+    max_turns: int | None,
+    max_budget_usd: float | None,
     as_json: bool,
 ) -> None:
     """Queue a task (or, with --cron/--every, a schedule; with --race K, a race of K attempts).
@@ -136,6 +140,8 @@ def add(
         verify_timeout=verify_timeout,
         fix_attempts=fix_attempts,
         fallback_backends=list(fallback_backends) or None,
+        max_turns=max_turns,
+        max_budget_usd=max_budget_usd,
     )
     race = {"backends": backends, "models": models, "hosts": hosts, "pick": pick}
     if race_k is not None:

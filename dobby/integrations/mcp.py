@@ -69,6 +69,10 @@ class BatchTask(BaseModel):
     labels: list[str] | None = Field(None, description="Run on a host having all these labels.")
     model: str | None = Field(None, description="Model for the agent.")
     timeout: str | float | None = Field(None, description="Time limit: seconds or '30m'.")
+    max_turns: int | None = Field(None, description="Stop the agent after N turns (claude).")
+    max_budget_usd: float | None = Field(
+        None, description="Stop the agent past this cost in USD (claude)."
+    )
     after: list[str] | None = Field(
         None, description="Names of batch tasks (or ids of existing tasks) to wait for."
     )
@@ -90,6 +94,8 @@ class BatchDefaults(BaseModel):
     labels: list[str] | None = None
     model: str | None = None
     timeout: str | float | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
 
 
 # -- plumbing ---------------------------------------------------------------------------------
@@ -177,6 +183,12 @@ def dobby_add_task(
     verify: Verify = None,
     verify_timeout: Timeout = None,
     fix_attempts: FixAttempts = None,
+    max_turns: Annotated[
+        int | None, Field(description="Stop the agent after N turns (claude).")
+    ] = None,
+    max_budget_usd: Annotated[
+        float | None, Field(description="Stop the agent past this cost in USD (claude).")
+    ] = None,
 ) -> CallToolResult:
     """Queue a coding-agent task (claude, codex or a shell command) on one of Dobby's hosts.
 
@@ -200,6 +212,8 @@ def dobby_add_task(
         verify=verify,
         verify_timeout=verify_timeout,
         fix_attempts=fix_attempts,
+        max_turns=max_turns,
+        max_budget_usd=max_budget_usd,
     )
     task = _call(_hub().add_task, **body)
     return _answer(f"Queued task {task['id']}.\n{_task_line(task)}", task)

@@ -139,6 +139,15 @@ TASKS: list[tuple[str, str, str]] = [
     ("fix a &lt;b&gt; tag &amp; more in web-ui", "fix a <b> tag & more", "project=web-ui"),
     ("run the eval on spare-tillicum", "run the eval", "project=spare host=spare-tillicum"),
     ("echo hi on box using bash", "echo hi", "host=box backend=shell"),
+    ("fix the login bug in dobby with max 3 turns", "fix the login bug", "project=dobby turns=3"),
+    ("fix it in dobby, budget $2.50", "fix it", "project=dobby budget=2.5"),
+    ("fix it in dobby for at most 1 usd", "fix it", "project=dobby budget=1"),
+    (
+        "fix it in dobby max_turns=5 max_budget_usd=0.5 with model opus",
+        "fix it",
+        "project=dobby model=opus turns=5 budget=0.5",
+    ),
+    ("fix the 3 bugs in dobby", "fix the 3 bugs", "project=dobby"),
 ]
 
 
@@ -156,6 +165,8 @@ def test_task_phrasings(text: str, prompt: str, fields: str) -> None:
         "priority": task.priority,
         "model": task.model,
         "timeout": f"{task.timeout:g}" if task.timeout else None,
+        "turns": str(task.max_turns) if task.max_turns else None,
+        "budget": f"{task.max_budget_usd:g}" if task.max_budget_usd else None,
     }
     expected = dict(pair.split("=", 1) for pair in fields.split())
     assert task.prompt == prompt

@@ -34,6 +34,8 @@ FILLER_END = re.compile(
 FILLER_START = re.compile(
     r"^(?:[\s,;:]+|(?:please|pls|hey|hi|ok|okay|can you|could you)\b[\s,]*)", re.I
 )
+USD = r"(?:\$\s*(?P<u>\d+(?:\.\d+)?)|(?P<v>\d+(?:\.\d+)?)\s*(?:\$|usd|dollars?)?)"
+USD_STRICT = r"(?:\$\s*(?P<u>\d+(?:\.\d+)?)|(?P<v>\d+(?:\.\d+)?)\s*(?:usd|dollars?))"
 BULLET = re.compile(r"^\s*(?:[-*•◦‣▪–]|\d+[.)])\s+(?P<t>\S.*)$")
 BATCH_FILLER = {"", "batch", "tasks", "do these", "the following", "these", "please do these"}
 
@@ -56,6 +58,12 @@ SUFFIX: list[tuple[str, re.Pattern[str]]] = [
         ("backend", r"as\s+an?\s+(?P<b>shell)\s+(?:command|script|job)"),
         ("model", r"(?:with|using)\s+(?:the\s+)?model\s+(?P<m>[\w.:/-]+)"),
         ("model", r"model\s*[:=]\s*(?P<m>[\w.:/-]+)"),
+        ("max_turns", r"(?:with\s+|in\s+)?(?:at\s+most\s+|max(?:imum)?\s+)?"
+                      r"(?P<n>\d+)\s+(?:max\s+)?turns?"),
+        ("max_turns", r"max[_ -]?turns\s*[:=]?\s*(?P<n>\d+)"),
+        ("max_budget_usd", rf"(?:with\s+)?(?:an?\s+)?budget\s*(?:of\s+|[:=]\s*)?{USD}"),
+        ("max_budget_usd", rf"max[_ -]?budget(?:[_ -]?usd)?\s*[:=]?\s*{USD}"),
+        ("max_budget_usd", rf"(?:for\s+)?(?:at\s+most|under|max(?:imum)?)\s+{USD_STRICT}"),
         ("timeout", rf"(?:with\s+)?(?:an?\s+)?{DUR}\s+time\s?out"),
         ("timeout", rf"(?:with\s+)?(?:a\s+)?time\s?out\s*(?:of\s+|[:=]\s*)?{DUR}"),
         ("labels", rf"on\s+(?:an?|any|some|the)\s+(?P<l>{NAME})\s+(?:host|machine|box|node)"),

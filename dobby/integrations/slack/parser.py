@@ -56,6 +56,8 @@ class TaskSpec:
     priority: str | None = None
     model: str | None = None
     timeout: float | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
     plan: bool = False  # a draft: an agent writes a plan first, a person approves it
     verify: str | None = None  # the check run after the agent (`verify with \`pytest\``)
     fix_attempts: int | None = None  # `fix it up to N times`
@@ -75,6 +77,8 @@ class TaskSpec:
             "timeout": self.timeout,
             "verify": self.verify,
             "fix_attempts": self.fix_attempts,
+            "max_turns": self.max_turns,
+            "max_budget_usd": self.max_budget_usd,
         }
         if self.race:
             raw["k"] = self.race
@@ -260,6 +264,10 @@ class _Peeler:
             self.spec.backends = [BACKEND_WORDS[w] for w in words if w]
         elif kind == "timeout":
             self.spec.timeout = parse_duration_words(groups["t"])
+        elif kind == "max_turns":
+            self.spec.max_turns = int(groups["n"])
+        elif kind == "max_budget_usd":
+            self.spec.max_budget_usd = float(groups["u"] or groups["v"])
         elif kind == "labels":
             if groups["l"].lower() not in {x.lower() for x in self.catalog.labels}:
                 return False
@@ -447,6 +455,8 @@ def _merge(spec: TaskSpec, defaults: TaskSpec) -> TaskSpec:
         priority=spec.priority or defaults.priority,
         model=spec.model or defaults.model,
         timeout=spec.timeout or defaults.timeout,
+        max_turns=spec.max_turns or defaults.max_turns,
+        max_budget_usd=spec.max_budget_usd or defaults.max_budget_usd,
         plan=spec.plan or defaults.plan,
         verify=spec.verify or defaults.verify,
         fix_attempts=spec.fix_attempts if spec.fix_attempts is not None else defaults.fix_attempts,

@@ -1,0 +1,71 @@
+"""Per-task agent limits from the CLI on a real sshd host: the outcome names the limit and the
+partial work comes back on the task's branch; bad limits are a clear 400."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.hub import HubProcess, make_git_project
+from tests.fixtures.sshd import SshHost
+
+pytestmark = pytest.mark.slow  # a hub process and the fake claude on an sshd host
+
+
+@pytest.fixture
+def hub_hosts(ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+    return [ssh_hosts[0].inventory_entry()]
+
+
+def add(hub: HubProcess, *args: str) -> dict[str, Any]:
+    return dict(json.loads(hub.cli("add", *args, "--json", check=True).stdout))
+
+
+def argv_seen(host: SshHost, task_id: str) -> list[str]:
+    path = host.home / ".dobby" / "tasks" / task_id / "fake-agent.json"
+    return list(json.loads(path.read_text())["argv"])
+
+
+def test_max_turns_and_budget_stop_claude_and_keep_the_work(
+    hub: HubProcess, ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
+    h1 = ssh_hosts[0]
+    repo = make_git_project(tmp_path / "app")
+    hub.cli("register", str(repo), "--name", "app", check=True)
+    turns = add(hub, "make hello", "--project", "app", "--max-turns", "1")
+    budget = add(hub, "make hello", "--project", "app", "--max-budget-usd", "0.015")
+    assert (turns["max_turns"], budget["max_budget_usd"]) == (1, 0.015)
+    for task, reason, flag in (
+        (turns, "max_turns", ["--max-turns", "1"]),
+        (budget, "budget", ["--max-budget-usd", "0.015"]),
+    ):
+        done = hub.wait_status(task["id"], timeout=120)
+        assert (done["status"], done["reason"]) == ("failed", reason), done
+        argv = argv_seen(h1, task["id"])
+        assert argv[argv.index(flag[0]) : argv.index(flag[0]) + 2] == flag
+        assert done["branch"] == f"dobby/{task['id']}"  # the partial work came back
+        shown = hub.cli("results", task["id"], check=True).stdout
+        assert f"failed ({reason})" in shown
+    files = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "-r", "--name-only", f"dobby/{budget['id']}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "hello.txt" in files
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-turns", "0", "max_turns"),
+        ("--max-budget-usd", "-1", "max_budget_usd"),
+        ("--max-budget-usd", "0", "max_budget_usd"),
+    ],
+)
+def test_bad_limits_are_refused(hub: HubProcess, flag: str, value: str, message: str) -> None:
+    res = hub.cli("add", "x", flag, value)
+    assert res.returncode == 1 and message in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1  # one line
