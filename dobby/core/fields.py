@@ -376,6 +376,23 @@ def _backends(value: Any, info: ValidationInfo) -> Any:
 def _budget(value: Any, info: ValidationInfo) -> Any:
     # A policy: unset (null, "", "none") clears the caps.
     return check_budget(value, f"'{_name(info)}'") or None
+# A model id as the CLIs take them: claude-opus-4-8, claude-opus-4-8[1m], gpt-5.5, opus, a
+# Bedrock id (us.anthropic.claude-…-v1:0) or an ARN (…:inference-profile/…). Not in the price
+# table is fine (the result then says the cost is unknown and how to add a price); anything
+# else — empty, spaces, quotes, control characters — is refused.
+MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@\[\]+-]{0,199}")
+
+
+def _model(value: Any, info: ValidationInfo) -> Any:
+    _text(value, info)
+    if value is None:
+        return None
+    if not MODEL_RE.fullmatch(value) or not re.search(r"[A-Za-z]", value):
+        raise ValidationError(
+            f"invalid {_name(info)} {show(value)}: a model id is letters, digits and . _ - : / "
+            "@ [ ] + (e.g. claude-opus-4-8, gpt-5.5, opus), at most 200 characters"
+        )
+    return value
 
 
 def _refs(value: Any, info: ValidationInfo) -> Any:
@@ -448,6 +465,9 @@ Names = Annotated[list[str], before(_list, list[str] | str)]
 Refs = Annotated[list[str], before(_refs, list[str | int] | str | int)]
 Globs = Annotated[list[str], before(_globs, list[str] | str)]
 Gpus = Annotated[int, before(ints(0, MAX_GPUS), int | str), bounds(minimum=0, maximum=MAX_GPUS)]
+ModelName = Annotated[str, before(_model, str)]
+model_name = _model  # the same checks for a policy value
+usd = _usd
 Turns = Annotated[int, before(ints(1, MAX_TURNS), int | str), bounds(minimum=1, maximum=MAX_TURNS)]
 Budget = Annotated[
     float, before(_usd, float | str), bounds(exclusiveMinimum=0, maximum=MAX_BUDGET_USD)

@@ -137,6 +137,9 @@ class Project:
     default_verify: str | None = None  # the check of the project's tasks that give no --verify
     budget_usd: dict[str, float] | None = None  # spend caps per window: {day, week, month}
     fallback_backends: list[str] = field(default_factory=list)  # when a limit's wait is long
+    model: str | None = None  # defaults of the project's tasks: model and claude's limits
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

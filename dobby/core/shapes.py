@@ -21,6 +21,7 @@ from dobby.core.fields import (
     MAX_CONCURRENT,
     MAX_OLDER_THAN,
     MAX_TIMEOUT,
+    MAX_TURNS,
     Backend,
     BackendNames,
     Budget,
@@ -29,6 +30,7 @@ from dobby.core.fields import (
     Flag,
     Globs,
     Gpus,
+    ModelName,
     Names,
     PriorityName,
     Prompt,
@@ -49,12 +51,14 @@ from dobby.core.fields import (
     choice,
     days,
     ints,
+    model_name,
     parse,
     policy,
     show,
     str_list,
     to_bool,
     verify_command,
+    usd,
 )
 from dobby.core.models import BackendName, Permissions, Priority, Project
 from dobby.core.names import NAME_RE
@@ -70,7 +74,7 @@ class TaskFields(Shape):
     title: Text | None = Field(None, description="Short name (default: the prompt's first line).")
     project: Text | None = Field(None, description="Registered project the task works in.")
     backend: Backend | None = Field(None, description="claude, codex or shell.")
-    model: Text | None = Field(None, description="Model the agent uses.")
+    model: ModelName | None = Field(None, description="Model the agent uses.")
     priority: PriorityName | None = Field(None, description="urgent, high, normal or low.")
     host: Text | None = Field(None, description="Run on this inventory host.")
     labels: Names = Field(default_factory=list, description="Run on a host with these labels.")
@@ -266,6 +270,14 @@ class Policies(Shape):
     ] = Field(
         default_factory=list,
         description="Backends the project's tasks run on when a usage limit's wait is long.",
+    )
+    # Defaults for the project's tasks (a task's own value wins; a host's `models:` comes last).
+    model: Annotated[str | None, before(policy(model_name, unset=True), str | None)] = None
+    max_turns: Annotated[
+        int | None, before(policy(ints(1, MAX_TURNS), unset=True), int | str | None)
+    ] = Field(None, json_schema_extra={"minimum": 1, "maximum": MAX_TURNS})
+    max_budget_usd: Annotated[float | None, before(policy(usd, unset=True), float | str | None)] = (
+        Field(None, json_schema_extra={"exclusiveMinimum": 0})
     )
 
 

@@ -88,6 +88,9 @@ class Intake:
         flags: dict[str, Any] = {k: fields.pop(k) for k in keys if k in fields}
         if "priority" not in fields and project is not None and project.default_priority:
             fields["priority"] = project.default_priority
+        for key in ("model", "max_turns", "max_budget_usd"):  # the project's task defaults
+            if fields.get(key) is None and project is not None and getattr(project, key):
+                fields[key] = getattr(project, key)
         task = Task(**fields)
         task.id = self.store.unused_task_id()  # ids are random: make sure it is free
         if flags.get("resume_task"):

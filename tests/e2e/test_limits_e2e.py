@@ -69,3 +69,39 @@ def test_bad_limits_are_refused(hub: HubProcess, flag: str, value: str, message:
     res = hub.cli("add", "x", flag, value)
     assert res.returncode == 1 and message in res.stderr, res.stderr
     assert res.stderr.count("\n") == 1  # one line
+
+
+def test_project_policies_give_tasks_their_model_and_limits(
+    hub: HubProcess, ssh_hosts: list[SshHost], tmp_path: Path
+) -> None:
+    repo = make_git_project(tmp_path / "app")
+    hub.cli("register", str(repo), "--name", "app", check=True)
+    hub.cli(
+        "projects", "set", "app", "model=claude-sonnet-4-5", "max_turns=1",
+        "max_budget_usd=2.5", check=True,
+    )  # fmt: skip
+    task = add(hub, "make hello", "--project", "app")
+    assert (task["model"], task["max_turns"], task["max_budget_usd"]) == (
+        "claude-sonnet-4-5", 1, 2.5,
+    )  # fmt: skip
+    own = add(hub, "make hello", "--project", "app", "--max-turns", "7", "--model", "opus")
+    assert (own["model"], own["max_turns"]) == ("opus", 7)  # the task's own values win
+    done = hub.wait_status(task["id"], timeout=120)
+    assert done["reason"] == "max_turns"
+    argv = argv_seen(ssh_hosts[0], task["id"])
+    assert argv[argv.index("--model") + 1] == "claude-sonnet-4-5"
+    bad = hub.cli("projects", "set", "app", "max_turns=0")
+    assert bad.returncode == 1 and "max_turns" in bad.stderr
+    hub.cli("projects", "set", "app", "max_turns=none", check=True)
+    assert add(hub, "x", "--project", "app", "--backend", "shell")["max_turns"] is None
+
+
+@pytest.mark.parametrize("model", ["", "hello world", "gpt'5", "--", "a" * 201, "123"])
+def test_a_garbage_model_name_is_refused(hub: HubProcess, model: str) -> None:
+    res = hub.cli("add", "x", "--model", model)
+    assert res.returncode == 1 and "model" in res.stderr, res.stderr
+
+
+def test_a_plausible_model_without_a_price_is_accepted(hub: HubProcess) -> None:
+    for model in ("claude-opus-4-8[1m]", "us.anthropic.claude-sonnet-4-5-v1:0", "gpt-9-turbo"):
+        assert add(hub, "x", "--model", model, "--backend", "shell")["model"] == model
