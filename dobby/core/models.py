@@ -110,6 +110,7 @@ class Host:
     # unless hosts name the subscription they share, for all backends or per backend.
     account: str | None = None
     accounts: dict[str, str] = field(default_factory=dict)  # backend -> account name
+    models: dict[str, str] = field(default_factory=dict)  # default model per backend here
     source: str | None = None  # "file:line" where the host was defined
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:

@@ -297,13 +297,14 @@ def _show(value: Any) -> str:
 
 
 def _merge(layers: list[_Layer]) -> dict[str, Any]:
-    """Merge field layers (defaults < group < host); labels are unioned, env dicts merged."""
+    """Merge field layers (defaults < group < host); labels are unioned; env, slurm, accounts
+    and models mappings merged key by key."""
     values: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
             if key == "labels" and key in values:
                 values[key] = values[key] + [v for v in value if v not in values[key]]
-            elif key in ("env", "slurm", "accounts") and key in values:
+            elif key in ("env", "slurm", "accounts", "models") and key in values:
                 values[key] = {**values[key], **value}
             else:
                 # Copy so hosts sharing a group default never share one list or dict.

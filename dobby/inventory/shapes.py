@@ -113,6 +113,23 @@ def _env(value: Any, info: ValidationInfo) -> Any:
     return out
 
 
+def _models(value: Any, info: ValidationInfo) -> Any:
+    """Check ``models: {claude: MODEL, codex: MODEL}``: agent backends to model ids."""
+    from dobby.core.fields import MODEL_RE
+
+    where = _where(info)
+    if not isinstance(value, dict):
+        raise Bad(f"'models' in {where} must be a mapping of backend to model, got {_show(value)}")
+    for backend, model in value.items():
+        if backend not in ("claude", "codex"):
+            raise Bad(
+                f"unknown backend {_show(backend)} in 'models' of {where} (use claude, codex)"
+            )
+        if not isinstance(model, str) or not MODEL_RE.fullmatch(model):
+            raise Bad(f"invalid model {_show(model)} for {backend} in 'models' of {where}")
+    return dict(value)
+
+
 def _slurm(value: Any, info: ValidationInfo) -> Any:
     """Check a ``slurm:`` mapping per layer (a host's keys go over its group's when merged)."""
     if value is None:
@@ -223,6 +240,11 @@ class HostFields(BaseModel):
         dict[str, str],
         before(_rule(_is_accounts, "a mapping of backend: account name"), dict[str, str]),
     ] = Field(default_factory=dict, description="The account per backend, over 'account'.")
+    models: Annotated[dict[str, str], before(_models, dict[str, str])] = Field(
+        default_factory=dict,
+        description="Default model per backend for the host's tasks, e.g. {claude: opus, "
+        "codex: gpt-5.5} (a task's or its project's model wins).",
+    )
 
 
 FIELDS = tuple(HostFields.model_fields)

@@ -41,8 +41,10 @@ class Collector:
         get_task: GetTask,
         project_path: Callable[[str], str],
         prices: Mapping[str, ModelPrice],
+        host_model: Callable[[Task], str | None] = lambda task: None,
     ) -> None:
         self.logs = logs
+        self._host_model = host_model
         self.locks = locks
         self._get_task = get_task
         self._project_path = project_path
@@ -74,7 +76,7 @@ class Collector:
             self.logs.lines(task.id, task.log_base, end=checked.agent_end),
             exit_code=exit_code,
             stderr_tail=stderr_tail,
-            model=task.model,
+            model=task.model or self._host_model(task),
             prices=self._prices,
             host_facts=host_facts,
             now=time.time(),

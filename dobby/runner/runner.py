@@ -17,7 +17,13 @@ from typing import Any
 
 from dobby.backends import get_backend
 from dobby.backends.pricing import ModelPrice
-from dobby.core.errors import DispatchError, HostUnreachable, LaunchUnknown, TransportError
+from dobby.core.errors import (
+    DispatchError,
+    HostUnreachable,
+    LaunchUnknown,
+    NotFound,
+    TransportError,
+)
 from dobby.core.models import Task
 from dobby.core.ports import GetTask, LimitHit, SaveTask
 from dobby.core.slurm import SlurmSettings
@@ -69,7 +75,12 @@ class Runner:
         self._prices = prices
         self._deliveries: dict[str, asyncio.Lock] = {}
         self.collector = Collector(
-            logs=logs, locks=locks, get_task=get_task, project_path=project_path, prices=prices
+            logs=logs,
+            locks=locks,
+            get_task=get_task,
+            project_path=project_path,
+            prices=prices,
+            host_model=self._host_model,
         )
         self.followers = Followers(
             logs=logs,
@@ -135,6 +146,8 @@ class Runner:
         backend = get_backend(task.backend)
         # task.resume stays the parent task's id (the chain); the agent gets its session id.
         agent_view = dataclasses.replace(task, resume=resume_session) if resume_session else task
+        if not task.model and host.models.get(task.backend):  # the host's default model
+            agent_view = dataclasses.replace(agent_view, model=host.models[task.backend])
         argv = backend.argv(task=agent_view, host=host, is_root=transport.is_root)
         env = {**host.env, **backend.env(task=task, host=host, is_root=transport.is_root)}
         if task.gpu_indices and not slurm:  # on Slurm, the job's GPUs are Slurm's to give
@@ -294,6 +307,14 @@ class Runner:
         """Watch a task's Slurm job in its cluster's queue (see dobby.runner.slurm)."""
         self.slurm.start()
         self.slurm.watch(task)
+
+    def _host_model(self, task: Task) -> str | None:
+        """Return the inventory's default model of the task's backend on its host."""
+        try:
+            host = self.hosts.get(task.host or "")
+        except NotFound:  # removed from the inventory since: the CLI's own default
+            return None
+        return host.models.get(task.backend)
 
     @property
     def following(self) -> int:

@@ -105,3 +105,20 @@ def test_a_garbage_model_name_is_refused(hub: HubProcess, model: str) -> None:
 def test_a_plausible_model_without_a_price_is_accepted(hub: HubProcess) -> None:
     for model in ("claude-opus-4-8[1m]", "us.anthropic.claude-sonnet-4-5-v1:0", "gpt-9-turbo"):
         assert add(hub, "x", "--model", model, "--backend", "shell")["model"] == model
+
+
+class TestHostModels:
+    @pytest.fixture
+    def hub_hosts(self, ssh_hosts: list[SshHost]) -> list[dict[str, Any]]:
+        return [ssh_hosts[0].inventory_entry(models={"claude": "claude-haiku-4-5"})]
+
+    def test_the_hosts_default_model_is_used_unless_the_task_names_one(
+        self, hub: HubProcess, ssh_hosts: list[SshHost]
+    ) -> None:
+        default = add(hub, "make hello")
+        named = add(hub, "make hello", "--model", "opus")
+        for task, model in ((default, "claude-haiku-4-5"), (named, "opus")):
+            assert hub.wait_status(task["id"], timeout=120)["status"] == "completed"
+            argv = argv_seen(ssh_hosts[0], task["id"])
+            assert argv[argv.index("--model") + 1] == model
+        assert hub.client().task(default["id"])["model"] is None  # the host's, not the task's

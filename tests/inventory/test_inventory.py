@@ -82,6 +82,16 @@ def test_good_file_merges_defaults_groups_and_hosts(tmp_path: Path) -> None:
     assert "x" not in g2.labels
 
 
+def test_models_merge_per_backend_from_defaults_to_host(tmp_path: Path) -> None:
+    text = (
+        "defaults:\n  models: {claude: opus, codex: gpt-5.5}\n"
+        "hosts:\n  a: {address: h}\n  b: {address: h, models: {codex: gpt-5-codex}}\n"
+    )
+    inv = load_inventory(write(tmp_path / "inv.yaml", text))
+    assert inv.get("a").models == {"claude": "opus", "codex": "gpt-5.5"}
+    assert inv.get("b").models == {"claude": "opus", "codex": "gpt-5-codex"}
+
+
 def test_list_form(tmp_path: Path) -> None:
     f = write(
         tmp_path / "inv.yaml",
@@ -239,6 +249,16 @@ BAD = [
         "groups:\n  g:\n    max_agent: 1\n    hosts: {a: {address: h}}\n",
         3,
         "unknown field 'max_agent' in group 'g' (did you mean 'max_agents'?)",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    models: {claude: opus, shell: x}\n",
+        4,
+        "unknown backend 'shell' in 'models' of host 'b' (use claude, codex)",
+    ),
+    (
+        "hosts:\n  b:\n    address: h\n    models: {codex: 'gpt 5'}\n",
+        4,
+        "invalid model 'gpt 5' for codex in 'models' of host 'b'",
     ),
     (
         "hosts:\n  b:\n    address: h\n    port: 70000\n",
