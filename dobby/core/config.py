@@ -486,7 +486,38 @@ def _read_yaml_nodes(path: Path) -> dict[str, tuple[Any, int]]:
         if problem:
             raise ConfigError(f"{path}:{line}: setting '{name}': {problem}")
         values[name] = (value, value_node.start_mark.line + 1)
+        _nested_lines(name, value_node, NESTED_LINES.setdefault(str(path), {}))
     return values
+
+
+# Lines of the keys inside a mapping setting ("prices.gpt-5.input" -> 12), per dobby.yaml, so
+# an entry checked later (the price table, by dobby.backends.pricing) names its own line.
+NESTED_LINES: dict[str, dict[str, int]] = {}
+
+
+def _nested_lines(prefix: str, node: yaml.Node, out: dict[str, int]) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        key = f"{prefix}.{key_node.value}"
+        out[key] = key_node.start_mark.line + 1
+        _nested_lines(key, value_node, out)
+
+
+def locate(settings: Settings, message: str) -> str:
+    """Return ``message`` prefixed with ``dobby.yaml:LINE`` of the setting path it starts with.
+
+    ``message`` reads ``prices.MODEL.FIELD: …`` (the longest known prefix of that path wins).
+    """
+    path = message.split(":", 1)[0].strip()
+    config_file = settings.home / CONFIG_FILE
+    lines = NESTED_LINES.get(str(config_file), {})
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        line = lines.get(".".join(parts[:end]))
+        if line is not None:
+            return f"{config_file}:{line}: {message}"
+    return message
 
 
 _TYPE_NAMES = {

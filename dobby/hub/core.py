@@ -17,8 +17,9 @@ from typing import Any
 
 from dobby import __version__
 from dobby.backends.pricing import DEFAULT_PRICES, parse_prices
-from dobby.core.config import Settings
+from dobby.core.config import Settings, locate
 from dobby.core.errors import (
+    ConfigError,
     Conflict,
     DobbyError,
     Forbidden,
@@ -79,7 +80,10 @@ class Hub:
         self.locks = RepoLocks()
         self.bus = EventBus(start_seq=int(self.store.get_meta("seq", 0) or 0))
         prices = dict(DEFAULT_PRICES)
-        prices.update(parse_prices(settings.prices or {}))
+        try:
+            prices.update(parse_prices(settings.prices or {}))
+        except ConfigError as exc:  # name the entry's line in dobby.yaml
+            raise ConfigError(locate(settings, str(exc))) from None
         self.hosts = HostManager(
             on_change=self._host_changed,
             tofu_known_hosts=str(home / "known_hosts"),

@@ -213,3 +213,26 @@ def test_secrets_never_shown(tmp_path: Path) -> None:
 
 def test_ipv6_hub_url() -> None:
     assert Settings(host="::1", port=1).hub_url == "http://[::1]:1"
+
+
+@pytest.mark.parametrize(
+    ("entry", "line", "part"),
+    [
+        ("  gpt-9:\n    input: 1\n    output: cheap\n", 5, "prices.gpt-9.output"),
+        ("  gpt-9: 3\n", 3, "prices.gpt-9: must be a mapping"),
+        ("  gpt-9:\n    input: 1\n    outptu: 2\n", 5, "prices.gpt-9.outptu: unknown key"),
+    ],
+)
+def test_a_bad_price_entry_names_its_line_in_dobby_yaml(
+    tmp_path: Path, entry: str, line: int, part: str
+) -> None:
+    from dobby.hub.core import Hub
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dobby.yaml").write_text("port: 8420\nprices:\n" + entry)
+    settings = load_settings(home=home, environ={})
+    with pytest.raises(ConfigError) as info:
+        Hub(settings=settings)
+    message = str(info.value)
+    assert message.startswith(f"{home / 'dobby.yaml'}:{line}: ") and part in message
