@@ -376,6 +376,8 @@ def _backends(value: Any, info: ValidationInfo) -> Any:
 def _budget(value: Any, info: ValidationInfo) -> Any:
     # A policy: unset (null, "", "none") clears the caps.
     return check_budget(value, f"'{_name(info)}'") or None
+
+
 # A model id as the CLIs take them: claude-opus-4-8, claude-opus-4-8[1m], gpt-5.5, opus, a
 # Bedrock id (us.anthropic.claude-…-v1:0) or an ARN (…:inference-profile/…). Not in the price
 # table is fine (the result then says the cost is unknown and how to add a price); anything

@@ -57,8 +57,8 @@ from dobby.core.fields import (
     show,
     str_list,
     to_bool,
-    verify_command,
     usd,
+    verify_command,
 )
 from dobby.core.models import BackendName, Permissions, Priority, Project
 from dobby.core.names import NAME_RE
