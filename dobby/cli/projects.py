@@ -70,7 +70,8 @@ def projects(ctx: click.Context, as_json: bool) -> None:
 def projects_set(name: str, settings: tuple[str, ...], as_json: bool) -> None:
     """Set project policies: KEY=VALUE ... (max_concurrent, default_priority, default_backend,
     default_timeout, auto_chain, auto_retry, budget_usd=day:20,month:300,
-    fallback_backends=codex, context; model, max_turns, max_budget_usd: defaults of its tasks).
+    fallback_backends=codex, commit_ignore='*.log,data/', context; model, max_turns,
+    max_budget_usd: defaults of its tasks).
     VALUE none unsets."""
     fields: dict[str, str] = {}
     for item in settings:

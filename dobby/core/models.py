@@ -138,6 +138,8 @@ class Project:
     default_verify: str | None = None  # the check of the project's tasks that give no --verify
     budget_usd: dict[str, float] | None = None  # spend caps per window: {day, week, month}
     fallback_backends: list[str] = field(default_factory=list)  # when a limit's wait is long
+    # gitignore patterns kept out of its tasks' commits, beside Dobby's build-junk list
+    commit_ignore: list[str] = field(default_factory=list)
     model: str | None = None  # defaults of the project's tasks: model and claude's limits
     max_turns: int | None = None
     max_budget_usd: float | None = None
@@ -293,6 +295,7 @@ class Task:
     fallback_from: str | None = None  # the backend a long wait made it leave
     log_base: int = 0  # where the current run's output starts in the hub's copy of the log
     usage_windows: list[dict[str, Any]] = field(default_factory=list)  # UsageWindow dicts
+    commit_ignore: list[str] = field(default_factory=list)  # its project's, when it was queued
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -240,6 +240,22 @@ def _fallbacks(value: Any, info: ValidationInfo) -> Any:
     return [] if value is None else backend_list(value, "fallback_backends")
 
 
+def _ignore_patterns(value: Any, info: ValidationInfo) -> Any:
+    # Text from `projects set` is comma-separated; none/"" clears the list.
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    patterns = str_list(value, "commit_ignore")
+    for pattern in patterns:
+        if len(pattern) > 200 or any(c in pattern for c in "\n\r\x00"):
+            raise ValidationError(
+                f"invalid commit_ignore pattern {show(pattern)}: one gitignore line, "
+                "at most 200 characters"
+            )
+    return list(dict.fromkeys(patterns))
+
+
 class Policies(Shape):
     """A project's policies; values may be text, as ``dobby projects set`` sends."""
 
@@ -270,6 +286,11 @@ class Policies(Shape):
     ] = Field(
         default_factory=list,
         description="Backends the project's tasks run on when a usage limit's wait is long.",
+    )
+    commit_ignore: Annotated[list[str], before(_ignore_patterns, list[str] | str | None)] = Field(
+        default_factory=list,
+        description="gitignore patterns kept out of the commit of a task's leftovers, beside "
+        "the built-in build-junk list (__pycache__/, node_modules/, .venv/, ...).",
     )
     # Defaults for the project's tasks (a task's own value wins; a host's `models:` comes last).
     model: Annotated[str | None, before(policy(model_name, unset=True), str | None)] = None

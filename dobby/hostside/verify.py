@@ -21,6 +21,7 @@ What the phase does, when the agent exited 0:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from dobby.core.models import VerifyResult, VerifyStatus
@@ -42,13 +43,18 @@ def phase_seconds(verify_timeout: float | None) -> float:
     return float(verify_timeout or 0) + KILL_AFTER + 30
 
 
-def render_verify_phase(*, paths: TaskPaths, timeout: float) -> str:
-    """Return the block run.sh runs after the agent (``$rc`` holds the agent's exit code)."""
+def render_verify_phase(
+    *, paths: TaskPaths, timeout: float, ignore: Sequence[str] = COMMIT_JUNK
+) -> str:
+    """Return the block run.sh runs after the agent (``$rc`` holds the agent's exit code).
+
+    Untracked files matching ``ignore`` (gitignore patterns) stay out of the commit it checks.
+    """
     d = shell_quote(paths.task_dir)
     out = f"{d}/out.jsonl"
     seconds = int(max(1, round(timeout)))
     excludes = shell_quote(paths.file("commit-ignore"))
-    patterns = " ".join(shell_quote(p) for p in COMMIT_JUNK)
+    patterns = " ".join(shell_quote(p) for p in ignore)
     end = (
         f'printf \'{{"type":"{MARKER_TYPE}","phase":"end","exit_code":%s,'
         f'"duration_ms":%s}}\\n\' "$vrc" "$vms"'

@@ -104,7 +104,12 @@ async def bring_back(
     if not base:
         raise CollectError("the task has no base commit to compare with")
     host = transport.host.name
-    script = remote.render_commit_and_bundle(paths=paths, base=base, message=commit_message(task))
+    script = remote.render_commit_and_bundle(
+        paths=paths,
+        base=base,
+        message=commit_message(task),
+        ignore=(*remote.COMMIT_JUNK, *task.commit_ignore),
+    )
     res = await transport.run(script, timeout=600)
     state = parse_kv(res.stdout)
     if not res.ok or not state.get("head"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from dobby.core.models import Reason, Task, TaskStatus, VerifyResult, VerifyStatus
 from dobby.hostside import verify as phase
+from dobby.hostside.results import COMMIT_JUNK
 from dobby.hostside.scripts import TaskPaths
 from dobby.results.gitback import commit_message
 from dobby.store.tasklog import TaskLogs
@@ -25,7 +26,11 @@ def run_sh_block(task: Task, paths: TaskPaths) -> str:
     """Return the verify phase for run.sh ("" for a task without a check)."""
     if not task.verify:
         return ""
-    return phase.render_verify_phase(paths=paths, timeout=task.verify_timeout or DEFAULT_TIMEOUT)
+    return phase.render_verify_phase(
+        paths=paths,
+        timeout=task.verify_timeout or DEFAULT_TIMEOUT,
+        ignore=(*COMMIT_JUNK, *task.commit_ignore),
+    )
 
 
 def files(task: Task) -> dict[str, bytes]:

@@ -91,6 +91,8 @@ class Intake:
         for key in ("model", "max_turns", "max_budget_usd"):  # the project's task defaults
             if fields.get(key) is None and project is not None and getattr(project, key):
                 fields[key] = getattr(project, key)
+        if project is not None and project.commit_ignore:
+            fields["commit_ignore"] = list(project.commit_ignore)
         task = Task(**fields)
         task.id = self.store.unused_task_id()  # ids are random: make sure it is free
         if flags.get("resume_task"):

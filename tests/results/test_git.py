@@ -47,6 +47,30 @@ def git(path: Path, *args: str) -> str:
     ).stdout
 
 
+def test_a_projects_commit_ignore_keeps_its_patterns_out_of_the_branch(
+    hub: HubProcess, project: Path
+) -> None:
+    hub.cli("projects", "set", "app", "commit_ignore=*.log,data/", check=True)
+    task = hub.wait_status(
+        add(
+            hub,
+            "echo k > keep.txt; echo l > run.log; mkdir -p data __pycache__; "
+            "echo d > data/big.bin; echo c > __pycache__/m.pyc",
+            "--project",
+            "app",
+            "--backend",
+            "shell",
+            "--host",
+            "h1",
+        )  # fmt: skip
+    )
+    assert task["status"] == "completed", task
+    # the project's patterns and the built-in junk list both stay out
+    assert {f["path"] for f in task["diff_stat"]["files"]} == {"keep.txt"}
+    tree = git(project, "ls-tree", "-r", "--name-only", task["branch"]).split()
+    assert tree == ["README.md", "app.py", "keep.txt"]
+
+
 def test_parallel_tasks_come_back_as_branches_merge_and_conflict(
     hub: HubProcess, project: Path, ssh_hosts: list[SshHost]
 ) -> None:

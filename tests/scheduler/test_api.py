@@ -105,6 +105,12 @@ async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) 
     assert patched["fallback_backends"] == ["codex"]
     status, patched = await app_hub.call("PATCH", "/projects/app", {"budget_usd": None})
     assert status == 200 and patched["budget_usd"] is None
+    status, bad = await app_hub.call("PATCH", "/projects/app", {"commit_ignore": ["a\nb"]})
+    assert status == 400 and "invalid commit_ignore pattern 'a\\nb'" in bad["error"]["message"]
+    status, patched = await app_hub.call(
+        "PATCH", "/projects/app", {"commit_ignore": "*.log, data/,*.log"}
+    )
+    assert status == 200 and patched["commit_ignore"] == ["*.log", "data/"]
     status, batch = await app_hub.call("POST", "/batches", {
         "name": "json", "defaults": {"project": "app", **PARKED},
         "tasks": [{"name": "one", "prompt": "a"}, {"name": "two", "prompt": "b", "after": ["one"]}],
@@ -112,6 +118,7 @@ async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) 
     assert status == 201 and batch["total"] == 2 and batch["counts"] == {"pending": 2}
     one, two = batch["tasks"]
     assert (one["priority"], one["timeout"]) == ("high", 600.0)  # the project's defaults
+    assert one["commit_ignore"] == ["*.log", "data/"]  # its project's, when it was queued
     assert two["after"] == [one["id"]] and two["waiting_on"] == "dependencies"
     # auto_chain: a new task of the project waits for its newest unfinished task
     status, chained = await app_hub.call(
