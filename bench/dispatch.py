@@ -6,10 +6,13 @@ Measures (the hub runs as its own process, as `dobby start` would):
      `tmux new-session -d` + kill.
   2. wall time for N `true` shell tasks spread over H hosts; baselines: a lean asyncssh loop
      (one warm connection per host, max-agents at once per host, each task one exec that
-     writes its prompt from stdin and runs it) and a sequential `ssh host true` loop.
-  3. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
+     writes its prompt from stdin and runs it) and a sequential `ssh host true` loop (timed
+     over ``--ssh-loop`` commands: its rate does not depend on N).
+  3. the same N tasks as one ``POST /batches``: when the first of them runs, and the wall time.
+  4. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
 
-Run as root (it starts sshd and creates test users): `python bench/dispatch.py [--tasks 200]`.
+Run as root (it starts sshd and creates test users):
+`python bench/dispatch.py [--tasks 1000 --hosts 20]`.
 """
 
 from __future__ import annotations
@@ -116,12 +119,34 @@ async def lean_loop(hosts, tasks: int, per_host: int) -> float:  # type: ignore[
             conn.close()
 
 
+def log_latency(client: HubClient, host: str) -> list[float]:
+    """Return the delays from a line printed on ``host`` to its arrival on the task's events."""
+    script = (
+        "for i in $(seq 100); do python3 -c 'import time; print(time.time(), "
+        "flush=True)'; sleep 0.05; done"
+    )
+    tid = client.add_task(prompt=script, backend="shell", host=host)["id"]
+    lat: list[float] = []
+    for event, data in client.follow(tid):
+        if event != "log":
+            continue
+        now = time.time()
+        for line in data["text"].splitlines():
+            try:
+                lat.append(now - float(line))
+            except ValueError:
+                pass
+    return lat
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--hosts", type=int, default=5)
     parser.add_argument("--latency-rounds", type=int, default=50)
     parser.add_argument("--max-agents", type=int, default=8)
+    parser.add_argument("--ssh-loop", type=int, default=50, help="`ssh host true` runs timed")
+    parser.add_argument("--skip-logs", action="store_true", help="skip the log latency part")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
@@ -173,41 +198,48 @@ def main() -> None:
             bad = [t for t in bad if t["status"] != "completed"]
             for t in bad[:5]:
                 print(f"   not completed: {t['id']} {t['status']} {t['reason']}: {t['error']}")
+            first_single = min(watcher.wait("task.started", t) for t in ids) - t0
             lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents))
+            ssh_n = max(1, min(args.ssh_loop, args.tasks))
             t0 = time.perf_counter()
-            for i in range(args.tasks):
+            for i in range(ssh_n):
                 subprocess.run(hosts[i % args.hosts].ssh_argv("true"), check=True)
-            ssh_wall = time.perf_counter() - t0
-            print(f"2. {args.tasks} `true` tasks over {args.hosts} hosts")
+            ssh_rate = ssh_n / (time.perf_counter() - t0)
+            print(f"2. {args.tasks} `true` tasks over {args.hosts} hosts (4 clients POST /tasks)")
             print(
                 f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
-                f"{len(bad)} not completed)"
+                f"{len(bad)} not completed; first running after {first_single * 1000:.0f} ms)"
             )
             print(
                 f"   base   lean asyncssh loop {lean_wall:7.2f} s  ({args.tasks / lean_wall:6.1f} "
                 f"tasks/s)   dobby at {lean_wall / dobby_wall * 100:5.1f}% of it"
             )
             print(
-                f"   base   sequential `ssh host true` loop {ssh_wall:7.2f} s  "
-                f"({args.tasks / ssh_wall:6.1f} /s)   speed-up {ssh_wall / dobby_wall:5.1f}x"
+                f"   base   sequential `ssh host true` loop ({ssh_n} runs) {ssh_rate:6.1f} /s   "
+                f"dobby {args.tasks / dobby_wall / ssh_rate:5.1f}x"
             )
 
-            script = (
-                "for i in $(seq 100); do python3 -c 'import time; print(time.time(), "
-                "flush=True)'; sleep 0.05; done"
+            tasks = [
+                {"prompt": "true", "backend": "shell", "host": hosts[i % args.hosts].name}
+                for i in range(args.tasks)
+            ]
+            t0 = time.perf_counter()
+            batch = client.add_batch(tasks=tasks, name="bench")
+            answered = time.perf_counter() - t0
+            bids = [t["id"] for t in batch["tasks"]]
+            first_batch = min(watcher.wait("task.started", t) for t in bids) - t0
+            for tid in bids:
+                watcher.wait("task.finished", tid, timeout=600)
+            batch_wall = time.perf_counter() - t0
+            print(f"3. the same {args.tasks} tasks as one POST /batches")
+            print(
+                f"   dobby  answered in {answered * 1000:.0f} ms, first task running after "
+                f"{first_batch * 1000:.0f} ms, all done in {batch_wall:.2f} s "
+                f"({args.tasks / batch_wall:.1f} tasks/s)"
             )
-            tid = client.add_task(prompt=script, backend="shell", host=hosts[1].name)["id"]
-            lat: list[float] = []
-            for event, data in client.follow(tid):
-                if event != "log":
-                    continue
-                now = time.time()
-                for line in data["text"].splitlines():
-                    try:
-                        lat.append(now - float(line))
-                    except ValueError:
-                        pass
-            print("3. line written on the host → received on GET /tasks/{id}/events")
+
+            lat = [0.0] if args.skip_logs else log_latency(client, hosts[1].name)
+            print("4. line written on the host → received on GET /tasks/{id}/events")
             print(f"   dobby  {fmt(lat)}")
             print(
                 json.dumps(
@@ -216,10 +248,14 @@ def main() -> None:
                         "submit_p99_ms": pct(submit, 99) * 1000,
                         "tasks": args.tasks,
                         "dobby_wall_s": dobby_wall,
-                        "ssh_loop_wall_s": ssh_wall,
+                        "tasks_per_s": args.tasks / dobby_wall,
+                        "first_running_ms": first_single * 1000,
+                        "ssh_loop_per_s": ssh_rate,
                         "lean_loop_wall_s": lean_wall,
+                        "lean_tasks_per_s": args.tasks / lean_wall,
                         "of_lean": lean_wall / dobby_wall,
-                        "speedup": ssh_wall / dobby_wall,
+                        "batch_first_running_ms": first_batch * 1000,
+                        "batch_tasks_per_s": args.tasks / batch_wall,
                         "log_p50_ms": pct(lat, 50) * 1000,
                         "log_p99_ms": pct(lat, 99) * 1000,
                     }

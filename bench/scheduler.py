@@ -124,6 +124,7 @@ def bench_decisions(args: argparse.Namespace) -> None:
     running: dict[str, Task] = {}
     max_total = args.hosts * 4
     passes, baseline, started_total = [], [], 0
+    closed_as: dict[object, str] = {}
     spare = args.pending
     for step in range(args.passes):
         now = T0 + 100 + step
@@ -154,17 +155,25 @@ def bench_decisions(args: argparse.Namespace) -> None:
                 queue.discard(tid)
                 tracker.discard(tid)
                 tracker.changed(tid)
-        blocked = dict.fromkeys(tracker.waiting, "dependencies")
+        for tid in tracker.checked:  # tasks waiting for dependencies leave the passes' view
+            queue.hold(tid, "dependencies" if tid in tracker.waiting else None)
+        fresh = queue.take_fresh()
         result = plan(
             PlanInput(pending=queue, hosts=slots, running_total=len(running), max_total=max_total,
-                      busy_projects=projects, project_limits=limits, blocked=blocked, now=now)
+                      busy_projects=projects, project_limits=limits, blocked=queue.held, now=now)
         )  # fmt: skip
-        ids = {*result.waiting, *tracker.checked} | {t.id for t in queue.flagged()}  # as the loop
+        ids = {*result.waiting, *tracker.checked, *fresh} | {t.id for t in queue.flagged()}
         tracker.checked.clear()
+        for sig, why in result.closed.items():  # as the loop: a signature's answer changed
+            if closed_as.get(sig) != why:
+                closed_as[sig] = why
+                ids.update(queue.of_signature(sig))
         for tid in ids:
             t = queue.get(tid)
-            want = blocked.get(tid) or result.waiting.get(tid) or "capacity"
-            if t is not None and t.waiting_on != want:
+            if t is None:
+                continue
+            want = queue.held.get(tid) or result.reason(t) or "capacity"
+            if t.waiting_on != want:
                 t.waiting_on = want
                 queue.put(t)
         passes.append(time.perf_counter() - began)

@@ -113,7 +113,8 @@ def render_run_sh(
     """Return run.sh: load env, run with the prompt from its file, write ``exit`` last.
 
     ``after`` runs once the agent ended, before ``exit`` is written, with the agent's exit code
-    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`).
+    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`). An empty ``$DOBBY_ARTIFACTS``
+    is removed before ``exit``: the hub packs artifacts only where some were written.
 
     With :data:`PROMPT` in argv the prompt becomes one argument (``"$DOBBY_PROMPT"``, shell
     tasks: at most 128 KiB, see backends.shell) and stdin is /dev/null; without it, stdin is
@@ -145,7 +146,8 @@ echo $$ >{d}/pid
 {{ trap - TERM; echo $BASHPID >{d}/agent.pid; exec {command} <{stdin} 2>>{d}/err.log; }} \
   | tee -a {d}/out.jsonl
 rc=${{PIPESTATUS[0]}}
-{after}printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
+{after}rmdir {d}/artifacts 2>/dev/null
+printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
 exit "$rc"
 """
 

@@ -85,7 +85,13 @@ def extract(archive: str, root: Path) -> list[dict[str, Any]]:
 async def bring_back(
     *, transport: Transport, paths: TaskPaths, globs: list[str], root: Path
 ) -> list[dict[str, Any]]:
-    """Pack the task's artifacts on its host, copy them into ``root``; return their list."""
+    """Pack the task's artifacts on its host, copy them into ``root``; return their list.
+
+    With no glob declared and no artifacts directory left (run.sh removes it when empty),
+    there is nothing to pack: one SFTP stat instead of an exec.
+    """
+    if not globs and await transport.stat(paths.file("artifacts")) is None:
+        return []
     res = await transport.run(remote.render_pack_artifacts(paths=paths, globs=globs), timeout=600)
     state = parse_kv(res.stdout)
     host = transport.host.name

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dobby.core.errors import NoEligibleHost, NotFound, ValidationError
 from dobby.core.models import Host, Task
+from dobby.scheduler.queue import Signature, signature
 
 DEFAULT_PROJECT_LIMIT = 1
 
@@ -142,29 +143,21 @@ class HostIndex:
     ) -> None:
         self.hosts = list(hosts)
         self.limited = limited or {}  # backend -> hosts whose account for it is limited now
-        self._held: set[tuple[object, ...]] = set()  # signatures only limited accounts could run
-        self._candidates: dict[tuple[object, ...], list[HostSlot]] = {}
-        self._full: set[tuple[object, ...]] = set()
-        self._heaps: dict[tuple[object, ...], list[tuple[int, str, int]]] = {}
-        self._ready: dict[tuple[object, ...], list[HostSlot]] = {}
+        self._held: set[Signature] = set()  # signatures only limited accounts could run
+        self._candidates: dict[Signature, list[HostSlot]] = {}
+        self._full: set[Signature] = set()
+        self._heaps: dict[Signature, list[tuple[int, str, int]]] = {}
+        self._ready: dict[Signature, list[HostSlot]] = {}
         self.gpu_room = {s.host.name: list(s.gpus_free) for s in self.hosts}
 
     @staticmethod
-    def signature(task: Task) -> tuple[object, ...]:
+    def signature(task: Task) -> Signature:
         """Return what placement depends on for ``task``."""
-        return (
-            task.want_host,
-            task.backend,
-            tuple(sorted(task.host_selector)),
-            tuple(sorted(task.avoid_hosts)),
-            task.wait_for_host,
-            task.gpus,
-            task.resume_host,
-        )
+        return signature(task)
 
-    def candidates(self, task: Task) -> list[HostSlot]:
+    def candidates(self, task: Task, sig: Signature | None = None) -> list[HostSlot]:
         """Return the hosts that could run ``task``, best first among equals by name."""
-        sig = self.signature(task)
+        sig = signature(task) if sig is None else sig
         found = self._candidates.get(sig)
         if found is None:
             found = [
@@ -190,12 +183,18 @@ class HostIndex:
             self._candidates[sig] = found
         return found
 
-    def pick(self, task: Task, load: Mapping[str, int]) -> tuple[HostSlot | None, str]:
-        """Return the least-loaded host with room for ``task``, or None and why not."""
-        sig = self.signature(task)
+    def pick(
+        self, task: Task, load: Mapping[str, int], sig: Signature | None = None
+    ) -> tuple[HostSlot | None, str]:
+        """Return the least-loaded host with room for ``task``, or None and why not.
+
+        Every reason but NEVER holds for all the tasks of ``task``'s signature until the
+        pass ends (loads only grow during a pass).
+        """
+        sig = signature(task) if sig is None else sig
         if sig in self._full:
             return None, WAIT_CAPACITY
-        found = self.candidates(task)
+        found = self.candidates(task, sig)
         if not found:
             if sig in self._held:
                 return None, WAIT_USAGE

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import heapq
 import logging
 import secrets
 import time
@@ -38,7 +39,7 @@ from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
-from dobby.scheduler.queue import PendingQueue
+from dobby.scheduler.queue import PendingQueue, Signature
 from dobby.scheduler.schedules import Schedules
 from dobby.scheduler.usage import BUDGET, USAGE_LIMIT, Usage
 from dobby.scheduler.watchdog import Watchdog
@@ -51,6 +52,8 @@ IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedu
 SETTLE_BACKOFF = Backoff(first=0.25, cap=5.0)  # asking a host about a launch it may have run
 INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
+KEPT = (*HELD, "host")  # what a task not reached by a pass keeps showing
+MAX_SIGNATURES = 4096  # remembered answers per placement signature
 
 
 class SchedulerLoop:
@@ -83,6 +86,10 @@ class SchedulerLoop:
         self.deps = deps.Tracker()  # which queued tasks wait for dependencies
         self.active: dict[str, Task] = {}  # running or being launched: each holds a slot
         self.timed: dict[str, float] = {}  # queued task id -> its not_before (epoch)
+        self._timers: list[tuple[float, str]] = []  # (not_before, id): when a hold ends
+        # Why each signature's skipped tasks last waited, as saved on them: a pass saves
+        # them all again only when that changes (see _update_waiting).
+        self._closed_as: dict[Signature, str] = {}
         self.watchdog = Watchdog(
             store=store,
             logs=runner.logs,
@@ -115,9 +122,13 @@ class SchedulerLoop:
             self.deps.discard(task.id)
         not_before = maybe_time(task.not_before) if task.status == PENDING else None
         if not_before is not None:
-            self.timed[task.id] = not_before.timestamp()
+            at = not_before.timestamp()
+            if self.timed.get(task.id) != at:
+                heapq.heappush(self._timers, (at, task.id))
+            self.timed[task.id] = at
         else:
             self.timed.pop(task.id, None)
+        self._hold(task.id, time.time())
         if holds_slot(task) or task.id in self.dispatching:
             self.active[task.id] = task
         else:
@@ -190,12 +201,9 @@ class SchedulerLoop:
             self.schedules.tick()
         if not len(self.queue):
             return None
-        blocked = self._blocked()
-        for tid, at in self.timed.items():  # a usage limit's reset not reached yet
-            held = self.queue.get(tid)
-            if at > now and held is not None and tid not in blocked:
-                blocked[tid] = held.waiting_on or USAGE_LIMIT
-        result = plan(self._plan_input(blocked, now))
+        self._settle_holds(now)
+        fresh = self.queue.take_fresh()
+        result = plan(self._plan_input(self.queue.held, now))
         started = set()
         for decision in result.decisions:
             try:
@@ -216,10 +224,10 @@ class SchedulerLoop:
             self._save(task)
             started.add(task.id)
             self._spawn(self._dispatch(task.id))
-        self._update_waiting(result, blocked, started, now)
+        self._update_waiting(result, started, now, fresh)
         return result
 
-    def _plan_input(self, blocked: dict[str, str], now: float) -> PlanInput:
+    def _plan_input(self, blocked: Mapping[str, str], now: float) -> PlanInput:
         holders = list(self.active.values())
         load: dict[str, int] = {}
         projects: dict[str, int] = {}
@@ -260,33 +268,60 @@ class SchedulerLoop:
             hub_over_budget=over_hub is not None,
         )
 
-    def _blocked(self) -> dict[str, str]:
-        """Fail tasks whose dependencies broke (transitively); return the ones still waiting."""
+    def _settle_holds(self, now: float) -> None:
+        """Fail tasks whose dependencies broke (transitively); hold or release the others.
+
+        Only what changed is looked at: tasks whose dependencies finished, and timers due.
+        """
         while doomed := self.deps.settle(self.store.task_status):
             for tid, blocked in doomed.items():
                 task = self.queue.get(tid)
                 if task is not None:  # failing it makes its own dependents due a check
                     self._fail(task, Reason.DEPENDENCY_FAILED, deps.failure_message(blocked))
-        return dict.fromkeys(self.deps.waiting, "dependencies")
+        for tid in self.deps.checked:
+            self._hold(tid, now)
+        while self._timers and self._timers[0][0] <= now:
+            at, tid = heapq.heappop(self._timers)
+            if self.timed.get(tid) == at:
+                self._hold(tid, now)
 
-    def _update_waiting(
-        self, result: Plan, blocked: dict[str, str], started: set[str], now: float
-    ) -> None:
-        """Save ``waiting_on`` where it changed (tasks not examined wait on capacity).
+    def _hold(self, task_id: str, now: float) -> None:
+        """Keep a queued task out of passes while it waits for dependencies or a timer."""
+        task = self.queue.get(task_id)
+        if task is None:
+            return
+        why: str | None = None
+        if task_id in self.deps.waiting:
+            why = "dependencies"
+        elif self.timed.get(task_id, 0.0) > now:  # a usage limit's reset not reached yet
+            why = task.waiting_on or USAGE_LIMIT
+        self.queue.hold(task_id, why)
+
+    def _update_waiting(self, result: Plan, started: set[str], now: float, fresh: set[str]) -> None:
+        """Save ``waiting_on`` where it changed (tasks never reached keep theirs).
 
         Only tasks that may have changed are looked at: the ones this pass examined, the ones
-        whose dependencies were re-checked, and the few waiting on a host, a schedule, a usage
-        limit or a budget. The thousands that simply wait their turn cost nothing.
+        put or released since the last pass, the ones whose dependencies were re-checked,
+        the few waiting on a schedule, a usage limit or a budget, and — only when the answer
+        for their signature changed — the tasks skipped because one placed alike found no
+        host. The thousands that simply wait their turn cost nothing.
         """
-        ids = {*result.waiting, *self.deps.checked} | {t.id for t in self.queue.flagged()}
+        ids = {*result.waiting, *self.deps.checked, *fresh}
+        ids.update(t.id for t in self.queue.flagged())
         self.deps.checked.clear()
+        if len(self._closed_as) > MAX_SIGNATURES:
+            self._closed_as.clear()  # forgotten answers only cost one more look
+        for sig, why in result.closed.items():
+            if self._closed_as.get(sig) != why:
+                self._closed_as[sig] = why
+                ids.update(self.queue.of_signature(sig))
         for tid in ids:
             task = self.queue.get(tid)
             if task is None or tid in started:
                 continue
-            want = blocked.get(tid) or result.waiting.get(tid)
-            if want is None:  # not examined (the hub filled up first): a hold stays as it was
-                want = task.waiting_on if task.waiting_on in HELD else "capacity"
+            want = self.queue.held.get(tid) or result.reason(task)
+            if want is None:  # never reached (the hub filled up first): a hold stays as it was
+                want = task.waiting_on if task.waiting_on in KEPT else "capacity"
             want, reason, not_before = self._why(task, want, now)
             if want == USAGE_LIMIT and not_before is not None:
                 until = parse_time(not_before).timestamp()

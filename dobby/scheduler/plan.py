@@ -8,7 +8,7 @@ aging, then FIFO: see ``queue.py``); a task that cannot start (its dependencies,
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dobby.core.models import Task
@@ -28,7 +28,9 @@ from dobby.scheduler.queue import (
     PRIORITY_RANK,
     Cursor,
     PendingQueue,
+    Signature,
     order_key,
+    signature,
 )
 
 __all__ = [
@@ -79,30 +81,47 @@ class PlanInput:
 
 @dataclass
 class Plan:
-    """The pass's decisions (starts and failures) and why each examined task waits."""
+    """The pass's decisions (starts and failures) and why each examined task waits.
+
+    ``closed`` holds the signatures (``queue.signature``) found unable to start anything this
+    pass, and why: the rest of their tasks were skipped, not examined one by one.
+    """
 
     decisions: list[Decision] = field(default_factory=list)
     waiting: dict[str, str] = field(default_factory=dict)  # task id -> waiting_on
     examined: int = 0
+    closed: dict[Signature, str] = field(default_factory=dict)
+    explain: Callable[[Task], str | None] | None = field(default=None, repr=False)
+
+    def reason(self, task: Task) -> str | None:
+        """Return why ``task`` waits after this pass (None: the pass never reached it)."""
+        found = self.waiting.get(task.id)
+        if found is None and self.explain is not None:
+            found = self.explain(task)
+        return found
 
     @property
     def starts(self) -> list[Decision]:
         return [d for d in self.decisions if d.host is not None]
 
 
-def _cursor(state: PlanInput) -> Cursor:
-    if not isinstance(state.pending, PendingQueue):
+def _cursor(state: PlanInput, cap: Capacity) -> Cursor:
+    pending = state.pending
+    if isinstance(pending, PendingQueue):
+        queue = pending
+    else:
         queue = PendingQueue(aging=state.aging)
-        for task in state.pending:
+        for task in pending:
             queue.put(task)
-        return queue.cursor(state.now)
-    return state.pending.cursor(state.now)
+    return queue.cursor(state.now, skip=cap.project_full)  # full projects: not a task starts
 
 
 def plan(state: PlanInput) -> Plan:
     """Return the tasks to start now and where, respecting every capacity limit.
 
-    Tasks not examined (the pass stops once the hub or every host is full) wait on capacity.
+    Tasks not examined (the pass stops once the hub or every host is full) wait on capacity;
+    once one task of a signature finds no host, the others of that signature are skipped
+    (:meth:`Plan.reason` tells why any of them waits).
     """
     out = Plan()
     cap = Capacity(
@@ -116,11 +135,10 @@ def plan(state: PlanInput) -> Plan:
     over_budget = set(state.over_budget)
     free_hosts = sum(1 for s in state.hosts if s.running < s.host.max_agents)
     busy_schedules = set(state.busy_schedules)
-    cursor = _cursor(state)
-    for task in cursor:
-        if cap.room <= 0 or free_hosts <= 0:
-            break  # nothing more can start: the rest waits on capacity
-        out.examined += 1
+    cursor = _cursor(state, cap)
+
+    def held_back(task: Task) -> str | None:
+        """Return why ``task`` cannot start whatever the hosts (None: it could)."""
         reason = state.blocked.get(task.id)
         if reason is None and task.schedule_id and task.schedule_id in busy_schedules:
             reason = "schedule"
@@ -132,17 +150,32 @@ def plan(state: PlanInput) -> Plan:
             reason = WAIT_BUDGET
         if reason is None and cap.project_full(task.project):
             reason = WAIT_CAPACITY
+        return reason
+
+    def explain(task: Task) -> str | None:
+        return held_back(task) or out.closed.get(signature(task))
+
+    out.explain = explain
+    for task in cursor:
+        if cap.room <= 0 or free_hosts <= 0:
+            break  # nothing more can start: the rest waits on capacity
+        out.examined += 1
+        reason = held_back(task)
+        if reason == WAIT_CAPACITY and cap.project_full(task.project):
             cursor.drop(task.project)  # the project's later tasks wait too: skip them all
         if reason is not None:
             out.waiting[task.id] = reason
             continue
-        slot, why = index.pick(task, cap.host_load)
+        sig = cursor.signature
+        slot, why = index.pick(task, cap.host_load, sig)
         if slot is None:
             if why == NEVER:
                 error = never_reason(task, state.hosts, NO_HOST_ANY_MORE)
                 out.decisions.append(Decision(task.id, None, error))
             else:
                 out.waiting[task.id] = why
+                out.closed[sig] = why
+                cursor.close(sig)  # tasks placed alike find no host either
             continue
         name = slot.host.name
         cap.take(task, name)

@@ -63,7 +63,7 @@ def _run_bundle(
 ) -> tuple[Path, scripts.TaskPaths]:
     paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="abcd1234")
     task_dir = Path(paths.task_dir)
-    task_dir.mkdir(parents=True)
+    task_dir.mkdir(parents=True, exist_ok=True)
     Path(paths.worktree).mkdir(parents=True)
     (task_dir / "prompt.md").write_bytes(prompt.encode())
     (task_dir / "env").write_text(scripts.render_env({"GREETING": "hi 'there'"}))
@@ -98,6 +98,19 @@ def test_run_sh_records_failure_and_stderr(tmp_path: Path) -> None:
     assert (task_dir / "exit").read_text() == "7\n"
     assert (task_dir / "out.jsonl").read_text() == "out\n"
     assert (task_dir / "err.log").read_text() == "err\n"
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_run_sh_leaves_an_artifacts_directory_only_with_something_in_it(
+    tmp_path: Path, written: bool
+) -> None:
+    # No directory left: the hub packs nothing (one exec less per task at collection).
+    command = 'mkdir -p "$DOBBY_ARTIFACTS/sub" && echo r >"$DOBBY_ARTIFACTS/sub/r.txt"'
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="abcd1234")
+    Path(paths.file("artifacts")).mkdir(parents=True)  # as the launch leaves it
+    task_dir, _ = _run_bundle(tmp_path, ["bash", "-c", PROMPT], command if written else "true")
+    assert (task_dir / "exit").read_text() == "0\n"
+    assert (task_dir / "artifacts").is_dir() is written
 
 
 def test_run_sh_timeout_ends_the_command(tmp_path: Path) -> None:
