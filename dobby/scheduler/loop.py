@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
+from dobby.core.aio import stop_task, stop_tasks, wait_event
 from dobby.core.config import Settings
 from dobby.core.errors import (
     DispatchError,
@@ -51,6 +52,7 @@ IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedu
 SETTLE_BACKOFF = Backoff(first=0.25, cap=5.0)  # asking a host about a launch it may have run
 INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
+STOP_WAIT = 0.5  # the loop and the launches in flight each get this long to end at a stop
 
 
 class SchedulerLoop:
@@ -139,21 +141,14 @@ class SchedulerLoop:
         A launch cut short here is settled with its host at the next start.
         """
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task, timeout=STOP_WAIT, what="the scheduling loop")
         # A launch may start another job as it ends (a settle after a lost answer): none
-        # starts once closed, and every one started before is awaited here.
-        while self._launches:
-            jobs = list(self._launches)
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
-            self._launches.difference_update(jobs)
+        # starts once closed, so one round stops every one started before.
+        await stop_tasks(self._launches, timeout=STOP_WAIT, what="the launches in flight")
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
-        while True:
+        while not self._closed:  # a cancellation swallowed on the way still ends it
             self._wake.clear()
             try:
                 self.schedule_once()
@@ -167,10 +162,7 @@ class SchedulerLoop:
                     )
             except Exception:  # noqa: BLE001 - the loop must survive a bad decision
                 log.exception("scheduling pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self._idle_wait())
 
     def _idle_wait(self) -> float:
         due = self.schedules.next_due()
