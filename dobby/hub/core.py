@@ -57,7 +57,7 @@ log = logging.getLogger("dobby.hub")
 
 HOUSEKEEP_EVERY = 3600.0  # drop old Idempotency-Key records
 # Each step of a stop gets this long; the whole stop stays within 3 s at any load.
-STOP_STEP = 0.8
+STOP_STEP = 0.5
 
 
 class Hub:

@@ -144,7 +144,9 @@ class Followers:
         """Stop every follower (tasks keep running on their hosts)."""
         self._closed = True
         await stop_tasks(self._tasks.values(), timeout=CLOSE_WAIT, what="the followers")
-        self._writer.shutdown(wait=False)  # idle: each follower waited for its own writes
+        # Appends still queued are dropped: a copy's size is its offset, so the next start
+        # reads the rest from the host again.
+        self._writer.shutdown(wait=False, cancel_futures=True)
 
     # -- the loop ------------------------------------------------------------------------
     async def _follow(self, task_id: str, adopt: bool) -> None:

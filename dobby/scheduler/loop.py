@@ -23,6 +23,7 @@ from dobby.core.errors import (
     DispatchError,
     LaunchUnknown,
     NotFound,
+    StorageError,
     TransportError,
     ValidationError,
 )
@@ -349,7 +350,8 @@ class SchedulerLoop:
         try:
             # Write-ahead: the host assignment is on disk before the launch, so a hub killed
             # mid-launch finds it (recovery checks the host) instead of launching it twice.
-            await self.store.durable()
+            # A full disk holds the launch back until there is room (it stays placed here).
+            await self._durable(task_id)
             task = self.store.get_task(task_id)
             if task.status != PENDING:
                 return  # cancelled before the launch began
@@ -392,6 +394,19 @@ class SchedulerLoop:
             if not settling:
                 self._release(task_id)
             self.kick()
+
+    async def _durable(self, task_id: str) -> None:
+        """Return once the store is on disk, waiting out a disk that is full or failing."""
+        retry = Retry(SETTLE_BACKOFF)
+        while True:
+            try:
+                await self.store.durable()
+                return
+            except StorageError as exc:
+                wait = retry.next_delay() or SETTLE_BACKOFF.cap
+                if retry.failures == 1:
+                    log.warning("launch of %s waits for the disk: %s", task_id, exc)
+                await asyncio.sleep(wait)
 
     def _start(self, task: Task, *, adopt: bool = False) -> None:
         """Mark a launched (or re-adopted) task running and follow it."""
