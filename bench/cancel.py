@@ -112,6 +112,28 @@ class Updates:
             return next((t for t in self.seen.get(task_id, ()) if t > start), None)
 
 
+class HealthProbe:
+    """Time GET /health every 100 ms in a thread: how fast the hub answers anything now."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.took: list[float] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._run, args=(client,), daemon=True)
+        self.thread.start()
+
+    def _run(self, client: HubClient) -> None:
+        while self.running:
+            t0 = time.perf_counter()
+            client.health()
+            self.took.append(time.perf_counter() - t0)
+            time.sleep(0.1)
+
+    def stop(self) -> list[float]:
+        self.running = False
+        self.thread.join()
+        return self.took
+
+
 def timed_calls(calls: list[Callable[[], Any]], threads: int) -> list[tuple[float, float, float]]:
     """Run ``calls`` on ``threads`` threads; return (start epoch, start perf_counter, seconds)."""
 
@@ -261,7 +283,9 @@ def main() -> None:
                 subprocess.run(host.ssh_argv(hook_command()), check=True)
             updates = Updates(client)
             time.sleep(1)  # the event stream is open before the first cancel
+            probe = HealthProbe(client)
             calls = timed_calls([lambda t=t: client.cancel(t) for t in ids], args.threads)
+            health = probe.stop()
             starts = [c[0] for c in calls]
             answers = [c[2] for c in calls]
             wait_until(
@@ -316,6 +340,7 @@ def main() -> None:
                 f"          {args.tasks - not_cancelled}/{args.tasks} cancelled, "
                 f"{with_exit} with the agent's exit code collected"
             )
+            print(f"   base   GET /health meanwhile        {fmt(health)}")
             print(f"   base   `ssh host tmux kill-session`  {fmt(ssh_took)}")
             print(f"   base   ...session gone (host)       {fmt(ssh_gone)}")
             print(f"   base   warm asyncssh kill-session    {fmt(warm_took)}")
