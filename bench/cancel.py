@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -251,13 +252,15 @@ def main() -> None:
             wait_until(lambda: running_count(hub) == args.tasks, what="re-adoption", timeout=120)
             frozen = serving(hosts[0])
             for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+                with contextlib.suppress(ProcessLookupError):  # a connection that just ended
+                    os.kill(pid, signal.SIGSTOP)
             try:
                 stops.append(sigterm(hub))
                 inner.append(stopped_in(hub))
             finally:
                 for pid in frozen:
-                    os.kill(pid, signal.SIGCONT)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
             t0 = time.perf_counter()
             hub.start()
             wait_until(lambda: running_count(hub) == args.tasks, what="re-adoption", timeout=120)

@@ -8,6 +8,7 @@ logs, the bus, settings, and plain callables such as ``save`` (store write, then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -26,6 +27,7 @@ from dobby.core.errors import (
     Forbidden,
     InventoryError,
     NotFound,
+    StorageError,
     ValidationError,
 )
 from dobby.core.events import EventBus
@@ -364,8 +366,15 @@ class Hub:
         task.finished_at = utcnow()
         self.save(task, "task.finished")
         if launched:
-            await self.runner.cancel(task)
+            # The stop travels while the cancel is written to disk: the answer (sent once it is
+            # on disk, see BaseHandler.send_durable) waits for the slower of the two, not both.
+            await asyncio.gather(self.runner.cancel(task), self._written())
         return task
+
+    async def _written(self) -> None:
+        """Wait for the store to be on disk; a failure is the answer's to report (503)."""
+        with contextlib.suppress(StorageError):
+            await self.store.durable()
 
     def retry(self, task_id: str, *, cascade: bool = False) -> Task:
         """Queue a failed or cancelled task again (``cascade``: and what failed because of it)."""
