@@ -8,6 +8,7 @@ logs, the bus, settings, and plain callables such as ``save`` (store write, then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 from dobby import __version__
 from dobby.backends.pricing import DEFAULT_PRICES, parse_prices
+from dobby.core.aio import bounded, stop_task
 from dobby.core.config import Settings, locate
 from dobby.core.errors import (
     ConfigError,
@@ -25,6 +27,7 @@ from dobby.core.errors import (
     Forbidden,
     InventoryError,
     NotFound,
+    StorageError,
     ValidationError,
 )
 from dobby.core.events import EventBus
@@ -55,6 +58,8 @@ from dobby.store.tasklog import TaskLogs
 log = logging.getLogger("dobby.hub")
 
 HOUSEKEEP_EVERY = 3600.0  # drop old Idempotency-Key records
+# Each step of a stop gets this long; the whole stop stays within 3 s at any load.
+STOP_STEP = 0.5
 
 
 class Hub:
@@ -203,23 +208,44 @@ class Hub:
         self.bus.publish("hub.started", data={"version": __version__})
 
     async def stop(self) -> None:
-        """Stop background work; tasks keep running on their hosts."""
-        await self.races.stop()
-        await self.scheduler.stop()
-        self.usage.stop()
-        await self.webhook.stop()
-        await self.results.stop()
-        await self.gpu.stop()
-        await self.remote.stop()
-        if self._housekeeper is not None:
-            self._housekeeper.cancel()
-            await asyncio.gather(self._housekeeper, return_exceptions=True)
+        """Stop background work within a bound; tasks keep running on their hosts.
+
+        Each step is bounded (a job that will not end is logged and left behind) and the store
+        is closed whatever happened before: every acknowledged write is on disk already, and a
+        launch or task cut short is settled with its host at the next start.
+        """
+        try:
+            # First what starts work: no launch, race round or retry begins after this.
+            await asyncio.gather(
+                bounded(self.scheduler.stop(), timeout=STOP_STEP, what="stopping the scheduler"),
+                bounded(self.races.stop(), timeout=STOP_STEP, what="stopping the races"),
+            )
+            self.usage.stop()
+            await asyncio.gather(
+                *(
+                    bounded(step, timeout=STOP_STEP, what=f"stopping {what}")
+                    for what, step in (
+                        ("the followers", self.runner.close()),
+                        ("the webhook", self.webhook.stop()),
+                        ("the results sweeper", self.results.stop()),
+                        ("the GPU monitor", self.gpu.stop()),
+                        ("the remote sessions", self.remote.stop()),
+                        (
+                            "the housekeeper",
+                            stop_task(self._housekeeper, timeout=STOP_STEP, what="housekeeper"),
+                        ),
+                        ("the inventory watcher", self._stop_watcher()),
+                    )
+                )
+            )
+            await bounded(self.hosts.close(), timeout=STOP_STEP, what="closing the connections")
+        finally:
+            self.store.set_meta("seq", self.bus.last_seq)
+            await self.store.close()
+
+    async def _stop_watcher(self) -> None:
         if self._watcher is not None:
             await self._watcher.stop()
-        await self.runner.close()
-        await self.hosts.close()
-        self.store.set_meta("seq", self.bus.last_seq)
-        await self.store.close()
 
     async def _housekeep(self) -> None:
         """Drop Idempotency-Key records older than a day, now and then."""
@@ -340,8 +366,15 @@ class Hub:
         task.finished_at = utcnow()
         self.save(task, "task.finished")
         if launched:
-            await self.runner.cancel(task)
+            # The stop travels while the cancel is written to disk: the answer (sent once it is
+            # on disk, see BaseHandler.send_durable) waits for the slower of the two, not both.
+            await asyncio.gather(self.runner.cancel(task), self._written())
         return task
+
+    async def _written(self) -> None:
+        """Wait for the store to be on disk; a failure is the answer's to report (503)."""
+        with contextlib.suppress(StorageError):
+            await self.store.durable()
 
     def retry(self, task_id: str, *, cascade: bool = False) -> Task:
         """Queue a failed or cancelled task again (``cascade``: and what failed because of it)."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import io
 import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.netutil
 
+from dobby.core.aio import stacks, stop_tasks
 from dobby.core.config import Settings, load_settings
 from dobby.core.errors import ConfigError
 from dobby.hub.app import make_app
@@ -23,10 +24,12 @@ from dobby.hub.core import Hub
 
 log = logging.getLogger("dobby.hub")
 
-# A stop that takes longer has a job stuck on something that ignores cancellation: the process
-# exits anyway (tasks on hosts go on and are re-adopted at the next start; every acknowledged
-# write is on disk already), after logging where each unfinished coroutine waits.
-STOP_GRACE = 15.0
+# Every step of the hub's stop is bounded (dobby.hub.core: under 3 s in all). This is the last
+# resort should one still hang: the process exits anyway (tasks on hosts go on and are
+# re-adopted at the next start; every acknowledged write is on disk already), after logging
+# where each unfinished coroutine waits.
+STOP_GRACE = 10.0
+LEFTOVER_WAIT = 0.3  # requests in flight and fire-and-forget jobs, cancelled after the stop
 
 
 async def run_hub(
@@ -58,6 +61,8 @@ async def run_hub(
     try:
         await stop.wait()
     finally:
+        began = time.monotonic()
+        log.info("dobby hub stopping (tasks keep running on their hosts)")
         server.stop()
         stopping = asyncio.ensure_future(hub.stop())
         done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE)
@@ -66,16 +71,24 @@ async def run_hub(
             logging.shutdown()
             os._exit(1)
         stopping.result()
-        log.info("dobby hub stopped")
+        log.info("dobby hub stopped in %.2fs", time.monotonic() - began)
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel what still runs after the hub stopped, within a bound, then exit if it won't end.
+
+    Requests in flight (an SSE stream, a cancel waiting for its host) and fire-and-forget jobs
+    are cancelled here rather than by ``asyncio.run``, whose wait for them has no bound.
+    """
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    if not await stop_tasks(left, timeout=LEFTOVER_WAIT, what="after the hub stopped"):
+        logging.shutdown()
+        os._exit(0)  # the hub itself stopped cleanly: only stragglers were left
 
 
 def pending_stacks() -> str:
     """Return the stacks of the coroutines still pending (where a stop hangs)."""
-    out = io.StringIO()
-    for task in asyncio.all_tasks():
-        out.write("\n")
-        task.print_stack(limit=8, file=out)
-    return out.getvalue()
+    return stacks(asyncio.all_tasks())
 
 
 def bind(settings: Settings) -> list[socket.socket]:
@@ -128,5 +141,6 @@ def serve(
             waiter = asyncio.ensure_future(ready.wait())
             waiter.add_done_callback(lambda f: f.cancelled() or on_ready(settings))
         await run_hub(settings, ready=ready)
+        await _cancel_leftovers()
 
     asyncio.run(main())

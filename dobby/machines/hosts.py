@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dobby.core.aio import stop_task, wait_event
 from dobby.core.errors import NotFound, TransportError
 from dobby.core.models import Host
 from dobby.core.timefmt import utcnow
@@ -75,6 +76,7 @@ class HostManager:
         self._tofu = tofu_known_hosts
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closed = False
 
     def set_hosts(self, hosts: dict[str, Host]) -> None:
         """Adopt a (re)loaded inventory; transports of changed hosts are closed, removed
@@ -170,7 +172,7 @@ class HostManager:
         self._task = asyncio.ensure_future(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closed:  # a cancellation swallowed on the way still ends it
             self._wake.clear()
             now = time.monotonic()
             due = []
@@ -184,19 +186,12 @@ class HostManager:
             if due:
                 await asyncio.gather(*(self.probe(n) for n in due), return_exceptions=True)
             self.sweep_retired()
-            try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, 1.0)
 
     async def close(self) -> None:
         """Stop probing and close every transport."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+        self._closed = True
+        await stop_task(self._task, timeout=0.5, what="the host probes")
         await asyncio.gather(
             *(t.close() for t in self._transports.values()), return_exceptions=True
         )

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dobby.backends import get_backend
+from dobby.core.aio import wait_event
 from dobby.core.config import Settings
 from dobby.core.errors import Conflict, DobbyError, NotFound, ValidationError
 from dobby.core.events import Event, EventBus
@@ -95,10 +96,7 @@ class Races:
                     await self.settle(race_id)
                 except Exception:  # noqa: BLE001 - one bad race must not stop the others
                     log.exception("judging race %s failed", race_id)
-            try:
-                await asyncio.wait_for(self._wake.wait(), SETTLE_EVERY)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, SETTLE_EVERY)
 
     # -- create --------------------------------------------------------------------------
     def create(self, body: Any) -> Race:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dobby.backends.pricing import ModelPrice
+from dobby.core.aio import wait_event
 from dobby.core.config import Settings
 from dobby.core.errors import Conflict, NotFound, TransportError, ValidationError
 from dobby.core.events import Event, EventBus
@@ -370,10 +371,7 @@ class ResultsService:
             # A sweep reads every task: not at start (a slower start), but after one interval.
             retention = self.settings.host_retention
             interval = min(max(retention / 10, 60.0), 3600.0)
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, interval)
             self._wake.clear()  # a task finishing during this sweep wakes the next one
             try:
                 report = await self.gc()

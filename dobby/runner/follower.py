@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from dobby.core.aio import stop_tasks
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import GetTask, LimitHit, SaveTask
@@ -41,6 +42,7 @@ PROBE_EVERY = 5.0
 STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it soon
 FAST_POLL = 0.02
 FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
+CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on their hosts)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -96,10 +98,11 @@ class Followers:
         self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
         # One thread appends to every copy: in order per task, and off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
+        self._closed = False  # stopping: every loop ends at its next turn
 
     def follow(self, task: Task, *, adopt: bool = False) -> None:
         """Start following a running task (``adopt``: after a hub restart or a fault)."""
-        if task.id in self._tasks and not self._tasks[task.id].done():
+        if self._closed or (task.id in self._tasks and not self._tasks[task.id].done()):
             return
         self._tasks[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
 
@@ -139,11 +142,11 @@ class Followers:
 
     async def close(self) -> None:
         """Stop every follower (tasks keep running on their hosts)."""
-        followers = list(self._tasks.values())
-        for follower in followers:
-            follower.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
-        self._writer.shutdown(wait=True)
+        self._closed = True
+        await stop_tasks(self._tasks.values(), timeout=CLOSE_WAIT, what="the followers")
+        # Appends still queued are dropped: a copy's size is its offset, so the next start
+        # reads the rest from the host again.
+        self._writer.shutdown(wait=False, cancel_futures=True)
 
     # -- the loop ------------------------------------------------------------------------
     async def _follow(self, task_id: str, adopt: bool) -> None:
@@ -188,6 +191,8 @@ class Followers:
             log.debug("following %s: %s; again in %.1fs", task_id, exc, wait)
 
     def _current(self, task_id: str) -> Task:
+        if self._closed:  # a cancellation swallowed on the way (asyncssh's wait_for)
+            raise Ended
         task = self._get_task(task_id)
         if task.status == TaskStatus.RUNNING.value:
             return task

@@ -17,6 +17,7 @@ from typing import Any
 
 from dobby.backends import get_backend
 from dobby.backends.pricing import ModelPrice
+from dobby.core.aio import stop_tasks
 from dobby.core.errors import (
     DispatchError,
     HostUnreachable,
@@ -46,6 +47,9 @@ log = logging.getLogger("dobby.runner")
 
 LAUNCH_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+# A cancel is answered once its stop reached the host, or after this long at most (the stop
+# goes on in the background; the follower sends it again if the host never got it).
+CANCEL_WAIT = 0.3
 
 
 class Runner:
@@ -74,6 +78,7 @@ class Runner:
         self._project_path = project_path
         self._prices = prices
         self._deliveries: dict[str, asyncio.Lock] = {}
+        self._stops: set[asyncio.Task[None]] = set()  # cancels' stops still on their way
         self.collector = Collector(
             logs=logs,
             locks=locks,
@@ -347,10 +352,10 @@ class Runner:
     async def cancel(self, task: Task) -> None:
         """Stop a cancelled task's agent, then collect it like any other ending.
 
-        Returns once the stop is sent (or could not be, for now: the follower sends it when
-        the host answers again). The follower then gathers what the run left — session id,
-        tokens and cost so far, the partial work on ``dobby/<id>`` — and the task stays
-        ``cancelled`` with all of it.
+        Returns once the stop is sent, or after ``CANCEL_WAIT`` at most: a host slow to answer
+        gets it a moment later (or, unreachable, from the follower once it answers again). The
+        follower then gathers what the run left — session id, tokens and cost so far, the
+        partial work on ``dobby/<id>`` — and the task stays ``cancelled`` with all of it.
         """
         if not task.host:
             return
@@ -358,6 +363,12 @@ class Runner:
             await self.kill(task)
             return
         self.followers.cancel(task)
+        job = asyncio.ensure_future(self._send_stop(task))
+        self._stops.add(job)
+        job.add_done_callback(self._stops.discard)
+        await asyncio.wait({job}, timeout=CANCEL_WAIT)
+
+    async def _send_stop(self, task: Task) -> None:
         try:
             transport, paths = await self._paths(task)
             await self._kill(task, transport, paths)
@@ -380,5 +391,8 @@ class Runner:
 
     async def close(self) -> None:
         """Stop every follower (tasks keep running on their hosts)."""
+        # Stops still on their way get a moment more; one cut short leaves that agent running
+        # on its host (a cancelled task is not followed again after a restart).
+        await stop_tasks(self._stops, timeout=0.2, what="the stops of cancelled tasks")
         await self.slurm.stop()
         await self.followers.close()

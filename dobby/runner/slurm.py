@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from dobby.core.aio import wait_event
 from dobby.core.errors import NotFound, TransportError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import GetTask, SaveTask
@@ -177,10 +178,7 @@ class SlurmJobs:
                 await self.poll()
             except Exception:  # noqa: BLE001 - the watcher must outlive one bad round
                 log.exception("watching Slurm jobs failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval())
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self._interval())
 
     async def poll(self) -> None:
         """Ask each Slurm host once about all its watched jobs, and act on the answers."""

@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
+from dobby.core.aio import stop_task, stop_tasks, wait_event
 from dobby.core.config import Settings
 from dobby.core.errors import (
     DispatchError,
     LaunchUnknown,
     NotFound,
+    StorageError,
     TransportError,
     ValidationError,
 )
@@ -54,6 +56,7 @@ INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py wa
 HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
 KEPT = (*HELD, "host")  # what a task not reached by a pass keeps showing
 MAX_SIGNATURES = 4096  # remembered answers per placement signature
+STOP_WAIT = 0.5  # the loop and the launches in flight each get this long to end at a stop
 
 
 class SchedulerLoop:
@@ -150,21 +153,14 @@ class SchedulerLoop:
         A launch cut short here is settled with its host at the next start.
         """
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_task(self._task, timeout=STOP_WAIT, what="the scheduling loop")
         # A launch may start another job as it ends (a settle after a lost answer): none
-        # starts once closed, and every one started before is awaited here.
-        while self._launches:
-            jobs = list(self._launches)
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
-            self._launches.difference_update(jobs)
+        # starts once closed, so one round stops every one started before.
+        await stop_tasks(self._launches, timeout=STOP_WAIT, what="the launches in flight")
 
     # -- scheduling --------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
-        while True:
+        while not self._closed:  # a cancellation swallowed on the way still ends it
             self._wake.clear()
             try:
                 self.schedule_once()
@@ -178,10 +174,7 @@ class SchedulerLoop:
                     )
             except Exception:  # noqa: BLE001 - the loop must survive a bad decision
                 log.exception("scheduling pass failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self._idle_wait())
 
     def _idle_wait(self) -> float:
         due = self.schedules.next_due()
@@ -392,7 +385,8 @@ class SchedulerLoop:
         try:
             # Write-ahead: the host assignment is on disk before the launch, so a hub killed
             # mid-launch finds it (recovery checks the host) instead of launching it twice.
-            await self.store.durable()
+            # A full disk holds the launch back until there is room (it stays placed here).
+            await self._durable(task_id)
             task = self.store.get_task(task_id)
             if task.status != PENDING:
                 return  # cancelled before the launch began
@@ -435,6 +429,19 @@ class SchedulerLoop:
             if not settling:
                 self._release(task_id)
             self.kick()
+
+    async def _durable(self, task_id: str) -> None:
+        """Return once the store is on disk, waiting out a disk that is full or failing."""
+        retry = Retry(SETTLE_BACKOFF)
+        while True:
+            try:
+                await self.store.durable()
+                return
+            except StorageError as exc:
+                wait = retry.next_delay() or SETTLE_BACKOFF.cap
+                if retry.failures == 1:
+                    log.warning("launch of %s waits for the disk: %s", task_id, exc)
+                await asyncio.sleep(wait)
 
     def _start(self, task: Task, *, adopt: bool = False) -> None:
         """Mark a launched (or re-adopted) task running and follow it."""

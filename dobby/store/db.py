@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dobby.core.aio import stop_task, wait_event
 from dobby.core.errors import ConfigError, Conflict, NotFound, StorageError, ValidationError
 from dobby.core.files import fsync_dir
 from dobby.core.models import Batch, Project, Race, Schedule, Task, new_task_id
@@ -844,8 +845,7 @@ class Store:
             if self._waiters:
                 continue  # changes made while this group was written: the next group
             self._urgent.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), self.flush_interval)
+            await wait_event(self._urgent, self.flush_interval)
 
     def _maybe_checkpoint(self) -> None:
         if self._frames < CHECKPOINT_FRAMES:
@@ -876,11 +876,8 @@ class Store:
         """Stop the flusher, write pending changes and release the lock."""
         if self._closed:
             return
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await stop_task(self._flusher, timeout=1.0, what="the store's flusher")
+        self._flusher = None
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):
                 await self._checkpoint

@@ -23,6 +23,7 @@ from dobby.core.retry import Backoff, Retry
 from dobby.transport.base import IDENT_COMMAND, RunResult, Transport
 
 _LOST = (asyncssh.Error, OSError, EOFError)
+CLOSE_WAIT = 0.5  # for the server's side of a close, before the connection is dropped
 
 # AES-GCM first: asyncssh builds a new cipher object per packet for chacha20-poly1305, which
 # made crypto the hub's top CPU cost when following many tasks; GCM reuses one context.
@@ -325,10 +326,15 @@ class SshTransport(Transport):
         self._readers.clear()
         if conn is not None:
             conn.close()
-            try:
-                await asyncio.wait_for(conn.wait_closed(), 2)
-            except (TimeoutError, *_LOST):
-                pass
+            # A host that answers nothing (stopped, half dead) must not hold a hub's stop: the
+            # connection is dropped without its goodbye after a short wait.
+            closing = asyncio.ensure_future(conn.wait_closed())
+            await asyncio.wait({closing}, timeout=CLOSE_WAIT)
+            if not closing.done():
+                closing.cancel()
+                conn.abort()
+            elif not closing.cancelled():
+                closing.exception()
 
 
 async def _quiet_close(fh: Any) -> None:

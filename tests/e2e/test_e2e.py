@@ -262,13 +262,20 @@ def test_cancel_kills_the_session_and_its_processes(
     ssh(h1, "for i in $(seq 50); do pgrep -u $(id -u) -f '[s]leep 301' && break; sleep 0.1; done")
     res = hub.cli("cancel", task_id, "--json", check=True)
     assert json.loads(res.stdout)["status"] == "cancelled"
-    assert (
-        ssh(
-            h1, f"tmux has-session -t dobby-{task_id} 2>/dev/null && echo alive || echo gone"
-        ).strip()
-        == "gone"
+    # Answered once the stop is sent: the session and its processes end a moment later.
+    wait_until(
+        lambda: (
+            ssh(
+                h1, f"tmux has-session -t dobby-{task_id} 2>/dev/null && echo alive || echo gone"
+            ).strip()
+            == "gone"
+        ),
+        what="the session to end",
     )
-    assert ssh(h1, "pgrep -u $(id -u) -f '[s]leep 30[01]' || echo none").strip() == "none"
+    wait_until(
+        lambda: ssh(h1, "pgrep -u $(id -u) -f '[s]leep 30[01]' || echo none").strip() == "none",
+        what="its processes to end",
+    )
     again = hub.cli("cancel", task_id)
     assert again.returncode == 1 and "already cancelled" in again.stderr
 

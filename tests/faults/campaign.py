@@ -9,7 +9,8 @@ killed — waits for every task to end, and then counts from the evidence on the
 - launched twice: run.sh started (its ``pid`` or ``exit`` file is there) on more than one host;
 - truncated logs: a completed task whose hub copy of out.jsonl differs from the host's, byte
   for byte;
-- failed while it succeeded: the hub says failed, the host's ``exit`` file says 0.
+- failed while it succeeded: the hub says failed, the host's ``exit`` file says 0;
+- hung answers: a request the hub took longer than its write bound to answer (disk full).
 
 No pytest here: bench/faults.py imports it too.
 """
@@ -17,10 +18,13 @@ No pytest here: bench/faults.py imports it too.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +54,20 @@ class Figures:
     truncated_logs: int = 0
     failed_but_succeeded: int = 0
     abandoned_dirs: int = 0  # made on a host, nothing launched there (not a broken promise)
+    refused: int = 0  # submits answered 503 (disk full), then retried with the same key
+    hung_answers: int = 0  # requests not answered within the hub's write bound
     seconds: float = 0.0
     evidence: list[str] = field(default_factory=list)
 
     def bad(self) -> int:
         """Return the number of broken promises (0 is the goal)."""
-        return self.lost + self.launched_twice + self.truncated_logs + self.failed_but_succeeded
+        return (
+            self.lost
+            + self.launched_twice
+            + self.truncated_logs
+            + self.failed_but_succeeded
+            + self.hung_answers
+        )
 
     def line(self) -> str:
         """Return the figures as one line."""
@@ -63,8 +75,9 @@ class Figures:
             f"{self.acknowledged} acknowledged ({self.unanswered} unanswered), {self.faults} "
             f"faults, {self.completed} completed, {self.failed} failed | lost {self.lost}, "
             f"launched twice {self.launched_twice}, truncated logs {self.truncated_logs}, "
-            f"failed while it succeeded {self.failed_but_succeeded} | {self.abandoned_dirs} "
-            f"directories left unlaunched | {self.seconds:.1f} s"
+            f"failed while it succeeded {self.failed_but_succeeded}, hung answers "
+            f"{self.hung_answers} | {self.refused} refused (503) and retried | "
+            f"{self.abandoned_dirs} directories left unlaunched | {self.seconds:.1f} s"
         )
 
 
@@ -279,6 +292,94 @@ def ssh_fault_campaign(
             time.sleep(down_seconds / 2)
             host.start()
         figures.faults += 1
+    count(hub, hosts, ids, figures, timeout=timeout)
+    figures.seconds = time.monotonic() - began
+    return figures
+
+
+def fill_disk(disk: Path) -> Path:
+    """Take every free byte of the filesystem at ``disk``; return the file that holds them."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def post_task(hub: HubProcess, body: dict[str, Any], key: str) -> tuple[int, Any, float]:
+    """POST /tasks once with ``key`` (no client retries); return (status, body, seconds)."""
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    req = urllib.request.Request(hub.url + "/tasks", data=data, method="POST", headers=headers)
+    began = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        answer = err.code, json.loads(err.read() or b"null")
+    return answer[0], answer[1], time.monotonic() - began
+
+
+def disk_full_campaign(
+    hub: HubProcess,
+    hosts: list[SshHost],
+    disk: Path,
+    *,
+    tasks: int,
+    posts: int,
+    write_timeout: float,
+    full_seconds: float = 5.0,
+    lines: tuple[int, int] = (60, 100),
+    timeout: float = 300,
+) -> Figures:
+    """Fill the hub's disk (home: database and logs) while tasks run and clients submit.
+
+    Submits while the disk is full must be answered within the write bound (a 503 naming the
+    database, or a 201 that is on disk); each refused one is retried with its Idempotency-Key
+    once there is room. Then every acknowledged task must run to success once, and its hub log
+    must equal the host's byte for byte.
+    """
+    figures = Figures()
+    began = time.monotonic()
+    bound = write_timeout + 5.0  # the write bound, plus an answer on a busy machine
+    prompt = LINES.format(count=lines[0], ms=lines[1])
+    ids = [t for n in range(tasks) if (t := submit(hub, f"{prompt} disk {n}", figures))]
+    wait_until(
+        lambda: any(_read(hub.home / "results" / t / "out.jsonl") for t in ids),
+        what="output to flow",
+        timeout=60,
+    )
+    filler = fill_disk(disk)
+    figures.faults += 1
+    refused: dict[str, dict[str, Any]] = {}
+    for n in range(posts):
+        key, body = f"disk-full-{n}", {"prompt": f"{prompt} submitted while full {n}"}
+        status, answer, seconds = post_task(hub, {**body, "backend": "claude"}, key)
+        if seconds > bound:
+            figures.hung_answers += 1
+            figures.evidence.append(f"POST {key}: answered after {seconds:.1f} s ({status})")
+        if status == 201:
+            figures.acknowledged += 1
+            ids.append(str(answer["id"]))
+        elif status == 503 and "database" in answer["error"]["message"]:
+            figures.refused += 1
+            refused[key] = body
+        else:
+            figures.evidence.append(f"POST {key} while full: {status} {answer}")
+    time.sleep(max(0.0, full_seconds - (time.monotonic() - began)))
+    filler.unlink()
+    for key, body in refused.items():  # the client's retry, once there is room again
+        status, answer, _ = post_task(hub, {**body, "backend": "claude"}, key)
+        if status == 201:
+            figures.acknowledged += 1
+            ids.append(str(answer["id"]))
+        else:
+            figures.evidence.append(f"POST {key} retried: {status} {answer}")
     count(hub, hosts, ids, figures, timeout=timeout)
     figures.seconds = time.monotonic() - began
     return figures

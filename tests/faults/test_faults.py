@@ -7,6 +7,10 @@ the same campaigns long (200 tasks, many faults) and prints the figures.
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +18,13 @@ import pytest
 from tests.faults.campaign import (
     Figures,
     count,
+    disk_full_campaign,
     hub_kill_campaign,
     kill_tmux_server,
     ssh_fault_campaign,
     submit,
 )
-from tests.fixtures.hub import HubProcess
+from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost
 
 pytestmark = pytest.mark.slow  # hub processes killed with -9, sshd hosts cut, minutes at most
@@ -66,3 +71,36 @@ def test_tmux_server_killed_ends_its_tasks_as_failed(
     assert figures.failed == 3, figures.line()
     reasons = {hub.client().task(task_id)["reason"] for task_id in ids}
     assert reasons == {"host_lost"}, reasons
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 2 MiB tmpfs for the hub's home (we run as root, as CI does)."""
+    mount = Path(tempfile.mkdtemp(prefix="dobby-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+def test_hub_disk_full_while_tasks_run_and_clients_submit(
+    tmp_path: Path, ssh_hosts: list[SshHost], small_disk: Path
+) -> None:
+    home = small_disk / "home"  # the database and every task's log copy
+    home.mkdir()
+    (home / "dobby.yaml").write_text("write_timeout: 2\n")
+    inventory = write_inventory(
+        tmp_path / "inventory.yaml", [h.inventory_entry() for h in ssh_hosts[:2]]
+    )
+    hub = HubProcess(home=home, inventory=inventory)
+    hub.log_path = tmp_path / "hub.log"  # not on the small disk
+    with hub:
+        figures = disk_full_campaign(
+            hub, ssh_hosts[:2], small_disk, tasks=4, posts=3, write_timeout=2
+        )
+        no_broken_promise(figures)
+        assert figures.refused >= 1, figures.line()  # the disk was full for the submits
+        assert figures.completed == figures.acknowledged == 7, figures.line()
+        assert "No space left on device" in hub.log()

@@ -8,14 +8,17 @@ the same worktree. Fake agents replay genuine transcripts and stall mid-stream.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.hub import HubProcess, make_git_project
-from tests.fixtures.sshd import SshHost, user_processes
+from tests.fixtures.sshd import SshHost, descendants, user_processes
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -103,3 +106,33 @@ def test_cancel_keeps_session_tokens_cost_and_partial_work_then_resume_continues
     seen = json.loads((h3.home / f".dobby/tasks/{follow}/fake-agent.json").read_text())
     assert seen["resume"] == task["session_id"]
     assert seen["cwd"] == str(h3.home / f".dobby/worktrees/{tid}")  # the same worktree
+
+
+def test_cancel_answers_while_the_host_is_frozen_and_the_stop_follows(
+    hub: HubProcess, h3: SshHost
+) -> None:
+    task_id = add(hub, "sleep 600", "--backend", "shell")
+    hub.wait_status(task_id, ("running",))
+    wait_until(lambda: task_processes(h3, task_id), what="the agent to run")
+    assert h3.pid is not None
+    frozen = descendants(h3.pid)  # the sshd serving the hub's connection: it answers nothing
+    answer: dict[str, Any] = {}
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        caller = threading.Thread(target=lambda: answer.update(hub.client().cancel(task_id)))
+        caller.start()
+        # Answered while the host is still frozen, well before the stop's own timeout (10 s).
+        caller.join(timeout=8)
+        assert answer.get("status") == "cancelled", answer
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    # The stop reaches the host once it answers again; the run is collected as any ending.
+    task = wait_until(
+        lambda: (t := hub.client().task(task_id))["exit_code"] is not None and t,
+        what="the stopped run to be collected",
+        timeout=60,
+    )
+    assert task["status"] == "cancelled"
+    wait_until(lambda: not task_processes(h3, task_id), what="the agent to be gone")
