@@ -14,6 +14,8 @@ import yaml
 
 from tests.fixtures.hub import HubProcess, free_port, make_git_project
 
+pytestmark = pytest.mark.slow  # hub processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ import pytest
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost
 
+pytestmark = pytest.mark.slow  # real sshd hosts, hub processes killed with -9
+
 # Holds `tmux new-session` after it created the session (run.sh runs, the launch never answers).
 TMUX_WRAPPER = """#!/bin/bash
 /usr/bin/tmux "$@"; rc=$?

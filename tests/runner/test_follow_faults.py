@@ -21,6 +21,8 @@ import pytest
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost, descendants
 
+pytestmark = pytest.mark.slow  # real sshd hosts and a hub process, faults injected mid-run
+
 # ~8 s of output, each line written in two parts.
 PRINTER = (
     "for i in $(seq 1 {lines}); do printf 'line %d part' $i; sleep 0.01; "
