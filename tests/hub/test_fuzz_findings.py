@@ -1,4 +1,5 @@
-"""What the API fuzzer (tests/faults/test_fuzz.py) found, each fixed at its cause."""
+"""What the API fuzzer (tests/faults/test_fuzz.py) found, and the same faults next to them in
+the code it pointed at (other inputs int() refuses), each fixed at its cause."""
 
 from __future__ import annotations
 
