@@ -65,7 +65,7 @@ def render_inventory(hosts: list[dict[str, Any]]) -> str:
 def parse_host_spec(spec: str) -> dict[str, Any]:
     """Parse ``NAME=USER@ADDRESS[:PORT]`` (user and port optional)."""
     name, sep, target = spec.partition("=")
-    if not sep or not NAME_RE.match(name) or not target:
+    if not sep or not NAME_RE.fullmatch(name) or not target:
         raise ValidationError(f"--host {spec!r}: expected NAME=USER@ADDRESS[:PORT]")
     user, _, rest = target.rpartition("@")
     address, _, port = rest.partition(":")
@@ -160,7 +160,7 @@ def _ask_slack(
 
 
 def _name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise click.BadParameter("use letters, digits, '.', '_', '-'")
     return value
 
@@ -284,7 +284,7 @@ def _register(
             "(git init && git commit, then `dobby register . --name NAME`)"
         )
         return
-    default = name or (root.name if NAME_RE.match(root.name) else "project")
+    default = name or (root.name if NAME_RE.fullmatch(root.name) else "project")
     if interactive and not click.confirm(f"Register {root} as a project?", default=True):
         return
     project = _ask(interactive, "Project name", default, value_proc=_name)

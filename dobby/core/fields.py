@@ -125,8 +125,14 @@ def as_bool(value: Any, key: str) -> bool:
 
 
 def as_int(value: Any, key: str, *, minimum: int, maximum: int) -> int:
-    """Return an integer (or integer text) from ``minimum`` to ``maximum``."""
+    """Return an integer (or integer text) from ``minimum`` to ``maximum``.
+
+    A float with no fraction (``3.0``) is that integer: JSON Schema's ``integer`` (what the
+    API documents) includes it, and some JSON encoders write every number so.
+    """
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        value = int(value)
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValidationError(

@@ -313,7 +313,10 @@ def validate_policy(body: dict[str, Any]) -> dict[str, Any]:
 class ProjectCreate(Policies):
     """``POST /projects``: a local git checkout and its policies."""
 
-    name: Text = Field(description="Letters, digits, . _ -; starts with a letter or digit.")
+    name: Text = Field(
+        description="Letters, digits, . _ -; starts with a letter or digit.",
+        json_schema_extra={"pattern": NAME_RE.pattern},  # checked by validate_project
+    )
     path: Text = Field(description="Path of a git checkout on the hub's machine.")
     context: Text = Field("", description="Text given to every task of the project.")
 
@@ -325,7 +328,7 @@ class ProjectCreate(Policies):
 def validate_project(body: Any) -> Project:
     """Check a POST /projects body: a name, an existing git checkout, optional policies."""
     shape = parse(ProjectCreate, body)
-    if not NAME_RE.match(shape.name):
+    if not NAME_RE.fullmatch(shape.name):  # match() would take "app\n" ($ before a newline)
         raise ValidationError(
             f"invalid project name '{shape.name}' "
             "(letters, digits, . _ -; starts with a letter or digit)"

@@ -52,7 +52,8 @@ def host_port(host: str, scheme: str) -> tuple[str, int]:
     name = host_name(host)
     tail = host.strip().rpartition("]")[2] if host.strip().startswith("[") else host
     port_text = tail.rpartition(":")[2] if tail.count(":") == 1 else ""
-    port = int(port_text) if port_text.isdigit() else DEFAULT_PORTS.get(scheme, 80)
+    digits = port_text.isascii() and port_text.isdigit()  # "²" is a digit int() refuses
+    port = int(port_text) if digits else DEFAULT_PORTS.get(scheme, 80)
     return name, port
 
 

@@ -25,6 +25,7 @@ from dobby.core import shapes
 from dobby.core.models import BackendName, TaskStatus
 from dobby.core.records import TaskExport, TaskExportObject, TaskRecord
 from dobby.hub import answers as a
+from dobby.hub.handlers.dashboard import MAX_HEATMAP_DAYS, MAX_USAGE_DAYS
 from dobby.inventory.shapes import SpokeRegister
 from dobby.store.query import ORDERS
 
@@ -56,10 +57,20 @@ class Op:
     query: Sequence[Query] = ()
     body_required: bool = True
     alternatives: dict[str, str] = field(default_factory=dict)  # other media types answered
+    reaches_host: bool = False  # may answer 502 when a host it needs cannot be reached
 
 
 def _q(name: str, kind: str, description: str, **extra: Any) -> Query:
-    return Query(name, {"type": kind, **extra}, description)
+    schema: dict[str, Any] = {"type": kind, **extra}
+    if kind == "integer":
+        # The hub reads ?limit= (empty) as no limit at all (base.int_arg, the dashboard's days).
+        schema = {"anyOf": [schema, EMPTY_TEXT]}
+    elif "enum" in extra:
+        schema["enum"] = [*extra["enum"], ""]  # empty: as if absent, like the integers
+    return Query(name, schema, description)
+
+
+EMPTY_TEXT = {"type": "string", "maxLength": 0}
 
 
 MAX_INT = 2**53 - 1
@@ -96,7 +107,8 @@ SORT = _q(
 )
 BEFORE = _q("before", "string", "Only tasks older than this one (next_before of a page).")
 SINCE = _q("since", "string", "A duration back from now (24h, 7d) or an ISO time.")
-DAYS = _q("days", "integer", "Days back from today.", minimum=1)
+HEATMAP_DAYS = _q("days", "integer", "Days back from today.", minimum=1, maximum=MAX_HEATMAP_DAYS)
+USAGE_DAYS = _q("days", "integer", "Days back from today.", minimum=1, maximum=MAX_USAGE_DAYS)
 IDEMPOTENCY_KEY = Query(
     "Idempotency-Key",
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
@@ -163,8 +175,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/batches/{id}", "get"): Op(a.BatchView),
     ("/usage", "get"): Op(a.UsageView),
     ("/dashboard/api/config", "get"): Op(a.DashboardConfig),
-    ("/dashboard/api/heatmap", "get"): Op(a.Heatmap, query=(DAYS,)),
-    ("/dashboard/api/usage", "get"): Op(a.Usage, query=(DAYS,)),
+    ("/dashboard/api/heatmap", "get"): Op(a.Heatmap, query=(HEATMAP_DAYS,)),
+    ("/dashboard/api/usage", "get"): Op(a.Usage, query=(USAGE_DAYS,)),
     ("/dashboard/api/live", "get"): Op(a.Live),
     ("/dashboard/api/tasks/{id}/timeline", "get"): Op(a.Timeline),
     ("/results", "get"): Op(
@@ -190,7 +202,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/gc", "post"): Op(a.GcReport, (shapes.GcBody,), body_required=False),
     ("/hosts/{name}/check", "post"): Op(a.HostCheck, EMPTY, body_required=False),
     ("/hosts/{name}/bootstrap", "post"): Op(
-        a.Bootstrap, (shapes.HostBootstrap,), body_required=False
+        a.Bootstrap, (shapes.HostBootstrap,), body_required=False, reaches_host=True
     ),
     ("/gpus", "get"): Op(
         a.Gpus, query=(_q("history", "string", "1: add each host's recent samples."),)
@@ -260,6 +272,8 @@ def _operation(
     errors = {"$ref": "#/components/responses/Error"}
     # 503 storage_unavailable: a change the hub could not write to its database in time.
     codes = ("400", "401", "404", "409") + (("503",) if method != "get" else ())
+    # 502 host_unreachable / connection_lost: a host the operation works on did not answer.
+    codes += ("502",) if op.reaches_host else ()
     out: dict[str, Any] = {
         "summary": summary,
         "operationId": _operation_id(path, method),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from dobby.core.fields import before, bounds
 from dobby.core.models import BackendName, Permissions
 from dobby.core.slurm import SlurmSettingError, make_settings
+from dobby.inventory.spokes import SPOKE_NAME
 
 CONNECTIONS = ("ssh", "local", "slurm")  # slurm: a login node reached over ssh
 BACKENDS = tuple(b.value for b in BackendName)
@@ -253,7 +254,10 @@ FIELDS = tuple(HostFields.model_fields)
 class SpokeRegister(HostFields):
     """``POST /spokes/register``: add (or update) a host in the hub's spokes file."""
 
-    name: str = Field(description="Host name: letters, digits, '.', '_', '-'.")
+    name: str = Field(
+        description="Host name: letters, digits, '.', '_', '-'.",
+        json_schema_extra={"pattern": SPOKE_NAME},  # checked by spokes.spoke_name
+    )
     host_key: str | None = Field(
         None, description="The host's public key line, pinned in the hub's known_hosts."
     )

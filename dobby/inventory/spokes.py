@@ -18,7 +18,8 @@ from dobby.core.errors import ValidationError
 # One DNS label (underscores allowed, as some internal names have them), no leading '-'.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
-_SPOKE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+SPOKE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"  # also the name's pattern in /openapi.json
+_SPOKE_NAME = re.compile(SPOKE_NAME)
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
              "sk-ecdsa-sha2-nistp256@openssh.com")  # fmt: skip

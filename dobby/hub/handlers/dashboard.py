@@ -81,11 +81,16 @@ def _timezone(name: str | None) -> _dt.tzinfo:
     return _dt.datetime.now().astimezone().tzinfo or _dt.UTC
 
 
+MAX_HEATMAP_DAYS = 3660  # ?days= of /dashboard/api/heatmap (documented in /openapi.json)
+MAX_USAGE_DAYS = 366  # ?days= of /dashboard/api/usage
+
+
 def _days_arg(handler: BaseHandler, default: int, most: int) -> int:
     raw = handler.get_query_argument("days", None)
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    # isdigit() alone takes "²" and other digits int() refuses (a 500): ASCII digits only.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
         raise ValidationError(f"query parameter 'days' must be an integer from 1 to {most}")
     return int(raw)
 
@@ -121,7 +126,7 @@ class ConfigHandler(BaseHandler):
 class HeatmapHandler(BaseHandler):
     def get(self) -> None:
         tz = _timezone(self.dobby.settings.timezone)
-        days = _days_arg(self, 365, 3660)
+        days = _days_arg(self, 365, MAX_HEATMAP_DAYS)
         now = _dt.datetime.now(tz)
         today = now.date()
         # Buckets from a day before the first local day, in SQL; their local day here.
@@ -137,7 +142,7 @@ class HeatmapHandler(BaseHandler):
 class UsageHandler(BaseHandler):
     def get(self) -> None:
         tz = _timezone(self.dobby.settings.timezone)
-        days = _days_arg(self, 30, 366)
+        days = _days_arg(self, 30, MAX_USAGE_DAYS)
         now = _dt.datetime.now(_dt.UTC)
         conn, end = self.dobby.store.sql(), now.timestamp()
         per_window = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import urllib.parse
 
+from dobby.core.errors import ValidationError
 from dobby.core.shapes import GcBody, parse
 from dobby.hub.base import BaseHandler, int_arg
 from dobby.hub.handlers.tasks import stream_list, task_filter
@@ -72,8 +73,11 @@ class ArtifactHandler(BaseHandler):
 
 class DiffHandler(BaseHandler):
     async def get(self, task_id: str) -> None:
+        fmt = self.get_query_argument("format", None) or "json"  # empty: as if absent
+        if fmt not in ("json", "text"):
+            raise ValidationError(f"invalid format {fmt!r} (choose json, text)")
         body = await self.dobby.results.diff(task_id)
-        if self.get_query_argument("format", "json") == "text":
+        if fmt == "text":
             self.set_header("Content-Type", "text/x-diff; charset=utf-8")
             self.finish(body["diff"])
             return
@@ -99,7 +103,7 @@ class ExportHandler(BaseHandler):
     """Stream every task (filtered) as CSV or JSON."""
 
     async def get(self) -> None:
-        fmt = self.get_query_argument("format", "csv")
+        fmt = self.get_query_argument("format", None) or "csv"  # empty: as if absent
         chunks = self.dobby.results.export(
             fmt=fmt,
             project=self.get_query_argument("project", None) or None,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dobby.core.errors import ValidationError
+from dobby.core.models import BackendName
 from dobby.hub.base import BaseHandler, SSEHandler, int_arg, sse
 from dobby.hub.core import Hub
 from dobby.store import tasklog
@@ -28,11 +29,16 @@ def task_filter(handler: BaseHandler, *, status: str | None = None) -> TaskFilte
     project = arg("project", None) or None
     if project is not None:
         handler.dobby.store.get_project(project)  # an unknown project is a 404, not []
+    backend = arg("backend", None) or None
+    if backend is not None and backend not in tuple(BackendName):
+        # Like an unknown status: a typo is an error, not an empty listing.
+        known = ", ".join(b.value for b in BackendName)
+        raise ValidationError(f"unknown backend {backend!r} (known: {known})")
     return TaskFilter(
         status=statuses(arg("status", None) or status),
         project=project,
         host=arg("host", None) or None,
-        backend=arg("backend", None) or None,
+        backend=backend,
         batch_id=arg("batch", None) or None,
         q=arg("q", None) or None,
     )
@@ -172,7 +178,7 @@ class EventsHandler(SSEHandler):
     async def get(self) -> None:
         header = self.request.headers.get("Last-Event-ID")
         since = int_arg(self, "since", None)
-        if since is None and header and header.isdigit():
+        if since is None and header and header.isascii() and header.isdigit():
             since = int(header)
         bus = self.dobby.bus
         cursor = bus.last_seq if since is None else since
