@@ -468,6 +468,17 @@ class Hub:
             raise ValidationError(
                 "'known_hosts' cannot be set through the API: send 'host_key' to pin the key"
             )
+        # A spoke is another machine reached over SSH: a `local` one would run tasks on the
+        # hub's own machine, and bypass permissions are for the inventory's author to grant.
+        if body.get("connection") == "local":
+            raise ValidationError(
+                "a spoke cannot have connection 'local' (it would run on the hub's machine): "
+                "add the hub's machine to the inventory instead"
+            )
+        if body.get("permissions") == "bypass":
+            raise ValidationError(
+                "a spoke cannot register with permissions 'bypass': grant it in the inventory"
+            )
         host_key = body.pop("host_key", None)
         path = key_file(Path(self.settings.home), name)
         pin = None

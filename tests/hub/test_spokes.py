@@ -126,6 +126,9 @@ async def test_a_spoke_with_a_pinned_key_runs_tasks(
         ({"known_hosts": "/tmp/mine"}, 400, "known_hosts"),
         ({"trust_on_first_use": True}, 400, "exclude"),
         ({"port": "22"}, 400, "port"),
+        # A spoke is another machine: never the hub's own, never bypass (the inventory decides).
+        ({"connection": "local"}, 400, "connection"),
+        ({"permissions": "bypass"}, 400, "bypass"),
     ],
 )
 async def test_bad_registrations_write_nothing(
