@@ -6,6 +6,10 @@ own disk full — is retried with backoff, and the copy catches up from the host
 afterwards. Only proof ends a task: its exit file (then it is collected), its tmux session
 gone without one (``host_lost``), its timeout, or a person or the watchdog ending it.
 
+Output arrives through the host's log stream (:mod:`dobby.runner.streams`: one long-lived
+reader per host, frames with byte offsets) where the host has one; elsewhere, and for Slurm
+jobs, it is polled by byte offset. Either way the copy is appended from its own size, so a
+fault anywhere resumes with no gap and no duplicate. Liveness probes are batched per host.
 Appends to the copy run on one writer thread, never on the event loop.
 """
 
@@ -29,6 +33,7 @@ from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.runner import verify
 from dobby.runner.collector import Collector, parse_exit
 from dobby.runner.slurm import SlurmJobs, resubmits_left
+from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.store import tasklog
 from dobby.store.tasklog import LogWriter, TaskLogs
 from dobby.transport import Transport
@@ -41,6 +46,7 @@ PROBE_EVERY = 5.0
 STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it soon
 FAST_POLL = 0.02
 FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
+STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status, timeout)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -96,6 +102,9 @@ class Followers:
         self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
         # One thread appends to every copy: in order per task, and off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
+        self._streams = HostStreams()
+        self._probes = Probes()
+        self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
 
     def follow(self, task: Task, *, adopt: bool = False) -> None:
         """Start following a running task (``adopt``: after a hub restart or a fault)."""
@@ -116,6 +125,9 @@ class Followers:
         self._stopping.add(task.id)
         self._unsent.add(task.id)
         self.follow(task, adopt=True)
+        feed = self._feeds.get(task.id)
+        if feed is not None:
+            feed.poke()
 
     def stop_sent(self, task_id: str) -> None:
         """Note that the stop of a cancelled task reached its host."""
@@ -143,6 +155,7 @@ class Followers:
         for follower in followers:
             follower.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
+        await self._streams.close()
         self._writer.shutdown(wait=True)
 
     # -- the loop ------------------------------------------------------------------------
@@ -196,67 +209,154 @@ class Followers:
         raise Ended
 
     async def _follow_once(self, task_id: str, adopt: bool, retry: Retry) -> None:
+        with await self._open(task_id) as sink:
+            task = self._current(task_id)
+            transport, paths = await self._locate(task)
+            if not task.slurm_job:
+                feed = await self._streams.join(transport, task_id, paths.task_dir, sink.size)
+                if feed is not None:
+                    self._feeds[task_id] = feed
+                    try:
+                        await self._streamed(task_id, sink, feed, adopt, retry)
+                        return
+                    finally:
+                        if self._feeds.get(task_id) is feed:
+                            del self._feeds[task_id]
+                        self._streams.leave(feed)
+            await self._polled(task_id, sink, adopt, retry)
+
+    async def _streamed(
+        self, task_id: str, sink: LogWriter, feed: Feed, adopt: bool, retry: Retry
+    ) -> None:
+        """Follow a task through its host's log stream until it ends."""
+        task = self._current(task_id)
+        transport, paths = await self._locate(task)
+        retry.reset()  # the host answered: its stream is up
+        self._record(task.host or "", ok=True)
+        last_probe = 0.0 if adopt else time.monotonic()
+        pending = b""  # the start of a line not written whole yet: held here, not re-read
+        while True:
+            task = self._current(task_id)
+            stopping = task_id in self._stopping
+            if task_id in self._unsent:
+                await self._kill(task, transport, paths)
+                self._unsent.discard(task_id)
+            every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
+            wait = min(STREAM_WAKE, max(0.0, last_probe + every - time.monotonic()))
+            frames = await feed.next(wait)
+            data, ended = self._joined(frames, sink.size + len(pending))
+            if data:
+                pending = await self._append(task, sink, pending + data, final=False)
+            if ended is not None:
+                self._reading[task_id] = (transport, paths)
+                await self._catch_up(task, transport, paths, sink, final=True)
+                code = parse_exit(ended.exit or "")
+                await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                return
+            now = time.monotonic()
+            if now - last_probe >= every:
+                last_probe = now
+                if await self._gone(task, transport, paths):
+                    self._reading[task_id] = (transport, paths)
+                    if stopping:  # stopped for good before it could write its exit code
+                        await self._catch_up(task, transport, paths, sink, final=True)
+                        await self._collect(task, transport, paths, sink, None, cancelled=True)
+                    else:
+                        self._lost(task, paths)
+                    return
+            if not stopping and self._timed_out(task):
+                await self._time_out(task, transport, paths)
+                return
+
+    @staticmethod
+    def _joined(frames: list[Frame], expected: int) -> tuple[bytes, Frame | None]:
+        """Return the bytes of ``frames`` from offset ``expected`` on, and the end frame if any.
+
+        Raise TransportError on a gap: the follower then starts again from its copy's size.
+        """
+        parts: list[bytes] = []
+        for frame in frames:
+            if frame.offset != expected:
+                raise TransportError(f"log stream jumped from byte {expected} to {frame.offset}")
+            if frame.exit is not None:
+                return b"".join(parts), frame
+            parts.append(frame.data)
+            expected += len(frame.data)
+        return b"".join(parts), None
+
+    async def _catch_up(
+        self,
+        task: Task,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+        sink: LogWriter,
+        *,
+        final: bool,
+    ) -> None:
+        """Read the host's out.jsonl from the copy's size to its end, by offset."""
+        while True:
+            data = await transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT)
+            if data:
+                await self._append(task, sink, data, final=final)
+            if not data or len(data) < READ_LIMIT:
+                return
+
+    async def _time_out(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
+        await self._kill(task, transport, paths)
+        self.finish(task, TaskStatus.FAILED, Reason.TIMEOUT, f"timed out after {task.timeout:g}s")
+
+    async def _polled(self, task_id: str, sink: LogWriter, adopt: bool, retry: Retry) -> None:
+        """Follow a task by reading its files by offset, fast while output flows."""
         last_data = time.monotonic()
         interval = FAST_POLL
         last_probe = 0.0 if adopt else time.monotonic()
         draining = False  # exit seen: one more read, issued after it, gets the last lines
-        with await self._open(task_id) as sink:
-            while True:
-                task = self._current(task_id)
-                stopping = task_id in self._stopping
-                transport, paths = await self._locate(task)
-                self._reading[task_id] = (transport, paths)
-                if task_id in self._unsent:
-                    await self._kill(task, transport, paths)
-                    self._unsent.discard(task_id)
-                data, exit_text = await asyncio.gather(
-                    transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
-                    transport.read_from(paths.file("exit"), 0, 64),
-                )
-                if retry.failures:
-                    retry.reset()
-                self._record(task.host or "", ok=True)
-                now = time.monotonic()
-                if data:
-                    await self._append(task, sink, data, final=draining)
-                    if len(data) >= READ_LIMIT:
-                        continue
-                    last_data = now
-                    interval = FAST_POLL
-                if exit_text is not None and exit_text.strip():
-                    if not draining:
-                        draining = True
-                        continue
-                    code = parse_exit(exit_text)
-                    await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+        while True:
+            task = self._current(task_id)
+            stopping = task_id in self._stopping
+            transport, paths = await self._locate(task)
+            self._reading[task_id] = (transport, paths)
+            if task_id in self._unsent:
+                await self._kill(task, transport, paths)
+                self._unsent.discard(task_id)
+            data, exit_text = await asyncio.gather(
+                transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
+                transport.read_from(paths.file("exit"), 0, 64),
+            )
+            if retry.failures:
+                retry.reset()
+            self._record(task.host or "", ok=True)
+            now = time.monotonic()
+            if data:
+                await self._append(task, sink, data, final=draining)
+                if len(data) >= READ_LIMIT:
+                    continue
+                last_data = now
+                interval = FAST_POLL
+            if exit_text is not None and exit_text.strip():
+                if not draining:
+                    draining = True
+                    continue
+                code = parse_exit(exit_text)
+                await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                return
+            if task.slurm_job:
+                if await self._slurm_ended(task, transport, paths, sink):
                     return
-                if task.slurm_job:
-                    if await self._slurm_ended(task, transport, paths, sink):
-                        return
-                elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
-                    last_probe = now
-                    if await self._gone(task, transport, paths):
-                        if stopping:  # stopped for good before it could write its exit code
-                            rest = await transport.read_from(
-                                paths.file("out.jsonl"), sink.size, READ_LIMIT
-                            )
-                            if rest:
-                                await self._append(task, sink, rest, final=True)
-                            await self._collect(task, transport, paths, sink, None, cancelled=True)
-                        else:
-                            self._lost(task, paths)
-                        return
-                if not stopping and self._timed_out(task):
-                    await self._kill(task, transport, paths)
-                    self.finish(
-                        task,
-                        TaskStatus.FAILED,
-                        Reason.TIMEOUT,
-                        f"timed out after {task.timeout:g}s",
-                    )
+            elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
+                last_probe = now
+                if await self._gone(task, transport, paths):
+                    if stopping:  # stopped for good before it could write its exit code
+                        await self._catch_up(task, transport, paths, sink, final=True)
+                        await self._collect(task, transport, paths, sink, None, cancelled=True)
+                    else:
+                        self._lost(task, paths)
                     return
-                interval = next_poll(interval, now - last_data)
-                await asyncio.sleep(interval)
+            if not stopping and self._timed_out(task):
+                await self._time_out(task, transport, paths)
+                return
+            interval = next_poll(interval, now - last_data)
+            await asyncio.sleep(interval)
 
     # -- the copy ------------------------------------------------------------------------
     async def _open(self, task_id: str) -> LogWriter:
@@ -273,13 +373,15 @@ class Followers:
             await asyncio.wait([future])
             raise
 
-    async def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> None:
-        """Append the whole lines of ``data`` to the hub's copy and publish their events."""
+    async def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> bytes:
+        """Append the whole lines of ``data`` to the hub's copy and publish their events;
+        return the rest (a line not ended yet, unless ``final``)."""
         offset = sink.size
         chunk = await self._in_writer(sink.append, data, final=final)
         if chunk:
             events = tasklog.events(task.backend, chunk)
             self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
+        return data[len(chunk) :]
 
     # -- endings -------------------------------------------------------------------------
     def _timed_out(self, task: Task) -> bool:
@@ -290,16 +392,8 @@ class Followers:
         return time.time() - started > limit
 
     async def _gone(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
-        """Return True if the task's session is gone without an exit code."""
-        res = await transport.run(
-            scripts.render_probe(session=paths.session, paths=paths), timeout=20
-        )
-        state = scripts.parse_kv(res.stdout)
-        if not res.ok or "session" not in state:
-            raise TransportError(
-                f"liveness probe failed (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
-                host=task.host,
-            )
+        """Return True if the task's session is gone without an exit code (batched per host)."""
+        state = await self._probes.probe(transport, paths)
         return not (state.get("session") == "1" or state.get("exit"))
 
     async def _slurm_ended(
