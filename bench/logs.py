@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -61,11 +63,10 @@ def fmt(values: list[float]) -> str:
 class Window:
     """Keep the latencies of lines stamped inside [start, end)."""
 
-    def __init__(self) -> None:
-        self.start = float("inf")
-        self.end = float("inf")
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start
+        self.end = end
         self.values: list[float] = []
-        self.lock = threading.Lock()
 
     def add(self, text: str, now: float) -> None:
         for line in text.splitlines():
@@ -74,59 +75,53 @@ class Window:
             except ValueError:
                 continue
             if self.start <= stamp < self.end:
-                with self.lock:
-                    self.values.append(now - stamp)
+                self.values.append(now - stamp)
 
 
-class Samplers:
-    """SSE clients on /events and on some tasks' /tasks/{id}/events, each in a thread."""
+# Each sampler runs in a process of its own (multiprocessing), so that one busy client does not
+# slow another down through the GIL: they report the latencies of the lines in the window.
 
-    def __init__(self, client: HubClient) -> None:
-        self.all = Window()
-        self.per_task = Window()
-        self.started: dict[str, float] = {}
-        self.cond = threading.Condition()
-        self._ids: set[str] = set()
-        self._client = client
-        threading.Thread(target=self._events, args=(client,), daemon=True).start()
 
-    def watch(self, ids: list[str], task_clients: int) -> None:
-        """Count these tasks' lines; follow the first ``task_clients`` on their own streams."""
-        self._ids.update(ids)
-        for tid in ids[:task_clients]:
-            threading.Thread(target=self._task, args=(self._client, tid), daemon=True).start()
+def sample_events(url: str, ids: list[str], start: float, end: float, out: Any) -> None:
+    """Record every listed task's lines seen on GET /events."""
+    window, wanted = Window(start, end), set(ids)
+    for event in HubClient(url=url).events(since=None, give_up_after=3600):
+        now = time.time()
+        if event.get("type") == "task.log" and event.get("task_id") in wanted:
+            for ev in (event.get("data") or {}).get("events", []):
+                window.add(ev.get("text") or "", now)
+        if now > end + 2:
+            break
+    out.put(window.values)
 
-    def _events(self, client: HubClient) -> None:
-        for event in client.events(since=None, give_up_after=3600):
+
+def sample_tasks(url: str, ids: list[str], start: float, end: float, out: Any) -> None:
+    """Record the lines of each task seen on its own GET /tasks/{id}/events (a thread each)."""
+    window = Window(start, end)
+    lock = threading.Lock()
+
+    def one(tid: str) -> None:
+        for kind, data in HubClient(url=url).follow(tid, give_up_after=3600):
             now = time.time()
-            tid = event.get("task_id") or ""
-            if event.get("type") == "task.started":
-                with self.cond:
-                    self.started[tid] = now
-                    self.cond.notify_all()
-            elif event.get("type") == "task.log" and tid in self._ids:
-                for ev in (event.get("data") or {}).get("events", []):
-                    self.all.add(ev.get("text") or "", now)
-
-    def _task(self, client: HubClient, tid: str) -> None:
-        for kind, data in client.follow(tid, give_up_after=3600):
             if kind == "log":
-                self.per_task.add(data.get("text") or "", time.time())
+                with lock:
+                    window.add(data.get("text") or "", now)
+            if now > end + 2:
+                return
 
-    def wait_started(self, ids: list[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while missing := [t for t in ids if t not in self.started]:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(missing)} of {len(ids)} tasks did not start")
-                self.cond.wait(left)
+    threads = [threading.Thread(target=one, args=(tid,), daemon=True) for tid in ids]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, end + 2.5 - time.time()))
+    with lock:
+        out.put(list(window.values))
 
 
-async def tail_lines(
-    hosts: list[SshHost], files: dict[str, list[str]], window: Window, stop: asyncio.Event
+def sample_tail(
+    hosts: list[SshHost], files: dict[str, list[str]], start: float, end: float, out: Any
 ) -> None:
-    """Follow every task's host file with `tail -n0 -F` over one connection per host."""
+    """Record the lines seen through `tail -n0 -F` of every task's file, a connection per host."""
+    window = Window(start, end)
 
     async def one(host: SshHost) -> None:
         if not files.get(host.name):
@@ -134,7 +129,7 @@ async def tail_lines(
         async with asyncssh.connect(**host.connect_options()) as conn:
             command = "tail -q -n0 -F " + " ".join(files[host.name])
             async with conn.create_process(command, stderr=asyncssh.DEVNULL) as proc:
-                while not stop.is_set():
+                while time.time() < end + 2:
                     try:
                         line = await asyncio.wait_for(proc.stdout.readline(), 0.5)
                     except TimeoutError:
@@ -144,7 +139,11 @@ async def tail_lines(
                     window.add(line, time.time())
                 proc.terminate()
 
-    await asyncio.gather(*(one(h) for h in hosts))
+    async def all_hosts() -> None:
+        await asyncio.gather(*(one(h) for h in hosts))
+
+    asyncio.run(all_hosts())
+    out.put(window.values)
 
 
 class Bench:
@@ -202,6 +201,28 @@ class Bench:
             self.cluster.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_running(client: HubClient, ids: list[str], timeout: float) -> None:
+    """Wait until every task of ``ids`` runs."""
+    deadline = time.monotonic() + timeout
+    wanted = set(ids)
+    while True:
+        running = {t["id"] for t in client.tasks(status="running")["tasks"]}
+        if wanted <= running:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(wanted - running)} of {len(ids)} tasks are not running")
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100)
@@ -210,61 +231,76 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--task-clients", type=int, default=5)
+    parser.add_argument("--profile", help="record the hub with py-spy into this file (raw)")
     args = parser.parse_args()
 
     per_host = -(-args.tasks // args.hosts)
     bench = Bench(hosts=args.hosts, per_host=per_host)
     try:
         client = bench.start()
-        samplers = Samplers(client)
-        time.sleep(0.5)  # connected before the first task starts
         ids = bench.submit(client, args.tasks, args.rate)
-        samplers.watch(ids, args.task_clients)
-        samplers.wait_started(ids, timeout=300)
-        raw = Window()
-        stop = asyncio.Event()
-        loop = asyncio.new_event_loop()
-        tail = threading.Thread(
-            target=loop.run_until_complete,
-            args=(tail_lines(bench.hosts, bench.host_files(), raw, stop),),
-            daemon=True,
-        )
-        tail.start()
-        time.sleep(args.warmup)
-        start = time.time()
-        for window in (samplers.all, samplers.per_task, raw):
-            window.start, window.end = start, start + args.seconds
+        wait_running(client, ids, timeout=300)
+        start = time.time() + args.warmup
+        end = start + args.seconds
+        ctx = multiprocessing.get_context("fork")
+        queues = [ctx.Queue() for _ in range(3)]
+        samplers = [
+            ctx.Process(target=sample_events, args=(bench.hub.url, ids, start, end, queues[0])),
+            ctx.Process(
+                target=sample_tasks,
+                args=(bench.hub.url, ids[: args.task_clients], start, end, queues[1]),
+            ),
+            ctx.Process(
+                target=sample_tail, args=(bench.hosts, bench.host_files(), start, end, queues[2])
+            ),
+        ]
+        for proc in samplers:
+            proc.start()
+        time.sleep(max(0.0, start - time.time()))
         load0 = os.getloadavg()[0]
-        time.sleep(args.seconds + 2.0)  # lines of the window's end still on their way
+        cpu0 = cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
+        spy = None
+        if args.profile and bench.hub.proc is not None:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(bench.hub.proc.pid), "--format", "raw",
+                 "-o", args.profile, "-d", str(int(args.seconds)), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        time.sleep(args.seconds)
         load1 = os.getloadavg()[0]
-        loop.call_soon_threadsafe(stop.set)
-        tail.join(5)
-        base_p99 = pct(raw.values, 99)
+        hub_cpu = (cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0) - cpu0) / args.seconds
+        all_events, per_task, raw = (q.get(timeout=120) for q in queues)
+        for proc in samplers:
+            proc.join(10)
+        if spy is not None:
+            spy.wait(30)
+        base_p99 = pct(raw, 99)
         print(
             f"== live logs: {args.tasks} tasks × {args.rate:g} lines/s over {args.hosts} "
             f"loopback sshd hosts, {args.seconds:g} s window, load {load0:.1f} → {load1:.1f} =="
         )
         print("line written on the host → seen by the client")
-        print(f"  dobby  GET /events (all tasks)          {fmt(samplers.all.values)}")
-        per_task = f"GET /tasks/{{id}}/events ({args.task_clients} tasks)"
-        print(f"  dobby  {per_task:32} {fmt(samplers.per_task.values)}")
-        print(f"  base   tail -n0 -F over asyncssh        {fmt(raw.values)}")
-        ratio = pct(samplers.all.values, 99) / base_p99 if base_p99 else float("nan")
-        print(f"  p99 ratio dobby/tail -F: {ratio:.1f}x")
+        print(f"  dobby  GET /events (all tasks)          {fmt(all_events)}")
+        label = f"GET /tasks/{{id}}/events ({args.task_clients} tasks)"
+        print(f"  dobby  {label:32} {fmt(per_task)}")
+        print(f"  base   tail -n0 -F over asyncssh        {fmt(raw)}")
+        ratio = pct(all_events, 99) / base_p99 if base_p99 else float("nan")
+        print(f"  p99 ratio dobby/tail -F: {ratio:.1f}x;  hub CPU {hub_cpu * 100:.0f}% of a core")
         expected = args.tasks * args.rate * args.seconds
         out: dict[str, Any] = {
             "tasks": args.tasks,
             "hosts": args.hosts,
             "rate": args.rate,
             "load": [round(load0, 2), round(load1, 2)],
-            "events_p50_ms": pct(samplers.all.values, 50) * 1000,
-            "events_p99_ms": pct(samplers.all.values, 99) * 1000,
-            "events_seen_of_expected": len(samplers.all.values) / expected,
-            "task_events_p50_ms": pct(samplers.per_task.values, 50) * 1000,
-            "task_events_p99_ms": pct(samplers.per_task.values, 99) * 1000,
-            "tail_p50_ms": pct(raw.values, 50) * 1000,
+            "events_p50_ms": pct(all_events, 50) * 1000,
+            "events_p99_ms": pct(all_events, 99) * 1000,
+            "events_seen_of_expected": len(all_events) / expected,
+            "task_events_p50_ms": pct(per_task, 50) * 1000,
+            "task_events_p99_ms": pct(per_task, 99) * 1000,
+            "tail_p50_ms": pct(raw, 50) * 1000,
             "tail_p99_ms": base_p99 * 1000,
             "p99_ratio": ratio,
+            "hub_cpu": hub_cpu,
         }
         print(json.dumps(out))
     finally:

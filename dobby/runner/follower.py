@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeAlias
 
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
@@ -47,6 +47,7 @@ STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it s
 FAST_POLL = 0.02
 FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
 STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status, timeout)
+STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -65,8 +66,85 @@ def next_poll(previous: float, idle: float) -> float:
     return min(cap, max(FAST_POLL, previous) * 2)
 
 
+def probe_time(now: float, every: float) -> float:
+    """Return the next multiple of ``every`` after ``now``: the tasks of a host probe together,
+    so one command answers for all of them (see streams.Probes)."""
+    return (now // every + 1) * every
+
+
 class Ended(Exception):
     """Internal: the follow loop is done (the task ended or is no longer ours)."""
+
+
+_Append = tuple[LogWriter, bytes, bool, "asyncio.Future[bytes]"]
+_Written: TypeAlias = "asyncio.Future[list[bytes | BaseException]]"
+
+
+class Appends:
+    """Appends of every follower, done on the writer thread in batches.
+
+    One batch at a time: what arrives while one is written waits for it and goes next, all
+    together. Under load the batches grow instead of the hops (each costs a thread switch).
+    """
+
+    def __init__(self, writer: ThreadPoolExecutor) -> None:
+        self._writer = writer
+        self._queue: list[_Append] = []
+        self._busy = False
+
+    async def append(self, sink: LogWriter, data: bytes, *, final: bool) -> bytes:
+        """Append the whole lines of ``data`` (see LogWriter.append) and return them."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        if not self._queue and not self._busy:
+            loop.call_soon(self._flush)  # after the other followers woken in this tick
+        self._queue.append((sink, data, final, future))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The file must not be closed under a write in flight (its fd could be reused).
+            await asyncio.wait([future])
+            raise
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        self._busy = True
+        done = asyncio.get_running_loop().run_in_executor(self._writer, _write_all, batch)
+        done.add_done_callback(lambda d: self._done(batch, d))
+
+    def _done(self, batch: list[_Append], done: _Written) -> None:
+        self._busy = False
+        _settle(batch, done)
+        self._flush()
+
+
+def _write_all(batch: list[_Append]) -> list[bytes | BaseException]:
+    out: list[bytes | BaseException] = []
+    for sink, data, final, _ in batch:
+        try:
+            out.append(sink.append(data, final=final))
+        except Exception as exc:  # noqa: BLE001 - handed to that follower, which retries
+            out.append(exc)
+    return out
+
+
+def _settle(batch: list[_Append], done: _Written) -> None:
+    results: list[bytes | BaseException]
+    if done.cancelled():
+        results = [asyncio.CancelledError()] * len(batch)
+    elif (error := done.exception()) is not None:
+        results = [error] * len(batch)
+    else:
+        results = done.result()
+    for (_, _, _, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class Followers:
@@ -102,6 +180,7 @@ class Followers:
         self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
         # One thread appends to every copy: in order per task, and off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
+        self._appends = Appends(self._writer)
         self._streams = HostStreams()
         self._probes = Probes()
         self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
@@ -233,29 +312,35 @@ class Followers:
         transport, paths = await self._locate(task)
         retry.reset()  # the host answered: its stream is up
         self._record(task.host or "", ok=True)
-        last_probe = 0.0 if adopt else time.monotonic()
+        checked = time.monotonic()
+        next_probe = 0.0 if adopt else probe_time(checked, PROBE_EVERY)
         pending = b""  # the start of a line not written whole yet: held here, not re-read
         while True:
-            task = self._current(task_id)
+            now = time.monotonic()
+            if feed.poked or now - checked >= STATUS_EVERY:
+                feed.poked = False
+                task, checked = self._current(task_id), now
             stopping = task_id in self._stopping
             if task_id in self._unsent:
                 await self._kill(task, transport, paths)
                 self._unsent.discard(task_id)
             every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
-            wait = min(STREAM_WAKE, max(0.0, last_probe + every - time.monotonic()))
-            frames = await feed.next(wait)
+            next_probe = min(next_probe, probe_time(now, every))
+            frames = await feed.next(min(STREAM_WAKE, max(0.0, next_probe - now)))
             data, ended = self._joined(frames, sink.size + len(pending))
             if data:
                 pending = await self._append(task, sink, pending + data, final=False)
             if ended is not None:
+                task = self._current(task_id)
                 self._reading[task_id] = (transport, paths)
                 await self._catch_up(task, transport, paths, sink, final=True)
                 code = parse_exit(ended.exit or "")
                 await self._collect(task, transport, paths, sink, code, cancelled=stopping)
                 return
             now = time.monotonic()
-            if now - last_probe >= every:
-                last_probe = now
+            if now >= next_probe:
+                next_probe = probe_time(now, every)
+                task, checked = self._current(task_id), now
                 if await self._gone(task, transport, paths):
                     self._reading[task_id] = (transport, paths)
                     if stopping:  # stopped for good before it could write its exit code
@@ -377,7 +462,7 @@ class Followers:
         """Append the whole lines of ``data`` to the hub's copy and publish their events;
         return the rest (a line not ended yet, unless ``final``)."""
         offset = sink.size
-        chunk = await self._in_writer(sink.append, data, final=final)
+        chunk = await self._appends.append(sink, data, final=final)
         if chunk:
             events = tasklog.events(task.backend, chunk)
             self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})

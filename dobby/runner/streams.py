@@ -29,7 +29,7 @@ from dobby.transport.base import Stream
 log = logging.getLogger("dobby.runner")
 
 UNSUPPORTED_FOR = 60.0  # a host whose stream would not start is polled, and tried again later
-PROBE_GATHER = 0.005  # seconds a probe waits for others of the same host to share its command
+PROBE_GATHER = 0.02  # seconds a probe waits for others of the same host to share its command
 PROBE_BATCH = 200  # tasks per probe command (its text stays far below ARG_MAX)
 PROBE_TIMEOUT = 20.0
 
@@ -52,6 +52,7 @@ class Feed:
         self._frames: list[Frame] = []
         self._error: TransportError | None = None
         self._wake = asyncio.Event()
+        self.poked = False  # the hub's side changed (a cancel): look at the task again
 
     def put(self, frame: Frame) -> None:
         """Queue a frame."""
@@ -65,13 +66,15 @@ class Feed:
 
     def poke(self) -> None:
         """Wake the follower now (something changed on the hub's side)."""
+        self.poked = True
         self._wake.set()
 
     async def next(self, timeout: float) -> list[Frame]:
         """Return the frames queued, waiting up to ``timeout`` for one; raise the stream's fault."""
         if not self._frames and self._error is None and timeout > 0:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 pass
         self._wake.clear()
