@@ -76,6 +76,10 @@ class Ended(Exception):
     """Internal: the follow loop is done (the task ended or is no longer ours)."""
 
 
+class Relaunched(Exception):
+    """Internal: the task was launched again meanwhile (a retry): follow the new run afresh."""
+
+
 _Append = tuple[LogWriter, bytes, bool, "asyncio.Future[bytes]"]
 _Written: TypeAlias = "asyncio.Future[list[bytes | BaseException]]"
 
@@ -188,6 +192,9 @@ class Followers:
     def follow(self, task: Task, *, adopt: bool = False) -> None:
         """Start following a running task (``adopt``: after a hub restart or a fault)."""
         if task.id in self._tasks and not self._tasks[task.id].done():
+            feed = self._feeds.get(task.id)
+            if feed is not None:
+                feed.poke()  # it looks at the task now: a new launch of it is followed afresh
             return
         self._tasks[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
 
@@ -247,6 +254,9 @@ class Followers:
                     return
                 except Ended:
                     return
+                except Relaunched:
+                    adopt = False
+                    continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - anything may be passing: try again
@@ -308,7 +318,7 @@ class Followers:
         self, task_id: str, sink: LogWriter, feed: Feed, adopt: bool, retry: Retry
     ) -> None:
         """Follow a task through its host's log stream until it ends."""
-        task = self._current(task_id)
+        task = first = self._current(task_id)
         transport, paths = await self._locate(task)
         retry.reset()  # the host answered: its stream is up
         self._record(task.host or "", ok=True)
@@ -320,6 +330,8 @@ class Followers:
             if feed.poked or now - checked >= STATUS_EVERY:
                 feed.poked = False
                 task, checked = self._current(task_id), now
+                if (task.launch_id, task.started_at) != (first.launch_id, first.started_at):
+                    raise Relaunched
             stopping = task_id in self._stopping
             if task_id in self._unsent:
                 await self._kill(task, transport, paths)

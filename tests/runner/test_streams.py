@@ -40,9 +40,11 @@ async def put(transport: Transport, path: str, data: bytes, *, append: bool = Tr
     """Write or append ``data`` on the host, as a task's tee would (never truncating)."""
     op = ">>" if append else ">"
     folder = shlex.quote(os.path.dirname(path))
+    # Any byte, NULs too, travels base64-encoded through text stdin; never empty stdin, which
+    # asyncssh would not close.
     res = await transport.run(
         f"mkdir -p {folder} && base64 -d {op} {shlex.quote(path)}",
-        input=base64.b64encode(data).decode(),  # any byte, NULs too, through text stdin
+        input=base64.b64encode(data).decode() + "\n",
     )
     assert res.ok, res.stderr
 
