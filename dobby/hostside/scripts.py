@@ -397,3 +397,122 @@ def parse_kv(text: str) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+FOLLOW_READY = b"R dobby-follow 1"
+FOLLOW_CHUNK = 65536  # bytes per frame: one `read` of bash, bounded so no frame is huge
+FOLLOW_FAST = 0.01  # seconds between reads while output flows
+FOLLOW_SLOW = 0.2  # ...once every followed file has been quiet for a while
+
+
+def render_follow() -> str:
+    """Return the host's log stream: one long-lived bash that follows many tasks' out.jsonl.
+
+    Commands on stdin, one a line: ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl``
+    from byte OFFSET under the name KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once
+    ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET; ``X KEY OFFSET CODE``
+    once the task's ``exit`` file exists and its output was sent up to OFFSET (its end: run.sh
+    writes ``exit`` after tee closed out.jsonl), then KEY is forgotten. End of stdin ends it.
+
+    Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
+    what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
+    LC_ALL=C: lengths are bytes). ``read -t`` on stdin is the wait between polls, so a
+    command is seen at once; the wait grows while every file is quiet.
+    """
+    chunk = FOLLOW_CHUNK
+    body = f"""export LC_ALL=C
+declare -A fd off dir
+exec {{z}}<> <(:)  # a pipe nobody writes to: reading it with a timeout is a sleep, no fork
+idle=0
+printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
+close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
+  unset "fd[$1]" "off[$1]" "dir[$1]"; }}
+ended() {{ local code=; read -r code <"$d/exit"
+  printf 'X %s %s %s\n' "$k" "${{off[$k]}}" "$code"; close "$k"; }}
+take() {{ case $1 in
+  +) fd[$2]=- off[$2]=$3 dir[$2]=$4 ;;
+  -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
+esac; }}
+while :; do
+  busy=0
+  for k in "${{!fd[@]}}"; do
+    d=${{dir[$k]}} f=${{fd[$k]}} ended=0
+    [ -e "$d/exit" ] && ended=1
+    if [ "$f" = - ]; then
+      if [ ! -e "$d/out.jsonl" ]; then  # not created yet (a failed exec would end bash)
+        [ $ended = 1 ] && ended
+        continue
+      fi
+      exec {{f}}<"$d/out.jsonl"
+      fd[$k]=$f left=${{off[$k]}}
+      while [ "$left" -gt 0 ]; do
+        n=$(( left < {chunk} ? left : {chunk} ))
+        IFS= read -r -d '' -n $n -u $f c; s=$? got=${{#c}}
+        [ $s = 0 ] && [ $got -lt $n ] && got=$((got + 1))
+        left=$((left - got))
+        [ $s != 0 ] && break
+      done
+      off[$k]=$((off[$k] - left))
+    fi
+    while :; do
+      IFS= read -r -d '' -n {chunk} -u $f c; s=$? n=${{#c}}
+      if [ $s = 0 ] && [ $n -lt {chunk} ]; then
+        printf 'D %s %s %s\\n%s\\0' "$k" "${{off[$k]}}" $((n + 1)) "$c"; n=$((n + 1))
+      elif [ $n -gt 0 ]; then
+        printf 'D %s %s %s\\n%s' "$k" "${{off[$k]}}" $n "$c"
+      fi
+      off[$k]=$((off[$k] + n))
+      [ $n -gt 0 ] && busy=1
+      [ $s != 0 ] && break
+    done
+    if [ $ended = 1 ]; then
+      code=; read -r code <"$d/exit"
+      printf 'X %s %s %s\\n' "$k" "${{off[$k]}}" "$code"
+      close "$k"
+    fi
+  done
+  if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
+  wait={FOLLOW_FAST}; [ $idle -gt 50 ] && wait={FOLLOW_SLOW}
+  # Commands are whole lines, one write each: a line seen waiting is read at once. (A timed
+  # read of stdin itself could time out half way through a line and lose its start.)
+  while read -t 0; do
+    IFS=' ' read -r op k o d || exit 0
+    take "$op" "$k" "$o" "$d"
+  done
+  read -t $wait -u $z
+done
+"""
+    return f"exec bash -c {shell_quote(body)}"  # bash 4+ whatever the login shell is
+
+
+def render_probe_many(paths: Sequence[TaskPaths]) -> str:
+    """Return one command probing many tasks of a host: a line ``ID SESSION STARTED EXIT`` each.
+
+    SESSION and STARTED are 0/1 as in :func:`render_probe`; EXIT is the exit file's first
+    line, empty when there is none. One ``tmux ls`` answers for every session.
+    """
+    lines = [
+        "s=$(tmux ls -F '#{session_name}' 2>/dev/null)",
+        "probe() { local a=0 b=0 e=; case $'\\n'$s$'\\n' in *$'\\n'$2$'\\n'*) a=1;; esac",
+        '  [ -e "$3/pid" ] && b=1; read -r e <"$3/exit" 2>/dev/null',
+        '  printf "%s %s %s %s\\n" "$1" $a $b "$e"; }',
+    ]
+    lines += [
+        f"probe {shell_quote(p.task_id)} {shell_quote(p.session)} {shell_quote(p.task_dir)}"
+        for p in paths
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_probe_many(text: str) -> dict[str, dict[str, str]]:
+    """Parse :func:`render_probe_many` output into ``{id: {session, started, exit}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) >= 3:
+            out[parts[0]] = {
+                "session": parts[1],
+                "started": parts[2],
+                "exit": parts[3].strip() if len(parts) > 3 else "",
+            }
+    return out

@@ -6,6 +6,10 @@ own disk full — is retried with backoff, and the copy catches up from the host
 afterwards. Only proof ends a task: its exit file (then it is collected), its tmux session
 gone without one (``host_lost``), its timeout, or a person or the watchdog ending it.
 
+Output arrives through the host's log stream (:mod:`dobby.runner.streams`: one long-lived
+reader per host, frames with byte offsets) where the host has one; elsewhere, and for Slurm
+jobs, it is polled by byte offset. Either way the copy is appended from its own size, so a
+fault anywhere resumes with no gap and no duplicate. Liveness probes are batched per host.
 Appends to the copy run on one writer thread, never on the event loop.
 """
 
@@ -17,9 +21,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeAlias
 
-from dobby.core.aio import stop_tasks
+from dobby.core.aio import bounded, stop_tasks
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import GetTask, LimitHit, SaveTask
@@ -30,6 +34,7 @@ from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.runner import verify
 from dobby.runner.collector import Collector, parse_exit
 from dobby.runner.slurm import SlurmJobs, resubmits_left
+from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.store import tasklog
 from dobby.store.tasklog import LogWriter, TaskLogs
 from dobby.transport import Transport
@@ -43,6 +48,8 @@ STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it s
 FAST_POLL = 0.02
 FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
 CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on their hosts)
+STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status, timeout)
+STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -61,8 +68,89 @@ def next_poll(previous: float, idle: float) -> float:
     return min(cap, max(FAST_POLL, previous) * 2)
 
 
+def probe_time(now: float, every: float) -> float:
+    """Return the next multiple of ``every`` after ``now``: the tasks of a host probe together,
+    so one command answers for all of them (see streams.Probes)."""
+    return (now // every + 1) * every
+
+
 class Ended(Exception):
     """Internal: the follow loop is done (the task ended or is no longer ours)."""
+
+
+class Relaunched(Exception):
+    """Internal: the task was launched again meanwhile (a retry): follow the new run afresh."""
+
+
+_Append = tuple[LogWriter, bytes, bool, "asyncio.Future[bytes]"]
+_Written: TypeAlias = "asyncio.Future[list[bytes | BaseException]]"
+
+
+class Appends:
+    """Appends of every follower, done on the writer thread in batches.
+
+    One batch at a time: what arrives while one is written waits for it and goes next, all
+    together. Under load the batches grow instead of the hops (each costs a thread switch).
+    """
+
+    def __init__(self, writer: ThreadPoolExecutor) -> None:
+        self._writer = writer
+        self._queue: list[_Append] = []
+        self._busy = False
+
+    async def append(self, sink: LogWriter, data: bytes, *, final: bool) -> bytes:
+        """Append the whole lines of ``data`` (see LogWriter.append) and return them."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        if not self._queue and not self._busy:
+            loop.call_soon(self._flush)  # after the other followers woken in this tick
+        self._queue.append((sink, data, final, future))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The file must not be closed under a write in flight (its fd could be reused).
+            await asyncio.wait([future])
+            raise
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        self._busy = True
+        done = asyncio.get_running_loop().run_in_executor(self._writer, _write_all, batch)
+        done.add_done_callback(lambda d: self._done(batch, d))
+
+    def _done(self, batch: list[_Append], done: _Written) -> None:
+        self._busy = False
+        _settle(batch, done)
+        self._flush()
+
+
+def _write_all(batch: list[_Append]) -> list[bytes | BaseException]:
+    out: list[bytes | BaseException] = []
+    for sink, data, final, _ in batch:
+        try:
+            out.append(sink.append(data, final=final))
+        except Exception as exc:  # noqa: BLE001 - handed to that follower, which retries
+            out.append(exc)
+    return out
+
+
+def _settle(batch: list[_Append], done: _Written) -> None:
+    results: list[bytes | BaseException]
+    if done.cancelled():
+        results = [asyncio.CancelledError()] * len(batch)
+    elif (error := done.exception()) is not None:
+        results = [error] * len(batch)
+    else:
+        results = done.result()
+    for (_, _, _, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class Followers:
@@ -99,10 +187,19 @@ class Followers:
         # One thread appends to every copy: in order per task, and off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
         self._closed = False  # stopping: every loop ends at its next turn
+        self._appends = Appends(self._writer)
+        self._streams = HostStreams()
+        self._probes = Probes()
+        self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
 
     def follow(self, task: Task, *, adopt: bool = False) -> None:
         """Start following a running task (``adopt``: after a hub restart or a fault)."""
-        if self._closed or (task.id in self._tasks and not self._tasks[task.id].done()):
+        if self._closed:
+            return
+        if task.id in self._tasks and not self._tasks[task.id].done():
+            feed = self._feeds.get(task.id)
+            if feed is not None:
+                feed.poke()  # it looks at the task now: a new launch of it is followed afresh
             return
         self._tasks[task.id] = asyncio.ensure_future(self._follow(task.id, adopt))
 
@@ -119,6 +216,9 @@ class Followers:
         self._stopping.add(task.id)
         self._unsent.add(task.id)
         self.follow(task, adopt=True)
+        feed = self._feeds.get(task.id)
+        if feed is not None:
+            feed.poke()
 
     def stop_sent(self, task_id: str) -> None:
         """Note that the stop of a cancelled task reached its host."""
@@ -144,6 +244,7 @@ class Followers:
         """Stop every follower (tasks keep running on their hosts)."""
         self._closed = True
         await stop_tasks(self._tasks.values(), timeout=CLOSE_WAIT, what="the followers")
+        await bounded(self._streams.close(), timeout=CLOSE_WAIT, what="the host log streams")
         # Appends still queued are dropped: a copy's size is its offset, so the next start
         # reads the rest from the host again.
         self._writer.shutdown(wait=False, cancel_futures=True)
@@ -158,6 +259,9 @@ class Followers:
                     return
                 except Ended:
                     return
+                except Relaunched:
+                    adopt = False
+                    continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - anything may be passing: try again
@@ -201,67 +305,162 @@ class Followers:
         raise Ended
 
     async def _follow_once(self, task_id: str, adopt: bool, retry: Retry) -> None:
+        with await self._open(task_id) as sink:
+            task = self._current(task_id)
+            transport, paths = await self._locate(task)
+            if not task.slurm_job:
+                feed = await self._streams.join(transport, task_id, paths.task_dir, sink.size)
+                if feed is not None:
+                    self._feeds[task_id] = feed
+                    try:
+                        await self._streamed(task_id, sink, feed, adopt, retry)
+                        return
+                    finally:
+                        if self._feeds.get(task_id) is feed:
+                            del self._feeds[task_id]
+                        self._streams.leave(feed)
+            await self._polled(task_id, sink, adopt, retry)
+
+    async def _streamed(
+        self, task_id: str, sink: LogWriter, feed: Feed, adopt: bool, retry: Retry
+    ) -> None:
+        """Follow a task through its host's log stream until it ends."""
+        task = first = self._current(task_id)
+        transport, paths = await self._locate(task)
+        retry.reset()  # the host answered: its stream is up
+        self._record(task.host or "", ok=True)
+        checked = time.monotonic()
+        next_probe = 0.0 if adopt else probe_time(checked, PROBE_EVERY)
+        pending = b""  # the start of a line not written whole yet: held here, not re-read
+        while True:
+            now = time.monotonic()
+            if feed.poked or now - checked >= STATUS_EVERY:
+                feed.poked = False
+                task, checked = self._current(task_id), now
+                if (task.launch_id, task.started_at) != (first.launch_id, first.started_at):
+                    raise Relaunched
+            stopping = task_id in self._stopping
+            if task_id in self._unsent:
+                await self._kill(task, transport, paths)
+                self._unsent.discard(task_id)
+            every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
+            next_probe = min(next_probe, probe_time(now, every))
+            frames = await feed.next(min(STREAM_WAKE, max(0.0, next_probe - now)))
+            data, ended = self._joined(frames, sink.size + len(pending))
+            if data:
+                pending = await self._append(task, sink, pending + data, final=False)
+            if ended is not None:
+                task = self._current(task_id)
+                self._reading[task_id] = (transport, paths)
+                await self._catch_up(task, transport, paths, sink, final=True)
+                code = parse_exit(ended.exit or "")
+                await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                return
+            now = time.monotonic()
+            if now >= next_probe:
+                next_probe = probe_time(now, every)
+                task, checked = self._current(task_id), now
+                if await self._gone(task, transport, paths):
+                    self._reading[task_id] = (transport, paths)
+                    if stopping:  # stopped for good before it could write its exit code
+                        await self._catch_up(task, transport, paths, sink, final=True)
+                        await self._collect(task, transport, paths, sink, None, cancelled=True)
+                    else:
+                        self._lost(task, paths)
+                    return
+            if not stopping and self._timed_out(task):
+                await self._time_out(task, transport, paths)
+                return
+
+    @staticmethod
+    def _joined(frames: list[Frame], expected: int) -> tuple[bytes, Frame | None]:
+        """Return the bytes of ``frames`` from offset ``expected`` on, and the end frame if any.
+
+        Raise TransportError on a gap: the follower then starts again from its copy's size.
+        """
+        parts: list[bytes] = []
+        for frame in frames:
+            if frame.offset != expected:
+                raise TransportError(f"log stream jumped from byte {expected} to {frame.offset}")
+            if frame.exit is not None:
+                return b"".join(parts), frame
+            parts.append(frame.data)
+            expected += len(frame.data)
+        return b"".join(parts), None
+
+    async def _catch_up(
+        self,
+        task: Task,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+        sink: LogWriter,
+        *,
+        final: bool,
+    ) -> None:
+        """Read the host's out.jsonl from the copy's size to its end, by offset."""
+        while True:
+            data = await transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT)
+            if data:
+                await self._append(task, sink, data, final=final)
+            if not data or len(data) < READ_LIMIT:
+                return
+
+    async def _time_out(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
+        await self._kill(task, transport, paths)
+        self.finish(task, TaskStatus.FAILED, Reason.TIMEOUT, f"timed out after {task.timeout:g}s")
+
+    async def _polled(self, task_id: str, sink: LogWriter, adopt: bool, retry: Retry) -> None:
+        """Follow a task by reading its files by offset, fast while output flows."""
         last_data = time.monotonic()
         interval = FAST_POLL
         last_probe = 0.0 if adopt else time.monotonic()
         draining = False  # exit seen: one more read, issued after it, gets the last lines
-        with await self._open(task_id) as sink:
-            while True:
-                task = self._current(task_id)
-                stopping = task_id in self._stopping
-                transport, paths = await self._locate(task)
-                self._reading[task_id] = (transport, paths)
-                if task_id in self._unsent:
-                    await self._kill(task, transport, paths)
-                    self._unsent.discard(task_id)
-                data, exit_text = await asyncio.gather(
-                    transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
-                    transport.read_from(paths.file("exit"), 0, 64),
-                )
-                if retry.failures:
-                    retry.reset()
-                self._record(task.host or "", ok=True)
-                now = time.monotonic()
-                if data:
-                    await self._append(task, sink, data, final=draining)
-                    if len(data) >= READ_LIMIT:
-                        continue
-                    last_data = now
-                    interval = FAST_POLL
-                if exit_text is not None and exit_text.strip():
-                    if not draining:
-                        draining = True
-                        continue
-                    code = parse_exit(exit_text)
-                    await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+        while True:
+            task = self._current(task_id)
+            stopping = task_id in self._stopping
+            transport, paths = await self._locate(task)
+            self._reading[task_id] = (transport, paths)
+            if task_id in self._unsent:
+                await self._kill(task, transport, paths)
+                self._unsent.discard(task_id)
+            data, exit_text = await asyncio.gather(
+                transport.read_from(paths.file("out.jsonl"), sink.size, READ_LIMIT),
+                transport.read_from(paths.file("exit"), 0, 64),
+            )
+            if retry.failures:
+                retry.reset()
+            self._record(task.host or "", ok=True)
+            now = time.monotonic()
+            if data:
+                await self._append(task, sink, data, final=draining)
+                if len(data) >= READ_LIMIT:
+                    continue
+                last_data = now
+                interval = FAST_POLL
+            if exit_text is not None and exit_text.strip():
+                if not draining:
+                    draining = True
+                    continue
+                code = parse_exit(exit_text)
+                await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                return
+            if task.slurm_job:
+                if await self._slurm_ended(task, transport, paths, sink):
                     return
-                if task.slurm_job:
-                    if await self._slurm_ended(task, transport, paths, sink):
-                        return
-                elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
-                    last_probe = now
-                    if await self._gone(task, transport, paths):
-                        if stopping:  # stopped for good before it could write its exit code
-                            rest = await transport.read_from(
-                                paths.file("out.jsonl"), sink.size, READ_LIMIT
-                            )
-                            if rest:
-                                await self._append(task, sink, rest, final=True)
-                            await self._collect(task, transport, paths, sink, None, cancelled=True)
-                        else:
-                            self._lost(task, paths)
-                        return
-                if not stopping and self._timed_out(task):
-                    await self._kill(task, transport, paths)
-                    self.finish(
-                        task,
-                        TaskStatus.FAILED,
-                        Reason.TIMEOUT,
-                        f"timed out after {task.timeout:g}s",
-                    )
+            elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
+                last_probe = now
+                if await self._gone(task, transport, paths):
+                    if stopping:  # stopped for good before it could write its exit code
+                        await self._catch_up(task, transport, paths, sink, final=True)
+                        await self._collect(task, transport, paths, sink, None, cancelled=True)
+                    else:
+                        self._lost(task, paths)
                     return
-                interval = next_poll(interval, now - last_data)
-                await asyncio.sleep(interval)
+            if not stopping and self._timed_out(task):
+                await self._time_out(task, transport, paths)
+                return
+            interval = next_poll(interval, now - last_data)
+            await asyncio.sleep(interval)
 
     # -- the copy ------------------------------------------------------------------------
     async def _open(self, task_id: str) -> LogWriter:
@@ -278,13 +477,15 @@ class Followers:
             await asyncio.wait([future])
             raise
 
-    async def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> None:
-        """Append the whole lines of ``data`` to the hub's copy and publish their events."""
+    async def _append(self, task: Task, sink: LogWriter, data: bytes, *, final: bool) -> bytes:
+        """Append the whole lines of ``data`` to the hub's copy and publish their events;
+        return the rest (a line not ended yet, unless ``final``)."""
         offset = sink.size
-        chunk = await self._in_writer(sink.append, data, final=final)
+        chunk = await self._appends.append(sink, data, final=final)
         if chunk:
             events = tasklog.events(task.backend, chunk)
             self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
+        return data[len(chunk) :]
 
     # -- endings -------------------------------------------------------------------------
     def _timed_out(self, task: Task) -> bool:
@@ -295,16 +496,8 @@ class Followers:
         return time.time() - started > limit
 
     async def _gone(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
-        """Return True if the task's session is gone without an exit code."""
-        res = await transport.run(
-            scripts.render_probe(session=paths.session, paths=paths), timeout=20
-        )
-        state = scripts.parse_kv(res.stdout)
-        if not res.ok or "session" not in state:
-            raise TransportError(
-                f"liveness probe failed (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
-                host=task.host,
-            )
+        """Return True if the task's session is gone without an exit code (batched per host)."""
+        state = await self._probes.probe(transport, paths)
         return not (state.get("session") == "1" or state.get("exit"))
 
     async def _slurm_ended(

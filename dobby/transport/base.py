@@ -6,6 +6,7 @@ import abc
 import posixpath
 from dataclasses import dataclass
 
+from dobby.core.errors import TransportError
 from dobby.core.models import Host
 
 # Environment variables of the hub that must never reach a task's process.
@@ -23,6 +24,26 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
+
+
+class Stream(abc.ABC):
+    """A long-lived command on a host: lines in on its stdin, bytes out of its stdout."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the command's stdin (buffered: never blocks)."""
+
+    @abc.abstractmethod
+    async def readline(self) -> bytes:
+        """Return the next line of stdout, with its newline; b"" at its end."""
+
+    @abc.abstractmethod
+    async def readexactly(self, n: int) -> bytes:
+        """Return exactly ``n`` bytes of stdout; raise TransportError if it ends before."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End the command and wait until it is gone."""
 
 
 class Transport(abc.ABC):
@@ -66,6 +87,12 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def stat(self, path: str) -> int | None:
         """Return the size of ``path``, or None if it does not exist."""
+
+    streams = False  # True where open_stream works; elsewhere callers poll with read_from
+
+    async def open_stream(self, command: str) -> Stream:
+        """Start ``command`` as a long-lived :class:`Stream`; raise TransportError if it cannot."""
+        raise TransportError(f"{type(self).__name__} has no streams", host=self.host.name)
 
     def release(self, path: str) -> None:  # noqa: B027 - optional hook
         """Forget any cached handle on ``path`` (the follower is done with it)."""

@@ -10,7 +10,7 @@ import tempfile
 from typing import IO
 
 from dobby.core.errors import TransportError
-from dobby.transport.base import HUB_SECRETS, IDENT_COMMAND, RunResult, Transport
+from dobby.transport.base import HUB_SECRETS, IDENT_COMMAND, RunResult, Stream, Transport
 
 
 def _task_env() -> dict[str, str]:
@@ -113,5 +113,65 @@ class LocalTransport(Transport):
         except FileNotFoundError:
             return None
 
+    streams = True
+
+    async def open_stream(self, command: str) -> Stream:
+        """Start ``command`` with bash, its stdin and stdout as pipes."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=_task_env(),
+                start_new_session=True,
+                limit=1 << 20,
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start a stream: {exc}", host=self.host.name) from exc
+        return _LocalStream(proc, self.host.name)
+
     async def close(self) -> None:
         """Nothing to close."""
+
+
+class _LocalStream(Stream):
+    """A local bash process as a :class:`Stream`."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, host: str) -> None:
+        self._proc = proc
+        self._host = host
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to stdin."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(data)
+        except (OSError, RuntimeError) as exc:  # a closed pipe: the reader sees the end too
+            raise TransportError(f"stream lost: {exc}", host=self._host) from exc
+
+    async def readline(self) -> bytes:
+        """Return the next line of stdout (b"" at its end)."""
+        assert self._proc.stdout is not None
+        return await self._proc.stdout.readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        """Return ``n`` bytes of stdout."""
+        assert self._proc.stdout is not None
+        try:
+            return await self._proc.stdout.readexactly(n)
+        except asyncio.IncompleteReadError as exc:
+            raise TransportError("stream ended mid-frame", host=self._host) from exc
+
+    async def close(self) -> None:
+        """Kill the process group (nothing of it outlives the stream) and reap it."""
+        if self._proc.returncode is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        await self._proc.wait()

@@ -20,7 +20,7 @@ import asyncssh
 from dobby.core.errors import ConnectionLost, HostUnreachable, TransportError
 from dobby.core.models import Host
 from dobby.core.retry import Backoff, Retry
-from dobby.transport.base import IDENT_COMMAND, RunResult, Transport
+from dobby.transport.base import IDENT_COMMAND, RunResult, Stream, Transport
 
 _LOST = (asyncssh.Error, OSError, EOFError)
 CLOSE_WAIT = 0.5  # for the server's side of a close, before the connection is dropped
@@ -319,6 +319,20 @@ class SshTransport(Transport):
         except _LOST as exc:
             raise self._lost(exc) from exc
 
+    streams = True
+
+    async def open_stream(self, command: str) -> Stream:
+        """Start ``command`` on its own channel, kept open until the stream is closed."""
+        await self.connect()
+        assert self._conn is not None
+        try:
+            process = await self._conn.create_process(
+                command, encoding=None, stderr=asyncssh.DEVNULL
+            )
+        except _LOST as exc:
+            raise self._lost(exc) from exc
+        return _SshStream(process, self.host.name)
+
     async def close(self) -> None:
         """Close the connection."""
         conn, self._conn = self._conn, None
@@ -335,6 +349,45 @@ class SshTransport(Transport):
                 conn.abort()
             elif not closing.cancelled():
                 closing.exception()
+
+
+class _SshStream(Stream):
+    """A command's channel: its stdin and stdout as a :class:`Stream`."""
+
+    def __init__(self, process: Any, host: str) -> None:
+        self._process = process
+        self._host = host
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to stdin."""
+        try:
+            self._process.stdin.write(data)
+        except _LOST as exc:
+            raise ConnectionLost(f"stream lost: {_describe(exc)}", host=self._host) from exc
+
+    async def readline(self) -> bytes:
+        """Return the next line of stdout (b"" at its end)."""
+        try:
+            line: bytes = await self._process.stdout.readline()
+        except _LOST as exc:
+            raise ConnectionLost(f"stream lost: {_describe(exc)}", host=self._host) from exc
+        return line
+
+    async def readexactly(self, n: int) -> bytes:
+        """Return ``n`` bytes of stdout."""
+        try:
+            data: bytes = await self._process.stdout.readexactly(n)
+        except (asyncio.IncompleteReadError, *_LOST) as exc:
+            raise ConnectionLost(f"stream lost: {_describe(exc)}", host=self._host) from exc
+        return data
+
+    async def close(self) -> None:
+        """Close the channel (the command sees its stdin end and exits)."""
+        self._process.close()
+        try:
+            await asyncio.wait_for(self._process.wait_closed(), 2)
+        except (TimeoutError, *_LOST):
+            pass
 
 
 async def _quiet_close(fh: Any) -> None:

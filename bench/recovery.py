@@ -1,0 +1,127 @@
+"""Recovery benchmark: hub kill -9 with N running tasks, restart, until every log flows again.
+
+N shell tasks (default 500) spread over H loopback sshd hosts (default 20) each print a
+timestamp line every second (see bench/logs.py). Once all run, the hub is killed with SIGKILL
+and started again. Measured from the restart:
+  dobby  until /health answers; until the hub's copy of each task's output has grown again
+         (p50, and the last one: "logs flowing for all")
+  base   in the same run, a fresh asyncssh connect to every host + an SFTP read of every
+         task's whole out.jsonl (what any recovery has to do at least)
+Run as root: `python bench/recovery.py [--tasks 500 --hosts 20]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncssh  # noqa: E402
+
+from bench.logs import Bench, cpu_seconds, wait_running  # noqa: E402
+from tests.fixtures.sshd import SshHost  # noqa: E402
+
+
+async def reconnect_and_read(hosts: list[SshHost], files: dict[str, list[str]]) -> float:
+    """Return the wall time of connecting to every host and reading every file whole."""
+
+    async def one(host: SshHost) -> int:
+        async with asyncssh.connect(**host.connect_options()) as conn:
+            async with conn.start_sftp_client() as sftp:
+
+                async def read(path: str) -> int:
+                    async with sftp.open(path, "rb") as fh:
+                        return len(await fh.read())
+
+                return sum(await asyncio.gather(*(read(p) for p in files.get(host.name, []))))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(h) for h in hosts))
+    return time.perf_counter() - t0
+
+
+def sizes(results: Path, ids: list[str]) -> dict[str, int]:
+    out = {}
+    for tid in ids:
+        try:
+            out[tid] = (results / tid / "out.jsonl").stat().st_size
+        except FileNotFoundError:
+            out[tid] = 0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=1.0, help="lines per second per task")
+    parser.add_argument("--down", type=float, default=2.0, help="seconds the hub stays dead")
+    args = parser.parse_args()
+
+    per_host = -(-args.tasks // args.hosts)
+    bench = Bench(hosts=args.hosts, per_host=per_host, user_prefix="dobbyr")
+    try:
+        client = bench.start()
+        ids = bench.submit(client, args.tasks, args.rate)
+        wait_running(client, ids, timeout=900)
+        time.sleep(2)
+        results = bench.hub.home / "results"
+        bench.hub.kill(signal.SIGKILL)
+        time.sleep(args.down)
+        before = sizes(results, ids)
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        bench.hub.start(wait=False)
+        bench.hub.wait_healthy(timeout=120)
+        healthy = time.perf_counter() - t0
+        flowing: dict[str, float] = {}
+        deadline = time.monotonic() + 300
+        while len(flowing) < len(ids) and time.monotonic() < deadline:
+            now = time.perf_counter() - t0
+            for tid, size in sizes(results, [t for t in ids if t not in flowing]).items():
+                if size > before[tid]:
+                    flowing[tid] = now
+            time.sleep(0.02)
+        hub_cpu = cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
+        base = asyncio.run(reconnect_and_read(bench.hosts, bench.host_files()))
+        times = sorted(flowing.values())
+        last = times[-1] if len(times) == len(ids) else float("inf")
+        print(
+            f"== recovery: {args.tasks} running tasks over {args.hosts} loopback sshd hosts, "
+            f"hub kill -9, restart; load {load:.1f} =="
+        )
+        print(f"  dobby  /health answers after        {healthy:6.2f} s")
+        print(
+            f"  dobby  logs flowing again: p50 {times[len(times) // 2]:6.2f} s, all "
+            f"{len(times)}/{len(ids)} after {last:6.2f} s  (hub CPU {hub_cpu:.1f} s so far)"
+        )
+        print(f"  base   fresh connect + read of all logs {base:6.2f} s")
+        print(f"  ratio  all flowing / baseline: {last / base:.1f}x")
+        print(
+            json.dumps(
+                {
+                    "tasks": args.tasks,
+                    "hosts": args.hosts,
+                    "load": round(load, 2),
+                    "healthy_s": healthy,
+                    "flowing_p50_s": times[len(times) // 2],
+                    "flowing_all_s": last,
+                    "flowing_count": len(times),
+                    "baseline_s": base,
+                    "ratio": last / base,
+                }
+            )
+        )
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""One log stream per host, and one liveness probe per host at a time.
+
+A stream is one long-lived command on the host (:func:`scripts.render_follow`) that follows
+every running task's out.jsonl there and sends what each file grew by, framed with the task
+and the byte offset. The hub demultiplexes the frames into one :class:`Feed` per followed
+task. A task joins at the offset of the hub's copy and leaves when it is done; a fault ends
+the stream and fails every feed on it, and each follower joins a new one from its own copy's
+offset, so nothing is lost or repeated. Frames carry offsets: a follower checks each against
+its copy and resynchronises on any gap.
+
+:class:`Probes` batches liveness probes: the tasks of a host asking in the same moment
+share one command (after a hub restart, one per host instead of one per task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dobby.core.errors import ConnectionLost, TransportError
+from dobby.hostside import scripts
+from dobby.transport import Transport
+from dobby.transport.base import Stream
+
+log = logging.getLogger("dobby.runner")
+
+UNSUPPORTED_FOR = 60.0  # a host whose stream would not start is polled, and tried again later
+PROBE_GATHER = 0.02  # seconds a probe waits for others of the same host to share its command
+PROBE_BATCH = 200  # tasks per probe command (its text stays far below ARG_MAX)
+PROBE_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the stream said about one task: bytes from ``offset``, or its end."""
+
+    offset: int
+    data: bytes = b""
+    exit: str | None = None  # the exit file's text: the task ended, its output all sent
+
+
+class Feed:
+    """One task's frames, in order, or the fault that ended its stream."""
+
+    def __init__(self, *, key: str, stream: HostStream) -> None:
+        self.key = key
+        self.stream = stream
+        self._frames: list[Frame] = []
+        self._error: TransportError | None = None
+        self._wake = asyncio.Event()
+        self.poked = False  # the hub's side changed (a cancel): look at the task again
+
+    def put(self, frame: Frame) -> None:
+        """Queue a frame."""
+        self._frames.append(frame)
+        self._wake.set()
+
+    def fail(self, error: TransportError) -> None:
+        """End the feed: its stream is gone."""
+        self._error = error
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Wake the follower now (something changed on the hub's side)."""
+        self.poked = True
+        self._wake.set()
+
+    async def next(self, timeout: float) -> list[Frame]:
+        """Return the frames queued, waiting up to ``timeout`` for one; raise the stream's fault."""
+        if not self._frames and self._error is None and timeout > 0:
+            try:
+                async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        frames, self._frames = self._frames, []
+        if not frames and self._error is not None:
+            raise self._error
+        return frames
+
+
+class HostStream:
+    """The stream of one transport: writes commands, reads frames into feeds."""
+
+    def __init__(self, *, transport: Transport, stream: Stream) -> None:
+        self.transport = transport
+        self.feeds: dict[str, Feed] = {}
+        self.error: TransportError | None = None
+        self._stream = stream
+        self._reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start reading frames."""
+        self._reader = asyncio.ensure_future(self._read())
+
+    def send(self, line: str) -> None:
+        """Send one command line; a stream already gone fails the caller's feed soon."""
+        if self.error is not None:
+            return
+        try:
+            self._stream.write(line.encode("utf-8", "surrogateescape"))
+        except TransportError as exc:
+            self._end(exc)
+
+    async def _read(self) -> None:
+        host = self.transport.host.name
+        try:
+            while True:
+                head = await self._stream.readline()
+                if not head.endswith(b"\n"):
+                    raise ConnectionLost("log stream ended", host=host)
+                kind, key, offset, rest = head.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
+                if kind == "D":
+                    data = await self._stream.readexactly(int(rest))
+                    feed = self.feeds.get(key)
+                    if feed is not None:
+                        feed.put(Frame(int(offset), data))
+                elif kind == "X":
+                    feed = self.feeds.pop(key, None)
+                    if feed is not None:
+                        feed.put(Frame(int(offset), exit=rest))
+                else:
+                    raise TransportError(f"log stream said {head[:80]!r}", host=host)
+        except asyncio.CancelledError:
+            raise
+        except TransportError as exc:
+            self._end(exc)
+        except Exception as exc:  # noqa: BLE001 - a frame it could not parse ends the stream
+            self._end(TransportError(f"log stream: {exc!r}", host=host))
+
+    def _end(self, error: TransportError) -> None:
+        if self.error is None:
+            self.error = error
+        for feed in self.feeds.values():
+            feed.fail(error)
+        self.feeds.clear()
+
+    async def close(self) -> None:
+        """End the stream on the host and stop reading."""
+        self._end(ConnectionLost("log stream closed", host=self.transport.host.name))
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._stream.close()
+
+
+class HostStreams:
+    """One :class:`HostStream` per transport, started on first use."""
+
+    def __init__(self) -> None:
+        self._streams: dict[Transport, HostStream] = {}
+        self._starting: dict[Transport, asyncio.Future[HostStream | None]] = {}
+        self._unsupported: dict[Transport, float] = {}
+        self._keys = itertools.count(1)
+        self._closed = False
+
+    async def join(
+        self, transport: Transport, task_id: str, task_dir: str, offset: int
+    ) -> Feed | None:
+        """Follow a task's out.jsonl from ``offset``; None when this host cannot stream."""
+        stream = await self._stream(transport)
+        if stream is None:
+            return None
+        key = f"{task_id}.{next(self._keys)}"  # a rejoin never receives the old frames
+        feed = Feed(key=key, stream=stream)
+        stream.feeds[key] = feed
+        stream.send(f"+ {key} {int(offset)} {task_dir}\n")
+        if stream.error is not None:
+            feed.fail(stream.error)
+        return feed
+
+    def leave(self, feed: Feed) -> None:
+        """Stop following a feed's task (its frames still on the way are dropped)."""
+        if feed.stream.feeds.pop(feed.key, None) is not None:
+            feed.stream.send(f"- {feed.key}\n")
+
+    async def _stream(self, transport: Transport) -> HostStream | None:
+        stream = self._streams.get(transport)
+        if stream is not None and stream.error is None:
+            return stream
+        if stream is not None:
+            self._streams.pop(transport, None)
+            asyncio.ensure_future(stream.close())
+        until = self._unsupported.get(transport)
+        if not transport.streams or (until is not None and time.monotonic() < until):
+            return None
+        starting = self._starting.get(transport)
+        if starting is None:
+            starting = asyncio.ensure_future(self._start(transport))
+            self._starting[transport] = starting
+            starting.add_done_callback(lambda _: self._starting.pop(transport, None))
+        return await asyncio.shield(starting)
+
+    async def _start(self, transport: Transport) -> HostStream | None:
+        if self._closed:
+            raise ConnectionLost("the hub is stopping", host=transport.host.name)
+        remote = await transport.open_stream(scripts.render_follow())
+        try:
+            ready = await asyncio.wait_for(remote.readline(), PROBE_TIMEOUT)
+        except BaseException:
+            await remote.close()
+            raise
+        if ready.rstrip(b"\n") != scripts.FOLLOW_READY:
+            await remote.close()
+            if ready:  # something answered, but not our reader: this host is polled
+                log.warning(
+                    "%s: log stream did not start (%r); polling its tasks",
+                    transport.host.name,
+                    ready[:200],
+                )
+                self._unsupported[transport] = time.monotonic() + UNSUPPORTED_FOR
+                return None
+            raise ConnectionLost("log stream ended at its start", host=transport.host.name)
+        stream = HostStream(transport=transport, stream=remote)
+        stream.start()
+        self._streams[transport] = stream
+        self._unsupported.pop(transport, None)
+        return stream
+
+    async def close(self) -> None:
+        """End every stream."""
+        self._closed = True
+        streams, self._streams = list(self._streams.values()), {}
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+
+
+_Asker = tuple[scripts.TaskPaths, "asyncio.Future[dict[str, str]]"]
+
+
+class Probes:
+    """Liveness probes, batched per host: one command answers for every task asking at once."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[Transport, list[_Asker]] = {}
+
+    async def probe(self, transport: Transport, paths: scripts.TaskPaths) -> dict[str, str]:
+        """Return ``{"session", "started", "exit"}`` of a task; raise TransportError on faults."""
+        future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        batch = self._waiting.get(transport)
+        if batch is None:
+            batch = self._waiting[transport] = []
+            asyncio.ensure_future(self._run(transport))
+        batch.append((paths, future))
+        return await future
+
+    async def _run(self, transport: Transport) -> None:
+        await asyncio.sleep(PROBE_GATHER)
+        batch = self._waiting.pop(transport, [])
+        for start in range(0, len(batch), PROBE_BATCH):
+            part = batch[start : start + PROBE_BATCH]
+            try:
+                await self._one(transport, part)
+            except Exception as exc:  # noqa: BLE001 - every asker gets the fault
+                error = (
+                    exc
+                    if isinstance(exc, TransportError)
+                    else TransportError(f"liveness probe failed: {exc!r}", host=transport.host.name)
+                )
+                for _, future in part:
+                    if not future.done():
+                        future.set_exception(error)
+
+    @staticmethod
+    async def _one(
+        transport: Transport,
+        part: Sequence[_Asker],
+    ) -> None:
+        res = await transport.run(
+            scripts.render_probe_many([paths for paths, _ in part]), timeout=PROBE_TIMEOUT
+        )
+        states = scripts.parse_probe_many(res.stdout) if res.ok else {}
+        for paths, future in part:
+            state = states.get(paths.task_id)
+            if future.done():
+                continue
+            if state is None:
+                future.set_exception(
+                    TransportError(
+                        f"liveness probe failed (exit {res.exit_status}): "
+                        f"{res.stderr.strip()[-300:]}",
+                        host=transport.host.name,
+                    )
+                )
+            else:
+                future.set_result(state)

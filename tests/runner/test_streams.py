@@ -1,0 +1,196 @@
+"""The host's log stream and the batched probes, against both transports (local, real sshd)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import random
+import shlex
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dobby.core.errors import TransportError
+from dobby.core.models import Host
+from dobby.hostside import scripts
+from dobby.runner.follower import Followers, probe_time
+from dobby.runner.streams import Feed, Frame, HostStreams, Probes
+from dobby.transport import LocalTransport, SshTransport, Transport
+from tests.fixtures.sshd import SshHost
+from tests.transport.test_transport import ssh_host_model
+
+
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.slow)])
+async def transport(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Transport]:
+    if request.param == "local":
+        t: Transport = LocalTransport(
+            host=Host(name="local", connection="local", workdir=str(tmp_path / "w"))
+        )
+    else:
+        hosts: list[SshHost] = request.getfixturevalue("ssh_hosts")
+        t = SshTransport(host=ssh_host_model(hosts[0]))
+    await t.connect()
+    yield t
+    await t.close()
+
+
+async def put(transport: Transport, path: str, data: bytes, *, append: bool = True) -> None:
+    """Write or append ``data`` on the host, as a task's tee would (never truncating)."""
+    op = ">>" if append else ">"
+    folder = shlex.quote(os.path.dirname(path))
+    # Any byte, NULs too, travels base64-encoded through text stdin; never empty stdin, which
+    # asyncssh would not close.
+    res = await transport.run(
+        f"mkdir -p {folder} && base64 -d {op} {shlex.quote(path)}",
+        input=base64.b64encode(data).decode() + "\n",
+    )
+    assert res.ok, res.stderr
+
+
+async def collect(feed: Feed, timeout: float = 30) -> tuple[bytes, Frame]:
+    """Return the bytes of a feed up to its end frame, checking each frame's offset."""
+    data = b""
+    start: int | None = None
+    async with asyncio.timeout(timeout):
+        while True:
+            for frame in await feed.next(1.0):
+                if start is None:
+                    start = frame.offset
+                assert frame.offset == start + len(data)
+                if frame.exit is not None:
+                    return data, frame
+                data += frame.data
+
+
+async def test_stream_sends_each_task_byte_for_byte_from_its_offset(transport: Transport) -> None:
+    root = f"{transport.workdir}/tasks"
+    a, b = f"{root}/a", f"{root}/b"
+    head = b"x" * 100 + b"\x00first line\n"
+    await put(transport, f"{a}/out.jsonl", head, append=False)
+    streams = HostStreams()
+    try:
+        fa = await streams.join(transport, "a", a, 50)
+        fb = await streams.join(transport, "b", b, 0)  # out.jsonl not there yet
+        assert fa is not None and fb is not None
+        rng = random.Random(7)
+        written = b""
+        for _ in range(30):  # torn lines, NULs, any byte: all arrive exactly
+            chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
+            await put(transport, f"{b}/out.jsonl", chunk)
+            written += chunk
+        await put(transport, f"{b}/exit", b"3\n", append=False)
+        data, end = await collect(fb)
+        assert data == written
+        assert (end.offset, end.exit) == (len(written), "3")
+        await put(transport, f"{a}/out.jsonl", b"second line\n")
+        await put(transport, f"{a}/exit", b"0\n", append=False)
+        data, end = await collect(fa)
+        assert data == head[50:] + b"second line\n"
+        assert end.offset == len(head) + len(b"second line\n")
+    finally:
+        await streams.close()
+
+
+async def test_a_task_that_left_gets_no_frames_and_a_rejoin_starts_fresh(
+    transport: Transport,
+) -> None:
+    d = f"{transport.workdir}/tasks/c"
+    await put(transport, f"{d}/out.jsonl", b"one\n", append=False)
+    streams = HostStreams()
+    try:
+        first = await streams.join(transport, "c", d, 0)
+        assert first is not None
+        frames = []
+        async with asyncio.timeout(30):
+            while not frames:
+                frames = await first.next(1.0)
+        streams.leave(first)
+        await put(transport, f"{d}/out.jsonl", b"two\n")
+        second = await streams.join(transport, "c", d, 4)
+        assert second is not None and second.key != first.key
+        await put(transport, f"{d}/exit", b"0\n", append=False)
+        data, _ = await collect(second)
+        assert data == b"two\n"
+        assert await first.next(0) == []  # nothing more for the feed that left
+    finally:
+        await streams.close()
+
+
+async def test_a_stream_that_dies_fails_its_feeds_and_a_new_one_starts(
+    transport: Transport,
+) -> None:
+    d = f"{transport.workdir}/tasks/e"
+    await put(transport, f"{d}/out.jsonl", b"", append=False)
+    streams = HostStreams()
+    try:
+        feed = await streams.join(transport, "e", d, 0)
+        assert feed is not None
+        await feed.stream._stream.close()  # the command on the host ends under the hub
+        with pytest.raises(TransportError):
+            async with asyncio.timeout(30):
+                while True:
+                    await feed.next(1.0)
+        again = await streams.join(transport, "e", d, 0)
+        assert again is not None and again.stream is not feed.stream
+        await put(transport, f"{d}/out.jsonl", b"after\n")
+        await put(transport, f"{d}/exit", b"0\n", append=False)
+        data, _ = await collect(again)
+        assert data == b"after\n"
+    finally:
+        await streams.close()
+
+
+async def test_probes_of_one_host_share_one_command(transport: Transport) -> None:
+    paths = [scripts.TaskPaths(workdir=transport.workdir, task_id=t) for t in ("p1", "p2", "p3")]
+    await put(transport, paths[1].file("pid"), b"1\n", append=False)
+    await put(transport, paths[2].file("pid"), b"1\n", append=False)
+    await put(transport, paths[2].file("exit"), b"7\n", append=False)
+    calls = 0
+    run = transport.run
+
+    async def counting(command: str, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await run(command, **kwargs)  # type: ignore[arg-type]
+
+    transport.run = counting  # type: ignore[method-assign]
+    probes = Probes()
+    states = await asyncio.gather(*(probes.probe(transport, p) for p in paths))
+    assert calls == 1
+    assert states == [
+        {"session": "0", "started": "0", "exit": ""},
+        {"session": "0", "started": "1", "exit": ""},
+        {"session": "0", "started": "1", "exit": "7"},
+    ]
+
+
+def test_parse_probe_many() -> None:
+    text = "a 1 1 \nb 0 1 0\nnoise\n"
+    assert scripts.parse_probe_many(text) == {
+        "a": {"session": "1", "started": "1", "exit": ""},
+        "b": {"session": "0", "started": "1", "exit": "0"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("now", "every", "due"),
+    [(0.0, 5.0, 5.0), (4.99, 5.0, 5.0), (5.0, 5.0, 10.0), (12.3, 0.5, 12.5)],
+)
+def test_probe_time_is_on_a_grid_shared_by_every_task(now: float, every: float, due: float) -> None:
+    assert probe_time(now, every) == pytest.approx(due)
+
+
+def test_frames_join_in_order_and_a_gap_is_a_fault() -> None:
+    frames = [Frame(10, b"ab"), Frame(12, b"cd"), Frame(14, exit="0"), Frame(14, b"zz")]
+    data, end = Followers._joined(frames, 10)
+    assert (data, end) == (b"abcd", Frame(14, exit="0"))
+    with pytest.raises(TransportError, match="jumped from byte 10 to 11"):
+        Followers._joined([Frame(11, b"x")], 10)
+
+
+def test_follow_script_is_bash_syntax(tmp_path: Path) -> None:
+    script = tmp_path / "follow.sh"
+    script.write_text(scripts.render_follow())
+    assert os.system(f"bash -n {script}") == 0
