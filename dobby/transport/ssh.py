@@ -185,12 +185,14 @@ class SshTransport(Transport):
         assert self._conn is not None
         async with self._channels:
             try:
+                # Empty input is no input: asyncssh sends neither data nor EOF for "", so a
+                # command reading its stdin would wait for ever.
                 res = await self._conn.run(
                     command,
-                    input=input,
+                    input=input or None,
                     check=False,
                     timeout=timeout,
-                    stdin=asyncssh.DEVNULL if input is None else asyncssh.PIPE,
+                    stdin=asyncssh.PIPE if input else asyncssh.DEVNULL,
                 )
             except asyncssh.TimeoutError:
                 raise

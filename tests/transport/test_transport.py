@@ -56,6 +56,8 @@ async def test_run_exit_status_stdout_stderr(transport: Transport) -> None:
     assert res.stdout == "from stdin é\n"
     res = await transport.run("cat; echo done")  # no input: stdin is /dev/null, never hangs
     assert res.stdout == "done\n"
+    res = await transport.run("cat; echo done", input="", timeout=20)  # empty input: EOF too
+    assert res.stdout == "done\n"
 
 
 async def test_put_read_stat(transport: Transport) -> None:
