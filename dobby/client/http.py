@@ -1,6 +1,6 @@
 """HubClient: the only way the CLI, Slack and MCP reach the hub (synchronous).
 
-Each request is one exchange on the standard library's ``http.client`` (:mod:`dobby.client.wire`
+Each request is one HTTP/1.1 exchange on a socket of its own (:mod:`dobby.client.wire`
 says why); event streams are read with httpx2's server-sent-events reader
 (:mod:`dobby.client.sse`, imported only by a stream) and reopened after a drop.
 Failures that a second try can fix — the connection dropped, the hub restarting (after this

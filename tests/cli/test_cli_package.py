@@ -256,10 +256,11 @@ def test_quick_commands_import_nothing_heavy(args: list[str], tiny_hub: str) -> 
     heavy = {m for m in modules if m in HEAVY or m.split(".")[0] in HEAVY}
     heavy |= {m for m in modules if any(m.startswith(h + ".") for h in HEAVY)}
     assert heavy == set()
-    # A quick request is one http.client exchange: httpx2 is for event streams only.
-    assert "httpx2" not in modules and "dobby.client.sse" not in modules
+    # A quick request is one exchange on a socket (dobby/client/wire.py): httpx2 is for event
+    # streams, http.client's email parser and ssl (an https:// hub) are not needed at all.
+    assert {"httpx2", "dobby.client.sse", "http.client", "email", "ssl"} & modules == set()
     if args[-1] == "--help":
-        assert "http.client" not in modules and "dobby.client.http" not in modules
+        assert "dobby.client.http" not in modules and "socket" not in modules
     # Only the module holding the command is imported, beside the shared ones.
     own = {"--help": set(), "logs": {"dobby.cli.results"}}.get(args[0], {"dobby.cli.tasks"})
     cli_modules = {m for m in modules if m.startswith("dobby.cli.")}

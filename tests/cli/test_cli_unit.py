@@ -554,6 +554,33 @@ def test_client_sends_url_credentials_and_encodes_the_query(hub: FakeHub) -> Non
     assert _query({"b": None}) == ""
 
 
+def test_client_reads_chunked_answers_and_retries_a_cut_one(hub: FakeHub) -> None:
+    body = json.dumps(TASK).encode()
+    cut = [True]
+
+    def chunked(h: _Handler, query: dict[str, str], _: bytes) -> None:
+        h.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        h.wfile.write(b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        h.wfile.write(b"5;ext=1\r\n" + body[:5] + b"\r\n")
+        if cut[0]:
+            cut[0] = False
+            h.wfile.write(b"ff\r\n" + body[5:9])  # announced 255 bytes, sent 4, then closed
+            return
+        h.wfile.write(b"%x\r\n" % (len(body) - 5) + body[5:] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n")
+
+    hub.routes[("GET", "/tasks/abcd1234")] = chunked
+    assert HubClient(url=hub.url, retry=FAST).task("abcd1234") == TASK
+    assert len(hub.requests) == 2
+    method, path, _, _, headers = hub.requests[-1]
+    assert headers["Host"] == f"127.0.0.1:{hub.port}" and headers["Connection"] == "close"
+
+
+def test_client_refuses_a_header_that_would_split_the_request(hub: FakeHub) -> None:
+    with pytest.raises(ValueError, match="X-Dobby-Key"):
+        HubClient(url=hub.url, api_key="sk-1\r\nX-Evil: 1").task("abcd1234")
+    assert hub.requests == []
+
+
 def test_client_says_when_the_hub_does_not_answer() -> None:
     with socket.socket() as silent:  # listens (the connection opens) and never answers
         silent.bind(("127.0.0.1", 0))
