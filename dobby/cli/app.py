@@ -2,18 +2,19 @@
 
 Command modules (``tasks``, ``projects``, ``scheduler``, ``results``, ``hosts``, ``hub``,
 ``init``, ``deploy``, ``integrations``) import this module and nothing of each other;
-:mod:`dobby.cli.main` adds their commands to :data:`cli`. Start time matters (``bench/
-cli_start.py``): this module and the command modules import only click and light helpers at the
-top; the HTTP client, asyncssh, tornado, yaml, pydantic… are imported inside the commands that
-use them.
+:mod:`dobby.cli.main` tells :data:`cli` which module holds each command, and the group imports a
+module only when one of its commands runs. Start time matters (``bench/cli_start.py``): this
+module and the command modules import only click and light helpers at the top; the HTTP client,
+asyncssh, tornado, yaml, pydantic… are imported inside the commands that use them.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from dobby.cli import render
 from dobby.core.errors import DobbyError, ValidationError
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from dobby.client.http import HubClient
 
 ENV_FILE = ".env"
@@ -32,7 +35,56 @@ BACKENDS = click.Choice(["claude", "codex", "shell"])
 
 
 class DobbyGroup(click.Group):
-    """A click group that prints a DobbyError as one ``error:`` line and exits 1."""
+    """A click group of lazily imported commands; a DobbyError prints as one ``error:`` line.
+
+    :meth:`lazy` names each command's module and the first paragraph of its help, so ``dobby
+    --help`` lists every command and ``dobby status`` runs one without importing the other
+    modules (tests/cli/test_cli_package.py checks the table against the real commands).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, tuple[str, str]] = {}
+
+    def lazy(self, table: Mapping[str, tuple[str, str]]) -> None:
+        """Add commands by name: ``{name: (module, summary)}``; a module exports ``COMMANDS``."""
+        self._lazy.update(table)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Return every command's name, sorted, without importing any."""
+        return sorted({*self.commands, *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return the command, importing its module the first time."""
+        if cmd_name not in self.commands and cmd_name in self._lazy:
+            module = importlib.import_module(self._lazy[cmd_name][0])
+            for command in module.COMMANDS:
+                self.commands.setdefault(str(command.name), command)
+        return self.commands.get(cmd_name)
+
+    def summary(self, cmd_name: str) -> click.Command:
+        """Return the command if imported, else a stand-in carrying its name and summary."""
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        return click.Command(cmd_name, help=self._lazy[cmd_name][1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their short help, from the table (click's layout)."""
+        commands = [(name, self.summary(name)) for name in self.list_commands(ctx)]
+        commands = [(name, cmd) for name, cmd in commands if not cmd.hidden]
+        if not commands:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in commands])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete command names (from the table) and the group's options."""
+        from click.shell_completion import CompletionItem
+
+        named = [self.summary(n) for n in self.list_commands(ctx) if n.startswith(incomplete)]
+        items = [CompletionItem(c.name, help=c.get_short_help_str()) for c in named if not c.hidden]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; turn DobbyError into ``error: message`` on stderr."""

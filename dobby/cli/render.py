@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import shlex
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,7 +12,6 @@ import click
 
 from dobby.core.errors import ValidationError
 from dobby.core.notes import denials_text, task_notes
-from dobby.core.slurm import attach_command as slurm_attach
 from dobby.core.timefmt import ago, format_duration, local_time, parse_time, seconds_between
 
 STATUS_COLORS = {
@@ -552,6 +550,11 @@ def attach_command(
     On a Slurm host the session lives on the compute node, inside the task's job: ssh to the
     login node runs ``srun --jobid JOB --overlap --pty tmux -L dobby-JOB attach``.
     """
+    # Imported here, not at the top: every command renders, few attach (bench/cli_start.py).
+    import shlex
+
+    from dobby.core.slurm import attach_command as slurm_attach
+
     session = f"dobby-{task_id}"
     conn = host.get("connection") or "ssh"
     if conn == "local":

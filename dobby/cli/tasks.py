@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from typing import Any
 
 import click
@@ -21,7 +20,6 @@ from dobby.cli.app import (
     timeout_option,
     width,
 )
-from dobby.cli.races_render import started_lines
 from dobby.core.errors import DobbyError, ValidationError
 
 STATUS_LIMIT = 20  # `dobby status` shows the newest 20 unless --limit or --all
@@ -166,6 +164,8 @@ def _add_race(
         for name, value in race.items()
         if name != "pick"
     }
+    from dobby.cli.races_render import started_lines  # only a race needs it (start time)
+
     body = client().add_race(**fields, **lists, k=k, pick=race["pick"])
     if as_json:
         return print_json(body)
@@ -283,6 +283,8 @@ def attach(task_id: str, print_only: bool) -> None:
     if print_only:
         if not running:
             click.echo(f"note: task {task['id']} is {task.get('status')}, not running", err=True)
+        import shlex  # only here: the quick commands of this module never need it
+
         click.echo(shlex.join(cmd))
         return
     if not running:

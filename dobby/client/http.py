@@ -1,7 +1,8 @@
-"""HubClient: the only way the CLI, Slack and MCP reach the hub (httpx2, synchronous).
+"""HubClient: the only way the CLI, Slack and MCP reach the hub (synchronous).
 
-Requests go through :class:`~dobby.client.transport.StdlibTransport` (see there why); event
-streams are read with httpx2's own server-sent-events reader and reopened after a drop.
+Each request is one HTTP/1.1 exchange on a socket of its own (:mod:`dobby.client.wire`
+says why); event streams are read with httpx2's server-sent-events reader
+(:mod:`dobby.client.sse`, imported only by a stream) and reopened after a drop.
 Failures that a second try can fix — the connection dropped, the hub restarting (after this
 client reached it once), 502/503/504 — are retried with :mod:`dobby.core.retry`, for requests
 that are safe to repeat: reads, and creations sent with an ``Idempotency-Key`` (a uuid4 per
@@ -10,6 +11,7 @@ logical request, the same on every try, so the hub creates the thing once).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -20,9 +22,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-import httpx2
-
-from dobby.client.transport import StdlibTransport
+from dobby.client import wire
 from dobby.core.errors import HubError
 from dobby.core.retry import Backoff, Retry, call
 
@@ -60,21 +60,21 @@ class HubClient:
         api_key: str | None = None,
         timeout: float = 30,
         retry: Backoff = REQUEST_RETRY,
-        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         self.url = (url or os.environ.get("DOBBY_URL") or DEFAULT_URL).rstrip("/")
         self._api_key = api_key if api_key is not None else os.environ.get("DOBBY_API_KEY")
         self.timeout = timeout
         self.retry_policy = retry
         self._reached = False  # set once the hub answered: a refusal after that is a restart
-        # trust_env=False: a proxy from the environment would see the API key, and would break
-        # the usual 127.0.0.1 hub when no_proxy is unset.
-        self._http = httpx2.Client(
-            transport=transport or StdlibTransport(),
-            trust_env=False,
-            timeout=timeout,
-            headers={"User-Agent": "dobby-client"},
-        )
+        # No proxy from the environment, ever: it would see the API key, and would break the
+        # usual 127.0.0.1 hub when no_proxy is unset.
+        self._headers = {"User-Agent": "dobby-client"}
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.username is not None or parts.password is not None:
+            # user:password in DOBBY_URL (a hub behind a proxy's basic auth) is sent as such.
+            pair = f"{urllib.parse.unquote(parts.username or '')}:"
+            pair += urllib.parse.unquote(parts.password or "")
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
     def __repr__(self) -> str:
         return f"HubClient(url={self._display_url!r})"
@@ -86,8 +86,7 @@ class HubClient:
         self.close()
 
     def close(self) -> None:
-        """Release the HTTP client."""
-        self._http.close()
+        """Release the client (each request's connection closes with its answer)."""
 
     @property
     def _display_url(self) -> str:
@@ -117,54 +116,50 @@ class HubClient:
         accept: str = "application/json",
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> httpx2.Response:
-        """Send one request; return the open response of a success, else raise.
+    ) -> wire.Reply:
+        """Send one request; return the open reply of a success, else raise.
 
         Raises :class:`_Transient` for what a retry may fix, :class:`HubError` otherwise.
         """
-        params = {k: v for k, v in (query or {}).items() if v is not None}
-        all_headers = {"Accept": accept, **(headers or {})}
+        all_headers = {**self._headers, "Accept": accept, **(headers or {})}
         if self._api_key:
             all_headers["X-Dobby-Key"] = self._api_key
         if body is not None:
             content = json.dumps(body).encode("utf-8")
+        if content is not None:
             all_headers["Content-Type"] = "application/json"
-        elif content is not None:
-            all_headers["Content-Type"] = "application/json"
-        request = self._http.build_request(
-            method,
-            self.url + path,
-            params=params,
-            content=content,
-            headers=all_headers,
-            timeout=timeout if timeout is not None else self.timeout,
-        )
         try:
-            response = self._http.send(request, stream=True)
-        except httpx2.TimeoutException:
+            reply = wire.exchange(
+                method,
+                self.url + path + _query(query),
+                headers=all_headers,
+                body=content,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except wire.TimedOut:
             raise HubError(
                 f"the hub at {self._display_url} did not answer within {self.timeout:g}s",
                 code="hub_timeout",
                 status=0,
             ) from None
-        except httpx2.ConnectError:
+        except wire.ConnectFailed:
             # Never reached: a usage error (no hub), said at once. Reached before: a restart.
             if not self._reached:
                 raise self._unreachable() from None
             raise _Transient(self._unreachable()) from None
-        except httpx2.HTTPError:
+        except wire.WireError:
             raise _Transient(self._unreachable()) from None
         self._reached = True
-        if response.status_code < 400:
-            return response
+        if reply.status < 400:
+            return reply
         try:
-            raw = response.read()
-        except httpx2.HTTPError:
+            raw = reply.read()
+        except wire.WireError:
             raw = b""
         finally:
-            response.close()
-        error = _http_error(response.status_code, response.reason_phrase, raw)
-        if response.status_code in RETRY_STATUSES:
+            reply.close()
+        error = _http_error(reply.status, reply.reason, raw)
+        if reply.status in RETRY_STATUSES:
             raise _Transient(error)
         raise error
 
@@ -179,8 +174,8 @@ class HubClient:
         except _Transient as exc:
             raise exc.error from None
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
-        """Send a request (retried when safe) and return the open response, body unread."""
+    def _request(self, method: str, path: str, **kwargs: Any) -> wire.Reply:
+        """Send a request (retried when safe) and return the open reply, body unread."""
         return self._retrying(
             lambda: self._send(method, path, **kwargs), repeatable=method in SAFE_METHODS
         )
@@ -199,13 +194,13 @@ class HubClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
 
         def exchange() -> tuple[int, bytes]:
-            response = self._send(
+            reply = self._send(
                 method, path, query=query, body=body, headers=headers, timeout=timeout
             )
-            with contextlib.closing(response):
+            with contextlib.closing(reply):
                 try:
-                    return response.status_code, response.read()
-                except httpx2.HTTPError:
+                    return reply.status, reply.read()
+                except wire.WireError:
                     raise _Transient(self._unreachable()) from None
 
         repeatable = method in SAFE_METHODS or idempotency_key is not None
@@ -225,13 +220,15 @@ class HubClient:
 
     def _sse(self, path: str, query: dict[str, Any]) -> Generator[_Frame, None, None]:
         """Yield (event, data, id) frames of one SSE connection; raise _Dropped when it ends."""
-        response = self._send("GET", path, query=query, accept="text/event-stream")
-        with contextlib.closing(response):
+        from dobby.client import sse
+
+        reply = self._send("GET", path, query=query, accept="text/event-stream")
+        with contextlib.closing(reply):
             try:
-                for sse in httpx2.EventSource(response, max_event_size=None):
-                    if sse.data:
-                        yield sse.event, _json_or_text(sse.data), sse.id or None
-            except httpx2.HTTPError:
+                for event, data, last_id in sse.events(reply, self.url + path):
+                    if data:
+                        yield event, _json_or_text(data), last_id or None
+            except wire.WireError:
                 raise _Dropped() from None
         raise _Dropped()
 
@@ -402,11 +399,11 @@ class HubClient:
 
     def import_tasks(self, data: bytes) -> dict[str, Any]:
         """Import a JSON export (bytes of ``dobby export --format json``)."""
-        response = self._request("POST", "/import", content=data, timeout=max(self.timeout, 300))
-        with contextlib.closing(response):
+        reply = self._request("POST", "/import", content=data, timeout=max(self.timeout, 300))
+        with contextlib.closing(reply):
             try:
-                return json.loads(response.read())  # type: ignore[no-any-return]
-            except httpx2.HTTPError:
+                return json.loads(reply.read())  # type: ignore[no-any-return]
+            except wire.WireError:
                 raise self._unreachable() from None
 
     def gc(self, older_than: str | float | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -418,13 +415,13 @@ class HubClient:
     def _stream(self, method: str, path: str, query: dict[str, Any] | None, sink: Any) -> int:
         """Copy a response body into ``sink`` in chunks; return its size."""
         total = 0
-        response = self._request(method, path, query=query, accept="*/*")
-        with contextlib.closing(response):
+        reply = self._request(method, path, query=query, accept="*/*")
+        with contextlib.closing(reply):
             try:
-                for chunk in response.iter_bytes():
+                for chunk in reply.chunks():
                     sink.write(chunk)
                     total += len(chunk)
-            except httpx2.HTTPError:
+            except wire.WireError:
                 raise self._unreachable() from None
         return total
 
@@ -537,6 +534,21 @@ class HubClient:
         return self._call("PATCH", f"/projects/{_q(name)}", body=fields)  # type: ignore[no-any-return]
 
 
+def _query(query: dict[str, Any] | None) -> str:
+    """Return ``?a=1&b=x`` of the values that are not None ("" when none are), httpx-style."""
+    params = [(k, _text(v)) for k, v in (query or {}).items() if v is not None]
+    if not params:
+        return ""
+    return "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def _text(value: Any) -> str:
+    """Return a query value as text; booleans as JSON spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _q(id: str) -> str:
     """Quote an id for use as one path segment."""
     return urllib.parse.quote(str(id), safe="")
@@ -545,8 +557,9 @@ def _q(id: str) -> str:
 def _artifact_path(name: str) -> str:
     """Quote an artifact name as URL path segments, ``.`` and ``..`` included.
 
-    httpx2 resolves dot segments as RFC 3986 says, which would turn ``../x`` into another
-    route; encoded, they reach the hub, which refuses a name leaving the task's artifacts.
+    A client resolving dot segments as RFC 3986 says (httpx, browsers, proxies) would turn
+    ``../x`` into another route; encoded, they reach the hub, which refuses a name leaving the
+    task's artifacts.
     """
     segments = name.split("/")
     return "/".join(

@@ -4,6 +4,7 @@ and a fast start — checked by which modules a command imports, never by the cl
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import subprocess
@@ -14,8 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 
+from dobby.cli.app import DobbyGroup
 from tools.layers import circles, graph, problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,8 +93,77 @@ def test_no_deprecated_click_api() -> None:
     assert uses == []
 
 
+def _command_modules() -> list[str]:
+    """Return the CLI modules that export ``COMMANDS`` (read from their source)."""
+    found = []
+    for path in sorted(CLI.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            if any(isinstance(t, ast.Name) and t.id == "COMMANDS" for t in targets):
+                found.append(f"dobby.cli.{path.stem}")
+    return [m for m in found if m != "dobby.cli.main"]
+
+
+def _real_commands() -> dict[str, tuple[str, click.Command]]:
+    """Return every command of every command module: name → (module, command)."""
+    real: dict[str, tuple[str, click.Command]] = {}
+    for module in _command_modules():
+        for command in importlib.import_module(module).COMMANDS:
+            assert command.name not in real, f"{command.name} is defined twice"
+            real[str(command.name)] = (module, command)
+    return real
+
+
+def test_the_lazy_table_names_every_command_its_module_and_help() -> None:
+    from dobby.cli.main import COMMANDS
+
+    real = _real_commands()
+    assert sorted(COMMANDS) == sorted(real)
+    for name, (module, command) in real.items():
+        summary = " ".join((command.help or "").split("\n\n")[0].split())
+        entry = (module.removeprefix("dobby.cli."), summary)
+        assert COMMANDS[name] == entry, f"dobby/cli/main.py COMMANDS[{name!r}] should be {entry}"
+        assert command.short_help is None and not command.hidden and not command.deprecated
+
+
+def _groups() -> tuple[DobbyGroup, click.Group]:
+    """Return a fresh lazy group from the table, and a group holding every real command."""
+    from dobby.cli.main import COMMANDS, cli
+
+    settings = {"help_option_names": ["-h", "--help"]}
+    lazy = DobbyGroup("dobby", help=cli.help, params=cli.params, context_settings=settings)
+    lazy.lazy({name: (f"dobby.cli.{m}", summary) for name, (m, summary) in COMMANDS.items()})
+    commands = {name: command for name, (_, command) in _real_commands().items()}
+    eager = click.Group("dobby", commands, help=cli.help, params=cli.params)
+    eager.context_settings = settings
+    return lazy, eager
+
+
+@pytest.mark.parametrize("width", [50, 80, 120, 200])
+def test_lazy_help_reads_as_the_real_commands_help(width: int) -> None:
+    lazy, eager = _groups()
+    runner = CliRunner()
+    shown = runner.invoke(lazy, ["--help"], terminal_width=width, prog_name="dobby")
+    assert lazy.commands == {}  # the listing imported no command
+    expected = runner.invoke(eager, ["--help"], terminal_width=width, prog_name="dobby")
+    assert shown.exit_code == expected.exit_code == 0
+    assert shown.stdout == expected.stdout
+
+
+def test_a_lazy_command_runs_and_helps_as_itself() -> None:
+    lazy, eager = _groups()
+    runner = CliRunner()
+    for args in (["status", "--help"], ["hosts", "check", "--help"], ["schedules", "--help"]):
+        shown = runner.invoke(lazy, args, prog_name="dobby")
+        expected = runner.invoke(eager, args, prog_name="dobby")
+        assert shown.exit_code == expected.exit_code == 0
+        assert shown.stdout == expected.stdout
+    assert set(lazy.commands) >= {"status", "show", "hosts", "schedules"}
+    assert runner.invoke(lazy, ["nope"]).exit_code == 2
+
+
 class _Hub(BaseHTTPRequestHandler):
-    """Just enough of a hub for status, show and add."""
+    """Just enough of a hub for status, show, add, cancel and logs."""
 
     protocol_version = "HTTP/1.0"
     task = {"id": "abcd1234", "status": "pending", "host": None, "title": "t", "prompt": "t"}
@@ -100,7 +173,21 @@ class _Hub(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = {"tasks": [self.task]} if self.path.startswith("/tasks?") else self.task
+        if "/events" in self.path:
+            end = json.dumps({**self.task, "status": "completed"})
+            raw = f"event: end\ndata: {end}\n\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(raw)
+            return
+        body: dict[str, Any] = self.task
+        if self.path.startswith("/tasks?"):
+            body = {"tasks": [self.task]}
+        elif "/logs?offset=0" in self.path:
+            body = {"offset": 0, "next_offset": 3, "text": "hi\n", "events": []}
+        elif "/logs" in self.path:
+            body = {"offset": 3, "next_offset": 3, "text": "", "events": []}
         raw = json.dumps(body).encode()
         self.send_response(201 if self.command == "POST" else 200)
         self.send_header("Content-Type", "application/json")
@@ -151,17 +238,39 @@ def _imported(args: list[str], url: str) -> tuple[int, set[str]]:
     return res.returncode, set(res.stderr.splitlines()[-1].split())
 
 
-@pytest.mark.parametrize(
-    "args", [["--help"], ["status"], ["show", "abcd1234"], ["add", "hi"], ["add", "--help"]]
-)
+QUICK = [
+    ["--help"],
+    ["status"],
+    ["show", "abcd1234"],
+    ["add", "hi"],
+    ["add", "--help"],
+    ["cancel", "abcd1234"],
+    ["logs", "abcd1234"],
+]
+
+
+@pytest.mark.parametrize("args", QUICK)
 def test_quick_commands_import_nothing_heavy(args: list[str], tiny_hub: str) -> None:
     code, modules = _imported(args, tiny_hub)
     assert code == 0
     heavy = {m for m in modules if m in HEAVY or m.split(".")[0] in HEAVY}
     heavy |= {m for m in modules if any(m.startswith(h + ".") for h in HEAVY)}
     assert heavy == set()
+    # A quick request is one exchange on a socket (dobby/client/wire.py): httpx2 is for event
+    # streams, http.client's email parser and ssl (an https:// hub) are not needed at all.
+    assert {"httpx2", "dobby.client.sse", "http.client", "email", "ssl"} & modules == set()
     if args[-1] == "--help":
-        assert "httpx2" not in modules  # no hub is asked: no HTTP stack at all
+        assert "dobby.client.http" not in modules and "socket" not in modules
+    # Only the module holding the command is imported, beside the shared ones.
+    own = {"--help": set(), "logs": {"dobby.cli.results"}}.get(args[0], {"dobby.cli.tasks"})
+    cli_modules = {m for m in modules if m.startswith("dobby.cli.")}
+    assert cli_modules <= SHARED | {"dobby.cli.main"} | own
+
+
+def test_following_a_log_reads_the_event_stream_with_httpx2(tiny_hub: str) -> None:
+    code, modules = _imported(["logs", "-f", "abcd1234"], tiny_hub)
+    assert code == 0
+    assert "dobby.client.sse" in modules and "httpx2" in modules
 
 
 def test_documented_options_of_add_exist() -> None:
@@ -192,3 +301,7 @@ def test_documented_shell_completion_works() -> None:
     }
     res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert "plain,check" in res.stdout.split()
+    # Command names complete from the lazy table, without importing the commands.
+    env = {**env, "COMP_WORDS": "dobby sta", "COMP_CWORD": "1"}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert res.stdout.split() == ["plain,start", "plain,stats", "plain,status"]

@@ -3,10 +3,12 @@ tiny HTTP server (the end-to-end tests against the real hub live elsewhere)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import shlex
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -21,7 +23,8 @@ from click.testing import CliRunner
 
 from dobby.cli import render as render
 from dobby.cli.main import main
-from dobby.client.http import HubClient
+from dobby.client import wire
+from dobby.client.http import HubClient, _query
 from dobby.core.errors import HubError, ValidationError
 from dobby.core.retry import Backoff
 from dobby.core.timefmt import ago, format_duration, local_time, parse_duration, seconds_between
@@ -537,6 +540,81 @@ def test_client_hub_down_message() -> None:
         " is `dobby start` running? (set DOBBY_URL)"
     )
     assert KEY not in str(err.value) and "pw" not in str(err.value)
+
+
+def test_client_sends_url_credentials_and_encodes_the_query(hub: FakeHub) -> None:
+    hub.json("GET", "/tasks", {"tasks": []})
+    url = f"http://us%40er:p%3Aw@127.0.0.1:{hub.port}"
+    assert HubClient(url=url).tasks(project="my proj/x", limit=3) == {"tasks": []}
+    _, path, query, _, headers = hub.requests[-1]
+    assert (path, query) == ("/tasks", {"project": "my proj/x", "limit": "3"})
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"us@er:p:w").decode()
+    assert headers["User-Agent"] == "dobby-client" and "X-Dobby-Key" not in headers
+    assert _query({"a": True, "b": None, "c": "x y/z", "d": False}) == "?a=true&c=x%20y%2Fz&d=false"
+    assert _query({"b": None}) == ""
+
+
+def test_client_reads_chunked_answers_and_retries_a_cut_one(hub: FakeHub) -> None:
+    body = json.dumps(TASK).encode()
+    cut = [True]
+
+    def chunked(h: _Handler, query: dict[str, str], _: bytes) -> None:
+        h.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        h.wfile.write(b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        h.wfile.write(b"5;ext=1\r\n" + body[:5] + b"\r\n")
+        if cut[0]:
+            cut[0] = False
+            h.wfile.write(b"ff\r\n" + body[5:9])  # announced 255 bytes, sent 4, then closed
+            return
+        h.wfile.write(b"%x\r\n" % (len(body) - 5) + body[5:] + b"\r\n0\r\nX-Trailer: 1\r\n\r\n")
+
+    hub.routes[("GET", "/tasks/abcd1234")] = chunked
+    assert HubClient(url=hub.url, retry=FAST).task("abcd1234") == TASK
+    assert len(hub.requests) == 2
+    method, path, _, _, headers = hub.requests[-1]
+    assert headers["Host"] == f"127.0.0.1:{hub.port}" and headers["Connection"] == "close"
+
+
+def test_client_refuses_a_header_that_would_split_the_request(hub: FakeHub) -> None:
+    with pytest.raises(ValueError, match="X-Dobby-Key"):
+        HubClient(url=hub.url, api_key="sk-1\r\nX-Evil: 1").task("abcd1234")
+    assert hub.requests == []
+
+
+def test_client_says_when_the_hub_does_not_answer() -> None:
+    with socket.socket() as silent:  # listens (the connection opens) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(HubError) as err:
+            HubClient(url=url, timeout=0.3).task("abcd1234")
+    assert err.value.code == "hub_timeout" and err.value.status == 0
+    assert str(err.value) == f"the hub at {url} did not answer within 0.3s"
+
+
+def test_client_reaches_a_hub_behind_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    tls = FakeHub()
+    tls.server.socket = context.wrap_socket(tls.server.socket, server_side=True)
+    tls.json("GET", "/tasks/abcd1234", TASK)
+    url = f"https://127.0.0.1:{tls.port}"
+    try:
+        with pytest.raises(HubError) as err:  # a certificate nobody vouches for: refused
+            HubClient(url=url).task("abcd1234")
+        assert err.value.code == "hub_unreachable"
+        monkeypatch.setattr(wire, "_TLS", [])  # the next request builds the context again...
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # ...trusting this certificate
+        assert HubClient(url=url).task("abcd1234") == TASK
+    finally:
+        tls.stop()
 
 
 def test_follow_reconnects_after_a_drop(hub: FakeHub) -> None:

@@ -104,7 +104,7 @@ def test_sshd_down_20s_with_the_connection_half_dead(hub: HubProcess, h3: SshHos
     wait_until(started_printing(results, tid), "output to flow")
     serving = session_processes(h3)
     for pid in serving:  # the connection stays open and answers nothing
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):  # a probe's short call ended: gone is fine
             os.kill(pid, signal.SIGSTOP)
     h3.stop(drop_connections=False)  # and no new connection is accepted
     time.sleep(20)  # the task ends meanwhile, with nobody watching
