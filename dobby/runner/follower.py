@@ -362,15 +362,26 @@ class Followers:
                 task, checked = self._current(task_id), now
                 if await self._gone(task, transport, paths):
                     self._reading[task_id] = (transport, paths)
-                    if stopping:  # stopped for good before it could write its exit code
-                        await self._catch_up(task, transport, paths, sink, final=True)
-                        await self._collect(task, transport, paths, sink, None, cancelled=True)
-                    else:
-                        self._lost(task, paths)
+                    await self._ended_without_exit(task, transport, paths, sink, stopping)
                     return
             if not stopping and self._timed_out(task):
                 await self._time_out(task, transport, paths)
                 return
+
+    async def _ended_without_exit(
+        self,
+        task: Task,
+        transport: Transport,
+        paths: scripts.TaskPaths,
+        sink: LogWriter,
+        stopping: bool,
+    ) -> None:
+        """End a task whose session is gone without an exit code: cancelled, or lost."""
+        if stopping:  # stopped for good before it could write its exit code
+            await self._catch_up(task, transport, paths, sink, final=True)
+            await self._collect(task, transport, paths, sink, None, cancelled=True)
+        else:
+            self._lost(task, paths)
 
     @staticmethod
     def _joined(frames: list[Frame], expected: int) -> tuple[bytes, Frame | None]:
@@ -450,11 +461,7 @@ class Followers:
             elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
                 last_probe = now
                 if await self._gone(task, transport, paths):
-                    if stopping:  # stopped for good before it could write its exit code
-                        await self._catch_up(task, transport, paths, sink, final=True)
-                        await self._collect(task, transport, paths, sink, None, cancelled=True)
-                    else:
-                        self._lost(task, paths)
+                    await self._ended_without_exit(task, transport, paths, sink, stopping)
                     return
             if not stopping and self._timed_out(task):
                 await self._time_out(task, transport, paths)
