@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dobby.core.errors import HubError
+from tests.fixtures.disk import fill_disk
 from tests.fixtures.hub import FINISHED, HubProcess
 from tests.fixtures.sshd import SshHost, descendants, kill_user_processes
 from tests.fixtures.wait import wait_until
@@ -295,20 +296,6 @@ def ssh_fault_campaign(
     count(hub, hosts, ids, figures, timeout=timeout)
     figures.seconds = time.monotonic() - began
     return figures
-
-
-def fill_disk(disk: Path) -> Path:
-    """Take every free byte of the filesystem at ``disk``; return the file that holds them."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 65536):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 def post_task(hub: HubProcess, body: dict[str, Any], key: str) -> tuple[int, Any, float]:

@@ -7,8 +7,6 @@ the same campaigns long (200 tasks, many faults) and prints the figures.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from tests.faults.campaign import (
     ssh_fault_campaign,
     submit,
 )
+from tests.fixtures.disk import tmpfs
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost
 
@@ -75,14 +74,9 @@ def test_tmux_server_killed_ends_its_tasks_as_failed(
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 2 MiB tmpfs for the hub's home (we run as root, as CI does)."""
-    mount = Path(tempfile.mkdtemp(prefix="dobby-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
+    """A 2 MiB tmpfs for the hub's home."""
+    with tmpfs("2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
 
 
 def test_hub_disk_full_while_tasks_run_and_clients_submit(

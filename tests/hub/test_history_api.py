@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 
 from dobby.store.db import task_docs_on_disk
+from tests.fixtures.disk import fill_disk, tmpfs
 from tests.fixtures.hub import HubProcess, write_inventory
 
 pytestmark = pytest.mark.slow  # hub processes
@@ -99,25 +98,10 @@ def test_idempotency_key_returns_the_first_answer_and_never_a_second_task(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs (we run as root, as CI does)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
-    try:
+def small_disk() -> Iterator[Path]:
+    """A 6 MiB tmpfs."""
+    with tmpfs("6m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the disk up; return the file that holds the space."""
-    filler = disk / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"\0" * 65536)
-            fh.flush()
-    return filler
 
 
 def test_a_full_disk_answers_503_fast_and_the_retry_gets_the_task(
@@ -132,7 +116,7 @@ def test_a_full_disk_answers_503_fast_and_the_retry_gets_the_task(
     with hub:
         status, first, _ = call(hub, "POST", "/tasks", {"prompt": "before", **PARKED})
         assert status == 201
-        filler = fill(small_disk)
+        filler = fill_disk(small_disk)
         body = {"prompt": "while full", **PARKED}
         began = time.monotonic()
         status, err, _ = call(hub, "POST", "/tasks", body, key="retry-me")

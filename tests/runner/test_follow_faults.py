@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disk import fill_disk, tmpfs
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost, descendants
 
@@ -117,13 +116,8 @@ def test_sshd_down_20s_with_the_connection_half_dead(hub: HubProcess, h3: SshHos
 
 @pytest.fixture
 def small_tmpfs() -> Iterator[Path]:
-    mount = Path(tempfile.mkdtemp(prefix="dobby-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs("2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
 
 
 def test_hub_disk_full_mid_run(tmp_path: Path, h3: SshHost, small_tmpfs: Path) -> None:
@@ -136,15 +130,7 @@ def test_hub_disk_full_mid_run(tmp_path: Path, h3: SshHost, small_tmpfs: Path) -
     try:
         tid = hub.client().add_task(prompt=printer(), backend="shell")["id"]
         wait_until(started_printing(results, tid), "output to flow")
-        filler = small_tmpfs / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:  # take every free byte
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        filler = fill_disk(small_tmpfs)
         time.sleep(5)  # the task goes on printing; the hub can't write a byte of it
         held = hub_copy(results, tid)
         assert held.endswith(b"\n")  # never a torn line, even while the disk is full
