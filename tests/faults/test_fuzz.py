@@ -19,8 +19,9 @@ Short form in CI (DEFAULT_CASES); the long campaign by hand prints the same figu
 (``DOBBY_FUZZ_SEED=N`` draws other cases; the default seed is fixed, so CI repeats itself).
 
 Nothing the fuzzer creates runs: the hub's only host is an ssh port nothing listens on, a spoke
-registered as ``connection: local`` is sent as ``ssh`` (a fuzzed prompt would be a shell
-command on this machine), and the hub works in an empty directory.
+registered as ``connection: local`` is sent as ``ssh`` (the hub refuses local spokes too; a
+fuzzed prompt there would be a shell command on this machine), and the hub works in an empty
+directory.
 """
 
 from __future__ import annotations

@@ -171,7 +171,8 @@ def test_real_answers_match_the_document(hub: HubProcess, tmp_path: Path) -> Non
     check("GET", f"/batches/{batch['id']}", "/batches/{id}")
     check("GET", "/batches", "/batches")
     check("POST", "/spokes/register", "/spokes/register",
-          {"name": "spare", "connection": "local", "labels": ["x"]}, 201)  # fmt: skip
+          {"name": "spare", "address": "127.0.0.9", "port": 2299, "labels": ["x"]},
+          201)  # fmt: skip
     check("POST", "/gc", "/gc", {"dry_run": True})
     check("POST", "/hosts/local/check", "/hosts/{name}/check", {})
     check("POST", "/hosts/local/bootstrap", "/hosts/{name}/bootstrap", {"install": False})
