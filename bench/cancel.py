@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
-from bench.dispatch import fmt  # noqa: E402
+from bench.dispatch import fmt, submit_spread  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, SshHost  # noqa: E402
@@ -229,15 +229,9 @@ def main() -> None:
                 f"hosts, hub as a process; load average {os.getloadavg()[0]:.2f} =="
             )
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(4) as pool:
-                ids = list(
-                    pool.map(
-                        lambda i: client.add_task(
-                            prompt="sleep 600", backend="shell", host=hosts[i % args.hosts].name
-                        )["id"],
-                        range(args.tasks),
-                    )
-                )
+            ids = submit_spread(
+                client, "sleep 600", [h.name for h in hosts[: args.hosts]], args.tasks
+            )
             wait_until(
                 lambda: running_count(hub) == args.tasks, what="every task running", timeout=600
             )

@@ -42,6 +42,19 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
+def submit_spread(client: HubClient, prompt: str, hosts: list[str], count: int) -> list[str]:
+    """Submit ``count`` shell tasks round-robin over ``hosts`` from 4 client threads at once."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(
+            pool.map(
+                lambda i: client.add_task(
+                    prompt=prompt, backend="shell", host=hosts[i % len(hosts)]
+                )["id"],
+                range(count),
+            )
+        )
+
+
 def fmt(values: list[float]) -> str:
     return (
         f"p50 {pct(values, 50) * 1000:7.1f} ms   p99 {pct(values, 99) * 1000:7.1f} ms   "
@@ -182,15 +195,7 @@ def main() -> None:
 
             # Submitted from 4 client threads at once, as a batch of work arrives.
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(4) as pool:
-                ids = list(
-                    pool.map(
-                        lambda i: client.add_task(
-                            prompt="true", backend="shell", host=hosts[i % args.hosts].name
-                        )["id"],
-                        range(args.tasks),
-                    )
-                )
+            ids = submit_spread(client, "true", [h.name for h in hosts[: args.hosts]], args.tasks)
             for tid in ids:
                 watcher.wait("task.finished", tid, timeout=600)
             dobby_wall = time.perf_counter() - t0
