@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
+from bench import cpu  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster  # noqa: E402
@@ -105,27 +106,58 @@ async def warm_baselines(host, rounds: int) -> tuple[list[float], list[float]]: 
     return runs, tmux
 
 
-async def lean_loop(hosts, tasks: int, per_host: int) -> float:  # type: ignore[no-untyped-def]
-    """Return the wall time of the lean asyncssh loop for ``tasks`` tasks over ``hosts``."""
+async def lean_loop(hosts, tasks: int, per_host: int, *, tmux: bool) -> float:  # type: ignore[no-untyped-def]
+    """Return the wall time of a lean asyncssh loop for ``tasks`` tasks over ``hosts``.
+
+    One warm connection per host, ``per_host`` tasks at once per host, each launched by one
+    exec that writes its prompt from stdin. With ``tmux`` (the issue's lean sequence, the same
+    guarantees as Dobby's: a session a person can attach to, an exit file) the exec starts the
+    prompt in a tmux session and the loop polls the exit file with one SFTP read every 20 ms;
+    without, the exec runs the prompt itself (a floor: no session, nothing to follow).
+    """
     conns = [await asyncssh.connect(**h.connect_options()) for h in hosts]
     try:
         for conn in conns:
             await conn.run("true")
+            if tmux:  # a warm server, as Dobby keeps one
+                await conn.run(
+                    "tmux -L lean new-session -d -s keep 'sleep 3600' \\; "
+                    "set-option -g exit-empty off"
+                )
+        sftps = [await c.start_sftp_client() for c in conns] if tmux else []
         gates = [asyncio.Semaphore(per_host) for _ in hosts]
 
         async def one(i: int) -> None:
             k = i % len(hosts)
             async with gates[k]:
+                if not tmux:
+                    res = await conns[k].run(
+                        f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && bash $d/prompt",
+                        input="true",
+                    )
+                    assert res.exit_status == 0, res.stderr
+                    return
                 res = await conns[k].run(
-                    f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && bash $d/prompt",
+                    f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && "
+                    f'tmux -L lean new-session -d -s t{i} "bash $d/prompt; echo \\$? >$d/exit"',
                     input="true",
                 )
                 assert res.exit_status == 0, res.stderr
+                path = f"lean/{i}/exit"  # relative to the SFTP server's start: $HOME
+                while True:
+                    try:
+                        if (await sftps[k].stat(path)).size:
+                            return
+                    except asyncssh.SFTPNoSuchFile:
+                        pass
+                    await asyncio.sleep(0.02)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(tasks)))
         wall = time.perf_counter() - t0
-        await asyncio.gather(*(c.run("rm -rf $HOME/lean") for c in conns))
+        await asyncio.gather(
+            *(c.run("tmux -L lean kill-server 2>/dev/null; rm -rf $HOME/lean") for c in conns)
+        )
         return wall
     finally:
         for conn in conns:
@@ -163,6 +195,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
+    cpu.join_cgroup()  # the hub, the sshd hosts and their tasks too: CPU per task, any load
     with SshdCluster(count=args.hosts, user_prefix="dobbyb") as cluster:
         hosts = cluster.hosts
         inv = write_inventory(
@@ -194,17 +227,30 @@ def main() -> None:
             print(f"   base   warm `tmux new-session -d`    {fmt(tmux)}")
 
             # Submitted from 4 client threads at once, as a batch of work arrives.
+            c0 = cpu.used()
+            assert hub.proc is not None
+            hub0, self0 = cpu.process_seconds(hub.proc.pid), cpu.self_seconds()
             t0 = time.perf_counter()
             ids = submit_spread(client, "true", [h.name for h in hosts[: args.hosts]], args.tasks)
             for tid in ids:
                 watcher.wait("task.finished", tid, timeout=600)
             dobby_wall = time.perf_counter() - t0
+            dobby_cpu = cpu.per_task_ms(c0, args.tasks)
+            hub_ms = (cpu.process_seconds(hub.proc.pid) - hub0) * 1000 / args.tasks
+            client_ms = (cpu.self_seconds() - self0) * 1000 / args.tasks
             bad = [client.task(t) for t in ids]
             bad = [t for t in bad if t["status"] != "completed"]
             for t in bad[:5]:
                 print(f"   not completed: {t['id']} {t['status']} {t['reason']}: {t['error']}")
             first_single = min(watcher.wait("task.started", t) for t in ids) - t0
-            lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents))
+            # How long each task holds its host's slot: started → finished (seen on /events).
+            held = [watcher.wait("task.finished", t) - watcher.wait("task.started", t) for t in ids]
+            c0 = cpu.used()
+            lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=True))
+            lean_cpu = cpu.per_task_ms(c0, args.tasks)
+            c0 = cpu.used()
+            floor_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=False))
+            floor_cpu = cpu.per_task_ms(c0, args.tasks)
             ssh_n = max(1, min(args.ssh_loop, args.tasks))
             t0 = time.perf_counter()
             for i in range(ssh_n):
@@ -214,10 +260,21 @@ def main() -> None:
             print(
                 f"   dobby  {dobby_wall:7.2f} s  ({args.tasks / dobby_wall:6.1f} tasks/s, "
                 f"{len(bad)} not completed; first running after {first_single * 1000:.0f} ms)"
+                f"  {dobby_cpu}"
+            )
+            print(f"   dobby  task started → finished on /events  {fmt(held)}")
+            print(
+                f"   dobby  CPU/task: hub {hub_ms:.1f} ms, this benchmark's clients "
+                f"{client_ms:.1f} ms, the rest (hosts: sshd, tmux, tasks) on the line above"
             )
             print(
-                f"   base   lean asyncssh loop {lean_wall:7.2f} s  ({args.tasks / lean_wall:6.1f} "
-                f"tasks/s)   dobby at {lean_wall / dobby_wall * 100:5.1f}% of it"
+                f"   base   lean loop, tmux + exit polls {lean_wall:7.2f} s  "
+                f"({args.tasks / lean_wall:6.1f} tasks/s)   dobby at "
+                f"{lean_wall / dobby_wall * 100:5.1f}% of it  {lean_cpu}"
+            )
+            print(
+                f"   base   lean loop, no tmux (floor)   {floor_wall:7.2f} s  "
+                f"({args.tasks / floor_wall:6.1f} tasks/s)  {floor_cpu}"
             )
             print(
                 f"   base   sequential `ssh host true` loop ({ssh_n} runs) {ssh_rate:6.1f} /s   "
@@ -258,6 +315,7 @@ def main() -> None:
                         "ssh_loop_per_s": ssh_rate,
                         "lean_loop_wall_s": lean_wall,
                         "lean_tasks_per_s": args.tasks / lean_wall,
+                        "floor_tasks_per_s": args.tasks / floor_wall,
                         "of_lean": lean_wall / dobby_wall,
                         "batch_first_running_ms": first_batch * 1000,
                         "batch_tasks_per_s": args.tasks / batch_wall,

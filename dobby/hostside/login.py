@@ -1,4 +1,4 @@
-"""The host user's login environment, read afresh by every launch and every host probe.
+"""The host user's login environment, adopted by every launch and read afresh by every probe.
 
 A tmux server keeps the environment it started with and gives it to every new session: a key
 exported in ``~/.profile`` or ``~/.bashrc`` after the server started would never reach a task.
@@ -13,6 +13,14 @@ tty; without ``setsid`` it is a plain login shell, which an interactive one with
 would stop itself in), under ``timeout``; its exports come back on descriptor 3, so whatever
 the rc files print is dropped. When it fails, the task keeps the environment it has and
 err.log says why.
+
+A login shell costs what the user's rc files cost: a ``pyenv init``/``nvm``/``conda`` profile
+spends 100+ ms of CPU forking helpers, more than everything else a launch does. So launches
+keep what it exported in a cache file (0600, in the host's work dir) and reuse it for
+:data:`CACHE_TTL_S` seconds, unless one of the :data:`WATCHED` files changed since: an edit to
+``~/.profile`` or ``~/.bashrc`` reaches the next task at once; a change only in a file those
+source reaches tasks within the TTL. The check is builtins only (``-nt``, ``printf %(%s)T``):
+no fork while the cache holds.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ LOGIN_TIMEOUT_S = 20
 DROPPED = (
     "PWD", "OLDPWD", "SHLVL", "_", "TERM", "TMUX", "TMUX_PANE", "PS1", "PS2", "PROMPT_COMMAND",
     "SSH_TTY", "DOBBY_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
+)  # fmt: skip
+CACHE_TTL_S = 60
+WATCHED = (
+    "/etc/profile", "/etc/bash.bashrc", "/etc/profile.d", "$HOME/.bash_profile",
+    "$HOME/.bash_login", "$HOME/.profile", "$HOME/.bashrc",
 )  # fmt: skip
 _KEPT = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -41,10 +54,11 @@ def render_capture() -> str:
     )
 
 
-def render_adopt(*, err_file: str | None = None) -> str:
+def render_adopt(*, err_file: str | None = None, cache: str | None = None) -> str:
     """Return the lines that adopt the login environment in the current shell.
 
-    ``err_file`` (already shell-quoted) gets one line when the login shell fails.
+    ``err_file`` (already shell-quoted) gets one line when the login shell fails. ``cache``
+    (already shell-quoted): the file that keeps the exports between launches (see the module).
     """
     note = (
         f'echo "dobby: the login environment of $(id -un) could not be read (bash exited '
@@ -52,10 +66,34 @@ def render_adopt(*, err_file: str | None = None) -> str:
         if err_file
         else ":"
     )
+    capture = f"dobby_login=$( {render_capture()} ); dobby_rc=$?\n"
+    if cache is None:
+        return (
+            capture + 'if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then '
+            'eval "$dobby_login" 2>/dev/null; '
+            f"else {note}; fi\n"
+            "unset dobby_login dobby_rc\n"
+        )
+    changed = " || ".join(f'[ "{path}" -nt {cache} ]' for path in WATCHED)
     return (
-        f"dobby_login=$( {render_capture()} ); dobby_rc=$?\n"
-        'if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then '
-        'eval "$dobby_login" 2>/dev/null; '
-        f"else {note}; fi\n"
-        "unset dobby_login dobby_rc\n"
+        # The first line of the cache is "#<epoch seconds it was written>".
+        "dobby_login=\n"
+        f"if [ -s {cache} ] && printf -v dobby_now '%(%s)T' -1 2>/dev/null; then\n"
+        f"  IFS= read -r dobby_at <{cache}; dobby_at=${{dobby_at#\\#}}\n"
+        "  case $dobby_at in ''|*[!0-9]*) dobby_at=0;; esac\n"
+        "  dobby_at=$((dobby_now - dobby_at))\n"  # its age in seconds
+        f"  if [ $dobby_at -ge 0 ] && [ $dobby_at -lt {CACHE_TTL_S} ] && ! {{ {changed}; }}; then\n"
+        f"    IFS= read -r -d '' dobby_login <{cache}\n"
+        "  fi\n"
+        "fi\n"
+        'if [ -n "$dobby_login" ]; then eval "$dobby_login" 2>/dev/null\n'
+        f"else\n  printf -v dobby_now '%(%s)T' -1 2>/dev/null || dobby_now=0\n  {capture}"
+        '  if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then\n'
+        '    eval "$dobby_login" 2>/dev/null\n'
+        # Written beside and renamed: a launch reading it meanwhile never sees half of it.
+        f'    (umask 077; printf \'#%s\\n%s\\n\' "$dobby_now" "$dobby_login" >{cache}.$$ &&'
+        f" mv -f {cache}.$$ {cache}) 2>/dev/null\n"
+        f"  else {note}; fi\n"
+        "fi\n"
+        "unset dobby_login dobby_rc dobby_now dobby_at\n"
     )

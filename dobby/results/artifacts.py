@@ -83,14 +83,15 @@ def extract(archive: str, root: Path) -> list[dict[str, Any]]:
 
 
 async def bring_back(
-    *, transport: Transport, paths: TaskPaths, globs: list[str], root: Path
+    *, transport: Transport, paths: TaskPaths, globs: list[str], root: Path, left: bool = True
 ) -> list[dict[str, Any]]:
     """Pack the task's artifacts on its host, copy them into ``root``; return their list.
 
     With no glob declared and no artifacts directory left (run.sh removes it when empty),
-    there is nothing to pack: one SFTP stat instead of an exec.
+    there is nothing to pack: one SFTP stat instead of an exec, none when ``left`` is False
+    (the host's log stream saw no such directory at the run's end).
     """
-    if not globs and await transport.stat(paths.file("artifacts")) is None:
+    if not globs and (not left or await transport.stat(paths.file("artifacts")) is None):
         return []
     res = await transport.run(remote.render_pack_artifacts(paths=paths, globs=globs), timeout=600)
     state = parse_kv(res.stdout)

@@ -65,8 +65,12 @@ async def collect_outputs(
     project_path: str | None,
     results_dir: Path,
     lock: asyncio.Lock,
+    artifacts_left: bool = True,
 ) -> Outputs:
-    """Bring back the task's git work (project tasks) and its artifacts."""
+    """Bring back the task's git work (project tasks) and its artifacts.
+
+    ``artifacts_left`` False: the run is known to have left no artifacts directory.
+    """
     out = Outputs()
     if task.project and task.base_commit and project_path:
         try:
@@ -81,6 +85,7 @@ async def collect_outputs(
             paths=paths,
             globs=list(task.artifact_globs),
             root=results_dir / "artifacts",
+            left=artifacts_left,
         )
     except Exception as exc:  # noqa: BLE001
         out.errors.append(_describe("artifacts", exc))

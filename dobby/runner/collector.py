@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
@@ -28,6 +29,14 @@ from dobby.transport import Transport
 log = logging.getLogger("dobby.runner")
 
 ERR_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class Left:
+    """What a run left besides its output, as its host's log stream saw at its end."""
+
+    stderr: bool = True  # a non-empty err.log
+    artifacts: bool = True  # an artifacts directory (run.sh removes an empty one)
 
 
 class Collector:
@@ -58,13 +67,19 @@ class Collector:
         exit_code: int | None,
         *,
         cancelled: bool = False,
+        left: Left | None = None,
     ) -> Task | None:
         """Return the task with its result applied (unsaved), None if it changed meanwhile.
 
         ``cancelled``: it was cancelled and its agent stopped; it keeps status ``cancelled``
         and gains everything else a result has (session, tokens, cost, branch).
+        ``left``: what the log stream saw the run leave (None: unknown, look on the host).
         """
-        err = await transport.read_from(paths.file("err.log"), 0, ERR_LIMIT) or b""
+        left = left or Left()
+        err = b""
+        if left.stderr:
+            err = await transport.read_from(paths.file("err.log"), 0, ERR_LIMIT) or b""
+            transport.release(paths.file("err.log"))
         err_path = self.logs.task_dir(task.id) / "err.log"
         await asyncio.to_thread(err_path.write_bytes, err)
         stderr_tail = err[-4000:].decode("utf-8", "replace")
@@ -90,6 +105,7 @@ class Collector:
             project_path=self._project_path(task.project) if task.project else None,
             results_dir=self.logs.task_dir(task.id),
             lock=self.locks.project(task.project or ""),
+            artifacts_left=left.artifacts,
         )
         current = self._get_task(task.id)
         expected = TaskStatus.CANCELLED if cancelled else TaskStatus.RUNNING

@@ -32,7 +32,7 @@ from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
 from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.runner import verify
-from dobby.runner.collector import Collector, parse_exit
+from dobby.runner.collector import Collector, Left, parse_exit
 from dobby.runner.slurm import SlurmJobs, resubmits_left
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.store import tasklog
@@ -352,9 +352,23 @@ class Followers:
             if ended is not None:
                 task = self._current(task_id)
                 self._reading[task_id] = (transport, paths)
-                await self._catch_up(task, transport, paths, sink, final=True)
+                if ended.offset == sink.size + len(pending):
+                    # The stream sent the file up to its end (run.sh writes exit after tee
+                    # closed it): only a last line without its newline is left to write.
+                    if pending:
+                        await self._append(task, sink, pending, final=True)
+                else:
+                    await self._catch_up(task, transport, paths, sink, final=True)
                 code = parse_exit(ended.exit or "")
-                await self._collect(task, transport, paths, sink, code, cancelled=stopping)
+                await self._collect(
+                    task,
+                    transport,
+                    paths,
+                    sink,
+                    code,
+                    cancelled=stopping,
+                    left=Left(stderr=ended.stderr, artifacts=ended.artifacts),
+                )
                 return
             now = time.monotonic()
             if now >= next_probe:
@@ -540,9 +554,12 @@ class Followers:
         exit_code: int | None,
         *,
         cancelled: bool = False,
+        left: Left | None = None,
     ) -> None:
         await self._in_writer(sink.sync)
-        done = await self._collector.collect(task, transport, paths, exit_code, cancelled=cancelled)
+        done = await self._collector.collect(
+            task, transport, paths, exit_code, cancelled=cancelled, left=left
+        )
         if done is None:
             return
         if cancelled:

@@ -177,7 +177,7 @@ class Runner:
         bundle = [
             ("prompt.md", task.prompt if prompt is None else prompt, 0o600),
             ("env", scripts.render_env(env), 0o600),
-            ("run.sh", run_sh, 0o700),
+            ("run.sh", run_sh, 0o600),  # run by `bash run.sh`: it needs no exec bit
             *((name, data.decode("utf-8"), 0o600) for name, data in verify.files(task).items()),
             # The commit the worktree starts from, kept on the host too: a hub killed before
             # its own record of it reached the disk reads it back at collection.
@@ -205,16 +205,21 @@ class Runner:
                 paths=paths, argv=sbatch, prepare=prepare, keep_output=goes_on
             )
         else:
-            # One round trip: the files ride on the launch command's stdin.
-            payload = "".join(text for _, text, _ in bundle)
+            # One round trip: the files ride in the launch command's own text, or on its stdin
+            # when they are too big for a command line.
+            claim = scripts.claim_name(task.launch_id) if task.launch_id else None
+            texts = {n: t for n, t, _ in bundle}
+            embed = claim is not None and scripts.embeddable(list(texts.values()))
+            payload = None if embed else "".join(texts.values())
             launch = scripts.render_launch(
                 paths=paths,
                 project=task.project,
                 base=start,
                 reuse_worktree=reuse,
                 keep_output=goes_on,
-                claim=scripts.claim_name(task.launch_id) if task.launch_id else None,
+                claim=claim,
                 files=[(n, len(t.encode("utf-8")), m) for n, t, m in bundle],
+                texts=texts if embed else None,
             )
         res = await self._run_launch(task, transport, launch, payload)
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and start:

@@ -41,6 +41,9 @@ class Frame:
     offset: int
     data: bytes = b""
     exit: str | None = None  # the exit file's text: the task ended, its output all sent
+    # With ``exit``: did the run leave an artifacts directory, a non-empty err.log?
+    artifacts: bool = True
+    stderr: bool = True
 
 
 class Feed:
@@ -123,7 +126,15 @@ class HostStream:
                 elif kind == "X":
                     feed = self.feeds.pop(key, None)
                     if feed is not None:
-                        feed.put(Frame(int(offset), exit=rest))
+                        artifacts, stderr, code = rest.split(" ", 2)
+                        feed.put(
+                            Frame(
+                                int(offset),
+                                exit=code,
+                                artifacts=artifacts == "1",
+                                stderr=stderr == "1",
+                            )
+                        )
                 else:
                     raise TransportError(f"log stream said {head[:80]!r}", host=host)
         except asyncio.CancelledError:

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,16 @@ def tmux_session_cleanup():
     yield names
     for name in names:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def own_tmux_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Give each test a tmux server of its own, ended after it (launches keep theirs up)."""
+    sockets = tempfile.mkdtemp(prefix="tmx", dir="/tmp")  # short: a socket path has 108 bytes
+    monkeypatch.setenv("TMUX_TMPDIR", sockets)
+    yield
+    subprocess.run(["tmux", "kill-server"], capture_output=True)
+    shutil.rmtree(sockets, ignore_errors=True)
 
 
 def live_processes(sid: str) -> list[str]:
@@ -299,3 +311,65 @@ def test_the_half_after_a_usage_limit_continues_the_output_and_forgets_the_exit(
     assert (task_dir / "exit").read_text() == "0\n"
     run("echo a fresh start")  # anything else starts with no output of before
     assert (task_dir / "out.jsonl").read_text() == "a fresh start\n"
+
+
+def _claimed_launch(
+    paths: scripts.TaskPaths, prompt: str, launch_id: str, *, embed: bool
+) -> subprocess.CompletedProcess[bytes]:
+    run_sh = scripts.render_run_sh(
+        paths=paths, argv=["bash", "-c", PROMPT], timeout=60, cwd=paths.worktree
+    )
+    texts = {"prompt.md": prompt, "env": scripts.render_env({"K": "v"}), "run.sh": run_sh}
+    files = [(n, len(t.encode()), 0o600) for n, t in texts.items()]
+    launch = scripts.render_launch(
+        paths=paths,
+        project=None,
+        base=None,
+        claim=scripts.claim_name(launch_id),
+        files=files,
+        texts=texts if embed else None,
+    )
+    payload = None if embed else "".join(texts.values()).encode()
+    return subprocess.run(["bash", "-c", launch], input=payload, capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("embed", [True, False], ids=["in-the-command", "on-stdin"])
+def test_a_claimed_launch_writes_its_files_exactly_and_a_retry_replaces_them(
+    tmp_path: Path, embed: bool
+) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0010")
+    # The nasty text stays data (a here-document for `:`); the command after it runs.
+    prompt = ": <<'END'\n" + NASTY + "\nEND\nprintf '%s' \"$K\"\n"
+    assert scripts.embeddable([prompt])
+    first = _claimed_launch(paths, prompt, "aaa", embed=embed)
+    assert first.returncode == 0, first.stderr
+    exit_file = Path(paths.file("exit"))
+    wait_until(exit_file.exists, timeout=10, what="the exit file")
+    task_dir = Path(paths.task_dir)
+    assert (task_dir / "prompt.md").read_text() == prompt
+    assert all((task_dir / n).stat().st_mode & 0o777 == 0o600 for n in ("prompt.md", "run.sh"))
+    assert (task_dir / "out.jsonl").read_text() == "v"
+    assert not Path("/tmp/dobby-pwned").exists()
+    run_sh = (task_dir / "run.sh").stat().st_ino
+    # The same claim again starts nothing and changes nothing.
+    again = _claimed_launch(paths, "echo twice", "aaa", embed=embed)
+    assert again.returncode == scripts.CLAIMED_EXIT
+    assert (task_dir / "prompt.md").read_text() == prompt
+    # A retry (a new claim) starts clean: its files renamed into place, no output of before.
+    wait_until(lambda: not live_session(paths.session), timeout=10, what="the session to end")
+    retry = _claimed_launch(paths, "echo second", "bbb", embed=embed)
+    assert retry.returncode == 0, retry.stderr
+    wait_until(exit_file.exists, timeout=10, what="the retry's exit file")
+    assert (task_dir / "out.jsonl").read_text() == "second\n"
+    assert (task_dir / "run.sh").stat().st_ino != run_sh
+    assert not list(task_dir.glob("*.tmp"))
+
+
+def live_session(name: str) -> bool:
+    return subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode == 0
+
+
+def test_files_too_big_or_with_nul_bytes_do_not_ride_in_the_command() -> None:
+    assert scripts.embeddable(["x" * scripts.EMBED_LIMIT])
+    assert not scripts.embeddable(["x" * scripts.EMBED_LIMIT, "y"])
+    assert not scripts.embeddable(["nul \x00 byte"])

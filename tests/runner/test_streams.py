@@ -7,6 +7,7 @@ import base64
 import os
 import random
 import shlex
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -194,3 +195,52 @@ def test_follow_script_is_bash_syntax(tmp_path: Path) -> None:
     script = tmp_path / "follow.sh"
     script.write_text(scripts.render_follow())
     assert os.system(f"bash -n {script}") == 0
+
+
+def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
+    """Joins land in the stream's timed one-byte wait at every moment, also as it times out."""
+    import subprocess
+    import threading
+
+    follow = subprocess.Popen(
+        ["bash", "-c", scripts.render_follow()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert follow.stdin is not None and follow.stdout is not None
+    stdout = follow.stdout
+    assert stdout.readline() == scripts.FOLLOW_READY + b"\n"
+    ended: dict[str, str] = {}
+    all_seen = threading.Event()
+    count = 200
+
+    def read() -> None:
+        while line := stdout.readline():
+            kind, key, _, rest = line.decode().rstrip("\n").split(" ", 3)
+            if kind == "D":
+                stdout.read(int(rest))
+            elif kind == "X":
+                ended[key] = rest
+                if len(ended) == count:
+                    all_seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    rng = random.Random(7)
+    try:
+        for i in range(count):
+            task_dir = tmp_path / f"t{i}"
+            task_dir.mkdir()
+            follow.stdin.write(f"+ k{i} 0 {task_dir}\n".encode())
+            # Around the stream's 10 ms wait: before, during and as it times out.
+            time.sleep(rng.choice([0, 0, 0.001, 0.005, 0.0099, 0.01, 0.02]))
+            (task_dir / "out.jsonl").write_text("line\n")
+            (task_dir / "exit").write_text("0\n")
+        assert all_seen.wait(60), sorted(set(f"k{i}" for i in range(count)) - set(ended))
+        assert set(ended.values()) == {"0 0 0"}  # no artifacts dir, no stderr, exit 0
+    finally:
+        follow.stdin.close()
+        follow.wait(10)
+        reader.join(10)
+        stdout.close()

@@ -1,0 +1,62 @@
+"""CPU time used by this benchmark and everything it starts (hub, sshd hosts, their tasks).
+
+On a shared machine wall-clock rates move with the load; the CPU each task costs does not.
+:func:`join_cgroup` moves the process into a cgroup of its own (v1 cpuacct or v2), which its
+children (hub, sshd, tmux, every task) inherit; :func:`used` reads what the group has used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_V2 = Path("/sys/fs/cgroup/cgroup.controllers")
+_V1 = Path("/sys/fs/cgroup/cpuacct")
+_group: Path | None = None
+
+
+def join_cgroup(name: str = "dobby-bench") -> bool:
+    """Move this process into a fresh cgroup; return False when the machine has none for us."""
+    global _group
+    base = Path("/sys/fs/cgroup") if _V2.exists() else _V1
+    group = base / f"{name}-{os.getpid()}"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        return False
+    _group = group
+    return True
+
+
+def used() -> float | None:
+    """Return the CPU seconds the group used so far (None without a group)."""
+    if _group is None:
+        return None
+    stat = _group / "cpu.stat"
+    if stat.exists():
+        for line in stat.read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
+    usage = _group / "cpuacct.usage"
+    return int(usage.read_text()) / 1e9 if usage.exists() else None
+
+
+def per_task_ms(start: float | None, tasks: int) -> str:
+    """Return "X ms CPU/task" since ``start`` (a :func:`used` reading), or "" without a group."""
+    now = used()
+    if start is None or now is None or tasks <= 0:
+        return ""
+    return f"{(now - start) * 1000 / tasks:6.1f} ms CPU/task"
+
+
+def process_seconds(pid: int) -> float:
+    """Return the CPU seconds process ``pid`` used (its own threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_seconds() -> float:
+    """Return the CPU seconds this process used."""
+    times = os.times()
+    return times.user + times.system
