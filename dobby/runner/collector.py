@@ -81,7 +81,8 @@ class Collector:
             err = await transport.read_from(paths.file("err.log"), 0, ERR_LIMIT) or b""
             transport.release(paths.file("err.log"))
         err_path = self.logs.task_dir(task.id) / "err.log"
-        await asyncio.to_thread(err_path.write_bytes, err)
+        if err or err_path.exists():  # an earlier attempt's must not stay
+            await asyncio.to_thread(err_path.write_bytes, err)
         stderr_tail = err[-4000:].decode("utf-8", "replace")
         backend = get_backend(task.backend)
         host_facts = await self._host_facts(backend, transport, paths)

@@ -556,7 +556,8 @@ class Followers:
         cancelled: bool = False,
         left: Left | None = None,
     ) -> None:
-        await self._in_writer(sink.sync)
+        if sink.dirty:  # a copy this hub wrote nothing to has nothing of its own to flush
+            await self._in_writer(sink.sync)
         done = await self._collector.collect(
             task, transport, paths, exit_code, cancelled=cancelled, left=left
         )

@@ -110,6 +110,7 @@ class LogWriter:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self.size = os.lseek(fd, 0, os.SEEK_END)
+        self.dirty = False  # appended to since the last sync
 
     def append(self, data: bytes, *, final: bool = False) -> bytes:
         """Append the whole lines of ``data`` and return them (``final``: all of it).
@@ -135,11 +136,13 @@ class LogWriter:
                 self.size = os.lseek(self._fd, 0, os.SEEK_END)
             raise
         self.size += cut
+        self.dirty = True
         return chunk
 
     def sync(self) -> None:
         """Flush the copy to disk (once, when the task ends)."""
         os.fsync(self._fd)
+        self.dirty = False
 
     def close(self) -> None:
         """Close the file."""
