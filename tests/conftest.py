@@ -6,7 +6,9 @@ A module changes what its hubs run on by overriding ``hub_hosts`` (and ``hub_env
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +24,25 @@ from tests.fixtures.slurm import SlurmCluster, SlurmError
 from tests.fixtures.sshd import SshdCluster, SshHost
 
 SLURM_LOCK_WAIT = 1800.0  # seconds a Slurm test module waits for another run's cluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_tmux() -> Iterator[None]:
+    """Give the run's tasks on this machine a tmux server of their own, ended after the run.
+
+    A launch keeps its tmux server up between tasks (exit-empty off): on the user's own socket
+    the run would leave one behind (and could disturb a server the user works in).
+    """
+    sockets = tempfile.mkdtemp(prefix="tmx", dir="/tmp")  # short: a socket path has 108 bytes
+    saved = {name: os.environ.pop(name, None) for name in ("TMUX_TMPDIR", "TMUX", "TMUX_PANE")}
+    os.environ["TMUX_TMPDIR"] = sockets
+    try:
+        yield
+    finally:
+        subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+        os.environ.pop("TMUX_TMPDIR", None)
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
