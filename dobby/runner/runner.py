@@ -46,6 +46,7 @@ from dobby.transport import RunResult, Transport
 log = logging.getLogger("dobby.runner")
 
 LAUNCH_TIMEOUT = 60.0
+LAUNCHES_PER_HOST = 2  # launches in flight on one host (see Runner._run_launch)
 STOP_TIMEOUT = 10.0
 # A cancel is answered once its stop reached the host, or after this long at most (the stop
 # goes on in the background; the follower sends it again if the host never got it).
@@ -78,6 +79,7 @@ class Runner:
         self._project_path = project_path
         self._prices = prices
         self._deliveries: dict[str, asyncio.Lock] = {}
+        self._launching: dict[str, asyncio.Semaphore] = {}
         self._stops: set[asyncio.Task[None]] = set()  # cancels' stops still on their way
         self.collector = Collector(
             logs=logs,
@@ -243,9 +245,16 @@ class Runner:
     async def _run_launch(
         self, task: Task, transport: Transport, launch: str, payload: str | None
     ) -> RunResult:
-        """Run the launch command; an outcome lost on the way back is LaunchUnknown."""
+        """Run the launch command; an outcome lost on the way back is LaunchUnknown.
+
+        A host runs LAUNCHES_PER_HOST launches at a time, in the order they came: a batch of
+        hundreds then starts its first tasks in milliseconds instead of sharing the host's CPU
+        among all of them until they all start together.
+        """
+        gate = self._launching.setdefault(transport.host.name, asyncio.Semaphore(LAUNCHES_PER_HOST))
         try:
-            return await transport.run(launch, input=payload, timeout=LAUNCH_TIMEOUT)
+            async with gate:
+                return await transport.run(launch, input=payload, timeout=LAUNCH_TIMEOUT)
         except HostUnreachable:
             raise  # never connected: nothing was sent
         except (TransportError, TimeoutError) as exc:

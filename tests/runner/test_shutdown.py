@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from dobby.runner.runner import LAUNCHES_PER_HOST
 from tests.fixtures.hub import HubProcess
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
-LAUNCHES = 4
+LAUNCHES = LAUNCHES_PER_HOST  # every one of them inside tmux (more would wait their turn)
 
 
 @pytest.fixture
