@@ -4,10 +4,13 @@ Measures (the hub runs as its own process, as `dobby start` would):
   1. submit → running (tmux session started on the host, `task.started` seen on /events)
      p50/p99 on warm connections; baselines: a warm asyncssh `run('true')` and a warm
      `tmux new-session -d` + kill.
-  2. wall time for N `true` shell tasks spread over H hosts; baselines: a lean asyncssh loop
-     (one warm connection per host, max-agents at once per host, each task one exec that
-     writes its prompt from stdin and runs it) and a sequential `ssh host true` loop (timed
-     over ``--ssh-loop`` commands: its rate does not depend on N).
+  2. wall time for N `true` shell tasks spread over H hosts, how long each held its slot, and
+     the CPU each task cost (hub, hosts and all: this benchmark runs in a cgroup of its own
+     when the machine lets it, see bench/cpu.py); baselines: the lean asyncssh loop of the
+     issue (one warm connection per host, max-agents at once per host, each task one exec
+     that writes its prompt from stdin and starts it in tmux, then one SFTP stat of its exit
+     file every 20 ms), the same without tmux (a floor: nothing to attach to or follow), and
+     a sequential `ssh host true` loop (timed over ``--ssh-loop`` commands).
   3. the same N tasks as one ``POST /batches``: when the first of them runs, and the wall time.
   4. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
 
