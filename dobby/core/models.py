@@ -308,6 +308,12 @@ class Task:
         if type(self.priority) is not Priority:
             self.priority = Priority(self.priority)
 
+    def copy(self) -> Task:
+        """Return a shallow copy (what ``copy.copy`` makes, without its generic protocol)."""
+        twin = object.__new__(Task)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     @property
     def state(self) -> TaskStatus:
         # TaskStatus(...) too: a caller may have assigned the plain string since __post_init__.
