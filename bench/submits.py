@@ -140,8 +140,12 @@ def scenario(name: str, seeded: list[Task], count: int, py_spy: str | None = Non
                 if spy is not None:
                     spy.send_signal(2)  # SIGINT: py-spy writes what it has
                     spy.wait()
-        finally:
-            hub.kill()  # SIGKILL: what was acknowledged must already be on disk
+        except BaseException:
+            hub.kill()
+            lines = [ln for ln in hub.log().splitlines() if "tornado.access" not in ln]
+            print("\n".join(["hub log (no access lines), last 40:", *lines[-40:]]), file=sys.stderr)
+            raise
+        hub.kill()  # SIGKILL: what was acknowledged must already be on disk
         on_disk = task_docs_on_disk(home / "dobby.db")
         acked = set(one.ids) | set(many.ids)
         lost = len(acked - set(on_disk))
