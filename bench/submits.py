@@ -120,7 +120,12 @@ def scenario(name: str, seeded: list[Task], count: int, py_spy: str | None = Non
         home = root / "home"
         seed(home, seeded)
         inv = write_inventory(root / "inv.yaml", [{"name": "local", "connection": "local"}])
-        hub = HubProcess(home=home, inventory=inv).start()
+        hub = HubProcess(home=home, inventory=inv).start(wait=False)
+        try:
+            hub.wait_healthy(timeout=180)  # a loaded machine loads 10,000 tasks slowly
+        except BaseException:
+            hub.kill()
+            raise
         assert hub.proc is not None
         pid = hub.proc.pid
         try:
