@@ -12,7 +12,12 @@ Baselines in the same run: SQLite alone (the same task JSON, WAL, ``synchronous=
 commit per insert and one commit per 16 inserts) and TinyDB alone (default JSONStorage, one
 insert per task, into an empty database and into one holding 10,000 tasks).
 
-Run: ``python bench/submits.py [--count 3000]``.
+Each phase also prints the hub's CPU time per submit (user + system, from /proc): on a shared
+machine the rate moves with the load, the CPU cost much less; and the client's own CPU per
+submit, to show the client is not the limit. ``--py-spy FILE`` records the hub with py-spy
+(raw format) during each 16-client phase.
+
+Run: ``python bench/submits.py [--count 3000] [--only 10k] [--py-spy /tmp/hub.raw]``.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +46,34 @@ from dobby.store.db import Store, task_docs_on_disk  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 
 BODY = {"prompt": "echo queued", "backend": "shell", "labels": ["nowhere"], "wait_for_host": True}
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Phase:
+    """One timed run of submits: rate, and hub and client CPU per submit."""
+
+    def __init__(self, hub_pid: int, clients: int, count: int) -> None:
+        self.hub_pid, self.clients, self.count = hub_pid, clients, count
+        self.ids: list[str] = []
+        self.rate = self.hub_ms = self.client_ms = 0.0
+
+    def run(self, port: int) -> Phase:
+        hub0, client0 = cpu_seconds(self.hub_pid), time.process_time()
+        took, self.ids = asyncio.run(submit(port, self.clients, self.count))
+        n = max(1, len(self.ids))
+        self.rate = n / took
+        self.hub_ms = (cpu_seconds(self.hub_pid) - hub0) * 1000 / n
+        self.client_ms = (time.process_time() - client0) * 1000 / n
+        return self
+
+    def __str__(self) -> str:
+        cpu = f"hub {self.hub_ms:4.2f} ms CPU/submit, client {self.client_ms:4.2f}"
+        return f"{self.rate:6.0f}/s ({cpu})"
 
 
 async def submit(port: int, clients: int, count: int) -> tuple[float, list[str]]:
@@ -78,24 +114,49 @@ async def store_alone(db: Path, writers: int, count: int) -> float:
     return count / took
 
 
-def scenario(name: str, seeded: list[Task], count: int) -> None:
+def scenario(name: str, seeded: list[Task], count: int, py_spy: str | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="dobby-submits-") as tmp:
         root = Path(tmp)
         home = root / "home"
         seed(home, seeded)
         inv = write_inventory(root / "inv.yaml", [{"name": "local", "connection": "local"}])
-        hub = HubProcess(home=home, inventory=inv).start()
+        hub = HubProcess(home=home, inventory=inv).start(wait=False)
         try:
-            one, ids1 = asyncio.run(submit(hub.port, 1, max(100, count // 10)))
-            many, ids16 = asyncio.run(submit(hub.port, 16, count))
-        finally:
-            hub.kill()  # SIGKILL: what was acknowledged must already be on disk
+            hub.wait_healthy(timeout=180)  # a loaded machine loads 10,000 tasks slowly
+        except BaseException:
+            hub.kill()
+            raise
+        assert hub.proc is not None
+        pid = hub.proc.pid
+        try:
+            one = Phase(pid, 1, max(100, count // 10)).run(hub.port)
+            spy = None
+            if py_spy:
+                out = f"{py_spy}.{name.split()[0].replace(',', '')}"
+                spy = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(pid), "--format", "raw", "-o", out,
+                     "--duration", "600", "--rate", "200", "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(1.0)  # py-spy attaches
+            try:
+                many = Phase(pid, 16, count).run(hub.port)
+            finally:
+                if spy is not None:
+                    spy.send_signal(2)  # SIGINT: py-spy writes what it has
+                    spy.wait()
+        except BaseException:
+            hub.kill()
+            lines = [ln for ln in hub.log().splitlines() if "tornado.access" not in ln]
+            print("\n".join(["hub log (no access lines), last 40:", *lines[-40:]]), file=sys.stderr)
+            raise
+        hub.kill()  # SIGKILL: what was acknowledged must already be on disk
         on_disk = task_docs_on_disk(home / "dobby.db")
-        acked = set(ids1) | set(ids16)
+        acked = set(one.ids) | set(many.ids)
         lost = len(acked - set(on_disk))
         alone = asyncio.run(store_alone(home / "dobby.db", 16, count))
-    print(f"   dobby  {name:<24} 1 client {len(ids1) / one:7.0f}/s   16 clients "
-          f"{len(ids16) / many:7.0f}/s   lost after SIGKILL: {lost} of {len(acked)}")  # fmt: skip
+    print(f"   dobby  {name:<24} 1 client   {one}")
+    print(f"          {'':<24} 16 clients {many}   lost after SIGKILL: {lost} of {len(acked)}")
     print(f"          {'':<24} Store alone, 16 writers {alone:7.0f}/s (no HTTP, no scheduler)")
 
 
@@ -136,18 +197,33 @@ def tinydb_alone(existing: int, count: int) -> float:
     return count / took
 
 
+SCENARIOS: dict[str, tuple[str, Callable[[random.Random, float], list[Task]]]] = {
+    "empty": ("empty hub", lambda rng, now: []),
+    "1k": ("1,000 pending", lambda rng, now: [parked_task(rng, i) for i in range(1000)]),
+    "10k": ("10,000 pending", lambda rng, now: [parked_task(rng, i) for i in range(10_000)]),
+    "recent": (
+        "10,000 finished today",
+        lambda rng, now: [
+            history_task(rng, i, 10_000, now, span_s=20 * 3600.0) for i in range(10_000)
+        ],
+    ),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=3000, help="POSTs with 16 clients")
+    parser.add_argument(
+        "--only", choices=list(SCENARIOS), action="append", help="run these scenarios only"
+    )
+    parser.add_argument("--py-spy", metavar="FILE", help="record the hub (FILE.<scenario>)")
     args = parser.parse_args()
     rng = random.Random(5)
     now = time.time()
     print("== durable submit benchmark (hub process, POST /tasks, 201 = fsynced) ==")
-    scenario("empty hub", [], args.count)
-    scenario("1,000 pending", [parked_task(rng, i) for i in range(1000)], args.count)
-    scenario("10,000 pending", [parked_task(rng, i) for i in range(10_000)], args.count)
-    recent = [history_task(rng, i, 10_000, now, span_s=20 * 3600.0) for i in range(10_000)]
-    scenario("10,000 finished today", recent, args.count)
+    for key in args.only or SCENARIOS:
+        name, make = SCENARIOS[key]
+        scenario(name, make(rng, now), args.count, args.py_spy)
     print(f"   base   SQLite alone, 1 insert per commit   {sqlite_alone(1000, 1):7.0f}/s")
     print(f"   base   SQLite alone, 16 inserts per commit {sqlite_alone(4000, 16):7.0f}/s")
     print(f"   base   TinyDB alone, empty database        {tinydb_alone(0, 300):7.0f}/s")

@@ -132,7 +132,7 @@ class EventBus:
     def _call(self, listener: Listener, event: Event) -> None:
         try:
             result = listener(event)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # most listeners are sync
                 # Async listeners (an HTTP webhook) run as tasks; publish stays O(1) and sync.
                 try:
                     loop = asyncio.get_running_loop()

@@ -308,6 +308,12 @@ class Task:
         if type(self.priority) is not Priority:
             self.priority = Priority(self.priority)
 
+    def copy(self) -> Task:
+        """Return a shallow copy (what ``copy.copy`` makes, without its generic protocol)."""
+        twin = object.__new__(Task)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     @property
     def state(self) -> TaskStatus:
         # TaskStatus(...) too: a caller may have assigned the plain string since __post_init__.
@@ -315,8 +321,23 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the task as stored and served (public fields first)."""
-        # dataclasses.asdict, without its deepcopy of every string (this runs per save/event).
-        return {name: _plain(getattr(self, name)) for name in _field_names(Task)}
+        # dataclasses.asdict, without its deepcopy of every string: this runs on every save,
+        # so the common values (plain scalars, lists of them, the token counts) are copied
+        # inline instead of through a call per field.
+        values = self.__dict__
+        out: dict[str, Any] = {}
+        for name in _field_names(Task):
+            value = values[name]
+            kind = value.__class__
+            if kind in _SCALARS:
+                out[name] = value
+            elif kind is list:
+                out[name] = [v if v.__class__ in _SCALARS else _plain(v) for v in value]
+            elif kind is Tokens:
+                out[name] = dict(value.__dict__)
+            else:
+                out[name] = _plain(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
@@ -447,6 +468,7 @@ def _fix_tokens(value: Any, default: Any) -> Any:
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_SCALARS = frozenset(_IMMUTABLE)  # exact types: a StrEnum value goes through _plain
 
 
 def _plain(value: Any) -> Any:

@@ -21,6 +21,10 @@ ID = r"([A-Za-z0-9_-]+)"  # a task, batch, schedule or project id in a route
 MAX_QUERY_INT = 2**53 - 1  # offsets, limits, cursors: what any client (JavaScript too) can say
 
 
+class JsonText(str):
+    """An answer already encoded as JSON (a stored task document): sent as it is."""
+
+
 class BaseHandler(tornado.web.RequestHandler):
     """Common behaviour of every API route."""
 
@@ -60,7 +64,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def send(self, data: Any, status: int = 200) -> None:
         """Write a JSON answer."""
         self.set_status(status)
-        self.finish(json_bytes(data))
+        if isinstance(data, JsonText):
+            self.finish(data.encode("utf-8", "backslashreplace"))
+        else:
+            self.finish(json_bytes(data))
 
     async def send_durable(self, data: Any, status: int = 200) -> None:
         """Answer only once the change is on disk: a 2xx survives a hub killed right after."""

@@ -271,13 +271,14 @@ class Hub:
     # -- events ------------------------------------------------------------------------
     def save(self, task: Task, event: str = "task.updated") -> None:
         """Persist a task, then publish the event (the one place tasks change)."""
+        doc = task.to_dict()  # one copy for the store and the event (neither changes it)
         if event == "task.created":
-            self.store.insert_task(task)  # never overwrites another task with the same id
+            self.store.insert_doc(doc)  # never overwrites another task with the same id
         else:
-            self.store.put_task(task)
+            self.store.put_doc(doc)
         self.scheduler.observe(task)
         self.usage.observe(task, event)
-        ev = self.bus.publish(event, task_id=task.id, data=task.to_dict())
+        ev = self.bus.publish(event, task_id=task.id, data=doc)
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
             self.scheduler.kick()

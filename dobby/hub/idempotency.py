@@ -8,11 +8,12 @@ until it is durable) instead of creating a second task. Records are kept for a d
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
 from dobby.core.errors import Conflict, ValidationError
-from dobby.hub.base import BaseHandler
+from dobby.hub.base import BaseHandler, JsonText
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 255
@@ -47,9 +48,12 @@ async def answer_once(handler: BaseHandler, make: Callable[[], tuple[int, Any]])
             raise Conflict(f"{HEADER} {key!r} was already used for a different request body")
         await store.durable()  # the first answer may still be on its way to the disk
         handler.set_header("Idempotent-Replayed", "true")
-        handler.send(answer, status)
+        handler.send(JsonText(answer), status)
         return
     status, answer = make()
-    store.remember(scoped, fingerprint=fingerprint, status=status, answer=answer)
+    # Encoded once: the record and the answer are the same text (ASCII, as stored).
+    if not isinstance(answer, JsonText):
+        answer = JsonText(json.dumps(answer, separators=(",", ":")))
+    store.remember(scoped, fingerprint=fingerprint, status=status, body=answer)
     await store.durable()
     handler.send(answer, status)

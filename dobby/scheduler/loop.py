@@ -10,7 +10,6 @@ looks for stale tasks.
 from __future__ import annotations
 
 import asyncio
-import copy
 import heapq
 import logging
 import secrets
@@ -114,7 +113,7 @@ class SchedulerLoop:
     def observe(self, task: Task) -> None:
         """Track a task just saved: queue membership, slot holders, finished ones."""
         # A copy: the caller may keep changing its object (unsaved) or answer with it later.
-        task = copy.copy(task)
+        task = task.copy()
         # A task whose job waits in a Slurm queue is not Dobby's to place any more, but it
         # holds its host's slot like a running one (max_agents caps Dobby's jobs there).
         if task.status == PENDING and task.id not in self.dispatching and not holds_slot(task):

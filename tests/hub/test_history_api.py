@@ -95,6 +95,14 @@ def test_idempotency_key_returns_the_first_answer_and_never_a_second_task(
     assert b1["id"] == b2["id"]
     _, listing, _ = call(hub, "GET", "/tasks?limit=10")
     assert listing["total"] == 2  # one task, one batch task
+    _, stored, _ = call(hub, "GET", f"/tasks/{first['id']}")
+    assert list(stored) == list(first) and stored["created_at"] == first["created_at"]
+    hub.kill()  # SIGKILL: an acknowledged answer and its key are on disk
+    hub.start()
+    status, replayed, headers = call(hub, "POST", "/tasks", body, key="k-123")
+    assert status == 201 and replayed == first and headers.get("Idempotent-Replayed") == "true"
+    _, listing, _ = call(hub, "GET", "/tasks?limit=10")
+    assert listing["total"] == 2  # still no second task after a restart
 
 
 @pytest.fixture

@@ -434,13 +434,54 @@ async def test_stats_from_sql_equal_the_pure_computation(store: Store, seed: int
 
 
 async def test_idempotency_records_are_durable_and_expire(store: Store) -> None:
-    store.remember("POST /tasks k1", fingerprint="f", status=201, answer={"id": "x"})
-    assert store.idempotent("POST /tasks k1") == ("f", 201, {"id": "x"})
+    store.remember("POST /tasks k1", fingerprint="f", status=201, body='{"id":"x"}')
+    assert store.idempotent("POST /tasks k1") == ("f", 201, '{"id":"x"}')
     s2 = await reopen(store)
     try:
-        assert s2.idempotent("POST /tasks k1") == ("f", 201, {"id": "x"})
+        assert s2.idempotent("POST /tasks k1") == ("f", 201, '{"id":"x"}')
         assert s2.forget_idempotency(older_than_s=-1) == 1
         assert s2.idempotent("POST /tasks k1") is None
+    finally:
+        await s2.close()
+
+
+async def test_lookups_by_key_or_id_read_every_state_without_writing_the_queue(
+    store: Store,
+) -> None:
+    store.remember("committed", fingerprint="a", status=201, body='{"n":1}')
+    store.commit()
+    store.remember("in the transaction", fingerprint="b", status=201, body='{"n":2}')
+    written = Task(prompt="in the transaction")
+    store.insert_task(written)
+    conn = store.sql()  # writes both into the open transaction, uncommitted
+    store.remember("queued", fingerprint="c", status=202, body='{"n":3}')
+    queued = Task(prompt="queued")
+    store.insert_task(queued)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        assert store.idempotent("committed") == ("a", 201, '{"n":1}')
+        assert store.idempotent("in the transaction") == ("b", 201, '{"n":2}')
+        assert store.idempotent("queued") == ("c", 202, '{"n":3}')
+        assert store.idempotent("never") is None
+        assert store.has_task(written.id) and store.has_task(queued.id)
+        assert not store.has_task("0123456789abcdef")
+        assert json.loads(store.task_json(queued.id)) == queued.to_dict()
+        assert json.loads(store.task_json(written.id)) == written.to_dict()
+    finally:
+        conn.set_trace_callback(None)
+    # One SELECT per lookup the queue could not answer, and not a single write: a submit's
+    # lookups no longer write every queued change before they read.
+    assert statements and all(s.lstrip().upper().startswith("SELECT") for s in statements)
+    store._rollback()  # a failed commit: what the transaction held is queued again
+    assert store.idempotent("in the transaction") == ("b", 201, '{"n":2}')
+    assert store.has_task(written.id)
+    store.flush()
+    s2 = await reopen(store)
+    try:
+        for key in ("committed", "in the transaction", "queued"):
+            assert s2.idempotent(key) is not None
+        assert s2.get_task(queued.id) == queued and s2.get_task(written.id) == written
     finally:
         await s2.close()
 

@@ -12,7 +12,7 @@ from typing import Any
 from dobby.core.errors import ValidationError
 from dobby.core.shapes import RetryBody, parse
 from dobby.hub import dashboard_data
-from dobby.hub.base import BaseHandler
+from dobby.hub.base import BaseHandler, JsonText
 from dobby.hub.core import Hub
 from dobby.hub.handlers import tasks as h
 from dobby.hub.idempotency import answer_once
@@ -30,7 +30,11 @@ class TasksHandler(h.TasksHandler):
     """``GET /tasks`` as before; ``POST /tasks`` answers once durable (``Idempotency-Key``)."""
 
     async def post(self) -> None:  # type: ignore[override]
-        await answer_once(self, lambda: (201, self.dobby.submit(self.body_json()).to_dict()))
+        await answer_once(self, self._submit)
+
+    def _submit(self) -> tuple[int, JsonText]:
+        task = self.dobby.submit(self.body_json())
+        return 201, JsonText(self.dobby.store.task_json(task.id))  # encoded once, as stored
 
 
 class TaskRetryHandler(BaseHandler):
