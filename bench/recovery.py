@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--rate", type=float, default=1.0, help="lines per second per task")
     parser.add_argument("--down", type=float, default=2.0, help="seconds the hub stays dead")
+    parser.add_argument("--profile", help="record the restarted hub with py-spy into this file")
     args = parser.parse_args()
 
     per_host = -(-args.tasks // args.hosts)
@@ -79,6 +81,13 @@ def main() -> None:
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         bench.hub.start(wait=False)
+        spy = None
+        if args.profile and bench.hub.proc is not None:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(bench.hub.proc.pid), "--format", "raw",
+                 "-o", args.profile, "--duration", "20", "--rate", "200", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         bench.hub.wait_healthy(timeout=120)
         healthy = time.perf_counter() - t0
         flowing: dict[str, float] = {}
@@ -90,6 +99,8 @@ def main() -> None:
                     flowing[tid] = now
             time.sleep(0.02)
         hub_cpu = cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
+        if spy is not None:
+            spy.wait(60)
         base = asyncio.run(reconnect_and_read(bench.hosts, bench.host_files()))
         times = sorted(flowing.values())
         last = times[-1] if len(times) == len(ids) else float("inf")
