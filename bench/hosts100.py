@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.dispatch import pct, submit_spread  # noqa: E402
 from bench.logs import cpu_seconds  # noqa: E402
+from bench.recovery import SHARED_DISK  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, user_processes  # noqa: E402
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
     home = work / "home"
     home.mkdir()
     (home / "dobby.yaml").write_text(
-        f"max_concurrent_agents: {(per_host + 5) * args.hosts}\n", encoding="utf-8"
+        f"max_concurrent_agents: {(per_host + 5) * args.hosts}\n{SHARED_DISK}", encoding="utf-8"
     )
     hub = HubProcess(home=home, inventory=inv).start()
     ids: list[str] = []
