@@ -113,7 +113,7 @@ class Hub:
         self.gpu = make_gpu_monitor(
             hosts=self.hosts,
             interval=settings.gpu_poll_interval,
-            running=self._running,
+            running=self.running_tasks,
             save=self.save,
             bus=self.bus,
             kick=self.kick,
@@ -163,6 +163,7 @@ class Hub:
             save=self.save,
             transport=self.hosts.transport,
             prices=prices,
+            running=self.running_tasks,
         )
         self.races = Races(  # dobby add --race K: attempts judged by their check
             store=self.store,
@@ -305,8 +306,16 @@ class Hub:
         """Return how many tasks run (or are being launched) on ``host``."""
         return sum(1 for t in self.scheduler.active.values() if t.host == host)
 
-    def _running(self) -> list[Task]:
-        return self.store.tasks(status=TaskStatus.RUNNING.value)
+    def running_tasks(self) -> list[Task]:
+        """Return the running tasks, newest first, as the scheduler holds them (no store read).
+
+        Every saved task passes through the scheduler (``save``), which keeps each running
+        one: reading them from there costs nothing, while building them from the store costs
+        ~30 µs each — 30 ms per call at 1,000 running, on the event loop (GET /hosts, /stats).
+        """
+        running = [t for t in self.scheduler.active.values() if t.status == TaskStatus.RUNNING]
+        running.sort(key=lambda t: (t.created_at or "", t.id), reverse=True)
+        return running
 
     def _publish_log(self, task: Task, data: dict[str, Any]) -> None:
         self.bus.publish("task.log", task_id=task.id, data=data)
@@ -314,7 +323,7 @@ class Hub:
     def _choose_session_host(self, task: Task, wanted: str | None) -> str:
         """Return the host of an interactive session (see scheduler.capacity)."""
         running: dict[str, int] = {}
-        for t in self._running():
+        for t in self.running_tasks():
             running[t.host or ""] = running.get(t.host or "", 0) + 1
         states = {name: self.hosts.states.get(name) or HostState() for name in self.hosts.hosts}
         slots = [
@@ -434,7 +443,7 @@ class Hub:
     def hosts_view(self) -> dict[str, Any]:
         """Return every host with its state and running tasks."""
         running: dict[str, list[str]] = {}
-        for task in self._running():
+        for task in self.running_tasks():
             running.setdefault(task.host or "", []).append(task.id)
         hosts = []
         for name, host in sorted({**self.hosts.retired, **self.hosts.hosts}.items()):

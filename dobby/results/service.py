@@ -71,8 +71,12 @@ class ResultsService:
         save: SaveTask,
         transport: Callable[[str], Transport],
         prices: Mapping[str, ModelPrice],
+        running: Callable[[], list[Task]] | None = None,
     ) -> None:
         self.store = store
+        # The running tasks as the hub holds them in memory (see Hub.running_tasks): at 1,000
+        # running, building them from the store would cost each GET /stats ~30 ms.
+        self._running = running or (lambda: self.store.tasks(status="running"))
         self.logs = logs
         self.locks = locks
         self.bus = bus
@@ -262,7 +266,8 @@ class ResultsService:
         window = stats.parse_since(since, now)
         if project is not None:
             self.store.get_project(project)
-        live = self.store.tasks(status=("pending", "running", "draft"), project=project)
+        live = self.store.tasks(status=("pending", "draft"), project=project)
+        live += [t for t in self._running() if project is None or t.project == project]
         groups = aggregates.stats_groups(self.store.sql(), since=window, project=project)
         return stats.from_groups(groups, queue=stats.queue(live), now=now, since=window,
                                  project=project)  # fmt: skip

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
@@ -68,10 +69,21 @@ def next_poll(previous: float, idle: float) -> float:
     return min(cap, max(FAST_POLL, previous) * 2)
 
 
-def probe_time(now: float, every: float) -> float:
-    """Return the next multiple of ``every`` after ``now``: the tasks of a host probe together,
-    so one command answers for all of them (see streams.Probes)."""
-    return (now // every + 1) * every
+def host_phase(host: str) -> float:
+    """Return where in each probe period a host's tasks probe, as a fraction of the period.
+
+    Tasks of one host share a grid, so one command answers for all of them; each host has its
+    own offset on it, so a hundred hosts' probes (and the wake-ups that go with them) spread
+    over the period instead of landing on the event loop in the same instant.
+    """
+    return zlib.crc32(host.encode()) / 2**32
+
+
+def probe_time(now: float, every: float, phase: float = 0.0) -> float:
+    """Return the next point after ``now`` of the grid of step ``every`` shifted by ``phase``
+    (a fraction of ``every``): the tasks of a host probe together (see streams.Probes)."""
+    offset = phase * every
+    return ((now - offset) // every + 1) * every + offset
 
 
 class Ended(Exception):
@@ -330,7 +342,8 @@ class Followers:
         retry.reset()  # the host answered: its stream is up
         self._record(task.host or "", ok=True)
         checked = time.monotonic()
-        next_probe = 0.0 if adopt else probe_time(checked, PROBE_EVERY)
+        phase = host_phase(task.host or "")
+        next_probe = 0.0 if adopt else probe_time(checked, PROBE_EVERY, phase)
         pending = b""  # the start of a line not written whole yet: held here, not re-read
         while True:
             now = time.monotonic()
@@ -344,7 +357,7 @@ class Followers:
                 await self._kill(task, transport, paths)
                 self._unsent.discard(task_id)
             every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
-            next_probe = min(next_probe, probe_time(now, every))
+            next_probe = min(next_probe, probe_time(now, every, phase))
             frames = await feed.next(min(STREAM_WAKE, max(0.0, next_probe - now)))
             data, ended = self._joined(frames, sink.size + len(pending))
             if data:
@@ -372,7 +385,7 @@ class Followers:
                 return
             now = time.monotonic()
             if now >= next_probe:
-                next_probe = probe_time(now, every)
+                next_probe = probe_time(now, every, phase)
                 task, checked = self._current(task_id), now
                 if await self._gone(task, transport, paths):
                     self._reading[task_id] = (transport, paths)

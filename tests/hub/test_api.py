@@ -206,3 +206,27 @@ async def test_api_key_is_required_except_for_health(tmp_path: Path, local_entry
         bearer = {"Authorization": f"Bearer {key}"}
         assert (await hub.call("GET", "/tasks", headers=bearer))[0] == 200
         assert (await hub.call("POST", "/tasks", {"prompt": "x"}))[0] == 401
+
+
+async def test_hosts_and_stats_list_the_running_tasks_the_store_holds(app_hub: AppHub) -> None:
+    # /hosts and /stats take the running tasks from the scheduler's memory (building 1,000
+    # from the store cost each call ~30 ms): the same ones the store says are running.
+    core = app_hub.core
+    ids = []
+    for _ in range(2):  # the host takes one at a time: the second waits
+        _, task = await app_hub.call("POST", "/tasks", {"prompt": "sleep 60", "backend": "shell"})
+        ids.append(task["id"])
+    for running, pending in ((ids[0], ids[1]), (ids[1], None)):
+        await app_hub.wait_status(running, ("running",))
+        assert (
+            [t.id for t in core.running_tasks()]
+            == [t.id for t in core.store.tasks(status="running")]
+            == [running]
+        )
+        _, hosts = await app_hub.call("GET", "/hosts")
+        assert {h["name"]: h["running"] for h in hosts["hosts"]} == {"local": [running]}
+        _, stats = await app_hub.call("GET", "/stats")
+        assert (stats["queue"]["running"], stats["queue"]["pending"]) == (1, int(bool(pending)))
+        await app_hub.call("POST", f"/tasks/{running}/cancel")
+    await app_hub.wait_status(ids[1])
+    assert core.running_tasks() == []

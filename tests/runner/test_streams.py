@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import random
 import shlex
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from dobby.core.errors import TransportError
 from dobby.core.models import Host
 from dobby.hostside import scripts
-from dobby.runner.follower import Followers, probe_time
+from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.transport import LocalTransport, SshTransport, Transport
 from tests.fixtures.sshd import SshHost
@@ -181,6 +183,26 @@ def test_parse_probe_many() -> None:
 )
 def test_probe_time_is_on_a_grid_shared_by_every_task(now: float, every: float, due: float) -> None:
     assert probe_time(now, every) == pytest.approx(due)
+
+
+@pytest.mark.parametrize(
+    ("now", "every", "phase", "due"),
+    [(0.0, 5.0, 0.5, 2.5), (2.5, 5.0, 0.5, 7.5), (7.4, 5.0, 0.5, 7.5), (12.3, 0.5, 0.2, 12.6)],
+)
+def test_probe_time_is_shifted_by_the_phase(
+    now: float, every: float, phase: float, due: float
+) -> None:
+    assert probe_time(now, every, phase) == pytest.approx(due)
+
+
+def test_the_tasks_of_a_host_share_a_probe_time_and_hosts_spread_over_the_period() -> None:
+    # One host: one probe command for all its tasks. A hundred hosts: their probes (and the
+    # wake-ups of their followers) spread over the period instead of all in one instant.
+    assert host_phase("h7") == host_phase("h7")
+    due = sorted(probe_time(1000.0, 5.0, host_phase(f"h{i}")) for i in range(1, 101))
+    assert all(1000.0 < t <= 1005.0 for t in due)
+    assert max(Counter(round(t, 1) for t in due).values()) <= 5  # no crowd in any 100 ms
+    assert max(b - a for a, b in itertools.pairwise(due)) < 1.0
 
 
 def test_frames_join_in_order_and_a_gap_is_a_fault() -> None:

@@ -12,7 +12,6 @@ import tornado.web
 
 from dobby import __version__
 from dobby.core.errors import DobbyError, ValidationError
-from dobby.core.models import TaskStatus
 from dobby.core.timefmt import maybe_time
 from dobby.hub import dashboard_data as data
 from dobby.hub.base import ID, BaseHandler, guard_of
@@ -175,7 +174,7 @@ class LiveHandler(BaseHandler):
         steps: dict[str, Any] = {}
         details: dict[str, Any] = {}
         results = getattr(self.dobby, "results", None)  # detail-status, when the hub has it
-        for task in self.dobby.store.tasks(status=TaskStatus.RUNNING.value):
+        for task in self.dobby.running_tasks():
             tail = self.dobby.logs.tail(task.id, STEP_TAIL)
             steps[task.id] = data.last_step(tasklog.events(task.backend, tail))
             if results is not None:

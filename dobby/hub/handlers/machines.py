@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dobby.core.models import TaskStatus
 from dobby.core.shapes import HostBootstrap, parse
 from dobby.hub.base import BaseHandler
 from dobby.hub.core import Hub
@@ -15,7 +14,7 @@ from dobby.machines.gpu import HostGpus, is_busy, reservations
 def gpus_view(dobby: Hub, *, history: bool = False) -> dict[str, Any]:
     """Return every GPU host with its GPUs, their processes, users and reservations."""
     monitor = dobby.gpu
-    running = dobby.store.tasks(status=TaskStatus.RUNNING.value)
+    running = dobby.running_tasks()
     holders: dict[tuple[str, int], str] = {}
     for task in running:
         for index in task.gpu_indices or []:
