@@ -460,9 +460,21 @@ def parse_kv(text: str) -> dict[str, str]:
 
 FOLLOW_READY = b"R dobby-follow 1"
 FOLLOW_CHUNK = 65536  # bytes per frame: one `read` of bash, bounded so no frame is huge
-FOLLOW_FAST = 0.01  # seconds between reads while output flows
-FOLLOW_SLOW = 0.2  # ...once every followed file has been quiet for a while
-FOLLOW_FAST_ROUNDS = 50  # quiet fast rounds before the slow wait (~0.5 s)
+# Seconds between reads: FOLLOW_FAST while output flows or a task just joined, then longer
+# and longer while every followed file stays quiet (rounds at each wait), FOLLOW_SLOW at last.
+# A bash loop costs what it wakes for: ~0.5% of a core per followed task at 100 wakes/s.
+FOLLOW_FAST = 0.01
+FOLLOW_BACKOFF = ((5, FOLLOW_FAST), (4, 0.02), (4, 0.04), (4, 0.08), (4, 0.16))
+FOLLOW_SLOW = 0.2
+
+
+def _render_follow_wait() -> str:
+    """Return the bash that sets ``wait`` from ``idle`` (quiet rounds) per FOLLOW_BACKOFF."""
+    parts, rounds = [], 0
+    for count, wait in FOLLOW_BACKOFF:
+        rounds += count
+        parts.append(f"[ $idle -lt {rounds} ]; then wait={wait}")
+    return "if " + "; elif ".join(parts) + f"; else wait={FOLLOW_SLOW}; fi"
 
 
 def render_follow() -> str:
@@ -530,7 +542,7 @@ while :; do
     [ $ended = 1 ] && ended
   done
   if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
-  wait={FOLLOW_FAST}; [ $idle -gt {FOLLOW_FAST_ROUNDS} ] && wait={FOLLOW_SLOW}
+  {_render_follow_wait()}
   # The wait is a timed read of one byte of stdin: a command ends it at once (a new task is
   # looked at now, not a slow wait later). Commands are whole lines, one write each, so the
   # rest of a line that began is there to read. A timeout that fires as the byte arrives
