@@ -217,14 +217,19 @@ def render_unpack(*, paths: TaskPaths, files: Sequence[tuple[str, int, int]]) ->
     return "\n".join(lines)
 
 
-EMBED_LIMIT = 64 * 1024  # bytes of files a launch may carry in its own text (an argument: 128 KiB)
+# Bytes of quoted file text a launch may carry in its own text: the command reaches the host
+# as one argument of `$SHELL -c`, and Linux refuses an argument over 128 KiB (E2BIG).
+EMBED_LIMIT = 64 * 1024
 
 
 def embeddable(texts: Sequence[str]) -> bool:
-    """Return True if ``texts`` may ride in a launch's command text (see :func:`render_launch`)."""
-    return sum(len(t.encode("utf-8")) for t in texts) <= EMBED_LIMIT and not any(
-        "\x00" in t for t in texts
-    )
+    """Return True if ``texts`` may ride in a launch's command text (see :func:`render_launch`).
+
+    Measured quoted: a text of single quotes grows fivefold in shell quoting.
+    """
+    if any("\x00" in t for t in texts):  # no argument can hold a NUL byte
+        return False
+    return sum(len(shell_quote(t).encode("utf-8")) for t in texts) <= EMBED_LIMIT
 
 
 def render_fresh_files(

@@ -370,6 +370,27 @@ def live_session(name: str) -> bool:
 
 
 def test_files_too_big_or_with_nul_bytes_do_not_ride_in_the_command() -> None:
-    assert scripts.embeddable(["x" * scripts.EMBED_LIMIT])
+    assert scripts.embeddable(["x" * (scripts.EMBED_LIMIT - 2)])  # quoted: 2 bytes more
     assert not scripts.embeddable(["x" * scripts.EMBED_LIMIT, "y"])
     assert not scripts.embeddable(["nul \x00 byte"])
+    # Single quotes grow fivefold when quoted: measured as sent, not as written.
+    assert not scripts.embeddable(["'" * (scripts.EMBED_LIMIT // 2)])
+
+
+def test_the_largest_embeddable_launch_runs(tmp_path: Path) -> None:
+    """The worst text that still rides in the command fits in one argument of the host."""
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0011")
+    prompt = "'" * (scripts.EMBED_LIMIT // 5 - 400)  # quoting makes it ~EMBED_LIMIT
+    texts = {"prompt.md": prompt, "env": "", "run.sh": "true\n"}
+    assert scripts.embeddable(list(texts.values()))
+    launch = scripts.render_launch(
+        paths=paths,
+        project=None,
+        base=None,
+        claim=scripts.claim_name("big"),
+        files=[(n, len(t.encode()), 0o600) for n, t in texts.items()],
+        texts=texts,
+    )
+    done = subprocess.run(["bash", "-c", launch], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert Path(paths.file("prompt.md")).read_text() == prompt
