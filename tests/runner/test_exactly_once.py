@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dobby.runner.runner import LAUNCHES_PER_HOST
 from tests.fixtures.hub import HubProcess, write_inventory
 from tests.fixtures.sshd import SshHost
 
@@ -115,9 +116,9 @@ def test_launch_cut_by_hub_kill_waits_for_its_stopped_host_and_runs_once(
     try:
         (h3.home / ".hold-launch").touch()
         client = hub.client()
-        ids = [
+        ids = [  # as many as the host runs launches at once: each of them held inside tmux
             client.add_task(prompt=counting_prompt(runs_dir, 2), backend="shell")["id"]
-            for _ in range(4)
+            for _ in range(LAUNCHES_PER_HOST)
         ]
         # Each launch started its session (run.sh wrote its pid) and never answered.
         for tid in ids:
