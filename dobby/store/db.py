@@ -155,7 +155,10 @@ class Store:
         self._applied_gen = 0
         self._committed_gen = 0
         self._synced_gen = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Groups of durable() callers, oldest first; the last one takes new callers until the
+        # flusher commits (one future and one deadline timer per group, not per caller).
+        self._waiters: list[_Group] = []
+        self._group: _Group | None = None
         self._error: str | None = None  # the last failed commit, until one succeeds
         self._wal_fd: int | None = None
         self._frames = 0  # WAL frames written since the last checkpoint (estimate)
@@ -826,6 +829,7 @@ class Store:
         self.commit()
         self._sync()
         self._synced_gen = max(self._synced_gen, target)
+        self._group = None
         self._release()
 
     async def durable(self) -> None:
@@ -842,19 +846,35 @@ class Store:
             except (sqlite3.Error, OSError) as e:
                 raise self._unavailable(e) from None
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._gen, fut))
+        group = self._group
+        if group is None or group.fut.done():
+            group = self._group = self._new_group()
+            self._waiters.append(group)
+        group.gen = self._gen
         self._wake.set()
         self._urgent.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), self.write_timeout)
-        except TimeoutError:
-            why = f" (last error: {self._error})" if self._error else ""
-            raise StorageError(
+        # shield: one caller cancelled (client gone) must not cancel its group's future
+        await asyncio.shield(group.fut)
+
+    def _new_group(self) -> _Group:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(self.write_timeout, self._expire, fut)
+        return _Group(fut=fut, timer=timer)
+
+    def _expire(self, fut: asyncio.Future[None]) -> None:
+        """Answer a group not on disk within ``write_timeout``: its changes stay queued."""
+        if fut.done():
+            return
+        why = f" (last error: {self._error})" if self._error else ""
+        fut.set_exception(
+            StorageError(
                 f"the hub could not write its database {self.path} within "
                 f"{self.write_timeout:g} s{why}; the change is kept in memory and is written "
                 "once the disk has room: retry with the same Idempotency-Key to get its answer"
-            ) from None
+            )
+        )
+        fut.exception()  # retrieved: no "never retrieved" warning when nobody awaits it
 
     def _unavailable(self, error: BaseException) -> StorageError:
         return StorageError(
@@ -865,21 +885,24 @@ class Store:
 
     def _release(self) -> None:
         waiting = []
-        for gen, fut in self._waiters:
-            if fut.done():
-                continue
-            if gen <= self._synced_gen:
-                fut.set_result(None)
+        for group in self._waiters:
+            if group.fut.done():
+                group.timer.cancel()
+            elif group.gen <= self._synced_gen:
+                group.timer.cancel()
+                group.fut.set_result(None)
             else:
-                waiting.append((gen, fut))
+                waiting.append(group)
         self._waiters = waiting
 
     def _fail_waiters(self, error: BaseException) -> None:
-        for _gen, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(self._unavailable(error))
-                fut.exception()  # retrieved: no "never retrieved" warning if it timed out
+        for group in self._waiters:
+            group.timer.cancel()
+            if not group.fut.done():
+                group.fut.set_exception(self._unavailable(error))
+                group.fut.exception()  # retrieved: no "never retrieved" warning
         self._waiters = []
+        self._group = None
 
     async def run_flusher(self) -> None:
         """Commit queued changes at most once per ``flush_interval``, until cancelled."""
@@ -890,6 +913,7 @@ class Store:
             try:
                 if self.dirty:
                     self.commit()
+                self._group = None  # committed: later callers wait for the next group
                 if self._waiters:
                     target = self._committed_gen
                     await asyncio.to_thread(self._sync)
@@ -955,6 +979,15 @@ class Store:
             if self._wal_fd is not None:
                 os.close(self._wal_fd)
             _unlock(self._lock_fd)
+
+
+@dataclasses.dataclass(eq=False)
+class _Group:
+    """Callers of :meth:`Store.durable` answered by one commit and fsync, with one deadline."""
+
+    fut: asyncio.Future[None]
+    timer: asyncio.TimerHandle
+    gen: int = 0  # the newest change a caller of this group waits for
 
 
 def _by_prefix(table: dict[str, Any], key: str, kind: str) -> str:

@@ -145,6 +145,24 @@ async def test_durable_groups_concurrent_waiters_into_few_fsyncs(db_path: Path) 
         await s.close()
 
 
+async def test_a_cancelled_durable_caller_leaves_its_group_waiting(db_path: Path) -> None:
+    s = Store(path=db_path, flush_interval=0.05)
+    s.start()
+    try:
+        s.put_task(Task(prompt="a", id="ccc00001"))
+        gone = asyncio.ensure_future(s.durable())
+        s.put_task(Task(prompt="b", id="ccc00002"))
+        kept = asyncio.ensure_future(s.durable())
+        await asyncio.sleep(0)  # both joined one group
+        assert len(s._waiters) == 1
+        gone.cancel()  # a client that went away
+        await asyncio.wait_for(kept, 5)
+        assert {"ccc00001", "ccc00002"} <= set(task_docs_on_disk(db_path))
+        assert not s._waiters  # released, its deadline timer cancelled
+    finally:
+        await s.close()
+
+
 KILLED = """
 import asyncio, os, signal, sys
 from pathlib import Path
