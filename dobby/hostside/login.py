@@ -66,14 +66,20 @@ def render_adopt(*, err_file: str | None = None, cache: str | None = None) -> st
         if err_file
         else ":"
     )
-    capture = f"dobby_login=$( {render_capture()} ); dobby_rc=$?\n"
-    if cache is None:
-        return (
-            capture + 'if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then '
-            'eval "$dobby_login" 2>/dev/null; '
-            f"else {note}; fi\n"
-            "unset dobby_login dobby_rc\n"
+    save = ""
+    if cache is not None:
+        # Written beside and renamed: a launch reading it meanwhile never sees half of it.
+        save = (
+            f'  (umask 077; printf \'#%s\\n%s\\n\' "$dobby_now" "$dobby_login" >{cache}.$$ &&'
+            f" mv -f {cache}.$$ {cache}) 2>/dev/null\n"
         )
+    fresh = (
+        f"dobby_login=$( {render_capture()} ); dobby_rc=$?\n"
+        'if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then eval "$dobby_login" 2>/dev/null\n'
+        f"{save}else {note}; fi\n"
+    )
+    if cache is None:
+        return fresh + "unset dobby_login dobby_rc\n"
     changed = " || ".join(f'[ "{path}" -nt {cache} ]' for path in WATCHED)
     return (
         # The first line of the cache is "#<epoch seconds it was written>".
@@ -87,13 +93,9 @@ def render_adopt(*, err_file: str | None = None, cache: str | None = None) -> st
         "  fi\n"
         "fi\n"
         'if [ -n "$dobby_login" ]; then eval "$dobby_login" 2>/dev/null\n'
-        f"else\n  printf -v dobby_now '%(%s)T' -1 2>/dev/null || dobby_now=0\n  {capture}"
-        '  if [ "$dobby_rc" = 0 ] && [ -n "$dobby_login" ]; then\n'
-        '    eval "$dobby_login" 2>/dev/null\n'
-        # Written beside and renamed: a launch reading it meanwhile never sees half of it.
-        f'    (umask 077; printf \'#%s\\n%s\\n\' "$dobby_now" "$dobby_login" >{cache}.$$ &&'
-        f" mv -f {cache}.$$ {cache}) 2>/dev/null\n"
-        f"  else {note}; fi\n"
+        "else\n"
+        "printf -v dobby_now '%(%s)T' -1 2>/dev/null || dobby_now=0\n"
+        f"{fresh}"
         "fi\n"
         "unset dobby_login dobby_rc dobby_now dobby_at\n"
     )

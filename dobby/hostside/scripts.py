@@ -296,9 +296,8 @@ def render_launch(
     """
     session = shell_quote(paths.session)
     # A retried task starts with no output, exit code or pid of its previous attempt.
-    cleared = " ".join(
-        shell_quote(paths.file(n)) for n in (RUN_FILES if keep_output else OUTPUT_FILES)
-    )
+    stale = [shell_quote(paths.file(n)) for n in (RUN_FILES if keep_output else OUTPUT_FILES)]
+    cleared = " ".join(stale)
     lines = []
     if claim is None:
         if files:
@@ -315,10 +314,7 @@ def render_launch(
         lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
         if files:
             lines.append(render_fresh_files(paths=paths, files=files, texts=texts))
-        exists = " || ".join(
-            f"[ -e {shell_quote(paths.file(n))} ]"
-            for n in (RUN_FILES if keep_output else OUTPUT_FILES)
-        )
+        exists = " || ".join(f"[ -e {path} ]" for path in stale)
         lines.append(f"if {exists}; then rm -f {cleared}; fi")  # a fresh dir: no rm to fork
     wt = shell_quote(paths.worktree)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
