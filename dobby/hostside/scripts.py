@@ -257,8 +257,10 @@ def render_fresh_files(
             if texts is not None
             else f"head -c {int(size)}"
         )
+        # The text appears once: twice, the largest embeddable launch would be over the limit.
         lines.append(
-            f"if [ -e {dest} ]; then {write} >{tmp} && mv -f {tmp} {dest}; else {write} >{dest}; fi"
+            f"_o={dest}; [ -e {dest} ] && _o={tmp}; "
+            f'{write} >"$_o" && {{ [ "$_o" = {dest} ] || mv -f {tmp} {dest}; }}'
         )
         if mode != 0o600:
             chmod.append(f"chmod {mode:o} {dest}")
@@ -312,6 +314,7 @@ def render_launch(
             render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)
         )
         lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
+        lines.append(_sign_claim(paths.file(claim)))
         if files:
             lines.append(render_fresh_files(paths=paths, files=files, texts=texts))
         exists = " || ".join(f"[ -e {path} ]" for path in stale)
@@ -414,18 +417,52 @@ def render_probe(*, session: str, paths: TaskPaths) -> str:
     )
 
 
+# Field 22 of /proc/PID/stat (its start time) is the 20th after "(comm) ": with the pid it
+# names one process for good, where a pid alone may be a stranger's by the time anyone asks.
+_START_TIME = "_s=${_s##*') '}; set -- $_s"
+
+
+def _sign_claim(claim_dir: str) -> str:
+    """Return builtins-only commands that leave the launching shell's pid and start in a claim.
+
+    They let a settle probe tell a launch that is still under way from one killed between its
+    claim and its session (a cancelled local launch is SIGKILLed): only the first may still
+    start the task.
+    """
+    owner = shell_quote(f"{claim_dir}/by")
+    return (
+        f"_s=; read -r _s </proc/$$/stat 2>/dev/null && {{ {_START_TIME}; _s=${{20}}; }}; "
+        f'printf \'%s %s\\n\' "$$" "$_s" >{owner}'
+    )
+
+
+def _claim_owner_alive(claim_dir: str) -> str:
+    """Return commands printing ``launcher=1`` (alive), ``0`` (gone) or ``""`` (unsigned)."""
+    owner = shell_quote(f"{claim_dir}/by")
+    return (
+        f"launcher=; if read -r _p _t <{owner} 2>/dev/null; then launcher=0; "
+        'if kill -0 "$_p" 2>/dev/null; then launcher=1; '
+        '_s=; if [ -n "$_t" ] && read -r _s </proc/"$_p"/stat 2>/dev/null; then '
+        f'{_START_TIME}; [ "$1" != Z ] && [ "${{20}}" = "$_t" ] || launcher=0; fi; fi; fi; '
+        "echo launcher=$launcher; "
+    )
+
+
 def render_settle(*, paths: TaskPaths, claim: str) -> str:
     """Return the command that settles a launch the hub cannot vouch for; prints key=value.
 
     It takes the launch's claim itself when it is still free (``fenced=1``): then that launch
     never began and never will, so the task may go elsewhere. Otherwise (``fenced=0``) the
     launch began, and ``session``, ``exit`` and ``started`` (run.sh wrote its pid) tell what
-    became of it — the same keys as :func:`render_probe`.
+    became of it — the same keys as :func:`render_probe` — with ``launcher`` (see
+    :func:`_claim_owner_alive`), asked first: a launcher seen gone cannot start a session
+    after the probe looked for one.
     """
     d = shell_quote(paths.task_dir)
     return (
         f"mkdir -p {d} && if mkdir {shell_quote(paths.file(claim))} 2>/dev/null; "
         "then echo fenced=1; else echo fenced=0; fi; "
+        + _claim_owner_alive(paths.file(claim))
         + render_probe(session=paths.session, paths=paths)
     )
 

@@ -14,6 +14,9 @@ from enum import StrEnum
 # A launch that claimed its attempt has normally started its session a few ms later; past
 # this (the launch command's own timeout) it died between the two and never will.
 LAUNCH_GRACE = 60.0
+# A launcher seen gone started no session; this long after, none it asked tmux for can still
+# appear (a tmux server creates a session within ms of the request).
+GONE_GRACE = 2.0
 
 
 class Verdict(StrEnum):
@@ -24,11 +27,20 @@ class Verdict(StrEnum):
 
 
 def verdict(state: Mapping[str, str], *, claimed_for: float) -> Verdict:
-    """Decide from the settle probe's keys; ``claimed_for``: seconds the claim sat idle."""
+    """Decide from the settle probe's keys; ``claimed_for``: seconds the claim sat idle.
+
+    ``launcher`` (``0``: the process that took the claim is gone) lets a launch killed
+    between its claim and its session go back to the queue at once. Without it (a claim
+    taken by an older hub, or a launch killed before it could sign) only time can tell.
+    """
     if state.get("session") == "1" or state.get("exit"):
         return Verdict.ADOPT
     if state.get("fenced") == "1":
         return Verdict.REQUEUE
-    if state.get("started") == "1" or claimed_for >= LAUNCH_GRACE:
+    if state.get("started") == "1":
+        return Verdict.LOST
+    if state.get("launcher") == "0" and claimed_for >= GONE_GRACE:
+        return Verdict.REQUEUE
+    if claimed_for >= LAUNCH_GRACE:
         return Verdict.LOST
     return Verdict.WAIT

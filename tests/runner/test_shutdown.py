@@ -81,16 +81,23 @@ def test_sigterm_ends_the_hub_with_tasks_running_and_launching(
     assert "dobby hub stopped" in hub.log()
 
     (marks / "hang").unlink()
+    cut = {}
+    for task_id in launching:  # each claimed its attempt, and none started
+        task_dir = tmp_path / f"localwork/tasks/{task_id}"
+        [claim] = task_dir.glob("claim.*")
+        cut[task_id] = claim.name.removeprefix("claim.")
+        assert not (task_dir / "pid").exists()
     hub.start()
     client = hub.client()
     assert client.task(running)["status"] == "running"  # re-adopted: it kept running
-    # The cut launches claimed their attempt on the host: the new hub asks the host about
-    # them (they never started) and never places them anywhere else meanwhile.
-    for task_id in launching:
-        task = client.task(task_id)
-        assert task["status"] == "pending" and task["host"] == "local", task
-        assert not (tmp_path / f"localwork/tasks/{task_id}/pid").exists()
     hub.stop()  # again, now with re-adopted followers and settles in flight
     hub.start()
+    # The stop killed each launch between its claim and its session: the host shows its
+    # launcher gone, so the task is placed again (a launch of its own) and runs.
+    for task_id in launching:
+        done = hub.wait_status(task_id)
+        assert (done["status"], done["host"]) == ("completed", "local"), done
+        assert done["launch_id"] != cut[task_id]
+        assert client.logs(task_id)["text"] == "hi\n"
     client.cancel(running)
     hub.wait_status(running, ("cancelled",))

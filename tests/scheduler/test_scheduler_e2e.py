@@ -151,7 +151,12 @@ def test_every_2s_schedule_across_a_hub_restart_fires_once_then_keeps_its_pace(
     time.sleep(5)  # the hub is down for more than two periods (the scenario, not a sync)
     before = len(spawned_offline(hub, sid))
     hub.start()
-    wait_until(lambda: len(spawned()) >= before + 2, what="two fires after the restart", timeout=60)
+    wait_until(
+        lambda: len(spawned()) >= before + 2,
+        what="two fires after the restart",
+        timeout=60,
+        detail=lambda: schedule_story(hub, sid, spawned()),
+    )
     tasks = spawned()
     times = [parse_time(t["created_at"]).timestamp() for t in tasks]
     # one catch-up fire at start for the missed ones, never a burst: fires stay a period apart
@@ -167,6 +172,14 @@ def test_every_2s_schedule_across_a_hub_restart_fires_once_then_keeps_its_pace(
     assert body["fires"] == len(spawned())
     hub.cli("schedules", "delete", sid, check=True)
     assert json.loads(hub.cli("schedules", "--json", check=True).stdout) == {"schedules": []}
+
+
+def schedule_story(hub: HubProcess, sid: str, tasks: list[dict]) -> str:
+    """What a failed wait on a schedule needs: its state, its tasks' states, the hub log."""
+    schedule = hub.client().schedules()["schedules"]
+    lines = [json.dumps(schedule)[:800]]
+    lines += [f"{t['id']} {t['status']} {t['reason']} {t['created_at']}" for t in tasks]
+    return "\n".join(lines) + "\n--- hub log ---\n" + hub.log_tail(120)
 
 
 def spawned_offline(hub: HubProcess, sid: str) -> list[dict]:
