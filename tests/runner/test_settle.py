@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dobby.hostside import scripts
-from tests.fixtures.wait import wait_until
 from dobby.runner.settle import GONE_GRACE, LAUNCH_GRACE, Verdict, verdict
+from tests.fixtures.wait import wait_until
 
 
 @pytest.mark.parametrize(
