@@ -12,6 +12,9 @@ from typing import Protocol
 from dobby.core.models import Task
 
 GetTask = Callable[[str], Task]  # a task by id or unique prefix (NotFound otherwise)
+# A token for a live task's saved state, by exact id: a new one (never equal) after each save;
+# None for a task that is not live. Lets a caller keep a task it read until it changes.
+TaskRevision = Callable[[str], object | None]
 Kick = Callable[[], None]  # ask the scheduler for a pass soon
 CancelTask = Callable[[str], Awaitable[Task]]  # cancel a task (killing it if it runs)
 # A usage limit stopped this task's run (its half is recorded): decide its wait and save it.

@@ -106,6 +106,7 @@ class Hub:
             # A task whose Slurm job was lost with its node is queued again once (attempts).
             requeue=lambda task: self.intake.requeue(task, note={"requeued_by": "slurm"}),
             on_limit=self._limit_hit,
+            revision=self.store.task_revision,
         )
         self.inventory: Inventory | None = None
         self.inventory_error: str | None = None

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 from dobby.core.aio import bounded, stop_tasks
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
-from dobby.core.ports import GetTask, LimitHit, SaveTask
+from dobby.core.ports import GetTask, LimitHit, SaveTask, TaskRevision
 from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.hostside import scripts
@@ -180,10 +180,16 @@ class Followers:
         collector: Collector,
         kill: Kill,
         on_limit: LimitHit | None = None,
+        revision: TaskRevision | None = None,
     ) -> None:
         self.logs = logs
         self._on_limit = on_limit
         self._get_task = get_task
+        # Each follower looks at its task every STATUS_EVERY s and before each probe: with
+        # ``revision`` it builds the task again only after a save (500 followed tasks spent
+        # 14% of the hub's CPU building unchanged ones).
+        self._revision = revision
+        self._known: dict[str, tuple[object, Task]] = {}
         self._save = save
         self._publish_log = publish_log
         self._locate = locate
@@ -284,6 +290,7 @@ class Followers:
         finally:
             if self._tasks.get(task_id) is asyncio.current_task():
                 self._tasks.pop(task_id, None)
+                self._known.pop(task_id, None)
                 self._stopping.discard(task_id)
                 self._unsent.discard(task_id)
             reading = self._reading.pop(task_id, None)
@@ -306,10 +313,22 @@ class Followers:
         else:
             log.debug("following %s: %s; again in %.1fs", task_id, exc, wait)
 
-    def _current(self, task_id: str) -> Task:
+    def _current(self, task_id: str, *, fresh: bool = True) -> Task:
+        """Return the task while it is followed (else raise Ended).
+
+        ``fresh=False``: the task read last, if no save came since — only for a look, never
+        for a task about to be changed and saved.
+        """
         if self._closed:  # a cancellation swallowed on the way (asyncssh's wait_for)
             raise Ended
-        task = self._get_task(task_id)
+        revision = self._revision(task_id) if self._revision is not None else None
+        known = self._known.get(task_id)
+        if not fresh and revision is not None and known is not None and known[0] is revision:
+            task = known[1]
+        else:
+            task = self._get_task(task_id)
+            if revision is not None:
+                self._known[task_id] = (revision, task)
         if task.status == TaskStatus.RUNNING.value:
             return task
         if task.status == TaskStatus.CANCELLED.value and task_id in self._stopping:
@@ -349,7 +368,7 @@ class Followers:
             now = time.monotonic()
             if feed.poked or now - checked >= STATUS_EVERY:
                 feed.poked = False
-                task, checked = self._current(task_id), now
+                task, checked = self._current(task_id, fresh=False), now
                 if (task.launch_id, task.started_at) != (first.launch_id, first.started_at):
                     raise Relaunched
             stopping = task_id in self._stopping
@@ -386,13 +405,14 @@ class Followers:
             now = time.monotonic()
             if now >= next_probe:
                 next_probe = probe_time(now, every, phase)
-                task, checked = self._current(task_id), now
+                task, checked = self._current(task_id, fresh=False), now
                 if await self._gone(task, transport, paths):
                     self._reading[task_id] = (transport, paths)
+                    task = self._current(task_id)
                     await self._ended_without_exit(task, transport, paths, sink, stopping)
                     return
             if not stopping and self._timed_out(task):
-                await self._time_out(task, transport, paths)
+                await self._time_out(self._current(task_id), transport, paths)
                 return
 
     async def _ended_without_exit(

@@ -26,7 +26,7 @@ from dobby.core.errors import (
     TransportError,
 )
 from dobby.core.models import Task
-from dobby.core.ports import GetTask, LimitHit, SaveTask
+from dobby.core.ports import GetTask, LimitHit, SaveTask, TaskRevision
 from dobby.core.slurm import SlurmSettings
 from dobby.hostside import scripts
 from dobby.hostside import slurm as slurm_scripts
@@ -69,6 +69,7 @@ class Runner:
         prices: Mapping[str, ModelPrice],
         requeue: Callable[[Task], None],
         on_limit: LimitHit | None = None,
+        revision: TaskRevision | None = None,
     ) -> None:
         self.hosts = hosts
         self.logs = logs
@@ -99,6 +100,7 @@ class Runner:
             collector=self.collector,
             kill=self._kill,
             on_limit=on_limit,
+            revision=revision,
         )
         # Tasks on `connection: slurm` hosts; ``requeue`` queues one lost with its node again.
         self.slurm = SlurmJobs(

@@ -501,6 +501,14 @@ class Store:
         """Return whether a task with exactly this id exists."""
         return self.task_status(task_id) is not None
 
+    def task_revision(self, task_id: str) -> object | None:
+        """Return a live task's document as a token of its state (see ports.TaskRevision).
+
+        Every save queues a new document, so the token's identity changes with the task.
+        Read-only: the document is the store's own.
+        """
+        return self._live.get(task_id)
+
     def task_status(self, task_id: str) -> str | None:
         """Return the status of a task by exact id (None if unknown), without building it."""
         doc = self._dirty.get(task_id)

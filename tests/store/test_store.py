@@ -624,3 +624,21 @@ def test_a_malformed_old_task_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="task 't1' is malformed"):
         Store(path=tmp_path / "dobby.db", legacy_path=legacy)
     assert legacy.exists()
+
+
+async def test_task_revision_changes_with_every_save_and_ends_with_the_live_task(
+    store: Store,
+) -> None:
+    task = Task(prompt="p", status="running")
+    store.put_task(task)
+    first = store.task_revision(task.id)
+    assert first is not None and store.task_revision(task.id) is first
+    store.put_task(task)  # saved again unchanged: still a new state to look at
+    second = store.task_revision(task.id)
+    assert second is not None and second is not first
+    await store.durable()
+    assert store.task_revision(task.id) is second  # a commit is no save
+    task.status = "completed"
+    store.put_task(task)
+    assert store.task_revision(task.id) is None
+    assert store.task_revision("nope0000") is None

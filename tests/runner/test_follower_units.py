@@ -1,0 +1,49 @@
+"""The follower's own bookkeeping, against a real store (no host is reached)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dobby.core.models import Task
+from dobby.runner.follower import Ended, Followers
+from dobby.store.db import Store
+from dobby.store.tasklog import TaskLogs
+
+
+async def test_a_follower_builds_its_task_again_only_after_a_save(tmp_path: Path) -> None:
+    store = Store(path=tmp_path / "dobby.db")
+    built: list[str] = []
+
+    def get_task(task_id: str) -> Task:
+        built.append(task_id)
+        return store.get_task(task_id)
+
+    followers = Followers(
+        logs=TaskLogs(root=tmp_path / "results"),
+        get_task=get_task,
+        save=lambda task, event="task.updated": store.put_task(task),
+        publish_log=lambda task, data: None,
+        locate=None,  # type: ignore[arg-type]  # never reached: no task is followed here
+        record=lambda host, **kw: None,
+        collector=None,  # type: ignore[arg-type]
+        kill=None,  # type: ignore[arg-type]
+        revision=store.task_revision,
+    )
+    try:
+        task = Task(prompt="p", status="running", host="h1")
+        store.put_task(task)
+        seen = followers._current(task.id, fresh=False)
+        assert followers._current(task.id, fresh=False) is seen and len(built) == 1
+        assert followers._current(task.id) is not seen and len(built) == 2  # fresh: built
+        task.launch_id = "relaunched"
+        store.put_task(task)
+        assert followers._current(task.id, fresh=False).launch_id == "relaunched"
+        task.status = "cancelled"  # not stopped by this hub: the follower ends
+        store.put_task(task)
+        with pytest.raises(Ended):
+            followers._current(task.id, fresh=False)
+    finally:
+        await followers.close()
+        await store.close()
