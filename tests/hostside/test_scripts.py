@@ -208,6 +208,26 @@ def test_stop_kills_an_agent_that_ignores_sigterm_after_the_grace(
     assert not Path(paths.file("exit")).exists()
 
 
+def test_stop_kills_what_the_agent_left_behind_once_run_sh_ended(
+    tmp_path: Path, tmux_session_cleanup
+) -> None:
+    # The agent ends on TERM; a child of its own that ignores TERM outlives it and run.sh.
+    paths, sid = _launched(
+        tmp_path, "feed0004", "(trap '' TERM; exec sleep 300 >/dev/null 2>&1) & sleep 300; wait",
+        tmux_session_cleanup,
+    )  # fmt: skip
+    wait_until(lambda: len(live_processes(sid)) >= 5, what="the session's processes")
+    subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=2)], check=True, timeout=5)
+    wait_until(lambda: Path(paths.file("exit")).exists(), what="run.sh to write the exit code")
+    left = live_processes(sid)
+    assert len(left) == 1 and "sleep" in ps_command(left[0].split()[0]), left
+    wait_until(lambda: not live_processes(sid), what="the leftover to be killed after the grace")
+
+
+def ps_command(pid: str) -> str:
+    return subprocess.run(["ps", "-o", "args=", "-p", pid], capture_output=True, text=True).stdout
+
+
 def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
