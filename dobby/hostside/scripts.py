@@ -113,8 +113,9 @@ def render_run_sh(
     """Return run.sh: load env, run with the prompt from its file, write ``exit`` last.
 
     ``after`` runs once the agent ended, before ``exit`` is written, with the agent's exit code
-    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`). An empty ``$DOBBY_ARTIFACTS``
-    is removed before ``exit``: the hub packs artifacts only where some were written.
+    in ``$rc`` (the verify phase, :mod:`dobby.hostside.verify`). ``$DOBBY_ARTIFACTS`` stays
+    as the run left it: the log stream tells the hub whether anything is in it (see
+    :func:`render_follow`), so no process runs here to find out.
 
     With :data:`PROMPT` in argv the prompt becomes one argument (``"$DOBBY_PROMPT"``, shell
     tasks: at most 128 KiB, see backends.shell) and stdin is /dev/null; without it, stdin is
@@ -146,8 +147,7 @@ echo $$ >{d}/pid
 {{ trap - TERM; echo $BASHPID >{d}/agent.pid; exec {command} <{stdin} 2>>{d}/err.log; }} \
   | tee -a {d}/out.jsonl
 rc=${{PIPESTATUS[0]}}
-{after}rmdir {d}/artifacts 2>/dev/null
-printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
+{after}printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
 exit "$rc"
 """
 
@@ -526,8 +526,8 @@ def render_follow() -> str:
     ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET; ``X KEY OFFSET A E CODE``
     once the task's ``exit`` file exists and its output was sent up to OFFSET (its end: run.sh
     writes ``exit`` after tee closed out.jsonl), then KEY is forgotten. A and E (0/1) say
-    whether an artifacts directory and a non-empty err.log were left: the hub reads them only
-    then. End of stdin ends it.
+    whether anything is in the artifacts directory (a glob: no process) and whether err.log
+    is non-empty: the hub reads them only then. End of stdin ends it.
 
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
@@ -536,13 +536,14 @@ def render_follow() -> str:
     """
     chunk = FOLLOW_CHUNK
     body = f"""export LC_ALL=C
+shopt -s nullglob dotglob
 declare -A fd off dir
 idle=0
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
   unset "fd[$1]" "off[$1]" "dir[$1]"; }}
-ended() {{ local code= a=0 e=0; read -r code <"$d/exit"
-  [ -d "$d/artifacts" ] && a=1; [ -s "$d/err.log" ] && e=1
+ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
+  art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
 take() {{ case $1 in
   +) fd[$2]=- off[$2]=$3 dir[$2]=$4 ;;

@@ -87,9 +87,9 @@ async def bring_back(
 ) -> list[dict[str, Any]]:
     """Pack the task's artifacts on its host, copy them into ``root``; return their list.
 
-    With no glob declared and no artifacts directory left (run.sh removes it when empty),
-    there is nothing to pack: one SFTP stat instead of an exec, none when ``left`` is False
-    (the host's log stream saw no such directory at the run's end).
+    With no glob declared, nothing to pack: when ``left`` is False (the host's log stream saw
+    nothing in the artifacts directory at the run's end), or no directory is there at all
+    (one SFTP stat instead of an exec; a task followed by polling pays the exec).
     """
     if not globs and (not left or await transport.stat(paths.file("artifacts")) is None):
         return []

@@ -36,7 +36,7 @@ class Left:
     """What a run left besides its output, as its host's log stream saw at its end."""
 
     stderr: bool = True  # a non-empty err.log
-    artifacts: bool = True  # an artifacts directory (run.sh removes an empty one)
+    artifacts: bool = True  # something in the artifacts directory
 
 
 class Collector:

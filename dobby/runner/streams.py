@@ -41,7 +41,7 @@ class Frame:
     offset: int
     data: bytes = b""
     exit: str | None = None  # the exit file's text: the task ended, its output all sent
-    # With ``exit``: did the run leave an artifacts directory, a non-empty err.log?
+    # With ``exit``: did the run leave anything in its artifacts directory, a non-empty err.log?
     artifacts: bool = True
     stderr: bool = True
 

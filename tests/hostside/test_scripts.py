@@ -102,17 +102,36 @@ def test_run_sh_records_failure_and_stderr(tmp_path: Path) -> None:
     assert (task_dir / "err.log").read_text() == "err\n"
 
 
-@pytest.mark.parametrize("written", [False, True])
-def test_run_sh_leaves_an_artifacts_directory_only_with_something_in_it(
-    tmp_path: Path, written: bool
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        ("true", "0"),  # an empty directory: nothing to pack (one exec less at collection)
+        ('echo r >"$DOBBY_ARTIFACTS/.hidden"', "1"),
+        ('mkdir "$DOBBY_ARTIFACTS/sub"', "1"),
+        ('rmdir "$DOBBY_ARTIFACTS"', "0"),
+    ],
+)
+def test_the_stream_says_whether_the_run_left_anything_in_its_artifacts_directory(
+    tmp_path: Path, command: str, flag: str
 ) -> None:
-    # No directory left: the hub packs nothing (one exec less per task at collection).
-    command = 'mkdir -p "$DOBBY_ARTIFACTS/sub" && echo r >"$DOBBY_ARTIFACTS/sub/r.txt"'
     paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="abcd1234")
     Path(paths.file("artifacts")).mkdir(parents=True)  # as the launch leaves it
-    task_dir, _ = _run_bundle(tmp_path, ["bash", "-c", PROMPT], command if written else "true")
+    task_dir, _ = _run_bundle(tmp_path, ["bash", "-c", PROMPT], command)
     assert (task_dir / "exit").read_text() == "0\n"
-    assert (task_dir / "artifacts").is_dir() is written
+    follow = subprocess.Popen(
+        ["bash", "-c", scripts.render_follow()], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert follow.stdin is not None and follow.stdout is not None
+    try:
+        follow.stdin.write(f"+ k 0 {task_dir}\n".encode())
+        follow.stdin.flush()
+        lines = iter(follow.stdout.readline, b"")
+        end = next(line for line in lines if line.startswith(b"X ")).decode().split()
+        assert end == ["X", "k", "0", flag, "0", "0"]
+    finally:
+        follow.stdin.close()
+        follow.wait(10)
+        follow.stdout.close()
 
 
 def test_run_sh_timeout_ends_the_command(tmp_path: Path) -> None:
