@@ -288,8 +288,8 @@ def render_launch(
     continues the task's output (the half after a usage limit), so out.jsonl and err.log grow
     on, byte for byte as the hub's copy of them.
 
-    With ``claim`` (see :func:`claim_name`) the launch first creates that directory, which
-    only one process ever can (``mkdir`` is atomic): a launch whose claim is taken — by an
+    With ``claim`` (see :func:`claim_name`) the launch first creates that file, which only
+    one process ever can (see :func:`_take_claim`): a launch whose claim is taken — by an
     earlier run of the same launch, or by :func:`render_settle` fencing it off — starts
     nothing and exits CLAIMED_EXIT. So each placement of a task (its ``launch_id``) starts
     at most once, whatever the hub forgot. A launch holding a fresh claim has no session of
@@ -313,8 +313,7 @@ def render_launch(
         lines.append(
             render_prepare(paths=paths, project=project, base=base, reuse_worktree=reuse_worktree)
         )
-        lines.append(f"mkdir {shell_quote(paths.file(claim))} 2>/dev/null || exit {CLAIMED_EXIT}")
-        lines.append(_sign_claim(paths.file(claim)))
+        lines.append(_take_claim(paths.file(claim)))
         if files:
             lines.append(render_fresh_files(paths=paths, files=files, texts=texts))
         exists = " || ".join(f"[ -e {path} ]" for path in stale)
@@ -425,25 +424,26 @@ def render_probe(*, session: str, paths: TaskPaths) -> str:
 _START_TIME = "_s=${_s##*') '}; set -- $_s"
 
 
-def _sign_claim(claim_dir: str) -> str:
-    """Return builtins-only commands that leave the launching shell's pid and start in a claim.
+def _take_claim(claim: str) -> str:
+    """Return builtins-only commands that take a launch's claim, or exit CLAIMED_EXIT.
 
-    They let a settle probe tell a launch that is still under way from one killed between its
-    claim and its session (a cancelled local launch is SIGKILLed): only the first may still
-    start the task.
+    The claim is a file created exclusively (``set -C``: O_EXCL, atomic, no process), holding
+    the launching shell's pid and start time. They let a settle probe tell a launch still
+    under way from one killed between its claim and its session (a cancelled local launch is
+    SIGKILLed): only the first may still start the task. A claim left as a directory by an
+    older hub counts as taken too (a directory cannot be opened for writing).
     """
-    owner = shell_quote(f"{claim_dir}/by")
     return (
-        f"_s=; read -r _s </proc/$$/stat 2>/dev/null && {{ {_START_TIME}; _s=${{20}}; }}; "
-        f'printf \'%s %s\\n\' "$$" "$_s" >{owner}'
+        f"_s=; read -r _s </proc/$$/stat 2>/dev/null && {{ {_START_TIME}; _s=${{20}}; }}\n"
+        f'set -C; {{ printf \'%s %s\\n\' "$$" "$_s" >{shell_quote(claim)}; }} 2>/dev/null '
+        f"|| exit {CLAIMED_EXIT}\nset +C"
     )
 
 
-def _claim_owner_alive(claim_dir: str) -> str:
+def _claim_owner_alive(claim: str) -> str:
     """Return commands printing ``launcher=1`` (alive), ``0`` (gone) or ``""`` (unsigned)."""
-    owner = shell_quote(f"{claim_dir}/by")
     return (
-        f"launcher=; if read -r _p _t <{owner} 2>/dev/null; then launcher=0; "
+        f"launcher=; if read -r _p _t <{shell_quote(claim)} 2>/dev/null; then launcher=0; "
         'if kill -0 "$_p" 2>/dev/null; then launcher=1; '
         '_s=; if [ -n "$_t" ] && read -r _s </proc/"$_p"/stat 2>/dev/null; then '
         f'{_START_TIME}; [ "$1" != Z ] && [ "${{20}}" = "$_t" ] || launcher=0; fi; fi; fi; '
@@ -463,8 +463,8 @@ def render_settle(*, paths: TaskPaths, claim: str) -> str:
     """
     d = shell_quote(paths.task_dir)
     return (
-        f"mkdir -p {d} && if mkdir {shell_quote(paths.file(claim))} 2>/dev/null; "
-        "then echo fenced=1; else echo fenced=0; fi; "
+        f"mkdir -p {d} && set -C && if {{ : >{shell_quote(paths.file(claim))}; }} 2>/dev/null; "
+        "then echo fenced=1; else echo fenced=0; fi; set +C; "
         + _claim_owner_alive(paths.file(claim))
         + render_probe(session=paths.session, paths=paths)
     )

@@ -31,10 +31,11 @@ TMUX_WRAPPER = """#!/bin/bash
 case " $* " in *" new-session "*) while [ -e "$HOME/.hold-launch" ]; do sleep 0.05; done;; esac
 exit $rc
 """
-# Holds the first `mkdir` of a launch claim until released (the claim not taken yet).
+# Holds a launch at its `mkdir` of the task's directories, the last process it starts before
+# it takes its claim (a builtin), until released: the claim is not taken yet.
 MKDIR_WRAPPER = """#!/bin/bash
 case "$*" in
-  */claim.*)
+  *"/.dobby/tasks/"*/artifacts*)
     if rm "$HOME/.hold-claim" 2>/dev/null; then
       touch "$HOME/.claim-held"
       while [ ! -e "$HOME/.release-claim" ]; do sleep 0.05; done
@@ -172,7 +173,7 @@ def test_launch_that_never_began_is_fenced_and_placed_again_once(
         assert done["launch_id"] != first_launch
         (h3.home / ".release-claim").touch()  # the old launch finds its claim taken
         wait_until(lambda: not _held(h3), "the old launch to end")
-        assert (h3.home / f".dobby/tasks/{tid}/claim.{first_launch}").is_dir()
+        assert (h3.home / f".dobby/tasks/{tid}/claim.{first_launch}").is_file()
         assert run_count(runs_dir, tid) == 1
         assert "tmux" not in ssh(h3, f"tmux has-session -t dobby-{tid} 2>&1 && echo tmux; true")
     finally:

@@ -72,7 +72,7 @@ def test_settle_tells_a_launch_under_way_from_one_killed_after_its_claim(tmp_pat
     )
     proc = subprocess.Popen(["bash", "-c", launch], stdin=subprocess.PIPE)
     try:
-        owner = Path(paths.file(claim)) / "by"
+        owner = Path(paths.file(claim))
         wait_until(lambda: owner.exists() and owner.read_text().endswith("\n"), what="the claim")
         under_way = scripts.parse_kv(bash(scripts.render_settle(paths=paths, claim=claim)).stdout)
         assert (under_way["fenced"], under_way["launcher"]) == ("0", "1")
@@ -87,11 +87,21 @@ def test_settle_tells_a_launch_under_way_from_one_killed_after_its_claim(tmp_pat
 def test_a_claim_signed_by_a_pid_now_someone_elses_counts_as_gone(tmp_path: Path) -> None:
     paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="cafe0003")
     claim = Path(paths.file(scripts.claim_name("ghi")))
-    claim.mkdir(parents=True)
+    claim.parent.mkdir(parents=True)
     probe = scripts.render_settle(paths=paths, claim=claim.name)
     me = os.getpid()
     start = Path(f"/proc/{me}/stat").read_text().rsplit(") ", 1)[1].split()[19]
-    (claim / "by").write_text(f"{me} {start}\n")
+    claim.write_text(f"{me} {start}\n")
     assert scripts.parse_kv(bash(probe).stdout)["launcher"] == "1"  # this very process
-    (claim / "by").write_text(f"{me} {int(start) + 1}\n")  # same pid, another start
+    claim.write_text(f"{me} {int(start) + 1}\n")  # same pid, another start
     assert scripts.parse_kv(bash(probe).stdout)["launcher"] == "0"
+
+
+def test_a_claim_left_as_a_directory_by_an_older_hub_counts_as_taken(tmp_path: Path) -> None:
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="cafe0004")
+    claim = scripts.claim_name("old")
+    Path(paths.file(claim)).mkdir(parents=True)
+    state = scripts.parse_kv(bash(scripts.render_settle(paths=paths, claim=claim)).stdout)
+    assert (state["fenced"], state["launcher"]) == ("0", "")  # taken, unsigned: time decides
+    launch = scripts.render_launch(paths=paths, project=None, base=None, claim=claim)
+    assert bash(launch).returncode == scripts.CLAIMED_EXIT
