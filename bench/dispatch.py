@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,12 +250,18 @@ def main() -> None:
             first_single = min(watcher.wait("task.started", t) for t in ids) - t0
             # How long each task holds its host's slot: started → finished (seen on /events).
             held = [watcher.wait("task.finished", t) - watcher.wait("task.started", t) for t in ids]
-            c0 = cpu.used()
-            lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=True))
-            lean_cpu = cpu.per_task_ms(c0, args.tasks)
-            c0 = cpu.used()
-            floor_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=False))
-            floor_cpu = cpu.per_task_ms(c0, args.tasks)
+            # The hub is paused while the baselines run: its host probes (a login shell and
+            # each agent's --version, every host) would otherwise be charged to them.
+            os.kill(hub.proc.pid, signal.SIGSTOP)
+            try:
+                c0 = cpu.used()
+                lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=True))
+                lean_cpu = cpu.per_task_ms(c0, args.tasks)
+                c0 = cpu.used()
+                floor_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=False))
+                floor_cpu = cpu.per_task_ms(c0, args.tasks)
+            finally:
+                os.kill(hub.proc.pid, signal.SIGCONT)
             ssh_n = max(1, min(args.ssh_loop, args.tasks))
             t0 = time.perf_counter()
             for i in range(ssh_n):
