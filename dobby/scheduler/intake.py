@@ -67,6 +67,9 @@ class Intake:
         self._kick = kick
         self._is_dispatching = is_dispatching
         self._cancel = cancel
+        # What a new task first waits on (the scheduler loop sets its guess: "host" when
+        # tasks placed alike found none in the last pass), saved once instead of twice.
+        self.first_wait: Callable[[Task], str] = lambda task: "capacity"
 
     # -- building ----------------------------------------------------------------------
     def _project(self, body: Any) -> Project | None:
@@ -186,7 +189,7 @@ class Intake:
         task.status = PENDING
         task.queued_at = utcnow()
         waiting = any(self.store.task_status(d) != "completed" for d in task.after)
-        task.waiting_on = "dependencies" if waiting else "capacity"
+        task.waiting_on = "dependencies" if waiting else self.first_wait(task)
         self._save(task, event)
         self._kick()
 

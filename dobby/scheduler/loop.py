@@ -40,7 +40,7 @@ from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
-from dobby.scheduler.queue import PendingQueue, Signature
+from dobby.scheduler.queue import PendingQueue, Signature, signature
 from dobby.scheduler.schedules import Schedules
 from dobby.scheduler.usage import BUDGET, USAGE_LIMIT, Usage
 from dobby.scheduler.watchdog import Watchdog
@@ -92,6 +92,11 @@ class SchedulerLoop:
         # Why each signature's skipped tasks last waited, as saved on them: a pass saves
         # them all again only when that changes (see _update_waiting).
         self._closed_as: dict[Signature, str] = {}
+        # The signatures the last pass found no host for: a new task placed alike is first
+        # saved waiting on "host", so the pass after it has nothing to save again.
+        self._no_host: set[Signature] = set()
+        self._guessed: set[str] = set()  # queued with that guess, not yet looked at by a pass
+        intake.first_wait = self.first_wait
         self.watchdog = Watchdog(
             store=store,
             logs=runner.logs,
@@ -289,6 +294,13 @@ class SchedulerLoop:
             why = task.waiting_on or USAGE_LIMIT
         self.queue.hold(task_id, why)
 
+    def first_wait(self, task: Task) -> str:
+        """Return what a new task with no dependencies waits on until a pass looks at it."""
+        if signature(task) in self._no_host:
+            self._guessed.add(task.id)
+            return "host"
+        return "capacity"
+
     def _update_waiting(self, result: Plan, started: set[str], now: float, fresh: set[str]) -> None:
         """Save ``waiting_on`` where it changed (tasks never reached keep theirs).
 
@@ -301,6 +313,8 @@ class SchedulerLoop:
         ids = {*result.waiting, *self.deps.checked, *fresh}
         ids.update(t.id for t in self.queue.flagged())
         self.deps.checked.clear()
+        guessed, self._guessed = self._guessed, set()
+        self._no_host = {sig for sig, why in result.closed.items() if why == "host"}
         if len(self._closed_as) > MAX_SIGNATURES:
             self._closed_as.clear()  # forgotten answers only cost one more look
         for sig, why in result.closed.items():
@@ -313,7 +327,8 @@ class SchedulerLoop:
                 continue
             want = self.queue.held.get(tid) or result.reason(task)
             if want is None:  # never reached (the hub filled up first): a hold stays as it was
-                want = task.waiting_on if task.waiting_on in KEPT else "capacity"
+                kept = task.waiting_on in KEPT and tid not in guessed  # a guess is no hold
+                want = task.waiting_on if kept and task.waiting_on else "capacity"
             want, reason, not_before = self._why(task, want, now)
             if want == USAGE_LIMIT and not_before is not None:
                 until = parse_time(not_before).timestamp()

@@ -13,6 +13,7 @@ from dobby.core.timefmt import utcnow
 from dobby.store.db import task_docs_on_disk
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import make_git_project, write_inventory
+from tests.fixtures.wait import wait_until_async
 
 PARKED = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}  # never starts
 
@@ -178,3 +179,18 @@ async def test_usage_shows_the_configured_guess_only_where_no_agent_reported_a_w
             "five_hour": (0.25, "configured"),
             "seven_day": (0.025, "configured"),
         }
+
+
+async def test_a_new_task_placed_like_one_with_no_host_is_saved_once(app_hub: AppHub) -> None:
+    bus, loop = app_hub.core.bus, app_hub.core.scheduler
+    first = (await app_hub.call("POST", "/tasks", {"prompt": "a", **PARKED}))[1]
+    await wait_until_async(
+        lambda: bus.since(0, task_id=first["id"])[-1].data.get("waiting_on") == "host",
+        what="the first parked task waiting on its host",
+    )
+    status, second = await app_hub.call("POST", "/tasks", {"prompt": "b", **PARKED})
+    assert status == 201 and second["waiting_on"] == "host"  # the last pass's answer
+    await wait_until_async(lambda: not loop._guessed, what="a pass over the new task")
+    events = bus.since(0, task_id=second["id"])
+    assert [e.type for e in events] == ["task.created"]  # no second save
+    assert (await app_hub.task(second["id"]))["waiting_on"] == "host"
