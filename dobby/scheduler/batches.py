@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from dobby.core.errors import DobbyError, ValidationError
 from dobby.core.events import EventBus
 from dobby.core.models import Batch, Task, TaskStatus
 from dobby.core.ports import SaveTask
 from dobby.core.shapes import BatchText, parse
 from dobby.scheduler import deps
-from dobby.scheduler.batchfile import BatchSpec, Entry, key_in_message, parse_batch
+from dobby.scheduler.batchfile import (
+    BatchSpec,
+    Entry,
+    batch_of_json,
+    key_in_message,
+    parse_batch,
+)
 from dobby.scheduler.intake import Intake
 from dobby.store.db import Store
-
-_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available
 
 
 def _spec(body: Any) -> BatchSpec:
@@ -30,12 +32,7 @@ def _spec(body: Any) -> BatchSpec:
     if "yaml" in body:
         shape = parse(BatchText, body)
         return parse_batch(shape.yaml, shape.file or "<batch>")
-    # JSON: the same structure; dumped and parsed again so both forms share every check.
-    try:
-        text = yaml.dump(body, Dumper=_DUMPER, sort_keys=False)
-    except RecursionError:
-        raise ValidationError("request body is nested too deeply") from None
-    return parse_batch(text, "<request>")
+    return batch_of_json(body)  # the same structure, checked by the same rules
 
 
 class Batches:
@@ -78,7 +75,7 @@ class Batches:
                 self.intake.enqueue(task, "task.created")
         self.store.put_batch(batch)
         self.bus.publish("batch.created", data=batch.to_dict())
-        return self.view(batch.id)
+        return self._view(batch, built)
 
     def _build(self, entry: Entry, file: str, names: dict[str, int]) -> Task:
         """Build one entry's task; errors point at the entry's (or the key's) line."""
@@ -103,17 +100,23 @@ class Batches:
     def view(self, batch_id: str) -> dict[str, Any]:
         """Return a batch with counts by status, cost so far and each task."""
         batch = self.store.get_batch(batch_id)
-        counts: dict[str, int] = {}
-        cost = 0.0
         tasks = []
         for ref in batch.tasks:
             try:
-                task = self.store.get_task(ref["id"])
+                tasks.append(self.store.get_task(ref["id"]))
             except DobbyError:
                 continue
+        return self._view(batch, tasks)
+
+    def _view(self, batch: Batch, found: list[Task]) -> dict[str, Any]:
+        names = {ref["id"]: ref["name"] for ref in batch.tasks}
+        counts: dict[str, int] = {}
+        cost = 0.0
+        tasks = []
+        for task in found:
             counts[task.status] = counts.get(task.status, 0) + 1
             cost += (task.cost_usd or 0.0) + sum(a.get("cost_usd") or 0.0 for a in task.attempts)
-            tasks.append({"name": ref["name"], **task.to_dict()})
+            tasks.append({"name": names[task.id], **task.to_dict()})
         done = all(TaskStatus(t["status"]).finished for t in tasks)
         return {
             **batch.to_dict(),

@@ -60,7 +60,7 @@ DEEP = b'{"prompt": "x", "labels": ' + b"[" * 5000 + b"]" * 5000 + b"}"
         ("POST", "/schedules", body(prompt="x", every="1h", timeout=INF, **PARKED),
          "'timeout' must be a positive number of seconds"),
         ("POST", "/batches", body(tasks=[{"prompt": "x", "timeout": NAN, **PARKED}]),
-         "<request>:3: 'timeout' must be a positive number of seconds"),
+         "<request>:tasks[0].timeout: 'timeout' must be a positive number of seconds"),
         ("POST", "/batches", body(yaml="tasks:\n  - prompt: x\n    timeout: .inf\n", file="j.yaml"),
          "j.yaml:3: 'timeout' must be a positive number of seconds up to 2592000 (30d), got inf"),
         ("POST", "/batches", body(yaml="tasks:\n  - prompt: a\x8fb\n"),

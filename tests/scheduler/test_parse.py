@@ -6,8 +6,10 @@ import datetime as _dt
 import hashlib
 import hmac
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from dobby.core.errors import ValidationError
 from dobby.core.events import Event
@@ -16,7 +18,7 @@ from dobby.core.shapes import validate_policy, validate_submit
 from dobby.core.timefmt import iso
 from dobby.hub.webhook import payload, sign
 from dobby.scheduler import cron
-from dobby.scheduler.batchfile import parse_batch
+from dobby.scheduler.batchfile import batch_of_json, parse_batch
 from dobby.scheduler.drafts import PLAN_HEADING, execution_prompt, planning_prompt
 from dobby.scheduler.watchdog import last_activity, stale_tasks
 
@@ -171,6 +173,51 @@ def test_batch_file_errors_name_file_line_and_key(text: str, error: str) -> None
     with pytest.raises(ValidationError) as err:
         parse_batch(text, "jobs.yaml")
     assert str(err.value).startswith(error), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"tasks": [{"name": "a", "promt": "x"}]},
+         "<request>:tasks[0]: unknown key 'promt' in task 1 (did you mean 'prompt'?)"),
+        ({"defaults": {"projcet": "app"}, "tasks": [{"prompt": "x"}]},
+         "<request>:defaults: unknown key 'projcet' in defaults (did you mean 'project'?)"),
+        ({"nme": "x", "tasks": [{"prompt": "x"}]},
+         "<request>:nme: unknown key 'nme' in the batch"),
+        ({"tasks": [{"prompt": "x"}, {"name": "a"}]}, "<request>:tasks[1]: task 2 has no 'prompt'"),
+        ({"tasks": []}, "<request>:tasks: 'tasks' must be a non-empty list"),
+        ({"name": "x"}, "<request>:tasks: missing 'tasks'"),
+        ({"name": 3, "tasks": [{"prompt": "x"}]}, "<request>:name: 'name' must be a string"),
+        ({"tasks": [{"prompt": "a", "name": "x"}, {"prompt": "b", "name": "x"}]},
+         "<request>:tasks[1].name: task name 'x' already used on tasks[0].name"),
+        ({"tasks": ["just a string"]}, "<request>:tasks[0]: task 1 must be a mapping"),
+        ({"tasks": [{"prompt": "x", "name": " "}]},
+         "<request>:tasks[0].name: 'name' of task 1 must be a non-empty string"),
+        ({"tasks": [{"prompt": "x", "timeout": -1}]}, "<request>:tasks[0].timeout: 'timeout'"),
+        ({"defaults": {"timeout": "soon"}, "tasks": [{"prompt": "x"}]},
+         "<request>:defaults.timeout: invalid duration 'soon'"),
+    ],
+)  # fmt: skip
+def test_a_json_batch_is_checked_by_the_same_rules_and_errors_name_the_key_path(
+    body: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        batch_of_json(body)
+    assert str(err.value).startswith(error), str(err.value)
+
+
+def test_a_json_batch_gives_the_entries_a_yaml_file_would() -> None:
+    as_yaml = parse_batch(GOOD, "jobs.yaml")
+    as_json = batch_of_json(yaml.safe_load(GOOD))
+    assert as_json.name == as_yaml.name
+    assert [(e.name, e.body) for e in as_json.entries] == [
+        (e.name, e.body) for e in as_yaml.entries
+    ]
+    docs = as_json.entries[1]
+    assert (docs.line_of("priority"), docs.line_of("project")) == (
+        "tasks[1].priority",
+        "defaults.project",
+    )
 
 
 # --- drafts --------------------------------------------------------------------------------------
