@@ -48,9 +48,8 @@ class Batches:
         """Validate every task of a batch, then queue them all; return the batch view."""
         spec = _spec(body)
         names = {e.name: i for i, e in enumerate(spec.entries)}
-        built: list[Task] = []
-        for entry in spec.entries:
-            built.append(self._build(entry, spec.file, names))
+        with self.intake.one_look():
+            built = [self._build(entry, spec.file, names) for entry in spec.entries]
         ids = {e.name: t.id for e, t in zip(spec.entries, built, strict=True)}
         graph: dict[str, list[str]] = {}
         for entry, task in zip(spec.entries, built, strict=True):

@@ -3,11 +3,13 @@ policies."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dobby.core.errors import NoEligibleHost, ValidationError
 from dobby.core.models import Task
 from dobby.core.timefmt import utcnow
 from dobby.store.db import task_docs_on_disk
@@ -76,6 +78,40 @@ async def test_schedule_lifecycle_over_the_api(app_hub: AppHub) -> None:
     assert resumed["paused"] is False and resumed["next_at"] == sched["next_at"]
     assert (await app_hub.call("DELETE", f"/schedules/{sched['id']}"))[0] == 200
     assert (await app_hub.call("GET", "/schedules"))[1] == {"schedules": []}
+
+
+async def test_a_batch_answer_is_what_the_batch_shows_later(app_hub: AppHub) -> None:
+    status, batch = await app_hub.call("POST", "/batches", {
+        "name": "same", "defaults": PARKED,
+        "tasks": [{"name": "a", "prompt": "a"}, {"name": "b", "prompt": "b", "draft": True}],
+    })  # fmt: skip
+    assert status == 201 and batch["counts"] == {"pending": 1, "draft": 1}
+    status, shown = await app_hub.call("GET", f"/batches/{batch['id']}")
+    assert status == 200
+    for answered in (batch, shown):  # the scheduler's pass since says what they wait for now
+        for task in answered["tasks"]:
+            task.pop("waiting_on"), task.pop("wait_reason")
+    assert shown == batch
+
+
+async def test_a_batch_looks_at_the_hosts_once_and_only_while_it_is_built(
+    app_hub: AppHub,
+) -> None:
+    intake, hosts = app_hub.core.intake, app_hub.core.hosts.hosts
+    task = Task(prompt="x", backend="shell", host_selector=["gpu"])
+    with pytest.raises(NoEligibleHost):
+        intake.check_placement(task)
+    name = next(iter(hosts))
+    with intake.one_look():
+        hosts[name] = dataclasses.replace(hosts[name], labels=["gpu"])
+        with pytest.raises(NoEligibleHost):  # the look taken when the batch began
+            intake.check_placement(task)
+    intake.check_placement(task)  # a task on its own looks again: the gpu host is there
+    with pytest.raises(ValidationError), intake.one_look():
+        raise ValidationError("a bad entry")
+    hosts[name] = dataclasses.replace(hosts[name], labels=[])
+    with pytest.raises(NoEligibleHost):  # the look ended with the failed batch
+        intake.check_placement(task)
 
 
 async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) -> None:
