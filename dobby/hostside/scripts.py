@@ -526,10 +526,11 @@ def render_follow() -> str:
     Commands on stdin, one a line: ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl``
     from byte OFFSET under the name KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once
     ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET; ``X KEY OFFSET A E CODE``
-    once the task's ``exit`` file exists and its output was sent up to OFFSET (its end: run.sh
-    writes ``exit`` after tee closed out.jsonl), then KEY is forgotten. A and E (0/1) say
-    whether anything is in the artifacts directory (a glob: no process) and whether err.log
-    is non-empty: the hub reads them only then. End of stdin ends it.
+    once the task's ``exit`` file holds its code (is not empty) and its output was sent up
+    to OFFSET (its end: run.sh writes ``exit`` after tee closed out.jsonl), then KEY is
+    forgotten. A and E (0/1) say whether anything is in the artifacts directory (a glob: no
+    process) and whether err.log is non-empty: the hub reads them only then. End of stdin
+    ends it.
 
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
@@ -555,7 +556,7 @@ while :; do
   busy=0
   for k in "${{!fd[@]}}"; do
     d=${{dir[$k]}} f=${{fd[$k]}} ended=0
-    [[ -e $d/exit ]] && ended=1
+    [[ -s $d/exit ]] && ended=1  # not -e: an exit file being written is empty
     if [[ $f = - ]]; then
       if [ ! -e "$d/out.jsonl" ]; then  # not created yet (a failed exec would end bash)
         [ $ended = 1 ] && ended

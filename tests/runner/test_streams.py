@@ -96,6 +96,28 @@ async def test_stream_sends_each_task_byte_for_byte_from_its_offset(transport: T
         await streams.close()
 
 
+async def test_an_exit_file_still_empty_does_not_end_the_task(transport: Transport) -> None:
+    d = f"{transport.workdir}/tasks/f"
+    await put(transport, f"{d}/out.jsonl", b"one\n", append=False)
+    await put(transport, f"{d}/exit", b"", append=False)  # created; its code not written yet
+    streams = HostStreams()
+    try:
+        feed = await streams.join(transport, "f", d, 0)
+        assert feed is not None
+        frames: list[Frame] = []
+        async with asyncio.timeout(10):
+            while not frames:
+                frames = await feed.next(1.0)
+        await asyncio.sleep(0.3)  # dozens of the stream's rounds
+        frames += await feed.next(0)
+        assert [(f.data, f.exit) for f in frames] == [(b"one\n", None)]
+        await put(transport, f"{d}/exit", b"4\n", append=False)
+        data, end = await collect(feed)
+        assert (data, end.offset, end.exit) == (b"", 4, "4")
+    finally:
+        await streams.close()
+
+
 async def test_a_task_that_left_gets_no_frames_and_a_rejoin_starts_fresh(
     transport: Transport,
 ) -> None:
