@@ -22,10 +22,11 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NEED_BUNDLE_EXIT = 42
 CLAIMED_EXIT = 43  # the launch's claim was taken already: by a settle probe, or an earlier launch
 OUTPUT_FILES = (
-    "out.jsonl", "err.log", "exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp"
+    "out.jsonl", "err.log", "exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp", "stop"
 )  # fmt: skip
-# What says a run started or ended (its verify phase too): cleared for the half after a limit.
-RUN_FILES = ("exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp")
+# What says a run started, was stopped or ended (its verify phase too): cleared for the half
+# after a limit and for a new launch.
+RUN_FILES = ("exit", "exit.tmp", "pid", "agent.pid", "verify", "verify.tmp", "stop")
 STOP_GRACE = 5  # seconds a stopped agent has to exit on SIGTERM before SIGKILL
 
 
@@ -143,6 +144,7 @@ cd {shell_quote(cwd)} || {{ echo {shell_quote("dobby: cannot cd to " + cwd)} >>{
 set +a
 export DOBBY_TASK_ID={shell_quote(paths.task_id)} DOBBY_TASK_DIR={d} DOBBY_ARTIFACTS={d}/artifacts
 echo $$ >{d}/pid
+[ -e {d}/stop ] && {{ printf '143\\n' >{d}/exit.tmp; mv -f {d}/exit.tmp {d}/exit; exit 143; }}
 {read_prompt}{_STOPPABLE}
 {{ trap - TERM; echo $BASHPID >{d}/agent.pid; exec {command} <{stdin} 2>>{d}/err.log; }} \
   | tee -a {d}/out.jsonl
@@ -373,12 +375,17 @@ def render_stop(*, paths: TaskPaths, grace: int = STOP_GRACE) -> str:
     a leftover process's environment): pids get reused. The helper looks for leftovers (a
     scan of every process) only while run.sh's or the agent's process group still has a
     member: 500 cancels at once otherwise ran 500 scans together (load 145 on 2 cores).
+
+    The ``stop`` file comes first: a stop that finds no pid yet (a cancel right after the
+    launch, run.sh not started) leaves it, and run.sh, which checks it after writing its pid,
+    starts nothing. Either run.sh wrote its pid before the stop read it, or it sees the file.
     """
     d = shell_quote(paths.task_dir)
     run_sh = shell_quote(paths.file("run.sh"))
     session = shell_quote(paths.session)
     marker = shell_quote(f"DOBBY_TASK_ID={paths.task_id}")
     return f"""sid= apid=
+: >{d}/stop 2>/dev/null
 read -r sid <{d}/pid 2>/dev/null
 read -r apid <{d}/agent.pid 2>/dev/null
 ours() {{ local a; [ -n "$sid" ] && mapfile -d '' a </proc/"$sid"/cmdline 2>/dev/null &&

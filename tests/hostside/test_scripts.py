@@ -243,6 +243,29 @@ def test_stop_kills_what_the_agent_left_behind_once_run_sh_ended(
     wait_until(lambda: not live_processes(sid), what="the leftover to be killed after the grace")
 
 
+def test_a_stop_that_finds_no_pid_yet_keeps_the_agent_from_starting(tmp_path: Path) -> None:
+    # A cancel right after the launch: the stop reaches the host before run.sh wrote its pid.
+    ran = tmp_path / "agent-ran"
+    paths = scripts.TaskPaths(workdir=str(tmp_path / "w"), task_id="feed0005")
+    task_dir = Path(paths.task_dir)
+    task_dir.mkdir(parents=True)
+    Path(paths.worktree).mkdir(parents=True)
+    (task_dir / "prompt.md").write_text(f"touch {ran}")
+    (task_dir / "env").write_text(scripts.render_env({}))
+    run_sh = scripts.render_run_sh(
+        paths=paths, argv=["bash", "-c", PROMPT], timeout=600, cwd=paths.worktree
+    )
+    (task_dir / "run.sh").write_text(run_sh)
+    subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=0)], check=True, timeout=5)
+    done = subprocess.run(["bash", str(task_dir / "run.sh")], capture_output=True, timeout=30)
+    assert done.returncode == 143 and (task_dir / "exit").read_text() == "143\n"
+    assert not ran.exists()
+    # The stop was for that run: the task's next run (a retry) clears it and starts.
+    subprocess.run(["bash", "-c", scripts.render_clear_run(paths=paths)], check=True)
+    done = subprocess.run(["bash", str(task_dir / "run.sh")], capture_output=True, timeout=30)
+    assert done.returncode == 0 and ran.exists()
+
+
 def ps_command(pid: str) -> str:
     return subprocess.run(["ps", "-o", "args=", "-p", pid], capture_output=True, text=True).stdout
 
