@@ -21,6 +21,8 @@ task 2 (did you mean 'prompt'?)``.
 from __future__ import annotations
 
 import difflib
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,26 +103,20 @@ def batch_of_json(body: dict[str, Any], file: str = "<request>") -> BatchSpec:
     third of a 1,000-task batch's answer).
     """
     top = _json_block(body, "", "the batch", TOP_KEYS, file)
-    name = top.values.get("name") or ""
-    if not isinstance(name, str):
-        raise _error(file, top.where["name"], "'name' must be a string")
-    defaults = _Block({}, {}, "defaults")
+    read_defaults = None
     if "defaults" in top.values:
-        defaults = _json_block(top.values["defaults"], "defaults", "defaults", DEFAULT_KEYS, file)
-        _check(BatchDefaults, defaults, file)
-    if "tasks" not in top.values:
-        raise _error(file, "tasks", "missing 'tasks' (a list of tasks)")
-    tasks = top.values["tasks"]
-    if not isinstance(tasks, list) or not tasks:
-        raise _error(file, "tasks", "'tasks' must be a non-empty list")
-    if len(tasks) > MAX_TASKS:
-        raise _error(file, "tasks", f"more than {MAX_TASKS} tasks")
-    entries = [
-        _entry(_json_block(value, f"tasks[{i - 1}]", f"task {i}", TASK_KEYS, file), i, file,
-               defaults)
-        for i, value in enumerate(tasks, 1)
-    ]  # fmt: skip
-    return _spec(name, file, entries)
+        read_defaults = functools.partial(
+            _json_block, body["defaults"], "defaults", "defaults", DEFAULT_KEYS, file
+        )
+    tasks = None
+    if "tasks" in top.values:
+        tasks = body["tasks"] if isinstance(body["tasks"], list) else []
+
+    def block_of(value: Any, index: int) -> _Block:
+        return _json_block(value, f"tasks[{index - 1}]", f"task {index}", TASK_KEYS, file)
+
+    missing = "missing 'tasks' (a list of tasks)"
+    return _batch(file, top, read_defaults, tasks, "tasks", missing, block_of)
 
 
 def _json_block(value: Any, path: str, what: str, allowed: tuple[str, ...], file: str) -> _Block:
@@ -145,32 +141,54 @@ def _parse_batch(text: str, file: str) -> BatchSpec:
         if root is None:
             raise ValidationError(f"{file}: empty batch file (expected a 'tasks:' list)")
         top = _mapping(root, file, "the batch file", TOP_KEYS, loader)
-        name = top.values.get("name") or ""
-        if not isinstance(name, str):
-            raise _error(file, top.where["name"], "'name' must be a string")
-        defaults = _Block({}, {}, 0)
-        if "defaults" in top.values:
-            node = _child(root, "defaults")
-            assert node is not None
-            defaults = _mapping(node, file, "defaults", DEFAULT_KEYS, loader)
-            _check(BatchDefaults, defaults, file)
-        tasks_node = _child(root, "tasks")
-        if tasks_node is None:
-            raise _error(file, root.start_mark.line + 1, "missing 'tasks:' (a list of tasks)")
-        if not isinstance(tasks_node, yaml.SequenceNode) or not tasks_node.value:
-            raise _error(file, tasks_node.start_mark.line + 1, "'tasks' must be a non-empty list")
-        if len(tasks_node.value) > MAX_TASKS:
-            raise _error(file, tasks_node.start_mark.line + 1, f"more than {MAX_TASKS} tasks")
-        entries = [
-            _entry(_mapping(node, file, f"task {i}", TASK_KEYS, loader), i, file, defaults)
-            for i, node in enumerate(tasks_node.value, 1)
-        ]
+        read_defaults = None
+        if (node := _child(root, "defaults")) is not None:
+            read_defaults = functools.partial(
+                _mapping, node, file, "defaults", DEFAULT_KEYS, loader
+            )
+        tasks, tasks_at = None, root.start_mark.line + 1
+        if (node := _child(root, "tasks")) is not None:
+            tasks_at = node.start_mark.line + 1
+            tasks = node.value if isinstance(node, yaml.SequenceNode) else []
+
+        def block_of(node: yaml.Node, index: int) -> _Block:
+            return _mapping(node, file, f"task {index}", TASK_KEYS, loader)
+
+        missing = "missing 'tasks:' (a list of tasks)"
+        return _batch(file, top, read_defaults, tasks, tasks_at, missing, block_of)
     finally:
         loader.dispose()
-    return _spec(name, file, entries)
 
 
-def _spec(name: str, file: str, entries: list[Entry]) -> BatchSpec:
+def _batch(
+    file: str,
+    top: _Block,
+    read_defaults: Callable[[], _Block] | None,
+    tasks: list[Any] | None,
+    tasks_at: Where,
+    missing: str,
+    block_of: Callable[[Any, int], _Block],
+) -> BatchSpec:
+    """Check a batch read from a file or a JSON body, in one order, with the same rules.
+
+    ``read_defaults`` reads the ``defaults`` mapping (None: there is none); ``tasks`` is the
+    list of tasks (None: the key is missing; empty: not a list), where ``tasks_at`` says.
+    ``block_of(task, index)`` reads one task (index from 1).
+    """
+    name = top.values.get("name") or ""
+    if not isinstance(name, str):
+        raise _error(file, top.where["name"], "'name' must be a string")
+    defaults = _Block({}, {}, top.at)
+    if read_defaults is not None:
+        defaults = read_defaults()
+        _check(BatchDefaults, defaults, file)
+    if tasks is None:
+        raise _error(file, tasks_at, missing)
+    if not tasks:
+        raise _error(file, tasks_at, "'tasks' must be a non-empty list")
+    if len(tasks) > MAX_TASKS:
+        raise _error(file, tasks_at, f"more than {MAX_TASKS} tasks")
+    entries = [_entry(block_of(task, i), i, file, defaults) for i, task in enumerate(tasks, 1)]
     seen: dict[str, Where] = {}
     for entry in entries:
         if entry.name in seen:
