@@ -51,8 +51,7 @@ export DOBBY_TASK_ID={scripts.shell_quote(paths.task_id)} DOBBY_TASK_DIR={d}
 echo $$ >{d}/pid
 {read_prompt}{scripts.render_command(argv)}
 rc=$?
-printf '%s\\n' "$rc" >{d}/exit.tmp && mv -f {d}/exit.tmp {d}/exit
-exit "$rc"
+{scripts.render_finish(d, '"$rc"')}
 """
 
 
