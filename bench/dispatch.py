@@ -278,6 +278,9 @@ def main() -> None:
                 f"   dobby  CPU/task: hub {hub_ms:.1f} ms, this benchmark's clients "
                 f"{client_ms:.1f} ms, the rest (hosts: sshd, tmux, tasks) on the line above"
             )
+            # What one hub could dispatch if its hosts had CPUs of their own (real hosts do):
+            # here they share this machine's with the hub and the lean loop's hosts alike.
+            print(f"   dobby  hub-bound ceiling: {1000 / hub_ms:.0f} tasks/s per core of the hub")
             print(
                 f"   base   lean loop, tmux + exit polls {lean_wall:7.2f} s  "
                 f"({args.tasks / lean_wall:6.1f} tasks/s)   dobby at "
@@ -328,6 +331,7 @@ def main() -> None:
                         "lean_tasks_per_s": args.tasks / lean_wall,
                         "floor_tasks_per_s": args.tasks / floor_wall,
                         "of_lean": lean_wall / dobby_wall,
+                        "hub_cpu_ms_per_task": hub_ms,
                         "batch_first_running_ms": first_batch * 1000,
                         "batch_tasks_per_s": args.tasks / batch_wall,
                         "log_p50_ms": pct(lat, 50) * 1000,

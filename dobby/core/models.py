@@ -513,7 +513,15 @@ class Batch:
     tasks: list[dict[str, str]] = field(default_factory=list)  # [{name, id}] in file order
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: its deep copy of 10,000 {name, id} pairs is most of the
+        # work of storing a big batch.
+        return {
+            "id": self.id,
+            "name": self.name,
+            "file": self.file,
+            "created_at": self.created_at,
+            "tasks": [dict(ref) for ref in self.tasks],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Batch:

@@ -7,6 +7,7 @@ Every task is validated and placed before the first one is stored.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dobby.core.errors import DobbyError, ValidationError
@@ -44,8 +45,12 @@ class Batches:
         self._save = save
         self.intake = intake
 
-    def submit(self, body: Any) -> dict[str, Any]:
-        """Validate every task of a batch, then queue them all; return the batch view."""
+    def submit(self, body: Any) -> str:
+        """Validate every task of a batch, then queue them all; return its view as JSON text.
+
+        Each task's part of the answer is its stored document's text (``Store.task_json``),
+        which the commit then writes as it is: a batch of thousands is encoded once.
+        """
         spec = _spec(body)
         names = {e.name: i for i, e in enumerate(spec.entries)}
         with self.intake.one_look():
@@ -74,7 +79,13 @@ class Batches:
                 self.intake.enqueue(task, "task.created")
         self.store.put_batch(batch)
         self.bus.publish("batch.created", data=batch.to_dict())
-        return self._view(batch, built)
+        head = json.dumps(self._summary(batch, built), separators=(",", ":"))
+        tasks = ",".join(
+            # {"name": …, **document}: the name first, then the stored text's own keys
+            f'{{"name":{json.dumps(e.name)},{self.store.task_json(t.id)[1:]}'
+            for e, t in zip(spec.entries, built, strict=True)
+        )
+        return f'{head[:-1]},"tasks":[{tasks}]}}'
 
     def _build(self, entry: Entry, file: str, names: dict[str, int]) -> Task:
         """Build one entry's task; errors point at the entry's (or the key's) line."""
@@ -99,38 +110,38 @@ class Batches:
     def view(self, batch_id: str) -> dict[str, Any]:
         """Return a batch with counts by status, cost so far and each task."""
         batch = self.store.get_batch(batch_id)
+        found = self._found(batch)
+        names = {ref["id"]: ref["name"] for ref in batch.tasks}
+        tasks = [{"name": names[t.id], **t.to_dict()} for t in found]
+        return {**self._summary(batch, found), "tasks": tasks}
+
+    def _found(self, batch: Batch) -> list[Task]:
+        """Return the batch's tasks that still exist, in the batch's order."""
         tasks = []
         for ref in batch.tasks:
             try:
                 tasks.append(self.store.get_task(ref["id"]))
             except DobbyError:
                 continue
-        return self._view(batch, tasks)
+        return tasks
 
-    def _view(self, batch: Batch, found: list[Task]) -> dict[str, Any]:
-        names = {ref["id"]: ref["name"] for ref in batch.tasks}
+    def _summary(self, batch: Batch, found: list[Task]) -> dict[str, Any]:
+        """Return the batch (without its tasks) with counts by status, cost so far and done."""
         counts: dict[str, int] = {}
         cost = 0.0
-        tasks = []
         for task in found:
             counts[task.status] = counts.get(task.status, 0) + 1
             cost += (task.cost_usd or 0.0) + sum(a.get("cost_usd") or 0.0 for a in task.attempts)
-            tasks.append({"name": names[task.id], **task.to_dict()})
-        done = all(TaskStatus(t["status"]).finished for t in tasks)
+        head = batch.to_dict()
+        del head["tasks"]  # the {name, id} pairs: a view lists the tasks themselves
         return {
-            **batch.to_dict(),
+            **head,
             "total": len(batch.tasks),
             "counts": counts,
             "cost_usd": round(cost, 6),
-            "done": done,
-            "tasks": tasks,
+            "done": all(TaskStatus(t.status).finished for t in found),
         }
 
     def list(self) -> list[dict[str, Any]]:
         """Return every batch with its counts (no task bodies), newest first."""
-        out = []
-        for batch in self.store.batches():
-            view = self.view(batch.id)
-            view.pop("tasks")
-            out.append(view)
-        return out
+        return [self._summary(batch, self._found(batch)) for batch in self.store.batches()]

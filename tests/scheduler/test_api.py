@@ -81,11 +81,18 @@ async def test_schedule_lifecycle_over_the_api(app_hub: AppHub) -> None:
 
 
 async def test_a_batch_answer_is_what_the_batch_shows_later(app_hub: AppHub) -> None:
+    # The answer is put together from the stored task texts: names that JSON must escape
+    # and keys held once (call() refuses an answer that holds one twice).
+    odd = 'b "quoted" \\ ñ \u2028'
     status, batch = await app_hub.call("POST", "/batches", {
         "name": "same", "defaults": PARKED,
-        "tasks": [{"name": "a", "prompt": "a"}, {"name": "b", "prompt": "b", "draft": True}],
+        "tasks": [{"name": "a", "prompt": "a $(x) `y`"},
+                  {"name": odd, "prompt": "ü", "draft": True}],
     })  # fmt: skip
     assert status == 201 and batch["counts"] == {"pending": 1, "draft": 1}
+    assert [t["name"] for t in batch["tasks"]] == ["a", odd]
+    assert [t["prompt"] for t in batch["tasks"]] == ["a $(x) `y`", "ü"]
+    assert batch["tasks"][0]["id"] == (await app_hub.task(batch["tasks"][0]["id"]))["id"]
     status, shown = await app_hub.call("GET", f"/batches/{batch['id']}")
     assert status == 200
     for answered in (batch, shown):  # the scheduler's pass since says what they wait for now

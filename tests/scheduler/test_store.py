@@ -35,7 +35,9 @@ async def test_durable_returns_once_the_change_is_on_disk(tmp_path: Path) -> Non
 
 
 def test_batches_and_schedules_tables(store: Store) -> None:
-    batch = Batch(name="b", tasks=[{"name": "x", "id": "t1"}])
+    # Every field set: a field that to_dict forgot would come back as its default.
+    batch = Batch(name="b", file="b.yaml", created_at="2026-01-02T03:04:05.000000Z",
+                  tasks=[{"name": "x", "id": "t1"}])  # fmt: skip
     store.put_batch(batch)
     assert store.get_batch(batch.id[:6]) == batch
     assert store.batches() == [batch]

@@ -99,7 +99,10 @@ class BatchesHandler(BaseHandler):
         self.send({"batches": self.dobby.batches.list()})
 
     async def post(self) -> None:
-        await answer_once(self, lambda: (201, self.dobby.batches.submit(self.body_json())))
+        await answer_once(self, self._submit)
+
+    def _submit(self) -> tuple[int, JsonText]:
+        return 201, JsonText(self.dobby.batches.submit(self.body_json()))  # encoded once
 
 
 class BatchHandler(BaseHandler):
