@@ -115,6 +115,20 @@ class SchedulerLoop:
         """Ask for a scheduling pass soon (a task was added or finished, a host changed)."""
         self._wake.set()
 
+    def place_now(self) -> None:
+        """Run a pass now, before the caller waits for the disk (a batch was just queued).
+
+        Its placements then reach the disk in the same group commit as the batch, and its
+        first launches wait for one commit and fsync, not for a second one after it (tens of
+        ms with a thousand tasks). Does nothing until the loop runs (recovery comes first).
+        """
+        if self._task is None or self._task.done() or self._closed:
+            return
+        try:
+            self.schedule_once()
+        except Exception:  # noqa: BLE001 - the batch is queued; the loop's next pass retries
+            log.exception("scheduling pass failed")
+
     def observe(self, task: Task) -> None:
         """Track a task just saved: queue membership, slot holders, finished ones."""
         # A copy: the caller may keep changing its object (unsaved) or answer with it later.

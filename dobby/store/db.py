@@ -855,34 +855,35 @@ class Store:
                 raise self._unavailable(e) from None
             return
         group = self._group
-        if group is None or group.fut.done():
+        if group is None or group.done:
             group = self._group = self._new_group()
             self._waiters.append(group)
         group.gen = self._gen
         self._wake.set()
         self._urgent.set()
-        # shield: one caller cancelled (client gone) must not cancel its group's future
-        await asyncio.shield(group.fut)
+        # A future per caller: one caller cancelled (client gone) cancels no other, and a
+        # caller wakes one loop round after its group is answered (see run_flusher).
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        group.callers.append(fut)
+        await fut
 
     def _new_group(self) -> _Group:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(self.write_timeout, self._expire, fut)
-        return _Group(fut=fut, timer=timer)
+        group = _Group()
+        group.timer = asyncio.get_running_loop().call_later(self.write_timeout, self._expire, group)
+        return group
 
-    def _expire(self, fut: asyncio.Future[None]) -> None:
+    def _expire(self, group: _Group) -> None:
         """Answer a group not on disk within ``write_timeout``: its changes stay queued."""
-        if fut.done():
+        if group.done:
             return
         why = f" (last error: {self._error})" if self._error else ""
-        fut.set_exception(
+        group.answer(
             StorageError(
                 f"the hub could not write its database {self.path} within "
                 f"{self.write_timeout:g} s{why}; the change is kept in memory and is written "
                 "once the disk has room: retry with the same Idempotency-Key to get its answer"
             )
         )
-        fut.exception()  # retrieved: no "never retrieved" warning when nobody awaits it
 
     def _unavailable(self, error: BaseException) -> StorageError:
         return StorageError(
@@ -894,21 +895,18 @@ class Store:
     def _release(self) -> None:
         waiting = []
         for group in self._waiters:
-            if group.fut.done():
-                group.timer.cancel()
-            elif group.gen <= self._synced_gen:
-                group.timer.cancel()
-                group.fut.set_result(None)
+            if group.done:
+                continue
+            if group.gen <= self._synced_gen:
+                group.answer(None)
             else:
                 waiting.append(group)
         self._waiters = waiting
 
     def _fail_waiters(self, error: BaseException) -> None:
         for group in self._waiters:
-            group.timer.cancel()
-            if not group.fut.done():
-                group.fut.set_exception(self._unavailable(error))
-                group.fut.exception()  # retrieved: no "never retrieved" warning
+            if not group.done:
+                group.answer(self._unavailable(error))
         self._waiters = []
         self._group = None
 
@@ -939,7 +937,11 @@ class Store:
             self._release()
             self._maybe_checkpoint()
             if self._waiters:
-                continue  # changes made while this group was written: the next group
+                # Changes made while this group was written: the next group, once the callers
+                # just answered have run (one loop round: their answers do not wait for the
+                # next commit, tens of ms after a batch of a thousand tasks).
+                await asyncio.sleep(0)
+                continue
             self._urgent.clear()
             await wait_event(self._urgent, self.flush_interval)
 
@@ -993,9 +995,25 @@ class Store:
 class _Group:
     """Callers of :meth:`Store.durable` answered by one commit and fsync, with one deadline."""
 
-    fut: asyncio.Future[None]
-    timer: asyncio.TimerHandle
+    callers: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
     gen: int = 0  # the newest change a caller of this group waits for
+    done: bool = False  # answered: on disk, failed or expired
+
+    def answer(self, error: BaseException | None) -> None:
+        """Wake every caller still waiting: on disk (``error`` None) or failed."""
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        for fut in self.callers:
+            if fut.done():  # that caller was cancelled
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+                fut.exception()  # retrieved: no warning if its caller is cancelled before it runs
+        self.callers = []
 
 
 def _by_prefix(table: dict[str, Any], key: str, kind: str) -> str:

@@ -4,6 +4,7 @@ policies."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,22 @@ async def test_a_new_task_placed_like_one_with_no_host_is_saved_once(app_hub: Ap
     events = bus.since(0, task_id=second["id"])
     assert [e.type for e in events] == ["task.created"]  # no second save
     assert (await app_hub.task(second["id"]))["waiting_on"] == "host"
+
+
+async def test_a_batch_is_placed_before_its_commit(app_hub: AppHub) -> None:
+    # The request runs a pass (place_now) before it waits for the disk: the placements ride
+    # in the batch's own group commit, and its first launches wait for one fsync, not two.
+    core = app_hub.core
+    answer = json.loads(core.batches.submit({"tasks": [
+        {"name": "now", "prompt": "true", "backend": "shell", "host": "local"},
+        {"name": "parked", "prompt": "x", **PARKED},
+    ]}))  # fmt: skip
+    now, parked = (t["id"] for t in answer["tasks"])
+    assert core.store.get_task(now).waiting_on == "capacity"  # nothing looked at it yet
+    core.scheduler.place_now()
+    placed = core.store.get_task(now)  # at once: no await since the batch was queued
+    assert (placed.host, placed.waiting_on) == ("local", "dispatch") and placed.launch_id
+    assert core.store.get_task(parked).host is None
+    await core.store.durable()
+    assert task_docs_on_disk(core.store.path)[now]["launch_id"] == placed.launch_id
+    assert (await app_hub.wait_status(now))["status"] == "completed"

@@ -163,6 +163,41 @@ async def test_a_cancelled_durable_caller_leaves_its_group_waiting(db_path: Path
         await s.close()
 
 
+async def test_answered_callers_run_before_the_next_group_commits(db_path: Path) -> None:
+    # A group's callers answer before the flusher commits the next group: after a batch of
+    # a thousand tasks that commit takes tens of ms, and the answer must not wait for it.
+    s = Store(path=db_path, flush_interval=0.05)
+    syncing, go = threading.Event(), threading.Event()
+    real_sync = s._sync
+
+    def held_sync() -> None:  # the first fsync waits until the second group has formed
+        syncing.set()
+        go.wait(10)
+        real_sync()
+
+    async def dirty_when_answered() -> bool:
+        await s.durable()
+        return s.dirty  # seen by the caller itself, as it wakes
+
+    s._sync = held_sync  # type: ignore[method-assign]
+    s.start()
+    try:
+        s.put_task(Task(prompt="first", id="ddd00001"))
+        first = asyncio.ensure_future(dirty_when_answered())
+        await asyncio.to_thread(syncing.wait, 10)
+        s.put_task(Task(prompt="second", id="ddd00002"))  # made while the first is fsynced
+        second = asyncio.ensure_future(s.durable())
+        await asyncio.sleep(0)
+        assert len(s._waiters) == 2
+        go.set()
+        assert await asyncio.wait_for(first, 10)  # the second group was not committed yet
+        await asyncio.wait_for(second, 10)
+        assert {"ddd00001", "ddd00002"} <= set(task_docs_on_disk(db_path))
+    finally:
+        go.set()
+        await s.close()
+
+
 KILLED = """
 import asyncio, os, signal, sys
 from pathlib import Path

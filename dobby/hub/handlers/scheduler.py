@@ -102,7 +102,9 @@ class BatchesHandler(BaseHandler):
         await answer_once(self, self._submit)
 
     def _submit(self) -> tuple[int, JsonText]:
-        return 201, JsonText(self.dobby.batches.submit(self.body_json()))  # encoded once
+        answer = JsonText(self.dobby.batches.submit(self.body_json()))  # encoded once
+        self.dobby.scheduler.place_now()
+        return 201, answer
 
 
 class BatchHandler(BaseHandler):
