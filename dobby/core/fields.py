@@ -55,6 +55,8 @@ def text_problem(value: Any, where: str = "") -> str | None:
     surrogates (``"\\udfff"``); Python keeps them in ``str``, and they fail later when the text
     is encoded as UTF-8 (an answer, a log line, a file).
     """
+    if _all_text(value):
+        return None  # the common case, without the key paths only a message needs
     # A loop, not recursion; the depth is bounded here, not by the interpreter's recursion
     # limit (which a process may have raised, letting json.loads through 5000 levels).
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
@@ -75,6 +77,36 @@ def text_problem(value: Any, where: str = "") -> str | None:
                 children = reversed(list(enumerate(item)))
                 stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in children)
     return None
+
+
+def _all_text(value: Any) -> bool:
+    """Return True if every string in ``value`` is valid text and it nests at most MAX_DEPTH.
+
+    The same walk as :func:`text_problem` without building a key path per value: every body,
+    batch entry and task is checked (a 1,000-task batch three times), and paths are only
+    needed to name a problem.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = item.__class__
+        if kind is str:
+            if not item.isascii() and _string_problem(item, ""):
+                return False
+        elif kind is dict or kind is list or kind is tuple or isinstance(item, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return False
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    push((key, depth + 1))
+                    push((child, depth + 1))
+            else:
+                for child in item:
+                    push((child, depth + 1))
+        elif isinstance(item, str) and _string_problem(item, ""):  # a str subclass
+            return False
+    return True
 
 
 def _string_problem(text: str, where: str) -> str | None:

@@ -194,6 +194,41 @@ def test_check_text_walks_without_recursion_and_bounds_the_depth() -> None:
     check_text({"a": ["é", {"b": "✓"}]})
 
 
+class Text(str):
+    """A str subclass, as a YAML loader or a caller could hand over."""
+
+
+TEXT_CASES = [
+    "plain", "é ✓", "\udfff", ["a", ("b", "\ud800")], {"k": {"é": 1}}, {"\udc80": 1},
+    {1: "\udfff"}, {"a": [1, 2.5, None, True]}, Text("\udfff"), Text("ok"), (),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", TEXT_CASES + [
+    lambda n: n, lambda n: {"x": n}, lambda n: ["\udfff", n],
+])  # fmt: skip
+def test_the_fast_text_check_agrees_with_the_one_that_names_the_problem(
+    value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dobby.core import fields
+
+    values = [value]
+    if callable(value):  # at, just under and over the depth bound
+        values = []
+        for levels in (MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1):
+            deep: object = "x"
+            for _ in range(levels):
+                deep = [deep]
+            values.append(value(deep))
+    for item in values:
+        fast = fields.text_problem(item, "w")
+        with monkeypatch.context() as m:
+            m.setattr(fields, "_all_text", lambda v: False)  # the walk with key paths only
+            slow = fields.text_problem(item, "w")
+        assert fast == slow
+        assert fields._all_text(item) == (slow is None)
+
+
 # -- task records: imports are checked, stored records are repaired --------------------------
 
 
