@@ -46,11 +46,7 @@ class Batches:
         self.intake = intake
 
     def submit(self, body: Any) -> str:
-        """Validate every task of a batch, then queue them all; return its view as JSON text.
-
-        Each task's part of the answer is its stored document's text (``Store.task_json``),
-        which the commit then writes as it is: a batch of thousands is encoded once.
-        """
+        """Validate every task of a batch, then queue them all; return its view as JSON text."""
         spec = _spec(body)
         names = {e.name: i for i, e in enumerate(spec.entries)}
         with self.intake.one_look():
@@ -79,13 +75,7 @@ class Batches:
                 self.intake.enqueue(task, "task.created")
         self.store.put_batch(batch)
         self.bus.publish("batch.created", data=batch.to_dict())
-        head = json.dumps(self._summary(batch, built), separators=(",", ":"))
-        tasks = ",".join(
-            # {"name": …, **document}: the name first, then the stored text's own keys
-            f'{{"name":{json.dumps(e.name)},{self.store.task_json(t.id)[1:]}'
-            for e, t in zip(spec.entries, built, strict=True)
-        )
-        return f'{head[:-1]},"tasks":[{tasks}]}}'
+        return self._view(batch, built)
 
     def _build(self, entry: Entry, file: str, names: dict[str, int]) -> Task:
         """Build one entry's task; errors point at the entry's (or the key's) line."""
@@ -107,13 +97,25 @@ class Batches:
         del flags
         return task
 
-    def view(self, batch_id: str) -> dict[str, Any]:
-        """Return a batch with counts by status, cost so far and each task."""
+    def view(self, batch_id: str) -> str:
+        """Return a batch with counts by status, cost so far and each task, as JSON text."""
         batch = self.store.get_batch(batch_id)
-        found = self._found(batch)
-        names = {ref["id"]: ref["name"] for ref in batch.tasks}
-        tasks = [{"name": names[t.id], **t.to_dict()} for t in found]
-        return {**self._summary(batch, found), "tasks": tasks}
+        return self._view(batch, self._found(batch))
+
+    def _view(self, batch: Batch, found: list[Task]) -> str:
+        """Return the view of ``batch`` and its tasks ``found`` as JSON text.
+
+        Each task's part is its stored document's text (``Store.task_json``), which a commit
+        writes as it is: the answer to a batch of thousands encodes each task once.
+        """
+        name_of = {ref["id"]: ref["name"] for ref in batch.tasks}
+        head = json.dumps(self._summary(batch, found), separators=(",", ":"))
+        tasks = ",".join(
+            # {"name": …, **document}: the name first, then the stored text's own keys
+            f'{{"name":{json.dumps(name_of[t.id])},{self.store.task_json(t.id)[1:]}'
+            for t in found
+        )
+        return f'{head[:-1]},"tasks":[{tasks}]}}'
 
     def _found(self, batch: Batch) -> list[Task]:
         """Return the batch's tasks that still exist, in the batch's order."""

@@ -109,7 +109,7 @@ class BatchesHandler(BaseHandler):
 
 class BatchHandler(BaseHandler):
     def get(self, batch_id: str) -> None:
-        self.send(self.dobby.batches.view(batch_id))
+        self.send(JsonText(self.dobby.batches.view(batch_id)))
 
 
 class ProjectHandler(h.ProjectHandler):
