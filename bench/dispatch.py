@@ -13,6 +13,10 @@ Measures (the hub runs as its own process, as `dobby start` would):
      a sequential `ssh host true` loop (timed over ``--ssh-loop`` commands).
   3. the same N tasks as one ``POST /batches``: when the first of them runs, and the wall time.
   4. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
+  5. Dobby's launch command on one host, two at a time: through the host's log stream (how
+     the hub launches) beside an exec each (how it launched before, and still does for files
+     over 64 KiB): launches/s, and the CPU per launch of this process (the hub's side) and of
+     everything.
 
 Run as root (it starts sshd and creates test users):
 `python bench/dispatch.py [--tasks 1000 --hosts 20]`.
@@ -39,6 +43,10 @@ import asyncssh  # noqa: E402
 
 from bench import cpu  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
+from dobby.core.models import Host  # noqa: E402
+from dobby.hostside import scripts  # noqa: E402
+from dobby.runner.streams import HostStreams  # noqa: E402
+from dobby.transport import SshTransport  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster  # noqa: E402
 
@@ -169,6 +177,61 @@ async def lean_loop(hosts, tasks: int, per_host: int, *, tmux: bool) -> float:  
             conn.close()
 
 
+async def launch_paths(host, count: int) -> list[tuple[str, float, float, float]]:  # type: ignore[no-untyped-def]
+    """Run Dobby's launch of a `true` task ``count`` times each way, two at a time, on one
+    host, the ways alternating twice (the machine drifts); return (way, launches/s, CPU ms of
+    this process per launch, CPU ms of everything per launch) per run."""
+    transport = SshTransport(
+        host=Host(
+            name=host.name,
+            connection="ssh",
+            address=host.address,
+            port=host.port,
+            user=host.user,
+            identity_file=str(host.identity_file),
+            known_hosts=str(host.known_hosts),
+        )
+    )
+    streams = HostStreams()
+    runs: list[tuple[str, float, float, float]] = []
+    try:
+        await transport.connect()
+        await streams.launch(transport, "true")  # the stream is up before the clock starts
+        for way in ("exec", "stream") * 2:
+            gate = asyncio.Semaphore(2)
+
+            async def one(i: int, way: str = way, gate: asyncio.Semaphore = gate) -> None:
+                paths = scripts.TaskPaths(workdir=transport.workdir, task_id=f"l{len(runs)}-{i}")
+                command = scripts.render_launch(
+                    paths=paths,
+                    project=None,
+                    base=None,
+                    claim=scripts.claim_name(str(i)),
+                    files=[("run.sh", 4, 0o600)],
+                    texts={"run.sh": "true"},
+                )
+                async with gate:
+                    if way == "exec":
+                        res = await transport.run(command)
+                    else:
+                        answer = await streams.launch(transport, command)
+                        assert answer is not None
+                        res = answer
+                assert res.ok, res.stderr
+
+            c0, p0, t0 = cpu.used(), cpu.self_seconds(), time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(count)))
+            wall = time.perf_counter() - t0
+            mine = (cpu.self_seconds() - p0) * 1000 / count
+            c1 = cpu.used()
+            everything = (c1 - c0) * 1000 / count if c1 is not None and c0 is not None else 0.0
+            runs.append((way, count / wall, mine, everything))
+    finally:
+        await streams.close()
+        await transport.close()
+    return runs
+
+
 def log_latency(client: HubClient, host: str) -> list[float]:
     """Return the delays from a line printed on ``host`` to its arrival on the task's events."""
     script = (
@@ -197,6 +260,7 @@ def main() -> None:
     parser.add_argument("--max-agents", type=int, default=8)
     parser.add_argument("--ssh-loop", type=int, default=50, help="`ssh host true` runs timed")
     parser.add_argument("--skip-logs", action="store_true", help="skip the log latency part")
+    parser.add_argument("--launches", type=int, default=300, help="launches per way in part 5")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
@@ -317,6 +381,19 @@ def main() -> None:
             lat = [0.0] if args.skip_logs else log_latency(client, hosts[1].name)
             print("4. line written on the host → received on GET /tasks/{id}/events")
             print(f"   dobby  {fmt(lat)}")
+
+            os.kill(hub.proc.pid, signal.SIGSTOP)  # its host probes would be charged here
+            try:
+                ways = asyncio.run(launch_paths(hosts[0], args.launches))
+            finally:
+                os.kill(hub.proc.pid, signal.SIGCONT)
+            print(f"5. Dobby's launch on one host, {args.launches} each way, two at a time")
+            for way, rate, mine, everything in ways:
+                who = "dobby  through the stream" if way == "stream" else "base   an exec each     "
+                print(
+                    f"   {who}  {rate:6.1f} launches/s   CPU per launch: hub side "
+                    f"{mine:4.2f} ms, everything {everything:5.2f} ms"
+                )
             print(
                 json.dumps(
                     {
@@ -336,6 +413,7 @@ def main() -> None:
                         "batch_tasks_per_s": args.tasks / batch_wall,
                         "log_p50_ms": pct(lat, 50) * 1000,
                         "log_p99_ms": pct(lat, 99) * 1000,
+                        "launch_hub_cpu_ms": {w: m for w, _, m, _ in ways},
                     }
                 )
             )

@@ -444,14 +444,16 @@ def _take_claim(claim: str) -> str:
     """Return builtins-only commands that take a launch's claim, or exit CLAIMED_EXIT.
 
     The claim is a file created exclusively (``set -C``: O_EXCL, atomic, no process), holding
-    the launching shell's pid and start time. They let a settle probe tell a launch still
-    under way from one killed between its claim and its session (a cancelled local launch is
-    SIGKILLed): only the first may still start the task. A claim left as a directory by an
-    older hub counts as taken too (a directory cannot be opened for writing).
+    the launching shell's pid and start time (``$BASHPID``: a launch through the host's
+    stream runs in a subshell of it, whose ``$$`` is the stream's). They let a settle probe
+    tell a launch still under way from one killed between its claim and its session (a
+    cancelled local launch is SIGKILLed): only the first may still start the task. A claim
+    left as a directory by an older hub counts as taken too (a directory cannot be opened for
+    writing).
     """
     return (
-        f"_s=; read -r _s </proc/$$/stat 2>/dev/null && {{ {_START_TIME}; _s=${{20}}; }}\n"
-        f'set -C; {{ printf \'%s %s\\n\' "$$" "$_s" >{shell_quote(claim)}; }} 2>/dev/null '
+        f"_s=; read -r _s </proc/$BASHPID/stat 2>/dev/null && {{ {_START_TIME}; _s=${{20}}; }}\n"
+        f'set -C; {{ printf \'%s %s\\n\' "$BASHPID" "$_s" >{shell_quote(claim)}; }} 2>/dev/null '
         f"|| exit {CLAIMED_EXIT}\nset +C"
     )
 
@@ -530,15 +532,24 @@ FOLLOW_SLOW = 0.2
 # few hundred ms) a full fast window per join kept the stream at 200 rounds/s for good, ~4 ms
 # of CPU per task over 20 hosts (perf, 1,000 `true` tasks), a sixth of all a task cost.
 FOLLOW_JOIN_FAST = 10
+# Bytes of a launch's stdout and of its stderr the stream sends back (the last ones): a launch
+# prints a commit id or an error, and the hub keeps the last 500 characters of an error.
+LAUNCH_OUTPUT = 4096
 
 
 def _render_follow_wait() -> str:
-    """Return the bash that sets ``wait`` from ``idle`` (quiet rounds) per FOLLOW_BACKOFF."""
+    """Return the bash that sets ``wait`` from ``idle`` (quiet rounds) per FOLLOW_BACKOFF,
+    and ``ticks``: how many FOLLOW_FAST waits make it."""
     parts, rounds = [], 0
     for count, wait in FOLLOW_BACKOFF:
         rounds += count
-        parts.append(f"[ $idle -lt {rounds} ]; then wait={wait}")
-    return "if " + "; elif ".join(parts) + f"; else wait={FOLLOW_SLOW}; fi"
+        parts.append(f"[ $idle -lt {rounds} ]; then wait={wait} ticks={_ticks(wait)}")
+    slow = f"wait={FOLLOW_SLOW} ticks={_ticks(FOLLOW_SLOW)}"
+    return "if " + "; elif ".join(parts) + f"; else {slow}; fi"
+
+
+def _ticks(wait: float) -> int:
+    return max(1, round(wait / FOLLOW_FAST))
 
 
 def render_follow() -> str:
@@ -553,6 +564,14 @@ def render_follow() -> str:
     process) and whether err.log is non-empty: the hub reads them only then. End of stdin
     ends it.
 
+    ``L KEY LEN`` + LEN bytes of bash runs those as a launch (:func:`render_launch`) in a
+    subshell of the stream, and ``L KEY RC OUTLEN ERRLEN`` + its stdout + its stderr (their
+    last LAUNCH_OUTPUT bytes) answers once it ended. A launch costs the host one fork, where
+    an exec of its own costs sshd a session and a login shell. The subshell first leaves
+    everything of the stream behind: its stdin and stdout (a tmux server it starts must not
+    hold the stream's channel open), the files it follows, ``LC_ALL``, the shell options, the
+    functions and the positional parameters.
+
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
     LC_ALL=C: lengths are bytes). A timed one-byte ``read`` of stdin is the wait between
@@ -560,19 +579,53 @@ def render_follow() -> str:
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
-    body = f"""export LC_ALL=C
+    body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
+export LC_ALL=C
 shopt -s nullglob dotglob
-declare -A fd off dir
+declare -A fd off dir lk
+declare -a ls lp
 idle=0
+rd=$(mktemp -d "${{TMPDIR:-/tmp}}/dobby-stream.XXXXXX") ||
+  {{ echo 'E no temporary directory'; exit 1; }}
+trap 'rm -rf "$rd"' EXIT
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
   unset "fd[$1]" "off[$1]" "dir[$1]"; }}
 ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
+launch() {{ local i=0 o script; IFS= read -r -d '' -N "$2" script
+  while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
+  ls[i]=$1 lk[$1]=$i o=$rd/$i
+  ( rcfile=$o.rc  # a global: an exit through set -e drops the function's locals first
+    trap 'printf "%s\\n" "$?" >"$rcfile"' EXIT
+    exec </dev/null >"$o.out" 2>"$o.err"
+    for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
+    if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
+    shopt -u nullglob dotglob
+    unset -f close ended take launch landed landings
+    set --
+    eval "$script" ) &
+  lp[i]=$!
+}}
+landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=
+  read -r rc <"$o.rc"; IFS= read -r -d '' out <"$o.out"; IFS= read -r -d '' err <"$o.err"
+  [ ${{#out}} -gt {LAUNCH_OUTPUT} ] && out=${{out: -{LAUNCH_OUTPUT}}}
+  [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
+  : >"$o.rc"
+  printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
+  unset "ls[$1]" "lp[$1]" "lk[$k]"; }}
+landings() {{ local i; for i in "${{!ls[@]}}"; do
+  if [[ -s $rd/$i.rc ]]; then landed "$i"
+  elif ! kill -0 "${{lp[i]}}" 2>/dev/null; then  # killed: no exit trap wrote its code
+    [[ -s $rd/$i.rc ]] || {{ wait "${{lp[i]}}"; printf '%s\\n' $? >"$rd/$i.rc"; }}
+    landed "$i"
+  fi
+done; }}
 take() {{ case $1 in
-  +) fd[$2]=- off[$2]=$3 dir[$2]=$4 ;;
+  +) fd[$2]=- off[$2]=$3 dir[$2]=$4 fresh=1 ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
+  L) launch "$2" "$3" ;;
 esac; }}
 while :; do
   busy=0
@@ -609,6 +662,7 @@ while :; do
     done
     [ $ended = 1 ] && ended
   done
+  landings
   if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
   {_render_follow_wait()}
   # The wait is a timed read of one byte of stdin: a command ends it at once (a new task is
@@ -616,8 +670,22 @@ while :; do
   # rest of a line that began is there to read. A timeout that fires as the byte arrives
   # still returns it (bash keeps partial input): the byte, not the status, decides.
   op=
-  IFS= read -r -t $wait -n 1 op; s=$?
+  if [ ${{#ls[@]}} = 0 ]; then
+    IFS= read -r -t $wait -n 1 op; s=$?
+  else
+    # A launch under way: its end is looked for every FOLLOW_FAST, the files at their own
+    # pace (a host launching back to back would otherwise read every file 200 times a second).
+    while :; do
+      IFS= read -r -t {FOLLOW_FAST} -n 1 op; s=$?
+      [ -n "$op" ] && break
+      [ $s != 0 ] && [ $s -le 128 ] && break
+      landings
+      ticks=$((ticks - 1))
+      [ $ticks -le 0 ] || [ ${{#ls[@]}} = 0 ] && break
+    done
+  fi
   if [ -n "$op" ]; then
+    fresh=0
     IFS=' ' read -r k o d || exit 0
     take "$op" "$k" "$o" "$d"
     while read -t 0; do
@@ -625,8 +693,8 @@ while :; do
       take "$op" "$k" "$o" "$d"
     done
     # A task that just joined may end within ms: look often for a while (output since keeps
-    # the longer window it started).
-    [ $idle -gt {joined} ] && idle={joined}
+    # the longer window it started). A launch buys nothing: its task joins once it started.
+    [ $fresh = 1 ] && [ $idle -gt {joined} ] && idle={joined}
   elif [ $s != 0 ] && [ $s -le 128 ]; then
     exit 0  # end of stdin: the hub closed the stream
   fi

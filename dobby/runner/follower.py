@@ -139,7 +139,7 @@ class Followers:
         # One thread for what may block: large catch-ups, fsyncs, opening and closing copies.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
         self._closed = False  # stopping: every loop ends at its next turn
-        self._streams = HostStreams()
+        self.streams = HostStreams()  # the runner launches through them too
         self._probes = Probes()
         self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
 
@@ -195,7 +195,7 @@ class Followers:
         """Stop every follower (tasks keep running on their hosts)."""
         self._closed = True
         await stop_tasks(self._tasks.values(), timeout=CLOSE_WAIT, what="the followers")
-        await bounded(self._streams.close(), timeout=CLOSE_WAIT, what="the host log streams")
+        await bounded(self.streams.close(), timeout=CLOSE_WAIT, what="the host log streams")
         # Appends still queued are dropped: a copy's size is its offset, so the next start
         # reads the rest from the host again.
         self._writer.shutdown(wait=False, cancel_futures=True)
@@ -273,7 +273,7 @@ class Followers:
             task = self._current(task_id)
             transport, paths = await self._locate(task)
             if not task.slurm_job:
-                feed = await self._streams.join(transport, task_id, paths.task_dir, sink.size)
+                feed = await self.streams.join(transport, task_id, paths.task_dir, sink.size)
                 if feed is not None:
                     self._feeds[task_id] = feed
                     try:
@@ -282,7 +282,7 @@ class Followers:
                     finally:
                         if self._feeds.get(task_id) is feed:
                             del self._feeds[task_id]
-                        self._streams.leave(feed)
+                        self.streams.leave(feed)
             await self._polled(task_id, sink, adopt, retry)
 
     async def _streamed(

@@ -6,7 +6,8 @@ and the byte offset. The hub demultiplexes the frames into one :class:`Feed` per
 task. A task joins at the offset of the hub's copy and leaves when it is done; a fault ends
 the stream and fails every feed on it, and each follower joins a new one from its own copy's
 offset, so nothing is lost or repeated. Frames carry offsets: a follower checks each against
-its copy and resynchronises on any gap.
+its copy and resynchronises on any gap. Launches ride on the stream too (``L`` commands, see
+:func:`scripts.render_follow`): one fork on the host each, not an SSH session.
 
 :class:`Probes` batches liveness probes: the tasks of a host asking in the same moment
 share one command (after a hub restart, one per host instead of one per task).
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from dobby.core.errors import ConnectionLost, TransportError
 from dobby.hostside import scripts
-from dobby.transport import Transport
+from dobby.transport import RunResult, Transport
 from dobby.transport.base import Stream
 
 log = logging.getLogger("dobby.runner")
@@ -93,6 +94,7 @@ class HostStream:
     def __init__(self, *, transport: Transport, stream: Stream) -> None:
         self.transport = transport
         self.feeds: dict[str, Feed] = {}
+        self.launches: dict[str, asyncio.Future[RunResult]] = {}
         self.error: TransportError | None = None
         self._stream = stream
         self._reader: asyncio.Task[None] | None = None
@@ -103,12 +105,28 @@ class HostStream:
 
     def send(self, line: str) -> None:
         """Send one command line; a stream already gone fails the caller's feed soon."""
+        self._send(line.encode("utf-8", "surrogateescape"))
+
+    def _send(self, data: bytes) -> None:
         if self.error is not None:
             return
         try:
-            self._stream.write(line.encode("utf-8", "surrogateescape"))
+            self._stream.write(data)
         except TransportError as exc:
             self._end(exc)
+
+    async def launch(self, key: str, command: str) -> RunResult:
+        """Run ``command`` as a launch in a subshell of the stream (see render_follow)."""
+        answer: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+        self.launches[key] = answer
+        try:
+            text = command.encode("utf-8", "surrogateescape")
+            self._send(b"L %s %d\n%s" % (key.encode(), len(text), text))
+            if self.error is not None:
+                raise self.error
+            return await answer
+        finally:
+            self.launches.pop(key, None)
 
     async def _read(self) -> None:
         host = self.transport.host.name
@@ -135,6 +153,19 @@ class HostStream:
                                 stderr=stderr == "1",
                             )
                         )
+                elif kind == "L":
+                    out_len, err_len = (int(n) for n in rest.split(" "))
+                    out = await self._stream.readexactly(out_len)
+                    err = await self._stream.readexactly(err_len)
+                    answer = self.launches.pop(key, None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(
+                            RunResult(
+                                exit_status=int(offset),
+                                stdout=out.decode("utf-8", "replace"),
+                                stderr=err.decode("utf-8", "replace"),
+                            )
+                        )
                 else:
                     raise TransportError(f"log stream said {head[:80]!r}", host=host)
         except asyncio.CancelledError:
@@ -150,6 +181,10 @@ class HostStream:
         for feed in self.feeds.values():
             feed.fail(error)
         self.feeds.clear()
+        for answer in self.launches.values():
+            if not answer.done():
+                answer.set_exception(error)
+        self.launches.clear()
 
     async def close(self) -> None:
         """End the stream on the host and stop reading."""
@@ -184,6 +219,21 @@ class HostStreams:
         if stream.error is not None:
             feed.fail(stream.error)
         return feed
+
+    async def launch(self, transport: Transport, command: str) -> RunResult | None:
+        """Run a launch through the host's stream, or return None having sent nothing.
+
+        None: this host cannot stream, or its stream would not start (the launch then goes
+        another way, which meets the same fault if there is one). TransportError: the launch
+        may have reached the host and its answer was lost with the stream.
+        """
+        try:
+            stream = await self._stream(transport)
+        except TransportError:
+            return None
+        if stream is None:
+            return None
+        return await stream.launch(f"L{next(self._keys)}", command)
 
     def leave(self, feed: Feed) -> None:
         """Stop following a feed's task (its frames still on the way are dropped)."""

@@ -1,10 +1,14 @@
-"""A host runs a bounded number of launches at once, in the order they came."""
+"""How launches reach a host: through its log stream (or an exec of their own), a bounded
+number at once, in the order they came."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from dobby.core.errors import LaunchUnknown
 from dobby.core.models import Task
 from dobby.runner.runner import LAUNCHES_PER_HOST
 from tests.fixtures.app import AppHub
@@ -30,3 +34,35 @@ async def test_launches_on_one_host_wait_their_turn(app_hub: AppHub, tmp_path: P
     await asyncio.gather(*(launch(i) for i in range(launches)))
     seen = [int((counts / str(i)).read_text()) for i in range(launches)]
     assert max(seen) <= LAUNCHES_PER_HOST, seen
+
+
+async def test_a_launch_goes_through_the_hosts_stream_and_one_with_a_payload_is_an_exec(
+    app_hub: AppHub,
+) -> None:
+    runner = app_hub.core.runner
+    transport = runner.hosts.transport("local")
+    await transport.connect()
+    execs: list[str] = []
+    run = transport.run
+
+    async def counting(command: str, **kwargs: object) -> object:
+        execs.append(command)
+        return await run(command, **kwargs)  # type: ignore[arg-type]
+
+    transport.run = counting  # type: ignore[method-assign]
+    task = Task(prompt="x", backend="shell", host="local")
+    res = await runner._run_launch(task, transport, "echo streamed", None)
+    assert (res.exit_status, res.stdout, execs) == (0, "streamed\n", [])
+    res = await runner._run_launch(task, transport, "cat", "from stdin")
+    assert (res.stdout, execs) == ("from stdin", ["cat"])
+
+
+async def test_a_launch_whose_stream_dies_is_a_launch_unknown(app_hub: AppHub) -> None:
+    """Its answer is lost as an exec's would be: the claim and the settle probe decide."""
+    runner = app_hub.core.runner
+    transport = runner.hosts.transport("local")
+    await transport.connect()
+    task = Task(prompt="x", backend="shell", host="local")
+    kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up; sleep 1"
+    with pytest.raises(LaunchUnknown, match="answer was lost"):
+        await runner._run_launch(task, transport, kill_stream, None)

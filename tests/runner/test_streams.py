@@ -20,7 +20,7 @@ from dobby.core.models import Host
 from dobby.hostside import scripts
 from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
-from dobby.transport import LocalTransport, SshTransport, Transport
+from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
 from tests.fixtures.sshd import SshHost
 from tests.transport.test_transport import ssh_host_model
 
@@ -288,3 +288,107 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         follow.wait(10)
         reader.join(10)
         stdout.close()
+
+
+async def test_launches_through_the_stream_answer_their_exit_stdout_and_stderr(
+    transport: Transport,
+) -> None:
+    d = f"{transport.workdir}/tasks/g"
+    await put(transport, f"{d}/out.jsonl", b"followed\n", append=False)
+    streams = HostStreams()
+    try:
+        feed = await streams.join(transport, "g", d, 0)  # a followed file stays the stream's
+        assert feed is not None
+        tail = "e" * (scripts.LAUNCH_OUTPUT + 10) + "END"
+        plain, failed, errexit, long_err, quoted = await asyncio.gather(
+            streams.launch(transport, "echo out; echo err >&2"),
+            streams.launch(transport, f"echo {scripts.NEED_BUNDLE_EXIT}; exit 42"),
+            streams.launch(transport, "set -e\nprintf x\nfalse\necho never"),
+            streams.launch(transport, f"printf %s {tail} >&2; exit 3"),
+            streams.launch(transport, "printf '%s' \"$1\" 'a b' \"it's\" $'\\n' '$(x)' `echo ok`"),
+        )
+        assert plain == RunResult(0, "out\n", "err\n")
+        assert failed == RunResult(42, "42\n", "")
+        assert errexit == RunResult(1, "x", "")  # set -e ends the launch, not the stream
+        assert long_err == RunResult(3, "", tail[-scripts.LAUNCH_OUTPUT :])
+        assert quoted == RunResult(0, "a bit's\n$(x)ok", "")
+        data, _ = await collect_until(feed, b"followed\n")
+        assert data == b"followed\n"
+    finally:
+        await streams.close()
+
+
+async def collect_until(feed: Feed, want: bytes) -> tuple[bytes, list[Frame]]:
+    """Return a feed's bytes once they hold ``want``."""
+    data, frames = b"", []
+    async with asyncio.timeout(30):
+        while want not in data:
+            for frame in await feed.next(1.0):
+                frames.append(frame)
+                data += frame.data
+    return data, frames
+
+
+async def test_a_launch_through_the_stream_gets_what_an_exec_gets(transport: Transport) -> None:
+    """Its locale and shell options are the login's, and nothing of the stream is left to it:
+    a process it starts (a tmux server) holds neither the stream's channel nor its files."""
+    d = f"{transport.workdir}/tasks/h"
+    await put(transport, f"{d}/out.jsonl", b"x\n", append=False)
+    look = 'printf "%s|%s|" "${LC_ALL-unset}" "$(shopt -p nullglob dotglob | tr "\\n" " ")"'
+    streams = HostStreams()
+    try:
+        assert await streams.join(transport, "h", d, 0) is not None
+        res = await streams.launch(transport, f"{look}; sleep 30 </dev/null & echo $!")
+        assert res is not None and res.exit_status == 0, res
+        *seen, pid = res.stdout.split("|")
+        exec_seen = (await transport.run(look)).stdout.split("|")[:2]
+        assert seen == exec_seen and "shopt -u nullglob" in seen[1]
+        fds = Path(f"/proc/{pid.strip()}/fd")
+        try:
+            assert sorted(int(n) for n in os.listdir(fds)) == [0, 1, 2]
+            targets = [os.readlink(fds / n) for n in ("1", "2")]
+            assert not any(t.startswith(("pipe:", "socket:")) for t in targets), targets
+        finally:
+            os.kill(int(pid), 9)
+    finally:
+        await streams.close()
+
+
+async def test_a_launch_whose_stream_dies_is_an_error_and_the_next_one_runs(
+    transport: Transport,
+) -> None:
+    streams = HostStreams()
+    try:
+        # The launch kills its own stream (its parent) and outlives it.
+        kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up; sleep 1"
+        with pytest.raises(TransportError):
+            async with asyncio.timeout(30):
+                await streams.launch(transport, kill_stream)
+        assert await streams.launch(transport, "echo again") == RunResult(0, "again\n", "")
+    finally:
+        await streams.close()
+
+
+async def test_a_claim_taken_through_the_stream_names_the_launch_not_the_stream(
+    transport: Transport,
+) -> None:
+    """A settle probe must see the launch itself die, while the stream lives on."""
+    paths = scripts.TaskPaths(workdir=transport.workdir, task_id="claim1")
+    claim = scripts.claim_name("via-stream")
+    command = f"mkdir -p {paths.task_dir}\n{scripts._take_claim(paths.file(claim))}\nsleep 30"
+    settle = scripts.render_settle(paths=paths, claim=claim)
+    streams = HostStreams()
+    try:
+        launch = asyncio.ensure_future(streams.launch(transport, command))
+        async with asyncio.timeout(30):
+            while not (await transport.run(f"cat {paths.file(claim)}")).stdout.endswith("\n"):
+                await asyncio.sleep(0.05)
+        assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "1"
+        owner = (await transport.run(f"cat {paths.file(claim)}")).stdout.split()[0]
+        os.kill(int(owner), 9)
+        res = await asyncio.wait_for(launch, 30)
+        assert res is not None and res.exit_status != 0
+        assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "0"
+        assert await streams.launch(transport, "echo alive") == RunResult(0, "alive\n", "")
+    finally:
+        await streams.close()
