@@ -43,7 +43,6 @@ import asyncssh  # noqa: E402
 
 from bench import cpu  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
-from dobby.core.models import Host  # noqa: E402
 from dobby.hostside import scripts  # noqa: E402
 from dobby.runner.streams import HostStreams  # noqa: E402
 from dobby.transport import SshTransport  # noqa: E402
@@ -181,17 +180,7 @@ async def launch_paths(host, count: int) -> list[tuple[str, float, float, float]
     """Run Dobby's launch of a `true` task ``count`` times each way, two at a time, on one
     host, the ways alternating twice (the machine drifts); return (way, launches/s, CPU ms of
     this process per launch, CPU ms of everything per launch) per run."""
-    transport = SshTransport(
-        host=Host(
-            name=host.name,
-            connection="ssh",
-            address=host.address,
-            port=host.port,
-            user=host.user,
-            identity_file=str(host.identity_file),
-            known_hosts=str(host.known_hosts),
-        )
-    )
+    transport = SshTransport(host=host.host_model())
     streams = HostStreams()
     runs: list[tuple[str, float, float, float]] = []
     try:

@@ -22,7 +22,6 @@ from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
 from tests.fixtures.sshd import SshHost
-from tests.transport.test_transport import ssh_host_model
 
 
 @pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.slow)])
@@ -33,7 +32,7 @@ async def transport(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         )
     else:
         hosts: list[SshHost] = request.getfixturevalue("ssh_hosts")
-        t = SshTransport(host=ssh_host_model(hosts[0]))
+        t = SshTransport(host=hosts[0].host_model())
     await t.connect()
     yield t
     await t.close()

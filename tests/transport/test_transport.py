@@ -15,20 +15,6 @@ from dobby.transport import LocalTransport, SshTransport, Transport
 from tests.fixtures.sshd import SshHost
 
 
-def ssh_host_model(h: SshHost, **overrides) -> Host:  # type: ignore[no-untyped-def]
-    fields = dict(
-        name=h.name,
-        connection="ssh",
-        address=h.address,
-        port=h.port,
-        user=h.user,
-        identity_file=str(h.identity_file),
-        known_hosts=str(h.known_hosts),
-    )
-    fields.update(overrides)
-    return Host(**fields)
-
-
 @pytest.fixture(params=["local", "ssh"])
 async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
     if request.param == "local":
@@ -37,7 +23,7 @@ async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
         )
     else:
         hosts = request.getfixturevalue("ssh_hosts")
-        t = SshTransport(host=ssh_host_model(hosts[0]))
+        t = SshTransport(host=hosts[0].host_model())
     await t.connect()
     yield t
     await t.close()
@@ -94,7 +80,7 @@ async def test_many_concurrent_commands_share_a_bounded_pool(transport: Transpor
 
 async def test_ssh_reconnects_after_sshd_restart(ssh_hosts: list[SshHost]) -> None:
     h = ssh_hosts[0]
-    t = SshTransport(host=ssh_host_model(h), backoff_cap=0.5)
+    t = SshTransport(host=h.host_model(), backoff_cap=0.5)
     await t.connect()
     assert (await t.run("echo a")).stdout == "a\n"
     h.stop()
@@ -116,7 +102,7 @@ async def test_ssh_reconnects_after_sshd_restart(ssh_hosts: list[SshHost]) -> No
 async def test_unknown_host_key_is_refused(ssh_hosts: list[SshHost], tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    t = SshTransport(host=ssh_host_model(ssh_hosts[0], known_hosts=str(empty)))
+    t = SshTransport(host=ssh_hosts[0].host_model(known_hosts=str(empty)))
     with pytest.raises(HostUnreachable, match="host key not verified"):
         await t.connect()
 
@@ -129,7 +115,7 @@ async def test_wrong_host_key_is_refused_even_with_tofu(
     key = h2.known_hosts.read_text().split(None, 1)[1]
     wrong.write_text(f"[{h1.address}]:{h1.port} {key}")
     t = SshTransport(
-        host=ssh_host_model(h1, known_hosts=str(wrong), trust_on_first_use=True),
+        host=h1.host_model(known_hosts=str(wrong), trust_on_first_use=True),
         tofu_known_hosts=str(wrong),
     )
     with pytest.raises(HostUnreachable, match="host key not verified"):
@@ -140,7 +126,7 @@ async def test_trust_on_first_use_pins_the_key(ssh_hosts: list[SshHost], tmp_pat
     pinned = tmp_path / "pinned_known_hosts"
     h = ssh_hosts[0]
     t = SshTransport(
-        host=ssh_host_model(h, known_hosts=str(pinned), trust_on_first_use=True),
+        host=h.host_model(known_hosts=str(pinned), trust_on_first_use=True),
         tofu_known_hosts=str(pinned),
     )
     await t.connect()
@@ -151,14 +137,14 @@ async def test_trust_on_first_use_pins_the_key(ssh_hosts: list[SshHost], tmp_pat
 
 async def test_wrong_client_key_is_a_clear_error(ssh_hosts: list[SshHost]) -> None:
     h1, h2 = ssh_hosts[0], ssh_hosts[1]
-    t = SshTransport(host=ssh_host_model(h1, identity_file=str(h2.identity_file)))
+    t = SshTransport(host=h1.host_model(identity_file=str(h2.identity_file)))
     with pytest.raises(HostUnreachable, match="permission denied"):
         await t.connect()
 
 
 async def test_connection_refused_names_the_host(ssh_hosts: list[SshHost]) -> None:
     h = ssh_hosts[0]
-    t = SshTransport(host=ssh_host_model(h, port=1))
+    t = SshTransport(host=h.host_model(port=1))
     with pytest.raises(HostUnreachable, match=r"^h1: connection refused"):
         await t.connect()
     # inside the backoff window the error comes at once, with the cause
@@ -169,7 +155,7 @@ async def test_connection_refused_names_the_host(ssh_hosts: list[SshHost]) -> No
 async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
     ssh_hosts: list[SshHost],
 ) -> None:
-    t = SshTransport(host=ssh_host_model(ssh_hosts[0]))
+    t = SshTransport(host=ssh_hosts[0].host_model())
     first = asyncio.ensure_future(t.connect())
     while t._conn is None:  # the SSH connection is up, the identity probe not yet done
         await asyncio.sleep(0)
