@@ -582,7 +582,7 @@ def render_follow() -> str:
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 shopt -s nullglob dotglob
-declare -A fd off dir lk
+declare -A fd off dir
 declare -a ls lp
 idle=0
 rd=$(mktemp -d "${{TMPDIR:-/tmp}}/dobby-stream.XXXXXX") ||
@@ -596,7 +596,7 @@ ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
 launch() {{ local i=0 o script; IFS= read -r -d '' -N "$2" script
   while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
-  ls[i]=$1 lk[$1]=$i o=$rd/$i
+  ls[i]=$1 o=$rd/$i
   ( rcfile=$o.rc  # a global: an exit through set -e drops the function's locals first
     trap 'printf "%s\\n" "$?" >"$rcfile"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
@@ -614,7 +614,7 @@ landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=
   [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
   : >"$o.rc"
   printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
-  unset "ls[$1]" "lp[$1]" "lk[$k]"; }}
+  unset "ls[$1]" "lp[$1]"; }}
 landings() {{ local i; for i in "${{!ls[@]}}"; do
   if [[ -s $rd/$i.rc ]]; then landed "$i"
   elif ! kill -0 "${{lp[i]}}" 2>/dev/null; then  # killed: no exit trap wrote its code
