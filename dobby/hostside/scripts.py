@@ -585,7 +585,12 @@ shopt -s nullglob dotglob
 declare -A fd off dir
 declare -a ls lp
 idle=0
-rd=$(mktemp -d "${{TMPDIR:-/tmp}}/dobby-stream.XXXXXX") ||
+# A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
+for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
+  p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}
+  [ -O "$rd" ] && ! kill -0 "$p" 2>/dev/null && rm -rf "$rd"
+done
+rd=$(mktemp -d "${{TMPDIR:-/tmp}}/dobby-stream.$$.XXXXXX") ||
   {{ echo 'E no temporary directory'; exit 1; }}
 trap 'rm -rf "$rd"' EXIT
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}

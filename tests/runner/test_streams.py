@@ -391,3 +391,27 @@ async def test_a_claim_taken_through_the_stream_names_the_launch_not_the_stream(
         assert await streams.launch(transport, "echo alive") == RunResult(0, "alive\n", "")
     finally:
         await streams.close()
+
+
+async def test_the_answers_of_a_stream_killed_outright_are_cleared_by_the_next_one(
+    transport: Transport,
+) -> None:
+    where = 'echo "${rcfile%/*}"'  # the stream's directory of answers
+    streams = HostStreams()
+    try:
+        first = await streams.launch(transport, where)
+        assert first is not None and first.exit_status == 0
+        old = first.stdout.strip()
+        # A SIGKILL runs no exit trap: the stream's directory stays behind...
+        kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up"
+        with pytest.raises(TransportError):
+            async with asyncio.timeout(30):
+                await streams.launch(transport, kill_stream)
+        assert (await transport.run(f"test -d {old}")).ok
+        # ...until the next stream starts, which keeps its own.
+        second = await streams.launch(transport, where)
+        assert second is not None and second.stdout.strip() != old
+        assert not (await transport.run(f"test -e {old}")).ok
+        assert (await transport.run(f"test -d {second.stdout.strip()}")).ok
+    finally:
+        await streams.close()
