@@ -12,6 +12,7 @@ from dobby.core.errors import LaunchUnknown
 from dobby.core.models import Task
 from dobby.runner.runner import LAUNCHES_PER_HOST
 from tests.fixtures.app import AppHub
+from tests.runner.test_streams import KILL_ITS_STREAM
 
 
 async def test_launches_on_one_host_wait_their_turn(app_hub: AppHub, tmp_path: Path) -> None:
@@ -65,6 +66,5 @@ async def test_a_launch_whose_stream_dies_is_a_launch_unknown(app_hub: AppHub) -
     transport = runner.hosts.transport("local")
     await transport.connect()
     task = Task(prompt="x", backend="shell", host="local")
-    kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up; sleep 1"
     with pytest.raises(LaunchUnknown, match="answer was lost"):
-        await runner._run_launch(task, transport, kill_stream, None)
+        await runner._run_launch(task, transport, KILL_ITS_STREAM, None)

@@ -38,6 +38,14 @@ async def transport(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     await t.close()
 
 
+@pytest.fixture
+async def streams() -> AsyncIterator[HostStreams]:
+    """Return a HostStreams of the test's own, every stream of it ended afterwards."""
+    hub_side = HostStreams()
+    yield hub_side
+    await hub_side.close()
+
+
 async def put(transport: Transport, path: str, data: bytes, *, append: bool = True) -> None:
     """Write or append ``data`` on the host, as a task's tee would (never truncating)."""
     op = ">>" if append else ">"
@@ -66,104 +74,92 @@ async def collect(feed: Feed, timeout: float = 30) -> tuple[bytes, Frame]:
                 data += frame.data
 
 
-async def test_stream_sends_each_task_byte_for_byte_from_its_offset(transport: Transport) -> None:
+async def test_stream_sends_each_task_byte_for_byte_from_its_offset(
+    transport: Transport, streams: HostStreams
+) -> None:
     root = f"{transport.workdir}/tasks"
     a, b = f"{root}/a", f"{root}/b"
     head = b"x" * 100 + b"\x00first line\n"
     await put(transport, f"{a}/out.jsonl", head, append=False)
-    streams = HostStreams()
-    try:
-        fa = await streams.join(transport, "a", a, 50)
-        fb = await streams.join(transport, "b", b, 0)  # out.jsonl not there yet
-        assert fa is not None and fb is not None
-        rng = random.Random(7)
-        written = b""
-        for _ in range(30):  # torn lines, NULs, any byte: all arrive exactly
-            chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
-            await put(transport, f"{b}/out.jsonl", chunk)
-            written += chunk
-        await put(transport, f"{b}/exit", b"3\n", append=False)
-        data, end = await collect(fb)
-        assert data == written
-        assert (end.offset, end.exit) == (len(written), "3")
-        await put(transport, f"{a}/out.jsonl", b"second line\n")
-        await put(transport, f"{a}/exit", b"0\n", append=False)
-        data, end = await collect(fa)
-        assert data == head[50:] + b"second line\n"
-        assert end.offset == len(head) + len(b"second line\n")
-    finally:
-        await streams.close()
+    fa = await streams.join(transport, "a", a, 50)
+    fb = await streams.join(transport, "b", b, 0)  # out.jsonl not there yet
+    assert fa is not None and fb is not None
+    rng = random.Random(7)
+    written = b""
+    for _ in range(30):  # torn lines, NULs, any byte: all arrive exactly
+        chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
+        await put(transport, f"{b}/out.jsonl", chunk)
+        written += chunk
+    await put(transport, f"{b}/exit", b"3\n", append=False)
+    data, end = await collect(fb)
+    assert data == written
+    assert (end.offset, end.exit) == (len(written), "3")
+    await put(transport, f"{a}/out.jsonl", b"second line\n")
+    await put(transport, f"{a}/exit", b"0\n", append=False)
+    data, end = await collect(fa)
+    assert data == head[50:] + b"second line\n"
+    assert end.offset == len(head) + len(b"second line\n")
 
 
-async def test_an_exit_file_still_empty_does_not_end_the_task(transport: Transport) -> None:
+async def test_an_exit_file_still_empty_does_not_end_the_task(
+    transport: Transport, streams: HostStreams
+) -> None:
     d = f"{transport.workdir}/tasks/f"
     await put(transport, f"{d}/out.jsonl", b"one\n", append=False)
     await put(transport, f"{d}/exit", b"", append=False)  # created; its code not written yet
-    streams = HostStreams()
-    try:
-        feed = await streams.join(transport, "f", d, 0)
-        assert feed is not None
-        frames: list[Frame] = []
-        async with asyncio.timeout(10):
-            while not frames:
-                frames = await feed.next(1.0)
-        await asyncio.sleep(0.3)  # dozens of the stream's rounds
-        frames += await feed.next(0)
-        assert [(f.data, f.exit) for f in frames] == [(b"one\n", None)]
-        await put(transport, f"{d}/exit", b"4\n", append=False)
-        data, end = await collect(feed)
-        assert (data, end.offset, end.exit) == (b"", 4, "4")
-    finally:
-        await streams.close()
+    feed = await streams.join(transport, "f", d, 0)
+    assert feed is not None
+    frames: list[Frame] = []
+    async with asyncio.timeout(10):
+        while not frames:
+            frames = await feed.next(1.0)
+    await asyncio.sleep(0.3)  # dozens of the stream's rounds
+    frames += await feed.next(0)
+    assert [(f.data, f.exit) for f in frames] == [(b"one\n", None)]
+    await put(transport, f"{d}/exit", b"4\n", append=False)
+    data, end = await collect(feed)
+    assert (data, end.offset, end.exit) == (b"", 4, "4")
 
 
 async def test_a_task_that_left_gets_no_frames_and_a_rejoin_starts_fresh(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
     d = f"{transport.workdir}/tasks/c"
     await put(transport, f"{d}/out.jsonl", b"one\n", append=False)
-    streams = HostStreams()
-    try:
-        first = await streams.join(transport, "c", d, 0)
-        assert first is not None
-        frames = []
-        async with asyncio.timeout(30):
-            while not frames:
-                frames = await first.next(1.0)
-        streams.leave(first)
-        await put(transport, f"{d}/out.jsonl", b"two\n")
-        second = await streams.join(transport, "c", d, 4)
-        assert second is not None and second.key != first.key
-        await put(transport, f"{d}/exit", b"0\n", append=False)
-        data, _ = await collect(second)
-        assert data == b"two\n"
-        assert await first.next(0) == []  # nothing more for the feed that left
-    finally:
-        await streams.close()
+    first = await streams.join(transport, "c", d, 0)
+    assert first is not None
+    frames = []
+    async with asyncio.timeout(30):
+        while not frames:
+            frames = await first.next(1.0)
+    streams.leave(first)
+    await put(transport, f"{d}/out.jsonl", b"two\n")
+    second = await streams.join(transport, "c", d, 4)
+    assert second is not None and second.key != first.key
+    await put(transport, f"{d}/exit", b"0\n", append=False)
+    data, _ = await collect(second)
+    assert data == b"two\n"
+    assert await first.next(0) == []  # nothing more for the feed that left
 
 
 async def test_a_stream_that_dies_fails_its_feeds_and_a_new_one_starts(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
     d = f"{transport.workdir}/tasks/e"
     await put(transport, f"{d}/out.jsonl", b"", append=False)
-    streams = HostStreams()
-    try:
-        feed = await streams.join(transport, "e", d, 0)
-        assert feed is not None
-        await feed.stream._stream.close()  # the command on the host ends under the hub
-        with pytest.raises(TransportError):
-            async with asyncio.timeout(30):
-                while True:
-                    await feed.next(1.0)
-        again = await streams.join(transport, "e", d, 0)
-        assert again is not None and again.stream is not feed.stream
-        await put(transport, f"{d}/out.jsonl", b"after\n")
-        await put(transport, f"{d}/exit", b"0\n", append=False)
-        data, _ = await collect(again)
-        assert data == b"after\n"
-    finally:
-        await streams.close()
+    feed = await streams.join(transport, "e", d, 0)
+    assert feed is not None
+    await feed.stream._stream.close()  # the command on the host ends under the hub
+    with pytest.raises(TransportError):
+        async with asyncio.timeout(30):
+            while True:
+                await feed.next(1.0)
+    again = await streams.join(transport, "e", d, 0)
+    assert again is not None and again.stream is not feed.stream
+    await put(transport, f"{d}/out.jsonl", b"after\n")
+    await put(transport, f"{d}/exit", b"0\n", append=False)
+    data, _ = await collect(again)
+    assert data == b"after\n"
 
 
 async def test_probes_of_one_host_share_one_command(transport: Transport) -> None:
@@ -290,128 +286,112 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
 
 
 async def test_launches_through_the_stream_answer_their_exit_stdout_and_stderr(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
     d = f"{transport.workdir}/tasks/g"
     await put(transport, f"{d}/out.jsonl", b"followed\n", append=False)
-    streams = HostStreams()
-    try:
-        feed = await streams.join(transport, "g", d, 0)  # a followed file stays the stream's
-        assert feed is not None
-        tail = "e" * (scripts.LAUNCH_OUTPUT + 10) + "END"
-        plain, failed, errexit, long_err, quoted = await asyncio.gather(
-            streams.launch(transport, "echo out; echo err >&2"),
-            streams.launch(transport, f"echo {scripts.NEED_BUNDLE_EXIT}; exit 42"),
-            streams.launch(transport, "set -e\nprintf x\nfalse\necho never"),
-            streams.launch(transport, f"printf %s {tail} >&2; exit 3"),
-            streams.launch(transport, "printf '%s' \"$1\" 'a b' \"it's\" $'\\n' '$(x)' `echo ok`"),
-        )
-        assert plain == RunResult(0, "out\n", "err\n")
-        assert failed == RunResult(42, "42\n", "")
-        assert errexit == RunResult(1, "x", "")  # set -e ends the launch, not the stream
-        assert long_err == RunResult(3, "", tail[-scripts.LAUNCH_OUTPUT :])
-        assert quoted == RunResult(0, "a bit's\n$(x)ok", "")
-        data, _ = await collect_until(feed, b"followed\n")
-        assert data == b"followed\n"
-    finally:
-        await streams.close()
+    feed = await streams.join(transport, "g", d, 0)  # a followed file stays the stream's
+    assert feed is not None
+    tail = "e" * (scripts.LAUNCH_OUTPUT + 10) + "END"
+    plain, failed, errexit, long_err, quoted = await asyncio.gather(
+        streams.launch(transport, "echo out; echo err >&2"),
+        streams.launch(transport, f"echo {scripts.NEED_BUNDLE_EXIT}; exit 42"),
+        streams.launch(transport, "set -e\nprintf x\nfalse\necho never"),
+        streams.launch(transport, f"printf %s {tail} >&2; exit 3"),
+        streams.launch(transport, "printf '%s' \"$1\" 'a b' \"it's\" $'\\n' '$(x)' `echo ok`"),
+    )
+    assert plain == RunResult(0, "out\n", "err\n")
+    assert failed == RunResult(42, "42\n", "")
+    assert errexit == RunResult(1, "x", "")  # set -e ends the launch, not the stream
+    assert long_err == RunResult(3, "", tail[-scripts.LAUNCH_OUTPUT :])
+    assert quoted == RunResult(0, "a bit's\n$(x)ok", "")
+    assert await collect_until(feed, b"followed\n") == b"followed\n"
 
 
-async def collect_until(feed: Feed, want: bytes) -> tuple[bytes, list[Frame]]:
+async def collect_until(feed: Feed, want: bytes) -> bytes:
     """Return a feed's bytes once they hold ``want``."""
-    data, frames = b"", []
+    data = b""
     async with asyncio.timeout(30):
         while want not in data:
             for frame in await feed.next(1.0):
-                frames.append(frame)
                 data += frame.data
-    return data, frames
+    return data
 
 
-async def test_a_launch_through_the_stream_gets_what_an_exec_gets(transport: Transport) -> None:
+# A launch that kills its own stream (its parent) and outlives it a moment.
+KILL_ITS_STREAM = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up; sleep 1"
+
+
+async def kill_stream(streams: HostStreams, transport: Transport) -> None:
+    """Kill the transport's stream from a launch; the launch's answer is lost with it."""
+    with pytest.raises(TransportError):
+        async with asyncio.timeout(30):
+            await streams.launch(transport, KILL_ITS_STREAM)
+
+
+async def test_a_launch_through_the_stream_gets_what_an_exec_gets(
+    transport: Transport, streams: HostStreams
+) -> None:
     """Its locale and shell options are the login's, and nothing of the stream is left to it:
     a process it starts (a tmux server) holds neither the stream's channel nor its files."""
     d = f"{transport.workdir}/tasks/h"
     await put(transport, f"{d}/out.jsonl", b"x\n", append=False)
     look = 'printf "%s|%s|" "${LC_ALL-unset}" "$(shopt -p nullglob dotglob | tr "\\n" " ")"'
-    streams = HostStreams()
+    assert await streams.join(transport, "h", d, 0) is not None
+    res = await streams.launch(transport, f"{look}; sleep 30 </dev/null & echo $!")
+    assert res is not None and res.exit_status == 0, res
+    *seen, pid = res.stdout.split("|")
+    exec_seen = (await transport.run(look)).stdout.split("|")[:2]
+    assert seen == exec_seen and "shopt -u nullglob" in seen[1]
+    fds = Path(f"/proc/{pid.strip()}/fd")
     try:
-        assert await streams.join(transport, "h", d, 0) is not None
-        res = await streams.launch(transport, f"{look}; sleep 30 </dev/null & echo $!")
-        assert res is not None and res.exit_status == 0, res
-        *seen, pid = res.stdout.split("|")
-        exec_seen = (await transport.run(look)).stdout.split("|")[:2]
-        assert seen == exec_seen and "shopt -u nullglob" in seen[1]
-        fds = Path(f"/proc/{pid.strip()}/fd")
-        try:
-            assert sorted(int(n) for n in os.listdir(fds)) == [0, 1, 2]
-            targets = [os.readlink(fds / n) for n in ("1", "2")]
-            assert not any(t.startswith(("pipe:", "socket:")) for t in targets), targets
-        finally:
-            os.kill(int(pid), 9)
+        assert sorted(int(n) for n in os.listdir(fds)) == [0, 1, 2]
+        targets = [os.readlink(fds / n) for n in ("1", "2")]
+        assert not any(t.startswith(("pipe:", "socket:")) for t in targets), targets
     finally:
-        await streams.close()
+        os.kill(int(pid), 9)
 
 
 async def test_a_launch_whose_stream_dies_is_an_error_and_the_next_one_runs(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
-    streams = HostStreams()
-    try:
-        # The launch kills its own stream (its parent) and outlives it.
-        kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up; sleep 1"
-        with pytest.raises(TransportError):
-            async with asyncio.timeout(30):
-                await streams.launch(transport, kill_stream)
-        assert await streams.launch(transport, "echo again") == RunResult(0, "again\n", "")
-    finally:
-        await streams.close()
+    await kill_stream(streams, transport)
+    assert await streams.launch(transport, "echo again") == RunResult(0, "again\n", "")
 
 
 async def test_a_claim_taken_through_the_stream_names_the_launch_not_the_stream(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
     """A settle probe must see the launch itself die, while the stream lives on."""
     paths = scripts.TaskPaths(workdir=transport.workdir, task_id="claim1")
     claim = scripts.claim_name("via-stream")
     command = f"mkdir -p {paths.task_dir}\n{scripts._take_claim(paths.file(claim))}\nsleep 30"
     settle = scripts.render_settle(paths=paths, claim=claim)
-    streams = HostStreams()
-    try:
-        launch = asyncio.ensure_future(streams.launch(transport, command))
-        async with asyncio.timeout(30):
-            while not (await transport.run(f"cat {paths.file(claim)}")).stdout.endswith("\n"):
-                await asyncio.sleep(0.05)
-        assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "1"
-        owner = (await transport.run(f"cat {paths.file(claim)}")).stdout.split()[0]
-        os.kill(int(owner), 9)
-        res = await asyncio.wait_for(launch, 30)
-        assert res is not None and res.exit_status != 0
-        assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "0"
-        assert await streams.launch(transport, "echo alive") == RunResult(0, "alive\n", "")
-    finally:
-        await streams.close()
+    launch = asyncio.ensure_future(streams.launch(transport, command))
+    async with asyncio.timeout(30):
+        while not (await transport.run(f"cat {paths.file(claim)}")).stdout.endswith("\n"):
+            await asyncio.sleep(0.05)
+    assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "1"
+    owner = (await transport.run(f"cat {paths.file(claim)}")).stdout.split()[0]
+    os.kill(int(owner), 9)
+    res = await asyncio.wait_for(launch, 30)
+    assert res is not None and res.exit_status != 0
+    assert scripts.parse_kv((await transport.run(settle)).stdout)["launcher"] == "0"
+    assert await streams.launch(transport, "echo alive") == RunResult(0, "alive\n", "")
 
 
 async def test_the_answers_of_a_stream_killed_outright_are_cleared_by_the_next_one(
-    transport: Transport,
+    transport: Transport, streams: HostStreams
 ) -> None:
     where = 'echo "${rcfile%/*}"'  # the stream's directory of answers
-    streams = HostStreams()
-    try:
-        first = await streams.launch(transport, where)
-        assert first is not None and first.exit_status == 0
-        old = first.stdout.strip()
-        # A SIGKILL runs no exit trap: the stream's directory stays behind...
-        kill_stream = "read -r _ _ _ up _ </proc/$BASHPID/stat; kill -9 $up"
-        with pytest.raises(TransportError):
-            async with asyncio.timeout(30):
-                await streams.launch(transport, kill_stream)
-        assert (await transport.run(f"test -d {old}")).ok
-        # ...until the next stream starts, which keeps its own.
-        second = await streams.launch(transport, where)
-        assert second is not None and second.stdout.strip() != old
-        assert not (await transport.run(f"test -e {old}")).ok
-        assert (await transport.run(f"test -d {second.stdout.strip()}")).ok
-    finally:
-        await streams.close()
+    first = await streams.launch(transport, where)
+    assert first is not None and first.exit_status == 0
+    old = first.stdout.strip()
+    # A SIGKILL runs no exit trap: the stream's directory stays behind...
+    await kill_stream(streams, transport)
+    assert (await transport.run(f"test -d {old}")).ok
+    # ...until the next stream starts, which keeps its own.
+    second = await streams.launch(transport, where)
+    assert second is not None and second.stdout.strip() != old
+    assert not (await transport.run(f"test -e {old}")).ok
+    assert (await transport.run(f"test -d {second.stdout.strip()}")).ok
