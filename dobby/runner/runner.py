@@ -251,7 +251,7 @@ class Runner:
 
         A launch without ``payload`` goes through the host's log stream: one fork there and
         0.5 ms of the hub's CPU, where an exec costs an SSH channel, an sshd session and
-        1.2-1.4 ms of the hub's CPU (bench/dispatch.py). One with a payload, or on a host that
+        1.2-1.5 ms of the hub's CPU (bench/dispatch.py). One with a payload, or on a host that
         cannot stream, is an exec of its own.
 
         A host runs LAUNCHES_PER_HOST launches at a time, in the order they came: a batch of
