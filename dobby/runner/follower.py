@@ -55,6 +55,7 @@ FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
 INLINE_APPEND = 64 * 1024
 CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on their hosts)
 STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status, timeout)
+ADOPT_PROBE_AFTER = 0.5  # an adopted streamed task's session is asked about this soon
 STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
@@ -295,7 +296,13 @@ class Followers:
         self._record(task.host or "", ok=True)
         checked = time.monotonic()
         phase = host_phase(task.host or "")
-        next_probe = 0.0 if adopt else probe_time(checked, PROBE_EVERY, phase)
+        # Adopted (after a restart or a fault): the session may have ended meanwhile, but the
+        # stream first sends what the task wrote since (and its end, if it wrote an exit
+        # code). Asked first, the host held that output back by a command's round trip,
+        # over a second on a hub re-adopting 500 tasks.
+        next_probe = (
+            checked + ADOPT_PROBE_AFTER if adopt else probe_time(checked, PROBE_EVERY, phase)
+        )
         pending = b""  # the start of a line not written whole yet: held here, not re-read
         while True:
             now = time.monotonic()

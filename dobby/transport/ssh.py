@@ -78,7 +78,7 @@ class SshTransport(Transport):
         super().__init__(host=host)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
-        self._lock = asyncio.Lock()
+        self._connecting: asyncio.Future[None] | None = None
         self._sftp_lock = asyncio.Lock()  # concurrent first users share one SFTP channel
         self._channels = asyncio.Semaphore(max_channels)
         self._connect_timeout = connect_timeout
@@ -100,26 +100,47 @@ class SshTransport(Transport):
         return os.path.expanduser(self.host.known_hosts or _default_known_hosts())
 
     async def connect(self) -> None:
-        """Connect if needed, honouring the reconnect backoff."""
+        """Connect if needed, honouring the reconnect backoff.
+
+        Callers that arrive while a connect is under way share it and all go on as it ends.
+        Behind a lock they went on one per turn of the event loop: after a restart, the 25
+        tasks of a host were followed again over 25 turns, seconds on a loaded hub.
+        """
         if self.connected:
             return
-        async with self._lock:
-            if self.connected:
-                return
-            now = time.monotonic()
-            if now < self._retry_at:
-                raise HostUnreachable(
-                    f"{self._last_error} (retrying in {self._retry_at - now:.1f}s)",
-                    host=self.host.name,
-                )
-            try:
-                await self._open()
-            except HostUnreachable as exc:
-                self._last_error = exc.message.removeprefix(f"{self.host.name}: ")
-                self._retry_at = time.monotonic() + (self._reconnect.next_delay() or 0.0)
-                raise
-            self._reconnect.reset()
-            self._retry_at = 0.0
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connected)
+        try:
+            await asyncio.shield(connecting)  # a caller that gives up leaves it to the others
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and task is not None and not task.cancelling():
+                raise HostUnreachable("closed while connecting", host=self.host.name) from None
+            raise
+
+    def _connected(self, connecting: asyncio.Future[None]) -> None:
+        if self._connecting is connecting:
+            self._connecting = None
+        if not connecting.cancelled():
+            connecting.exception()  # each caller has it raised; none left is no warning
+
+    async def _connect(self) -> None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise HostUnreachable(
+                f"{self._last_error} (retrying in {self._retry_at - now:.1f}s)",
+                host=self.host.name,
+            )
+        try:
+            await self._open()
+        except HostUnreachable as exc:
+            self._last_error = exc.message.removeprefix(f"{self.host.name}: ")
+            self._retry_at = time.monotonic() + (self._reconnect.next_delay() or 0.0)
+            raise
+        self._reconnect.reset()
+        self._retry_at = 0.0
 
     async def _open(self) -> None:
         host = self.host
@@ -336,7 +357,10 @@ class SshTransport(Transport):
         return _SshStream(process, self.host.name)
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and give up a connect under way)."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
         conn, self._conn = self._conn, None
         self._sftp = None
         self._readers.clear()

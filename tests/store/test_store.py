@@ -677,3 +677,33 @@ async def test_task_revision_changes_with_every_save_and_ends_with_the_live_task
     store.put_task(task)
     assert store.task_revision(task.id) is None
     assert store.task_revision("nope0000") is None
+
+
+BAD_VALUES = {"cost_usd": "lots", "started_at": "not-a-date", "tokens": {"input": "many"}}
+
+
+async def test_bad_old_values_are_repaired_for_every_reader(store: Store) -> None:
+    # get_task reads documents held in memory as they are: a live one loaded from disk is
+    # repaired as it loads, an import while it waits in memory is repaired as it is read.
+    good = Task(id="live0001", prompt="p", status=TaskStatus.RUNNING)
+    store.put_task(good)
+    imported = {**finished_task("imp00001", ago_s=5).to_dict(), **BAD_VALUES}
+    store.import_finished([imported])
+    task = store.get_task("imp00001")
+    assert (task.cost_usd, task.started_at, task.tokens.input) == (None, None, 0)
+    await store.durable()
+    store = await reopen(store)
+    try:
+        conn = sqlite3.connect(store.path)
+        seq = conn.execute("SELECT seq FROM tasks WHERE id = 'live0001'").fetchone()[0]
+        doc = {**good.to_dict(), **BAD_VALUES, "gone_field": 1}  # a hand edit, an old field
+        conn.execute("UPDATE task_docs SET doc = ? WHERE seq = ?", (json.dumps(doc), seq))
+        conn.commit()
+        conn.close()
+        store = await reopen(store)
+        for tid in ("live0001", "imp00001"):
+            task = store.get_task(tid)
+            assert (task.cost_usd, task.started_at, task.tokens.input) == (None, None, 0)
+        assert store.get_task("live0001").status == TaskStatus.RUNNING
+    finally:
+        await store.close()

@@ -163,3 +163,43 @@ async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
     assert t.workdir == f"{ssh_hosts[0].home}/.dobby"  # raised "not connected" before
     await first
     await t.close()
+
+
+async def test_callers_during_a_connect_share_it_and_go_on_together(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    opened = 0
+    real_open = t._open
+
+    async def counted_open() -> None:
+        nonlocal opened
+        opened += 1
+        await real_open()
+
+    t._open = counted_open  # type: ignore[method-assign]
+    callers = [asyncio.ensure_future(t.connect()) for _ in range(25)]
+    try:
+        await asyncio.wait(callers, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0)
+        # Behind a lock the 25th went on 25 turns of the loop after the first.
+        assert all(c.done() for c in callers)
+        await asyncio.gather(*callers)
+        assert opened == 1 and t.connected
+    finally:
+        await t.close()
+
+
+async def test_a_close_during_a_connect_is_an_error_for_its_callers(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    callers = [asyncio.ensure_future(t.connect()) for _ in range(3)]
+    await asyncio.sleep(0)
+    await t.close()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, HostUnreachable) for r in results), results
+    assert "closed while connecting" in str(results[0]) and not t.connected
+    await t.connect()  # the transport stays usable
+    assert t.connected
+    await t.close()
