@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import posixpath
 from dataclasses import dataclass
 
-from dobby.core.errors import TransportError
+from dobby.core.errors import HostUnreachable, TransportError
 from dobby.core.models import Host
 
 # Environment variables of the hub that must never reach a task's process.
@@ -53,6 +54,7 @@ class Transport(abc.ABC):
         self.host = host
         self.home: str | None = None
         self.uid: int | None = None
+        self._connecting: asyncio.Future[None] | None = None
 
     @property
     def is_root(self) -> bool:
@@ -62,9 +64,42 @@ class Transport(abc.ABC):
     def connected(self) -> bool:
         return self.home is not None
 
-    @abc.abstractmethod
     async def connect(self) -> None:
-        """Open the connection (idempotent) and learn the remote home and uid."""
+        """Open the connection (idempotent) and learn the remote home and uid.
+
+        Callers that arrive while a connect is under way share it and all go on as it ends.
+        Behind a lock they went on one per turn of the event loop: after a restart, the 25
+        tasks of a host were followed again over 25 turns, seconds on a loaded hub.
+        """
+        if self.connected:
+            return
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connected)
+        try:
+            await asyncio.shield(connecting)  # a caller that gives up leaves it to the others
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and task is not None and not task.cancelling():
+                raise HostUnreachable("closed while connecting", host=self.host.name) from None
+            raise
+
+    def _connected(self, connecting: asyncio.Future[None]) -> None:
+        if self._connecting is connecting:
+            self._connecting = None
+        if not connecting.cancelled():
+            connecting.exception()  # each caller has it raised; none left is no warning
+
+    def _give_up_connecting(self) -> None:
+        """Cancel a connect under way (a close): its callers get HostUnreachable."""
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+
+    @abc.abstractmethod
+    async def _connect(self) -> None:
+        """Open the connection and learn home and uid (one at a time: see connect)."""
 
     @abc.abstractmethod
     async def run(

@@ -31,11 +31,10 @@ class LocalTransport(Transport):
         super().__init__(host=host)
         self._sem = asyncio.Semaphore(max_processes)
 
-    async def connect(self) -> None:
+    async def _connect(self) -> None:
         """Learn home and uid (no connection to open)."""
-        if self.home is None:
-            res = await self.run(IDENT_COMMAND)
-            self.home, self.uid = self._parse_ident(res.stdout)
+        res = await self.run(IDENT_COMMAND)
+        self.home, self.uid = self._parse_ident(res.stdout)
 
     async def run(
         self, command: str, *, input: str | None = None, timeout: float | None = None
@@ -134,7 +133,8 @@ class LocalTransport(Transport):
         return _LocalStream(proc, self.host.name)
 
     async def close(self) -> None:
-        """Nothing to close."""
+        """Nothing to close (but a connect under way)."""
+        self._give_up_connecting()
 
 
 class _LocalStream(Stream):

@@ -78,7 +78,6 @@ class SshTransport(Transport):
         super().__init__(host=host)
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
-        self._connecting: asyncio.Future[None] | None = None
         self._sftp_lock = asyncio.Lock()  # concurrent first users share one SFTP channel
         self._channels = asyncio.Semaphore(max_channels)
         self._connect_timeout = connect_timeout
@@ -98,33 +97,6 @@ class SshTransport(Transport):
 
     def _known_hosts(self) -> str:
         return os.path.expanduser(self.host.known_hosts or _default_known_hosts())
-
-    async def connect(self) -> None:
-        """Connect if needed, honouring the reconnect backoff.
-
-        Callers that arrive while a connect is under way share it and all go on as it ends.
-        Behind a lock they went on one per turn of the event loop: after a restart, the 25
-        tasks of a host were followed again over 25 turns, seconds on a loaded hub.
-        """
-        if self.connected:
-            return
-        connecting = self._connecting
-        if connecting is None:
-            connecting = self._connecting = asyncio.ensure_future(self._connect())
-            connecting.add_done_callback(self._connected)
-        try:
-            await asyncio.shield(connecting)  # a caller that gives up leaves it to the others
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if connecting.cancelled() and task is not None and not task.cancelling():
-                raise HostUnreachable("closed while connecting", host=self.host.name) from None
-            raise
-
-    def _connected(self, connecting: asyncio.Future[None]) -> None:
-        if self._connecting is connecting:
-            self._connecting = None
-        if not connecting.cancelled():
-            connecting.exception()  # each caller has it raised; none left is no warning
 
     async def _connect(self) -> None:
         now = time.monotonic()
@@ -358,9 +330,7 @@ class SshTransport(Transport):
 
     async def close(self) -> None:
         """Close the connection (and give up a connect under way)."""
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
+        self._give_up_connecting()
         conn, self._conn = self._conn, None
         self._sftp = None
         self._readers.clear()

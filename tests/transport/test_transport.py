@@ -15,15 +15,18 @@ from dobby.transport import LocalTransport, SshTransport, Transport
 from tests.fixtures.sshd import SshHost
 
 
-@pytest.fixture(params=["local", "ssh"])
-async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
-    if request.param == "local":
-        t: Transport = LocalTransport(
+def new_transport(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Transport:
+    if kind == "local":
+        return LocalTransport(
             host=Host(name="local", connection="local", workdir=str(tmp_path / "w"))
         )
-    else:
-        hosts = request.getfixturevalue("ssh_hosts")
-        t = SshTransport(host=hosts[0].host_model())
+    hosts = request.getfixturevalue("ssh_hosts")
+    return SshTransport(host=hosts[0].host_model())
+
+
+@pytest.fixture(params=["local", "ssh"])
+async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
+    t = new_transport(request.param, request, tmp_path)
     await t.connect()
     yield t
     await t.close()
@@ -165,19 +168,20 @@ async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
     await t.close()
 
 
+@pytest.mark.parametrize("kind", ["local", "ssh"])
 async def test_callers_during_a_connect_share_it_and_go_on_together(
-    ssh_hosts: list[SshHost],
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    t = SshTransport(host=ssh_hosts[0].host_model())
-    opened = 0
-    real_open = t._open
+    t = new_transport(kind, request, tmp_path)
+    connects = 0
+    real_connect = t._connect
 
-    async def counted_open() -> None:
-        nonlocal opened
-        opened += 1
-        await real_open()
+    async def counted() -> None:
+        nonlocal connects
+        connects += 1
+        await real_connect()
 
-    t._open = counted_open  # type: ignore[method-assign]
+    t._connect = counted  # type: ignore[method-assign]
     callers = [asyncio.ensure_future(t.connect()) for _ in range(25)]
     try:
         await asyncio.wait(callers, return_when=asyncio.FIRST_COMPLETED)
@@ -185,15 +189,16 @@ async def test_callers_during_a_connect_share_it_and_go_on_together(
         # Behind a lock the 25th went on 25 turns of the loop after the first.
         assert all(c.done() for c in callers)
         await asyncio.gather(*callers)
-        assert opened == 1 and t.connected
+        assert connects == 1 and t.connected
     finally:
         await t.close()
 
 
+@pytest.mark.parametrize("kind", ["local", "ssh"])
 async def test_a_close_during_a_connect_is_an_error_for_its_callers(
-    ssh_hosts: list[SshHost],
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    t = SshTransport(host=ssh_hosts[0].host_model())
+    t = new_transport(kind, request, tmp_path)
     callers = [asyncio.ensure_future(t.connect()) for _ in range(3)]
     await asyncio.sleep(0)
     await t.close()
