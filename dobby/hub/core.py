@@ -58,6 +58,8 @@ from dobby.store.tasklog import TaskLogs
 log = logging.getLogger("dobby.hub")
 
 HOUSEKEEP_EVERY = 3600.0  # drop old Idempotency-Key records
+# After a restart the first host probes wait at most this long for the re-adopted tasks.
+ADOPTION_FIRST = 5.0
 # Each step of a stop gets this long; the whole stop stays within 3 s at any load.
 STOP_STEP = 0.5
 
@@ -196,10 +198,10 @@ class Hub:
             on_error=self._inventory_failed,
         )
         self._watcher.start()
-        self.hosts.start()
         self.store.start()
         self.usage.start()
-        await self.scheduler.start()
+        await self.scheduler.start()  # re-adopts the tasks that run: they come first
+        self.hosts.start(after=self.runner.followers.adoption(ADOPTION_FIRST))
         self.races.start()
         self.webhook.start(self.bus)
         self.results.start()

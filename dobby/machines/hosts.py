@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,11 +167,13 @@ class HostManager:
         self._on_change(name, state)
         return state
 
-    def start(self) -> None:
-        """Start the background probe loop."""
-        self._task = asyncio.ensure_future(self._loop())
+    def start(self, *, after: Awaitable[None] | None = None) -> None:
+        """Start the background probe loop (its first round once ``after`` is done)."""
+        self._task = asyncio.ensure_future(self._loop(after))
 
-    async def _loop(self) -> None:
+    async def _loop(self, after: Awaitable[None] | None = None) -> None:
+        if after is not None:
+            await after
         while not self._closed:  # a cancellation swallowed on the way still ends it
             self._wake.clear()
             now = time.monotonic()
