@@ -6,7 +6,8 @@ and started again. Measured from the restart:
   dobby  until /health answers; until the hub's copy of each task's output has grown again
          (p50, and the last one: "logs flowing for all")
   base   in the same run, a fresh asyncssh connect to every host + an SFTP read of every
-         task's whole out.jsonl (what any recovery has to do at least)
+         task's whole out.jsonl (what any recovery has to do at least), once the restarted
+         hub's first host probes answered
 Run as root: `python bench/recovery.py [--tasks 500 --hosts 20]`.
 """
 
