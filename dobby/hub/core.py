@@ -201,7 +201,7 @@ class Hub:
         self.store.start()
         self.usage.start()
         await self.scheduler.start()  # re-adopts the tasks that run: they come first
-        self.hosts.start(after=self.runner.followers.adoption(ADOPTION_FIRST))
+        self.hosts.start(after=lambda: self.runner.followers.adoption(ADOPTION_FIRST))
         self.races.start()
         self.webhook.start(self.bus)
         self.results.start()

@@ -167,13 +167,13 @@ class HostManager:
         self._on_change(name, state)
         return state
 
-    def start(self, *, after: Awaitable[None] | None = None) -> None:
-        """Start the background probe loop (its first round once ``after`` is done)."""
+    def start(self, *, after: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start the background probe loop (its first round once ``after()`` is done)."""
         self._task = asyncio.ensure_future(self._loop(after))
 
-    async def _loop(self, after: Awaitable[None] | None = None) -> None:
+    async def _loop(self, after: Callable[[], Awaitable[None]] | None = None) -> None:
         if after is not None:
-            await after
+            await after()
         while not self._closed:  # a cancellation swallowed on the way still ends it
             self._wake.clear()
             now = time.monotonic()
