@@ -205,6 +205,44 @@ def test_page_and_files_are_served_with_a_strict_csp(seeded: HubProcess) -> None
 # -- live jobs, logs, cancel ------------------------------------------------------------------
 
 
+def test_a_queue_answered_before_its_task_started_does_not_show_it_waiting(
+    hub: HubProcess, tab: Any
+) -> None:
+    # The waiting list is asked for again as tasks come and go. An answer that left the hub
+    # while a task waited, and reached the page after the task started, put the running task
+    # back in the waiting table until the list was asked for again (seconds later).
+    page = tab(hub).open("#/live")
+    waiting_id: list[str] = []  # the task, once submitted
+    held: list[tuple[Any, dict[str, Any]]] = []
+
+    def hold(route: Any) -> None:
+        answer = route.fetch()  # the hub answers now; the page gets it later
+        body = answer.json()
+        listed = [t for t in body["tasks"] if t["id"] in waiting_id and t["status"] == "pending"]
+        if listed and not held:
+            held.append((route, body))
+        else:
+            route.fulfill(response=answer)
+
+    # Every answer passes through hold, run as this test next calls the browser: the task's
+    # own arrival makes the page ask for the list, and the hub answers while it waits.
+    page.route(re.compile(r"/tasks\?.*status=pending"), hold)
+    first = add(hub, "sleep 5", "--backend", "shell", "--host", "h1")
+    task_id = add(hub, "[scenario:lines:30:150] after the first", "--backend", "claude",
+                  "--host", "h1", "--after", first)  # fmt: skip
+    waiting_id.append(task_id)
+    running = page.locator(f'#live-table tr[data-task="{task_id}"]')
+    expect(running).to_be_visible(timeout=30_000)
+    assert held, "no answer listed the task as waiting"
+    route, body = held[0]
+    route.fulfill(json={**body, "total": 999})  # 999: the page has read this answer
+    expect(page.locator("#waiting-table-title")).to_contain_text("999")
+    # Looked at once, as that answer was rendered (the heading and the rows render together):
+    # the task's next change would ask for the list again and hide a stale row.
+    assert page.locator(f'#waiting-table tr[data-task="{task_id}"]').count() == 0
+    assert running.count() == 1
+
+
 def test_cli_task_shows_in_live_jobs_at_once_and_its_log_streams(hub: HubProcess, tab: Any) -> None:
     t = tab(hub)
     page = t.open("#/live")

@@ -91,11 +91,15 @@ export async function loadCounts() {
 
 /** Fetch what every view needs (never the history: views page it themselves). */
 export async function loadSnapshot() {
+  const since = state.lastSeq;
   const [running, projects, live] = await Promise.all([
     api(tasksPath({ status: "running", sort: "oldest", limit: RUNNING_MAX })),
     api("/projects"), api("/dashboard/api/live"), loadHosts(), loadCounts()]);
-  state.running = new Map(running.tasks.map((t) => [t.id, t]));
-  for (const t of running.tasks) remember(t);
+  rememberListed(running.tasks, since);
+  // The answer's running tasks as the newest version says, and those started since it was asked.
+  const newer = [...state.running.values()].filter((t) => (seqOf.get(t) ?? -1) > since);
+  state.running = new Map([...running.tasks, ...newer]
+    .map((t) => state.tasks.get(t.id) || t).filter((t) => t.status === "running").map((t) => [t.id, t]));
   state.projects = projects.projects;
   setLive(live);
   state.loaded = true;
@@ -111,6 +115,21 @@ export function pin(id) {
     if (n > 0) state.pinned.set(id, n);
     else state.pinned.delete(id);
   };
+}
+
+// The seq of the event that brought each cached task: a list asked for before it is older.
+const seqOf = new WeakMap();
+
+/**
+ * Cache the tasks of a list the hub answered; ``since`` is state.lastSeq when it was asked.
+ * A task an event changed after that keeps the event's version: the list may predate it (a
+ * queue answered as its task started showed that task running and waiting at once).
+ */
+export function rememberListed(tasks, since) {
+  for (const t of tasks) {
+    const known = state.tasks.get(t.id);
+    if (!known || (seqOf.get(known) ?? -1) <= since) remember(t);
+  }
 }
 
 /** Put a task in the cache (the newest last), evicting the oldest unpinned ones past CACHE. */
@@ -168,7 +187,10 @@ function apply(event) {
   const { type, data, task_id: taskId } = event;
   if (typeof event.seq === "number") state.lastSeq = event.seq;
   if (type.startsWith("task.") && type !== "task.log") {
-    if (data && data.id && data.status) upsert(data); // every task.* event carries the task
+    if (data && data.id && data.status) { // every task.* event carries the task
+      if (typeof event.seq === "number") seqOf.set(data, event.seq);
+      upsert(data);
+    }
   } else if (type === "task.log") {
     const step = lastStep(data.events || []);
     if (step) {

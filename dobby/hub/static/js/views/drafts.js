@@ -5,7 +5,7 @@ const SHOWN = 100;
 
 import { api } from "../api.js";
 import { badge, el, fmtTime, syncRows, taskLink, throttle, toast } from "../dom.js";
-import { remember, state, tasksPath } from "../hub.js";
+import { rememberListed, state, tasksPath } from "../hub.js";
 import { approveButton, rejectButton } from "./actions.js";
 
 function planBlock(task) {
@@ -76,10 +76,11 @@ export function mount(root) {
 
   async function load() {
     try {
+      const since = state.lastSeq;
       const answer = await api(tasksPath({ status: "draft", limit: SHOWN }));
       drafts = answer.tasks;
       total = answer.total;
-      for (const t of drafts) remember(t);
+      rememberListed(drafts, since);
     } catch (err) {
       count.textContent = `Cannot load drafts: ${err.message}`;
       return;

@@ -4,7 +4,7 @@
 
 import { api } from "../api.js";
 import { el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, throttle } from "../dom.js";
-import { refreshLive, remember, state, tasksPath } from "../hub.js";
+import { refreshLive, rememberListed, state, tasksPath } from "../hub.js";
 import { waitingText } from "../words.js";
 import { actionButtons } from "./actions.js";
 
@@ -79,11 +79,12 @@ export function mount(root) {
 
   async function loadWaiting() {
     try {
+      const since = state.lastSeq;
       const answer = await api(tasksPath({ status: "pending", sort: "oldest", limit: WAITING_SHOWN }));
       if (!alive) return;
       waitRows = answer.tasks;
       waitTotal = answer.total;
-      for (const t of waitRows) remember(t);
+      rememberListed(waitRows, since);
     } catch (err) { /* shown next time */ }
     later();
   }

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { badge, el, fmtCost, fmtDuration, fmtTime, syncRows, taskElapsed, taskLink, taskNotes, throttle } from "../dom.js";
-import { remember, state, tasksPath } from "../hub.js";
+import { rememberListed, state, tasksPath } from "../hub.js";
 import { actionButtons } from "./actions.js";
 
 const PAGE = 50;
@@ -147,12 +147,13 @@ export function mount(root, route) {
   async function load() {
     const mine = ++asked;
     try {
+      const since = state.lastSeq;
       const answer = await api(tasksPath(query()));
       if (mine !== asked) return;
       failure = null;
       found = answer.total;
       rows = answer.tasks;
-      for (const t of rows) remember(t);
+      rememberListed(rows, since);
       const last = Math.max(0, Math.ceil(found / PAGE) - 1);
       if (page > last) { // the list shrank under this page: show its new last page
         page = last;
