@@ -25,6 +25,13 @@ def new_transport(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 
 @pytest.fixture(params=["local", "ssh"])
+async def unconnected(request, tmp_path: Path) -> AsyncIterator[Transport]:
+    t = new_transport(request.param, request, tmp_path)
+    yield t
+    await t.close()
+
+
+@pytest.fixture(params=["local", "ssh"])
 async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
     t = new_transport(request.param, request, tmp_path)
     await t.connect()
@@ -168,11 +175,8 @@ async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
     await t.close()
 
 
-@pytest.mark.parametrize("kind", ["local", "ssh"])
-async def test_callers_during_a_connect_share_it_and_go_on_together(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    t = new_transport(kind, request, tmp_path)
+async def test_callers_during_a_connect_share_it_and_go_on_together(unconnected: Transport) -> None:
+    t = unconnected
     connects = 0
     real_connect = t._connect
 
@@ -183,22 +187,16 @@ async def test_callers_during_a_connect_share_it_and_go_on_together(
 
     t._connect = counted  # type: ignore[method-assign]
     callers = [asyncio.ensure_future(t.connect()) for _ in range(25)]
-    try:
-        await asyncio.wait(callers, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.sleep(0)
-        # Behind a lock the 25th went on 25 turns of the loop after the first.
-        assert all(c.done() for c in callers)
-        await asyncio.gather(*callers)
-        assert connects == 1 and t.connected
-    finally:
-        await t.close()
+    await asyncio.wait(callers, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.sleep(0)
+    # Behind a lock the 25th went on 25 turns of the loop after the first.
+    assert all(c.done() for c in callers)
+    await asyncio.gather(*callers)
+    assert connects == 1 and t.connected
 
 
-@pytest.mark.parametrize("kind", ["local", "ssh"])
-async def test_a_close_during_a_connect_is_an_error_for_its_callers(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    t = new_transport(kind, request, tmp_path)
+async def test_a_close_during_a_connect_is_an_error_for_its_callers(unconnected: Transport) -> None:
+    t = unconnected
     callers = [asyncio.ensure_future(t.connect()) for _ in range(3)]
     await asyncio.sleep(0)
     await t.close()
@@ -207,4 +205,3 @@ async def test_a_close_during_a_connect_is_an_error_for_its_callers(
     assert "closed while connecting" in str(results[0]) and not t.connected
     await t.connect()  # the transport stays usable
     assert t.connected
-    await t.close()
