@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from dobby.core.errors import HostUnreachable, TransportError
 from dobby.core.models import Host
 
+GIVE_UP_WAIT = 0.5  # a close waits this long for a connect it cancelled (a stop is bounded)
+
 # Environment variables of the hub that must never reach a task's process.
 HUB_SECRETS = ("DOBBY_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
 
@@ -91,11 +93,14 @@ class Transport(abc.ABC):
         if not connecting.cancelled():
             connecting.exception()  # each caller has it raised; none left is no warning
 
-    def _give_up_connecting(self) -> None:
-        """Cancel a connect under way (a close): its callers get HostUnreachable."""
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
+    async def _give_up_connecting(self) -> None:
+        """Cancel a connect under way (a close) and let it end: its callers get
+        HostUnreachable. Its own task would otherwise be left to a loop that may close first,
+        with its command (the local identity probe) still running."""
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
+            await asyncio.wait({connecting}, timeout=GIVE_UP_WAIT)
 
     @abc.abstractmethod
     async def _connect(self) -> None:

@@ -134,7 +134,7 @@ class LocalTransport(Transport):
 
     async def close(self) -> None:
         """Nothing to close (but a connect under way)."""
-        self._give_up_connecting()
+        await self._give_up_connecting()
 
 
 class _LocalStream(Stream):

@@ -330,7 +330,7 @@ class SshTransport(Transport):
 
     async def close(self) -> None:
         """Close the connection (and give up a connect under way)."""
-        self._give_up_connecting()
+        await self._give_up_connecting()
         conn, self._conn = self._conn, None
         self._sftp = None
         self._readers.clear()
