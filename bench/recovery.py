@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncssh  # noqa: E402
 
 from bench.logs import Bench, cpu_seconds, wait_running  # noqa: E402
-from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.sshd import SshHost  # noqa: E402
+from tests.fixtures.wait import wait_until  # noqa: E402
 
 # On a disk shared with other fsync-heavy runs a write may take more than the default 5 s: the
 # submits then wait instead of failing the run (this measures recovery, not the disk).
@@ -52,16 +52,6 @@ async def reconnect_and_read(hosts: list[SshHost], files: dict[str, list[str]]) 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(h) for h in hosts))
     return time.perf_counter() - t0
-
-
-def wait_probed(client: HubClient, timeout: float = 120) -> None:
-    """Return once every host answered a probe of the hub (its tool versions are known)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(h.get("versions") for h in client.hosts()["hosts"]):
-            return
-        time.sleep(0.2)
-    raise TimeoutError("the hub's host probes did not all answer")
 
 
 def sizes(results: Path, ids: list[str]) -> dict[str, int]:
@@ -121,7 +111,12 @@ def main() -> None:
             spy.wait(60)
         # After the restart's first host probes (they wait for the re-adopted tasks): the
         # baseline is measured on a hub as settled as the one it is compared with was.
-        wait_probed(client)
+        wait_until(
+            lambda: all(h.get("versions") for h in client.hosts()["hosts"]),
+            what="the hub's first host probes to answer",
+            timeout=120,
+            interval=0.2,
+        )
         base = asyncio.run(reconnect_and_read(bench.hosts, bench.host_files()))
         times = sorted(flowing.values())
         last = times[-1] if len(times) == len(ids) else float("inf")

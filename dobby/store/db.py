@@ -472,12 +472,16 @@ class Store:
             if not self.has_task(tid):
                 return tid
 
-    def _doc(self, tid: str) -> dict[str, Any] | None:
+    def _held(self, tid: str) -> Any:
+        """Return a task's document held in memory (queued or live), _GONE if its deletion
+        is queued, None if only SQLite has it (or nothing does)."""
         doc = self._dirty.get(tid)
+        return self._live.get(tid) if doc is None else doc
+
+    def _doc(self, tid: str) -> dict[str, Any] | None:
+        doc = self._held(tid)
         if doc is _GONE:
             return None
-        if doc is None:
-            doc = self._live.get(tid)
         if doc is None:
             # Queued changes were looked at above: the rows need not be flushed to be read.
             sql = "SELECT d.doc FROM tasks t JOIN task_docs d ON d.seq = t.seq WHERE t.id = ?"
@@ -487,7 +491,7 @@ class Store:
 
     def get_task(self, task_id: str) -> Task:
         """Return a task by id or unique id prefix (≥ 4 chars)."""
-        doc = self._dirty.get(task_id) or self._live.get(task_id)
+        doc = self._held(task_id)
         if doc is not None and doc is not _GONE and task_id not in self._raw:
             # A Task.to_dict() of this hub, or repaired as it was loaded: nothing to repair.
             # The scheduler, the followers and the launches read tasks thousands of times a
@@ -526,11 +530,9 @@ class Store:
 
     def task_status(self, task_id: str) -> str | None:
         """Return the status of a task by exact id (None if unknown), without building it."""
-        doc = self._dirty.get(task_id)
+        doc = self._held(task_id)
         if doc is _GONE:
             return None
-        if doc is None:
-            doc = self._live.get(task_id)
         if doc is not None:
             return str(doc.get("status"))
         sql = "SELECT status FROM tasks WHERE id = ?"  # queued ones were looked at above

@@ -31,12 +31,10 @@ async def unconnected(request, tmp_path: Path) -> AsyncIterator[Transport]:
     await t.close()
 
 
-@pytest.fixture(params=["local", "ssh"])
-async def transport(request, tmp_path: Path) -> AsyncIterator[Transport]:
-    t = new_transport(request.param, request, tmp_path)
-    await t.connect()
-    yield t
-    await t.close()
+@pytest.fixture
+async def transport(unconnected: Transport) -> Transport:
+    await unconnected.connect()
+    return unconnected
 
 
 async def test_identity(transport: Transport) -> None:
