@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from dobby.core.models import Task
+from dobby.hostside import scripts
 from dobby.hub.core import Hub
 from dobby.machines.hosts import HostManager, HostState
+from dobby.runner.streams import Probes
 from dobby.store.db import Store
+from dobby.transport import Transport
 from tests.fixtures.app import running_app
 from tests.fixtures.hub import write_inventory
 from tests.fixtures.wait import wait_until_async
@@ -79,3 +82,36 @@ async def test_an_adopted_task_on_a_host_that_is_down_does_not_hold_the_probes(
             what="the host probe to find the host down",
         )
         assert (await app.task("adopted0000000001"))["status"] == "running"
+
+
+async def test_an_adopted_task_sends_what_it_wrote_meanwhile_before_its_session_is_probed(
+    tmp_path: Path, local_entry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probed first, the task's output waited for that command's round trip (over a second
+    # for a hub re-adopting 500 tasks).
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
+    home = tmp_path / "home"
+    chatty = "for i in $(seq 600); do echo line $i; sleep 0.05; done"
+    async with running_app(home=home, inventory=inventory) as app:
+        tid = (await app.call("POST", "/tasks", {"prompt": chatty, "backend": "shell"}))[1]["id"]
+        await app.wait_status(tid, ("running",))
+        logs = app.core.logs
+    copied = logs.size(tid)
+    on_host = Path(local_entry["workdir"]) / "tasks" / tid / "out.jsonl"
+    await wait_until_async(
+        lambda: on_host.exists() and on_host.stat().st_size > copied, what="output while down"
+    )
+    copy_at_probe: list[int] = []
+    real_probe = Probes.probe
+
+    async def probe(self: Probes, transport: Transport, paths: scripts.TaskPaths) -> dict[str, str]:
+        if paths.task_id == tid:
+            copy_at_probe.append(logs.size(tid))
+        return await real_probe(self, transport, paths)
+
+    monkeypatch.setattr(Probes, "probe", probe)
+    async with running_app(home=home, inventory=inventory) as app:
+        await wait_until_async(lambda: copy_at_probe, what="the adopted task's first probe")
+        assert copy_at_probe[0] > copied  # what it wrote meanwhile came first
+        await app.call("POST", f"/tasks/{tid}/cancel")
+        await app.wait_status(tid, ("cancelled",))
