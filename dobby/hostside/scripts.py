@@ -332,9 +332,17 @@ def render_launch(
     wt = shell_quote(paths.worktree)
     # exit-empty off: the tmux server stays up between tasks, so a launch does not pay for
     # starting one (~10 ms of CPU per task on a host running short tasks back to back).
+    run_sh = paths.file("run.sh")
+    # Two words: tmux 3.0+ runs bash itself, with no shell in between (one process fewer to
+    # start per task); an older tmux joins them for its shell, which runs the same command.
+    # A path that needs quoting goes as one quoted command line, the way both read alike.
+    command = (
+        f"bash {run_sh}"
+        if shell_quote(run_sh) == run_sh
+        else shell_quote(f"bash {shell_quote(run_sh)}")
+    )
     new_session = (
-        f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} "
-        + shell_quote(f"bash {shell_quote(paths.file('run.sh'))}")
+        f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} {command}"
         + r" \; set-option -g exit-empty off"
     )
     # A tmux server exits when its last session ends; a launch racing that exit fails with

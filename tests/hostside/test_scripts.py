@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -310,6 +311,40 @@ def test_a_repeated_launch_keeps_the_running_session_and_its_files(
     subprocess.run(["bash", "-c", launch], check=True)  # again: same session, nothing removed
     assert pid_file.read_text() == sid
     subprocess.run(["bash", "-c", scripts.render_stop(paths=paths, grace=0)], check=True)
+
+
+@pytest.mark.parametrize("workdir", ["w", "a dir's w"])
+def test_tmux_runs_run_sh_itself_unless_its_path_needs_quoting(
+    tmp_path: Path, workdir: str, tmux_session_cleanup
+) -> None:
+    """A plain path costs no shell between tmux and run.sh; a path to quote still runs."""
+    shell_log = tmp_path / "shell.log"
+    shell = tmp_path / "logging-shell"  # tmux's default-shell: notes each use, then is bash
+    shell.write_text(f'#!/bin/bash\necho "$*" >>{shlex.quote(str(shell_log))}\nexec bash "$@"\n')
+    shell.chmod(0o755)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", "keep", ";", "set-option", "-g", "exit-empty",
+         "off", ";", "set-option", "-g", "default-shell", str(shell)],
+        check=True,
+    )  # fmt: skip
+    paths = scripts.TaskPaths(workdir=str(tmp_path / workdir), task_id="feed0003")
+    tmux_session_cleanup.append(paths.session)
+    Path(paths.task_dir).mkdir(parents=True)
+    (Path(paths.task_dir) / "prompt.md").write_text("echo ran")
+    (Path(paths.task_dir) / "env").write_text(scripts.render_env({}))
+    (Path(paths.task_dir) / "run.sh").write_text(
+        scripts.render_run_sh(paths=paths, argv=["bash", "-c", PROMPT], timeout=None, cwd="/")
+    )
+    subprocess.run(
+        ["bash", "-c", scripts.render_launch(paths=paths, project=None, base=None)], check=True
+    )
+    wait_until(lambda: Path(paths.file("exit")).exists(), what="the task to end")
+    assert Path(paths.file("out.jsonl")).read_text() == "ran\n"
+    used = shell_log.read_text() if shell_log.exists() else ""
+    if workdir == "w":
+        assert used == ""
+    else:
+        assert used.startswith("-c bash ")
 
 
 def test_unpack_writes_each_file_byte_for_byte_from_stdin(tmp_path: Path) -> None:
