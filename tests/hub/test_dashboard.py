@@ -3,15 +3,17 @@ real sshd hosts, tmux and the fake agents."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
+import sqlite3
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +349,45 @@ def test_page_reconnects_after_a_hub_restart_and_shows_the_end(hub: HubProcess, 
     page.reload()
     expect(page.locator("#task-summary")).to_have_text("line 40")
     expect(page.locator("#tab-details")).to_have_attribute("aria-current", "page")
+
+
+def restart_from(hub: HubProcess, seq: int, edit: Callable[[sqlite3.Connection], Any]) -> None:
+    """Restart ``hub`` with its event numbering set to go on from ``seq``, after ``edit``."""
+    hub.stop()
+    with contextlib.closing(sqlite3.connect(hub.home / "dobby.db")) as db, db:
+        db.execute("UPDATE docs SET doc = ? WHERE kind = 'meta' AND key = 'seq'", (str(seq),))
+        edit(db)
+    hub.start()
+    wait_reachable(hub, "h1", "h2")
+
+
+def test_lists_refresh_what_the_page_holds_after_a_hub_that_numbers_its_events_lower(
+    hub: HubProcess, tab: Any
+) -> None:
+    # A hub killed before its last events reached its disk starts numbering them from lower
+    # than the page has seen. The page kept each cached task's seq of its old event, so every
+    # list the new hub answered looked older than the cached version, which stayed on screen.
+    restart_from(hub, 100_000, lambda db: None)  # far above what the next hub will number
+    t = tab(hub)
+    page = t.open("#/live")
+    draft = hub.client().add_task(prompt="echo hi", backend="shell", draft=True, title="before")
+    page.evaluate("import('/dashboard/static/js/hub.js').then((m) => { window.dobbyHub = m; })")
+    page.wait_for_function("id => window.dobbyHub.state.tasks.has(id)", arg=draft["id"])
+
+    def edit(db: sqlite3.Connection) -> None:
+        # A version of the draft that no event of the next hub announces (as a change whose
+        # events were lost with the hub that made it).
+        (seq,) = db.execute("SELECT seq FROM tasks WHERE id = ?", (draft["id"],)).fetchone()
+        db.execute("UPDATE task_docs SET doc = json_set(doc, '$.title', 'after') WHERE seq = ?",
+                   (seq,))  # fmt: skip
+
+    restart_from(hub, 0, edit)
+    t.wait_live(timeout=20_000)
+    page.wait_for_function("() => window.dobbyHub.state.lastSeq < 100_000")  # its numbering
+    page.locator("#nav a[data-route=tasks]").click()
+    row = page.locator(f'#task-rows tr[data-task="{draft["id"]}"]')
+    expect(row).to_contain_text("after", timeout=10_000)
+    hub.client().reject(draft["id"])  # the hub's other tests see no draft of this one
 
 
 # -- list, search, filters --------------------------------------------------------------------

@@ -91,15 +91,16 @@ export async function loadCounts() {
 
 /** Fetch what every view needs (never the history: views page it themselves). */
 export async function loadSnapshot() {
-  const since = state.lastSeq;
   const [running, projects, live] = await Promise.all([
     api(tasksPath({ status: "running", sort: "oldest", limit: RUNNING_MAX })),
     api("/projects"), api("/dashboard/api/live"), loadHosts(), loadCounts()]);
-  rememberListed(running.tasks, since);
-  // The answer's running tasks as the newest version says, and those started since it was asked.
-  const newer = [...state.running.values()].filter((t) => (seqOf.get(t) ?? -1) > since);
-  state.running = new Map([...running.tasks, ...newer]
-    .map((t) => state.tasks.get(t.id) || t).filter((t) => t.status === "running").map((t) => [t.id, t]));
+  // No event is applied while this runs (run() reads the next one after it): everything cached
+  // is at most as new as these answers. The seqs cached tasks carry are forgotten, for the hub
+  // may be a new one that numbers its events lower (one killed before they reached its disk):
+  // an old seq would keep a stale version against every list it answers.
+  seqOf = new WeakMap();
+  state.running = new Map(running.tasks.map((t) => [t.id, t]));
+  for (const t of running.tasks) remember(t);
   state.projects = projects.projects;
   setLive(live);
   state.loaded = true;
@@ -118,7 +119,7 @@ export function pin(id) {
 }
 
 // The seq of the event that brought each cached task: a list asked for before it is older.
-const seqOf = new WeakMap();
+let seqOf = new WeakMap();
 
 /**
  * Cache the tasks of a list the hub answered; ``since`` is state.lastSeq when it was asked.
