@@ -86,3 +86,28 @@ def stacks(tasks: Iterable[asyncio.Future[Any]]) -> str:
         else:
             out.write(repr(task))
     return out.getvalue()
+
+
+class Turns:
+    """Let callers through one per turn of the loop, except within ``budget`` of the last turn.
+
+    Work that many tasks start at once (a batch's first launches) would otherwise run in one
+    go, and nothing the loop has to read — their answers — is read until the last one ran.
+    Taking turns, the loop polls its I/O between two of them. A caller that finds no one
+    waiting within ``budget`` seconds of the last turn goes at once: work that comes one at a
+    time does not wait for the loop.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self._lock = asyncio.Lock()
+        self._last = float("-inf")  # when the last turn was taken
+
+    async def take(self) -> None:
+        """Return when it is this caller's turn."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last < self.budget and not self._lock.locked():
+            return
+        async with self._lock:
+            await asyncio.sleep(0)  # the next caller waits for this turn of the loop to end
+        self._last = loop.time()

@@ -10,29 +10,34 @@ import pytest
 
 from dobby.core.errors import LaunchUnknown
 from dobby.core.models import Task
-from dobby.runner.runner import LAUNCHES_PER_HOST
+from dobby.hostside import scripts
+from dobby.runner.runner import LAUNCHES_PER_HOST, _Built
 from tests.fixtures.app import AppHub
 from tests.runner.test_streams import KILL_ITS_STREAM
 
 
-async def test_launches_on_one_host_wait_their_turn(app_hub: AppHub, tmp_path: Path) -> None:
+async def test_launches_on_one_host_wait_their_turn(
+    app_hub: AppHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = app_hub.core.runner
     transport = runner.hosts.transport("local")
+    paths = scripts.TaskPaths(workdir=str(tmp_path), task_id="feed0001")
     marks, counts = tmp_path / "marks", tmp_path / "counts"
     marks.mkdir()
     counts.mkdir()
     launches = LAUNCHES_PER_HOST * 3
 
-    async def launch(i: int) -> None:
+    async def build(task: Task, resume_session: str | None, prompt: str | None) -> _Built:
         # Each launch notes how many launches run beside it, holds a moment, and leaves.
+        i = task.prompt
         command = (
             f"mkdir {marks}/{i}; ls {marks} | wc -l >{counts}/{i}; sleep 0.2; rmdir {marks}/{i}"
         )
-        task = Task(prompt="x", backend="shell", host="local")
-        res = await runner._run_launch(task, transport, command, None)
-        assert res.ok, res.stderr
+        return _Built(transport, paths, command, None, None, slurm=False)
 
-    await asyncio.gather(*(launch(i) for i in range(launches)))
+    monkeypatch.setattr(runner, "_build", build)
+    tasks = [Task(prompt=str(i), backend="shell", host="local") for i in range(launches)]
+    await asyncio.gather(*(runner.launch(task) for task in tasks))
     seen = [int((counts / str(i)).read_text()) for i in range(launches)]
     assert max(seen) <= LAUNCHES_PER_HOST, seen
 
