@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
@@ -18,6 +19,7 @@ from dobby.hub.guard import Guard, check_json_body, redact_uri
 log = logging.getLogger("dobby.hub")
 
 ID = r"([A-Za-z0-9_-]+)"  # a task, batch, schedule or project id in a route
+SSE_FLUSH_BYTES = 256 * 1024  # written to a stream before it is flushed (see emit_all)
 MAX_QUERY_INT = 2**53 - 1  # offsets, limits, cursors: what any client (JavaScript too) can say
 
 
@@ -168,10 +170,25 @@ class SSEHandler(BaseHandler):
 
     async def emit(self, frame: str) -> bool:
         """Send one SSE frame; return False if the client is gone."""
+        return await self.emit_all((frame,))
+
+    async def emit_all(self, frames: Iterable[str]) -> bool:
+        """Send SSE frames, flushed together; return False if the client is gone.
+
+        One send for the lot, not one each: the 1,000 events of a batch went out in 1,000
+        system calls that held the loop for 30 ms, before it could start the batch's tasks.
+        """
         if self.closed:
             return False
         try:
-            self.write(frame.encode("utf-8", "backslashreplace"))
+            pending = 0
+            for frame in frames:
+                data = frame.encode("utf-8", "backslashreplace")
+                self.write(data)
+                pending += len(data)
+                if pending >= SSE_FLUSH_BYTES:  # a client far behind is not sent all in one
+                    await self.flush()
+                    pending = 0
             await self.flush()
             return True
         except StreamClosedError:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dobby.hub.base import SSE_FLUSH_BYTES, SSEHandler
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import write_inventory
 
@@ -160,6 +161,31 @@ async def test_events_replay_from_a_sequence_number(app_hub: AppHub) -> None:
     cut = seqs[len(seqs) // 2]
     again = await app_hub.read_sse("/events", "task.finished", {"Last-Event-ID": str(cut)})
     assert [d["seq"] for _, d in again] == [s for s in seqs if s > cut]
+
+
+async def test_events_waiting_for_a_stream_go_out_together(
+    app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch's 1,000 task.created events went out in one send each, which held the loop
+    # (for 30 ms) before the batch's first tasks could start.
+    bus = app_hub.core.bus
+    cut = bus.last_seq
+    count, size = 300, 1000  # 300 KB: more than SSE_FLUSH_BYTES, sent in two parts
+    for i in range(count):
+        kind = "project.updated" if i == count - 1 else "gpus.updated"  # the last is told apart
+        bus.publish(kind, data={"i": i, "pad": "x" * size})
+    flushes = 0
+    flush = SSEHandler.flush
+
+    def counting(self: SSEHandler, *args: Any, **kwargs: Any) -> Any:
+        nonlocal flushes
+        flushes += 1
+        return flush(self, *args, **kwargs)
+
+    monkeypatch.setattr(SSEHandler, "flush", counting)
+    frames = await app_hub.read_sse(f"/events?since={cut}", "project.updated")
+    assert [data["data"]["i"] for _, data in frames] == list(range(count))
+    assert 300 * size // SSE_FLUSH_BYTES + 1 <= flushes <= 300 * size // SSE_FLUSH_BYTES + 2
 
 
 async def test_task_event_stream_ends_with_the_final_task(app_hub: AppHub) -> None:

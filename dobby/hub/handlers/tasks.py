@@ -203,11 +203,11 @@ class EventsHandler(SSEHandler):
             return
         while not self.closed:
             events = bus.since(cursor)
-            for event in events:
-                if not await self.emit(event.to_sse()):
+            if events:
+                if not await self.emit_all(event.to_sse() for event in events):
                     return
-                cursor = event.seq
-            if not events and not await bus.wait(cursor, PING_EVERY):
+                cursor = events[-1].seq
+            elif not await bus.wait(cursor, PING_EVERY):
                 if not await self.emit(": ping\n\n"):
                     return
 
