@@ -286,7 +286,7 @@ class Runner:
     async def _run_launch(
         self, task: Task, transport: Transport, launch: str, payload: str | None
     ) -> RunResult:
-        """Run the launch command (holding its host's gate); a lost outcome is LaunchUnknown.
+        """Run the launch command (its caller holds the host's gate); a lost answer: LaunchUnknown.
 
         A launch without ``payload`` goes through the host's log stream: one fork there and
         0.5 ms of the hub's CPU, where an exec costs an SSH channel, an sshd session and
