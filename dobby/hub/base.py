@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import tornado.web
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 from dobby.core.errors import AuthError, DobbyError, ValidationError
 from dobby.core.fields import check_text
@@ -167,6 +167,11 @@ class SSEHandler(BaseHandler):
     def start_stream(self) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("X-Accel-Buffering", "no")
+        # No Nagle: a frame written while the one before waits for its ACK would wait too, as
+        # long as the client delays that ACK (up to 40 ms on Linux).
+        stream = getattr(self.request.connection, "stream", None)  # HTTP/1: the socket's
+        if isinstance(stream, IOStream):
+            stream.set_nodelay(True)
 
     async def emit(self, frame: str) -> bool:
         """Send one SSE frame; return False if the client is gone."""

@@ -46,6 +46,7 @@ class EventsSocket(tornado.websocket.WebSocketHandler):
         return guard_of(self).origin_allowed(origin, host=self.request.host)
 
     def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)  # each event at once, as on the SSE streams (see SSEHandler)
         self._pump = asyncio.ensure_future(self._send_events())
 
     async def _send_events(self) -> None:
