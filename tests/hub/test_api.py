@@ -207,15 +207,16 @@ async def test_event_streams_send_each_frame_at_once(
         set_nodelay(self, value)
 
     monkeypatch.setattr(tornado.iostream.IOStream, "set_nodelay", recording)
-    reader, writer = await asyncio.open_connection("127.0.0.1", app_hub.port)
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    target = path.format(id=task["id"])
+    headers = upgrade if path == "/ws" else None
+    reader, writer = await app_hub.send_get(target, headers, version="1.1")
     try:
-        target = path.format(id=task["id"])
-        head = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{app_hub.port}"]
-        head += [f"{k}: {v}" for k, v in app_hub._headers(None).items()]
-        if path == "/ws":
-            head += ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]  # fmt: skip
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         answer = await asyncio.wait_for(reader.readline(), timeout=30)
         assert b" 101 " in answer if path == "/ws" else b" 200 " in answer, answer
         assert peers.get(writer.get_extra_info("sockname")) is True
