@@ -8,9 +8,10 @@ Measures (the hub runs as its own process, as `dobby start` would):
      the CPU each task cost (hub, hosts and all: this benchmark runs in a cgroup of its own
      when the machine lets it, see bench/cpu.py); baselines: the lean asyncssh loop of the
      issue (one warm connection per host, max-agents at once per host, each task one exec
-     that writes its prompt from stdin and starts it in tmux, then one SFTP stat of its exit
-     file every 20 ms), the same without tmux (a floor: nothing to attach to or follow), and
-     a sequential `ssh host true` loop (timed over ``--ssh-loop`` commands).
+     carrying its prompt, env and run.sh on stdin and starting run.sh in tmux, then one SFTP
+     stat of its exit file every 20 ms), the same with the prompt alone (no env, no output
+     kept, no time limit), the same without tmux (a floor: nothing to attach to or follow),
+     and a sequential `ssh host true` loop (timed over ``--ssh-loop`` commands).
   3. the same N tasks as one ``POST /batches``: when the hub marks the first of them running
      (and when /events shows it), and the wall time.
   4. a line written on the host → visible on GET /tasks/{id}/events: p50/p99.
@@ -126,45 +127,88 @@ async def warm_baselines(host, rounds: int) -> tuple[list[float], list[float]]: 
     return runs, tmux
 
 
-async def lean_loop(hosts, tasks: int, per_host: int, *, tmux: bool) -> float:  # type: ignore[no-untyped-def]
+LEAN_WAYS = ("run.sh", "prompt", "floor")
+
+
+def lean_files(home: str, i: int) -> tuple[str, list[str]]:
+    """Return the task dir of lean task ``i`` and its prompt.md, env and run.sh texts.
+
+    run.sh is the one Dobby writes for a shell task with the default time limit: the host's
+    work the design asks of every task (env loaded, output into out.jsonl and the pane, the
+    time limit kept without the hub, ``exit`` written last by tmp + mv).
+    """
+    paths = scripts.TaskPaths(workdir=f"{home}/lean", task_id=str(i))
+    run_sh = scripts.render_run_sh(
+        paths=paths, argv=["bash", "-c", scripts.PROMPT], timeout=3600, cwd=paths.worktree
+    )
+    return paths.task_dir, ["true", "", run_sh]
+
+
+async def lean_loop(hosts, tasks: int, per_host: int, *, way: str) -> float:  # type: ignore[no-untyped-def]
     """Return the wall time of a lean asyncssh loop for ``tasks`` tasks over ``hosts``.
 
     One warm connection per host, ``per_host`` tasks at once per host, each launched by one
-    exec that writes its prompt from stdin. With ``tmux`` (the issue's lean sequence, the same
-    guarantees as Dobby's: a session a person can attach to, an exit file) the exec starts the
-    prompt in a tmux session and the loop polls the exit file with one SFTP read every 20 ms;
-    without, the exec runs the prompt itself (a floor: no session, nothing to follow).
+    exec that writes its files from stdin, then followed by one SFTP stat of its exit file
+    every 20 ms. ``way``:
+      run.sh  the issue's lean sequence: the exec carries prompt.md, env and run.sh (Dobby's,
+              see :func:`lean_files`) and starts run.sh in a tmux session
+      prompt  the exec carries the prompt only and tmux runs it with ``echo $? >exit`` after:
+              no env, no output kept, no time limit, an exit file written in place
+      floor   the exec runs the prompt itself: no session, nothing to follow
     """
     conns = [await asyncssh.connect(**h.connect_options()) for h in hosts]
+    homes = [h.home for h in hosts]
     try:
         for conn in conns:
             await conn.run("true")
-            if tmux:  # a warm server, as Dobby keeps one
+            if way != "floor":  # a warm server, as Dobby keeps one
                 await conn.run(
                     "tmux -L lean new-session -d -s keep 'sleep 3600' \\; "
                     "set-option -g exit-empty off"
                 )
-        sftps = [await c.start_sftp_client() for c in conns] if tmux else []
+            if way == "run.sh":
+                # run.sh's cache of the login environment, fresh, as a Dobby host has one
+                # (a task reads the login shell's again once a minute)
+                await conn.run(
+                    "mkdir -p lean && { printf '#%s\\n' \"$(date +%s)\"; "
+                    "tail -n +2 .dobby/login.env; } >lean/login.env",
+                    check=True,
+                )
+        sftps = [await c.start_sftp_client() for c in conns] if way != "floor" else []
         gates = [asyncio.Semaphore(per_host) for _ in hosts]
 
         async def one(i: int) -> None:
             k = i % len(hosts)
             async with gates[k]:
-                if not tmux:
+                if way == "floor":
                     res = await conns[k].run(
                         f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && bash $d/prompt",
                         input="true",
                     )
                     assert res.exit_status == 0, res.stderr
                     return
-                res = await conns[k].run(
-                    f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && "
-                    f'tmux -L lean new-session -d -s t{i} "bash $d/prompt; echo \\$? >$d/exit"',
-                    input="true",
-                )
+                if way == "prompt":
+                    res = await conns[k].run(
+                        f"d=$HOME/lean/{i}; mkdir -p $d && head -c 4 >$d/prompt && "
+                        f'tmux -L lean new-session -d -s t{i} "bash $d/prompt; echo \\$? >$d/exit"',
+                        input="true",
+                    )
+                else:
+                    d, texts = lean_files(str(homes[k]), i)
+                    data = [t.encode() for t in texts]
+                    writes = " && ".join(
+                        f"head -c {len(b)} >{d}/{name}"
+                        for name, b in zip(("prompt.md", "env", "run.sh"), data, strict=True)
+                    )
+                    wt = f"$HOME/lean/worktrees/{i}"
+                    res = await conns[k].run(
+                        f"mkdir -p {d}/artifacts {wt} && (umask 077; {writes}) && "
+                        f"tmux -L lean new-session -d -s t{i} -x 200 -y 50 -c {wt} bash {d}/run.sh",
+                        input=b"".join(data).decode(),
+                    )
                 assert res.exit_status == 0, res.stderr
-                path = f"lean/{i}/exit"  # relative to the SFTP server's start: $HOME
-                while True:
+                path = f"lean/{i}/exit" if way == "prompt" else f"lean/tasks/{i}/exit"
+                while True:  # relative to the SFTP server's start: $HOME
                     try:
                         if (await sftps[k].stat(path)).size:
                             return
@@ -314,15 +358,15 @@ def main() -> None:
             # The hub is paused while the baselines run: its host probes (a login shell and
             # each agent's --version, every host) would otherwise be charged to them.
             os.kill(hub.proc.pid, signal.SIGSTOP)
+            lean: dict[str, tuple[float, str]] = {}
             try:
-                c0 = cpu.used()
-                lean_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=True))
-                lean_cpu = cpu.per_task_ms(c0, args.tasks)
-                c0 = cpu.used()
-                floor_wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, tmux=False))
-                floor_cpu = cpu.per_task_ms(c0, args.tasks)
+                for way in LEAN_WAYS:
+                    c0 = cpu.used()
+                    wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, way=way))
+                    lean[way] = (wall, cpu.per_task_ms(c0, args.tasks))
             finally:
                 os.kill(hub.proc.pid, signal.SIGCONT)
+            lean_wall = lean["run.sh"][0]
             ssh_n = max(1, min(args.ssh_loop, args.tasks))
             t0 = time.perf_counter()
             for i in range(ssh_n):
@@ -342,15 +386,17 @@ def main() -> None:
             # What one hub could dispatch if its hosts had CPUs of their own (real hosts do):
             # here they share this machine's with the hub and the lean loop's hosts alike.
             print(f"   dobby  hub-bound ceiling: {1000 / hub_ms:.0f} tasks/s per core of the hub")
-            print(
-                f"   base   lean loop, tmux + exit polls {lean_wall:7.2f} s  "
-                f"({args.tasks / lean_wall:6.1f} tasks/s)   dobby at "
-                f"{lean_wall / dobby_wall * 100:5.1f}% of it  {lean_cpu}"
-            )
-            print(
-                f"   base   lean loop, no tmux (floor)   {floor_wall:7.2f} s  "
-                f"({args.tasks / floor_wall:6.1f} tasks/s)  {floor_cpu}"
-            )
+            labels = {
+                "run.sh": "lean loop: prompt, env, run.sh  ",
+                "prompt": "lean loop: the prompt bare      ",
+                "floor": "lean loop: no tmux (floor)      ",
+            }
+            for way in LEAN_WAYS:
+                wall, used = lean[way]
+                print(
+                    f"   base   {labels[way]} {wall:7.2f} s  ({args.tasks / wall:6.1f} tasks/s)  "
+                    f"dobby at {wall / dobby_wall * 100:5.1f}% of it  {used}"
+                )
             print(
                 f"   base   sequential `ssh host true` loop ({ssh_n} runs) {ssh_rate:6.1f} /s   "
                 f"dobby {args.tasks / dobby_wall / ssh_rate:5.1f}x"
@@ -409,7 +455,9 @@ def main() -> None:
                         "ssh_loop_per_s": ssh_rate,
                         "lean_loop_wall_s": lean_wall,
                         "lean_tasks_per_s": args.tasks / lean_wall,
-                        "floor_tasks_per_s": args.tasks / floor_wall,
+                        "bare_tasks_per_s": args.tasks / lean["prompt"][0],
+                        "of_bare": lean["prompt"][0] / dobby_wall,
+                        "floor_tasks_per_s": args.tasks / lean["floor"][0],
                         "of_lean": lean_wall / dobby_wall,
                         "hub_cpu_ms_per_task": hub_ms,
                         "batch_first_running_ms": first_batch * 1000,
