@@ -8,7 +8,7 @@ Measures (the hub runs as its own process, as `dobby start` would):
      the CPU each task cost (hub, hosts and all: this benchmark runs in a cgroup of its own
      when the machine lets it, see bench/cpu.py); baselines: the lean asyncssh loop of the
      issue (one warm connection per host, max-agents at once per host, each task one exec
-     carrying its prompt, env and run.sh on stdin and starting run.sh in tmux, then one SFTP
+     carrying its prompt, env and run.sh in its text and starting run.sh in tmux, then one SFTP
      stat of its exit file every 20 ms), the same with the prompt alone (no env, no output
      kept, no time limit), the same without tmux (a floor: nothing to attach to or follow),
      and a sequential `ssh host true` loop (timed over ``--ssh-loop`` commands).
@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -148,10 +149,10 @@ async def lean_loop(hosts, tasks: int, per_host: int, *, way: str) -> float:  # 
     """Return the wall time of a lean asyncssh loop for ``tasks`` tasks over ``hosts``.
 
     One warm connection per host, ``per_host`` tasks at once per host, each launched by one
-    exec that writes its files from stdin, then followed by one SFTP stat of its exit file
-    every 20 ms. ``way``:
+    exec that writes its files, then followed by one SFTP stat of its exit file every 20 ms.
+    ``way``:
       run.sh  the issue's lean sequence: the exec carries prompt.md, env and run.sh (Dobby's,
-              see :func:`lean_files`) and starts run.sh in a tmux session
+              see :func:`lean_files`) in its own text and starts run.sh in a tmux session
       prompt  the exec carries the prompt only and tmux runs it with ``echo $? >exit`` after:
               no env, no output kept, no time limit, an exit file written in place
       floor   the exec runs the prompt itself: no session, nothing to follow
@@ -194,17 +195,17 @@ async def lean_loop(hosts, tasks: int, per_host: int, *, way: str) -> float:  # 
                         input="true",
                     )
                 else:
+                    # The files ride in the command's text, written by printf (a builtin):
+                    # no process per file, as Dobby's own launch writes them.
                     d, texts = lean_files(str(homes[k]), i)
-                    data = [t.encode() for t in texts]
                     writes = " && ".join(
-                        f"head -c {len(b)} >{d}/{name}"
-                        for name, b in zip(("prompt.md", "env", "run.sh"), data, strict=True)
+                        f"printf '%s' {shlex.quote(text)} >{d}/{name}"
+                        for name, text in zip(("prompt.md", "env", "run.sh"), texts, strict=True)
                     )
                     wt = f"$HOME/lean/worktrees/{i}"
                     res = await conns[k].run(
-                        f"mkdir -p {d}/artifacts {wt} && (umask 077; {writes}) && "
-                        f"tmux -L lean new-session -d -s t{i} -x 200 -y 50 -c {wt} bash {d}/run.sh",
-                        input=b"".join(data).decode(),
+                        f"mkdir -p {d}/artifacts {wt} && umask 077 && {writes} && "
+                        f"tmux -L lean new-session -d -s t{i} -x 200 -y 50 -c {wt} bash {d}/run.sh"
                     )
                 assert res.exit_status == 0, res.stderr
                 path = f"lean/{i}/exit" if way == "prompt" else f"lean/tasks/{i}/exit"

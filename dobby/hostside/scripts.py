@@ -583,7 +583,10 @@ def render_follow() -> str:
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
     LC_ALL=C: lengths are bytes). A timed one-byte ``read`` of stdin is the wait between
-    polls, so a command is seen at once; the wait grows while every file is quiet.
+    polls, so a command is seen at once; the wait grows while every file is quiet, and with
+    nothing followed and no launch under way it has no timeout: the stream sleeps until a
+    command comes (on a host running short tasks one after another, the rounds between them
+    were half of what the stream cost).
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
@@ -683,7 +686,10 @@ while :; do
   # rest of a line that began is there to read. A timeout that fires as the byte arrives
   # still returns it (bash keeps partial input): the byte, not the status, decides.
   op=
-  if [ ${{#ls[@]}} = 0 ]; then
+  if [ ${{#ls[@]}} = 0 ] && [ ${{#fd[@]}} = 0 ]; then
+    # Nothing followed, no launch under way: nothing to look at until a command comes.
+    IFS= read -r -n 1 op; s=$?
+  elif [ ${{#ls[@]}} = 0 ]; then
     IFS= read -r -t $wait -n 1 op; s=$?
   else
     # A launch under way: its end is looked for every FOLLOW_FAST, the files at their own

@@ -285,6 +285,47 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         stdout.close()
 
 
+def _wakeups(pid: int) -> int:
+    """Return how many times a process has gone to sleep and woken up (voluntarily) so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: Path) -> None:
+    """No timed polls while no task is followed and no launch is under way (a host's stream
+    between tasks, or a hub with nothing running there): each would cost a round of bash."""
+    import subprocess
+
+    follow = subprocess.Popen(
+        ["bash", "-c", scripts.render_follow()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert follow.stdin is not None and follow.stdout is not None
+    try:
+        assert follow.stdout.readline() == scripts.FOLLOW_READY + b"\n"
+        for round_ in range(2):
+            before = _wakeups(follow.pid)
+            time.sleep(0.3)  # the fast rounds alone would wake it 60 times in this
+            assert _wakeups(follow.pid) - before <= 1, f"round {round_}"
+            # A command still ends the wait at once, and the task it follows is seen to its end.
+            task_dir = tmp_path / f"t{round_}"
+            task_dir.mkdir()
+            (task_dir / "out.jsonl").write_text("line\n")
+            (task_dir / "exit").write_text("0\n")
+            follow.stdin.write(f"+ k{round_} 0 {task_dir}\n".encode())
+            assert follow.stdout.readline() == f"D k{round_} 0 5\n".encode()
+            assert follow.stdout.read(5) == b"line\n"
+            assert follow.stdout.readline() == f"X k{round_} 5 0 0 0\n".encode()
+    finally:
+        follow.stdin.close()
+        follow.wait(10)
+        follow.stdout.close()
+
+
 async def test_launches_through_the_stream_answer_their_exit_stdout_and_stderr(
     transport: Transport, streams: HostStreams
 ) -> None:
