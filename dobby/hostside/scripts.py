@@ -574,11 +574,13 @@ def render_follow() -> str:
 
     ``L KEY LEN`` + LEN bytes of bash runs those as a launch (:func:`render_launch`) in a
     subshell of the stream, and ``L KEY RC OUTLEN ERRLEN`` + its stdout + its stderr (their
-    last LAUNCH_OUTPUT bytes) answers once it ended. A launch costs the host one fork, where
-    an exec of its own costs sshd a session and a login shell. The subshell first leaves
-    everything of the stream behind: its stdin and stdout (a tmux server it starts must not
-    hold the stream's channel open), the files it follows, ``LC_ALL``, the shell options, the
-    functions and the positional parameters.
+    last LAUNCH_OUTPUT bytes) answers once it ended. ``L KEY LEN FKEY OFFSET TASK_DIR``: a
+    launch that exits 0 is then followed as ``+ FKEY OFFSET TASK_DIR`` would be, right after
+    its answer, so a task started costs no command of its own to join. A launch costs the
+    host one fork, where an exec of its own costs sshd a session and a login shell. The
+    subshell first leaves everything of the stream behind: its stdin and stdout (a tmux
+    server it starts must not hold the stream's channel open), the files it follows,
+    ``LC_ALL``, the shell options, the functions and the positional parameters.
 
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
@@ -594,7 +596,7 @@ def render_follow() -> str:
 export LC_ALL=C
 shopt -s nullglob dotglob
 declare -A fd off dir
-declare -a ls lp
+declare -a ls lp lf
 idle=0
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
@@ -612,14 +614,14 @@ ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
 launch() {{ local i=0 o script; IFS= read -r -d '' -N "$2" script
   while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
-  ls[i]=$1 o=$rd/$i
+  ls[i]=$1 lf[i]=$3 o=$rd/$i
   ( rcfile=$o.rc  # a global: an exit through set -e drops the function's locals first
     trap 'printf "%s\\n" "$?" >"$rcfile"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
     for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
     if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
     shopt -u nullglob dotglob
-    unset -f close ended take launch landed landings
+    unset -f close ended take launch landed landings follow
     set --
     eval "$script" ) &
   lp[i]=$!
@@ -630,7 +632,12 @@ landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=
   [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
   : >"$o.rc"
   printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
-  unset "ls[$1]" "lp[$1]"; }}
+  [ "$rc" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
+  unset "ls[$1]" "lp[$1]" "lf[$1]"; }}
+follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR, as a + command's
+  k=${{spec%% *}} spec=${{spec#* }}; o=${{spec%% *}}
+  fd[$k]=- off[$k]=$o dir[$k]=${{spec#* }}
+  [ $idle -gt {joined} ] && idle={joined}; }}
 landings() {{ local i; for i in "${{!ls[@]}}"; do
   if [[ -s $rd/$i.rc ]]; then landed "$i"
   elif ! kill -0 "${{lp[i]}}" 2>/dev/null; then  # killed: no exit trap wrote its code
@@ -641,7 +648,7 @@ done; }}
 take() {{ case $1 in
   +) fd[$2]=- off[$2]=$3 dir[$2]=$4 fresh=1 ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
-  L) launch "$2" "$3" ;;
+  L) launch "$2" "$3" "$4" ;;
 esac; }}
 while :; do
   busy=0

@@ -161,13 +161,19 @@ class Runner:
         async with gate:
             await self._turns.take()
             built = await self._build(task, resume_session, prompt)
-            res = await self._run_launch(task, built.transport, built.launch, built.payload)
+            # The stream follows the task from the start of this run's output once it began.
+            follow = None if built.slurm else (task.id, built.paths.task_dir, task.log_base)
+            res = await self._run_launch(
+                task, built.transport, built.launch, built.payload, follow=follow
+            )
         if res.exit_status == scripts.NEED_BUNDLE_EXIT and task.project and built.start:
             await self.deliver(
                 task.project, built.start, res.stdout.strip() or None, built.transport, built.paths
             )
             async with gate:
-                res = await self._run_launch(task, built.transport, built.launch, built.payload)
+                res = await self._run_launch(
+                    task, built.transport, built.launch, built.payload, follow=follow
+                )
         if res.exit_status == scripts.CLAIMED_EXIT:
             raise LaunchUnknown(f"{task.host}: launch {task.launch_id} was claimed already")
         if not res.ok:
@@ -284,19 +290,26 @@ class Runner:
         return _Built(transport, paths, launch, payload, start, slurm)
 
     async def _run_launch(
-        self, task: Task, transport: Transport, launch: str, payload: str | None
+        self,
+        task: Task,
+        transport: Transport,
+        launch: str,
+        payload: str | None,
+        *,
+        follow: tuple[str, str, int] | None = None,
     ) -> RunResult:
         """Run the launch command (its caller holds the host's gate); a lost answer: LaunchUnknown.
 
         A launch without ``payload`` goes through the host's log stream: one fork there and
         0.5 ms of the hub's CPU, where an exec costs an SSH channel, an sshd session and
         1.2-1.5 ms of the hub's CPU (bench/dispatch.py). One with a payload, or on a host that
-        cannot stream, is an exec of its own.
+        cannot stream, is an exec of its own. ``follow``: the stream joins the task once it
+        began (see HostStreams.launch).
         """
         try:
             if payload is None:
                 async with asyncio.timeout(LAUNCH_TIMEOUT):
-                    res = await self.followers.streams.launch(transport, launch)
+                    res = await self.followers.streams.launch(transport, launch, follow=follow)
                 if res is not None:
                     return res
             return await transport.run(launch, input=payload, timeout=LAUNCH_TIMEOUT)

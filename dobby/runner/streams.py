@@ -33,6 +33,9 @@ UNSUPPORTED_FOR = 60.0  # a host whose stream would not start is polled, and tri
 PROBE_GATHER = 0.02  # seconds a probe waits for others of the same host to share its command
 PROBE_BATCH = 200  # tasks per probe command (its text stays far below ARG_MAX)
 PROBE_TIMEOUT = 20.0
+# Seconds a feed a launch joined waits for its task's follower (which comes within ms, unless
+# the task was cancelled meanwhile): then it is left, so none is kept for ever.
+JOINED_KEPT = 300.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class HostStream:
         self.transport = transport
         self.feeds: dict[str, Feed] = {}
         self.launches: dict[str, asyncio.Future[RunResult]] = {}
+        # task id -> the feed its launch joined (see HostStreams.launch), until its follower
+        # takes it: (feed, task dir, offset, when)
+        self.joined: dict[str, tuple[Feed, str, int, float]] = {}
         self.error: TransportError | None = None
         self._stream = stream
         self._reader: asyncio.Task[None] | None = None
@@ -115,13 +121,18 @@ class HostStream:
         except TransportError as exc:
             self._end(exc)
 
-    async def launch(self, key: str, command: str) -> RunResult:
-        """Run ``command`` as a launch in a subshell of the stream (see render_follow)."""
+    async def launch(self, key: str, command: str, follow: str = "") -> RunResult:
+        """Run ``command`` as a launch in a subshell of the stream (see render_follow).
+
+        ``follow`` (``FKEY OFFSET TASK_DIR``): the stream follows that task once the launch
+        exits 0.
+        """
         answer: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
         self.launches[key] = answer
         try:
             text = command.encode("utf-8", "surrogateescape")
-            self._send(b"L %s %d\n%s" % (key.encode(), len(text), text))
+            spec = b" " + follow.encode("utf-8", "surrogateescape") if follow else b""
+            self._send(b"L %s %d%s\n%s" % (key.encode(), len(text), spec, text))
             if self.error is not None:
                 raise self.error
             return await answer
@@ -208,10 +219,20 @@ class HostStreams:
     async def join(
         self, transport: Transport, task_id: str, task_dir: str, offset: int
     ) -> Feed | None:
-        """Follow a task's out.jsonl from ``offset``; None when this host cannot stream."""
+        """Follow a task's out.jsonl from ``offset``; None when this host cannot stream.
+
+        A task whose launch joined it already (see :meth:`launch`) gets that feed, frames
+        and all, when it is the same file from the same offset on the stream still up.
+        """
         stream = await self._stream(transport)
         if stream is None:
             return None
+        joined = stream.joined.pop(task_id, None)
+        if joined is not None:
+            feed, joined_dir, joined_offset, _ = joined
+            if (joined_dir, joined_offset) == (task_dir, offset):
+                return feed
+            self.leave(feed)
         key = f"{task_id}.{next(self._keys)}"  # a rejoin never receives the old frames
         feed = Feed(key=key, stream=stream)
         stream.feeds[key] = feed
@@ -220,12 +241,23 @@ class HostStreams:
             feed.fail(stream.error)
         return feed
 
-    async def launch(self, transport: Transport, command: str) -> RunResult | None:
+    async def launch(
+        self,
+        transport: Transport,
+        command: str,
+        *,
+        follow: tuple[str, str, int] | None = None,
+    ) -> RunResult | None:
         """Run a launch through the host's stream, or return None having sent nothing.
 
         None: this host cannot stream, or its stream would not start (the launch then goes
         another way, which meets the same fault if there is one). TransportError: the launch
         may have reached the host and its answer was lost with the stream.
+
+        ``follow`` (task id, task dir, offset): a launch that exits 0 joins that task on the
+        stream as well, and :meth:`join` hands its feed to the task's follower: a task
+        started costs no command of its own to join (one SSH write fewer per task, on the
+        hub, in sshd and in the stream).
         """
         try:
             stream = await self._stream(transport)
@@ -233,7 +265,30 @@ class HostStreams:
             return None
         if stream is None:
             return None
-        return await stream.launch(f"L{next(self._keys)}", command)
+        if follow is None:
+            return await stream.launch(f"L{next(self._keys)}", command)
+        task_id, task_dir, offset = follow
+        key = f"{task_id}.{next(self._keys)}"
+        feed = Feed(key=key, stream=stream)
+        stream.feeds[key] = feed
+        try:
+            res = await stream.launch(
+                f"L{next(self._keys)}", command, f"{key} {int(offset)} {task_dir}"
+            )
+        except BaseException:
+            stream.feeds.pop(key, None)  # an answer lost: the follower joins as it would
+            raise
+        if res.exit_status != 0:
+            stream.feeds.pop(key, None)  # the stream follows only a launch that exits 0
+            return res
+        now = time.monotonic()
+        for stale in [t for t, j in stream.joined.items() if now - j[3] > JOINED_KEPT]:
+            self.leave(stream.joined.pop(stale)[0])  # its follower never came for it
+        old = stream.joined.get(task_id)
+        if old is not None:
+            self.leave(old[0])
+        stream.joined[task_id] = (feed, task_dir, int(offset), now)
+        return res
 
     def leave(self, feed: Feed) -> None:
         """Stop following a feed's task (its frames still on the way are dropped)."""

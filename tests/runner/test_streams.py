@@ -349,6 +349,60 @@ async def test_launches_through_the_stream_answer_their_exit_stdout_and_stderr(
     assert await collect_until(feed, b"followed\n") == b"followed\n"
 
 
+def sent_lines(streams: HostStreams, transport: Transport) -> list[bytes]:
+    """Record the command lines the hub sends on the transport's stream from now on."""
+    stream = streams._streams[transport]
+    sent: list[bytes] = []
+    write = stream._send
+
+    def record(data: bytes) -> None:
+        sent.append(data.split(b"\n", 1)[0])
+        write(data)
+
+    stream._send = record  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_launch_that_began_hands_its_task_to_the_follower_with_no_join_sent(
+    transport: Transport, streams: HostStreams
+) -> None:
+    """The launch joins its task on the stream; what the task wrote before its follower came
+    (all of it, and its end) waits in the feed the follower gets."""
+    assert await streams.launch(transport, "true") is not None  # the stream is up
+    sent = sent_lines(streams, transport)
+    d = f"{transport.workdir}/tasks/j"
+    quick = f"mkdir -p {d}; printf 'all\\n' >{d}/out.jsonl; echo 0 >{d}/exit"
+    res = await streams.launch(transport, quick, follow=("j", d, 0))
+    assert res == RunResult(0, "", "")
+    feed = await streams.join(transport, "j", d, 0)
+    assert feed is not None
+    assert await collect(feed) == (b"all\n", Frame(4, exit="0", artifacts=False, stderr=False))
+    assert [line.split(b" ")[0] for line in sent] == [b"L"]  # no `+`
+
+
+async def test_a_launch_that_failed_or_a_join_elsewhere_follows_as_a_join_does(
+    transport: Transport, streams: HostStreams
+) -> None:
+    assert await streams.launch(transport, "true") is not None
+    sent = sent_lines(streams, transport)
+    root = f"{transport.workdir}/tasks"
+    for tid in ("f", "o"):
+        await put(transport, f"{root}/{tid}/out.jsonl", b"0123456789\n", append=False)
+    # A launch that exits non-zero started nothing: its task is not followed for it.
+    res = await streams.launch(transport, "exit 3", follow=("f", f"{root}/f", 0))
+    assert res is not None and res.exit_status == 3
+    # A join from another offset than the launch's: the launch's feed is left.
+    res = await streams.launch(transport, "true", follow=("o", f"{root}/o", 0))
+    assert res == RunResult(0, "", "")
+    feeds = [await streams.join(transport, t, f"{root}/{t}", 4) for t in ("f", "o")]
+    assert [line.split(b" ")[0] for line in sent] == [b"L", b"L", b"+", b"-", b"+"]
+    for tid, feed in zip(("f", "o"), feeds, strict=True):
+        assert feed is not None
+        assert await collect_until(feed, b"9\n") == b"456789\n"
+        await put(transport, f"{root}/{tid}/exit", b"0\n", append=False)
+        assert (await collect(feed))[1].exit == "0"
+
+
 async def collect_until(feed: Feed, want: bytes) -> bytes:
     """Return a feed's bytes once they hold ``want``."""
     data = b""
