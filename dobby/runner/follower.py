@@ -296,7 +296,9 @@ class Followers:
         raise Ended
 
     async def _follow_once(self, task_id: str, adopt: bool, retry: Retry) -> None:
-        with await self._open(task_id) as sink:
+        # Opened on the loop, as live lines are appended: a mkdir and an open, where a hop to
+        # the writer thread and back held the loop longer (the GIL handed over twice a task).
+        with self.logs.writer(task_id) as sink:
             task = self._current(task_id)
             transport, paths = await self._locate(task)
             if not task.slurm_job:
@@ -485,9 +487,6 @@ class Followers:
             await asyncio.sleep(interval)
 
     # -- the copy ------------------------------------------------------------------------
-    async def _open(self, task_id: str) -> LogWriter:
-        return await self._in_writer(self.logs.writer, task_id)
-
     async def _in_writer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` on the writer thread; a cancelled caller still waits for it to finish."""
         loop = asyncio.get_running_loop()
