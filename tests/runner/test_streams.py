@@ -8,6 +8,7 @@ import itertools
 import os
 import random
 import shlex
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -236,11 +237,8 @@ def test_follow_script_is_bash_syntax(tmp_path: Path) -> None:
     assert os.system(f"bash -n {script}") == 0
 
 
-def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
-    """Joins land in the stream's timed one-byte wait at every moment, also as it times out."""
-    import subprocess
-    import threading
-
+def start_follow() -> subprocess.Popen[bytes]:
+    """Start the host's stream here, as a plain bash process, and wait until it is ready."""
     follow = subprocess.Popen(
         ["bash", "-c", scripts.render_follow()],
         stdin=subprocess.PIPE,
@@ -248,8 +246,17 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         bufsize=0,
     )
     assert follow.stdin is not None and follow.stdout is not None
+    assert follow.stdout.readline() == scripts.FOLLOW_READY + b"\n"
+    return follow
+
+
+def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
+    """Joins land in the stream's timed one-byte wait at every moment, also as it times out."""
+    import threading
+
+    follow = start_follow()
+    assert follow.stdin is not None and follow.stdout is not None
     stdout = follow.stdout
-    assert stdout.readline() == scripts.FOLLOW_READY + b"\n"
     ended: dict[str, str] = {}
     all_seen = threading.Event()
     count = 200
@@ -296,17 +303,9 @@ def _wakeups(pid: int) -> int:
 def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: Path) -> None:
     """No timed polls while no task is followed and no launch is under way (a host's stream
     between tasks, or a hub with nothing running there): each would cost a round of bash."""
-    import subprocess
-
-    follow = subprocess.Popen(
-        ["bash", "-c", scripts.render_follow()],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        bufsize=0,
-    )
+    follow = start_follow()
     assert follow.stdin is not None and follow.stdout is not None
     try:
-        assert follow.stdout.readline() == scripts.FOLLOW_READY + b"\n"
         for round_ in range(2):
             before = _wakeups(follow.pid)
             time.sleep(0.3)  # the fast rounds alone would wake it 60 times in this
