@@ -634,10 +634,9 @@ landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=
   printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
   [ "$rc" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
   unset "ls[$1]" "lp[$1]" "lf[$1]"; }}
-follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR, as a + command's
+follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR: a + command's words
   k=${{spec%% *}} spec=${{spec#* }}; o=${{spec%% *}}
-  fd[$k]=- off[$k]=$o dir[$k]=${{spec#* }}
-  [ $idle -gt {joined} ] && idle={joined}; }}
+  take + "$k" "$o" "${{spec#* }}"; }}
 landings() {{ local i; for i in "${{!ls[@]}}"; do
   if [[ -s $rd/$i.rc ]]; then landed "$i"
   elif ! kill -0 "${{lp[i]}}" 2>/dev/null; then  # killed: no exit trap wrote its code
@@ -645,8 +644,10 @@ landings() {{ local i; for i in "${{!ls[@]}}"; do
     landed "$i"
   fi
 done; }}
+# A task that just joined may end within ms: look often for a while (output since keeps the
+# longer window it started). A launch buys nothing: its task joins once it started.
 take() {{ case $1 in
-  +) fd[$2]=- off[$2]=$3 dir[$2]=$4 fresh=1 ;;
+  +) fd[$2]=- off[$2]=$3 dir[$2]=$4; [ $idle -gt {joined} ] && idle={joined} ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
   L) launch "$2" "$3" "$4" ;;
 esac; }}
@@ -711,16 +712,12 @@ while :; do
     done
   fi
   if [ -n "$op" ]; then
-    fresh=0
     IFS=' ' read -r k o d || exit 0
     take "$op" "$k" "$o" "$d"
     while read -t 0; do
       IFS=' ' read -r op k o d || exit 0
       take "$op" "$k" "$o" "$d"
     done
-    # A task that just joined may end within ms: look often for a while (output since keeps
-    # the longer window it started). A launch buys nothing: its task joins once it started.
-    [ $fresh = 1 ] && [ $idle -gt {joined} ] && idle={joined}
   elif [ $s != 0 ] && [ $s -le 128 ]; then
     exit 0  # end of stdin: the hub closed the stream
   fi

@@ -233,10 +233,8 @@ class HostStreams:
             if (joined_dir, joined_offset) == (task_dir, offset):
                 return feed
             self.leave(feed)
-        key = f"{task_id}.{next(self._keys)}"  # a rejoin never receives the old frames
-        feed = Feed(key=key, stream=stream)
-        stream.feeds[key] = feed
-        stream.send(f"+ {key} {int(offset)} {task_dir}\n")
+        feed = self._feed(stream, task_id)
+        stream.send(f"+ {feed.key} {int(offset)} {task_dir}\n")
         if stream.error is not None:
             feed.fail(stream.error)
         return feed
@@ -268,18 +266,16 @@ class HostStreams:
         if follow is None:
             return await stream.launch(f"L{next(self._keys)}", command)
         task_id, task_dir, offset = follow
-        key = f"{task_id}.{next(self._keys)}"
-        feed = Feed(key=key, stream=stream)
-        stream.feeds[key] = feed
+        feed = self._feed(stream, task_id)
         try:
             res = await stream.launch(
-                f"L{next(self._keys)}", command, f"{key} {int(offset)} {task_dir}"
+                f"L{next(self._keys)}", command, f"{feed.key} {int(offset)} {task_dir}"
             )
         except BaseException:
-            stream.feeds.pop(key, None)  # an answer lost: the follower joins as it would
+            stream.feeds.pop(feed.key, None)  # an answer lost: the follower joins as it would
             raise
         if res.exit_status != 0:
-            stream.feeds.pop(key, None)  # the stream follows only a launch that exits 0
+            stream.feeds.pop(feed.key, None)  # the stream follows only a launch that exits 0
             return res
         now = time.monotonic()
         for stale in [t for t, j in stream.joined.items() if now - j[3] > JOINED_KEPT]:
@@ -289,6 +285,13 @@ class HostStreams:
             self.leave(old[0])
         stream.joined[task_id] = (feed, task_dir, int(offset), now)
         return res
+
+    def _feed(self, stream: HostStream, task_id: str) -> Feed:
+        """Return a new feed of ``stream`` for a task, under a key never used before."""
+        key = f"{task_id}.{next(self._keys)}"  # a rejoin never receives the old frames
+        feed = Feed(key=key, stream=stream)
+        stream.feeds[key] = feed
+        return feed
 
     def leave(self, feed: Feed) -> None:
         """Stop following a feed's task (its frames still on the way are dropped)."""
