@@ -51,9 +51,30 @@ def per_task_ms(start: float | None, tasks: int) -> str:
 
 
 def process_seconds(pid: int) -> float:
-    """Return the CPU seconds process ``pid`` used (its own threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """Return the CPU seconds process ``pid`` used (its own threads, not its children); NaN
+    when there is no such process (any more)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def streams_seconds() -> float:
+    """Return the CPU seconds the hosts' log streams alive now used (found by their text)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0"):
+            used = process_seconds(int(proc.name))
+            if used == used:  # not NaN: it did not end in between
+                total += used
+    return total
 
 
 def self_seconds() -> float:

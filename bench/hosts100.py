@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import process_seconds  # noqa: E402
 from bench.dispatch import pct, submit_spread  # noqa: E402
-from bench.logs import cpu_seconds  # noqa: E402
 from bench.recovery import SHARED_DISK  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
@@ -230,9 +230,9 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
         wait_idle(client)
         time.sleep(args.settle)
         load_idle = os.getloadavg()[0]
-        cpu0, c0 = cpu_seconds(pid), time.perf_counter()
+        cpu0, c0 = process_seconds(pid), time.perf_counter()
         idle = measure(client, names, warm, args.rounds, args.clients)
-        idle_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        idle_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
         idle_rss = memory(pid)
 
         t0 = time.perf_counter()
@@ -254,12 +254,12 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         load_busy = os.getloadavg()[0]
-        cpu0, c0 = cpu_seconds(pid), time.perf_counter()
+        cpu0, c0 = process_seconds(pid), time.perf_counter()
         time.sleep(5)  # the hub's own cost of following N tasks, nobody calling
-        quiet_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - c0)
-        cpu0, c0 = cpu_seconds(pid), time.perf_counter()
+        quiet_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        cpu0, c0 = process_seconds(pid), time.perf_counter()
         busy = measure(client, names, ids, args.rounds, args.clients)
-        busy_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        busy_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
         load_end = os.getloadavg()[0]
         if spy is not None:
             spy.wait(60)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
+from bench import cpu  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, SshHost  # noqa: E402
@@ -201,30 +202,6 @@ class Bench:
             self.cluster.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time (user + system) a process used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stream_cpu_seconds() -> float:
-    """Return the CPU time the hosts' log streams used so far (every live one, by its text)."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0"):
-            total += cpu_seconds(int(proc.name))
-    return total
-
-
 def wait_running(client: HubClient, ids: list[str], timeout: float) -> None:
     """Wait until every task of ``ids`` runs."""
     deadline = time.monotonic() + timeout
@@ -273,8 +250,9 @@ def main() -> None:
             proc.start()
         time.sleep(max(0.0, start - time.time()))
         load0 = os.getloadavg()[0]
-        cpu0 = cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
-        streams0 = stream_cpu_seconds()
+        hub_pid = bench.hub.proc.pid if bench.hub.proc else 0
+        cpu0 = cpu.process_seconds(hub_pid)
+        streams0 = cpu.streams_seconds()
         spy = None
         if args.profile and bench.hub.proc is not None:
             spy = subprocess.Popen(
@@ -284,8 +262,8 @@ def main() -> None:
             )  # fmt: skip
         time.sleep(args.seconds)
         load1 = os.getloadavg()[0]
-        hub_cpu = (cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0) - cpu0) / args.seconds
-        streams_cpu = (stream_cpu_seconds() - streams0) / args.seconds
+        hub_cpu = (cpu.process_seconds(hub_pid) - cpu0) / args.seconds
+        streams_cpu = (cpu.streams_seconds() - streams0) / args.seconds
         all_events, per_task, raw = (q.get(timeout=120) for q in queues)
         for proc in samplers:
             proc.join(10)

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
-from bench.logs import Bench, cpu_seconds, wait_running  # noqa: E402
+from bench.cpu import process_seconds  # noqa: E402
+from bench.logs import Bench, wait_running  # noqa: E402
 from tests.fixtures.sshd import SshHost  # noqa: E402
 from tests.fixtures.wait import wait_until  # noqa: E402
 
@@ -106,7 +107,7 @@ def main() -> None:
                 if size > before[tid]:
                     flowing[tid] = now
             time.sleep(0.02)
-        hub_cpu = cpu_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
+        hub_cpu = process_seconds(bench.hub.proc.pid if bench.hub.proc else 0)
         if spy is not None:
             spy.wait(60)
         # After the restart's first host probes (they wait for the re-adopted tasks): the

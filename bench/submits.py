@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -40,18 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinydb import TinyDB  # noqa: E402
 
+from bench.cpu import process_seconds  # noqa: E402
 from bench.store_common import Http, history_task, parked_task, seed  # noqa: E402
 from dobby.core.models import Task  # noqa: E402
 from dobby.store.db import Store, task_docs_on_disk  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 
 BODY = {"prompt": "echo queued", "backend": "shell", "labels": ["nowhere"], "wait_for_host": True}
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Phase:
@@ -63,11 +57,11 @@ class Phase:
         self.rate = self.hub_ms = self.client_ms = 0.0
 
     def run(self, port: int) -> Phase:
-        hub0, client0 = cpu_seconds(self.hub_pid), time.process_time()
+        hub0, client0 = process_seconds(self.hub_pid), time.process_time()
         took, self.ids = asyncio.run(submit(port, self.clients, self.count))
         n = max(1, len(self.ids))
         self.rate = n / took
-        self.hub_ms = (cpu_seconds(self.hub_pid) - hub0) * 1000 / n
+        self.hub_ms = (process_seconds(self.hub_pid) - hub0) * 1000 / n
         self.client_ms = (time.process_time() - client0) * 1000 / n
         return self
 
