@@ -10,6 +10,7 @@ The bus keeps the last ``capacity`` events; a client whose cursor fell behind
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -76,12 +77,25 @@ class Event:
             "data": self.data,
         }
 
-    def to_sse(self) -> str:
-        """Return one Server-Sent Events frame; the JSON is one line, so one ``data:`` line."""
+    @functools.cached_property
+    def json(self) -> str:
+        """Return the event as one line of JSON, encoded once for every stream that sends it.
+
+        Each SSE and WebSocket client sends every event: encoded per client, a task's document
+        was encoded again for each open dashboard and watcher (the event never changes).
+        """
         # json.dumps escapes newlines inside strings and never adds its own without indent;
         # default=str keeps one odd value (a Path, a datetime) from breaking every stream.
-        payload = json.dumps(self.to_dict(), default=str)
-        return f"id: {self.seq}\nevent: {self.type}\ndata: {payload}\n\n"
+        return json.dumps(self.to_dict(), default=str)
+
+    @functools.cached_property
+    def sse(self) -> str:
+        """Return the event as one Server-Sent Events frame (one ``data:`` line), made once."""
+        return f"id: {self.seq}\nevent: {self.type}\ndata: {self.json}\n\n"
+
+    def to_sse(self) -> str:
+        """Return one Server-Sent Events frame; the JSON is one line, so one ``data:`` line."""
+        return self.sse
 
 
 Listener = Callable[[Event], Any]

@@ -203,3 +203,18 @@ def test_sse_frame_is_one_data_line() -> None:
     assert payload == event.to_dict()
     assert payload["data"]["text"] == "line one\nline two\r\n\n\u2028end"
     assert set(payload) == {"seq", "type", "ts", "task_id", "data"}
+
+
+def test_an_event_is_encoded_once_for_every_stream_that_sends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each SSE and WebSocket client sends every event: the JSON is made once, not per client."""
+    event = EventBus().publish(EventType.TASK_CREATED, task_id="t1", data={"prompt": "p"})
+    encoded: list[object] = []
+    real = json.dumps
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: encoded.append(a[0]) or real(*a, **k))
+    frames = [event.to_sse() for _ in range(3)]  # three SSE clients
+    messages = [event.json for _ in range(2)]  # two WebSocket clients
+    assert len(encoded) == 1
+    assert set(frames) == {f"id: {event.seq}\nevent: task.created\ndata: {messages[0]}\n\n"}
+    assert json.loads(messages[1]) == event.to_dict()

@@ -55,7 +55,7 @@ class EventsSocket(tornado.websocket.WebSocketHandler):
             while True:
                 events = bus.since(self._cursor)
                 for event in events:
-                    await self.write_message(json.dumps(event.to_dict(), default=str))
+                    await self.write_message(event.json)
                     self._cursor = event.seq
                 if not events and not await bus.wait(self._cursor, PING_EVERY):
                     self.ping()
