@@ -543,6 +543,20 @@ FOLLOW_JOIN_FAST = 10
 # Bytes of a launch's stdout and of its stderr the stream sends back (the last ones): a launch
 # prints a commit id or an error, and the hub keeps the last 500 characters of an error.
 LAUNCH_OUTPUT = 4096
+COMMAND_DIGITS = 4  # the length of a command's rest (stream_command)
+
+
+def stream_command(op: str, *words: str) -> bytes:
+    """Return one command for the host's stream (:func:`render_follow`).
+
+    ``OP`` (one byte), the length of the rest as four digits, then the rest: `` WORDS`` and a
+    newline. The stream reads the rest with one ``read -N``: a line read up to its newline
+    costs bash a system call per byte (it must not read past it), 75 for a launch.
+    """
+    rest = (" " + " ".join(words) + "\n").encode("utf-8", "surrogateescape")
+    if len(op) != 1 or len(rest) >= 10**COMMAND_DIGITS:
+        raise ValueError(f"not a stream command: {op!r} with {len(rest)} bytes")
+    return op.encode() + b"%0*d" % (COMMAND_DIGITS, len(rest)) + rest
 
 
 def _render_follow_wait() -> str:
@@ -563,8 +577,9 @@ def _ticks(wait: float) -> int:
 def render_follow() -> str:
     """Return the host's log stream: one long-lived bash that follows many tasks' out.jsonl.
 
-    Commands on stdin, one a line: ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl``
-    from byte OFFSET under the name KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once
+    Commands on stdin, each made by :func:`stream_command` (written here without its length):
+    ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl`` from byte OFFSET under the name
+    KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once
     ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET; ``X KEY OFFSET A E CODE``
     once the task's ``exit`` file holds its code (is not empty) and its output was sent up
     to OFFSET (its end: run.sh writes ``exit`` after tee closed out.jsonl), then KEY is
@@ -594,6 +609,7 @@ def render_follow() -> str:
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
+exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
 shopt -s nullglob dotglob
 declare -A fd off dir
 declare -a ls lp lf
@@ -621,13 +637,15 @@ launch() {{ local i=0 o script; IFS= read -r -d '' -N "$2" script
     for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
     if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
     shopt -u nullglob dotglob
-    unset -f close ended take launch landed landings follow
+    unset -f close ended cmd take launch landed landings follow
     set --
     eval "$script" ) &
   lp[i]=$!
 }}
 landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=
-  read -r rc <"$o.rc"; IFS= read -r -d '' out <"$o.out"; IFS= read -r -d '' err <"$o.err"
+  read -r rc <"$o.rc"  # a launch that went well printed nothing: a stat, not a read, each
+  [[ -s $o.out ]] && IFS= read -r -d '' out <"$o.out"
+  [[ -s $o.err ]] && IFS= read -r -d '' err <"$o.err"
   [ ${{#out}} -gt {LAUNCH_OUTPUT} ] && out=${{out: -{LAUNCH_OUTPUT}}}
   [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
   : >"$o.rc"
@@ -639,13 +657,21 @@ follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR: a + command's words
   take + "$k" "$o" "${{spec#* }}"; }}
 landings() {{ local i; for i in "${{!ls[@]}}"; do
   if [[ -s $rd/$i.rc ]]; then landed "$i"
-  elif ! kill -0 "${{lp[i]}}" 2>/dev/null; then  # killed: no exit trap wrote its code
+  elif ! kill -0 "${{lp[i]}}"; then  # killed: no exit trap wrote its code
     [[ -s $rd/$i.rc ]] || {{ wait "${{lp[i]}}"; printf '%s\\n' $? >"$rd/$i.rc"; }}
     landed "$i"
   fi
 done; }}
 # A task that just joined may end within ms: look often for a while (output since keeps the
 # longer window it started). A launch buys nothing: its task joins once it started.
+# A command: its op byte was read; then the length of the rest, and the rest in one read.
+cmd() {{ local n line
+  IFS= read -r -N {COMMAND_DIGITS} n || exit 0
+  IFS= read -r -N $((10#$n)) line || exit 0
+  line=${{line%$'\n'}} line=${{line# }}
+  k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
+  o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=
+  take "$1" "$k" "$o" "$d"; }}
 take() {{ case $1 in
   +) fd[$2]=- off[$2]=$3 dir[$2]=$4; [ $idle -gt {joined} ] && idle={joined} ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
@@ -712,11 +738,10 @@ while :; do
     done
   fi
   if [ -n "$op" ]; then
-    IFS=' ' read -r k o d || exit 0
-    take "$op" "$k" "$o" "$d"
+    cmd "$op"
     while read -t 0; do
-      IFS=' ' read -r op k o d || exit 0
-      take "$op" "$k" "$o" "$d"
+      IFS= read -r -n 1 op || exit 0
+      cmd "$op"
     done
   elif [ $s != 0 ] && [ $s -le 128 ]; then
     exit 0  # end of stdin: the hub closed the stream

@@ -109,9 +109,9 @@ class HostStream:
         """Start reading frames."""
         self._reader = asyncio.ensure_future(self._read())
 
-    def send(self, line: str) -> None:
-        """Send one command line; a stream already gone fails the caller's feed soon."""
-        self._send(line.encode("utf-8", "surrogateescape"))
+    def send(self, op: str, *words: str) -> None:
+        """Send one command; a stream already gone fails the caller's feed soon."""
+        self._send(scripts.stream_command(op, *words))
 
     def _send(self, data: bytes) -> None:
         if self.error is not None:
@@ -131,8 +131,8 @@ class HostStream:
         self.launches[key] = answer
         try:
             text = command.encode("utf-8", "surrogateescape")
-            spec = b" " + follow.encode("utf-8", "surrogateescape") if follow else b""
-            self._send(b"L %s %d%s\n%s" % (key.encode(), len(text), spec, text))
+            words = (key, str(len(text)), *((follow,) if follow else ()))
+            self._send(scripts.stream_command("L", *words) + text)
             if self.error is not None:
                 raise self.error
             return await answer
@@ -234,7 +234,7 @@ class HostStreams:
                 return feed
             self.leave(feed)
         feed = self._feed(stream, task_id)
-        stream.send(f"+ {feed.key} {int(offset)} {task_dir}\n")
+        stream.send("+", feed.key, str(int(offset)), task_dir)
         if stream.error is not None:
             feed.fail(stream.error)
         return feed
@@ -296,7 +296,7 @@ class HostStreams:
     def leave(self, feed: Feed) -> None:
         """Stop following a feed's task (its frames still on the way are dropped)."""
         if feed.stream.feeds.pop(feed.key, None) is not None:
-            feed.stream.send(f"- {feed.key}\n")
+            feed.stream.send("-", feed.key)
 
     async def _stream(self, transport: Transport) -> HostStream | None:
         stream = self._streams.get(transport)

@@ -124,7 +124,7 @@ def test_the_stream_says_whether_the_run_left_anything_in_its_artifacts_director
     )
     assert follow.stdin is not None and follow.stdout is not None
     try:
-        follow.stdin.write(f"+ k 0 {task_dir}\n".encode())
+        follow.stdin.write(scripts.stream_command("+", "k", "0", str(task_dir)))
         follow.stdin.flush()
         lines = iter(follow.stdout.readline, b"")
         end = next(line for line in lines if line.startswith(b"X ")).decode().split()

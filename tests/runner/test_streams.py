@@ -278,7 +278,7 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         for i in range(count):
             task_dir = tmp_path / f"t{i}"
             task_dir.mkdir()
-            follow.stdin.write(f"+ k{i} 0 {task_dir}\n".encode())
+            follow.stdin.write(scripts.stream_command("+", f"k{i}", "0", str(task_dir)))
             # Around the stream's 10 ms wait: before, during and as it times out.
             time.sleep(rng.choice([0, 0, 0.001, 0.005, 0.0099, 0.01, 0.02]))
             (task_dir / "out.jsonl").write_text("line\n")
@@ -315,7 +315,7 @@ def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: 
             task_dir.mkdir()
             (task_dir / "out.jsonl").write_text("line\n")
             (task_dir / "exit").write_text("0\n")
-            follow.stdin.write(f"+ k{round_} 0 {task_dir}\n".encode())
+            follow.stdin.write(scripts.stream_command("+", f"k{round_}", "0", str(task_dir)))
             assert follow.stdout.readline() == f"D k{round_} 0 5\n".encode()
             assert follow.stdout.read(5) == b"line\n"
             assert follow.stdout.readline() == f"X k{round_} 5 0 0 0\n".encode()
@@ -323,6 +323,49 @@ def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: 
         follow.stdin.close()
         follow.wait(10)
         follow.stdout.close()
+
+
+def _reads(pid: int) -> int:
+    """Return how many read system calls a process has made so far."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscr in /proc")
+
+
+def test_commands_are_read_whole_whatever_their_words_hold(tmp_path: Path) -> None:
+    """A command's words (a task dir with spaces, quotes, `$()`) come through as sent, several
+    commands in one write too, and reading one costs a few system calls, not one per byte."""
+    follow = start_follow()
+    assert follow.stdin is not None and follow.stdout is not None
+    odd = tmp_path / ("a dir with 'quotes' \"and\" $(echo no) `x` " + "long" * 40)
+    try:
+        for round_ in range(2):
+            task_dir = odd / f"t{round_}"
+            task_dir.mkdir(parents=True)
+            (task_dir / "out.jsonl").write_text("line\n")
+            (task_dir / "exit").write_text("0\n")
+            before = _reads(follow.pid)
+            # A leave for a key never joined, then the join: one write, two commands.
+            follow.stdin.write(
+                scripts.stream_command("-", "nobody")
+                + scripts.stream_command("+", f"k{round_}", "0", str(task_dir))
+            )
+            assert follow.stdout.readline() == f"D k{round_} 0 5\n".encode()
+            assert follow.stdout.read(5) == b"line\n"
+            assert follow.stdout.readline() == f"X k{round_} 5 0 0 0\n".encode()
+            # Read a byte at a time, the join alone took over 200 reads (its line's length).
+            assert _reads(follow.pid) - before < 40, f"round {round_}"
+    finally:
+        follow.stdin.close()
+        follow.wait(10)
+        follow.stdout.close()
+
+
+def test_a_command_too_long_for_its_length_field_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a stream command"):
+        scripts.stream_command("+", "k", "0", "d" * 10_000)
+    assert scripts.stream_command("-", "k") == b"-0003 k\n"
 
 
 async def test_launches_through_the_stream_answer_their_exit_stdout_and_stderr(
@@ -376,7 +419,7 @@ async def test_a_launch_that_began_hands_its_task_to_the_follower_with_no_join_s
     feed = await streams.join(transport, "j", d, 0)
     assert feed is not None
     assert await collect(feed) == (b"all\n", Frame(4, exit="0", artifacts=False, stderr=False))
-    assert [line.split(b" ")[0] for line in sent] == [b"L"]  # no `+`
+    assert [line[:1] for line in sent] == [b"L"]  # no `+`
 
 
 async def test_a_launch_that_failed_or_a_join_elsewhere_follows_as_a_join_does(
@@ -394,7 +437,7 @@ async def test_a_launch_that_failed_or_a_join_elsewhere_follows_as_a_join_does(
     res = await streams.launch(transport, "true", follow=("o", f"{root}/o", 0))
     assert res == RunResult(0, "", "")
     feeds = [await streams.join(transport, t, f"{root}/{t}", 4) for t in ("f", "o")]
-    assert [line.split(b" ")[0] for line in sent] == [b"L", b"L", b"+", b"-", b"+"]
+    assert [line[:1] for line in sent] == [b"L", b"L", b"+", b"-", b"+"]
     for tid, feed in zip(("f", "o"), feeds, strict=True):
         assert feed is not None
         assert await collect_until(feed, b"9\n") == b"456789\n"
