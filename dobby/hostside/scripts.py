@@ -579,13 +579,12 @@ def render_follow() -> str:
 
     Commands on stdin, each made by :func:`stream_command` (written here without its length):
     ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl`` from byte OFFSET under the name
-    KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once
-    ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET; ``X KEY OFFSET A E CODE``
-    once the task's ``exit`` file holds its code (is not empty) and its output was sent up
-    to OFFSET (its end: run.sh writes ``exit`` after tee closed out.jsonl), then KEY is
-    forgotten. A and E (0/1) say whether anything is in the artifacts directory (a glob: no
-    process) and whether err.log is non-empty: the hub reads them only then. End of stdin
-    ends it.
+    KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once ready; ``D KEY OFFSET LEN`` + LEN
+    bytes of the file from OFFSET; ``X KEY OFFSET A E CODE`` once the task's ``exit`` file
+    holds its code (is not empty) and its output was sent up to OFFSET (its end: run.sh
+    writes ``exit`` after tee closed out.jsonl), then KEY is forgotten. A and E (0/1) say
+    whether anything is in the artifacts directory (a glob: no process) and whether err.log
+    is non-empty: the hub reads them only then. End of stdin ends it.
 
     ``L KEY LEN`` + LEN bytes of bash runs those as a launch (:func:`render_launch`) in a
     subshell of the stream, and ``L KEY RC OUTLEN ERRLEN`` + its stdout + its stderr (their
