@@ -636,13 +636,14 @@ def render_follow() -> str:
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
+    fast_ticks = round(FOLLOW_FAST / CONTROL_TICK)
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
 shopt -s nullglob dotglob
 declare -A fd off dir
 declare -a ls lp lf lc lt lw lo le cq
-idle=0 ctl=0 ctlfail=0 ctlw= ctlr= cpart= cqt=0 coff=0
+idle=0 sub=0 ctl=0 ctlfail=0 ctlw= ctlr= cpart= cqt=0 coff=0
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
   p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}
@@ -851,9 +852,10 @@ while :; do
     # The control client's answers, which come within a few ms, are looked for every ms.
     while :; do
       if [ ${{#cq[@]}} = 0 ]; then
-        IFS= read -r -t {FOLLOW_FAST} -n 1 op; s=$?; ticks=$((ticks - 1))
-      else
-        IFS= read -r -t {CONTROL_TICK} -n 1 op; s=$?
+        IFS= read -r -t {FOLLOW_FAST} -n 1 op; s=$?; ticks=$((ticks - 1)) sub=0
+      else  # (the files still at their pace: a tick gone every {fast_ticks} of these)
+        IFS= read -r -t {CONTROL_TICK} -n 1 op; s=$?; sub=$((sub + 1))
+        [ $sub -ge {fast_ticks} ] && ticks=$((ticks - 1)) sub=0
       fi
       [ -n "$op" ] && break
       [ $s != 0 ] && [ $s -le 128 ] && break
