@@ -21,6 +21,7 @@ from dobby.hostside import scripts
 from dobby.runner.streams import HostStreams
 from dobby.transport import LocalTransport
 from tests.fixtures.wait import wait_until
+from tests.runner.test_streams import collect
 
 REAL_TMUX = subprocess.run(
     ["bash", "-c", "command -v tmux"], capture_output=True, text=True, check=True
@@ -194,3 +195,35 @@ async def test_a_control_client_that_never_answers_is_given_up_and_its_launches_
     wait_until(ran.exists, what="the task's session")
     # (asked for right after the launch's answer)
     wait_until(lambda: tmux_calls(calls)[3:] == ["new-session", "-C"], what="a new client")
+
+
+async def test_followed_tasks_are_read_while_an_answer_of_the_control_client_is_awaited(
+    tmp_path: Path, calls: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream looks for the client's answers every ms; the files it follows it still reads
+    at their own pace meanwhile (a task's end is not held back by launches under way)."""
+    monkeypatch.setattr(scripts, "CONTROL_TIMEOUT", 3600)  # a silent client is not given up
+    (tmp_path / "silent-control").touch()
+    transport = LocalTransport(
+        host=Host(name="local", connection="local", workdir=str(tmp_path / "w"))
+    )
+    await transport.connect()
+    streams = HostStreams()
+    try:
+        await start_task(transport, streams)
+        wait_until(lambda: "-C" in tmux_calls(calls), what="the (silent) control client")
+        pending = asyncio.ensure_future(start_task(transport, streams))  # no answer comes
+        task_dir = Path(transport.workdir) / "tasks" / "followed"
+        task_dir.mkdir(parents=True)
+        feed = await streams.join(transport, "followed", str(task_dir), 0)
+        assert feed is not None
+        await asyncio.sleep(0.5)  # the stream waits on the client now
+        (task_dir / "out.jsonl").write_text("line\n")
+        (task_dir / "exit").write_text("0\n")
+        data, end = await collect(feed)
+        assert (data, end.exit) == (b"line\n", "0")
+        assert not pending.done()
+        pending.cancel()
+    finally:
+        await streams.close()
+        await transport.close()
