@@ -80,6 +80,13 @@ async def start_task(transport: LocalTransport, streams: HostStreams) -> Path:
     return ran
 
 
+async def run_tasks(transport: LocalTransport, streams: HostStreams, count: int) -> None:
+    """Launch ``count`` tasks one after another; wait until each one's session ran it."""
+    ran = [await start_task(transport, streams) for _ in range(count)]
+    for path in ran:
+        wait_until(path.exists, what=f"{path} written by the task's session")
+
+
 def tmux_calls(log: Path) -> list[str]:
     """Return what the noting tmux was asked, one word for each call: its command."""
     return [line.split()[0] if line.split() else "" for line in log.read_text().splitlines()]
@@ -102,9 +109,7 @@ async def test_sessions_start_through_the_control_client_with_no_tmux_process_ea
     host: tuple[LocalTransport, HostStreams], calls: Path
 ) -> None:
     transport, streams = host
-    ran = [await start_task(transport, streams) for _ in range(6)]
-    for path in ran:  # every session ran its task
-        wait_until(path.exists, what=f"{path} written by the task's session")
+    await run_tasks(transport, streams, 6)
     wait_until(control_clients, what="the control client")
     # The first launch starts its session itself (the server it needs then exists); the
     # stream's control client starts every later one.
@@ -115,15 +120,12 @@ async def test_a_control_client_gone_leaves_launches_to_their_own_way_then_comes
     host: tuple[LocalTransport, HostStreams], calls: Path
 ) -> None:
     transport, streams = host
-    await start_task(transport, streams)
-    await start_task(transport, streams)
+    await run_tasks(transport, streams, 2)
     assert tmux_calls(calls) == ["new-session", "-C"]
     # A person ends the session it is attached to: the client goes with it.
     subprocess.run([REAL_TMUX, "kill-session", "-t", scripts.CONTROL_SESSION], check=True)
     wait_until(lambda: not control_clients(), what="the control client to end")
-    ran = [await start_task(transport, streams) for _ in range(3)]
-    for path in ran:
-        wait_until(path.exists, what=f"{path} written by the task's session")
+    await run_tasks(transport, streams, 3)
     # The launch that found it gone starts its session itself, as does the next one; that
     # one's success brings a new control client, which starts the third.
     assert tmux_calls(calls)[2:] == ["new-session", "new-session", "-C"]
@@ -134,9 +136,7 @@ async def test_a_tmux_whose_control_mode_fails_still_starts_every_session(
 ) -> None:
     transport, streams = host
     (tmp_path / "no-control").touch()
-    ran = [await start_task(transport, streams) for _ in range(6)]
-    for path in ran:
-        wait_until(path.exists, what=f"{path} written by the task's session")
+    await run_tasks(transport, streams, 6)
     made = tmux_calls(calls)
     assert made.count("new-session") == 6
     assert made.count("-C") == 3  # then the stream stops asking for one
@@ -146,8 +146,7 @@ async def test_a_stream_that_ends_ends_its_control_client(
     host: tuple[LocalTransport, HostStreams], calls: Path
 ) -> None:
     transport, streams = host
-    await start_task(transport, streams)
-    await start_task(transport, streams)
+    await run_tasks(transport, streams, 2)
     assert "-C" in tmux_calls(calls)
     wait_until(lambda: len(control_clients()) == 1, what="the control client to attach")
     await streams.close()
@@ -162,8 +161,7 @@ async def test_a_session_the_control_client_cannot_start_is_settled_the_launchs_
     lost): the launch goes on as it would without a control client, where has-session
     settles it."""
     transport, streams = host
-    await start_task(transport, streams)
-    await start_task(transport, streams)
+    await run_tasks(transport, streams, 2)
     task_id = uuid.uuid4().hex[:16]
     paths = scripts.TaskPaths(workdir=transport.workdir, task_id=task_id)
     subprocess.run([REAL_TMUX, "new-session", "-d", "-s", paths.session, "sleep 60"], check=True)

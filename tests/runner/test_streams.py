@@ -292,12 +292,17 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         stdout.close()
 
 
+def _proc_count(pid: int, file: str, name: str) -> int:
+    """Return a counter of a process from /proc/PID/FILE (the line ``NAME: N``)."""
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {name} in /proc/{pid}/{file}")
+
+
 def _wakeups(pid: int) -> int:
     """Return how many times a process has gone to sleep and woken up (voluntarily) so far."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches in /proc")
+    return _proc_count(pid, "status", "voluntary_ctxt_switches")
 
 
 def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: Path) -> None:
@@ -327,10 +332,7 @@ def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: 
 
 def _reads(pid: int) -> int:
     """Return how many read system calls a process has made so far."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("syscr:"):
-            return int(line.split()[1])
-    raise AssertionError("no syscr in /proc")
+    return _proc_count(pid, "io", "syscr")
 
 
 def test_commands_are_read_whole_whatever_their_words_hold(tmp_path: Path) -> None:
