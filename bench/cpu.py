@@ -50,6 +50,22 @@ def per_task_ms(start: float | None, tasks: int) -> str:
     return f"{(now - start) * 1000 / tasks:6.1f} ms CPU/task"
 
 
+def processes() -> int:
+    """Return how many processes this machine has started since it booted (``/proc/stat``).
+
+    Machine-wide: read on a machine that runs nothing but the benchmark.
+    """
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    return 0
+
+
+def processes_per_task(start: int, tasks: int) -> str:
+    """Return ", N processes/task" since ``start`` (a :func:`processes` reading)."""
+    return f", {(processes() - start) / max(tasks, 1):4.1f} processes/task"
+
+
 def process_seconds(pid: int) -> float:
     """Return the CPU seconds process ``pid`` used (its own threads, not its children); NaN
     when there is no such process (any more)."""

@@ -338,7 +338,7 @@ def main() -> None:
             print(f"   base   warm `tmux new-session -d`    {fmt(tmux)}")
 
             # Submitted from 4 client threads at once, as a batch of work arrives.
-            c0 = cpu.used()
+            c0, n0 = cpu.used(), cpu.processes()
             assert hub.proc is not None
             hub0, self0 = cpu.process_seconds(hub.proc.pid), cpu.self_seconds()
             t0 = time.perf_counter()
@@ -346,7 +346,7 @@ def main() -> None:
             for tid in ids:
                 watcher.wait("task.finished", tid, timeout=600)
             dobby_wall = time.perf_counter() - t0
-            dobby_cpu = cpu.per_task_ms(c0, args.tasks)
+            dobby_cpu = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
             hub_ms = (cpu.process_seconds(hub.proc.pid) - hub0) * 1000 / args.tasks
             client_ms = (cpu.self_seconds() - self0) * 1000 / args.tasks
             bad = [client.task(t) for t in ids]
@@ -362,9 +362,10 @@ def main() -> None:
             lean: dict[str, tuple[float, str]] = {}
             try:
                 for way in LEAN_WAYS:
-                    c0 = cpu.used()
+                    c0, n0 = cpu.used(), cpu.processes()
                     wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, way=way))
-                    lean[way] = (wall, cpu.per_task_ms(c0, args.tasks))
+                    used = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
+                    lean[way] = (wall, used)
             finally:
                 os.kill(hub.proc.pid, signal.SIGCONT)
             lean_wall = lean["run.sh"][0]
