@@ -345,17 +345,7 @@ def render_launch(
         f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} {command}"
         + r" \; set-option -g exit-empty off"
     )
-    # A tmux server exits when its last session ends; a launch racing that exit fails with
-    # "server exited unexpectedly" and must simply be tried again (and tmux < 2.7, without
-    # exit-empty, reports an error after creating the session: has-session settles it).
-    start = [
-        "for attempt in 1 2 3 4 5; do",
-        f"  {new_session} && break",
-        f"  tmux has-session -t {session} 2>/dev/null && break",
-        '  [ "$attempt" = 5 ] && exit 1',
-        "  sleep 0.1",
-        "done",
-    ]
+    start = _start_session(new_session, session)
     words = (paths.session, paths.worktree, run_sh)
     if all(shell_quote(w) == w for w in words):
         # Through the host's stream, whose tmux control client then starts the session: no
@@ -371,6 +361,24 @@ def render_launch(
             "fi",
         ]
     return "\n".join(lines + start) + "\n"
+
+
+def _start_session(new_session: str, session: str) -> list[str]:
+    """Return the bash that runs ``new_session`` (a tmux command) until session ``session`` is
+    there, or exits 1.
+
+    A tmux server exits when its last session ends; a launch racing that exit fails with
+    "server exited unexpectedly" and must simply be tried again (and tmux < 2.7, without
+    exit-empty, reports an error after creating the session: has-session settles it).
+    """
+    return [
+        "for attempt in 1 2 3 4 5; do",
+        f"  {new_session} && break",
+        f"  tmux has-session -t {session} 2>/dev/null && break",
+        '  [ "$attempt" = 5 ] && exit 1',
+        "  sleep 0.1",
+        "done",
+    ]
 
 
 def render_clear_run(*, paths: TaskPaths) -> str:
@@ -637,6 +645,14 @@ def render_follow() -> str:
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
     fast_ticks = round(FOLLOW_FAST / CONTROL_TICK)
+    # A launch whose session the control client did not start: its output, then the tmux
+    # command it asked for, as render_launch runs it ($fbl unquoted: plain words only).
+    fallback = "\n".join(
+        [
+            'printf %s "$fbo"; printf %s "$fbe" >&2',
+            *_start_session(r"tmux $fbl \; set-option -g exit-empty off", '"$fbs"'),
+        ]
+    )
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
@@ -660,8 +676,11 @@ ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
 launch() {{ local script; IFS= read -r -d '' -N "$2" script
   # A task's launch (render_launch) may leave its session to the control client.
-  [[ $script == {shell_quote(CONTROL_MARK)}* ]] && spawn "$1" "$3" "$script" 1 ||
-    spawn "$1" "$3" "$script"; }}
+  if [[ $script == {shell_quote(CONTROL_MARK)}* ]]; then spawn "$1" "$3" "$script" 1
+  else spawn "$1" "$3" "$script"; fi; }}
+# In a process of the stream's: the files it follows closed, the locale it was given back.
+behind() {{ for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
+  if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi; }}
 # Run SCRIPT (KEY FOLLOW SCRIPT [CTL]) in a subshell in a free slot; with CTL, one that may
 # leave the command starting its tmux session in $DOBBY_TMUX for the control client.
 spawn() {{ local i=0 o
@@ -671,15 +690,14 @@ spawn() {{ local i=0 o
   ( rcfile=$o.rc script=$3  # globals: an exit through set -e drops a function's locals first
     trap 'printf "%s\\n" "$?" >"$rcfile"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
-    for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
+    behind
     if [ $ctl = 1 ]; then
       exec {{ctlw}}>&- {{ctlr}}<&-
       [ -n "$4" ] && DOBBY_TMUX=$o.tmux
     fi
-    if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
     shopt -u nullglob dotglob
-    unset -f close ended cmd take launch spawn landed reply landings follow fallback \
-      ctl_start ctl_reset ctl_send ctl_read ctl_done ctl_dead
+    unset -f close ended cmd take launch spawn landed reply free landings follow fallback \
+      behind ctl_start ctl_reset ctl_send ctl_read ctl_done ctl_dead
     set --
     eval "$script" ) &
   lp[i]=$!
@@ -707,20 +725,16 @@ reply() {{ local k=${{ls[$1]}} out=$3 err=$4  # SLOT RC OUT ERR: the launch's an
   [ "$2" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
   # A task's session started: its tmux server is up, a control client can attach to it.
   [ "$2" = 0 ] && [ -n "${{lc[$1]}}" ] && [ $ctl = 0 ] && [ $ctlfail -lt 3 ] && ctl_start
-  unset "ls[$1]" "lp[$1]" "lf[$1]" "lc[$1]" "lt[$1]" "lw[$1]" "lo[$1]" "le[$1]"; }}
+  free "$1"; }}
+free() {{ unset "ls[$1]" "lp[$1]" "lf[$1]" "lc[$1]" "lt[$1]" "lw[$1]" "lo[$1]" "le[$1]"; }}
 # The launch in SLOT could not have its session started by the control client: a subshell
 # starts it the launch's own way, a tmux process tried again while its server restarts (its
 # session may have started already: has-session settles it, as in render_launch).
 fallback() {{ local k=${{ls[$1]}} f=${{lf[$1]}} w=(${{lt[$1]}})
-  fbo=${{lo[$1]}} fbe=${{le[$1]}} fbl=${{lt[$1]}}  # globals the subshell reads
-  unset "ls[$1]" "lp[$1]" "lf[$1]" "lc[$1]" "lt[$1]" "lw[$1]" "lo[$1]" "le[$1]"
-  spawn "$k" "$f" 'printf %s "$fbo"; printf %s "$fbe" >&2
-for attempt in 1 2 3 4 5; do
-  tmux $fbl \\; set-option -g exit-empty off && exit 0
-  tmux has-session -t '"${{w[3]}}"' && exit 0
-  sleep 0.1
-done
-exit 1'; }}
+  # Globals the subshell reads: the launch's output, its tmux command, its session.
+  fbo=${{lo[$1]}} fbe=${{le[$1]}} fbl=${{lt[$1]}} fbs=${{w[3]}}  # new-session -d -s SESSION …
+  free "$1"
+  spawn "$k" "$f" {shell_quote(fallback)}; }}
 # The control client: one `tmux -C` the stream keeps attached to the session
 # {CONTROL_SESSION}, so that starting a task's session costs no tmux process of its own. It
 # answers each command with a block (%begin … %end or %error, flags 1: ours) in order;
@@ -730,8 +744,7 @@ ctl_start() {{
   # Like a launch's subshell, it leaves the stream's channel and files behind (a tmux server
   # it may start keeps what it inherits), and takes the locale the stream was given. Not a
   # child of the stream: bash does more work for every command while a child of its lives.
-  exec {{ctlw}}> >(for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
-    if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi
+  exec {{ctlw}}> >(behind
     exec {{pin}}<&0  # a command sent to the background would read /dev/null
     tmux -C new-session -A -s {CONTROL_SESSION} -x 80 -y 24 cat - <&$pin {{pin}}<&- \
       >>"$rd/ctl.out" &)
