@@ -8,7 +8,6 @@ the same worktree. Fake agents replay genuine transcripts and stall mid-stream.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.hub import HubProcess, make_git_project
-from tests.fixtures.sshd import SshHost, descendants, user_processes
+from tests.fixtures.sshd import SshHost, descendants, signal_all, user_processes
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -117,8 +116,8 @@ def test_cancel_answers_while_the_host_is_frozen_and_the_stop_follows(
     assert h3.pid is not None
     frozen = descendants(h3.pid)  # the sshd serving the hub's connection: it answers nothing
     answer: dict[str, Any] = {}
-    for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
+    # (one that ended since it was listed needs no freezing: a launch's short-lived helpers)
+    signal_all(frozen, signal.SIGSTOP)
     try:
         caller = threading.Thread(target=lambda: answer.update(hub.client().cancel(task_id)))
         caller.start()
@@ -126,8 +125,7 @@ def test_cancel_answers_while_the_host_is_frozen_and_the_stop_follows(
         caller.join(timeout=8)
         assert answer.get("status") == "cancelled", answer
     finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
+        signal_all(frozen, signal.SIGCONT)
     # The stop reaches the host once it answers again; the run is collected as any ending.
     task = wait_until(
         lambda: (t := hub.client().task(task_id))["exit_code"] is not None and t,

@@ -7,8 +7,6 @@ hub's copy of its output byte-identical to the host's ``out.jsonl``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +16,7 @@ import pytest
 
 from tests.fixtures.disk import fill_disk, tmpfs
 from tests.fixtures.hub import HubProcess, write_inventory
-from tests.fixtures.sshd import SshHost, descendants
+from tests.fixtures.sshd import SshHost, descendants, signal_all
 
 pytestmark = pytest.mark.slow  # real sshd hosts and a hub process, faults injected mid-run
 
@@ -88,11 +86,9 @@ def test_sshd_child_serving_the_connection_killed_mid_run(hub: HubProcess, h3: S
     tid = hub.client().add_task(prompt=printer(), backend="shell")["id"]
     wait_until(started_printing(results, tid), "output to flow")
     for _ in range(3):  # three times, a second apart
-        for pid in session_processes(h3):
-            # Killing a connection's sshd ends its children too, and a short call (a probe)
-            # may end by itself between the listing and the kill: gone is what we want.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Killing a connection's sshd ends its children too, and a short call (a probe) may
+        # end by itself between the listing and the kill: gone is what we want.
+        signal_all(session_processes(h3), signal.SIGKILL)
         time.sleep(1)
     assert_completed_and_identical(hub, h3, results, tid)
 
@@ -102,14 +98,11 @@ def test_sshd_down_20s_with_the_connection_half_dead(hub: HubProcess, h3: SshHos
     tid = hub.client().add_task(prompt=printer(), backend="shell")["id"]
     wait_until(started_printing(results, tid), "output to flow")
     serving = session_processes(h3)
-    for pid in serving:  # the connection stays open and answers nothing
-        with contextlib.suppress(ProcessLookupError):  # a probe's short call ended: gone is fine
-            os.kill(pid, signal.SIGSTOP)
+    # The connection stays open and answers nothing (a probe's short call ended: gone is fine).
+    signal_all(serving, signal.SIGSTOP)
     h3.stop(drop_connections=False)  # and no new connection is accepted
     time.sleep(20)  # the task ends meanwhile, with nobody watching
-    for pid in serving:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    signal_all(serving, signal.SIGKILL)
     h3.start()
     assert_completed_and_identical(hub, h3, results, tid)
 
