@@ -76,8 +76,13 @@ def process_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# How a stream starts its `tail -F` (render_follow): the start of its command line.
+STREAM_TAIL = b"\0".join([b"tail", b"-q", b"-n", b"0", b"-F", b""])
+
+
 def streams_seconds() -> float:
-    """Return the CPU seconds the hosts' log streams alive now used (found by their text)."""
+    """Return the CPU seconds the hosts' log streams alive now used (found by their text):
+    each stream's bash, its forwarder and relay (bash of the same text), and its `tail -F`."""
     total = 0.0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -86,7 +91,8 @@ def streams_seconds() -> float:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0"):
+        ours = b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0")
+        if ours or cmdline.startswith(STREAM_TAIL):
             used = process_seconds(int(proc.name))
             if used == used:  # not NaN: it did not end in between
                 total += used

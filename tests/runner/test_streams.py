@@ -22,6 +22,7 @@ from dobby.hostside import scripts
 from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
+from tests.fixtures.procs import stream_helpers
 from tests.fixtures.sshd import SshHost
 
 
@@ -331,8 +332,9 @@ def test_a_stream_with_nothing_to_follow_sleeps_until_a_command_comes(tmp_path: 
 
 
 def _reads(pid: int) -> int:
-    """Return how many read system calls a process has made so far."""
-    return _proc_count(pid, "io", "syscr")
+    """Return how many read system calls the stream ``pid`` and its forwarder (the reader of
+    its commands) have made so far."""
+    return sum(_proc_count(one, "io", "syscr") for one in [pid, *stream_helpers(pid)["bash"]])
 
 
 def test_commands_are_read_whole_whatever_their_words_hold(tmp_path: Path) -> None:

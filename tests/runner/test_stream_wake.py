@@ -1,0 +1,217 @@
+"""The host's stream is woken, not only timed: by its commands, its launches and `tail -F`.
+
+The stream (``scripts.render_follow``) waits on one pipe. Its forwarder writes a byte there for
+each command from the hub, a launch for its end, and a relay for what the stream's `tail -F`
+saw the followed files grow by. These tests run the stream as a plain bash process and make
+its own looks rare (hours apart), so that what arrives came through a wake.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from dobby.hostside import scripts
+from tests.fixtures.procs import live_pids, stream_helpers
+from tests.fixtures.wait import wait_until
+
+HOUR = 3600
+
+
+class Stream:
+    """A stream started here, its frames read by a thread into ``data`` and ``ends``."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            ["bash", "-c", scripts.render_follow()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            env=env,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdout.readline() == scripts.FOLLOW_READY + b"\n"
+        self.data: dict[str, bytes] = {}
+        self.ends: dict[str, str] = {}
+        self.launches: dict[str, tuple[int, bytes, bytes]] = {}
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        while line := stdout.readline():
+            kind, key, *rest = line.decode().rstrip("\n").split(" ")
+            with self.changed:
+                if kind == "D":
+                    self.data[key] = self.data.get(key, b"") + read_exactly(stdout, int(rest[1]))
+                elif kind == "X":
+                    self.ends[key] = " ".join(rest)
+                elif kind == "L":  # a launch's answer: RC OUTLEN ERRLEN, its stdout, its stderr
+                    out = read_exactly(stdout, int(rest[1]))
+                    err = read_exactly(stdout, int(rest[2]))
+                    self.launches[key] = (int(rest[0]), out, err)
+                self.changed.notify_all()
+
+    def send(self, op: str, *words: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(scripts.stream_command(op, *words))
+
+    def wait_for(self, what: str, check: object, timeout: float = 30) -> None:
+        with self.changed:
+            assert self.changed.wait_for(check, timeout), what  # type: ignore[arg-type]
+
+    def helpers(self) -> dict[str, list[int]]:
+        """Return the live processes the stream started, by role: its `tail`, and the bash
+        processes of its own (the forwarder, the relay) outside it."""
+        return stream_helpers(self.proc.pid)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.reader.join(10)
+        self.proc.stdout.close()
+
+
+def read_exactly(pipe: IO[bytes], size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = pipe.read(size - len(data))
+        if not more:
+            raise EOFError(f"the stream ended {size - len(data)} bytes into a frame")
+        data += more
+    return data
+
+
+@pytest.fixture
+def rare_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once `tail` watches every followed task, the stream's own looks are an hour apart, and
+    so are its looks for the end of a launch."""
+    monkeypatch.setattr(scripts, "WATCHED_WAIT", HOUR)
+    monkeypatch.setattr(scripts, "FOLLOW_FAST", HOUR)
+
+
+@pytest.fixture
+def stream(rare_looks: None) -> Iterator[Stream]:
+    s = Stream()
+    yield s
+    s.close()
+
+
+def watched(stream: Stream, count: int = 1) -> None:
+    """Wait until the stream's `tail` runs, and then past the stream's next look at it: the
+    one that finds every followed task watched."""
+    wait_until(lambda: len(stream.helpers()["tail"]) == count, what="the stream's tail")
+    time.sleep(scripts.WATCH_AFTER + 0.5)
+
+
+def test_a_watched_task_is_read_as_it_grows_and_its_end_seen_with_no_look_of_its_own(
+    tmp_path: Path, stream: Stream
+) -> None:
+    """With the stream's own looks an hour apart, every byte still arrives, exactly (NULs,
+    torn lines, any byte), and the exit file that appears ends the task."""
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"first\n")
+    stream.send("+", "k", "0", str(task))
+    stream.wait_for("the first line", lambda: stream.data.get("k") == b"first\n")
+    watched(stream)
+    rng = random.Random(3)
+    written = b"first\n"
+    with (task / "out.jsonl").open("ab", buffering=0) as out:
+        for _ in range(60):
+            chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000)))
+            out.write(chunk)
+            written += chunk
+            time.sleep(rng.choice([0, 0, 0.0005, 0.002, 0.01]))
+    stream.wait_for("every byte", lambda: stream.data.get("k", b"") == written)
+    (task / "exit").write_text("0\n")
+    stream.wait_for("the end", lambda: "k" in stream.ends)
+    assert stream.ends["k"] == f"{len(written)} 0 0 0"
+    assert stream.data["k"] == written
+
+
+def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: Stream) -> None:
+    """A command that comes, and a launch that ends, are taken while the stream waits its hour
+    (and looks for the ends of launches under way only every hour too)."""
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"")
+    stream.send("+", "k", "0", str(task))
+    watched(stream)
+    other = tmp_path / "u"
+    other.mkdir()
+    (other / "out.jsonl").write_bytes(b"joined\n")
+    (other / "exit").write_text("0\n")
+    stream.send("+", "j", "0", str(other))
+    stream.wait_for("the join", lambda: stream.ends.get("j") == "7 0 0 0")
+    script = "sleep 0.3; echo launched"
+    assert stream.proc.stdin is not None
+    stream.proc.stdin.write(scripts.stream_command("L", "l1", str(len(script))) + script.encode())
+    stream.wait_for("the launch", lambda: "l1" in stream.launches)
+    assert stream.launches["l1"] == (0, b"launched\n", b"")
+    (task / "out.jsonl").write_bytes(b"still read\n")
+    stream.wait_for("a line after", lambda: stream.data.get("k") == b"still read\n")
+
+
+def test_the_stream_ends_its_tail_and_relay(tmp_path: Path, stream: Stream) -> None:
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"x\n")
+    stream.send("+", "k", "0", str(task))
+    watched(stream)
+    helpers = stream.helpers()
+    assert len(helpers["bash"]) == 2, helpers  # the forwarder and the relay
+    stream.close()
+    started = {*helpers["tail"], *helpers["bash"]}
+    wait_until(lambda: not set(live_pids()) & started, what="its helpers gone")
+
+
+def test_a_stream_whose_forwarder_was_killed_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No command can come any more: the stream ends, as when the hub closes it."""
+    monkeypatch.setattr(scripts, "FOLLOW_IDLE", 0.2)
+    stream = Stream()
+    try:
+        forwarder = stream.helpers()["bash"]
+        assert len(forwarder) == 1  # nothing followed: no relay yet
+        assert os.readlink(f"/proc/{forwarder[0]}/fd/0").startswith("pipe:")
+        os.kill(forwarder[0], 9)
+        assert stream.proc.wait(30) == 0
+    finally:
+        stream.close()
+
+
+def test_the_forwarder_goes_on_in_new_files_and_the_stream_removes_the_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands (launches with their bash too) are never lost or cut across the forwarder's
+    files, and only the file it writes now stays on disk."""
+    monkeypatch.setattr(scripts, "FORWARD_FILE", 2000)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    stream = Stream(env=dict(os.environ))
+    try:
+        for i in range(40):
+            stream.send("-", f"gone{i}-" + "x" * 300)  # a leave of a key never joined
+            script = f"echo launch {i}; " + "# padding " * 30
+            assert stream.proc.stdin is not None
+            stream.proc.stdin.write(
+                scripts.stream_command("L", f"l{i}", str(len(script))) + script.encode()
+            )
+        stream.wait_for("every launch", lambda: len(stream.launches) == 40)
+        assert all(
+            stream.launches[f"l{i}"] == (0, f"launch {i}\n".encode(), b"") for i in range(40)
+        )
+        files = sorted(p.name for p in tmp_path.glob("dobby-stream.*/c.*"))
+        assert len(files) == 1 and files[0] != "c.0", files  # 40 × ~650 bytes: many files
+    finally:
+        stream.close()
