@@ -77,7 +77,7 @@ def process_seconds(pid: int) -> float:
 
 
 # How a stream starts its `tail -F` (render_follow): the start of its command line.
-STREAM_TAIL = b"\0".join([b"tail", b"-q", b"-n", b"0", b"-F", b""])
+STREAM_TAIL = b"\0".join([b"tail", b"-v", b"-n", b"0", b"-F", b""])
 
 
 def streams_seconds() -> float:

@@ -215,3 +215,25 @@ def test_the_forwarder_goes_on_in_new_files_and_the_stream_removes_the_old(
         assert len(files) == 1 and files[0] != "c.0", files  # 40 × ~650 bytes: many files
     finally:
         stream.close()
+
+
+def test_a_task_printing_what_tail_prints_between_files_still_has_every_byte_sent(
+    tmp_path: Path, stream: Stream
+) -> None:
+    """`tail` names a file when its output switches to it (==> PATH <==), and the stream reads
+    only the files named: a task printing such lines makes it read every file instead."""
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"")
+    stream.send("+", "k", "0", str(task))
+    watched(stream)
+    written = b""
+    with (task / "out.jsonl").open("ab", buffering=0) as out:
+        for i in range(20):
+            line = f"\n==> /nowhere/{i}/out.jsonl <==\nline {i}\n".encode()
+            if i % 3 == 0:
+                line += b"==> /cut"  # a name that never ends
+            out.write(line)
+            written += line
+            time.sleep(0.01)
+    stream.wait_for("every byte", lambda: stream.data.get("k", b"") == written)
