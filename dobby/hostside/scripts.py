@@ -655,24 +655,28 @@ def render_follow() -> str:
 
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
-    LC_ALL=C: lengths are bytes). Between rounds the stream waits on one pipe (bash can wait
-    on one descriptor only), the wake pipe, with a timed one-byte ``read``. A byte comes
-    there for anything the next round should see:
-    - a command: a forwarder process is the only reader of stdin; it appends each command
-      whole to a file the stream reads like a log, then writes its byte;
+    LC_ALL=C: lengths are bytes). Between rounds the stream waits on one descriptor (bash can
+    wait on one only) with a timed one-byte ``read``: first stdin, as a command's first byte
+    (on a host running short tasks, that is all it ever does); then, once a task has been
+    followed over WATCH_AFTER seconds, a wake pipe, where a byte comes for anything the next
+    round should see:
+    - a command: a forwarder process, started then, is stdin's reader from then on; it
+      appends each command whole to a file the stream reads like a log, then writes its byte;
     - a launch that ended: its subshell's exit trap writes one;
-    - a followed file that grew or a task's exit file that appeared: once a task has been
-      followed over WATCH_AFTER seconds, a `tail -F` (inotify) watches its files, and a relay
-      turns what `tail` printed into bytes (RELAY_GAPS) and the names of the task
-      directories they stand for, so that the round after reads only those tasks' files.
+    - a followed file that grew or a task's exit file that appeared: a `tail -F` (inotify)
+      watches the files of the tasks followed that long, and a relay turns what `tail`
+      printed into bytes (RELAY_GAPS) and the names of the task directories they stand for,
+      so that the round after reads only those tasks' files.
     Host line to SSE client went from a poll every 5 ms (p50 3.8 ms over 100 chatty tasks) to
-    p50 1.6–2.3 ms, and a round reads one or two files, not every one. The wait still times
-    out: it grows while every file is quiet, to WATCHED_WAIT once `tail` watches every
-    followed task (for what inotify cannot see, NFS), and is FOLLOW_IDLE with nothing
-    followed and no launch under way (then the stream looks whether its forwarder lives: one
-    killed means no command can come, and the stream ends).
-    Without GNU `tail` (it died by itself WATCH_TRIES times) or inotify (its stderr says so),
-    the stream goes on with its own looks, as fast as before.
+    p50 1.6–2.3 ms, and a round reads one or two files, not every one. Not from the start:
+    through a forwarder, each command costs a process hop more, which cost 1,000 `true` tasks
+    over 20 hosts a sixth of their throughput on 2 busy cores. The wait still times out: it
+    grows while every file is quiet, to WATCHED_WAIT once `tail` watches every followed task
+    (for what inotify cannot see, NFS), and is FOLLOW_IDLE with nothing followed and no
+    launch under way (then a stream with a forwarder looks whether it lives: one killed means
+    no command can come, and the stream ends). Without GNU `tail` (it died by itself
+    WATCH_TRIES times) or inotify (its stderr says so), the stream goes on with its own looks
+    at the files, as before.
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
@@ -727,13 +731,14 @@ spawn() {{ local i=0 o
   ls[i]=$1 lf[i]=$2 o=$rd/$i
   [ -n "$4" ] && lc[i]=1
   ( rcfile=$o.rc script=$3  # globals: an exit through set -e drops a function's locals first
-    trap 'printf "%s\\n" "$?" >"$rcfile"; printf x 1<>"$wake"' EXIT  # (never blocks)
+    trap 'printf "%s\\n" "$?" >"$rcfile"; [ -z "$fw" ] || printf x 1<>"$wake"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
     [ $ctl = 1 ] && [ -n "$4" ] && DOBBY_TMUX=$o.tmux
     behind
     shopt -u nullglob dotglob
-    unset -f close ended cmds forward alive watch hints relay take launch spawn landed reply free \
-      landings follow fallback apart behind ctl_start ctl_reset ctl_send ctl_read ctl_done ctl_dead
+    unset -f close ended cmd cmds forward alive watch hints relay take launch spawn landed \
+      reply free landings follow fallback apart behind ctl_start ctl_reset ctl_send ctl_read \
+      ctl_done ctl_dead
     set --
     eval "$script" ) &
   lp[i]=$!
@@ -832,6 +837,16 @@ landings() {{ local i; [ ${{#cq[@]}} -gt 0 ] && ctl_read
       landed "$i"
     fi
   done; }}
+# A command on stdin (before the forwarder takes it over): its op byte was read; then the
+# length of the rest, and the rest in one read (a launch's bash after it).
+cmd() {{ local n line k o d
+  IFS= read -r -N {COMMAND_DIGITS} n || exit 0
+  IFS= read -r -N $((10#$n)) line || exit 0
+  line=${{line%$'\n'}} line=${{line# }}
+  k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
+  o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=
+  if [ "$1" = L ]; then IFS= read -r -d '' -N "$o" script || exit 0; fi
+  take "$1" "$k" "$o" "$d"; }}
 # The channel's commands, copied to files by the forwarder (forward): all that came since, as
 # many whole commands as there are (a launch's bash after its line); the rest waits in $cbuf.
 cmds() {{ local chunk op n m line k o d
@@ -888,6 +903,12 @@ watch() {{ local k n=0 new=0 files=() st=
     [ $((SECONDS - jt[$k])) -gt {WATCH_AFTER} ] || continue
     wt[$k]=1 files+=("${{dir[$k]}}/out.jsonl" "${{dir[$k]}}/exit")
   done
+  if [ -z "$fw" ]; then  # from now on the forwarder reads stdin, and the stream the pipe
+    exec {{pin}}<&0  # a command sent to the background would read /dev/null
+    fw=$(apart; forward <&$pin >/dev/null & echo $!)
+    exec 0</dev/null {{pin}}<&-
+    in=$wf
+  fi
   if [ -z "$rp" ]; then  # its output goes through a pipe to the relay, started once
     mkfifo "$rd/tail" && exec {{tw}}<>"$rd/tail" && : >"$rd/hints" &&
       exec {{hr}}<"$rd/hints" || {{ tailfail={WATCH_TRIES}; return; }}
@@ -967,14 +988,11 @@ take() {{ case $1 in
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
   L) launch "$2" "$3" "$4" ;;
 esac; }}
-exec {{pin}}<&0  # a command sent to the background would read /dev/null
-fw=$(forward <&$pin >/dev/null & echo $!)
-exec 0</dev/null {{pin}}<&-
-cn=0 cbuf=
+cn=0 cbuf= fw= in=0  # commands on stdin until a task is watched (wake)
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 while :; do
   busy=0
-  cmds
+  [ -n "$fw" ] && cmds
   [ "$SECONDS" != "$wsec" ] && watch
   [ -n "$hr" ] && hints
   # Launches first: one that ended (its byte woke this round) and began its task has that
@@ -1024,9 +1042,9 @@ while :; do
   x=
   if [ ${{#ls[@]}} = 0 ] && [ ${{#fd[@]}} = 0 ]; then
     # Nothing followed, no launch under way: nothing to look at until a command comes.
-    IFS= read -r -d '' -t {FOLLOW_IDLE} -n 1 -u $wf x
+    IFS= read -r -d '' -t {FOLLOW_IDLE} -n 1 -u $in x; s=$?
   elif [ ${{#ls[@]}} = 0 ]; then
-    IFS= read -r -d '' -t $wait -n 1 -u $wf x
+    IFS= read -r -d '' -t $wait -n 1 -u $in x; s=$?
   else
     # A launch under way: its end is looked for every FOLLOW_FAST (one killed writes no
     # byte), the files at their own pace (a host launching back to back would otherwise read
@@ -1034,21 +1052,30 @@ while :; do
     # ms, are looked for every ms.
     while :; do
       if [ ${{#cq[@]}} = 0 ]; then
-        IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $wf x; ticks=$((ticks - 1)) sub=0
+        IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $in x; s=$?; ticks=$((ticks - 1)) sub=0
       else  # (the files still at their pace: a tick gone every {fast_ticks} of these)
-        IFS= read -r -d '' -t {CONTROL_TICK} -n 1 -u $wf x; sub=$((sub + 1))
+        IFS= read -r -d '' -t {CONTROL_TICK} -n 1 -u $in x; s=$?; sub=$((sub + 1))
         [ $sub -ge {fast_ticks} ] && ticks=$((ticks - 1)) sub=0
       fi
       [ -n "$x" ] && break
+      [ $s != 0 ] && [ $s -le 128 ] && break
       landings
       [ $ticks -le 0 ] || [ ${{#ls[@]}} = 0 ] && break
     done
   fi
   # Every byte in the pipe so far stands for something the next round reads: take them all,
   # a byte a read (bash keeps what a buffered read took and left for whatever fd it reads next).
-  if [ -n "$x" ]; then
+  full=1
+  if [ -z "$fw" ]; then  # the byte is a command's first; the rest of it is there to read
+    if [ -n "$x" ]; then
+      cmd "$x"
+      while read -t 0; do IFS= read -r -n 1 x || exit 0; cmd "$x"; done
+    elif [ $s != 0 ] && [ $s -le 128 ]; then
+      exit 0  # end of stdin: the hub closed the stream
+    fi
+  elif [ -n "$x" ]; then
     full=0; while read -t 0 -u $wf; do IFS= read -r -d '' -n 1 -u $wf x; done
-  else full=1; alive "$fw" || exit 0  # the forwarder was killed: no command can come
+  else alive "$fw" || exit 0  # the forwarder was killed: no command can come
   fi
 done
 """

@@ -115,6 +115,15 @@ def watched(stream: Stream, count: int = 1) -> None:
     time.sleep(scripts.WATCH_AFTER + 0.5)
 
 
+def follow_one(stream: Stream, tmp_path: Path) -> None:
+    """Have the stream follow a quiet task until it watches it (its forwarder then runs)."""
+    task = tmp_path / "quiet"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"")
+    stream.send("+", "quiet", "0", str(task))
+    watched(stream)
+
+
 def test_a_watched_task_is_read_as_it_grows_and_its_end_seen_with_no_look_of_its_own(
     tmp_path: Path, stream: Stream
 ) -> None:
@@ -177,14 +186,18 @@ def test_the_stream_ends_its_tail_and_relay(tmp_path: Path, stream: Stream) -> N
     wait_until(lambda: not set(live_pids()) & started, what="its helpers gone")
 
 
-def test_a_stream_whose_forwarder_was_killed_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stream_whose_forwarder_was_killed_ends(tmp_path: Path) -> None:
     """No command can come any more: the stream ends, as when the hub closes it."""
-    monkeypatch.setattr(scripts, "FOLLOW_IDLE", 0.2)
     stream = Stream()
     try:
-        forwarder = stream.helpers()["bash"]
-        assert len(forwarder) == 1  # nothing followed: no relay yet
-        assert os.readlink(f"/proc/{forwarder[0]}/fd/0").startswith("pipe:")
+        assert stream.helpers()["bash"] == []  # commands on its own stdin until a task is watched
+        follow_one(stream, tmp_path)
+        forwarder = [
+            pid
+            for pid in stream.helpers()["bash"]
+            if os.readlink(f"/proc/{pid}/fd/0").startswith("pipe:")  # the relay's is /dev/null
+        ]
+        assert len(forwarder) == 1
         os.kill(forwarder[0], 9)
         assert stream.proc.wait(30) == 0
     finally:
@@ -200,6 +213,7 @@ def test_the_forwarder_goes_on_in_new_files_and_the_stream_removes_the_old(
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     stream = Stream(env=dict(os.environ))
     try:
+        follow_one(stream, tmp_path)  # the forwarder takes the commands over from here
         for i in range(40):
             stream.send("-", f"gone{i}-" + "x" * 300)  # a leave of a key never joined
             script = f"echo launch {i}; " + "# padding " * 30
