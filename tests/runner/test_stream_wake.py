@@ -23,6 +23,9 @@ from dobby.hostside import scripts
 from tests.fixtures.procs import live_pids, stream_helpers
 from tests.fixtures.wait import wait_until
 
+# Each test waits for the stream to start its `tail`, over a second after a task joins.
+pytestmark = pytest.mark.slow
+
 HOUR = 3600
 
 
@@ -174,11 +177,7 @@ def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: S
 
 
 def test_the_stream_ends_its_tail_and_relay(tmp_path: Path, stream: Stream) -> None:
-    task = tmp_path / "t"
-    task.mkdir()
-    (task / "out.jsonl").write_bytes(b"x\n")
-    stream.send("+", "k", "0", str(task))
-    watched(stream)
+    follow_one(stream, tmp_path)
     helpers = stream.helpers()
     assert len(helpers["bash"]) == 2, helpers  # the forwarder and the relay
     stream.close()
