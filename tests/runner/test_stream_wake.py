@@ -121,7 +121,7 @@ def watched(stream: Stream, count: int = 1) -> None:
 def follow_one(stream: Stream, tmp_path: Path) -> None:
     """Have the stream follow a quiet task until it watches it (its forwarder then runs)."""
     task = tmp_path / "quiet"
-    task.mkdir()
+    task.mkdir(parents=True)
     (task / "out.jsonl").write_bytes(b"")
     stream.send("+", "quiet", "0", str(task))
     watched(stream)
@@ -186,9 +186,12 @@ def test_the_stream_ends_its_tail_and_relay(tmp_path: Path, stream: Stream) -> N
 
 
 def test_a_stream_whose_forwarder_was_killed_ends(tmp_path: Path) -> None:
-    """No command can come any more: the stream ends, as when the hub closes it."""
+    """No command can come any more: the stream ends, as when the hub closes it (another
+    stream's forwarder, of the same text, is not taken for its own)."""
+    other = Stream()
     stream = Stream()
     try:
+        follow_one(other, tmp_path / "other")
         assert stream.helpers()["bash"] == []  # commands on its own stdin until a task is watched
         follow_one(stream, tmp_path)
         forwarder = [
@@ -199,8 +202,10 @@ def test_a_stream_whose_forwarder_was_killed_ends(tmp_path: Path) -> None:
         assert len(forwarder) == 1
         os.kill(forwarder[0], 9)
         assert stream.proc.wait(30) == 0
+        assert len(other.helpers()["bash"]) == 2  # the other stream's forwarder and relay
     finally:
         stream.close()
+        other.close()
 
 
 def test_the_forwarder_goes_on_in_new_files_and_the_stream_removes_the_old(
