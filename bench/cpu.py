@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dobby.hostside import scripts
+
 _V2 = Path("/sys/fs/cgroup/cgroup.controllers")
 _V1 = Path("/sys/fs/cgroup/cpuacct")
 _group: Path | None = None
@@ -76,8 +78,8 @@ def process_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# How a stream starts its `tail -F` (render_follow): the start of its command line.
-STREAM_TAIL = b"\0".join([b"tail", b"-v", b"-n", b"0", b"-F", b""])
+# The start of the command line of a stream's `tail -F` (render_follow).
+STREAM_TAIL = "\0".join([*scripts.WATCH_TAIL, ""]).encode()
 
 
 def streams_seconds() -> float:

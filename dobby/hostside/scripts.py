@@ -583,6 +583,9 @@ FOLLOW_IDLE = 5
 # each would cost more than their fast rounds (1,000 `true` tasks: 0.1 process a task more).
 WATCH_AFTER = 1
 WATCH_TRIES = 3  # `tail -F` processes that may die by themselves before the stream stops
+# How the stream starts its `tail -F` (then --pid=STREAM -- FILES…): -v names each file, so
+# the relay knows which one grew.
+WATCH_TAIL = ("tail", "-v", "-n", "0", "-F", "-s", "1")
 # Seconds between the stream's own looks once `tail -F` watches every task it follows (they
 # are for what inotify cannot see: a file on NFS, a `tail` that stopped).
 WATCHED_WAIT = FOLLOW_SLOW
@@ -736,7 +739,7 @@ spawn() {{ local i=0 o
     [ $ctl = 1 ] && [ -n "$4" ] && DOBBY_TMUX=$o.tmux
     behind
     shopt -u nullglob dotglob
-    unset -f close ended cmd cmds forward alive watch hints relay take launch spawn landed \
+    unset -f close ended words cmd cmds forward alive watch hints relay take launch spawn landed \
       reply free landings follow fallback apart behind ctl_start ctl_reset ctl_send ctl_read \
       ctl_done ctl_dead
     set --
@@ -837,27 +840,28 @@ landings() {{ local i; [ ${{#cq[@]}} -gt 0 ] && ctl_read
       landed "$i"
     fi
   done; }}
+# A command's words (KEY OFFSET DIR…, after a space, before a newline) into the caller's k,
+# o and d (all that follows the first two).
+words() {{ local line=${{1%$'\n'}}; line=${{line# }}
+  k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
+  o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=; }}
 # A command on stdin (before the forwarder takes it over): its op byte was read; then the
 # length of the rest, and the rest in one read (a launch's bash after it).
 cmd() {{ local n line k o d
   IFS= read -r -N {COMMAND_DIGITS} n || exit 0
   IFS= read -r -N $((10#$n)) line || exit 0
-  line=${{line%$'\n'}} line=${{line# }}
-  k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
-  o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=
+  words "$line"
   if [ "$1" = L ]; then IFS= read -r -d '' -N "$o" script || exit 0; fi
   take "$1" "$k" "$o" "$d"; }}
 # The channel's commands, copied to files by the forwarder (forward): all that came since, as
 # many whole commands as there are (a launch's bash after its line); the rest waits in $cbuf.
-cmds() {{ local chunk op n m line k o d
+cmds() {{ local chunk op n m k o d
   while :; do
     IFS= read -r -d '' -u $cr chunk; cbuf+=$chunk
     while [ ${{#cbuf}} -gt {COMMAND_DIGITS} ]; do
       op=${{cbuf:0:1}} n=$((10#${{cbuf:1:{COMMAND_DIGITS}}})) m=0
       [ ${{#cbuf}} -ge $((n + {COMMAND_DIGITS + 1})) ] || return 0
-      line=${{cbuf:{COMMAND_DIGITS + 1}:n}} line=${{line%$'\n'}} line=${{line# }}
-      k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
-      o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=
+      words "${{cbuf:{COMMAND_DIGITS + 1}:n}}"
       if [ "$op" = L ]; then
         m=$o; [ ${{#cbuf}} -ge $((n + m + {COMMAND_DIGITS + 1})) ] || return 0
         script=${{cbuf:n + {COMMAND_DIGITS + 1}:m}}
@@ -876,18 +880,20 @@ cmds() {{ local chunk op n m line k o d
 alive() {{ local st
   [ -r "/proc/$1/stat" ] || {{ kill -0 "$1"; return; }}
   read -r st <"/proc/$1/stat" || return; st=${{st##*') '}}; [ "${{st%% *}}" != Z ]; }}
-# `tail -F` over the files of the tasks followed for a second or more (most short tasks end
-# sooner, and are read at the fast pace): what they grow by goes to the wake pipe, so a file
-# is read as soon as it grew, by inotify, and the stream's own looks can be WATCHED_WAIT apart
-# ($wall, once every followed task is watched). Looked at once a second: started again when a
-# task is not watched yet, given up after three that died by themselves or one that says
-# inotify cannot serve it (it polls then: the stream's own looks are faster).
-watch() {{ local k n=0 new=0 files=() st=
+# `tail -F` over the files of the tasks followed over WATCH_AFTER seconds (most short tasks
+# end sooner, and are read at the fast pace): what they grow by goes to the wake pipe, so a
+# file is read as soon as it grew, by inotify, and the stream's own looks can be WATCHED_WAIT
+# apart ($wall, once every followed task is watched). The first time, the forwarder takes
+# stdin over and the relay starts. Looked at once a second: started again when a task is not
+# watched yet, given up after three that died by themselves or one that says inotify cannot
+# serve it (it polls then: the stream's own looks are faster).
+watch() {{ local k n new=0 due=() files=() st=
   wsec=$SECONDS wall=0
   for k in "${{!fd[@]}}"; do
     [ $((SECONDS - jt[$k])) -gt {WATCH_AFTER} ] || continue
-    n=$((n + 1)); [ -n "${{wt[$k]+x}}" ] || new=1
+    due+=("$k"); [ -n "${{wt[$k]+x}}" ] || new=1
   done
+  n=${{#due[@]}}
   if [ -n "$tp" ]; then
     if ! alive "$tp"; then tailfail=$((tailfail + 1)) tp=
     else
@@ -899,10 +905,7 @@ watch() {{ local k n=0 new=0 files=() st=
   fi
   [ $n = 0 ] || [ $tailfail -ge {WATCH_TRIES} ] && return
   wt=()
-  for k in "${{!fd[@]}}"; do
-    [ $((SECONDS - jt[$k])) -gt {WATCH_AFTER} ] || continue
-    wt[$k]=1 files+=("${{dir[$k]}}/out.jsonl" "${{dir[$k]}}/exit")
-  done
+  for k in "${{due[@]}}"; do wt[$k]=1 files+=("${{dir[$k]}}/out.jsonl" "${{dir[$k]}}/exit"); done
   if [ -z "$fw" ]; then  # from now on the forwarder reads stdin, and the stream the pipe
     exec {{pin}}<&0  # a command sent to the background would read /dev/null
     fw=$(apart; forward <&$pin >/dev/null & echo $!)
@@ -914,7 +917,7 @@ watch() {{ local k n=0 new=0 files=() st=
       exec {{hr}}<"$rd/hints" || {{ tailfail={WATCH_TRIES}; return; }}
     rp=$(apart; relay >/dev/null & echo $!)
   fi
-  tp=$(apart; tail -v -n 0 -F -s 1 --pid=$$ -- "${{files[@]}}" >&$tw 2>"$rd/tail.err" \
+  tp=$(apart; {" ".join(WATCH_TAIL)} --pid=$$ -- "${{files[@]}}" >&$tw 2>"$rd/tail.err" \
     </dev/null & echo $!); }}
 # The task directories the relay named since the last round (one read of the hints file).
 # Emptied once it is big: a hint the relay wrote right then is lost, and its file waits for
@@ -1037,8 +1040,10 @@ while :; do
   if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
   {_render_follow_wait()}
   [ $wall = 1 ] && wait={WATCHED_WAIT} ticks={_ticks(WATCHED_WAIT)}
-  # The wait is a timed read of one byte of the wake pipe: a command, or a launch that ended,
-  # ends it at once (a new task is looked at now, not a slow wait later).
+  # The wait is a timed read of one byte of $in: stdin (a command's first byte) or, once the
+  # forwarder runs, the wake pipe (a command, a launch that ended, a file that grew). Either
+  # ends it at once. A timeout that fires as the byte arrives still returns it (bash keeps
+  # partial input): the byte, not the status, decides.
   x=
   if [ ${{#ls[@]}} = 0 ] && [ ${{#fd[@]}} = 0 ]; then
     # Nothing followed, no launch under way: nothing to look at until a command comes.
@@ -1063,8 +1068,6 @@ while :; do
       [ $ticks -le 0 ] || [ ${{#ls[@]}} = 0 ] && break
     done
   fi
-  # Every byte in the pipe so far stands for something the next round reads: take them all,
-  # a byte a read (bash keeps what a buffered read took and left for whatever fd it reads next).
   full=1
   if [ -z "$fw" ]; then  # the byte is a command's first; the rest of it is there to read
     if [ -n "$x" ]; then
@@ -1074,6 +1077,9 @@ while :; do
       exit 0  # end of stdin: the hub closed the stream
     fi
   elif [ -n "$x" ]; then
+    # Every byte in the pipe so far stands for something the next round reads: take them
+    # all, a byte a read (bash keeps what a buffered read took and left for the next read of
+    # whatever descriptor).
     full=0; while read -t 0 -u $wf; do IFS= read -r -d '' -n 1 -u $wf x; done
   else alive "$fw" || exit 0  # the forwarder was killed: no command can come
   fi

@@ -1,9 +1,10 @@
 """The host's stream is woken, not only timed: by its commands, its launches and `tail -F`.
 
-The stream (``scripts.render_follow``) waits on one pipe. Its forwarder writes a byte there for
-each command from the hub, a launch for its end, and a relay for what the stream's `tail -F`
-saw the followed files grow by. These tests run the stream as a plain bash process and make
-its own looks rare (hours apart), so that what arrives came through a wake.
+The stream (``scripts.render_follow``) waits on stdin until a task has been followed over a
+second; then on one pipe. Its forwarder writes a byte there for each command from the hub, a
+launch for its end, and a relay for what the stream's `tail -F` saw the followed files grow
+by. These tests run the stream as a plain bash process and make its own looks rare (hours
+apart), so that what arrives came through a wake.
 """
 
 from __future__ import annotations
