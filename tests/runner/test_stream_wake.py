@@ -21,7 +21,7 @@ from typing import IO
 import pytest
 
 from dobby.hostside import scripts
-from tests.fixtures.procs import live_pids, stream_helpers
+from tests.fixtures.procs import alive, live_pids, stream_helpers
 from tests.fixtures.wait import wait_until
 
 # Each test waits for the stream to start its `tail`, over a second after a task joins.
@@ -256,3 +256,39 @@ def test_a_task_printing_what_tail_prints_between_files_still_has_every_byte_sen
             written += line
             time.sleep(0.01)
     stream.wait_for("every byte", lambda: stream.data.get("k", b"") == written)
+
+
+@pytest.mark.parametrize(
+    ("shim", "starts"),
+    [
+        ("exit 1", scripts.WATCH_TRIES),  # no GNU tail: it dies each time
+        # inotify refused: tail says so and polls; the stream's own looks are faster
+        ('echo "tail: inotify cannot be used, reverting to polling" >&2; exec sleep 60', 1),
+    ],
+    ids=["tail-dies", "no-inotify"],
+)
+def test_without_a_tail_that_can_watch_the_stream_gives_up_and_keeps_its_own_looks(
+    tmp_path: Path, shim: str, starts: int
+) -> None:
+    """A `tail` that dies is tried WATCH_TRIES times, one without inotify once (and stopped);
+    lines still arrive, on the stream's own looks."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "tail.log"
+    bin_dir.mkdir()
+    (bin_dir / "tail").write_text(f"#!/bin/bash\necho $$ >>{log}\n{shim}\n")
+    (bin_dir / "tail").chmod(0o755)
+    stream = Stream(env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    try:
+        task = tmp_path / "t"
+        task.mkdir()
+        (task / "out.jsonl").write_bytes(b"")
+        stream.send("+", "k", "0", str(task))
+        wait_until(lambda: log.exists(), what="a tail started")
+        time.sleep(scripts.WATCH_AFTER + scripts.WATCH_TRIES + 1.5)  # a try a second, then none
+        started = [int(pid) for pid in log.read_text().split()]
+        assert len(started) == starts
+        assert not [pid for pid in started if alive(pid)]  # the one without inotify was stopped
+        with (task / "out.jsonl").open("ab") as out:
+            out.write(b"still here\n")
+        stream.wait_for("the line", lambda: stream.data.get("k") == b"still here\n")
+    finally:
+        stream.close()
