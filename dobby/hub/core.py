@@ -144,7 +144,13 @@ class Hub:
         self.schedules = Schedules(
             store=self.store, bus=self.bus, settings=settings, intake=self.intake
         )
-        self.batches = Batches(store=self.store, bus=self.bus, save=self.save, intake=self.intake)
+        self.batches = Batches(
+            store=self.store,
+            bus=self.bus,
+            save=self.save,
+            intake=self.intake,
+            place=lambda: self.scheduler.place_now(),
+        )
         self.scheduler = SchedulerLoop(
             store=self.store,
             settings=settings,
@@ -282,7 +288,9 @@ class Hub:
             self.store.put_doc(doc)
         self.scheduler.observe(task)
         self.usage.observe(task, event)
-        ev = self.bus.publish(event, task_id=task.id, data=doc)
+        # The event carries the document as the store encoded it: one encoding per save.
+        text = self.store.task_json(task.id)
+        ev = self.bus.publish(event, task_id=task.id, data=doc, data_json=text)
         self.store.set_meta("seq", ev.seq)
         if event == "task.finished":
             self.scheduler.kick()

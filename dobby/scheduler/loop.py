@@ -38,6 +38,7 @@ from dobby.runner import settle
 from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
+from dobby.scheduler.batches import UNACCEPTED
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue, Signature, signature
@@ -45,6 +46,7 @@ from dobby.scheduler.schedules import Schedules
 from dobby.scheduler.usage import BUDGET, USAGE_LIMIT, Usage
 from dobby.scheduler.watchdog import Watchdog
 from dobby.store.db import Store
+from dobby.store.query import LIVE
 
 log = logging.getLogger("dobby.scheduler")
 
@@ -163,6 +165,7 @@ class SchedulerLoop:
         for task in self.store.tasks(status=(PENDING, RUNNING)):
             self.observe(task)
         await self._recover()
+        self._drop_unaccepted()
         self._task = asyncio.ensure_future(self._schedule_loop())
 
     async def stop(self) -> None:
@@ -515,6 +518,25 @@ class SchedulerLoop:
                 self.dispatching.add(task.id)
                 self.observe(task)  # holds its slot (and stays out of the queue) while we look
                 self._spawn(self._settle(task.id, "the hub restarted during its launch"))
+
+    def _drop_unaccepted(self) -> None:
+        """Cancel the tasks of a batch the hub stopped storing: it was never acknowledged.
+
+        After ``_recover``: one whose launch may have begun is being settled with its host,
+        which stops it if it started; a running one is stopped here.
+        """
+        for task in self.store.tasks(status=LIVE):
+            if not task.batch_id or self.store.has_batch(task.batch_id):
+                continue
+            ran = task.status == RUNNING or bool(task.slurm_job)
+            log.warning("task %s: %s", task.id, UNACCEPTED)
+            task.status = TaskStatus.CANCELLED
+            task.error = UNACCEPTED
+            task.waiting_on = task.wait_reason = None
+            task.finished_at = utcnow()
+            self._save(task, "task.finished")
+            if ran:
+                self._spawn(self.runner.cancel(task))
 
     async def _settle(self, task_id: str, why: str) -> None:
         """Find out from its host what became of a launch that may have started.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 
@@ -209,12 +210,43 @@ def test_an_event_is_encoded_once_for_every_stream_that_sends_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Each SSE and WebSocket client sends every event: the JSON is made once, not per client."""
-    event = EventBus().publish(EventType.TASK_CREATED, task_id="t1", data={"prompt": "p"})
     encoded: list[object] = []
     real = json.dumps
     monkeypatch.setattr(json, "dumps", lambda *a, **k: encoded.append(a[0]) or real(*a, **k))
+    event = EventBus().publish(EventType.TASK_CREATED, task_id="t1", data={"prompt": "p"})
     frames = [event.to_sse() for _ in range(3)]  # three SSE clients
     messages = [event.json for _ in range(2)]  # two WebSocket clients
     assert len(encoded) == 1
     assert set(frames) == {f"id: {event.seq}\nevent: task.created\ndata: {messages[0]}\n\n"}
     assert json.loads(messages[1]) == event.to_dict()
+
+
+def test_a_published_event_is_kept_as_its_text_and_its_listeners_saw_the_data() -> None:
+    # The bus buffers 10,000 events: kept as dicts and lists, each full garbage collection
+    # walked every task document in them.
+    bus = EventBus()
+    seen: list[dict[str, object]] = []
+    bus.subscribe(lambda event: seen.append(event.data))
+    doc = {"id": "t1", "after": ["a", "b"], "tokens": {"input": 3}, "status": "pending"}
+    event = bus.publish(EventType.TASK_CREATED, task_id="t1", data=doc)
+    assert seen == [doc] and seen[0] is not doc  # a copy: the caller may change its own
+    held = gc.get_referents(event)
+    assert not [x for x in held if isinstance(x, dict | list | tuple)], held
+    assert event.data == doc and json.loads(event.json)["data"] == doc
+    assert bus.since(0)[0].data == doc
+
+
+def test_data_encoded_already_is_put_in_the_events_json_as_it_is() -> None:
+    bus = EventBus()
+    event = bus.publish(
+        EventType.TASK_UPDATED, task_id='t"1', data={"a": [1, "é"]}, data_json='{"a":[1,"\\u00e9"]}'
+    )
+    assert event.json.endswith(', "data": {"a":[1,"\\u00e9"]}}')
+    assert json.loads(event.json) == {
+        "seq": 1,
+        "type": "task.updated",
+        "ts": event.ts,
+        "task_id": 't"1',
+        "data": {"a": [1, "é"]},
+    }
+    assert event.data == {"a": [1, "é"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from typing import Any
 
@@ -100,3 +101,41 @@ def test_other_tasks_survive_a_restart_untouched(hub: HubProcess) -> None:
     hub.start()
     assert hub.wait_status(running)["status"] == "completed"
     assert hub.client().task(done) == before
+
+
+def test_tasks_of_a_batch_the_hub_died_storing_are_cancelled_at_the_next_start(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
+    # A batch is stored after its tasks (dobby/scheduler/batches.py): a hub killed between
+    # the two leaves tasks on disk, some launched, whose submit was never answered. The disk
+    # here is what such a kill leaves: the batch's record deleted after its tasks ran.
+    h3 = ssh_hosts[2]
+    parked = {"backend": "shell", "labels": ["nowhere"], "wait_for_host": True}
+    client = hub.client()
+    lost = client.add_batch(
+        name="lost",
+        tasks=[
+            {"name": "runs", "prompt": "[scenario:hang] stuck", "backend": "claude", "host": "h3"},
+            {"name": "waits", "prompt": "x", **parked},
+        ],
+    )
+    kept = client.add_batch(name="kept", tasks=[{"name": "waits", "prompt": "y", **parked}])
+    runs, waits = (t["id"] for t in lost["tasks"])
+    hub.wait_status(runs, ("running",))
+    hub.kill()
+    db = sqlite3.connect(hub.home / "dobby.db")
+    with db:
+        db.execute("DELETE FROM docs WHERE kind = 'batches' AND key = ?", (lost["id"],))
+    db.close()
+    hub.start()
+    for task_id in (runs, waits):
+        task = hub.wait_status(task_id)
+        assert task["status"] == "cancelled", task
+        assert "its batch was never stored whole" in task["error"]
+    wait_until(
+        lambda: "gone" in ssh(h3, f"tmux has-session -t dobby-{runs} 2>/dev/null || echo gone"),
+        timeout=30,
+        what="the agent of the unacknowledged batch to be stopped",
+    )
+    assert hub.client().task(kept["tasks"][0]["id"])["status"] == "pending"
+    assert hub.client().batch(kept["id"])["total"] == 1

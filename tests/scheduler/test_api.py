@@ -3,9 +3,11 @@ policies."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from dobby.core.errors import NoEligibleHost, ValidationError
 from dobby.core.models import Task
 from dobby.core.timefmt import utcnow
+from dobby.hub.idempotency import answer_once
+from dobby.scheduler import batches
 from dobby.store.db import task_docs_on_disk
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import make_git_project, write_inventory
@@ -241,19 +245,121 @@ async def test_a_new_task_placed_like_one_with_no_host_is_saved_once(app_hub: Ap
 
 
 async def test_a_batch_is_placed_before_its_commit(app_hub: AppHub) -> None:
-    # The request runs a pass (place_now) before it waits for the disk: the placements ride
-    # in the batch's own group commit, and its first launches wait for one fsync, not two.
+    # The batch is placed as it is queued, before the request waits for the disk: the
+    # placements ride in the batch's own group commit, and its first launches wait for one
+    # fsync, not two.
     core = app_hub.core
-    answer = json.loads(core.batches.submit({"tasks": [
+    answer = json.loads(await core.batches.submit({"tasks": [
         {"name": "now", "prompt": "true", "backend": "shell", "host": "local"},
         {"name": "parked", "prompt": "x", **PARKED},
     ]}))  # fmt: skip
     now, parked = (t["id"] for t in answer["tasks"])
-    assert core.store.get_task(now).waiting_on == "capacity"  # nothing looked at it yet
-    core.scheduler.place_now()
-    placed = core.store.get_task(now)  # at once: no await since the batch was queued
+    placed = core.store.get_task(now)  # no await since it was queued: nothing launched yet
     assert (placed.host, placed.waiting_on) == ("local", "dispatch") and placed.launch_id
     assert core.store.get_task(parked).host is None
     await core.store.durable()
     assert task_docs_on_disk(core.store.path)[now]["launch_id"] == placed.launch_id
     assert (await app_hub.wait_status(now))["status"] == "completed"
+
+
+async def test_a_large_batch_is_stored_a_chunk_at_a_time_and_the_batch_itself_last(
+    app_hub: AppHub,
+) -> None:
+    # The first task is committed (and launches) while the rest are still being queued; the
+    # batch record comes last, so a hub stopped in between holds tasks without it (they
+    # are cancelled at its next start: tests/runner/test_recovery.py).
+    core = app_hub.core
+    total = 3 * batches.CHUNK + 1
+    entries = [{"name": f"t{i}", "prompt": "x", **PARKED} for i in range(total)]
+    entries[-1]["after"] = ["t0"]  # waits for a task queued chunks earlier
+    entries[2 * batches.CHUNK - 1]["after"] = [f"t{2 * batches.CHUNK}"]  # for the next one
+    seen: list[tuple[int, bool]] = []  # (tasks of the batch stored, batch stored) per turn
+    submit = asyncio.ensure_future(core.batches.submit({"name": "big", "tasks": entries}))
+    first_on_disk: bool | None = None  # when the second task was queued
+    while not submit.done():
+        stored = [t for t in core.store.tasks(status="pending") if t.title == "x"]
+        ids = {t.batch_id for t in stored}
+        seen.append((len(stored), any(core.store.has_batch(b) for b in ids if b)))
+        if len(stored) > 1 and first_on_disk is None:
+            first = min(stored, key=lambda t: t.created_at).id
+            first_on_disk = first in task_docs_on_disk(core.store.path)
+        await asyncio.sleep(0)
+    assert first_on_disk
+    answer = json.loads(submit.result())
+    counts = sorted({n for n, with_batch in seen if not with_batch})
+    # the first task alone (on disk before the rest), then a turn after each chunk but the
+    # one whose last task waits for the next chunk
+    assert counts == [0, batches.FIRST, batches.CHUNK, 3 * batches.CHUNK], seen
+    assert core.store.has_batch(answer["id"]) and answer["total"] == total
+    first, last = answer["tasks"][0]["id"], answer["tasks"][-1]["id"]
+    assert core.store.get_task(last).after == [first]
+    assert core.store.get_task(last).waiting_on == "dependencies"
+
+
+class _Request:
+    """What answer_once reads of a handler: its hub, request and how it answers."""
+
+    def __init__(self, core: Any, key: str) -> None:
+        self.dobby = core
+        self.request = SimpleNamespace(
+            method="POST", path="/batches", body=b"{}", headers={"Idempotency-Key": key}
+        )
+        self.sent: tuple[Any, int] | None = None
+        self.headers: dict[str, str] = {}
+
+    def send(self, data: Any, status: int = 200) -> None:
+        self.sent = (data, status)
+
+    def set_header(self, name: str, value: str) -> None:
+        self.headers[name] = value
+
+
+async def test_a_retry_arriving_while_its_first_request_is_answered_gets_that_answer(
+    app_hub: AppHub,
+) -> None:
+    # A batch is queued over several turns of the event loop: a retry with the same key
+    # arriving meanwhile must wait for the first answer, not queue the batch a second time.
+    release = asyncio.Event()
+    made: list[int] = []
+
+    async def make() -> tuple[int, Any]:
+        made.append(len(made) + 1)
+        mine = made[-1]
+        await release.wait()
+        return 201, {"made": mine}
+
+    first, retry = _Request(app_hub.core, "k-1"), _Request(app_hub.core, "k-1")
+    other = _Request(app_hub.core, "k-2")
+    jobs = [asyncio.ensure_future(answer_once(r, make)) for r in (first, retry, other)]  # type: ignore[arg-type]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert made == [1, 2]  # the first request and the other key's; the retry waits
+    release.set()
+    await asyncio.gather(*jobs)
+    assert first.sent == retry.sent == ('{"made":1}', 201)
+    assert retry.headers == {"Idempotent-Replayed": "true"} and first.headers == {}
+    assert other.sent == ('{"made":2}', 201)
+
+
+async def test_a_save_encodes_the_task_document_once_for_the_store_and_the_streams(
+    app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = app_hub.core
+    task = core.submit({"prompt": "once", **PARKED})
+    await core.store.durable()
+    encoded: list[object] = []
+    real = json.dumps
+
+    def dumps(value: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(value, dict) and "prompt" in (value.get("data") or value):
+            encoded.append(value)  # a task's document, or an event that holds one
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", dumps)
+    task.title = "renamed"
+    core.save(task)
+    event = core.bus.since(core.bus.last_seq - 1)[-1]
+    assert json.loads(event.to_sse().split("data: ", 1)[1])["data"]["title"] == "renamed"
+    await core.store.durable()
+    assert task_docs_on_disk(core.store.path)[task.id]["title"] == "renamed"
+    assert len(encoded) == 1

@@ -101,10 +101,8 @@ class BatchesHandler(BaseHandler):
     async def post(self) -> None:
         await answer_once(self, self._submit)
 
-    def _submit(self) -> tuple[int, JsonText]:
-        answer = JsonText(self.dobby.batches.submit(self.body_json()))  # encoded once
-        self.dobby.scheduler.place_now()
-        return 201, answer
+    async def _submit(self) -> tuple[int, JsonText]:
+        return 201, JsonText(await self.dobby.batches.submit(self.body_json()))  # encoded once
 
 
 class BatchHandler(BaseHandler):
