@@ -165,8 +165,8 @@ class Store:
         self._wal_fd: int | None = None
         self._frames = 0  # WAL frames written since the last checkpoint (estimate)
         self._checkpoint: asyncio.Task[None] | None = None
-        # A thread of its own for the fsyncs: in the loop's default pool one waited behind
-        # other jobs (log copies being written), 20-50 ms with a batch of 1,000 launching.
+        # A thread of its own for the fsyncs: the loop's default pool also writes the log
+        # copies, and an answer waiting for the disk must not queue behind them.
         self._syncer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dobby-fsync")
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
