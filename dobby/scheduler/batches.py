@@ -2,9 +2,10 @@
 
 ``POST /batches`` takes either a batch file's text (``{"yaml": TEXT, "file": NAME}``, errors
 then say ``NAME:LINE: …``) or the same structure as JSON (``{"name", "defaults", "tasks"}``).
-Every task is validated and placed before the first one is stored. A batch is stored last,
-after all of its tasks: one whose tasks are stored without it was never acknowledged (the hub
-stopped while storing it), and its tasks are cancelled at the next start (``unaccepted``).
+Every task is validated (its placement checked) before the first one is stored. A batch is
+stored last, after all of its tasks: one whose tasks are stored without it was never
+acknowledged (the hub stopped while storing it), and its tasks are cancelled at the next
+start (``SchedulerLoop._drop_unaccepted``).
 """
 
 from __future__ import annotations
