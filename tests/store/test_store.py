@@ -145,6 +145,30 @@ async def test_durable_groups_concurrent_waiters_into_few_fsyncs(db_path: Path) 
         await s.close()
 
 
+async def test_a_caller_woken_with_a_change_is_answered_by_that_changes_commit(
+    db_path: Path,
+) -> None:
+    # A batch's first task wakes the flusher, and in the same turn of the loop its launch asks
+    # for it to be on disk while the batch queues more: one commit and fsync answer it, not a
+    # commit without an fsync first and a second one after.
+    s = Store(path=db_path, flush_interval=0.05)
+    s.start()
+    try:
+        await asyncio.sleep(0.2)  # the flusher waits for a change
+        commits = s.commits
+        s.insert_task(Task(prompt="first"))
+
+        async def more() -> None:
+            s.insert_task(Task(prompt="second"))
+
+        launch = asyncio.ensure_future(s.durable())
+        queued = asyncio.ensure_future(more())
+        await asyncio.gather(launch, queued)
+        assert s.commits - commits == 1
+    finally:
+        await s.close()
+
+
 async def test_a_cancelled_durable_caller_leaves_its_group_waiting(db_path: Path) -> None:
     s = Store(path=db_path, flush_interval=0.05)
     s.start()
