@@ -314,6 +314,18 @@ class Task:
         twin.__dict__.update(self.__dict__)
         return twin
 
+    def clone(self) -> Task:
+        """Return a copy that shares no list, dict or token counts with this task."""
+        twin = self.copy()
+        values = twin.__dict__
+        for name in _container_fields(Task):
+            value = values[name]
+            if value.__class__ is Tokens:
+                values[name] = Tokens(**value.__dict__)
+            elif value is not None:
+                values[name] = _plain(value)
+        return twin
+
     @property
     def state(self) -> TaskStatus:
         # TaskStatus(...) too: a caller may have assigned the plain string since __post_init__.
@@ -489,6 +501,13 @@ def _plain(value: Any) -> Any:
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _container_fields(cls: type) -> tuple[str, ...]:
+    """Return the fields of ``cls`` that may hold a mutable value (by their annotation)."""
+    kinds = ("list", "dict", "Tokens")
+    return tuple(f.name for f in dataclasses.fields(cls) if any(k in str(f.type) for k in kinds))
 
 
 def make_title(prompt: str, limit: int = 72) -> str:

@@ -16,6 +16,8 @@ GetTask = Callable[[str], Task]  # a task by id or unique prefix (NotFound other
 # None for a task that is not live. Lets a caller keep a task it read until it changes.
 TaskRevision = Callable[[str], object | None]
 Kick = Callable[[], None]  # ask the scheduler for a pass soon
+# Hold other launches while this task's is in flight (None: no longer).
+LaunchAlone = Callable[[str | None], None]
 CancelTask = Callable[[str], Awaitable[Task]]  # cancel a task (killing it if it runs)
 # A usage limit stopped this task's run (its half is recorded): decide its wait and save it.
 LimitHit = Callable[[Task], None]

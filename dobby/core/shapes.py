@@ -67,11 +67,16 @@ from dobby.core.timefmt import parse_duration
 # -- tasks ---------------------------------------------------------------------------------------
 
 
-class TaskFields(Shape):
-    """What a task may say about itself: the fields a submit, a batch task and a patch share."""
+class PromptAndTitle(Shape):
+    """A task's own text: what tasks of a batch, alike otherwise, differ in (Intake.one_look)."""
 
     prompt: Prompt = Field(description="What the agent is asked (a shell command for shell).")
     title: Text | None = Field(None, description="Short name (default: the prompt's first line).")
+
+
+class TaskFields(PromptAndTitle):
+    """What a task may say about itself: the fields a submit, a batch task and a patch share."""
+
     project: Text | None = Field(None, description="Registered project the task works in.")
     backend: Backend | None = Field(None, description="claude, codex or shell.")
     model: ModelName | None = Field(None, description="Model the agent uses.")

@@ -150,6 +150,8 @@ class Hub:
             save=self.save,
             intake=self.intake,
             place=lambda: self.scheduler.place_now(),
+            alone=lambda task_id: self.scheduler.launch_alone(task_id),
+            launching=self._is_dispatching,
         )
         self.scheduler = SchedulerLoop(
             store=self.store,

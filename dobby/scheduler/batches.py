@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from dobby.core.errors import DobbyError, StorageError, ValidationError
 from dobby.core.events import EventBus
 from dobby.core.models import Batch, Task, TaskStatus
-from dobby.core.ports import Kick, SaveTask
+from dobby.core.ports import Kick, LaunchAlone, SaveTask
 from dobby.core.shapes import BatchText, parse
 from dobby.scheduler import deps
 from dobby.scheduler.batchfile import (
@@ -36,6 +37,8 @@ from dobby.store.db import Store
 # the first task ran 0.27 s after the submit.
 FIRST = 1  # tasks queued, committed and launched before the rest are queued
 CHUNK = 25  # tasks queued between two turns of the loop (50: the first launch began 20 ms later)
+# ... while the first task's launch is in flight: each of its steps waits for a turn.
+CHUNK_ALONE = 5
 COMMIT_EVERY = 100  # tasks committed at a time meanwhile (25: no faster, more pages written)
 UNACCEPTED = (
     "its batch was never stored whole (the hub stopped while storing it, before answering "
@@ -56,13 +59,23 @@ class Batches:
     """Submit and report on batches."""
 
     def __init__(
-        self, *, store: Store, bus: EventBus, save: SaveTask, intake: Intake, place: Kick
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        save: SaveTask,
+        intake: Intake,
+        place: Kick,
+        alone: LaunchAlone,
+        launching: Callable[[str], bool],
     ) -> None:
         self.store = store
         self.bus = bus
         self._save = save
         self.intake = intake
         self._place = place  # a scheduling pass now (see SchedulerLoop.place_now)
+        self._alone = alone  # see SchedulerLoop.launch_alone
+        self._launching = launching  # is this task's launch in flight?
 
     async def submit(self, body: Any) -> str:
         """Validate every task of a batch, then queue them all; return its view as JSON text.
@@ -91,8 +104,29 @@ class Batches:
         batch.tasks = [
             {"name": e.name, "id": t.id} for e, t in zip(spec.entries, built, strict=True)
         ]
+        try:
+            await self._queue(spec, built, ids, graph, batch)
+        finally:
+            self._alone(None)
+        self._place()
+        self.store.put_batch(batch)
+        self.bus.publish("batch.created", data=batch.to_dict())
+        # In one go: a turn of the loop every 25 tasks made the answer 0.4 s later (1,000
+        # tasks), and the first launches' answers were read no sooner.
+        return self._view(batch, self._found(batch))
+
+    async def _queue(
+        self,
+        spec: BatchSpec,
+        built: list[Task],
+        ids: dict[str, str],
+        graph: dict[str, list[str]],
+        batch: Batch,
+    ) -> None:
+        """Queue the batch's tasks: the first alone, then a chunk between turns of the loop."""
         queued: set[str] = set()
         ahead: set[str] = set()  # tasks of the batch a queued one waits for, not queued yet
+        first = ""
         for n, (entry, task) in enumerate(zip(spec.entries, built, strict=True), 1):
             task.batch_id = batch.id
             if entry.body.get("draft"):
@@ -109,18 +143,14 @@ class Batches:
                 continue
             if n == FIRST:
                 self._place()
+                self._alone(task.id)
+                first = task.id
                 await self._first_on_disk()
-            elif n % CHUNK == 0:
+            elif n % (CHUNK_ALONE if self._launching(first) else CHUNK) == 0:
                 self._place()
                 if n % COMMIT_EVERY == 0:
                     self.store.commit_part()
                 await asyncio.sleep(0)
-        self._place()
-        self.store.put_batch(batch)
-        self.bus.publish("batch.created", data=batch.to_dict())
-        # In one go: a turn of the loop every 25 tasks made the answer 0.4 s later (1,000
-        # tasks), and the first launches' answers were read no sooner.
-        return self._view(batch, self._found(batch))
 
     async def _first_on_disk(self) -> None:
         """Wait for the first task's commit and fsync: its launch goes before the others.

@@ -14,9 +14,9 @@ from typing import Any
 from dobby.core.config import Settings
 from dobby.core.errors import Conflict, NotFound, ValidationError
 from dobby.core.events import EventBus
-from dobby.core.models import Host, Project, Reason, Task, TaskStatus
+from dobby.core.models import Host, Project, Reason, Task, TaskStatus, make_title
 from dobby.core.ports import CancelTask, Kick, SaveTask
-from dobby.core.shapes import TaskPatch, parse, validate_submit
+from dobby.core.shapes import PromptAndTitle, TaskPatch, parse, validate_submit
 from dobby.core.timefmt import utcnow
 from dobby.machines.hosts import HostManager
 from dobby.results import followup
@@ -28,6 +28,9 @@ from dobby.store.query import TaskFilter
 from dobby.store.tasklog import TaskLogs
 
 log = logging.getLogger("dobby.scheduler")
+
+# What may differ between bodies that make the same task otherwise (see Intake.one_look).
+OWN_TEXT = tuple(PromptAndTitle.model_fields)
 
 PENDING, DRAFT = TaskStatus.PENDING, TaskStatus.DRAFT
 RETRYABLE = (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value)
@@ -72,6 +75,7 @@ class Intake:
         # tasks placed alike found none in the last pass), saved once instead of twice.
         self.first_wait: Callable[[Task], str] = lambda task: "capacity"
         self._hosts_seen: tuple[list[Host], list[HostSlot]] | None = None  # see one_look
+        self._alike: dict[tuple[tuple[str, str], ...], Task] | None = None  # see one_look
 
     # -- building ----------------------------------------------------------------------
     def _project(self, body: Any) -> Project | None:
@@ -80,6 +84,28 @@ class Intake:
 
     def build(self, body: Any) -> tuple[Task, dict[str, Any]]:
         """Validate a POST /tasks body into an unsaved task (+ draft flags); check placement."""
+        key = _alike_key(body) if self._alike is not None else None
+        if key is None or self._alike is None:
+            return self._build(body)
+        proto = self._alike.get(key)
+        if proto is not None:
+            return self._like(proto, body), {}
+        task, flags = self._build(body)
+        if not flags:
+            self._alike[key] = task.clone()
+        return task, flags
+
+    def _like(self, proto: Task, body: dict[str, Any]) -> Task:
+        """Return a task like ``proto`` (built from a body differing in prompt and title only)."""
+        shape = parse(PromptAndTitle, {k: body[k] for k in OWN_TEXT if k in body})
+        task = proto.clone()
+        task.prompt = shape.prompt
+        task.title = shape.title or make_title(shape.prompt)
+        task.id = self.store.unused_task_id()
+        task.created_at = utcnow()
+        return task
+
+    def _build(self, body: Any) -> tuple[Task, dict[str, Any]]:
         project = self._project(body)
         default_timeout = self.settings.default_timeout
         if project is not None and project.default_timeout:
@@ -160,16 +186,20 @@ class Intake:
 
     @contextlib.contextmanager
     def one_look(self) -> Iterator[None]:
-        """Check the placement of many tasks built in one go against one look at the hosts.
+        """Build many tasks in one go against one look at the hosts, the store and projects.
 
-        For a batch, built without an await: no host can change meanwhile, and a look per
-        task (a slot per host) was 15% of a 1,000-task batch over 20 hosts.
+        For a batch, built without an await: no host, project or task can change meanwhile.
+        A look per task (a slot per host) was 15% of a 1,000-task batch over 20 hosts. And a
+        body that differs from one built before only in its prompt and title makes the same
+        task but for those: only they are checked (``_like``). Checking every entry of a
+        1,000-task batch in full took 30-60 ms before its first task could start.
         """
         self._hosts_seen = self._look_at_hosts()
+        self._alike = {}
         try:
             yield
         finally:
-            self._hosts_seen = None
+            self._hosts_seen = self._alike = None
 
     def resolve_ids(self, ids: Iterable[str]) -> list[str]:
         """Return full task ids for ids or prefixes; name every unknown one in one error."""
@@ -467,3 +497,13 @@ class Intake:
         log.info("auto-retrying %s (%s on %s)", task.id, task.reason, task.host)
         self.requeue(task, avoid_host=task.host)
         return True
+
+
+def _alike_key(body: Any) -> tuple[tuple[str, str], ...] | None:
+    """Return what a body says besides its prompt and title, comparable; None if it can't be.
+
+    Bodies are JSON or YAML values: their ``repr`` tells any two different ones apart.
+    """
+    if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+        return None
+    return tuple(sorted((k, repr(v)) for k, v in body.items() if k not in OWN_TEXT))

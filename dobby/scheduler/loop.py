@@ -58,6 +58,7 @@ HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
 KEPT = (*HELD, "host")  # what a task not reached by a pass keeps showing
 MAX_SIGNATURES = 4096  # remembered answers per placement signature
 STOP_WAIT = 0.5  # the loop and the launches in flight each get this long to end at a stop
+ALONE_MAX = 0.1  # seconds a launch may hold back the others (see launch_alone)
 
 
 class SchedulerLoop:
@@ -112,6 +113,7 @@ class SchedulerLoop:
         self._task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()
         self._closed = False  # stopping: no new launches, settles or passes
+        self._alone: tuple[str, float] | None = None  # (task id, until): see launch_alone
 
     def kick(self) -> None:
         """Ask for a scheduling pass soon (a task was added or finished, a host changed)."""
@@ -130,6 +132,27 @@ class SchedulerLoop:
             self.schedule_once()
         except Exception:  # noqa: BLE001 - the batch is queued; the loop's next pass retries
             log.exception("scheduling pass failed")
+
+    def launch_alone(self, task_id: str | None) -> None:
+        """Start no other launch while ``task_id``'s is in flight, for ALONE_MAX at most.
+
+        A batch's first task: queued alone, its launch shared the machine with the next
+        hundreds (placed as the rest is queued) and ran last of them. ``None`` ends the hold.
+        """
+        if task_id is None or task_id not in self.dispatching:
+            self._alone = None
+            self.kick()
+            return
+        self._alone = (task_id, time.monotonic() + ALONE_MAX)
+
+    def _held_back(self) -> bool:
+        if self._alone is None:
+            return False
+        task_id, until = self._alone
+        if task_id in self.dispatching and time.monotonic() < until:
+            return True
+        self._alone = None
+        return False
 
     def observe(self, task: Task) -> None:
         """Track a task just saved: queue membership, slot holders, finished ones."""
@@ -213,7 +236,7 @@ class SchedulerLoop:
         due = self.schedules.next_due()
         if due is not None and due <= now:
             self.schedules.tick()
-        if not len(self.queue):
+        if not len(self.queue) or self._held_back():
             return None
         self._settle_holds(now)
         fresh = self.queue.take_fresh()

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from dobby.core.errors import NoEligibleHost, ValidationError
+from dobby.core.errors import DobbyError, NoEligibleHost, ValidationError
 from dobby.core.models import Task
 from dobby.core.timefmt import utcnow
 from dobby.hub.idempotency import answer_once
 from dobby.scheduler import batches
+from dobby.scheduler import loop as scheduler_loop
 from dobby.store.db import task_docs_on_disk
 from tests.fixtures.app import AppHub, running_app
 from tests.fixtures.hub import make_git_project, write_inventory
@@ -124,6 +125,44 @@ async def test_a_batch_looks_at_the_hosts_once_and_only_while_it_is_built(
     hosts[name] = dataclasses.replace(hosts[name], labels=[])
     with pytest.raises(NoEligibleHost):  # the look ended with the failed batch
         intake.check_placement(task)
+
+
+async def test_tasks_of_a_batch_alike_but_for_their_text_are_checked_once_and_share_nothing(
+    app_hub: AppHub,
+) -> None:
+    intake = app_hub.core.intake
+    alike = {"backend": "shell", "labels": [], "artifacts": ["*.txt"], "timeout": "5m",
+             "fallback_backends": ["codex"], **PARKED}  # fmt: skip
+    with intake.one_look():
+        one, _ = intake.build({"prompt": "first", **alike})
+        two, flags = intake.build({**alike, "prompt": "second\nline", "title": "Two"})
+        three, _ = intake.build({**alike, "prompt": "third"})
+        bad = {
+            "empty prompt": {**alike, "prompt": "  "},
+            "NUL": {**alike, "prompt": "a\x00b"},
+            "bad title": {**alike, "prompt": "ok", "title": 5},
+            "bad timeout": {**alike, "prompt": "ok", "timeout": "soon"},
+        }
+        inside = {}
+        for what, body in bad.items():
+            with pytest.raises(DobbyError) as caught:
+                intake.build(body)
+            inside[what] = str(caught.value)
+    assert flags == {}
+    assert (two.prompt, two.title, three.title) == ("second\nline", "Two", "third")
+    assert len({one.id, two.id, three.id}) == 3
+    made_alone, _ = intake.build({**alike, "prompt": "second\nline", "title": "Two"})
+    own = ("id", "created_at")
+    assert {k: v for k, v in two.to_dict().items() if k not in own} == {
+        k: v for k, v in made_alone.to_dict().items() if k not in own
+    }
+    for name, value in vars(two).items():  # a change to one task's list is its own
+        if isinstance(value, list | dict) or dataclasses.is_dataclass(value):
+            assert value is not vars(one)[name] and value is not vars(three)[name], name
+    for what, body in bad.items():  # the same message as a task checked on its own
+        with pytest.raises(DobbyError) as caught:
+            intake.build(body)
+        assert inside[what] == str(caught.value), what
 
 
 async def test_batch_json_policies_and_openapi(app_hub: AppHub, tmp_path: Path) -> None:
@@ -294,6 +333,78 @@ async def test_a_large_batch_is_stored_a_chunk_at_a_time_and_the_batch_itself_la
     first, last = answer["tasks"][0]["id"], answer["tasks"][-1]["id"]
     assert core.store.get_task(last).after == [first]
     assert core.store.get_task(last).waiting_on == "dependencies"
+
+
+def _gate_first_launch(
+    core: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, list[str]]:
+    """Hold the first launch the runner is asked for until the returned event is set."""
+    gate, launched = asyncio.Event(), []
+    launch = core.scheduler.runner.launch
+
+    async def first_waits(task: Task, **kwargs: Any) -> None:
+        launched.append(task.id)
+        if len(launched) == 1:
+            await gate.wait()
+        await launch(task, **kwargs)
+
+    monkeypatch.setattr(core.scheduler.runner, "launch", first_waits)
+    return gate, launched
+
+
+async def test_a_batch_first_launch_goes_alone_while_the_rest_is_queued(
+    app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Placed as the rest is queued, the next launches shared the host (and here the machine)
+    # with the first one: it ran last of them.
+    core = app_hub.core
+    monkeypatch.setattr(scheduler_loop, "ALONE_MAX", 60.0)  # ended by the launch, not by time
+    gate, launched = _gate_first_launch(core, monkeypatch)
+    entries = [{"prompt": "true", "backend": "shell"} for _ in range(3 * batches.CHUNK)]
+    submit = asyncio.ensure_future(core.batches.submit({"tasks": entries}))
+    during: list[set[str]] = []
+    while not submit.done():
+        during.append(set(core.scheduler.dispatching))
+        await asyncio.sleep(0)
+    first = json.loads(submit.result())["tasks"][0]["id"]
+    assert launched == [first] and len(during) > 3
+    assert all(seen <= {first} for seen in during), during
+    assert len(core.scheduler.dispatching) > 1  # the hold ends with the batch's queueing
+    gate.set()
+    for task in json.loads(submit.result())["tasks"]:
+        assert (await app_hub.wait_status(task["id"]))["status"] == "completed"
+
+
+async def test_a_launch_holds_the_others_back_until_it_ends_or_for_alone_max(
+    app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core, scheduler = app_hub.core, app_hub.core.scheduler
+    gate, launched = _gate_first_launch(core, monkeypatch)
+    body = {"prompt": "true", "backend": "shell"}
+    first = core.intake.submit(body)
+    scheduler.place_now()
+    scheduler.launch_alone(first.id)
+    second = core.intake.submit(body)
+    for _ in range(5):
+        scheduler.place_now()
+        await asyncio.sleep(0)
+    assert scheduler.dispatching == {first.id}
+    gate.set()  # the first launch ends: the pass it asks for places the second
+    assert (await app_hub.wait_status(second.id))["status"] == "completed"
+    assert launched == [first.id, second.id]
+
+    gate.clear()
+    launched.clear()
+    monkeypatch.setattr(scheduler_loop, "ALONE_MAX", 0.0)
+    third = core.intake.submit(body)
+    scheduler.place_now()
+    scheduler.launch_alone(third.id)
+    fourth = core.intake.submit(body)  # placed: the hold is over at once
+    scheduler.place_now()
+    assert scheduler.dispatching == {third.id, fourth.id}
+    gate.set()
+    for task in (third, fourth):
+        assert (await app_hub.wait_status(task.id))["status"] == "completed"
 
 
 class _Request:
