@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--ssh-loop", type=int, default=50, help="`ssh host true` runs timed")
     parser.add_argument("--skip-logs", action="store_true", help="skip the log latency part")
     parser.add_argument("--launches", type=int, default=300, help="launches per way in part 5")
+    parser.add_argument("--batches", type=int, default=1, help="batches submitted in part 3")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
@@ -408,26 +409,32 @@ def main() -> None:
                 {"prompt": "true", "backend": "shell", "host": hosts[i % args.hosts].name}
                 for i in range(args.tasks)
             ]
-            # What the parts before wrote (logs, task dirs) reaches the disk ~30 s later, and
-            # the batch's one fsync would wait behind that writeback: it is written out first.
-            os.sync()
-            wall0, t0 = time.time(), time.perf_counter()
-            batch = client.add_batch(tasks=tasks, name="bench")
-            answered = time.perf_counter() - t0
-            bids = [t["id"] for t in batch["tasks"]]
-            first_seen = min(watcher.wait("task.started", t) for t in bids) - t0
-            for tid in bids:
-                watcher.wait("task.finished", tid, timeout=600)
-            batch_wall = time.perf_counter() - t0
-            # When the hub marked it running (its clock is this machine's): seen on /events it
-            # comes after the batch's 1,000 task.created events, which this process parses.
-            first_batch = min(started_at(client.task(t)) for t in bids) - wall0
             print(f"3. the same {args.tasks} tasks as one POST /batches")
-            print(
-                f"   dobby  answered in {answered * 1000:.0f} ms, first task running after "
-                f"{first_batch * 1000:.0f} ms (seen on /events after {first_seen * 1000:.0f} ms), "
-                f"all done in {batch_wall:.2f} s ({args.tasks / batch_wall:.1f} tasks/s)"
-            )
+            firsts: list[float] = []
+            for _ in range(args.batches):
+                # What the parts before wrote (logs, task dirs) reaches the disk ~30 s later,
+                # and the batch's one fsync would wait behind that writeback: written out first.
+                os.sync()
+                wall0, t0 = time.time(), time.perf_counter()
+                batch = client.add_batch(tasks=tasks, name="bench")
+                answered = time.perf_counter() - t0
+                bids = [t["id"] for t in batch["tasks"]]
+                first_seen = min(watcher.wait("task.started", t) for t in bids) - t0
+                for tid in bids:
+                    watcher.wait("task.finished", tid, timeout=600)
+                batch_wall = time.perf_counter() - t0
+                # When the hub marked it running (its clock is this machine's): seen on /events
+                # it comes after the batch's 1,000 task.created events, which this process parses.
+                first_batch = min(started_at(client.task(t)) for t in bids) - wall0
+                firsts.append(first_batch)
+                print(
+                    f"   dobby  answered in {answered * 1000:.0f} ms, first task running after "
+                    f"{first_batch * 1000:.0f} ms (seen on /events after "
+                    f"{first_seen * 1000:.0f} ms), all done in {batch_wall:.2f} s "
+                    f"({args.tasks / batch_wall:.1f} tasks/s)"
+                )
+            if args.batches > 1:
+                print(f"   dobby  first task running over {args.batches} batches: {fmt(firsts)}")
 
             lat = [] if args.skip_logs else log_latency(client, hosts[1].name)
             print("4. line written on the host → received on GET /tasks/{id}/events")
@@ -462,7 +469,7 @@ def main() -> None:
                         "floor_tasks_per_s": args.tasks / lean["floor"][0],
                         "of_lean": lean_wall / dobby_wall,
                         "hub_cpu_ms_per_task": hub_ms,
-                        "batch_first_running_ms": first_batch * 1000,
+                        "batch_first_running_ms": pct(firsts, 50) * 1000,
                         "batch_first_seen_ms": first_seen * 1000,
                         "batch_tasks_per_s": args.tasks / batch_wall,
                         "log_p50_ms": pct(lat, 50) * 1000 if lat else None,
