@@ -320,7 +320,10 @@ class Task:
         values = twin.__dict__
         for name in _container_fields(Task):
             value = values[name]
-            if value.__class__ is Tokens:
+            kind = value.__class__
+            if kind is list:  # most are empty: a new list, not a call per field
+                values[name] = [v if v.__class__ in _SCALARS else _plain(v) for v in value]
+            elif kind is Tokens:
                 values[name] = Tokens(**value.__dict__)
             elif value is not None:
                 values[name] = _plain(value)

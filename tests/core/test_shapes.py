@@ -13,7 +13,7 @@ import pytest
 
 from dobby.core.errors import ValidationError
 from dobby.core.fields import MAX_DEPTH, MAX_PROMPT_BYTES, check_text
-from dobby.core.models import Host, Task, TaskStatus, repair_record
+from dobby.core.models import Host, Task, TaskStatus, Tokens, repair_record
 from dobby.core.raceshapes import RaceCreate
 from dobby.core.records import check_record
 from dobby.core.shapes import (
@@ -333,3 +333,31 @@ def test_the_cli_starts_without_pydantic() -> None:
     code = "import sys, dobby.cli.main; print([m for m in sys.modules if m.startswith('pydantic')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _containers(value: object) -> set[int]:
+    """Return the ids of every list, dict and token count reachable from ``value``."""
+    found: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | dict) or dataclasses.is_dataclass(item):
+            found.add(id(item))
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend(vars(item).values() if dataclasses.is_dataclass(item) else children)
+    return found
+
+
+def test_a_cloned_task_equals_its_original_and_shares_nothing_mutable() -> None:
+    task = Task(
+        prompt="x",
+        host_selector=["gpu"],
+        tokens=Tokens(input=3),
+        attempts=[{"status": "failed", "models": ["m"], "tokens": {"input": 1}}],
+        diff_stat={"files": [{"path": "a"}], "totals": {"added": 1}},
+        quota={"kind": "five_hour", "resets_at": None},
+    )
+    twin = task.clone()
+    assert twin.to_dict() == task.to_dict()
+    inside = _containers(list(vars(task).values()))
+    assert inside and not inside & _containers(list(vars(twin).values()))
