@@ -421,11 +421,14 @@ class SchedulerLoop:
                 log.exception("settling finished task %s failed", task.id)
 
     def _fail(self, task: Task, reason: Reason, error: str) -> None:
-        task.wait_reason = None
-        task.status = TaskStatus.FAILED
         task.reason = reason.value
+        self._end(task, TaskStatus.FAILED, error)
+
+    def _end(self, task: Task, status: TaskStatus, error: str) -> None:
+        """End a task that will not run (again) with ``status`` and ``error``, and save it."""
+        task.status = status
         task.error = error
-        task.waiting_on = None
+        task.waiting_on = task.wait_reason = None
         task.finished_at = utcnow()
         self._save(task, "task.finished")
 
@@ -555,11 +558,7 @@ class SchedulerLoop:
                 continue
             ran = task.status == RUNNING or bool(task.slurm_job)
             log.warning("task %s: %s", task.id, UNACCEPTED)
-            task.status = TaskStatus.CANCELLED
-            task.error = UNACCEPTED
-            task.waiting_on = task.wait_reason = None
-            task.finished_at = utcnow()
-            self._save(task, "task.finished")
+            self._end(task, TaskStatus.CANCELLED, UNACCEPTED)
             if ran:
                 self._spawn(self.runner.cancel(task))
 
