@@ -591,9 +591,12 @@ WATCH_TAIL = ("tail", "-v", "-n", "0", "-F", "-s", "1")
 WATCHED_WAIT = FOLLOW_SLOW
 # Seconds the relay of `tail -F` lets pass between two wakes of the stream: a line after a
 # quiet spell wakes it at once, the next within RELAY_GAPS[0], and output that goes on without
-# a pause wakes it every RELAY_GAPS[-1] (as fast as the stream's own looks went, and no
-# faster: a round reads every followed file, 25 us of CPU each).
-RELAY_GAPS = (0.001, 0.002, 0.004, FOLLOW_FAST)
+# a pause wakes it every RELAY_GAPS[-1], as fast as the stream's own looks went and no faster
+# (each wake is a frame, and the hub's work, per task that grew). Short gaps first: a line is
+# held for what is left of its gap, and lines of many tasks a few ms apart are not output
+# that goes on. Gaps of 1, 2, 4 and 5 ms held 100 chatty tasks' lines up to 5 ms (host line
+# to the stream's frame p99 4.3-5.2 ms, 2.4-2.6 ms with these).
+RELAY_GAPS = (0.0002,) * 4 + (0.001, 0.002, 0.004, FOLLOW_FAST)
 RELAY_REST = 0.0001  # seconds the relay waits for the rest of what `tail` wrote at once
 HINTS_FILE = 1 << 20  # bytes of hints the stream reads before it empties the file
 
@@ -1001,9 +1004,14 @@ while :; do
   # Launches first: one that ended (its byte woke this round) and began its task has that
   # task followed now, and read in this round, not after the wait.
   landings
-  for k in "${{!fd[@]}}"; do
+  # Woken, not timed out: a watched task's files only if the relay named them. With every
+  # task watched, only the named ones are visited: a pass over 20 tasks to skip 19 cost
+  # 0.18 ms a round, the wake's median cost.
+  if [ $full = 0 ] && [ $wall = 1 ]; then
+    keys=(); for d in "${{!hint[@]}}"; do [ -n "${{dk[$d]+x}}" ] && keys+=("${{dk[$d]}}"); done
+  else keys=("${{!fd[@]}}"); fi
+  for k in "${{keys[@]}}"; do
     d=${{dir[$k]}}
-    # Woken, not timed out: a watched task's files only if the relay named them.
     [ $full = 0 ] && [ -n "${{wt[$k]+x}}" ] && [ -z "${{hint[$d]+x}}" ] && continue
     f=${{fd[$k]}} ended=0
     [[ -s $d/exit ]] && ended=1  # not -e: an exit file being written is empty

@@ -154,6 +154,44 @@ def test_a_watched_task_is_read_as_it_grows_and_its_end_seen_with_no_look_of_its
     assert stream.data["k"] == written
 
 
+def test_watched_tasks_are_each_read_as_they_grow_whichever_grows(
+    tmp_path: Path, stream: Stream
+) -> None:
+    """With every task watched, a round woken by `tail` visits only the tasks it named: lines
+    written to any of them, in any order and any bursts, all arrive exactly, and each task's
+    exit file ends that task alone."""
+    tasks = {f"k{i}": tmp_path / f"t{i}" for i in range(8)}
+    for key, task in tasks.items():
+        task.mkdir()
+        (task / "out.jsonl").write_bytes(b"")
+        stream.send("+", key, "0", str(task))
+    watched(stream)
+    rng = random.Random(5)
+    written = dict.fromkeys(tasks, b"")
+    outs = {key: (task / "out.jsonl").open("ab", buffering=0) for key, task in tasks.items()}
+    try:
+        for n in range(300):
+            key = rng.choice(list(tasks))
+            line = f"{key} line {n}\n".encode()
+            outs[key].write(line)
+            written[key] += line
+            time.sleep(rng.choice([0, 0, 0.0002, 0.001, 0.005]))
+    finally:
+        for out in outs.values():
+            out.close()
+    stream.wait_for(
+        "every byte", lambda: all(stream.data.get(k, b"") == w for k, w in written.items())
+    )
+    ending = sorted(tasks)[::2]
+    for key in ending:
+        (tasks[key] / "exit").write_text("0\n")
+    stream.wait_for("their ends", lambda: set(stream.ends) == set(ending))
+    assert stream.ends == {key: f"{len(written[key])} 0 0 0" for key in ending}
+    with (tasks["k1"] / "out.jsonl").open("ab") as out:
+        out.write(b"after the others ended\n")
+    stream.wait_for("a line after", lambda: stream.data["k1"].endswith(b"ended\n"))
+
+
 def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: Stream) -> None:
     """A command that comes, and a launch that ends, are taken while the stream waits its hour
     (and looks for the ends of launches under way only every hour too)."""
