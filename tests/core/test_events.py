@@ -128,6 +128,35 @@ async def test_no_waiter_leak_after_timeouts_and_cancels() -> None:
     assert bus.waiters == 0
 
 
+async def test_a_waiter_for_one_task_wakes_for_its_events_alone() -> None:
+    """Other tasks' events leave it waiting; its own, or events it missed, end the wait; it
+    leaks nothing whether it ends by an event, a timeout or a cancel."""
+    bus = EventBus(capacity=3)
+    waiter = asyncio.create_task(bus.wait(0, timeout=3600, task_id="mine"))
+    await asyncio.sleep(0.01)
+    bus.publish(EventType.TASK_LOG, task_id="other")
+    bus.publish(EventType.INVENTORY_RELOADED)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    bus.publish(EventType.TASK_LOG, task_id="mine")
+    assert await asyncio.wait_for(waiter, 30) is True  # woken, not timed out
+    seq = bus.last_seq
+    assert await bus.wait(seq - 1, timeout=5, task_id="mine") is True  # its event is there
+    assert await bus.wait(seq, timeout=0.02, task_id="mine") is False
+    bus.publish(EventType.TASK_LOG, task_id="other")
+    assert await bus.wait(seq, timeout=0.02, task_id="mine") is False
+    for _ in range(3):
+        bus.publish(EventType.TASK_LOG, task_id="other")
+    assert await bus.wait(seq, timeout=5, task_id="mine") is True  # it may have missed one
+    cancelled = [asyncio.create_task(bus.wait(bus.last_seq, 10, task_id="mine")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert bus.waiters == 3
+    for task in cancelled:
+        task.cancel()
+    await asyncio.gather(*cancelled, return_exceptions=True)
+    assert bus.waiters == 0 and not bus._task_waiters
+
+
 async def test_many_waiters_all_wake() -> None:
     bus = EventBus()
     waiters = [asyncio.create_task(bus.wait(0, timeout=5)) for _ in range(20)]

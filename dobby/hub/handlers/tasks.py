@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -175,17 +174,10 @@ class TaskEventsHandler(SSEHandler):
     async def _changed(self, task_id: str, seq: int) -> bool:
         """Wait for an event of this task after ``seq``; False after PING_EVERY without one.
 
-        Other tasks' events wake it too, but cost only a look at the bus: with many tasks
-        printing, a stream does not re-read its log and its task for every line of others.
+        Other tasks' events do not wake it: with many tasks printing, a stream does not
+        re-read its log and its task for every line of others.
         """
-        bus = self.dobby.bus
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PING_EVERY
-        while (left := deadline - loop.time()) > 0 and await bus.wait(seq, left):
-            if bus.missed(seq) or bus.since(seq, task_id=task_id):
-                return True
-            seq = bus.last_seq
-        return False
+        return await self.dobby.bus.wait(seq, PING_EVERY, task_id=task_id)
 
 
 class EventsHandler(SSEHandler):
