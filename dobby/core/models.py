@@ -329,6 +329,18 @@ class Task:
                 values[name] = _plain(value)
         return twin
 
+    def end(self, status: TaskStatus) -> None:
+        """Make this task ``status`` (completed, failed or cancelled) as of now.
+
+        Every way a task ends goes through here, so that a finished task has its end time and
+        waits on nothing; its reason, error and results are each caller's to set.
+        """
+        if not status.finished:
+            raise ValueError(f"{status} is not an end")
+        self.status = status
+        self.waiting_on = self.wait_reason = None
+        self.finished_at = utcnow()
+
     @property
     def state(self) -> TaskStatus:
         # TaskStatus(...) too: a caller may have assigned the plain string since __post_init__.

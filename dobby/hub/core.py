@@ -34,7 +34,6 @@ from dobby.core.events import EventBus
 from dobby.core.files import atomic_write
 from dobby.core.models import Project, Task, TaskStatus
 from dobby.core.shapes import validate_policy_patch, validate_project
-from dobby.core.timefmt import utcnow
 from dobby.hub.webhook import Webhook
 from dobby.inventory.load import Inventory, InventoryWatcher, add_spoke, list_spokes, load_inventory
 from dobby.inventory.spokes import key_file, known_hosts_entry, literal_address, spoke_name
@@ -383,10 +382,7 @@ class Hub:
             or (task.id in self.scheduler.dispatching and task.waiting_on != "host")
             or bool(task.slurm_job)  # queued in a Slurm cluster: scancel it
         )
-        task.status = TaskStatus.CANCELLED
-        task.waiting_on = None
-        task.wait_reason = None
-        task.finished_at = utcnow()
+        task.end(TaskStatus.CANCELLED)
         self.save(task, "task.finished")
         if launched:
             # The stop travels while the cancel is written to disk: the answer (sent once it is

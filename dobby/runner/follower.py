@@ -31,7 +31,7 @@ from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import GetTask, LimitHit, SaveTask, TaskRevision
 from dobby.core.retry import Backoff, Retry
-from dobby.core.timefmt import parse_time, utcnow
+from dobby.core.timefmt import parse_time
 from dobby.hostside import scripts
 from dobby.machines.slurm.outcome import Action, job_outcome
 from dobby.runner import verify
@@ -602,10 +602,8 @@ class Followers:
         keep_reason: bool = False,
     ) -> None:
         """End a task with ``status`` (and ``reason``, unless ``keep_reason``) and save it."""
-        task.status = status
         if not keep_reason:
             task.reason = reason.value if reason else None
         task.error = error
-        task.waiting_on = None
-        task.finished_at = utcnow()
+        task.end(status)
         self._save(task, "task.finished")

@@ -180,10 +180,9 @@ class RemoteSessions:
         try:
             await self._launch(task, has_prompt=bool(prompt))
         except (DispatchError, TransportError, ValidationError, OSError) as exc:
-            task.status = TaskStatus.FAILED
             task.reason = Reason.DISPATCH_ERROR.value
             task.error = str(exc)
-            task.finished_at = utcnow()
+            task.end(TaskStatus.FAILED)
             self._save(task, "task.finished")
             raise DispatchError(str(exc)) from exc
         finally:
@@ -312,12 +311,11 @@ class RemoteSessions:
             outputs.apply(current)
         code = int(exit_text) if exit_text.strip().lstrip("-").isdigit() else None
         current.exit_code = code
-        current.finished_at = utcnow()
         if code == 0:
-            current.status = TaskStatus.COMPLETED
+            current.end(TaskStatus.COMPLETED)
             current.summary = "interactive session ended"
         else:
-            current.status = TaskStatus.FAILED
+            current.end(TaskStatus.FAILED)
             current.reason = (Reason.EXIT_CODE if code is not None else Reason.HOST_LOST).value
             current.error = (
                 f"the agent exited with code {code}"

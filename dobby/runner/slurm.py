@@ -304,10 +304,9 @@ class SlurmJobs:
         task.slurm_state = outcome.message if info is None else describe(info)
         if outcome.action is Action.RESUBMIT:
             log.warning("task %s: %s", task.id, outcome.message)
-            task.status = TaskStatus.FAILED
             task.reason = Reason.HOST_LOST.value
             task.error = outcome.message
-            task.finished_at = utcnow()
+            task.end(TaskStatus.FAILED)
             self._requeue(task)  # recorded in attempts (requeued_by: slurm), queued again
             return
         assert outcome.status is not None

@@ -351,10 +351,8 @@ class Intake:
         task = self.store.get_task(task_id)
         if task.status != DRAFT:
             raise Conflict(f"task {task.id} is {task.status}: only drafts can be rejected")
-        task.status = TaskStatus.CANCELLED
-        task.waiting_on = None
         task.error = "rejected"
-        task.finished_at = utcnow()
+        task.end(TaskStatus.CANCELLED)
         self._save(task, "task.finished")
         status = self.store.task_status(task.plan_task) if task.plan_task else None
         if task.plan_task and status in (PENDING, "running"):

@@ -426,10 +426,8 @@ class SchedulerLoop:
 
     def _end(self, task: Task, status: TaskStatus, error: str) -> None:
         """End a task that will not run (again) with ``status`` and ``error``, and save it."""
-        task.status = status
         task.error = error
-        task.waiting_on = task.wait_reason = None
-        task.finished_at = utcnow()
+        task.end(status)
         self._save(task, "task.finished")
 
     def _release(self, task_id: str) -> None:

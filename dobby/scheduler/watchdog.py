@@ -115,13 +115,11 @@ class Watchdog:
                     self._save(current, "task.stale")
                 continue
             log.warning("task %s silent for %.0fs: killing it as stale", task.id, quiet)
-            current.status = TaskStatus.FAILED
             current.reason = Reason.STALE.value
             current.error = (
                 f"no output for {quiet:.0f}s (stale_timeout {timeout:g}s); killed on {current.host}"
             )
-            current.waiting_on = None
-            current.finished_at = utcnow()
+            current.end(TaskStatus.FAILED)
             # Failed first, then killed: the follower then stops instead of collecting.
             self._save(current, "task.finished")
             kill = asyncio.ensure_future(self._kill(current))

@@ -28,6 +28,7 @@ from dobby.core.shapes import (
     validate_submit,
     validate_verify,
 )
+from dobby.core.timefmt import parse_time
 
 NAN, INF = math.nan, math.inf
 
@@ -361,3 +362,22 @@ def test_a_cloned_task_equals_its_original_and_shares_nothing_mutable() -> None:
     assert twin.to_dict() == task.to_dict()
     inside = _containers(list(vars(task).values()))
     assert inside and not inside & _containers(list(vars(twin).values()))
+
+
+@pytest.mark.parametrize("status", [TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED])
+def test_an_ended_task_has_its_end_time_and_waits_on_nothing(status: TaskStatus) -> None:
+    task = Task(prompt="x", reason="host_lost", error="h1 is down", wait_reason="h1 is down")
+    task.waiting_on = "host"
+    task.end(status)
+    assert (task.status, task.waiting_on, task.wait_reason) == (status, None, None)
+    assert task.finished_at and parse_time(task.finished_at) >= parse_time(task.created_at)
+    assert (task.reason, task.error) == ("host_lost", "h1 is down")  # the caller's to set
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DRAFT, TaskStatus.PENDING, TaskStatus.RUNNING])
+def test_a_task_cannot_end_as_a_status_that_is_no_end(status: TaskStatus) -> None:
+    task = Task(prompt="x")
+    before = task.to_dict()
+    with pytest.raises(ValueError, match="is not an end"):
+        task.end(status)
+    assert task.to_dict() == before
