@@ -144,7 +144,7 @@ class Followers:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
         self._closed = False  # stopping: every loop ends at its next turn
         self.streams = HostStreams()  # the runner launches through them too
-        self._probes = Probes()
+        self._probes = Probes(self.streams)  # on the streams, where hosts have them
         self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
 
     def follow(self, task: Task, *, adopt: bool = False) -> None:
@@ -333,56 +333,73 @@ class Followers:
             checked + ADOPT_PROBE_AFTER if adopt else probe_time(checked, PROBE_EVERY, phase)
         )
         pending = b""  # the start of a line not written whole yet: held here, not re-read
-        while True:
-            now = time.monotonic()
-            if feed.poked or now - checked >= STATUS_EVERY:
-                feed.poked = False
-                task, checked = self._current(task_id, fresh=False), now
-                if (task.launch_id, task.started_at) != (first.launch_id, first.started_at):
-                    raise Relaunched
-            stopping = task_id in self._stopping
-            if task_id in self._unsent:
-                await self._kill(task, transport, paths)
-                self._unsent.discard(task_id)
-            every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
-            next_probe = min(next_probe, probe_time(now, every, phase))
-            frames = await feed.next(min(STREAM_WAKE, max(0.0, next_probe - now)))
-            data, ended = self._joined(frames, sink.size + len(pending))
-            if data:
-                pending = await self._append(task, sink, pending + data, final=False)
-            if ended is not None:
-                task = self._current(task_id)
-                self._reading[task_id] = (transport, paths)
-                if ended.offset == sink.size + len(pending):
-                    # The stream sent the file up to its end (run.sh writes exit after tee
-                    # closed it): only a last line without its newline is left to write.
-                    if pending:
-                        await self._append(task, sink, pending, final=True)
-                else:
-                    await self._catch_up(task, transport, paths, sink, final=True)
-                code = parse_exit(ended.exit or "")
-                await self._collect(
-                    task,
-                    transport,
-                    paths,
-                    sink,
-                    code,
-                    cancelled=stopping,
-                    left=Left(stderr=ended.stderr, artifacts=ended.artifacts),
-                )
-                return
-            now = time.monotonic()
-            if now >= next_probe:
-                next_probe = probe_time(now, every, phase)
-                task, checked = self._current(task_id, fresh=False), now
-                if await self._gone(task, transport, paths):
-                    self._reading[task_id] = (transport, paths)
+        # The session's probe runs beside the feed, not in its place: it waits for the host's
+        # other tasks (PROBE_GATHER), then for its answer, and lines that came meanwhile waited
+        # with it (every PROBE_EVERY, for every task of the host).
+        probing: asyncio.Future[bool] | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if feed.poked or now - checked >= STATUS_EVERY:
+                    feed.poked = False
+                    task, checked = self._current(task_id, fresh=False), now
+                    if (task.launch_id, task.started_at) != (first.launch_id, first.started_at):
+                        raise Relaunched
+                stopping = task_id in self._stopping
+                if task_id in self._unsent:
+                    await self._kill(task, transport, paths)
+                    self._unsent.discard(task_id)
+                every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
+                next_probe = min(next_probe, probe_time(now, every, phase))
+                # A probe under way wakes the loop with its answer: until then, the next one's
+                # time is no reason to look (one slower than PROBE_EVERY would spin the loop).
+                wait = STREAM_WAKE if probing else min(STREAM_WAKE, max(0.0, next_probe - now))
+                frames = await feed.next(wait)
+                data, ended = self._joined(frames, sink.size + len(pending))
+                if data:
+                    pending = await self._append(task, sink, pending + data, final=False)
+                if ended is not None:
                     task = self._current(task_id)
-                    await self._ended_without_exit(task, transport, paths, sink, stopping)
+                    self._reading[task_id] = (transport, paths)
+                    if ended.offset == sink.size + len(pending):
+                        # The stream sent the file up to its end (run.sh writes exit after tee
+                        # closed it): only a last line without its newline is left to write.
+                        if pending:
+                            await self._append(task, sink, pending, final=True)
+                    else:
+                        await self._catch_up(task, transport, paths, sink, final=True)
+                    code = parse_exit(ended.exit or "")
+                    await self._collect(
+                        task,
+                        transport,
+                        paths,
+                        sink,
+                        code,
+                        cancelled=stopping,
+                        left=Left(stderr=ended.stderr, artifacts=ended.artifacts),
+                    )
                     return
-            if not stopping and self._timed_out(task):
-                await self._time_out(self._current(task_id), transport, paths)
-                return
+                now = time.monotonic()
+                if probing is None and now >= next_probe:
+                    next_probe = probe_time(now, every, phase)
+                    task, checked = self._current(task_id, fresh=False), now
+                    probing = asyncio.ensure_future(self._gone(task, transport, paths))
+                    probing.add_done_callback(lambda _: feed.poke())  # its answer wakes the loop
+                if probing is not None and probing.done():
+                    gone, probing = probing.result(), None
+                    if gone:
+                        self._reading[task_id] = (transport, paths)
+                        task = self._current(task_id)
+                        await self._ended_without_exit(task, transport, paths, sink, stopping)
+                        return
+                if not stopping and self._timed_out(task):
+                    await self._time_out(self._current(task_id), transport, paths)
+                    return
+        finally:
+            if probing is not None:
+                probing.cancel()
+                if probing.done() and not probing.cancelled():
+                    probing.exception()  # the task ended: what its probe raised is of no use
 
     async def _ended_without_exit(
         self,
