@@ -13,6 +13,7 @@ from dobby.core.models import Task
 from dobby.hostside import scripts
 from dobby.runner.runner import LAUNCHES_PER_HOST, _Built
 from tests.fixtures.app import AppHub
+from tests.fixtures.execs import count_runs
 from tests.runner.test_streams import KILL_ITS_STREAM
 
 
@@ -48,14 +49,7 @@ async def test_a_launch_goes_through_the_hosts_stream_and_one_with_a_payload_is_
     runner = app_hub.core.runner
     transport = runner.hosts.transport("local")
     await transport.connect()
-    execs: list[str] = []
-    run = transport.run
-
-    async def counting(command: str, **kwargs: object) -> object:
-        execs.append(command)
-        return await run(command, **kwargs)  # type: ignore[arg-type]
-
-    transport.run = counting  # type: ignore[method-assign]
+    execs = count_runs(transport)
     task = Task(prompt="x", backend="shell", host="local")
     # The hub's own probes of the host may run meanwhile: only these commands count.
     res = await runner._run_launch(task, transport, "echo streamed", None)

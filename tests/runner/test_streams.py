@@ -23,6 +23,7 @@ from dobby.runner import streams as streams_module
 from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
+from tests.fixtures.execs import count_runs
 from tests.fixtures.procs import stream_helpers
 from tests.fixtures.sshd import SshHost
 
@@ -170,36 +171,15 @@ async def test_probes_of_one_host_share_one_command(transport: Transport) -> Non
     await put(transport, paths[1].file("pid"), b"1\n", append=False)
     await put(transport, paths[2].file("pid"), b"1\n", append=False)
     await put(transport, paths[2].file("exit"), b"7\n", append=False)
-    calls = 0
-    run = transport.run
-
-    async def counting(command: str, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await run(command, **kwargs)  # type: ignore[arg-type]
-
-    transport.run = counting  # type: ignore[method-assign]
+    commands = count_runs(transport)
     probes = Probes()
     states = await asyncio.gather(*(probes.probe(transport, p) for p in paths))
-    assert calls == 1
+    assert len(commands) == 1
     assert states == [
         {"session": "0", "started": "0", "exit": ""},
         {"session": "0", "started": "1", "exit": ""},
         {"session": "0", "started": "1", "exit": "7"},
     ]
-
-
-def count_runs(transport: Transport) -> list[str]:
-    """Make ``transport`` note the command of each exec it runs; return that list."""
-    commands: list[str] = []
-    run = transport.run
-
-    async def counting(command: str, **kwargs: object) -> object:
-        commands.append(command)
-        return await run(command, **kwargs)  # type: ignore[arg-type]
-
-    transport.run = counting  # type: ignore[method-assign]
-    return commands
 
 
 async def probe_tasks(
