@@ -155,7 +155,9 @@ class _HubThread:
     def stop(self) -> None:
         """Stop the hub and wait for its thread."""
         if self.thread.is_alive() and self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
+            # A hub that failed to start may be closing its loop right now: then it is ending.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(30)
 
 

@@ -3,6 +3,7 @@ nothing, whether it ends by itself, by Ctrl-C after --keep, or by SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dobby.cli.demo import _HubThread
+from dobby.core.config import load_settings
 
 pytestmark = pytest.mark.slow  # the whole demo
 
@@ -241,3 +245,17 @@ def test_demo_on_a_busy_port_is_one_line_and_leaves_nothing(tmp_path: Path) -> N
     assert out.splitlines()[-1].startswith(f"error: port {port} on 127.0.0.1 is already in use")
     assert "Traceback" not in out and "Task was destroyed" not in out
     assert list(tmp_path.iterdir()) == []  # its throw-away home is gone too
+
+
+def test_stopping_a_demo_hub_whose_loop_just_closed_is_no_error(tmp_path: Path) -> None:
+    # A hub that failed to start (a busy port) closes its loop in its thread while the demo
+    # cleans up: the stop raced it and ended the demo with "Event loop is closed".
+    hub = _HubThread(load_settings(home=tmp_path, overrides={}, environ={}))
+    hub.stop_event = asyncio.Event()
+    hub.loop.close()
+    gate = threading.Event()
+    hub.thread = threading.Thread(target=gate.wait, args=(30,))  # still ending
+    hub.thread.start()
+    threading.Timer(0.2, gate.set).start()
+    hub.stop()
+    assert not hub.thread.is_alive()
