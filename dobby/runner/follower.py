@@ -396,10 +396,10 @@ class Followers:
                     await self._time_out(self._current(task_id), transport, paths)
                     return
         finally:
-            if probing is not None:
+            if probing is not None and not probing.done():
                 probing.cancel()
-                if probing.done() and not probing.cancelled():
-                    probing.exception()  # the task ended: what its probe raised is of no use
+            elif probing is not None and not probing.cancelled():
+                probing.exception()  # the task ended: what its probe raised is of no use
 
     async def _ended_without_exit(
         self,
