@@ -345,22 +345,7 @@ def render_launch(
         f"tmux new-session -d -s {session} -x 200 -y 50 -c {wt} {command}"
         + r" \; set-option -g exit-empty off"
     )
-    start = _start_session(new_session, session)
-    words = (paths.session, paths.worktree, run_sh)
-    if all(shell_quote(w) == w for w in words):
-        # Through the host's stream, whose tmux control client then starts the session: no
-        # tmux process of its own (1.5 ms of CPU a task). Plain words only: the control
-        # client parses tmux's syntax, not bash's.
-        asked = f"new-session -d -s {paths.session} -x 200 -y 50 -c {paths.worktree} bash {run_sh}"
-        lines.insert(0, CONTROL_MARK)
-        start = [
-            'if [ -n "${DOBBY_TMUX-}" ]; then',
-            f'  printf "%s\\n" {shell_quote(asked)} >"$DOBBY_TMUX"',
-            "else",
-            *(f"  {line}" for line in start),
-            "fi",
-        ]
-    return "\n".join(lines + start) + "\n"
+    return "\n".join(lines + _start_session(new_session, session)) + "\n"
 
 
 def _start_session(new_session: str, session: str) -> list[str]:
@@ -566,14 +551,6 @@ FOLLOW_JOIN_FAST = 10
 # prints a commit id or an error, and the hub keeps the last 500 characters of an error.
 LAUNCH_OUTPUT = 4096
 COMMAND_DIGITS = 4  # the length of a command's rest (stream_command)
-# The tmux session the stream's control client attaches to (render_follow): never a task's
-# (those are dobby-<hex id>).
-CONTROL_SESSION = "dobby-control"
-CONTROL_TIMEOUT = 10  # seconds the control client may take to answer before it is given up
-CONTROL_TICK = 0.001  # seconds between looks for its answers while one is awaited
-# The first line of a launch that can leave its session to the control client: the stream
-# looks at the start of the script, not through all of it (a pattern over 7 kB cost 0.3 ms).
-CONTROL_MARK = "# dobby: DOBBY_TMUX"
 # Bytes of commands the stream's forwarder writes to one file before it starts the next.
 FORWARD_FILE = 1 << 20
 # Seconds the stream sleeps with nothing to do before it looks whether its forwarder lives.
@@ -651,13 +628,12 @@ def render_follow() -> str:
     server it starts must not hold the stream's channel open), the files it follows,
     ``LC_ALL``, the shell options, the functions and the positional parameters.
 
-    Once a task's launch started its session (so its tmux server runs), the stream keeps a
-    tmux control client (``tmux -C``) attached to the session CONTROL_SESSION, and a task's
-    launch (one beginning with CONTROL_MARK) leaves the command starting its session to it:
-    the stream writes the command and answers the launch when tmux says it was done. A tmux
-    client process per task (fork, exec, connect: 1.5 ms of CPU) is gone. Should the client
-    fail the command, go away or not answer within CONTROL_TIMEOUT, the launch starts its
-    session itself as it would have (after three such failures the stream stops asking).
+    Each launch starts its session with a tmux client process of its own. Never a control
+    client (``tmux -C``): every tmux before 3.7 sends notifications to a control client that
+    has connected but is not set up yet, and its server dies of it (a NULL ``control_state``,
+    tmux commit e5a2a25), killing every session on it. A task session starting or ending
+    during the client's handshake was enough: a stream that kept one (to save a tmux process
+    per launch, 1.5 ms of CPU) took down the host's first tasks ~1 run in 10.
 
     Builtins only while it runs — no fork per poll: each file stays open and ``read`` returns
     what it grew by (``-d ''``: a NUL byte ends a read and is counted, so bytes are exact;
@@ -686,23 +662,13 @@ def render_follow() -> str:
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
-    fast_ticks = round(FOLLOW_FAST / CONTROL_TICK)
-    # A launch whose session the control client did not start: its output, then the tmux
-    # command it asked for, as render_launch runs it ($fbl unquoted: plain words only).
-    fallback = "\n".join(
-        [
-            'printf %s "$fbo"; printf %s "$fbe" >&2',
-            *_start_session(r"tmux $fbl \; set-option -g exit-empty off", '"$fbs"'),
-        ]
-    )
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
 shopt -s nullglob dotglob
 declare -A fd off dir jt wt dk hint
-declare -a ls lp lf lc lt lw lo le cq
-idle=0 sub=0 full=1 tp= rp= tw= hr= hoff=0 wsec= wall=0 tailfail=0
-ctl=0 ctlfail=0 ctlw= ctlr= cpart= cqt=0 coff=0
+declare -a ls lp lf
+idle=0 full=1 tp= rp= tw= hr= hoff=0 wsec= wall=0 tailfail=0
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
   p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}
@@ -719,124 +685,41 @@ close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
 ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
-launch() {{  # KEY LEN FOLLOW, its bash in $script
-  # A task's launch (render_launch) may leave its session to the control client.
-  if [[ $script == {shell_quote(CONTROL_MARK)}* ]]; then spawn "$1" "$3" "$script" 1
-  else spawn "$1" "$3" "$script"; fi; }}
-# In a process of the stream's: the files it follows and its control client's pipes closed
-# (a process holding the client's stdin would keep it from ending with the stream).
-apart() {{ for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done
-  [ $ctl = 1 ] && exec {{ctlw}}>&- {{ctlr}}<&-; }}
+# In a process of the stream's: the files it follows closed.
+apart() {{ for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done; }}
 # …and its own pipes too, the locale it was given back: a process that is not the stream's.
 behind() {{ apart; exec {{wf}}>&- {{cr}}<&-; [ -n "$tw" ] && exec {{tw}}>&- {{hr}}<&-
   if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi; }}
-# Run SCRIPT (KEY FOLLOW SCRIPT [CTL]) in a subshell in a free slot; with CTL, one that may
-# leave the command starting its tmux session in $DOBBY_TMUX for the control client.
+# Run a launch (KEY FOLLOW; its bash in $script) in a subshell in a free slot.
 spawn() {{ local i=0 o
   while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
   ls[i]=$1 lf[i]=$2 o=$rd/$i
-  [ -n "$4" ] && lc[i]=1
-  ( rcfile=$o.rc script=$3  # globals: an exit through set -e drops a function's locals first
+  ( rcfile=$o.rc  # a global: an exit through set -e drops a function's locals first
     trap 'printf "%s\\n" "$?" >"$rcfile"; [ -z "$fw" ] || printf x 1<>"$wake"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
-    [ $ctl = 1 ] && [ -n "$4" ] && DOBBY_TMUX=$o.tmux
     behind
     shopt -u nullglob dotglob
-    unset -f close ended words cmd cmds forward alive watch hints relay take launch spawn landed \
-      reply free landings follow fallback apart behind ctl_start ctl_reset ctl_send ctl_read \
-      ctl_done ctl_dead
+    unset -f close ended words cmd cmds forward alive watch hints relay take spawn landed \
+      landings follow apart behind
     set --
     eval "$script" ) &
   lp[i]=$!
 }}
-landed() {{ local o=$rd/$1 rc= out= err= line=
+landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=  # SLOT: the launch's answer
   read -r rc <"$o.rc"  # a launch that went well printed nothing: a stat, not a read, each
   [[ -s $o.out ]] && IFS= read -r -d '' out <"$o.out"
   [[ -s $o.err ]] && IFS= read -r -d '' err <"$o.err"
   : >"$o.rc"
-  if [[ -s $o.tmux ]]; then  # the launch left its session to the control client
-    read -r line <"$o.tmux"; : >"$o.tmux"
-    if [ "$rc" = 0 ]; then
-      lt[$1]=$line lo[$1]=$out le[$1]=$err
-      if [ $ctl = 1 ] && ctl_send "$line"; then lw[$1]=1 cq+=("$1"); return; fi
-      [ $ctl = 1 ] && ctl_dead
-      fallback "$1"
-      return
-    fi
-  fi
-  reply "$1" "$rc" "$out" "$err"; }}
-reply() {{ local k=${{ls[$1]}} out=$3 err=$4  # SLOT RC OUT ERR: the launch's answer
   [ ${{#out}} -gt {LAUNCH_OUTPUT} ] && out=${{out: -{LAUNCH_OUTPUT}}}
   [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
-  printf 'L %s %s %s %s\n%s%s' "$k" "$2" ${{#out}} ${{#err}} "$out" "$err"
-  [ "$2" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
-  # A task's session started: its tmux server is up, a control client can attach to it.
-  [ "$2" = 0 ] && [ -n "${{lc[$1]}}" ] && [ $ctl = 0 ] && [ $ctlfail -lt 3 ] && ctl_start
-  free "$1"; }}
-free() {{ unset "ls[$1]" "lp[$1]" "lf[$1]" "lc[$1]" "lt[$1]" "lw[$1]" "lo[$1]" "le[$1]"; }}
-# The launch in SLOT could not have its session started by the control client: a subshell
-# starts it the launch's own way, a tmux process tried again while its server restarts (its
-# session may have started already: has-session settles it, as in render_launch).
-fallback() {{ local k=${{ls[$1]}} f=${{lf[$1]}} w=(${{lt[$1]}})
-  # Globals the subshell reads: the launch's output, its tmux command, its session.
-  fbo=${{lo[$1]}} fbe=${{le[$1]}} fbl=${{lt[$1]}} fbs=${{w[3]}}  # new-session -d -s SESSION …
-  free "$1"
-  spawn "$k" "$f" {shell_quote(fallback)}; }}
-# The control client: one `tmux -C` the stream keeps attached to the session
-# {CONTROL_SESSION}, so that starting a task's session costs no tmux process of its own. It
-# answers each command with a block (%begin … %end or %error, flags 1: ours) in order;
-# its other lines are notifications. Its output goes to a file, read like a task's log.
-ctl_start() {{
-  : >"$rd/ctl.out" || {{ ctlfail=$((ctlfail + 1)); return; }}
-  # Like a launch's subshell, it leaves the stream's channel and files behind (a tmux server
-  # it may start keeps what it inherits), and takes the locale the stream was given. Not a
-  # child of the stream: bash does more work for every command while a child of its lives.
-  exec {{ctlw}}> >(behind
-    exec {{pin}}<&0  # a command sent to the background would read /dev/null
-    tmux -C new-session -A -s {CONTROL_SESSION} -x 80 -y 24 cat - <&$pin {{pin}}<&- \
-      >>"$rd/ctl.out" &)
-  exec {{ctlr}}<"$rd/ctl.out"
-  ctl=1 cq=() cpart= coff=0
-  ctl_send 'set-option -g exit-empty off' && cq+=(x) || ctl_dead; }}
-ctl_reset() {{  # its file holds nothing asked for: start it again (it only grows)
-  : >"$rd/ctl.out"; exec {{ctlr}}<&-; exec {{ctlr}}<"$rd/ctl.out"; cpart= coff=0; }}
-ctl_send() {{ local s chunk  # a dead client's pipe must fail the write, not end the stream
-  if [ ${{#cq[@]}} = 0 ]; then  # what it wrote so far is notifications: skipped unread
-    if [ $coff -gt 1048576 ]; then ctl_reset; else
-      IFS= read -r -d '' -u $ctlr chunk; coff=$((coff + ${{#chunk}})) cpart=
-      [[ $chunk == *%exit* ]] && return 1  # it has gone
-    fi
-    cqt=$SECONDS
-  fi
-  trap '' PIPE; printf '%s\n' "$1" >&$ctlw; s=$?; trap - PIPE; return $s; }}
-ctl_read() {{ local chunk line  # one read takes all it wrote since (never a NUL)
-  IFS= read -r -d '' -u $ctlr chunk; coff=$((coff + ${{#chunk}}))
-  chunk=$cpart$chunk
-  while [[ $chunk == *$'\n'* ]]; do
-    line=${{chunk%%$'\n'*}} chunk=${{chunk#*$'\n'}}
-    case $line in  # the rest: notifications, and what a command printed
-      '%end '*' 1') ctl_done 0 ;;
-      '%error '*' 1') ctl_done 1 ;;
-      %exit*) ctl_dead; return ;;
-    esac
-  done
-  cpart=$chunk  # the start of a line it is still writing
-  [ ${{#cq[@]}} -gt 0 ] && [ $((SECONDS - cqt)) -gt {CONTROL_TIMEOUT} ] && ctl_dead; }}
-ctl_done() {{ local i=${{cq[0]}}  # the oldest command was answered: 0 done, 1 failed
-  cq=("${{cq[@]:1}}"); cqt=$SECONDS
-  [ "$i" = x ] || [ -z "${{lw[$i]+x}}" ] && return
-  if [ "$1" = 0 ]; then reply "$i" 0 "${{lo[$i]}}" "${{le[$i]}}"; else fallback "$i"; fi; }}
-ctl_dead() {{ local i q=("${{cq[@]}}")  # gone, or not answering: its launches go their own way
-  exec {{ctlw}}>&- {{ctlr}}<&-  # its stdin closed: a client still there ends
-  ctl=0 ctlfail=$((ctlfail + 1)) cq=()
-  for i in "${{q[@]}}"; do [ "$i" != x ] && [ -n "${{lw[$i]+x}}" ] && fallback "$i"; done; }}
+  printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
+  [ "$rc" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
+  unset "ls[$1]" "lp[$1]" "lf[$1]"; }}
 follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR: a + command's words
   k=${{spec%% *}} spec=${{spec#* }}; o=${{spec%% *}}
   take + "$k" "$o" "${{spec#* }}"; }}
-landings() {{ local i; [ ${{#cq[@]}} -gt 0 ] && ctl_read
+landings() {{ local i
   for i in "${{!ls[@]}}"; do
-    [ -n "${{ls[i]+x}}" ] || continue  # answered meanwhile (by the control client)
-    [ -n "${{lw[i]+x}}" ] && continue  # its session is the control client's to start
     if [[ -s $rd/$i.rc ]]; then landed "$i"
     elif ! kill -0 "${{lp[i]}}"; then  # killed: no exit trap wrote its code
       [[ -s $rd/$i.rc ]] || {{ wait "${{lp[i]}}"; printf '%s\\n' $? >"$rd/$i.rc"; }}
@@ -992,7 +875,7 @@ take() {{ case $1 in
   +) fd[$2]=- off[$2]=$3 dir[$2]=$4 jt[$2]=$SECONDS dk[$4]=$2 wall=0
      [ $idle -gt {joined} ] && idle={joined} ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
-  L) launch "$2" "$3" "$4" ;;
+  L) spawn "$2" "$4" ;;
 esac; }}
 cn=0 cbuf= fw= in=0  # commands on stdin until a task is watched (wake)
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
@@ -1061,15 +944,9 @@ while :; do
   else
     # A launch under way: its end is looked for every FOLLOW_FAST (one killed writes no
     # byte), the files at their own pace (a host launching back to back would otherwise read
-    # every file 200 times a second). The control client's answers, which come within a few
-    # ms, are looked for every ms.
+    # every file 200 times a second).
     while :; do
-      if [ ${{#cq[@]}} = 0 ]; then
-        IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $in x; s=$?; ticks=$((ticks - 1)) sub=0
-      else  # (the files still at their pace: a tick gone every {fast_ticks} of these)
-        IFS= read -r -d '' -t {CONTROL_TICK} -n 1 -u $in x; s=$?; sub=$((sub + 1))
-        [ $sub -ge {fast_ticks} ] && ticks=$((ticks - 1)) sub=0
-      fi
+      IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $in x; s=$?; ticks=$((ticks - 1))
       [ -n "$x" ] && break
       [ $s != 0 ] && [ $s -le 128 ] && break
       landings

@@ -28,11 +28,7 @@ LAUNCHES = LAUNCHES_PER_HOST  # every one of them inside tmux (more would wait t
 
 @pytest.fixture
 def stuck(tmp_path: Path) -> Iterator[Path]:
-    """Return a directory whose ``tmux`` hangs in ``new-session``; kill its strays after.
-
-    Its control mode fails: a launch through the host's stream then starts its session with
-    a tmux process of its own, as it does without a control client, and hangs in there.
-    """
+    """Return a directory whose ``tmux`` hangs in ``new-session``; kill its strays after."""
     bin_dir = tmp_path / "stuck-bin"
     bin_dir.mkdir()
     marks = tmp_path / "marks"
@@ -40,7 +36,6 @@ def stuck(tmp_path: Path) -> Iterator[Path]:
     real = subprocess.run(["bash", "-c", "command -v tmux"], capture_output=True, text=True)
     (bin_dir / "tmux").write_text(
         "#!/bin/bash\n"
-        '[ "$1" = -C ] && exit 1\n'
         f'if [ "$1" = new-session ] && [ -e {marks}/hang ]; then\n'
         "  setsid sleep 600 &\n"  # its own session: out of reach of the launch's group
         f"  echo $! >{marks}/stray.$$\n"
