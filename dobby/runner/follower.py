@@ -144,7 +144,7 @@ class Followers:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dobby-log")
         self._closed = False  # stopping: every loop ends at its next turn
         self.streams = HostStreams()  # the runner launches through them too
-        self._probes = Probes()
+        self._probes = Probes(self.streams)  # on the streams, where hosts have them
         self._feeds: dict[str, Feed] = {}  # streamed tasks: poked when the hub's side changes
 
     def follow(self, task: Task, *, adopt: bool = False) -> None:

@@ -19,6 +19,7 @@ import pytest
 from dobby.core.errors import TransportError
 from dobby.core.models import Host
 from dobby.hostside import scripts
+from dobby.runner import streams as streams_module
 from dobby.runner.follower import Followers, host_phase, probe_time
 from dobby.runner.streams import Feed, Frame, HostStreams, Probes
 from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
@@ -179,6 +180,64 @@ async def test_probes_of_one_host_share_one_command(transport: Transport) -> Non
         {"session": "0", "started": "1", "exit": ""},
         {"session": "0", "started": "1", "exit": "7"},
     ]
+
+
+async def probe_tasks(
+    transport: Transport, probes: Probes, exits: dict[str, bytes]
+) -> list[dict[str, str]]:
+    """Probe three started tasks p1..p3 at once, writing ``exits`` (task -> exit file) first."""
+    paths = [scripts.TaskPaths(workdir=transport.workdir, task_id=t) for t in ("p1", "p2", "p3")]
+    for p in paths:
+        await put(transport, p.file("pid"), b"1\n", append=False)
+        if p.task_id in exits:
+            await put(transport, p.file("exit"), exits[p.task_id], append=False)
+    return await asyncio.gather(*(probes.probe(transport, p) for p in paths))
+
+
+async def test_probes_ride_on_the_hosts_stream_with_no_exec(
+    transport: Transport, streams: HostStreams
+) -> None:
+    # An exec of its own made sshd set up a session while the stream's lines waited.
+    commands = count_runs(transport)
+    states = await probe_tasks(transport, Probes(streams), {"p2": b"7\n"})
+    assert [c for c in commands if "probe()" in c] == []
+    assert states == [
+        {"session": "0", "started": "1", "exit": ""},
+        {"session": "0", "started": "1", "exit": "7"},
+        {"session": "0", "started": "1", "exit": ""},
+    ]
+
+
+async def test_a_probe_the_stream_answers_in_part_is_asked_again_by_an_exec(
+    transport: Transport, streams: HostStreams
+) -> None:
+    # An exit file with an odd first line: the stream sends back the last LAUNCH_OUTPUT bytes
+    # of the answer, which then lacks the tasks probed before it.
+    odd = b"x" * (scripts.LAUNCH_OUTPUT + 100)
+    commands = count_runs(transport)
+    states = await probe_tasks(transport, Probes(streams), {"p2": odd + b"\n", "p3": b"0\n"})
+    assert len([c for c in commands if "probe()" in c]) == 1
+    assert [s["exit"] for s in states] == ["", odd.decode(), "0"]
+
+
+async def test_a_probe_the_stream_does_not_answer_in_time_goes_as_an_exec(
+    transport: Transport, streams: HostStreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = count_runs(transport)
+    monkeypatch.setattr(streams_module, "STREAM_PROBE_TIMEOUT", 0)
+    states = await probe_tasks(transport, Probes(streams), {"p1": b"3\n"})
+    assert [s["exit"] for s in states] == ["3", "", ""]
+    assert len([c for c in commands if "probe()" in c]) == 1
+
+
+async def test_a_host_that_cannot_stream_is_probed_by_an_exec(
+    transport: Transport, streams: HostStreams
+) -> None:
+    transport.streams = False  # type: ignore[misc]
+    commands = count_runs(transport)
+    states = await probe_tasks(transport, Probes(streams), {"p1": b"4\n"})
+    assert [s["exit"] for s in states] == ["4", "", ""]
+    assert len([c for c in commands if "probe()" in c]) == 1
 
 
 def test_parse_probe_many() -> None:
