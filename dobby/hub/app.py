@@ -17,7 +17,6 @@ from dobby.hub.handlers import results as hr
 from dobby.hub.handlers import scheduler as hs
 from dobby.hub.handlers import tasks as h
 from dobby.hub.handlers.ws import EventsSocket
-from dobby.hub.openapi import document
 
 # (pattern, handler, {method: summary}): the one route table of the hub, and the source of
 # /openapi.json. Routes without summaries are pages, not API, and stay out of the document.
@@ -160,8 +159,12 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
 def openapi() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of the routes above (see dobby/hub/openapi.py).
 
-    Built once per process (read-only): building takes ~0.3 s of CPU.
+    Built once per process (read-only): building takes ~0.3 s of CPU. Its module is imported
+    here, not with the hub: the response models cost every hub start 50 ms of CPU, and a
+    restarted hub's tasks wait for its start.
     """
+    from dobby.hub.openapi import document
+
     return document(ROUTES)
 
 
