@@ -973,15 +973,21 @@ done
     return f"exec bash -c {shell_quote(body)}"  # bash 4+ whatever the login shell is
 
 
+NO_SERVER = "x"  # a probe's SESSION when no tmux server answers (render_probe_many)
+
+
 def render_probe_many(paths: Sequence[TaskPaths]) -> str:
     """Return one command probing many tasks of a host: a line ``ID SESSION STARTED EXIT`` each.
 
-    SESSION and STARTED are 0/1 as in :func:`render_probe`; EXIT is the exit file's first
-    line, empty when there is none. One ``tmux ls`` answers for every session.
+    SESSION and STARTED are 0/1 as in :func:`render_probe`, SESSION is NO_SERVER when no tmux
+    server answers at all (one that crashed or was killed ended every session on it); EXIT is
+    the exit file's first line, empty when there is none. One ``tmux ls`` answers for every
+    session.
     """
     lines = [
-        "s=$(tmux ls -F '#{session_name}' 2>/dev/null)",
+        f"s=$(tmux ls -F '#{{session_name}}' 2>/dev/null) || s={NO_SERVER}",
         "probe() { local a=0 b=0 e=; case $'\\n'$s$'\\n' in *$'\\n'$2$'\\n'*) a=1;; esac",
+        f'  [ "$s" = {NO_SERVER} ] && a={NO_SERVER}',
         '  [ -e "$3/pid" ] && b=1; read -r e <"$3/exit" 2>/dev/null',
         '  printf "%s %s %s %s\\n" "$1" $a $b "$e"; }',
     ]

@@ -336,7 +336,7 @@ class Followers:
         # The session's probe runs beside the feed, not in its place: it waits for the host's
         # other tasks (PROBE_GATHER), then for its answer, and lines that came meanwhile waited
         # with it (every PROBE_EVERY, for every task of the host).
-        probing: asyncio.Future[bool] | None = None
+        probing: asyncio.Future[dict[str, str] | None] | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -387,10 +387,10 @@ class Followers:
                     probing.add_done_callback(lambda _: feed.poke())  # its answer wakes the loop
                 if probing is not None and probing.done():
                     gone, probing = probing.result(), None
-                    if gone:
+                    if gone is not None:
                         self._reading[task_id] = (transport, paths)
                         task = self._current(task_id)
-                        await self._ended_without_exit(task, transport, paths, sink, stopping)
+                        await self._ended_without_exit(task, transport, paths, sink, stopping, gone)
                         return
                 if not stopping and self._timed_out(task):
                     await self._time_out(self._current(task_id), transport, paths)
@@ -408,13 +408,15 @@ class Followers:
         paths: scripts.TaskPaths,
         sink: LogWriter,
         stopping: bool,
+        state: dict[str, str],
     ) -> None:
-        """End a task whose session is gone without an exit code: cancelled, or lost."""
+        """End a task whose session is gone without an exit code (``state``: the probe's
+        answer): cancelled, or lost."""
         if stopping:  # stopped for good before it could write its exit code
             await self._catch_up(task, transport, paths, sink, final=True)
             await self._collect(task, transport, paths, sink, None, cancelled=True)
         else:
-            self._lost(task, paths)
+            self._lost(task, paths, no_server=state.get("session") == scripts.NO_SERVER)
 
     @staticmethod
     def _joined(frames: list[Frame], expected: int) -> tuple[bytes, Frame | None]:
@@ -494,8 +496,9 @@ class Followers:
                     return
             elif now - last_probe >= (STOPPING_PROBE_EVERY if stopping else PROBE_EVERY):
                 last_probe = now
-                if await self._gone(task, transport, paths):
-                    await self._ended_without_exit(task, transport, paths, sink, stopping)
+                state = await self._gone(task, transport, paths)
+                if state is not None:
+                    await self._ended_without_exit(task, transport, paths, sink, stopping, state)
                     return
             if not stopping and self._timed_out(task):
                 await self._time_out(task, transport, paths)
@@ -536,10 +539,13 @@ class Followers:
         limit = task.timeout + TIMEOUT_GRACE + verify.extra_seconds(task)
         return time.time() - started > limit
 
-    async def _gone(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> bool:
-        """Return True if the task's session is gone without an exit code (batched per host)."""
+    async def _gone(
+        self, task: Task, transport: Transport, paths: scripts.TaskPaths
+    ) -> dict[str, str] | None:
+        """Return the probe's answer if the task's session is gone without an exit code, else
+        None (batched per host)."""
         state = await self._probes.probe(transport, paths)
-        return not (state.get("session") == "1" or state.get("exit"))
+        return None if state.get("session") == "1" or state.get("exit") else state
 
     async def _slurm_ended(
         self, task: Task, transport: Transport, paths: scripts.TaskPaths, sink: LogWriter
@@ -557,13 +563,14 @@ class Followers:
             return False
         return True
 
-    def _lost(self, task: Task, paths: scripts.TaskPaths) -> None:
-        self.finish(
-            task,
-            TaskStatus.FAILED,
-            Reason.HOST_LOST,
-            f"tmux session {paths.session} is gone and left no exit code on {task.host}",
-        )
+    def _lost(self, task: Task, paths: scripts.TaskPaths, *, no_server: bool) -> None:
+        error = f"tmux session {paths.session} is gone and left no exit code on {task.host}"
+        if no_server:  # every task of the host ends so: say why, not only that
+            error += (
+                "; no tmux server runs there any more (it crashed or was killed, and every "
+                "session on it ended with it)"
+            )
+        self.finish(task, TaskStatus.FAILED, Reason.HOST_LOST, error)
 
     async def _collect(
         self,

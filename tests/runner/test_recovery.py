@@ -91,6 +91,23 @@ def test_session_killed_under_a_running_task_fails_it(
     assert (task["status"], task["reason"]) == ("failed", "host_lost")
 
 
+def test_tasks_of_a_tmux_server_that_crashed_are_host_lost_and_say_why(
+    hub: HubProcess, ssh_hosts: list[SshHost]
+) -> None:
+    """A tmux server that dies (tmux before 3.7 crashed so under control clients) ends every
+    session on it: each task fails host_lost, and its error says the server is gone."""
+    h3 = ssh_hosts[2]
+    ids = [add(hub, "sleep 600", backend="shell") for _ in range(2)]
+    for task_id in ids:
+        hub.wait_status(task_id, ("running",))
+        wait_host_file(h3, task_id, "pid")
+    ssh(h3, "pkill -SEGV -u $(id -u) -x 'tmux: server'; true")  # its name (comm)
+    for task_id in ids:
+        task = hub.wait_status(task_id, timeout=60)
+        assert (task["status"], task["reason"]) == ("failed", "host_lost")
+        assert f"dobby-{task_id}" in task["error"] and "no tmux server runs there" in task["error"]
+
+
 def test_other_tasks_survive_a_restart_untouched(hub: HubProcess) -> None:
     done = add(hub, "echo done", backend="shell")
     assert hub.wait_status(done)["status"] == "completed"

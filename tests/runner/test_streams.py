@@ -175,11 +175,18 @@ async def test_probes_of_one_host_share_one_command(transport: Transport) -> Non
     probes = Probes()
     states = await asyncio.gather(*(probes.probe(transport, p) for p in paths))
     assert len(commands) == 1
-    assert states == [
-        {"session": "0", "started": "0", "exit": ""},
-        {"session": "0", "started": "1", "exit": ""},
-        {"session": "0", "started": "1", "exit": "7"},
+    assert gone(states) == [
+        {"started": "0", "exit": ""},
+        {"started": "1", "exit": ""},
+        {"started": "1", "exit": "7"},
     ]
+
+
+def gone(states: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Return the probes' answers without their SESSION, once each says the session is gone
+    (0, or NO_SERVER when no tmux server runs there: that depends on the tests run before)."""
+    assert all(s["session"] in ("0", scripts.NO_SERVER) for s in states), states
+    return [{k: v for k, v in s.items() if k != "session"} for s in states]
 
 
 async def probe_tasks(
@@ -201,10 +208,10 @@ async def test_probes_ride_on_the_hosts_stream_with_no_exec(
     commands = count_runs(transport)
     states = await probe_tasks(transport, Probes(streams), {"p2": b"7\n"})
     assert [c for c in commands if "probe()" in c] == []
-    assert states == [
-        {"session": "0", "started": "1", "exit": ""},
-        {"session": "0", "started": "1", "exit": "7"},
-        {"session": "0", "started": "1", "exit": ""},
+    assert gone(states) == [
+        {"started": "1", "exit": ""},
+        {"started": "1", "exit": "7"},
+        {"started": "1", "exit": ""},
     ]
 
 
@@ -238,6 +245,36 @@ async def test_a_host_that_cannot_stream_is_probed_by_an_exec(
     states = await probe_tasks(transport, Probes(streams), {"p1": b"4\n"})
     assert [s["exit"] for s in states] == ["4", "", ""]
     assert len([c for c in commands if "probe()" in c]) == 1
+
+
+def test_a_probe_says_when_no_tmux_server_answers_at_all(tmp_path: Path) -> None:
+    """A tmux server that crashed (or was killed) took every session with it: the probe says
+    so, apart from a session that alone is gone, so the hub can tell the user why."""
+    paths = [scripts.TaskPaths(workdir=str(tmp_path), task_id=t) for t in ("t1", "t2")]
+    (tmp_path / "tasks" / "t1").mkdir(parents=True)
+    (tmp_path / "tasks" / "t1" / "pid").write_text("1\n")
+    sockets = tmp_path / "tmx"  # no server has ever run here
+    sockets.mkdir()
+    env = {**os.environ, "TMUX_TMPDIR": str(sockets)}
+    out = subprocess.run(
+        ["bash", "-c", scripts.render_probe_many(paths)],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    states = scripts.parse_probe_many(out)
+    assert states == {
+        "t1": {"session": scripts.NO_SERVER, "started": "1", "exit": ""},
+        "t2": {"session": scripts.NO_SERVER, "started": "0", "exit": ""},
+    }
+    # A server that runs, without those sessions: each is simply gone.
+    subprocess.run(["tmux", "new-session", "-d", "-s", "other", "sleep 30"], env=env, check=True)
+    try:
+        out = subprocess.run(
+            ["bash", "-c", scripts.render_probe_many(paths)],
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert [s["session"] for s in scripts.parse_probe_many(out).values()] == ["0", "0"]
+    finally:
+        subprocess.run(["tmux", "kill-server"], env=env, capture_output=True, check=False)
 
 
 def test_parse_probe_many() -> None:
