@@ -985,9 +985,10 @@ def render_probe_many(paths: Sequence[TaskPaths]) -> str:
     session.
     """
     lines = [
-        f"s=$(tmux ls -F '#{{session_name}}' 2>/dev/null) || s={NO_SERVER}",
+        # A flag, not a sentinel in $s: a user's session may have any name.
+        "up=1; s=$(tmux ls -F '#{session_name}' 2>/dev/null) || up=0",
         "probe() { local a=0 b=0 e=; case $'\\n'$s$'\\n' in *$'\\n'$2$'\\n'*) a=1;; esac",
-        f'  [ "$s" = {NO_SERVER} ] && a={NO_SERVER}',
+        f"  [ $up = 0 ] && a={NO_SERVER}",
         '  [ -e "$3/pid" ] && b=1; read -r e <"$3/exit" 2>/dev/null',
         '  printf "%s %s %s %s\\n" "$1" $a $b "$e"; }',
     ]

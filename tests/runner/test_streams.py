@@ -265,8 +265,11 @@ def test_a_probe_says_when_no_tmux_server_answers_at_all(tmp_path: Path) -> None
         "t1": {"session": scripts.NO_SERVER, "started": "1", "exit": ""},
         "t2": {"session": scripts.NO_SERVER, "started": "0", "exit": ""},
     }
-    # A server that runs, without those sessions: each is simply gone.
-    subprocess.run(["tmux", "new-session", "-d", "-s", "other", "sleep 30"], env=env, check=True)
+    # A server that runs, without those sessions (its one session named like the mark): each
+    # is simply gone.
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", scripts.NO_SERVER, "sleep 30"], env=env, check=True
+    )
     try:
         out = subprocess.run(
             ["bash", "-c", scripts.render_probe_many(paths)],
