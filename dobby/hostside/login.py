@@ -54,11 +54,14 @@ def render_capture() -> str:
     )
 
 
-def render_adopt(*, err_file: str | None = None, cache: str | None = None) -> str:
+def render_adopt(
+    *, err_file: str | None = None, cache: str | None = None, ttl: int = CACHE_TTL_S
+) -> str:
     """Return the lines that adopt the login environment in the current shell.
 
     ``err_file`` (already shell-quoted) gets one line when the login shell fails. ``cache``
-    (already shell-quoted): the file that keeps the exports between launches (see the module).
+    (already shell-quoted): the file that keeps the exports between launches (see the module),
+    used while younger than ``ttl`` seconds.
     """
     note = (
         f'echo "dobby: the login environment of $(id -un) could not be read (bash exited '
@@ -88,7 +91,7 @@ def render_adopt(*, err_file: str | None = None, cache: str | None = None) -> st
         f"  IFS= read -r dobby_at <{cache}; dobby_at=${{dobby_at#\\#}}\n"
         "  case $dobby_at in ''|*[!0-9]*) dobby_at=0;; esac\n"
         "  dobby_at=$((dobby_now - dobby_at))\n"  # its age in seconds
-        f"  if [ $dobby_at -ge 0 ] && [ $dobby_at -lt {CACHE_TTL_S} ] && ! {{ {changed}; }}; then\n"
+        f"  if [ $dobby_at -ge 0 ] && [ $dobby_at -lt {int(ttl)} ] && ! {{ {changed}; }}; then\n"
         f"    IFS= read -r -d '' dobby_login <{cache}\n"
         "  fi\n"
         "fi\n"

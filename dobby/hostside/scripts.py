@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dobby.hostside.login import render_adopt
+from dobby.hostside.login import CACHE_TTL_S, render_adopt
 
 # Stands for the prompt in argv; render_command replaces this word with "$DOBBY_PROMPT",
 # read from prompt.md at run time, so the prompt is never pasted into a shell line. An argv
@@ -503,23 +503,61 @@ def render_settle(*, paths: TaskPaths, claim: str) -> str:
     )
 
 
-def render_versions(env: Mapping[str, str]) -> str:
-    """Return the host probe: tool versions with the login and inventory env applied."""
-    exports = render_adopt() + "".join(
+# The tools a host probe looks for, and how it reads each one's version.
+VERSION_TOOLS = {
+    "tmux": "tmux -V",
+    "git": "git --version",
+    "claude": "claude --version",
+    "codex": "codex --version",
+}
+VERSIONS_STAMP = "versions.stamp"  # in the host's work dir: when versions were last read
+
+
+def render_versions(
+    env: Mapping[str, str],
+    *,
+    workdir: str,
+    known: Mapping[str, str] | None = None,
+    quick_ttl: int = 600,
+) -> str:
+    """Return the host probe: where each tool of VERSION_TOOLS is and, when needed, its version,
+    with the login and inventory env applied.
+
+    Prints ``TOOL_at=PATH`` for each tool (empty: not found) and ``bash=VERSION`` always;
+    ``TOOL=VERSION`` lines and ``versions=1`` only when it read the versions. It reads them
+    unless ``known`` (what the last reading found: ``{TOOL: PATH}``) is given and still holds:
+    every tool where it was, none newer than the stamp that reading left in ``workdir``. A
+    reading costs processes (``claude --version`` starts node, 0.3 s of CPU) and a login shell
+    when its cache is old; a probe that only looks is builtins (``hash`` finds a tool on PATH,
+    ``-nt`` compares mtimes) over the login environment the launches cached, up to
+    ``quick_ttl`` seconds old. ``workdir`` is absolute.
+    """
+    stamp = shell_quote(f"{workdir}/{VERSIONS_STAMP}")
+    cache = shell_quote(f"{workdir}/login.env")
+    quick = known is not None
+    exports = render_adopt(cache=cache, ttl=quick_ttl if quick else CACHE_TTL_S) + "".join(
         f"export {k}={quote_env_value(str(v))}; " for k, v in env.items() if _ENV_NAME.match(k)
     )
-    probes = {
-        "tmux": "tmux -V",
-        "git": "git --version",
-        "claude": "claude --version",
-        "codex": "codex --version",
-        "bash": "echo $BASH_VERSION",
-    }
-    body = "; ".join(
-        f'printf "%s=%s\\n" {name} "$({cmd} 2>/dev/null </dev/null | head -n1)"'
-        for name, cmd in probes.items()
+    lines = [exports, f"read=1; [ -e {stamp} ] && read={0 if quick else 1}"]
+    for tool in VERSION_TOOLS:
+        was = shell_quote((known or {}).get(tool, ""))
+        lines.append(
+            f"p=; hash {tool} 2>/dev/null && p=${{BASH_CMDS[{tool}]}}; "
+            f"printf '%s\\n' \"{tool}_at=$p\"; "
+            f'[ "$p" = {was} ] || read=1; [ -n "$p" ] && [ "$p" -nt {stamp} ] && read=1'
+        )
+    reads = "; ".join(
+        f'printf "%s=%s\\n" {tool} "$({cmd} 2>/dev/null </dev/null | head -n1)"'
+        for tool, cmd in VERSION_TOOLS.items()
     )
-    return exports + body
+    # The stamp before the reading: a tool replaced while it runs is newer, and read again.
+    lines.append(
+        f"if [ $read = 1 ]; then {{ : >{stamp}; }} 2>/dev/null || "
+        f"{{ mkdir -p {shell_quote(workdir)} && : >{stamp}; }} 2>/dev/null; "
+        f"{reads}; echo versions=1; fi"
+    )
+    lines.append('printf "bash=%s\\n" "$BASH_VERSION"')
+    return f"exec bash -c {shell_quote(chr(10).join(lines))}"  # whatever the login shell is
 
 
 def parse_kv(text: str) -> dict[str, str]:

@@ -13,10 +13,12 @@ from dobby.core.aio import stop_task, wait_event
 from dobby.core.errors import NotFound, TransportError
 from dobby.core.models import Host
 from dobby.core.timefmt import utcnow
-from dobby.hostside.scripts import parse_kv, render_versions
+from dobby.hostside.scripts import VERSION_TOOLS, parse_kv, render_versions
 from dobby.transport import Transport, make_transport
 
 log = logging.getLogger("dobby.machines.hosts")
+# Seconds after which a probe reads the tools' versions even if nothing says they changed.
+VERSIONS_EVERY = 600.0
 AGENT_CLIS = ("claude", "codex")  # backends that need their CLI on the host (shell needs bash)
 
 
@@ -31,6 +33,8 @@ class HostState:
     is_root: bool | None = None
     checked_at: float = 0.0
     probed: bool = False  # a probe read the host's tool versions at least once
+    tools: dict[str, str] | None = None  # where the last reading of the versions found each tool
+    read_at: float = 0.0  # when (monotonic) the versions were last read
 
     @property
     def clis(self) -> frozenset[str] | None:
@@ -149,18 +153,29 @@ class HostManager:
             self._on_change(name, state)
 
     async def probe(self, name: str) -> HostState:
-        """Connect, read tool versions, and update the host's state."""
+        """Connect, look at the host's tools (reading their versions when they changed, see
+        :func:`render_versions`), and update the host's state."""
         host = self.get(name)
         transport = self.transport(name)
         state = self.states.setdefault(name, HostState())
-        state.checked_at = time.monotonic()
+        now = state.checked_at = time.monotonic()
+        # Read afresh now and then all the same: an upgrade in place can keep a tool's path
+        # and mtime (npm dates every file it installs 1985).
+        known = state.tools if now - state.read_at < VERSIONS_EVERY else None
         try:
             await transport.connect()
-            res = await transport.run(render_versions(host.env), timeout=20)
+            script = render_versions(host.env, workdir=transport.workdir, known=known)
+            res = await transport.run(script, timeout=20)
         except (TransportError, TimeoutError) as exc:
             self.record(name, ok=False, error=str(exc).removeprefix(f"{name}: "))
             return state
-        state.versions = {k: v for k, v in parse_kv(res.stdout).items() if v}
+        found = parse_kv(res.stdout)
+        if found.get("versions") == "1":
+            state.tools = {tool: found.get(f"{tool}_at", "") for tool in VERSION_TOOLS}
+            state.read_at = now
+            state.versions = {
+                k: v for k, v in found.items() if v and (k in VERSION_TOOLS or k == "bash")
+            }
         state.is_root = transport.is_root
         state.probed = True
         self.record(name, ok=True)

@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,17 +272,61 @@ def ps_command(pid: str) -> str:
     return subprocess.run(["ps", "-o", "args=", "-p", pid], capture_output=True, text=True).stdout
 
 
-def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "claude").write_text("#!/bin/sh\necho '2.1.197 (Claude Code)'\n")
+def fake_claude(tmp_path: Path) -> tuple[Path, Path]:
+    """Return a bin dir with a `claude` that notes each run in the second path returned."""
+    fake, runs = tmp_path / "bin", tmp_path / "claude-runs"
+    fake.mkdir(exist_ok=True)
+    (fake / "claude").write_text(f"#!/bin/sh\necho x >>{runs}\necho '2.1.197 (Claude Code)'\n")
     (fake / "claude").chmod(0o755)
-    cmd = scripts.render_versions({"PATH": f"{fake}:$PATH"})
+    return fake, runs
+
+
+def probe(env: dict[str, str], workdir: Path, known: dict[str, str] | None = None) -> dict:
+    cmd = scripts.render_versions(env, workdir=str(workdir), known=known)
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True)
-    found = scripts.parse_kv(out.stdout)
-    assert found["claude"] == "2.1.197 (Claude Code)"
-    assert found["tmux"].startswith("tmux")
-    assert found["codex"] == ""
+    assert out.stderr == ""
+    return scripts.parse_kv(out.stdout)
+
+
+def test_versions_probe_applies_host_env(tmp_path: Path) -> None:
+    fake, _ = fake_claude(tmp_path)
+    found = probe({"PATH": f"{fake}:$PATH"}, tmp_path / "w")
+    assert found["claude"] == "2.1.197 (Claude Code)" and found["versions"] == "1"
+    assert found["claude_at"] == f"{fake}/claude"
+    assert found["tmux"].startswith("tmux") and found["tmux_at"]
+    assert found["codex"] == "" and found["codex_at"] == ""
+    assert found["bash"]
+
+
+def test_versions_probe_reads_versions_only_when_a_tool_changed(tmp_path: Path) -> None:
+    """A probe that knows where the tools were runs none of them while they stay put: a
+    tool found elsewhere, gone, new, or replaced (newer than the last reading) is read."""
+    fake, runs = fake_claude(tmp_path)
+    work, env = tmp_path / "w", {"PATH": f"{fake}:$PATH"}
+    first = probe(env, work)
+    assert runs.read_text() == "x\n" and (work / scripts.VERSIONS_STAMP).exists()
+    known = {t: first[f"{t}_at"] for t in scripts.VERSION_TOOLS}
+
+    quiet = probe(env, work, known)
+    assert "versions" not in quiet and "claude" not in quiet and quiet["bash"]
+    assert quiet["claude_at"] == f"{fake}/claude"
+    assert runs.read_text() == "x\n"  # not run again
+
+    # Replaced in place (a newer mtime than the stamp): read again.
+    os.utime(fake / "claude", (time.time() + 5, time.time() + 5))
+    assert probe(env, work, known)["versions"] == "1" and runs.read_text() == "x\nx\n"
+    # Gone from PATH: read (its version is empty now).
+    gone = probe({}, work, known)
+    assert gone["versions"] == "1" and gone["claude"] == "" and gone["claude_at"] == ""
+    # A tool appearing (codex was nowhere): read.
+    (fake / "codex").write_text("#!/bin/sh\necho 'codex-cli 0.50.0'\n")
+    (fake / "codex").chmod(0o755)
+    os.utime(fake / "codex", (0, 0))  # dated long ago, as npm dates what it installs
+    assert probe(env, work, known)["codex"] == "codex-cli 0.50.0"
+    # Without a stamp (a work dir wiped): read.
+    (work / scripts.VERSIONS_STAMP).unlink()
+    known["codex"] = f"{fake}/codex"
+    assert probe(env, work, known)["versions"] == "1"
 
 
 def test_a_repeated_launch_keeps_the_running_session_and_its_files(
