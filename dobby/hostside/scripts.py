@@ -510,12 +510,19 @@ VERSION_TOOLS = {
     "claude": "claude --version",
     "codex": "codex --version",
 }
-VERSIONS_STAMP = "versions.stamp"  # in the host's work dir: when versions were last read
+
+
+def versions_stamp(host: str) -> str:
+    """Return the name of the file in the host's work dir that dates the last reading of its
+    tools' versions by the probes of inventory host ``host`` (one each: names sharing a work
+    dir read at their own times)."""
+    return f"versions-{host}.stamp"
 
 
 def render_versions(
     env: Mapping[str, str],
     *,
+    host: str,
     workdir: str,
     known: Mapping[str, str] | None = None,
     quick_ttl: int = 600,
@@ -526,13 +533,14 @@ def render_versions(
     Prints ``TOOL_at=PATH`` for each tool (empty: not found) and ``bash=VERSION`` always;
     ``TOOL=VERSION`` lines and ``versions=1`` only when it read the versions. It reads them
     unless ``known`` (what the last reading found: ``{TOOL: PATH}``) is given and still holds:
-    every tool where it was, none newer than the stamp that reading left in ``workdir``. A
+    every tool where it was, none newer than the stamp that reading left in ``workdir`` (see
+    :func:`versions_stamp`). A
     reading costs processes (``claude --version`` starts node, 0.3 s of CPU) and a login shell
     when its cache is old; a probe that only looks is builtins (``hash`` finds a tool on PATH,
     ``-nt`` compares mtimes) over the login environment the launches cached, up to
     ``quick_ttl`` seconds old. ``workdir`` is absolute.
     """
-    stamp = shell_quote(f"{workdir}/{VERSIONS_STAMP}")
+    stamp = shell_quote(f"{workdir}/{versions_stamp(host)}")
     cache = shell_quote(f"{workdir}/login.env")
     quick = known is not None
     exports = render_adopt(cache=cache, ttl=quick_ttl if quick else CACHE_TTL_S) + "".join(

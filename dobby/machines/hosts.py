@@ -164,7 +164,7 @@ class HostManager:
         known = state.tools if now - state.read_at < VERSIONS_EVERY else None
         try:
             await transport.connect()
-            script = render_versions(host.env, workdir=transport.workdir, known=known)
+            script = render_versions(host.env, host=name, workdir=transport.workdir, known=known)
             res = await transport.run(script, timeout=20)
         except (TransportError, TimeoutError) as exc:
             self.record(name, ok=False, error=str(exc).removeprefix(f"{name}: "))

@@ -282,7 +282,7 @@ def fake_claude(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def probe(env: dict[str, str], workdir: Path, known: dict[str, str] | None = None) -> dict:
-    cmd = scripts.render_versions(env, workdir=str(workdir), known=known)
+    cmd = scripts.render_versions(env, host="h1", workdir=str(workdir), known=known)
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True)
     assert out.stderr == ""
     return scripts.parse_kv(out.stdout)
@@ -304,7 +304,7 @@ def test_versions_probe_reads_versions_only_when_a_tool_changed(tmp_path: Path) 
     fake, runs = fake_claude(tmp_path)
     work, env = tmp_path / "w", {"PATH": f"{fake}:$PATH"}
     first = probe(env, work)
-    assert runs.read_text() == "x\n" and (work / scripts.VERSIONS_STAMP).exists()
+    assert runs.read_text() == "x\n" and (work / scripts.versions_stamp("h1")).exists()
     known = {t: first[f"{t}_at"] for t in scripts.VERSION_TOOLS}
 
     quiet = probe(env, work, known)
@@ -324,7 +324,7 @@ def test_versions_probe_reads_versions_only_when_a_tool_changed(tmp_path: Path) 
     os.utime(fake / "codex", (0, 0))  # dated long ago, as npm dates what it installs
     assert probe(env, work, known)["codex"] == "codex-cli 0.50.0"
     # Without a stamp (a work dir wiped): read.
-    (work / scripts.VERSIONS_STAMP).unlink()
+    (work / scripts.versions_stamp("h1")).unlink()
     known["codex"] = f"{fake}/codex"
     assert probe(env, work, known)["versions"] == "1"
 
