@@ -197,14 +197,16 @@ class Hub:
     async def start(self) -> None:
         """Load the inventory, re-adopt running tasks, start probing and scheduling."""
         inv_path = Path(self.settings.inventory) if self.settings.inventory else None
-        self._set_inventory(load_inventory(inv_path, extra=self.spokes_file))
         self._watcher = InventoryWatcher(
             inv_path,
             self.spokes_file,
             on_change=self._set_inventory,
             on_error=self._inventory_failed,
         )
-        self._watcher.start()
+        seen = self._watcher.fingerprint()  # before the read: an edit meanwhile is seen
+        inventory = load_inventory(inv_path, extra=self.spokes_file)  # a bad one stops the start
+        self._set_inventory(inventory)
+        self._watcher.start(loaded=(seen, inventory))
         self.store.start()
         self.usage.start()
         await self.scheduler.start()  # re-adopts the tasks that run: they come first

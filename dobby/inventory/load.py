@@ -452,7 +452,7 @@ class InventoryWatcher:
         self._seen: object = None
         self._task: asyncio.Task[None] | None = None
 
-    def _fingerprint(self) -> object:
+    def fingerprint(self) -> object:
         """Return what identifies the files' state: names, inodes, sizes and mtimes."""
         try:
             files = inventory_files(self.path)
@@ -471,7 +471,7 @@ class InventoryWatcher:
     def check_now(self) -> bool:
         """Reload if the files changed since the last check; return whether they had."""
         # Fingerprint before reading: a write during the load shows up at the next check.
-        seen = self._fingerprint()
+        seen = self.fingerprint()
         if seen == self._seen:
             return False
         self._seen = seen
@@ -497,9 +497,17 @@ class InventoryWatcher:
         except Exception:  # a failing listener must not stop the watcher
             log.exception("inventory watcher callback failed")
 
-    def start(self) -> None:
-        """Load now, then poll in a task of the running event loop."""
-        self.check_now()
+    def start(self, loaded: tuple[object, Inventory] | None = None) -> None:
+        """Load now, then poll in a task of the running event loop.
+
+        ``loaded``: the :meth:`fingerprint` taken before the caller loaded the inventory
+        itself, and what it loaded: not read again (a hub starting with 500 tasks to re-adopt
+        parsed it twice before its first connect).
+        """
+        if loaded is None:
+            self.check_now()
+        else:
+            self._seen, self.current = loaded
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 

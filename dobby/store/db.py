@@ -560,7 +560,12 @@ class Store:
                 and (project is None or d.get("project") == project)
                 and (kind is None or d.get("kind", "task") == kind)
             ]
-            return [Task.from_dict(d) for d in _newest_first(docs)]
+            # Held in memory: as get_task reads them (a hub restarting with 500 running tasks
+            # repaired them all three times over before its first connect).
+            raw = self._raw
+            return [
+                Task.from_dict(d) if d.get("id") in raw else Task(**d) for d in _newest_first(docs)
+            ]
         flt = query.TaskFilter(status=wanted, project=project, kind=kind)
         return [Task.from_dict(json.loads(d)) for d in query.page(self._sql(), flt, limit=None)]
 

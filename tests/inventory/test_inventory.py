@@ -532,6 +532,32 @@ async def test_watcher_reloads_and_keeps_last_good(tmp_path: Path) -> None:
         await watcher.stop()
 
 
+async def test_watcher_started_with_what_its_owner_loaded_reads_only_what_changed_since(
+    tmp_path: Path,
+) -> None:
+    """A hub loads the inventory itself (a bad one stops its start) and hands it over with
+    the fingerprint taken before its read: not parsed twice, and an edit made between the
+    fingerprint and the hand-over is still loaded at the first check."""
+    f = write(tmp_path / "inv.yaml", "hosts:\n  a: {address: h1}\n")
+    changes: list[Inventory] = []
+    watcher = InventoryWatcher(f, None, changes.append, lambda e: None)
+    seen = watcher.fingerprint()
+    loaded = load_inventory(f)
+    watcher.start(loaded=(seen, loaded))
+    try:
+        assert watcher.current is loaded and changes == []
+        assert watcher.check_now() is False  # nothing changed since: nothing read
+
+        other = InventoryWatcher(f, None, changes.append, lambda e: None)
+        before = other.fingerprint()
+        write(f, "hosts:\n  a: {address: h1}\n  b: {address: h2}\n")  # after the fingerprint
+        other.start(loaded=(before, loaded))
+        assert other.check_now() is True and list(changes[-1].hosts) == ["a", "b"]
+        await other.stop()
+    finally:
+        await watcher.stop()
+
+
 def test_watcher_check_now_is_sync_and_idempotent(tmp_path: Path) -> None:
     f = write(tmp_path / "inv.yaml", "hosts:\n  a: {address: h1}\n")
     errors: list[InventoryError] = []
