@@ -534,11 +534,10 @@ def render_versions(
     ``TOOL=VERSION`` lines and ``versions=1`` only when it read the versions. It reads them
     unless ``known`` (what the last reading found: ``{TOOL: PATH}``) is given and still holds:
     every tool where it was, none newer than the stamp that reading left in ``workdir`` (see
-    :func:`versions_stamp`). A
-    reading costs processes (``claude --version`` starts node, 0.3 s of CPU) and a login shell
-    when its cache is old; a probe that only looks is builtins (``hash`` finds a tool on PATH,
-    ``-nt`` compares mtimes) over the login environment the launches cached, up to
-    ``quick_ttl`` seconds old. ``workdir`` is absolute.
+    :func:`versions_stamp`). A reading costs processes (``claude --version`` starts node,
+    0.3 s of CPU) and a login shell when its cache is old; a probe that only looks is builtins
+    (``hash`` finds a tool on PATH, ``-nt`` compares mtimes) over the login environment the
+    launches cached, up to ``quick_ttl`` seconds old. ``workdir`` is absolute.
     """
     stamp = shell_quote(f"{workdir}/{versions_stamp(host)}")
     cache = shell_quote(f"{workdir}/login.env")
