@@ -512,6 +512,13 @@ VERSION_TOOLS = {
 }
 
 
+# Seconds after which a probe reads the tools' versions even if nothing says they changed (an
+# upgrade in place can keep a tool's path and mtime: npm dates every file it installs 1985).
+# Till then a probe that only looks may use the login environment cached up to this old: each
+# reading runs the login shell afresh once the launches' cache is older than CACHE_TTL_S.
+VERSIONS_EVERY = 600
+
+
 def versions_stamp(host: str) -> str:
     """Return the name of the file in the host's work dir that dates the last reading of its
     tools' versions by the probes of inventory host ``host`` (one each: names sharing a work
@@ -525,7 +532,6 @@ def render_versions(
     host: str,
     workdir: str,
     known: Mapping[str, str] | None = None,
-    quick_ttl: int = 600,
 ) -> str:
     """Return the host probe: where each tool of VERSION_TOOLS is and, when needed, its version,
     with the login and inventory env applied.
@@ -537,12 +543,12 @@ def render_versions(
     :func:`versions_stamp`). A reading costs processes (``claude --version`` starts node,
     0.3 s of CPU) and a login shell when its cache is old; a probe that only looks is builtins
     (``hash`` finds a tool on PATH, ``-nt`` compares mtimes) over the login environment the
-    launches cached, up to ``quick_ttl`` seconds old. ``workdir`` is absolute.
+    launches cached, up to VERSIONS_EVERY seconds old. ``workdir`` is absolute.
     """
     stamp = shell_quote(f"{workdir}/{versions_stamp(host)}")
     cache = shell_quote(f"{workdir}/login.env")
     quick = known is not None
-    exports = render_adopt(cache=cache, ttl=quick_ttl if quick else CACHE_TTL_S) + "".join(
+    exports = render_adopt(cache=cache, ttl=VERSIONS_EVERY if quick else CACHE_TTL_S) + "".join(
         f"export {k}={quote_env_value(str(v))}; " for k, v in env.items() if _ENV_NAME.match(k)
     )
     lines = [exports, f"read=1; [ -e {stamp} ] && read={0 if quick else 1}"]

@@ -13,12 +13,10 @@ from dobby.core.aio import stop_task, wait_event
 from dobby.core.errors import NotFound, TransportError
 from dobby.core.models import Host
 from dobby.core.timefmt import utcnow
-from dobby.hostside.scripts import VERSION_TOOLS, parse_kv, render_versions
+from dobby.hostside.scripts import VERSION_TOOLS, VERSIONS_EVERY, parse_kv, render_versions
 from dobby.transport import Transport, make_transport
 
 log = logging.getLogger("dobby.machines.hosts")
-# Seconds after which a probe reads the tools' versions even if nothing says they changed.
-VERSIONS_EVERY = 600.0
 AGENT_CLIS = ("claude", "codex")  # backends that need their CLI on the host (shell needs bash)
 
 
@@ -159,8 +157,6 @@ class HostManager:
         transport = self.transport(name)
         state = self.states.setdefault(name, HostState())
         now = state.checked_at = time.monotonic()
-        # Read afresh now and then all the same: an upgrade in place can keep a tool's path
-        # and mtime (npm dates every file it installs 1985).
         known = state.tools if now - state.read_at < VERSIONS_EVERY else None
         try:
             await transport.connect()

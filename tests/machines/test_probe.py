@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 
-from dobby.machines import hosts as hosts_module
+from dobby.hostside.scripts import VERSIONS_EVERY
 from dobby.machines.hosts import HostManager, HostState
 from tests.fixtures.sshd import SshHost
 
@@ -54,7 +54,7 @@ def test_probe_reads_versions_when_a_tool_changed_and_now_and_then(
             install_claude("2.2.0")
             os.utime(bin_dir / "claude", (0, 0))
             assert (await manager.probe(model.name)).versions["claude"].startswith("2.1.197")
-            state.read_at -= hosts_module.VERSIONS_EVERY
+            state.read_at -= VERSIONS_EVERY
             assert (await manager.probe(model.name)).versions["claude"].startswith("2.2.0")
             assert ran() == 2
 
