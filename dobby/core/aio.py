@@ -31,6 +31,13 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     return event.is_set()
 
 
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """Done-callback for a future nobody awaits: its fault is retrieved (no "never
+    retrieved" warning); whoever needs the outcome asks again and meets the fault anew."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def stop_task(task: asyncio.Future[Any] | None, *, timeout: float, what: str) -> bool:
     """Cancel ``task`` and wait at most ``timeout`` s for it to end; return whether it ended."""
     if task is None:

@@ -132,6 +132,8 @@ class Runner:
     async def _paths(self, task: Task) -> tuple[Transport, scripts.TaskPaths]:
         assert task.host is not None
         transport = self.hosts.transport(task.host)
+        if not transport.connected:
+            self.followers.streams.warm(transport)  # its log stream: at the handshake's end
         await transport.connect()
         # A follow-up works in the worktree of its chain's first task (see results.followup).
         worktree = followup.worktree_id(task, self._get_task)

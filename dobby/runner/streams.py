@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dobby.core.aio import retrieved
 from dobby.core.errors import ConnectionLost, TransportError
 from dobby.hostside import scripts
 from dobby.transport import RunResult, Transport
@@ -115,6 +116,7 @@ class HostStream:
         self.error: TransportError | None = None
         self._stream = stream
         self._reader: asyncio.Task[None] | None = None
+        self._out: list[bytes] = []  # commands sent in this turn of the loop, written at its end
 
     def start(self) -> None:
         """Start reading frames."""
@@ -125,7 +127,22 @@ class HostStream:
         self._send(scripts.stream_command(op, *words))
 
     def _send(self, data: bytes) -> None:
+        """Queue a command; those of one turn of the event loop go out in one write.
+
+        After a restart the 500 followers of 20 hosts join in the same turns: one SSH packet
+        per host instead of one per task, on the hub, in sshd and in the stream, which reads
+        them in one round instead of waking for each. A fault in the write ends the stream,
+        which fails the feeds and launches that were waiting on it.
+        """
         if self.error is not None:
+            return
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        data, self._out = b"".join(self._out), []
+        if self.error is not None or not data:
             return
         try:
             self._stream.write(data)
@@ -308,6 +325,21 @@ class HostStreams:
         """Stop following a feed's task (its frames still on the way are dropped)."""
         if feed.stream.feeds.pop(feed.key, None) is not None:
             feed.stream.send("-", feed.key)
+
+    def warm(self, transport: Transport) -> None:
+        """Start the host's stream now if none is up or starting, without waiting for it.
+
+        For a transport about to connect: the stream's channel then opens as soon as the SSH
+        handshake is done, beside the identity probe (see SshTransport.open_stream), where
+        its first user would open it only after the probe. A start that fails is started
+        again by the next user, who sees its fault.
+        """
+        if self._closed or transport in self._starting:
+            return
+        stream = self._streams.get(transport)
+        if stream is not None and stream.error is None:
+            return
+        asyncio.ensure_future(self._stream(transport)).add_done_callback(retrieved)
 
     async def _stream(self, transport: Transport) -> HostStream | None:
         stream = self._streams.get(transport)

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncssh
 
+from dobby.core.aio import retrieved
 from dobby.core.errors import ConnectionLost, HostUnreachable, TransportError
 from dobby.core.models import Host
 from dobby.core.retry import Backoff, Retry
@@ -89,6 +90,7 @@ class SshTransport(Transport):
         self._readers: OrderedDict[str, Any] = OrderedDict()
         self._dirs: dict[str, asyncio.Future[None]] = {}
         self._tofu_known_hosts = tofu_known_hosts
+        self._shaken = asyncio.Event()  # the connection's handshake is done (see _early_conn)
 
     @property
     def connected(self) -> bool:
@@ -151,6 +153,7 @@ class SshTransport(Transport):
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             raise HostUnreachable(_describe(exc), host=host.name) from exc
         self._conn = conn
+        self._shaken.set()
         self.home = None
         self._sftp = None
         self._readers.clear()
@@ -166,6 +169,7 @@ class SshTransport(Transport):
         if self._conn is not None:
             self._conn.abort()
         self._conn = None
+        self._shaken.clear()
         self._sftp = None
         self._readers.clear()
         self._dirs.clear()
@@ -318,19 +322,41 @@ class SshTransport(Transport):
 
     async def open_stream(self, command: str) -> Stream:
         """Start ``command`` on its own channel, kept open until the stream is closed."""
-        await self.connect()
-        assert self._conn is not None
+        conn = await self._early_conn()
         try:
-            process = await self._conn.create_process(
-                command, encoding=None, stderr=asyncssh.DEVNULL
-            )
+            process = await conn.create_process(command, encoding=None, stderr=asyncssh.DEVNULL)
         except _LOST as exc:
             raise self._lost(exc) from exc
         return _SshStream(process, self.host.name)
 
+    async def _early_conn(self) -> Any:
+        """Return the connection as soon as its handshake is done, for a channel that needs
+        neither the home nor the uid: it opens beside the identity probe, not after it.
+
+        A restarted hub's log streams start a round trip sooner on each host so. Should the
+        probe fail, the connection is dropped, and the channel with it.
+        """
+        if not self.connected:
+            connecting = asyncio.ensure_future(self.connect())  # starts one, or joins it
+            shaken = asyncio.ensure_future(self._shaken.wait())
+            try:
+                await asyncio.wait({connecting, shaken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                shaken.cancel()
+                if not connecting.done():
+                    connecting.add_done_callback(retrieved)
+                    connecting.cancel()  # this caller's share of it only (connect shields it)
+            if connecting.done() and not connecting.cancelled():
+                connecting.result()  # the connect failed: HostUnreachable
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            raise HostUnreachable("connection lost while connecting", host=self.host.name)
+        return conn
+
     async def close(self) -> None:
         """Close the connection (and give up a connect under way)."""
         await self._give_up_connecting()
+        self._shaken.clear()
         conn, self._conn = self._conn, None
         self._sftp = None
         self._readers.clear()

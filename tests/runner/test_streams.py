@@ -166,6 +166,38 @@ async def test_a_stream_that_dies_fails_its_feeds_and_a_new_one_starts(
     assert data == b"after\n"
 
 
+async def test_the_joins_of_one_turn_go_out_in_one_write_and_each_is_followed(
+    transport: Transport, streams: HostStreams
+) -> None:
+    dirs = [f"{transport.workdir}/tasks/j{i}" for i in range(30)]
+    for i, d in enumerate(dirs):
+        await put(transport, f"{d}/out.jsonl", f"line {i}\n".encode(), append=False)
+    first = await streams.join(transport, "j0", dirs[0], 0)
+    assert first is not None
+    host_stream = first.stream
+    await asyncio.sleep(0.05)  # its join written
+    writes: list[bytes] = []
+    write = host_stream._stream.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    host_stream._stream.write = counting  # type: ignore[method-assign]
+    # As the followers of a restarted hub join: each its own task, all in the same turn.
+    rest = await asyncio.gather(
+        *(streams.join(transport, f"j{i}", d, 0) for i, d in enumerate(dirs[1:], 1))
+    )
+    await asyncio.sleep(0.05)
+    assert len(writes) == 1 and writes[0].count(b"\n") == 29
+    for d in dirs:
+        await put(transport, f"{d}/exit", b"0\n", append=False)
+    for i, feed in enumerate([first, *rest]):
+        assert feed is not None
+        data, end = await collect(feed)
+        assert (data, end.exit) == (f"line {i}\n".encode(), "0")
+
+
 async def test_probes_of_one_host_share_one_command(transport: Transport) -> None:
     paths = [scripts.TaskPaths(workdir=transport.workdir, task_id=t) for t in ("p1", "p2", "p3")]
     await put(transport, paths[1].file("pid"), b"1\n", append=False)

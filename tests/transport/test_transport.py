@@ -11,7 +11,8 @@ import pytest
 
 from dobby.core.errors import HostUnreachable, TransportError
 from dobby.core.models import Host
-from dobby.transport import LocalTransport, SshTransport, Transport
+from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
+from dobby.transport.base import IDENT_COMMAND
 from tests.fixtures.sshd import SshHost
 
 
@@ -170,6 +171,56 @@ async def test_a_caller_arriving_during_the_identity_probe_waits_for_it(
     await t.connect()
     assert t.workdir == f"{ssh_hosts[0].home}/.dobby"  # raised "not connected" before
     await first
+    await t.close()
+
+
+def held_identity(t: SshTransport, fail: bool = False) -> asyncio.Event:
+    """Hold ``t``'s identity probe until the event returned is set, then run it (or fail it)."""
+    release = asyncio.Event()
+    real = t._exec
+
+    async def held(command: str, input: str | None, timeout: float | None) -> RunResult:
+        if command == IDENT_COMMAND:
+            await release.wait()
+            if fail:
+                raise TransportError("the probe failed", host=t.host.name)
+        return await real(command, input, timeout)
+
+    t._exec = held  # type: ignore[method-assign]
+    return release
+
+
+async def test_a_stream_opens_beside_the_identity_probe_not_after_it(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    release = held_identity(t)
+    stream = await asyncio.wait_for(t.open_stream("echo up; cat"), 30)
+    assert t.home is None  # the probe is still held: the stream did not wait for it
+    assert await stream.readline() == b"up\n"
+    release.set()
+    await t.connect()
+    assert t.workdir == f"{ssh_hosts[0].home}/.dobby"
+    await stream.close()
+    await t.close()
+
+
+async def test_a_stream_opened_beside_a_failing_identity_probe_ends_with_the_connection(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    release = held_identity(t, fail=True)
+    stream = await asyncio.wait_for(t.open_stream("echo up; cat"), 30)
+    assert await stream.readline() == b"up\n"
+    release.set()
+    with pytest.raises(HostUnreachable, match="identity probe failed"):
+        await t.connect()
+    try:  # the connection was dropped: the stream ends, whichever way it says so
+        assert await asyncio.wait_for(stream.readline(), 30) == b""
+    except TransportError:
+        pass
+    with pytest.raises(HostUnreachable, match="retrying in"):
+        await t.open_stream("true")  # a failed connect's backoff holds for streams too
     await t.close()
 
 
