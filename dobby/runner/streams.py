@@ -334,18 +334,24 @@ class HostStreams:
         its first user would open it only after the probe. A start that fails is started
         again by the next user, who sees its fault.
         """
-        if self._closed or transport in self._starting:
-            return
-        stream = self._streams.get(transport)
-        if stream is not None and stream.error is None:
-            return
-        asyncio.ensure_future(self._stream(transport)).add_done_callback(retrieved)
+        starting = None if self._closed else self._starts(transport)
+        if starting is not None:
+            starting.add_done_callback(retrieved)
 
     async def _stream(self, transport: Transport) -> HostStream | None:
         stream = self._streams.get(transport)
         if stream is not None and stream.error is None:
             return stream
+        starting = self._starts(transport)
+        return None if starting is None else await asyncio.shield(starting)
+
+    def _starts(self, transport: Transport) -> asyncio.Future[HostStream | None] | None:
+        """Return the start of the host's stream under way, begun now if there is none;
+        None when the host cannot stream (or its stream is up: see _stream)."""
+        stream = self._streams.get(transport)
         if stream is not None:
+            if stream.error is None:
+                return None
             self._streams.pop(transport, None)
             asyncio.ensure_future(stream.close())
         until = self._unsupported.get(transport)
@@ -356,7 +362,7 @@ class HostStreams:
             starting = asyncio.ensure_future(self._start(transport))
             self._starting[transport] = starting
             starting.add_done_callback(lambda _: self._starting.pop(transport, None))
-        return await asyncio.shield(starting)
+        return starting
 
     async def _start(self, transport: Transport) -> HostStream | None:
         if self._closed:
