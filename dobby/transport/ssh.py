@@ -337,6 +337,8 @@ class SshTransport(Transport):
         probe fail, the connection is dropped, and the channel with it.
         """
         if not self.connected:
+            if self._conn is None or self._conn.is_closed():
+                self._shaken.clear()  # a connection lost: wait for the next one's handshake
             connecting = asyncio.ensure_future(self.connect())  # starts one, or joins it
             shaken = asyncio.ensure_future(self._shaken.wait())
             try:

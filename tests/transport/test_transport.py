@@ -224,6 +224,21 @@ async def test_a_stream_opened_beside_a_failing_identity_probe_ends_with_the_con
     await t.close()
 
 
+async def test_a_stream_opened_after_the_connection_was_lost_waits_for_the_next_one(
+    ssh_hosts: list[SshHost],
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    await t.connect()
+    assert t._conn is not None
+    t._conn.abort()  # the host dropped it: the transport learns so from the connection
+    await asyncio.sleep(0.1)
+    assert not t.connected
+    stream = await asyncio.wait_for(t.open_stream("echo up; cat"), 30)
+    assert await stream.readline() == b"up\n"
+    await stream.close()
+    await t.close()
+
+
 async def test_callers_during_a_connect_share_it_and_go_on_together(unconnected: Transport) -> None:
     t = unconnected
     connects = 0
