@@ -116,7 +116,9 @@ class HostStream:
         self.error: TransportError | None = None
         self._stream = stream
         self._reader: asyncio.Task[None] | None = None
-        self._out: list[bytes] = []  # commands sent in this turn of the loop, written at its end
+        # Commands sent in this turn of the loop after its first, written at its end; None: no
+        # command went out in this turn yet.
+        self._out: list[bytes] | None = None
 
     def start(self) -> None:
         """Start reading frames."""
@@ -127,22 +129,31 @@ class HostStream:
         self._send(scripts.stream_command(op, *words))
 
     def _send(self, data: bytes) -> None:
-        """Queue a command; those of one turn of the event loop go out in one write.
+        """Write a command: the first of a turn of the event loop at once, the others of that
+        turn together at its end.
 
-        After a restart the 500 followers of 20 hosts join in the same turns: one SSH packet
+        After a restart the 500 followers of 20 hosts join in the same turns: two SSH packets
         per host instead of one per task, on the hub, in sshd and in the stream, which reads
-        them in one round instead of waking for each. A fault in the write ends the stream,
-        which fails the feeds and launches that were waiting on it.
+        them in one round instead of waking for each. A launch alone in its turn waits for
+        nothing. A fault in the write ends the stream, which fails the feeds and launches that
+        were waiting on it.
         """
         if self.error is not None:
             return
-        self._out.append(data)
-        if len(self._out) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._out is not None:
+            self._out.append(data)
+            return
+        self._out = []
+        asyncio.get_running_loop().call_soon(self._flush)
+        self._write(data)
 
     def _flush(self) -> None:
-        data, self._out = b"".join(self._out), []
-        if self.error is not None or not data:
+        out, self._out = self._out, None
+        if out:
+            self._write(b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        if self.error is not None:
             return
         try:
             self._stream.write(data)
