@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncssh  # noqa: E402
 
 from bench.dispatch import fmt, submit_spread  # noqa: E402
+from bench.scratch import scratch_dir  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, SshHost  # noqa: E402
@@ -212,7 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     per_host = -(-args.tasks // args.hosts)
 
-    work = Path(tempfile.mkdtemp(prefix="dobby-bench-cancel-"))
+    work = scratch_dir("dobby-bench-cancel-")
     with SshdCluster(count=args.hosts, user_prefix="dobbyc") as cluster:
         hosts = cluster.hosts
         inv = write_inventory(

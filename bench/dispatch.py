@@ -34,7 +34,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncssh  # noqa: E402
 
 from bench import cpu  # noqa: E402
+from bench.scratch import scratch_dir  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from dobby.core.timefmt import parse_time  # noqa: E402
 from dobby.hostside import scripts  # noqa: E402
@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=1, help="batches submitted in part 3")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
+    work = scratch_dir("dobby-bench-")
     cpu.join_cgroup()  # the hub, the sshd hosts and their tasks too: CPU per task, any load
     with SshdCluster(count=args.hosts, user_prefix="dobbyb") as cluster:
         hosts = cluster.hosts

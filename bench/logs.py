@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncssh  # noqa: E402
 
 from bench import cpu  # noqa: E402
+from bench.scratch import scratch_dir  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, SshHost  # noqa: E402
@@ -151,7 +151,7 @@ class Bench:
     """Hosts, a hub and chatty tasks for a live-log or recovery measurement."""
 
     def __init__(self, *, hosts: int, per_host: int, user_prefix: str = "dobbyl") -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="dobby-bench-"))
+        self.work = scratch_dir("dobby-bench-")
         self.cluster = SshdCluster(count=hosts, user_prefix=user_prefix)
         self.hosts = self.cluster.hosts
         inv = write_inventory(

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncssh  # noqa: E402
 
+from bench.scratch import scratch_dir  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.slurm import SlurmCluster  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, SshHost  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="dobby-bench-slurm-"))
+    work = scratch_dir("dobby-bench-slurm-")
     with SlurmCluster() as slurm, SshdCluster(count=1, user_prefix="dobbyb") as cluster:
         login = cluster.hosts[0]
         entry = login.inventory_entry(
