@@ -57,8 +57,8 @@ async def stop_tasks(tasks: Iterable[asyncio.Future[Any]], *, timeout: float, wh
     if pending:
         _, pending = await asyncio.wait(pending, timeout=timeout)
     for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: an error on the way out is no "never retrieved"
+        if task.done():
+            retrieved(task)  # an error on the way out is no "never retrieved"
     if pending:
         log.error(
             "%s: %d job(s) did not stop within %gs:%s", what, len(pending), timeout, stacks(pending)

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dobby.core.aio import bounded, stop_tasks, wait_event
+from dobby.core.aio import bounded, retrieved, stop_tasks, wait_event
 from dobby.core.errors import TransportError
 from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import GetTask, LimitHit, SaveTask, TaskRevision
@@ -398,8 +398,8 @@ class Followers:
         finally:
             if probing is not None and not probing.done():
                 probing.cancel()
-            elif probing is not None and not probing.cancelled():
-                probing.exception()  # the task ended: what its probe raised is of no use
+            elif probing is not None:
+                retrieved(probing)  # the task ended: what its probe raised is of no use
 
     async def _ended_without_exit(
         self,

@@ -7,6 +7,7 @@ import asyncio
 import posixpath
 from dataclasses import dataclass
 
+from dobby.core.aio import retrieved
 from dobby.core.errors import HostUnreachable, TransportError
 from dobby.core.models import Host
 
@@ -90,8 +91,7 @@ class Transport(abc.ABC):
     def _connected(self, connecting: asyncio.Future[None]) -> None:
         if self._connecting is connecting:
             self._connecting = None
-        if not connecting.cancelled():
-            connecting.exception()  # each caller has it raised; none left is no warning
+        retrieved(connecting)  # each caller has it raised; none left is no warning
 
     async def _give_up_connecting(self) -> None:
         """Cancel a connect under way (a close) and let it end: its callers get

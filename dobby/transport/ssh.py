@@ -371,8 +371,8 @@ class SshTransport(Transport):
             if not closing.done():
                 closing.cancel()
                 conn.abort()
-            elif not closing.cancelled():
-                closing.exception()
+            else:
+                retrieved(closing)
 
 
 class _SshStream(Stream):
