@@ -20,10 +20,8 @@ import argparse
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cpu import process_seconds  # noqa: E402
 from bench.dispatch import pct, submit_spread  # noqa: E402
 from bench.recovery import SHARED_DISK  # noqa: E402
+from bench.scratch import scratch_dir  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from tests.fixtures.hub import HubProcess, write_inventory  # noqa: E402
 from tests.fixtures.sshd import SshdCluster, user_processes  # noqa: E402
@@ -314,7 +313,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="dobby-bench-hosts-"))
+    work = scratch_dir("dobby-bench-hosts-")
     t0 = time.perf_counter()
     cluster = SshdCluster(count=args.hosts, user_prefix="dobbyh")
     try:
@@ -326,7 +325,6 @@ def main() -> None:
             f"   hosts closed in {time.perf_counter() - t0:.1f} s; processes of the test users "
             f"left: {left_behind(cluster)}"
         )
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
