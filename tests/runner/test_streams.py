@@ -26,6 +26,7 @@ from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
 from tests.fixtures.execs import count_runs
 from tests.fixtures.procs import stream_helpers
 from tests.fixtures.sshd import SshHost
+from tests.transport.test_transport import held_identity
 
 
 @pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.slow)])
@@ -197,6 +198,29 @@ async def test_the_joins_of_one_turn_go_out_in_one_write_and_each_is_followed(
         assert feed is not None
         data, end = await collect(feed)
         assert (data, end.exit) == (f"line {i}\n".encode(), "0")
+
+
+async def test_a_warmed_stream_starts_before_the_identity_probe_answers(
+    ssh_hosts: list[SshHost], streams: HostStreams
+) -> None:
+    t = SshTransport(host=ssh_hosts[0].host_model())
+    release = held_identity(t)
+    streams.warm(t)  # as the runner does for a host it is about to connect
+    streams.warm(t)  # a second caller finds the start under way
+    async with asyncio.timeout(30):
+        while t not in streams._streams:
+            await asyncio.sleep(0.01)
+    assert t.home is None  # the probe is still held: the stream did not wait for it
+    release.set()
+    await t.connect()
+    d = f"{t.workdir}/tasks/w"
+    await put(t, f"{d}/out.jsonl", b"warm\n", append=False)
+    feed = await streams.join(t, "w", d, 0)
+    assert feed is not None and feed.stream is streams._streams[t]
+    await put(t, f"{d}/exit", b"0\n", append=False)
+    data, _ = await collect(feed)
+    assert data == b"warm\n"
+    await t.close()
 
 
 async def test_probes_of_one_host_share_one_command(transport: Transport) -> None:
