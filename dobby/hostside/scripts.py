@@ -662,12 +662,15 @@ def render_follow() -> str:
 
     Commands on stdin, each made by :func:`stream_command` (written here without its length):
     ``+ KEY OFFSET TASK_DIR`` follows ``TASK_DIR/out.jsonl`` from byte OFFSET under the name
-    KEY; ``- KEY`` stops. Frames on stdout: ``R ...`` once ready; ``D KEY OFFSET LEN`` + LEN
-    bytes of the file from OFFSET; ``X KEY OFFSET A E CODE`` once the task's ``exit`` file
-    holds its code (is not empty) and its output was sent up to OFFSET (its end: run.sh
-    writes ``exit`` after tee closed out.jsonl), then KEY is forgotten. A and E (0/1) say
-    whether anything is in the artifacts directory (a glob: no process) and whether err.log
-    is non-empty: the hub reads them only then. End of stdin ends it.
+    KEY; ``W KEY OFFSET TASK_DIR`` likewise, for a task that has run a while already (adopted
+    by a restarted hub, joined again after a fault): watched by `tail -F` once the commands
+    that came with it are in, with no fast rounds; ``- KEY`` stops. Frames on stdout:
+    ``R ...`` once ready; ``D KEY OFFSET LEN`` + LEN bytes of the file from OFFSET;
+    ``X KEY OFFSET A E CODE`` once the task's ``exit`` file holds its code (is not empty) and
+    its output was sent up to OFFSET (its end: run.sh writes ``exit`` after tee closed
+    out.jsonl), then KEY is forgotten. A and E (0/1) say whether anything is in the artifacts
+    directory (a glob: no process) and whether err.log is non-empty: the hub reads them only
+    then. End of stdin ends it.
 
     ``L KEY LEN`` + LEN bytes of bash runs those as a launch (:func:`render_launch`) in a
     subshell of the stream, and ``L KEY RC OUTLEN ERRLEN`` + its stdout + its stderr (their
@@ -691,8 +694,8 @@ def render_follow() -> str:
     LC_ALL=C: lengths are bytes). Between rounds the stream waits on one descriptor (bash can
     wait on one only) with a timed one-byte ``read``: first stdin, as a command's first byte
     (on a host running short tasks, that is all it ever does); then, once a task has been
-    followed over WATCH_AFTER seconds, a wake pipe, where a byte comes for anything the next
-    round should see:
+    followed over WATCH_AFTER seconds (a ``W`` task: at once), a wake pipe, where a byte comes
+    for anything the next round should see:
     - a command: a forwarder process, started then, is stdin's reader from then on; it
       appends each command whole to a file the stream reads like a log, then writes its byte;
     - a launch that ended: its subshell's exit trap writes one;
@@ -713,13 +716,14 @@ def render_follow() -> str:
     """
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
+    quiet = sum(count for count, _ in FOLLOW_BACKOFF)  # ...and at the start: the slowest wait
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
 shopt -s nullglob dotglob
-declare -A fd off dir jt wt dk hint
+declare -A fd off dir jt wt dk hint ran
 declare -a ls lp lf
-idle=0 full=1 tp= rp= tw= hr= hoff=0 wsec= wall=0 tailfail=0
+idle={quiet} full=1 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds yet
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
   p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}
@@ -732,7 +736,7 @@ wake=$rd/wake
 mkfifo "$wake" && exec {{wf}}<>"$wake" && : >"$rd/c.0" && exec {{cr}}<"$rd/c.0" ||
   {{ echo 'E no wake pipe'; exit 1; }}
 close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
-  unset "dk[${{dir[$1]}}]" "fd[$1]" "off[$1]" "dir[$1]" "jt[$1]" "wt[$1]"; }}
+  unset "dk[${{dir[$1]}}]" "fd[$1]" "off[$1]" "dir[$1]" "jt[$1]" "wt[$1]" "ran[$1]"; }}
 ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
@@ -921,10 +925,16 @@ forward() {{ local op n rest m s w f=0 size=0
   done
   printf 'Q0001\n' >&$w; printf x >&$wf; }}
 # A task that just joined may end within ms: look often for a while (output since keeps the
-# longer window it started). A launch buys nothing: its task joins once it started.
+# longer window it started). A launch buys nothing: its task joins once it started. A task
+# that has run a while (W) buys no fast rounds, nor does its output, and is watched once the
+# commands that came with it are in (the first wait that times out, or the next second):
+# after a hub restart, the streams of 50 hosts on 2 cores, each looking at 10 chatty tasks
+# every 5 ms until its `tail` came a second or two later, took 4.3 s of CPU in the 5 s the
+# hub needed to follow them all again.
 take() {{ case $1 in
-  +) fd[$2]=- off[$2]=$3 dir[$2]=$4 jt[$2]=$SECONDS dk[$4]=$2 wall=0
-     [ $idle -gt {joined} ] && idle={joined} ;;
+  +|W) fd[$2]=- off[$2]=$3 dir[$2]=$4 jt[$2]=$SECONDS dk[$4]=$2 wall=0
+     if [ "$1" = W ]; then ran[$2]=1 jt[$2]=$((SECONDS - {WATCH_AFTER} - 1)) wsoon=1
+     elif [ $idle -gt {joined} ]; then idle={joined}; fi ;;
   -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
   L) spawn "$2" "$4" ;;
 esac; }}
@@ -933,7 +943,6 @@ printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 while :; do
   busy=0
   [ -n "$fw" ] && cmds
-  [ "$SECONDS" != "$wsec" ] && watch
   [ -n "$hr" ] && hints
   # Launches first: one that ended (its byte woke this round) and began its task has that
   # task followed now, and read in this round, not after the wait.
@@ -974,11 +983,15 @@ while :; do
         printf 'D %s %s %s\\n%s' "$k" "${{off[$k]}}" $n "$c"
       fi
       off[$k]=$((off[$k] + n))
-      [ $n -gt 0 ] && busy=1
+      [ $n -gt 0 ] && [ -z "${{ran[$k]+x}}" ] && busy=1
       [ $s != 0 ] && break
     done
     [ $ended = 1 ] && ended
   done
+  # After the reads: the files of a task that joined are read before `tail` is forked for
+  # them (on a busy host, forks wait their turn). `tail` names every file it watches as it
+  # starts, so a line written between this read and its start wakes the next round.
+  [ "$SECONDS" != "$wsec" ] && watch
   if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
   {_render_follow_wait()}
   [ $wall = 1 ] && wait={WATCHED_WAIT} ticks={_ticks(WATCHED_WAIT)}
@@ -1004,6 +1017,7 @@ while :; do
       [ $ticks -le 0 ] || [ ${{#ls[@]}} = 0 ] && break
     done
   fi
+  [ -z "$x" ] && [ -n "$wsoon" ] && wsec= wsoon=  # timed out: the W tasks are all in
   full=1
   if [ -z "$fw" ]; then  # the byte is a command's first; the rest of it is there to read
     if [ -n "$x" ]; then

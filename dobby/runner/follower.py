@@ -302,7 +302,9 @@ class Followers:
             task = self._current(task_id)
             transport, paths = await self._locate(task)
             if not task.slurm_job:
-                feed = await self.streams.join(transport, task_id, paths.task_dir, sink.size)
+                feed = await self.streams.join(
+                    transport, task_id, paths.task_dir, sink.size, ran=adopt
+                )
                 if feed is not None:
                     self._feeds[task_id] = feed
                     try:

@@ -256,12 +256,15 @@ class HostStreams:
         self._closed = False
 
     async def join(
-        self, transport: Transport, task_id: str, task_dir: str, offset: int
+        self, transport: Transport, task_id: str, task_dir: str, offset: int, *, ran: bool = False
     ) -> Feed | None:
         """Follow a task's out.jsonl from ``offset``; None when this host cannot stream.
 
         A task whose launch joined it already (see :meth:`launch`) gets that feed, frames
         and all, when it is the same file from the same offset on the stream still up.
+        ``ran``: the task has run a while (adopted, or joined again after a fault): the
+        stream watches it with `tail -F` at once, without the fast looks of a task just
+        started (see render_follow's ``W``).
         """
         stream = await self._stream(transport)
         if stream is None:
@@ -273,7 +276,7 @@ class HostStreams:
                 return feed
             self.leave(feed)
         feed = self._feed(stream, task_id)
-        stream.send("+", feed.key, str(int(offset)), task_dir)
+        stream.send("W" if ran else "+", feed.key, str(int(offset)), task_dir)
         if stream.error is not None:
             feed.fail(stream.error)
         return feed

@@ -200,6 +200,34 @@ async def test_the_joins_of_one_turn_go_out_in_one_write_and_each_is_followed(
         assert (data, end.exit) == (f"line {i}\n".encode(), "0")
 
 
+async def test_a_task_that_ran_a_while_joins_to_be_watched_at_once(
+    transport: Transport, streams: HostStreams
+) -> None:
+    """An adopted task's join (``ran``) is a ``W``: the stream sends it like any other."""
+    d = f"{transport.workdir}/tasks/r"
+    await put(transport, f"{d}/out.jsonl", b"0123456789", append=False)
+    first = await streams.join(transport, "warm-up", d, 10)  # the stream is up
+    assert first is not None
+    host_stream = first.stream
+    streams.leave(first)
+    await asyncio.sleep(0.05)  # its leave written, and its turn over
+    writes: list[bytes] = []
+    write = host_stream._stream.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    host_stream._stream.write = counting  # type: ignore[method-assign]
+    feed = await streams.join(transport, "r", d, 4, ran=True)
+    assert feed is not None
+    assert writes == [scripts.stream_command("W", feed.key, "4", d)]
+    await put(transport, f"{d}/out.jsonl", b"ab\n")
+    await put(transport, f"{d}/exit", b"0\n", append=False)
+    data, end = await collect(feed)
+    assert (data, end.exit, end.offset) == (b"456789ab\n", "0", 13)
+
+
 async def test_a_warmed_stream_starts_before_the_identity_probe_answers(
     ssh_hosts: list[SshHost], streams: HostStreams
 ) -> None:
