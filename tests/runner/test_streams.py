@@ -21,7 +21,7 @@ from dobby.core.models import Host
 from dobby.hostside import scripts
 from dobby.runner import streams as streams_module
 from dobby.runner.follower import Followers, host_phase, probe_time
-from dobby.runner.streams import Feed, Frame, HostStreams, Probes
+from dobby.runner.streams import Feed, Frame, HostStream, HostStreams, Probes
 from dobby.transport import LocalTransport, RunResult, SshTransport, Transport
 from tests.fixtures.execs import count_runs
 from tests.fixtures.procs import stream_helpers
@@ -77,6 +77,19 @@ async def collect(feed: Feed, timeout: float = 30) -> tuple[bytes, Frame]:
                 if frame.exit is not None:
                     return data, frame
                 data += frame.data
+
+
+def recorded_writes(host_stream: HostStream) -> list[bytes]:
+    """Return the list every write to the host's stream is appended to from now on."""
+    writes: list[bytes] = []
+    write = host_stream._stream.write
+
+    def recording(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    host_stream._stream.write = recording  # type: ignore[method-assign]
+    return writes
 
 
 async def test_stream_sends_each_task_byte_for_byte_from_its_offset(
@@ -175,16 +188,8 @@ async def test_the_joins_of_one_turn_go_out_in_one_write_and_each_is_followed(
         await put(transport, f"{d}/out.jsonl", f"line {i}\n".encode(), append=False)
     first = await streams.join(transport, "j0", dirs[0], 0)
     assert first is not None
-    host_stream = first.stream
     await asyncio.sleep(0.05)  # its join written, and its turn over
-    writes: list[bytes] = []
-    write = host_stream._stream.write
-
-    def counting(data: bytes) -> None:
-        writes.append(data)
-        write(data)
-
-    host_stream._stream.write = counting  # type: ignore[method-assign]
+    writes = recorded_writes(first.stream)
     # As the followers of a restarted hub join: each its own task, all in the same turn.
     rest = await asyncio.gather(
         *(streams.join(transport, f"j{i}", d, 0) for i, d in enumerate(dirs[1:], 1))
@@ -208,17 +213,9 @@ async def test_a_task_that_ran_a_while_joins_to_be_watched_at_once(
     await put(transport, f"{d}/out.jsonl", b"0123456789", append=False)
     first = await streams.join(transport, "warm-up", d, 10)  # the stream is up
     assert first is not None
-    host_stream = first.stream
     streams.leave(first)
     await asyncio.sleep(0.05)  # its leave written, and its turn over
-    writes: list[bytes] = []
-    write = host_stream._stream.write
-
-    def counting(data: bytes) -> None:
-        writes.append(data)
-        write(data)
-
-    host_stream._stream.write = counting  # type: ignore[method-assign]
+    writes = recorded_writes(first.stream)
     feed = await streams.join(transport, "r", d, 4, ran=True)
     assert feed is not None
     assert writes == [scripts.stream_command("W", feed.key, "4", d)]
