@@ -263,8 +263,8 @@ class HostStreams:
         A task whose launch joined it already (see :meth:`launch`) gets that feed, frames
         and all, when it is the same file from the same offset on the stream still up.
         ``ran``: the task has run a while (adopted, or joined again after a fault): the
-        stream watches it with `tail -F` at once, without the fast looks of a task just
-        started (see render_follow's ``W``).
+        stream watches it with `tail -F` as soon as its host's joins are in, without the
+        fast looks of a task just started (see render_follow's ``W``).
         """
         stream = await self._stream(transport)
         if stream is None:

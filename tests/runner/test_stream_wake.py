@@ -202,32 +202,30 @@ def test_tasks_that_ran_a_while_are_watched_as_soon_as_their_joins_are_in(
     monkeypatch.setattr(scripts, "FOLLOW_BACKOFF", ((100, HOUR),))
     stream = Stream()
     try:
-        watched_at_once(stream, tmp_path)
+        tasks = {f"r{i}": tmp_path / f"r{i}" for i in range(3)}
+        for i, (key, task) in enumerate(tasks.items()):
+            task.mkdir()
+            (task / "out.jsonl").write_bytes(b"before %d\n" % i)
+            stream.send("W", key, "0", str(task))
+        stream.wait_for(
+            "what they wrote meanwhile",
+            lambda: all(stream.data.get(k) == b"before %d\n" % i for i, k in enumerate(tasks)),
+        )
+        wait_until(lambda: len(stream.helpers()["tail"]) == 1, what="one tail for all three")
+        for task in tasks.values():
+            with (task / "out.jsonl").open("ab") as out:
+                out.write(b"after\n")
+        stream.wait_for(
+            "the lines after",
+            lambda: all(
+                stream.data.get(k) == b"before %d\nafter\n" % i for i, k in enumerate(tasks)
+            ),
+        )
+        (tasks["r1"] / "exit").write_text("0\n")
+        stream.wait_for("its end", lambda: "r1" in stream.ends)
+        assert stream.ends == {"r1": "15 0 0 0"}  # "before 1\nafter\n"
     finally:
         stream.close()
-
-
-def watched_at_once(stream: Stream, tmp_path: Path) -> None:
-    tasks = {f"r{i}": tmp_path / f"r{i}" for i in range(3)}
-    for i, (key, task) in enumerate(tasks.items()):
-        task.mkdir()
-        (task / "out.jsonl").write_bytes(b"before %d\n" % i)
-        stream.send("W", key, "0", str(task))
-    stream.wait_for(
-        "what they wrote meanwhile",
-        lambda: all(stream.data.get(k) == b"before %d\n" % i for i, k in enumerate(tasks)),
-    )
-    wait_until(lambda: len(stream.helpers()["tail"]) == 1, what="one tail for all three")
-    for task in tasks.values():
-        with (task / "out.jsonl").open("ab") as out:
-            out.write(b"after\n")
-    stream.wait_for(
-        "the lines after",
-        lambda: all(stream.data.get(k) == b"before %d\nafter\n" % i for i, k in enumerate(tasks)),
-    )
-    (tasks["r1"] / "exit").write_text("0\n")
-    stream.wait_for("its end", lambda: "r1" in stream.ends)
-    assert stream.ends == {"r1": "15 0 0 0"}  # "before 1\nafter\n"
 
 
 def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: Stream) -> None:
