@@ -24,7 +24,7 @@ from pydantic import (
 
 from dobby.core.errors import ConfigError, ValidationError
 from dobby.core.fields import MAX_TIMEOUT, check_budget, text_problem
-from dobby.core.yamlerrors import yaml_problem
+from dobby.core.yamlerrors import compose, yaml_problem
 
 CONFIG_FILE = "dobby.yaml"
 DEFAULT_HOME = "~/.dobby-hub"
@@ -322,6 +322,16 @@ class Settings(BaseModel):
             self.hub_url = f"http://{host}:{self.port}"
         return self
 
+    @property
+    def spokes_file(self) -> Path:
+        """The hosts added with `dobby agent` (POST /spokes/register): part of the inventory."""
+        return Path(self.home) / "spokes.yaml"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        """Where the keys of ``trust_on_first_use`` hosts are pinned at their first connect."""
+        return Path(self.home) / "known_hosts"
+
     @classmethod
     def load(cls, values: dict[str, Any], where: Where) -> Settings:
         """Return checked settings; an error names where the bad value came from."""
@@ -458,11 +468,7 @@ def _read_yaml_nodes(path: Path) -> dict[str, tuple[Any, int]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        loader = yaml.SafeLoader(text)  # checks the characters: may raise already
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
+        loader, root = compose(text)
     except yaml.YAMLError as exc:
         line, message = yaml_problem(exc, text)
         raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None

@@ -72,7 +72,7 @@ class Hub:
         home = Path(settings.home)
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)  # the database, results and logs hold prompts, output and keys
-        self.spokes_file = home / "spokes.yaml"
+        self.spokes_file = settings.spokes_file
         self.store = Store(
             path=Path(settings.db_path),
             legacy_path=home / "dobby.json",  # a hub from before SQLite: imported once
@@ -92,7 +92,7 @@ class Hub:
             raise ConfigError(locate(settings, str(exc))) from None
         self.hosts = HostManager(
             on_change=self._host_changed,
-            tofu_known_hosts=str(home / "known_hosts"),
+            tofu_known_hosts=str(settings.known_hosts_file),
             in_use=self._tasks_on,
         )
         self.runner = Runner(

@@ -87,8 +87,12 @@ def freeze_heap() -> None:
     Modules, settings, the inventory and the tasks loaded at the start live as long as the
     process; a full collection walked them all each time (55 ms with 3,000 pending tasks, a
     pause of the whole hub; 13 ms once frozen). Frozen objects are still freed by refcount.
+
+    Garbage is not frozen: what the start made is collected first. The young generations
+    only: a full collection here found none in the old one (0 of 80,000 objects, restarted
+    with 500 tasks) and took 15-18 ms of the restart, where these take under 1 ms.
     """
-    gc.collect()  # garbage is not frozen
+    gc.collect(1)
     gc.freeze()
 
 

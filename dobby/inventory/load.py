@@ -20,7 +20,7 @@ from dobby.core.files import atomic_write
 from dobby.core.models import Host
 from dobby.core.slurm import make_settings
 from dobby.core.timefmt import utcnow
-from dobby.core.yamlerrors import yaml_problem
+from dobby.core.yamlerrors import compose, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,7 @@ class _Parser:
             self.report(f"cannot read: {exc}", None)
             return []
         try:
-            loader = yaml.SafeLoader(text)  # checks the characters: may raise already
-            try:
-                root = loader.get_single_node()
-            finally:
-                loader.dispose()
+            loader, root = compose(text)
         except yaml.YAMLError as exc:
             line, message = yaml_problem(exc, text)
             self.report(message, line)

@@ -18,9 +18,6 @@ from dobby.inventory.load import Inventory, load_inventory
 from dobby.machines.bootstrap import bootstrap_host
 from dobby.machines.checks import check_host
 
-SPOKES_FILE = "spokes.yaml"
-KNOWN_HOSTS_FILE = "known_hosts"
-
 
 def hub_settings(inventory: str | None = None) -> Settings:
     """Return the settings ``dobby start`` would use (``inventory`` overrides theirs)."""
@@ -31,7 +28,7 @@ def hub_settings(inventory: str | None = None) -> Settings:
 def hub_inventory(settings: Settings) -> Inventory:
     """Load the inventory a hub with ``settings`` would load, spokes included."""
     path = Path(settings.inventory) if settings.inventory else None
-    return load_inventory(path, extra=Path(settings.home) / SPOKES_FILE)
+    return load_inventory(path, extra=settings.spokes_file)
 
 
 def _pick(inventory: Inventory, names: tuple[str, ...] | list[str]) -> list[Host]:
@@ -44,7 +41,7 @@ def check_hosts(names: list[str], *, inventory: str | None = None) -> list[dict[
     """Check the named hosts (every host when none is named); return one report each."""
     settings = hub_settings(inventory)
     hosts = _pick(hub_inventory(settings), names)
-    tofu = str(Path(settings.home) / KNOWN_HOSTS_FILE)
+    tofu = str(settings.known_hosts_file)
 
     async def run() -> list[dict[str, Any]]:
         reports = await asyncio.gather(*(check_host(h, tofu_known_hosts=tofu) for h in hosts))
@@ -57,6 +54,6 @@ def bootstrap(name: str, *, install: bool, inventory: str | None = None) -> dict
     """Prepare host ``name`` (see :func:`dobby.machines.bootstrap.bootstrap_host`)."""
     settings = hub_settings(inventory)
     host = hub_inventory(settings).get(name)
-    tofu = str(Path(settings.home) / KNOWN_HOSTS_FILE)
+    tofu = str(settings.known_hosts_file)
     report = asyncio.run(bootstrap_host(host, install=install, tofu_known_hosts=tofu))
     return report.to_dict()

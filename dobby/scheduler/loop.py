@@ -530,6 +530,7 @@ class SchedulerLoop:
 
     async def _recover(self) -> None:
         """Re-adopt tasks that were running (or being launched) when the hub stopped."""
+        adopted: dict[str, list[str]] = {}
         for task in list(self.active.values()):
             if task.kind == INTERACTIVE:
                 continue  # no output to follow: runner/interactive.py watches its session
@@ -537,8 +538,10 @@ class SchedulerLoop:
                 log.info("re-adopting Slurm job %s of task %s", task.slurm_job, task.id)
                 self.runner.watch(task)
                 continue
-            log.info("re-adopting running task %s on %s", task.id, task.host)
+            adopted.setdefault(task.host or "", []).append(task.id)
             self.runner.follow(task, adopt=True)
+        for host, ids in adopted.items():  # a line per host: 500 took 4-8 ms of a restart
+            log.info("re-adopting %d running task(s) on %s: %s", len(ids), host, " ".join(ids))
         for task in self.queue.tasks():
             if task.waiting_on in ("dispatch", "host") and task.host:
                 self.dispatching.add(task.id)

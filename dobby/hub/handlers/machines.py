@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dobby.core.shapes import HostBootstrap, parse
@@ -109,7 +108,7 @@ class HostCheckHandler(BaseHandler):
         from dobby.machines.checks import check_host
 
         host = self.dobby.hosts.get(name)
-        tofu = str(Path(self.dobby.settings.home) / "known_hosts")
+        tofu = str(self.dobby.settings.known_hosts_file)
         report = await check_host(host, tofu_known_hosts=tofu)
         self.send(report.to_dict())
 
@@ -120,6 +119,6 @@ class HostBootstrapHandler(BaseHandler):
 
         install = parse(HostBootstrap, self.body_json() or {}).install
         host = self.dobby.hosts.get(name)
-        tofu = str(Path(self.dobby.settings.home) / "known_hosts")
+        tofu = str(self.dobby.settings.known_hosts_file)
         report = await bootstrap_host(host, install=install, tofu_known_hosts=tofu)
         self.send(report.to_dict())
