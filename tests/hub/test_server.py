@@ -1,4 +1,5 @@
-"""``dobby start`` (run_hub with ``freeze``) leaves its startup heap out of garbage collections."""
+"""``dobby start`` (run_hub with ``freeze``) leaves its startup heap out of garbage collections,
+and collects again once it is built (it loads with collection off)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ async def test_a_started_hub_freezes_what_it_built_only_when_asked(
         environ={},
     )
     gc.unfreeze()
+    if freeze:
+        gc.disable()  # as `dobby start` loads the hub
     ready, stop = asyncio.Event(), asyncio.Event()
     job = asyncio.ensure_future(run_hub(settings, ready=ready, stop=stop, freeze=freeze))
     try:
@@ -32,7 +35,9 @@ async def test_a_started_hub_freezes_what_it_built_only_when_asked(
             await ready.wait()
         # The hub's own objects are in the permanent generation: no collection walks them.
         assert (gc.get_freeze_count() > 0) is freeze
+        assert gc.isenabled()  # what the hub makes from now on is collected
     finally:
+        gc.enable()
         stop.set()
         async with asyncio.timeout(30):
             await job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -273,3 +274,11 @@ async def test_a_close_during_a_connect_is_an_error_for_its_callers(unconnected:
     assert "closed while connecting" in str(results[0]) and not t.connected
     await t.connect()  # the transport stays usable
     assert t.connected
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_the_identity_probe_reads_home_and_uid_in_any_login_shell(shell: str) -> None:
+    # bash answers the uid from $EUID, dash (a POSIX sh, no $EUID) from `id -u`.
+    env = {"HOME": "/home/someone", "PATH": os.environ["PATH"]}
+    out = subprocess.run([shell, "-c", IDENT_COMMAND], env=env, capture_output=True, text=True)
+    assert Transport._parse_ident(out.stdout) == ("/home/someone", os.geteuid())
