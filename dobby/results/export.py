@@ -17,7 +17,6 @@ from typing import Any
 
 from dobby.core.errors import ValidationError
 from dobby.core.models import Task
-from dobby.core.records import check_record
 
 FORMATS = ("csv", "json")
 # Stable order: never reorder, only append.
@@ -180,6 +179,10 @@ class _Lines:
 
 def check_task(doc: Any, line: int) -> Task:
     """Return the task of one imported document, or raise ValidationError ``line N: …``."""
+    # Here, not at the top: the record's models (10 ms to build) are needed by an import only,
+    # and a restarting hub built them before its first connect.
+    from dobby.core.records import check_record
+
     task_id = doc.get("id") if isinstance(doc, dict) else None
     where = f"line {line}" + (f": task {task_id}" if isinstance(task_id, str) else "")
     try:
