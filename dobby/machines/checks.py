@@ -264,9 +264,8 @@ def describe_connect_error(host: Host, error: str) -> str:
 
 async def _host_key_check(host: Host, tofu: str | None) -> Check | None:
     """Return a failed check if the host key is unknown (None when it is known or pinned)."""
-    import asyncssh
-
     from dobby.transport.ssh import host_key_known
+    from dobby.transport.sshlib import asyncssh
 
     known = os.path.expanduser(host.known_hosts or "~/.ssh/known_hosts")
     if host.trust_on_first_use:

@@ -15,13 +15,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from dobby.core.aio import retrieved
 from dobby.core.errors import ConnectionLost, HostUnreachable, TransportError
 from dobby.core.models import Host
 from dobby.core.retry import Backoff, Retry
 from dobby.transport.base import IDENT_COMMAND, RunResult, Stream, Transport
+from dobby.transport.sshlib import asyncssh
 
 _LOST = (asyncssh.Error, OSError, EOFError)
 CLOSE_WAIT = 0.5  # for the server's side of a close, before the connection is dropped
