@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from dobby.backends import Backend, get_backend
 from dobby.backends.pricing import ModelPrice
@@ -82,7 +83,7 @@ class Collector:
             transport.release(paths.file("err.log"))
         err_path = self.logs.task_dir(task.id) / "err.log"
         if err or err_path.exists():  # an earlier attempt's must not stay
-            await asyncio.to_thread(err_path.write_bytes, err)
+            await asyncio.to_thread(_write, err_path, err)
         stderr_tail = err[-4000:].decode("utf-8", "replace")
         backend = get_backend(task.backend)
         host_facts = await self._host_facts(backend, transport, paths)
@@ -159,6 +160,12 @@ class Collector:
             log.warning("facts of %s on %s: %s", paths.task_id, transport.host.name, exc)
             return ""
         return res.stdout if res.ok else ""
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (the hub's copy of a run that printed nothing has no dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def apply_agent_facts(task: Task, result: Result) -> None:

@@ -92,10 +92,8 @@ class TaskLogs:
             return
 
     def writer(self, task_id: str) -> LogWriter:
-        """Open the copy for appending (the follower's end of it)."""
-        path = self.path(task_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return LogWriter(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        """Open the copy for appending (the follower's end of it); see LogWriter."""
+        return LogWriter(self.path(task_id))
 
     def reset(self, task_id: str) -> None:
         """Move the output of a previous attempt aside, so a retry starts a clean copy."""
@@ -105,12 +103,35 @@ class TaskLogs:
 
 
 class LogWriter:
-    """Append whole lines to one task's copy; ``size`` is the follower's offset."""
+    """Append whole lines to one task's copy; ``size`` is the follower's offset.
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self.size = os.lseek(fd, 0, os.SEEK_END)
+    A copy that is not there yet is made with its first line: a task that prints nothing (a
+    shell task's ``true``) costs the hub no directory and no file. Made when the follower
+    began, they were its slowest calls on a hub dispatching 1,000 such tasks: the mkdir and
+    the create waited ~1 ms each on the loop for the file system's journal, which the
+    database's fsyncs and the hosts' own files keep busy.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd = -1
+        self._closed = False
         self.dirty = False  # appended to since the last sync
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            self.size = 0
+        else:
+            self.size = os.lseek(self._fd, 0, os.SEEK_END)
+
+    def _created(self) -> int:
+        if self._closed:
+            raise ValueError(f"the copy {self._path} is closed")
+        if self._fd < 0:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self.size = os.lseek(self._fd, 0, os.SEEK_END)
+        return self._fd
 
     def append(self, data: bytes, *, final: bool = False) -> bytes:
         """Append the whole lines of ``data`` and return them (``final``: all of it).
@@ -126,14 +147,15 @@ class LogWriter:
             return b""
         chunk = data[:cut]
         view = memoryview(chunk)
+        fd = self._created()
         try:
             while view:
-                view = view[os.write(self._fd, view) :]
+                view = view[os.write(fd, view) :]
         except OSError:
             try:
-                os.ftruncate(self._fd, self.size)
+                os.ftruncate(fd, self.size)
             except OSError:  # the next writer() measures the file again
-                self.size = os.lseek(self._fd, 0, os.SEEK_END)
+                self.size = os.lseek(fd, 0, os.SEEK_END)
             raise
         self.size += cut
         self.dirty = True
@@ -146,6 +168,7 @@ class LogWriter:
 
     def close(self) -> None:
         """Close the file."""
+        self._closed = True
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dobby.store import tasklog
 from dobby.store.tasklog import TaskLogs
 
@@ -31,6 +33,33 @@ def test_append_keeps_whole_lines_and_size_is_the_offset(tmp_path: Path) -> None
     with logs.writer("t1") as again:  # a restarted follower resumes where the copy ends
         assert again.size == 13
     assert logs.read("t1", 2**53 - 2) == (b"", 2**53 - 2)  # past the end: nothing, no OSError
+
+
+def test_a_copy_is_made_with_its_first_line(tmp_path: Path) -> None:
+    logs = TaskLogs(root=tmp_path)
+    with logs.writer("quiet") as sink:
+        assert sink.append(b"no newline yet") == b""  # nothing whole: still nothing made
+        assert not sink.dirty
+    assert not (tmp_path / "quiet").exists()  # a task that printed nothing: no dir, no file
+    assert logs.size("quiet") == 0 and list(logs.lines("quiet")) == []
+    with logs.writer("quiet") as sink:
+        assert sink.append(b"one\n") == b"one\n"
+    assert logs.path("quiet").read_bytes() == b"one\n"
+    assert (logs.path("quiet").stat().st_mode & 0o777) == 0o600
+
+
+def test_a_copy_that_cannot_be_made_raises_and_keeps_the_offset(tmp_path: Path) -> None:
+    logs = TaskLogs(root=tmp_path)
+    (tmp_path / "t1").symlink_to(tmp_path / "gone" / "t1")  # a dir that cannot be made
+    sink = logs.writer("t1")
+    try:
+        with pytest.raises(OSError):
+            sink.append(b"one\n")
+        assert sink.size == 0 and not sink.dirty
+    finally:
+        sink.close()
+    with pytest.raises(ValueError, match="closed"):
+        sink.append(b"two\n")
 
 
 def test_tail_returns_whole_lines_only(tmp_path: Path) -> None:
