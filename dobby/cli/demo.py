@@ -173,6 +173,10 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
     it never touches the user's own tmux.
     """
     previous = signal.signal(signal.SIGTERM, _terminated)
+    # Taken explicitly: a process started in the background by a shell without job control
+    # (`cmd &` in a script) inherits SIGINT ignored, and Python then leaves it so: the demo
+    # would serve on through every SIGINT (its --keep waits for one).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     home = Path(tempfile.mkdtemp(prefix="dobby-demo-"))
     tmux_dir = home / "tmux"
     tmux_dir.mkdir()
@@ -213,7 +217,7 @@ def run_demo(*, port: int | None = None, keep: bool = False) -> None:
                 os.environ.pop("TMUX_TMPDIR", None)
             else:
                 os.environ["TMUX_TMPDIR"] = saved_tmux
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous)
             sys.stdout.flush()
 

@@ -68,7 +68,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 30) -> bool:
 class Demo:
     """A `dobby demo` process whose output is read line by line as it comes."""
 
-    def __init__(self, *args: str, tmpdir: Path | None = None) -> None:
+    def __init__(
+        self, *args: str, tmpdir: Path | None = None, sigint_ignored: bool = False
+    ) -> None:
         self.mark = uuid.uuid4().hex
         env = demo_env(self.mark)
         if tmpdir is not None:
@@ -80,6 +82,10 @@ class Demo:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # As `dobby demo --keep &` in a script gets it: SIGINT ignored from the start.
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            if sigint_ignored
+            else None,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -152,8 +158,9 @@ def test_demo_tells_its_story_then_leaves_nothing_behind() -> None:
     assert wait_until(lambda: not live_processes(demo.mark)), live_processes(demo.mark)
 
 
-def test_demo_keep_serves_until_ctrl_c_then_removes_everything() -> None:
-    demo = Demo("--keep")
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-with-&"])
+def test_demo_keep_serves_until_ctrl_c_then_removes_everything(sigint_ignored: bool) -> None:
+    demo = Demo("--keep", sigint_ignored=sigint_ignored)
     try:
         out = demo.until("  dobby diff ")
         url = re.search(r"Dashboard: (http://\S+)/dashboard", out)
