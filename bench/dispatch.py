@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncssh  # noqa: E402
 
 from bench import cpu  # noqa: E402
-from bench.scratch import delete_host_files, scratch_dir, settle_deletions  # noqa: E402
+from bench.scratch import scratch_dir  # noqa: E402
 from dobby.client.http import HubClient  # noqa: E402
 from dobby.core.timefmt import parse_time  # noqa: E402
 from dobby.hostside import scripts  # noqa: E402
@@ -328,7 +328,6 @@ def main() -> None:
     cpu.join_cgroup()  # the hub, the sshd hosts and their tasks too: CPU per task, any load
     with SshdCluster(count=args.hosts, user_prefix="dobbyb") as cluster:
         hosts = cluster.hosts
-        settle_deletions()
         inv = write_inventory(
             work / "inventory.yaml", [h.inventory_entry(max_agents=args.max_agents) for h in hosts]
         )
@@ -525,7 +524,6 @@ def main() -> None:
         finally:
             hub.stop()
             remove_lean(hosts)
-            delete_host_files(hosts)
 
 
 if __name__ == "__main__":
