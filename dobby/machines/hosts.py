@@ -33,24 +33,10 @@ class HostState:
     probed: bool = False  # a probe read the host's tool versions at least once
     tools: dict[str, str] | None = None  # where the last reading of the versions found each tool
     read_at: float = 0.0  # when (monotonic) the versions were last read
-    # The answer of clis for the versions it was made from: asked for every host at each
-    # submit and each scheduling pass (40 times a task over 20 hosts), made once per reading.
-    _clis: tuple[dict[str, str], frozenset[str]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-
-    @property
-    def clis(self) -> frozenset[str] | None:
-        """Return the agent CLIs the last probe found (None: no probe has answered yet)."""
-        if not self.probed:
-            return None
-        known = self._clis
-        if known is None or known[0] is not self.versions:  # a probe reads them into a new dict
-            known = self._clis = (
-                self.versions,
-                frozenset(cli for cli in AGENT_CLIS if self.versions.get(cli)),
-            )
-        return known[1]
+    # The agent CLIs the last probe found (None: no probe has answered yet). Set by the probe,
+    # not made from the versions when asked: it is asked for every host at each submit and
+    # each scheduling pass (40 times a task over 20 hosts).
+    clis: frozenset[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +171,7 @@ class HostManager:
             }
         state.is_root = transport.is_root
         state.probed = True
+        state.clis = frozenset(cli for cli in AGENT_CLIS if state.versions.get(cli))
         self.record(name, ok=True)
         self._on_change(name, state)
         return state
