@@ -359,13 +359,18 @@ def main() -> None:
             # The lean sequence runs before Dobby's part and after it, and Dobby is compared
             # with their mean: the machine drifts, and a deletion before the run (its users'
             # files of the last run) costs the files made after it less and less.
+            def lean_run(way: str, run: int) -> tuple[float, str]:
+                """Return the wall time of a lean loop and the CPU and processes per task."""
+                c0, n0 = cpu.used(), cpu.processes()
+                wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, way=way, run=run))
+                return wall, cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(
+                    n0, args.tasks
+                )
+
             remove_lean(hosts)
             os.kill(hub.proc.pid, signal.SIGSTOP)  # its host probes are not the lean loop's
             try:
-                c0, n0 = cpu.used(), cpu.processes()
-                wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, way="run.sh"))
-                used = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
-                lean_before = (wall, used)
+                lean_before = lean_run("run.sh", 0)
             finally:
                 os.kill(hub.proc.pid, signal.SIGCONT)
 
@@ -394,12 +399,7 @@ def main() -> None:
             lean: dict[str, tuple[float, str]] = {}
             try:
                 for run, way in enumerate(LEAN_WAYS, start=1):
-                    c0, n0 = cpu.used(), cpu.processes()
-                    wall = asyncio.run(
-                        lean_loop(hosts, args.tasks, args.max_agents, way=way, run=run)
-                    )
-                    used = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
-                    lean[way] = (wall, used)
+                    lean[way] = lean_run(way, run)
             finally:
                 os.kill(hub.proc.pid, signal.SIGCONT)
             lean_wall = (lean_before[0] + lean["run.sh"][0]) / 2
