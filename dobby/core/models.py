@@ -43,6 +43,7 @@ class Reason(StrEnum):
     MAX_TURNS = "max_turns"  # stopped by claude --max-turns
     VERIFY_FAILED = "verify_failed"
     USAGE_LIMIT = "usage_limit"  # the account hit a quota window (see QuotaSignal)
+    COLLECT_ERROR = "collect_error"  # the run ended; the hub could not read its result
 
 
 class BackendName(StrEnum):

@@ -18,6 +18,8 @@ one writer thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import logging
 import time
@@ -57,6 +59,10 @@ CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on
 STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status, timeout)
 ADOPT_PROBE_AFTER = 0.5  # an adopted streamed task's session is asked about this soon
 STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
+# A task the hub keeps failing to follow or collect for a reason of its own side (not its
+# host's, not a full disk: those pass) ends failed after this many tries, not stays running.
+FAULT_TRIES = 5
+WAITS_OUT = (errno.ENOSPC, errno.EDQUOT)  # the hub's disk full: space comes back, so wait
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -100,6 +106,14 @@ class Relaunched(Exception):
     """Internal: the task was launched again meanwhile (a retry): follow the new run afresh."""
 
 
+class Uncollected(Exception):
+    """Internal: collecting a run that ended raised (its ``__cause__``)."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__(f"collecting failed (exit code {exit_code})")
+        self.exit_code = exit_code
+
+
 class Followers:
     """One follow loop per running task."""
 
@@ -138,6 +152,7 @@ class Followers:
         self._stopping: set[str] = set()
         self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
         self._adopting: set[str] = set()  # adopted, not yet reading (see adoption)
+        self._faults: dict[str, int] = {}  # faults of the hub's own side so far, per task
         self._adopted = asyncio.Event()
         self._adopted.set()
         # One thread for what may block: large catch-ups, fsyncs, opening and closing copies.
@@ -242,6 +257,10 @@ class Followers:
                     raise
                 except Exception as exc:  # noqa: BLE001 - anything may be passing: try again
                     self._reads_again(task_id)
+                    if self._gives_up(task_id, exc):
+                        with contextlib.suppress(Ended):
+                            await self._give_up(task_id, exc)
+                        return
                     wait = retry.next_delay() or FOLLOW_BACKOFF.cap
                     self._fault(task_id, exc, wait, retry.failures)
                     await asyncio.sleep(wait)
@@ -251,6 +270,7 @@ class Followers:
             if self._tasks.get(task_id) is asyncio.current_task():
                 self._tasks.pop(task_id, None)
                 self._known.pop(task_id, None)
+                self._faults.pop(task_id, None)
                 self._stopping.discard(task_id)
                 self._unsent.discard(task_id)
             reading = self._reading.pop(task_id, None)
@@ -529,6 +549,8 @@ class Followers:
         else:
             chunk = await self._in_writer(sink.append, data, final=final)
         if chunk:
+            if self._faults:  # the copy grows again: what failed before has passed
+                self._faults.pop(task.id, None)
             events = tasklog.events(task.backend, chunk)
             self._publish_log(task, {"offset": offset, "next_offset": sink.size, "events": events})
         return data[len(chunk) :]
@@ -587,9 +609,12 @@ class Followers:
     ) -> None:
         if sink.dirty:  # a copy this hub wrote nothing to has nothing of its own to flush
             await self._in_writer(sink.sync)
-        done = await self._collector.collect(
-            task, transport, paths, exit_code, cancelled=cancelled, left=left
-        )
+        try:
+            done = await self._collector.collect(
+                task, transport, paths, exit_code, cancelled=cancelled, left=left
+            )
+        except Exception as exc:
+            raise Uncollected(exit_code) from exc
         if done is None:
             return
         if cancelled:
@@ -603,6 +628,50 @@ class Followers:
             await self._wait_out(done, transport, paths)
         else:
             self.finish(done, TaskStatus(done.status), None, done.error, keep_reason=True)
+
+    def _gives_up(self, task_id: str, exc: Exception) -> bool:
+        """Count a fault; return True once following the task should end in failure.
+
+        A host out of reach keeps the run's files and a full disk on the hub frees up: those
+        are waited out. Anything else on the hub's side (a results directory that cannot be
+        made, a bug) fails the same way every time, and ends the task after FAULT_TRIES.
+        """
+        cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
+        if isinstance(cause, TransportError) or (
+            isinstance(cause, OSError) and cause.errno in WAITS_OUT
+        ):
+            return False
+        faults = self._faults.get(task_id, 0) + 1
+        self._faults[task_id] = faults
+        return faults >= FAULT_TRIES
+
+    async def _give_up(self, task_id: str, exc: Exception) -> None:
+        """End a task the hub cannot follow or collect: stopped if it may run, then failed."""
+        cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
+        log.error("giving up on %s after %d tries", task_id, FAULT_TRIES, exc_info=cause)
+        task = self._current(task_id)
+        stopping = task_id in self._stopping
+        if isinstance(exc, Uncollected):
+            task.exit_code = exc.exit_code
+            ended = "its run ended"
+            if exc.exit_code is not None:
+                ended += f" with exit code {exc.exit_code}"
+            failed = "collect its result"
+        else:  # it may still run: left so, it would go on with nobody following it
+            await bounded(self._stop_run(task), timeout=60, what=f"the stop of {task_id}")
+            ended, failed = "it was stopped", "follow its output"
+        task.error = (
+            f"{ended}: the hub could not {failed} ({FAULT_TRIES} tries): "
+            f"{type(cause).__name__}: {cause}"
+        )
+        if stopping:
+            self._save(task, "task.updated")  # it stays cancelled, with why nothing came back
+        else:
+            self.finish(task, TaskStatus.FAILED, Reason.COLLECT_ERROR, task.error)
+
+    async def _stop_run(self, task: Task) -> None:
+        transport, paths = await self._locate(task)
+        await self._kill(task, transport, paths)
 
     async def _wait_out(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
         """Hand a run a usage limit stopped to the hub: the task waits, it does not fail."""

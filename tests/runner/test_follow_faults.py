@@ -8,6 +8,7 @@ hub's copy of its output byte-identical to the host's ``out.jsonl``.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +133,56 @@ def test_hub_disk_full_mid_run(tmp_path: Path, h3: SshHost, small_tmpfs: Path) -
         assert "No space left on device" in hub.log()
     finally:
         hub.stop()
+
+
+def test_a_result_the_hub_cannot_write_ends_the_task_failed(hub: HubProcess, h3: SshHost) -> None:
+    """Not a fault that passes (the host is fine, the disk has room): the follower used to
+    try again for ever and the task stayed ``running``."""
+    results = hub.home / "results"
+    go = h3.home / "go"
+    prompt = "until [ -e ~/go ]; do sleep 0.05; done; echo out; echo 'boom' >&2; exit 3"
+    tid = hub.client().add_task(prompt=prompt, backend="shell")["id"]
+    hub.wait_status(tid, ("running",))
+    (results / tid / "err.log").mkdir(parents=True)  # where its stderr goes: a directory
+    go.touch()
+    try:
+        task = hub.wait_status(tid, timeout=90)
+    finally:
+        go.unlink()
+    assert (task["status"], task["reason"], task["exit_code"]) == ("failed", "collect_error", 3)
+    assert task["error"].startswith("its run ended with exit code 3: the hub could not collect")
+    assert f"{tid}/err.log" in task["error"], task["error"]
+    assert hub_copy(results, tid) == host_copy(h3, tid) == b"out\n"
+    assert "giving up on " + tid in hub.log()
+    # The hub goes on: the next task runs and is collected.
+    other = hub.client().add_task(prompt="echo fine", backend="shell")["id"]
+    assert hub.wait_status(other)["status"] == "completed"
+
+
+def test_output_the_hub_cannot_copy_stops_the_task_and_fails_it(
+    hub: HubProcess, h3: SshHost
+) -> None:
+    results = hub.home / "results"
+    go = h3.home / "go"
+    prompt = "until [ -e ~/go ]; do sleep 0.05; done; echo out; exec sleep 612"
+    tid = hub.client().add_task(prompt=prompt, backend="shell")["id"]
+    hub.wait_status(tid, ("running",))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / tid).write_text("")  # where its copy goes: a file, not a directory
+    go.touch()
+    try:
+        task = hub.wait_status(tid, timeout=90)
+    finally:
+        go.unlink()
+    assert (task["status"], task["reason"]) == ("failed", "collect_error")
+    assert task["error"].startswith("it was stopped: the hub could not follow its output")
+    wait_until(lambda: not _running(h3, "sleep 612"), "the stopped task's process to end")
+    assert (results / tid).read_text() == ""  # nothing was made of it
+
+
+def _running(host: SshHost, command: str) -> bool:
+    found = subprocess.run(["pgrep", "-u", host.user, "-f", command], capture_output=True)
+    return found.returncode == 0
 
 
 def test_inventory_emptied_for_1_5s_then_restored(hub: HubProcess, h3: SshHost) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
+from dobby.core.errors import TransportError
 from dobby.core.models import Task
-from dobby.runner.follower import Ended, Followers
+from dobby.runner.follower import FAULT_TRIES, Ended, Followers, Uncollected
 from dobby.store.db import Store
 from dobby.store.tasklog import TaskLogs
 
@@ -47,3 +49,40 @@ async def test_a_follower_builds_its_task_again_only_after_a_save(tmp_path: Path
     finally:
         await followers.close()
         await store.close()
+
+
+async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path: Path) -> None:
+    followers = Followers(
+        logs=TaskLogs(root=tmp_path / "results"),
+        get_task=None,  # type: ignore[arg-type]  # never reached: only faults are counted
+        save=None,  # type: ignore[arg-type]
+        publish_log=lambda task, data: None,
+        locate=None,  # type: ignore[arg-type]
+        record=lambda host, **kw: None,
+        collector=None,  # type: ignore[arg-type]
+        kill=None,  # type: ignore[arg-type]
+    )
+
+    def uncollected(cause: Exception) -> Uncollected:
+        try:
+            raise Uncollected(3) from cause
+        except Uncollected as exc:
+            return exc
+
+    passing = [
+        TransportError("h1: connection lost", host="h1"),  # the host keeps the run's files
+        OSError(errno.ENOSPC, "No space left on device"),  # the hub's disk frees up
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        uncollected(TransportError("h1: connection lost", host="h1")),
+        uncollected(OSError(errno.ENOSPC, "No space left on device")),
+    ]
+    try:
+        for _ in range(3 * FAULT_TRIES):
+            for exc in passing:
+                assert not followers._gives_up("t1", exc)
+        lasting = [uncollected(IsADirectoryError(errno.EISDIR, "err.log")), ValueError("bug")]
+        given_up = [followers._gives_up("t1", lasting[i % 2]) for i in range(FAULT_TRIES)]
+        assert given_up == [False] * (FAULT_TRIES - 1) + [True]
+        assert not followers._gives_up("t2", ValueError("bug"))  # counted per task
+    finally:
+        await followers.close()
