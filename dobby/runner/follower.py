@@ -60,9 +60,13 @@ STREAM_WAKE = 1.0  # a streamed task is looked at this often when quiet (status,
 ADOPT_PROBE_AFTER = 0.5  # an adopted streamed task's session is asked about this soon
 STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
 # A task the hub keeps failing to follow or collect for a reason of its own side (not its
-# host's, not a full disk: those pass) ends failed after this many tries, not stays running.
+# host's, not a resource that frees up: those pass) ends failed once this many tries over at
+# least this many seconds failed, where it stayed running for good.
 FAULT_TRIES = 5
-WAITS_OUT = (errno.ENOSPC, errno.EDQUOT)  # the hub's disk full: space comes back, so wait
+FAULT_PATIENCE = 10.0
+# The hub's disk full, or it out of descriptors or memory under load: they free up, so wait.
+GIVE_UP_STOP = 60.0  # seconds the stop of a run given up on may take
+WAITS_OUT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
 Record = Callable[..., None]  # HostManager.record(name, ok=..., error=...)
@@ -152,7 +156,8 @@ class Followers:
         self._stopping: set[str] = set()
         self._unsent: set[str] = set()  # ...whose stop did not reach the host yet
         self._adopting: set[str] = set()  # adopted, not yet reading (see adoption)
-        self._faults: dict[str, int] = {}  # faults of the hub's own side so far, per task
+        # Faults of the hub's own side so far, per task: how many, since when (monotonic).
+        self._faults: dict[str, tuple[int, float]] = {}
         self._adopted = asyncio.Event()
         self._adopted.set()
         # One thread for what may block: large catch-ups, fsyncs, opening and closing copies.
@@ -629,26 +634,29 @@ class Followers:
         else:
             self.finish(done, TaskStatus(done.status), None, done.error, keep_reason=True)
 
-    def _gives_up(self, task_id: str, exc: Exception) -> bool:
+    def _gives_up(self, task_id: str, exc: Exception, now: float | None = None) -> bool:
         """Count a fault; return True once following the task should end in failure.
 
-        A host out of reach keeps the run's files and a full disk on the hub frees up: those
-        are waited out. Anything else on the hub's side (a results directory that cannot be
-        made, a bug) fails the same way every time, and ends the task after FAULT_TRIES.
+        A host out of reach keeps the run's files, and a full disk or a hub out of
+        descriptors frees up: those are waited out. Anything else on the hub's side (a
+        results directory that cannot be made, a bug) fails the same way every time, and
+        ends the task after FAULT_TRIES over FAULT_PATIENCE s.
         """
         cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
         if isinstance(cause, TransportError) or (
             isinstance(cause, OSError) and cause.errno in WAITS_OUT
         ):
             return False
-        faults = self._faults.get(task_id, 0) + 1
-        self._faults[task_id] = faults
-        return faults >= FAULT_TRIES
+        now = time.monotonic() if now is None else now
+        faults, first = self._faults.get(task_id, (0, now))
+        self._faults[task_id] = (faults + 1, first)
+        return faults + 1 >= FAULT_TRIES and now - first >= FAULT_PATIENCE
 
     async def _give_up(self, task_id: str, exc: Exception) -> None:
         """End a task the hub cannot follow or collect: stopped if it may run, then failed."""
         cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
-        log.error("giving up on %s after %d tries", task_id, FAULT_TRIES, exc_info=cause)
+        faults = self._faults.get(task_id, (0, 0.0))[0]
+        log.error("giving up on %s after %d tries", task_id, faults, exc_info=cause)
         task = self._current(task_id)
         stopping = task_id in self._stopping
         if isinstance(exc, Uncollected):
@@ -658,20 +666,26 @@ class Followers:
                 ended += f" with exit code {exc.exit_code}"
             failed = "collect its result"
         else:  # it may still run: left so, it would go on with nobody following it
-            await bounded(self._stop_run(task), timeout=60, what=f"the stop of {task_id}")
-            ended, failed = "it was stopped", "follow its output"
+            ended, failed = await self._stop_run(task), "follow its output"
         task.error = (
-            f"{ended}: the hub could not {failed} ({FAULT_TRIES} tries): "
-            f"{type(cause).__name__}: {cause}"
+            f"{ended}: the hub could not {failed} ({faults} tries in "
+            f"{FAULT_PATIENCE:g}+ s): {type(cause).__name__}: {cause}"
         )
         if stopping:
             self._save(task, "task.updated")  # it stays cancelled, with why nothing came back
         else:
             self.finish(task, TaskStatus.FAILED, Reason.COLLECT_ERROR, task.error)
 
-    async def _stop_run(self, task: Task) -> None:
-        transport, paths = await self._locate(task)
-        await self._kill(task, transport, paths)
+    async def _stop_run(self, task: Task) -> str:
+        """Stop a run the hub gives up on; return what became of it, for the task's error."""
+        try:
+            async with asyncio.timeout(GIVE_UP_STOP):
+                transport, paths = await self._locate(task)
+                await self._kill(task, transport, paths)
+        except Exception as exc:  # noqa: BLE001 - the task ends failed all the same
+            log.warning("stopping %s: %s", task.id, exc)
+            return f"it could not be stopped ({exc or type(exc).__name__}) and may still run"
+        return "it was stopped"
 
     async def _wait_out(self, task: Task, transport: Transport, paths: scripts.TaskPaths) -> None:
         """Hand a run a usage limit stopped to the hub: the task waits, it does not fail."""

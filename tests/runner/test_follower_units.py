@@ -9,7 +9,7 @@ import pytest
 
 from dobby.core.errors import TransportError
 from dobby.core.models import Task
-from dobby.runner.follower import FAULT_TRIES, Ended, Followers, Uncollected
+from dobby.runner.follower import FAULT_PATIENCE, FAULT_TRIES, Ended, Followers, Uncollected
 from dobby.store.db import Store
 from dobby.store.tasklog import TaskLogs
 
@@ -73,16 +73,26 @@ async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path
         TransportError("h1: connection lost", host="h1"),  # the host keeps the run's files
         OSError(errno.ENOSPC, "No space left on device"),  # the hub's disk frees up
         OSError(errno.EDQUOT, "Disk quota exceeded"),
+        OSError(errno.EMFILE, "Too many open files"),  # so do its descriptors
         uncollected(TransportError("h1: connection lost", host="h1")),
         uncollected(OSError(errno.ENOSPC, "No space left on device")),
     ]
     try:
-        for _ in range(3 * FAULT_TRIES):
+        for second in range(3 * FAULT_TRIES):
             for exc in passing:
-                assert not followers._gives_up("t1", exc)
+                assert not followers._gives_up("t1", exc, now=float(second) * FAULT_PATIENCE)
         lasting = [uncollected(IsADirectoryError(errno.EISDIR, "err.log")), ValueError("bug")]
-        given_up = [followers._gives_up("t1", lasting[i % 2]) for i in range(FAULT_TRIES)]
-        assert given_up == [False] * (FAULT_TRIES - 1) + [True]
-        assert not followers._gives_up("t2", ValueError("bug"))  # counted per task
+        # Many tries in a moment are not enough (a glitch of a second passes)...
+        quick = [followers._gives_up("t1", lasting[i % 2], now=100.0) for i in range(10)]
+        assert not any(quick)
+        # ...nor are FAULT_PATIENCE seconds with fewer than FAULT_TRIES tries: both are.
+        assert not followers._gives_up("t2", ValueError("bug"), now=0.0)
+        assert not followers._gives_up("t2", ValueError("bug"), now=FAULT_PATIENCE + 1)
+        slow = [
+            followers._gives_up("t2", ValueError("bug"), now=FAULT_PATIENCE + 2)
+            for _ in range(FAULT_TRIES - 2)
+        ]
+        assert slow == [False] * (FAULT_TRIES - 3) + [True]
+        assert followers._gives_up("t1", lasting[0], now=100.0 + FAULT_PATIENCE)
     finally:
         await followers.close()
