@@ -275,14 +275,19 @@ class RemoteSessions:
                 if task.id in self._launching:
                     continue
                 try:
-                    state = await self.runner.session_state(task)
+                    await self._check(task)
                 except (TransportError, NotFound, TimeoutError) as exc:
                     log.debug("cannot check session %s: %s", task.id, exc)
-                    continue
-                if state.get("session") == "1":
-                    continue
-                outputs = await self._bring_back(task)
-                self._ended(task.id, state.get("exit") or "", outputs)
+                except Exception:  # noqa: BLE001 - one session's fault must not end the watch
+                    log.exception("checking session %s failed", task.id)
+
+    async def _check(self, task: Task) -> None:
+        """End a session whose tmux session is gone."""
+        state = await self.runner.session_state(task)
+        if state.get("session") == "1":
+            return
+        outputs = await self._bring_back(task)
+        self._ended(task.id, state.get("exit") or "", outputs)
 
     async def _bring_back(self, task: Task) -> Outputs | None:
         """Fetch the session's work as branch dobby/<id>, as for a task (never fatal)."""
