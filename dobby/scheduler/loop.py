@@ -583,7 +583,11 @@ class SchedulerLoop:
                     return
                 try:
                     state = await self.runner.settle_launch(task)
-                except (TransportError, NotFound, TimeoutError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the host's answer decides: ask again
+                    if not isinstance(exc, TransportError | NotFound | TimeoutError):
+                        # Not the host's fault (a reply this hub cannot read, a bug): still only
+                        # its answer can say whether the launch began, so the task waits for it.
+                        log.error("settling the launch of %s failed", task_id, exc_info=exc)
                     self._wait_for_host(task, exc)
                     await asyncio.sleep(retry.next_delay() or SETTLE_BACKOFF.cap)
                     continue
@@ -612,7 +616,7 @@ class SchedulerLoop:
 
     def _wait_for_host(self, task: Task, exc: Exception) -> None:
         """Show that a task waits for its host to answer (saved only when it changes)."""
-        detail = str(exc).removeprefix(f"{task.host}: ")
+        detail = str(exc).removeprefix(f"{task.host}: ") or type(exc).__name__
         reason = (
             f"waiting for host {task.host} ({detail}): its launch may have started there, "
             "so it will not be started elsewhere"

@@ -67,3 +67,35 @@ async def test_a_launch_whose_stream_dies_is_a_launch_unknown(app_hub: AppHub) -
     task = Task(prompt="x", backend="shell", host="local")
     with pytest.raises(LaunchUnknown, match="answer was lost"):
         await runner._run_launch(task, transport, KILL_ITS_STREAM, None)
+
+
+async def test_a_settle_probe_that_raises_is_asked_again(
+    app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a host's fault (an answer this hub cannot read, a bug): the task waits for the
+    host's answer as it would for a host out of reach; it is neither dropped nor placed twice."""
+    runner = app_hub.core.runner
+    launch, settle_launch = runner.launch, runner.settle_launch
+    launches: list[str] = []
+    faults: list[str] = []
+
+    async def lost_once(task: Task, **kw: object) -> None:
+        launches.append(task.launch_id or "")
+        if len(launches) == 1:
+            raise LaunchUnknown("the launch's answer was lost")
+        await launch(task, **kw)  # type: ignore[arg-type]
+
+    async def unreadable_twice(task: Task) -> dict[str, str]:
+        if len(faults) < 2:
+            faults.append(task.id)
+            raise ValueError("a reply this hub cannot read")
+        return await settle_launch(task)
+
+    monkeypatch.setattr(runner, "launch", lost_once)
+    monkeypatch.setattr(runner, "settle_launch", unreadable_twice)
+    status, task = await app_hub.call("POST", "/tasks", {"prompt": "echo hi", "backend": "shell"})
+    assert status == 201, task
+    done = await app_hub.wait_status(task["id"], timeout=60)
+    # The first launch never ran (the settle probe fenced it off): placed once more, it ran.
+    assert (done["status"], len(faults), len(launches)) == ("completed", 2, 2)
+    assert launches[0] != launches[1]
