@@ -64,8 +64,8 @@ STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel 
 # least this many seconds failed, where it stayed running for good.
 FAULT_TRIES = 5
 FAULT_PATIENCE = 10.0
-# The hub's disk full, or it out of descriptors or memory under load: they free up, so wait.
 GIVE_UP_STOP = 60.0  # seconds the stop of a run given up on may take
+# The hub's disk full, or it out of descriptors or memory under load: they free up, so wait.
 WAITS_OUT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 Locate = Callable[[Task], Awaitable[tuple[Transport, scripts.TaskPaths]]]
@@ -668,8 +668,8 @@ class Followers:
         else:  # it may still run: left so, it would go on with nobody following it
             ended, failed = await self._stop_run(task), "follow its output"
         task.error = (
-            f"{ended}: the hub could not {failed} ({faults} tries in "
-            f"{FAULT_PATIENCE:g}+ s): {type(cause).__name__}: {cause}"
+            f"{ended}: the hub could not {failed} ({faults} tries over "
+            f"{FAULT_PATIENCE:g} s or more): {type(cause).__name__}: {cause}"
         )
         if stopping:
             self._save(task, "task.updated")  # it stays cancelled, with why nothing came back
