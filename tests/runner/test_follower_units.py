@@ -96,3 +96,38 @@ async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path
         assert followers._gives_up("t1", lasting[0], now=100.0 + FAULT_PATIENCE)
     finally:
         await followers.close()
+
+
+async def test_a_run_given_up_on_that_cannot_be_stopped_says_so(tmp_path: Path) -> None:
+    store = Store(path=tmp_path / "dobby.db")
+
+    async def unreachable(task: Task) -> tuple[object, object]:
+        raise TransportError("connection refused", host="h1")
+
+    followers = Followers(
+        logs=TaskLogs(root=tmp_path / "results"),
+        get_task=store.get_task,
+        save=lambda task, event="task.updated": store.put_task(task),
+        publish_log=lambda task, data: None,
+        locate=unreachable,  # type: ignore[arg-type]
+        record=lambda host, **kw: None,
+        collector=None,  # type: ignore[arg-type]
+        kill=None,  # type: ignore[arg-type]  # never reached: the host is not
+    )
+    try:
+        task = Task(prompt="p", status="running", host="h1")
+        store.put_task(task)
+        fault = ValueError("a copy this hub cannot write")
+        for second in range(FAULT_TRIES):
+            followers._gives_up(task.id, fault, now=second * FAULT_PATIENCE)
+        await followers._give_up(task.id, fault)
+        ended = store.get_task(task.id)
+        assert (ended.status, ended.reason) == ("failed", "collect_error")
+        assert ended.error is not None and ended.error.startswith(
+            "it could not be stopped (h1: connection refused) and may still run: "
+            f"the hub could not follow its output ({FAULT_TRIES} tries"
+        ), ended.error
+        assert ended.error.endswith("ValueError: a copy this hub cannot write")
+    finally:
+        await followers.close()
+        await store.close()
