@@ -118,6 +118,11 @@ class Uncollected(Exception):
         self.exit_code = exit_code
 
 
+def _cause(exc: Exception) -> BaseException:
+    """Return what a fault is about: for a failed collection, what the collector raised."""
+    return exc.__cause__ or exc if isinstance(exc, Uncollected) else exc
+
+
 class Followers:
     """One follow loop per running task."""
 
@@ -642,7 +647,7 @@ class Followers:
         results directory that cannot be made, a bug) fails the same way every time, and
         ends the task after FAULT_TRIES over FAULT_PATIENCE s.
         """
-        cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
+        cause = _cause(exc)
         if isinstance(cause, TransportError) or (
             isinstance(cause, OSError) and cause.errno in WAITS_OUT
         ):
@@ -654,7 +659,7 @@ class Followers:
 
     async def _give_up(self, task_id: str, exc: Exception) -> None:
         """End a task the hub cannot follow or collect: stopped if it may run, then failed."""
-        cause = exc.__cause__ if isinstance(exc, Uncollected) else exc
+        cause = _cause(exc)
         faults = self._faults.get(task_id, (0, 0.0))[0]
         log.error("giving up on %s after %d tries", task_id, faults, exc_info=cause)
         task = self._current(task_id)

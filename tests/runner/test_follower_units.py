@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,21 @@ from dobby.store.db import Store
 from dobby.store.tasklog import TaskLogs
 
 
+def followers_on(store: Store, root: Path, **parts: Any) -> Followers:
+    """Return followers over ``store`` that reach no host; ``parts`` replace the defaults."""
+    defaults: dict[str, Any] = {
+        "logs": TaskLogs(root=root / "results"),
+        "get_task": store.get_task,
+        "save": lambda task, event="task.updated": store.put_task(task),
+        "publish_log": lambda task, data: None,
+        "locate": None,  # never reached unless a test gives one: no task is followed here
+        "record": lambda host, **kw: None,
+        "collector": None,
+        "kill": None,
+    }
+    return Followers(**{**defaults, **parts})
+
+
 async def test_a_follower_builds_its_task_again_only_after_a_save(tmp_path: Path) -> None:
     store = Store(path=tmp_path / "dobby.db")
     built: list[str] = []
@@ -22,17 +38,7 @@ async def test_a_follower_builds_its_task_again_only_after_a_save(tmp_path: Path
         built.append(task_id)
         return store.get_task(task_id)
 
-    followers = Followers(
-        logs=TaskLogs(root=tmp_path / "results"),
-        get_task=get_task,
-        save=lambda task, event="task.updated": store.put_task(task),
-        publish_log=lambda task, data: None,
-        locate=None,  # type: ignore[arg-type]  # never reached: no task is followed here
-        record=lambda host, **kw: None,
-        collector=None,  # type: ignore[arg-type]
-        kill=None,  # type: ignore[arg-type]
-        revision=store.task_revision,
-    )
+    followers = followers_on(store, tmp_path, get_task=get_task, revision=store.task_revision)
     try:
         task = Task(prompt="p", status="running", host="h1")
         store.put_task(task)
@@ -52,16 +58,8 @@ async def test_a_follower_builds_its_task_again_only_after_a_save(tmp_path: Path
 
 
 async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path: Path) -> None:
-    followers = Followers(
-        logs=TaskLogs(root=tmp_path / "results"),
-        get_task=None,  # type: ignore[arg-type]  # never reached: only faults are counted
-        save=None,  # type: ignore[arg-type]
-        publish_log=lambda task, data: None,
-        locate=None,  # type: ignore[arg-type]
-        record=lambda host, **kw: None,
-        collector=None,  # type: ignore[arg-type]
-        kill=None,  # type: ignore[arg-type]
-    )
+    store = Store(path=tmp_path / "dobby.db")
+    followers = followers_on(store, tmp_path)  # only faults are counted: nothing else runs
 
     def uncollected(cause: Exception) -> Uncollected:
         try:
@@ -96,6 +94,7 @@ async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path
         assert followers._gives_up("t1", lasting[0], now=100.0 + FAULT_PATIENCE)
     finally:
         await followers.close()
+        await store.close()
 
 
 async def test_a_run_given_up_on_that_cannot_be_stopped_says_so(tmp_path: Path) -> None:
@@ -104,16 +103,7 @@ async def test_a_run_given_up_on_that_cannot_be_stopped_says_so(tmp_path: Path) 
     async def unreachable(task: Task) -> tuple[object, object]:
         raise TransportError("connection refused", host="h1")
 
-    followers = Followers(
-        logs=TaskLogs(root=tmp_path / "results"),
-        get_task=store.get_task,
-        save=lambda task, event="task.updated": store.put_task(task),
-        publish_log=lambda task, data: None,
-        locate=unreachable,  # type: ignore[arg-type]
-        record=lambda host, **kw: None,
-        collector=None,  # type: ignore[arg-type]
-        kill=None,  # type: ignore[arg-type]  # never reached: the host is not
-    )
+    followers = followers_on(store, tmp_path, locate=unreachable)  # kill: never reached
     try:
         task = Task(prompt="p", status="running", host="h1")
         store.put_task(task)
