@@ -97,6 +97,28 @@ async def test_only_faults_of_the_hubs_own_side_count_towards_giving_up(tmp_path
         await store.close()
 
 
+async def test_a_line_copied_again_starts_the_count_of_faults_afresh(tmp_path: Path) -> None:
+    """Faults far apart, each passing, never add up to giving up on a task."""
+    store = Store(path=tmp_path / "dobby.db")
+    followers = followers_on(store, tmp_path)
+    task = Task(prompt="p", status="running", host="h1")
+    fault = ValueError("a copy this hub could not write, once")
+    try:
+        with followers.logs.writer(task.id) as sink:
+            for second in range(3 * FAULT_TRIES):
+                now = second * FAULT_PATIENCE
+                assert not followers._gives_up(task.id, fault, now=now)
+                assert await followers._append(task, sink, b"a line\n", final=False) == b""
+        # Without a line between them, the same faults end it.
+        given_up = [
+            followers._gives_up(task.id, fault, now=s * FAULT_PATIENCE) for s in range(FAULT_TRIES)
+        ]
+        assert given_up == [False] * (FAULT_TRIES - 1) + [True]
+    finally:
+        await followers.close()
+        await store.close()
+
+
 async def test_a_run_given_up_on_that_cannot_be_stopped_says_so(tmp_path: Path) -> None:
     store = Store(path=tmp_path / "dobby.db")
 
