@@ -1,8 +1,9 @@
 """HubClient: the only way the CLI, Slack and MCP reach the hub (synchronous).
 
-Each request is one HTTP/1.1 exchange on a socket of its own (:mod:`dobby.client.wire`
-says why); event streams are read with httpx2's server-sent-events reader
-(:mod:`dobby.client.sse`, imported only by a stream) and reopened after a drop.
+Each request is one HTTP/1.1 exchange (:mod:`dobby.client.wire` says why by hand); a
+connection whose answer was read to its end is kept for the next request. Event streams are
+read with httpx2's server-sent-events reader (:mod:`dobby.client.sse`, imported only by a
+stream) and reopened after a drop.
 Failures that a second try can fix — the connection dropped, the hub restarting (after this
 client reached it once), 502/503/504 — are retried with :mod:`dobby.core.retry`, for requests
 that are safe to repeat: reads, and creations sent with an ``Idempotency-Key`` (a uuid4 per
@@ -19,6 +20,7 @@ import os
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
@@ -66,6 +68,10 @@ class HubClient:
         self.timeout = timeout
         self.retry_policy = retry
         self._reached = False  # set once the hub answered: a refusal after that is a restart
+        self._pool = wire.Pool()
+        # A client nobody closed closes its kept connections when it goes: no socket is left
+        # to the garbage collector (which warns about each).
+        weakref.finalize(self, self._pool.close)
         # No proxy from the environment, ever: it would see the API key, and would break the
         # usual 127.0.0.1 hub when no_proxy is unset.
         self._headers = {"User-Agent": "dobby-client"}
@@ -86,7 +92,8 @@ class HubClient:
         self.close()
 
     def close(self) -> None:
-        """Release the client (each request's connection closes with its answer)."""
+        """Close the connections kept for the next requests (a later request opens one)."""
+        self._pool.close()
 
     @property
     def _display_url(self) -> str:
@@ -116,10 +123,14 @@ class HubClient:
         accept: str = "application/json",
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        repeatable: bool = False,
+        keep: bool = True,
     ) -> wire.Reply:
         """Send one request; return the open reply of a success, else raise.
 
         Raises :class:`_Transient` for what a retry may fix, :class:`HubError` otherwise.
+        ``repeatable``: the request may go on a kept connection (see wire.Pool); ``keep``: its
+        connection is kept once its answer was read (not an event stream's).
         """
         all_headers = {**self._headers, "Accept": accept, **(headers or {})}
         if self._api_key:
@@ -135,6 +146,8 @@ class HubClient:
                 headers=all_headers,
                 body=content,
                 timeout=timeout if timeout is not None else self.timeout,
+                pool=self._pool if keep else None,
+                reuse=repeatable,
             )
         except wire.TimedOut:
             raise HubError(
@@ -176,8 +189,10 @@ class HubClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> wire.Reply:
         """Send a request (retried when safe) and return the open reply, body unread."""
+        repeatable = method in SAFE_METHODS
         return self._retrying(
-            lambda: self._send(method, path, **kwargs), repeatable=method in SAFE_METHODS
+            lambda: self._send(method, path, repeatable=repeatable, **kwargs),
+            repeatable=repeatable,
         )
 
     def _call(
@@ -193,9 +208,17 @@ class HubClient:
         """Send a request and return the decoded JSON answer."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
 
+        repeatable = method in SAFE_METHODS or idempotency_key is not None
+
         def exchange() -> tuple[int, bytes]:
             reply = self._send(
-                method, path, query=query, body=body, headers=headers, timeout=timeout
+                method,
+                path,
+                query=query,
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                repeatable=repeatable,
             )
             with contextlib.closing(reply):
                 try:
@@ -203,7 +226,6 @@ class HubClient:
                 except wire.WireError:
                     raise _Transient(self._unreachable()) from None
 
-        repeatable = method in SAFE_METHODS or idempotency_key is not None
         status, raw = self._retrying(exchange, repeatable=repeatable)
         try:
             return json.loads(raw) if raw else None
@@ -222,7 +244,7 @@ class HubClient:
         """Yield (event, data, id) frames of one SSE connection; raise _Dropped when it ends."""
         from dobby.client import sse
 
-        reply = self._send("GET", path, query=query, accept="text/event-stream")
+        reply = self._send("GET", path, query=query, accept="text/event-stream", keep=False)
         with contextlib.closing(reply):
             try:
                 for event, data, last_id in sse.events(reply, self.url + path):

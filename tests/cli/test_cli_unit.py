@@ -572,7 +572,7 @@ def test_client_reads_chunked_answers_and_retries_a_cut_one(hub: FakeHub) -> Non
     assert HubClient(url=hub.url, retry=FAST).task("abcd1234") == TASK
     assert len(hub.requests) == 2
     method, path, _, _, headers = hub.requests[-1]
-    assert headers["Host"] == f"127.0.0.1:{hub.port}" and headers["Connection"] == "close"
+    assert headers["Host"] == f"127.0.0.1:{hub.port}" and "Connection" not in headers  # kept
 
 
 def test_client_refuses_a_header_that_would_split_the_request(hub: FakeHub) -> None:
