@@ -20,6 +20,7 @@ import tornado.netutil
 from dobby.core.aio import stacks, stop_tasks
 from dobby.core.config import Settings, load_settings
 from dobby.core.errors import ConfigError
+from dobby.hub import descriptors
 from dobby.hub.app import make_app
 from dobby.hub.core import Hub
 
@@ -43,11 +44,12 @@ async def run_hub(
     """Serve until ``stop`` is set (or a signal arrives); ``freeze``: see freeze_heap."""
     settings.validate_bind()
     sockets = bind(settings)  # first: a busy port must fail before the hub starts anything
+    descriptors.raise_limit()
     hub = Hub(settings=settings)
     await hub.start()
     app = make_app(hub)
     server = tornado.httpserver.HTTPServer(app, xheaders=False)
-    server.add_sockets(sockets)
+    server.add_sockets([descriptors.Listener.wrap(sock) for sock in sockets])
     log.info(
         "dobby hub listening on http://%s:%s (state in %s)",
         settings.host,

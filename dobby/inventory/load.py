@@ -508,10 +508,18 @@ class InventoryWatcher:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        said = ""  # a failure to read the files, said once while it lasts (every second)
         while True:
             await asyncio.sleep(self.interval)
             try:
                 self.check_now()
+                said = ""
+            except OSError as exc:  # unreadable for now (the hub out of descriptors…)
+                if str(exc) != said:
+                    log.warning(
+                        "inventory check failed (tried again each %gs): %s", self.interval, exc
+                    )
+                said = str(exc)
             except Exception:
                 log.exception("inventory check failed")
 

@@ -123,6 +123,15 @@ def _cause(exc: Exception) -> BaseException:
     return exc.__cause__ or exc if isinstance(exc, Uncollected) else exc
 
 
+def _waited_out(exc: Exception) -> bool:
+    """Return True for a fault that passes by itself: a host out of reach keeps the run's
+    files, and a full disk or a hub out of descriptors or memory frees up."""
+    cause = _cause(exc)
+    return isinstance(cause, TransportError) or (
+        isinstance(cause, OSError) and cause.errno in WAITS_OUT
+    )
+
+
 class Followers:
     """One follow loop per running task."""
 
@@ -292,12 +301,17 @@ class Followers:
                     transport.release(paths.file(name))
 
     def _fault(self, task_id: str, exc: Exception, wait: float, failures: int) -> None:
-        """Log a fault while following (the first of a streak loudly) and note the host."""
-        if isinstance(exc, TransportError):
-            if exc.host:
-                self._record(exc.host, ok=False, error=str(exc).removeprefix(f"{exc.host}: "))
+        """Log a fault while following (the first of a streak loudly) and note the host.
+
+        A fault that is waited out is one line: every followed task meets it at once, and its
+        traceback says nothing (a hub out of descriptors logged 40 lines per task).
+        """
+        cause = _cause(exc)
+        if isinstance(cause, TransportError) and cause.host:
+            self._record(cause.host, ok=False, error=str(cause).removeprefix(f"{cause.host}: "))
+        if _waited_out(exc):
             level = logging.WARNING if failures == 1 else logging.DEBUG
-            log.log(level, "following %s: %s; again in %.1fs", task_id, exc, wait)
+            log.log(level, "following %s: %s; again in %.1fs", task_id, cause, wait)
         elif failures == 1:
             log.warning("following %s failed; again in %.1fs", task_id, wait, exc_info=exc)
         else:
@@ -647,10 +661,7 @@ class Followers:
         results directory that cannot be made, a bug) fails the same way every time, and
         ends the task after FAULT_TRIES over FAULT_PATIENCE s.
         """
-        cause = _cause(exc)
-        if isinstance(cause, TransportError) or (
-            isinstance(cause, OSError) and cause.errno in WAITS_OUT
-        ):
+        if _waited_out(exc):
             return False
         now = time.monotonic() if now is None else now
         faults, first = self._faults.get(task_id, (0, now))
