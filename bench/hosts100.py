@@ -105,15 +105,16 @@ def requests(client: HubClient, hosts: list[str], ids: list[str]) -> dict[str, C
 def measure(
     client: HubClient, hosts: list[str], ids: list[str], rounds: int, clients: int
 ) -> dict[str, list[float]]:
-    """Time ``rounds`` calls of every endpoint, interleaved, from ``clients`` threads."""
-    calls = requests(client, hosts, ids)
+    """Time ``rounds`` calls of every endpoint, interleaved, from ``clients`` threads; each
+    call a client of its own, as each CLI command is (a client keeps its connection)."""
     plan = [name for _ in range(rounds) for name in ENDPOINTS]
     random.shuffle(plan)
 
     def one(name: str) -> tuple[str, float]:
-        t0 = time.perf_counter()
-        calls[name]()
-        return name, time.perf_counter() - t0
+        with HubClient(url=client.url) as fresh:
+            t0 = time.perf_counter()
+            requests(fresh, hosts, ids)[name]()
+            return name, time.perf_counter() - t0
 
     took: dict[str, list[float]] = {name: [] for name in ENDPOINTS}
     with ThreadPoolExecutor(clients) as pool:
