@@ -97,7 +97,8 @@ class EventWatcher:
         self.thread.start()
 
     def _run(self, client: HubClient) -> None:
-        for event in client.events(since=None, give_up_after=3600):
+        kinds = ("task.started", "task.finished")  # what it waits for: the hub sends only these
+        for event in client.events(since=None, types=kinds, give_up_after=3600):
             key = (event.get("type", ""), event.get("task_id") or "")
             with self.cond:
                 self.seen.setdefault(key, time.perf_counter())

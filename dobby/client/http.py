@@ -21,7 +21,7 @@ import time
 import urllib.parse
 import uuid
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
 from dobby.client import wire
@@ -337,13 +337,21 @@ class HubClient:
                     return
 
     def events(
-        self, since: int | None = None, *, give_up_after: float = 60.0
+        self,
+        since: int | None = None,
+        *,
+        types: Iterable[str] | None = None,
+        give_up_after: float = 60.0,
     ) -> Iterator[dict[str, Any]]:
-        """Yield every bus event from sequence ``since`` on, forever, reconnecting on drops."""
+        """Yield the bus events from sequence ``since`` on, forever, reconnecting on drops.
+
+        ``types``: only those (``task.finished``, or a family ``race.*``); else every one.
+        """
         state: dict[str, Any] = {"since": since}
+        wanted = ",".join(types) if types is not None else None
 
         def open_stream() -> Generator[_Frame, None, None]:
-            return self._sse("/events", {"since": state["since"]})
+            return self._sse("/events", {"since": state["since"], "types": wanted})
 
         with contextlib.closing(self._reconnecting(open_stream, give_up_after)) as frames:
             for _, data, last_id in frames:

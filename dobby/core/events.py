@@ -18,6 +18,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from dobby.core.errors import ValidationError
 from dobby.core.timefmt import utcnow
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,35 @@ class EventType(StrEnum):
     ACCOUNT_LIMITED = "account.limited"
     ACCOUNT_RESUMED = "account.resumed"
     HUB_STARTED = "hub.started"
+
+
+def type_filter(raw: str | None) -> Callable[[str], bool] | None:
+    """Return whether an event type is one ``raw`` asks for; None: every type.
+
+    ``raw`` (``?types=`` of GET /events): comma-separated event types, or families such as
+    ``race.*``. A follower that needs a few kinds is not sent the rest: every output chunk of
+    every task is a ``task.log`` event, 500 a second with 100 chatty tasks. An unknown name
+    is a ValidationError naming it (a typo would otherwise be a stream that stays silent).
+    """
+    if raw is None or not raw.strip():
+        return None
+    known = {t.value for t in EventType}
+    families = {t.split(".", 1)[0] for t in known}
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for name in (part.strip() for part in raw.split(",")):
+        if name in known:
+            exact.add(name)
+        elif name.endswith(".*") and name[:-2] in families:
+            prefixes.append(name[:-1])
+        else:
+            examples = ", ".join(sorted(f"{family}.*" for family in families))
+            raise ValidationError(
+                f"query parameter 'types': unknown event type {name[:80]!r} "
+                f"(a type such as task.finished, or a family: {examples})"
+            )
+    starts = tuple(prefixes)
+    return lambda kind: kind in exact or kind.startswith(starts)
 
 
 class Event:

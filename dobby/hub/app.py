@@ -44,7 +44,11 @@ ROUTES: list[tuple[str, type[BaseHandler], dict[str, str]]] = [
         h.TaskEventsHandler,
         {"get": "SSE: a task's log (from ?offset=), status changes, end"},
     ),
-    (r"/events", h.EventsHandler, {"get": "SSE: every hub event (Last-Event-ID / ?since=)"}),
+    (
+        r"/events",
+        h.EventsHandler,
+        {"get": "SSE: the hub's events (Last-Event-ID / ?since=; ?types=task.finished,race.*)"},
+    ),
     (r"/projects", h.ProjectsHandler, {"get": "List projects", "post": "Register a project"}),
     (rf"/projects/{ID}", hs.ProjectHandler, {"get": "One project", "patch": "Set its policies"}),
     (r"/hosts", h.HostsHandler, {"get": "Inventory hosts with reachability and versions"}),

@@ -151,6 +151,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         SSE,
         query=(
             _q("since", "integer", "Replay events after this number.", minimum=0, maximum=MAX_INT),
+            _q(
+                "types",
+                "string",
+                "Only these events: comma-separated types (task.finished) or families (race.*).",
+            ),
         ),
     ),
     ("/projects", "get"): Op(a.ProjectList),

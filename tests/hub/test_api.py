@@ -165,6 +165,36 @@ async def test_events_replay_from_a_sequence_number(app_hub: AppHub) -> None:
     assert [d["seq"] for _, d in again] == [s for s in seqs if s > cut]
 
 
+async def test_events_of_the_types_asked_for_only(app_hub: AppHub) -> None:
+    cut = app_hub.core.bus.last_seq
+    _, task = await app_hub.call("POST", "/tasks", {"prompt": "echo typed", "backend": "shell"})
+    await app_hub.wait_status(task["id"])
+    app_hub.core.bus.publish("race.updated", data={"id": "r-1"})
+    frames = await app_hub.read_sse(
+        f"/events?since={cut}&types=task.finished,race.*", "race.updated"
+    )
+    assert [(d["type"], d["task_id"]) for _, d in frames] == [
+        ("task.finished", task["id"]),
+        ("race.updated", None),
+    ]
+    # Resuming counts from the events sent: nothing of the types asked for is skipped.
+    again = await app_hub.read_sse(
+        "/events?types=task.*", "task.finished", {"Last-Event-ID": str(cut)}
+    )
+    types = [d["type"] for _, d in again]
+    assert types[0] == "task.created" and types[-1] == "task.finished"
+    assert all(t.startswith("task.") for t in types)
+
+
+@pytest.mark.parametrize("types", ["task.finish", "task.finished,,", "tasks.*", "*"])
+async def test_an_unknown_event_type_is_one_line_naming_it(app_hub: AppHub, types: str) -> None:
+    status, body = await app_hub.call("GET", f"/events?types={types}")
+    message = body["error"]["message"]
+    assert status == 400 and "\n" not in message
+    assert message.startswith("query parameter 'types': unknown event type")
+    assert "task.*" in message
+
+
 async def test_events_waiting_for_a_stream_go_out_together(
     app_hub: AppHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

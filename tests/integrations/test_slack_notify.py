@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from dobby.client.http import HubClient
-from dobby.integrations.slack.notify import Notifier, Thread, render_notification
+from dobby.core.events import type_filter
+from dobby.integrations.slack.notify import (
+    NOTIFY_EVENTS,
+    Notifier,
+    Thread,
+    render_notification,
+)
 from tests.fixtures.hub import HubProcess
 
 HUB = "https://dobby.example.com"
@@ -168,3 +174,10 @@ def test_a_usage_limit_is_announced_as_a_wait_then_the_resume_once_each() -> Non
     done = {**running, "status": "completed", "summary": "done", "cost_usd": 0.5}
     n.handle(event(done, "task.finished"))
     assert len(rec.posts) == 3 and "completed" in rec.posts[2][1] and n.tracked() == {}
+
+
+def test_the_notifier_asks_the_hub_for_task_and_race_events_but_no_output() -> None:
+    wanted = type_filter(",".join(NOTIFY_EVENTS))  # the hub refuses a type it does not know
+    assert wanted is not None
+    assert all(wanted(t) for t in ("task.finished", "task.awaiting_approval", "race.finished"))
+    assert not any(wanted(t) for t in ("task.log", "gpus.updated", "host.updated"))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dobby.core.errors import ValidationError
+from dobby.core.events import type_filter
 from dobby.core.models import BackendName
 from dobby.hub.base import BaseHandler, SSEHandler, int_arg, sse
 from dobby.hub.core import Hub
@@ -181,13 +182,15 @@ class TaskEventsHandler(SSEHandler):
 
 
 class EventsHandler(SSEHandler):
-    """Stream every bus event; resume with Last-Event-ID or ?since=."""
+    """Stream the bus events (of ``?types=`` only, see type_filter); resume with
+    Last-Event-ID or ?since=."""
 
     async def get(self) -> None:
         header = self.request.headers.get("Last-Event-ID")
         since = int_arg(self, "since", None)
         if since is None and header and header.isascii() and header.isdigit():
             since = int(header)
+        wanted = type_filter(self.get_query_argument("types", None))
         bus = self.dobby.bus
         cursor = bus.last_seq if since is None else since
         self.start_stream()
@@ -196,7 +199,8 @@ class EventsHandler(SSEHandler):
         while not self.closed:
             events = bus.since(cursor)
             if events:
-                if not await self.emit_all(event.to_sse() for event in events):
+                chosen = events if wanted is None else [e for e in events if wanted(e.type)]
+                if chosen and not await self.emit_all(event.to_sse() for event in chosen):
                     return
                 cursor = events[-1].seq
             elif not await bus.wait(cursor, PING_EVERY):

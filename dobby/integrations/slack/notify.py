@@ -18,6 +18,7 @@ from typing import Any
 
 from dobby.client.http import HubClient
 from dobby.core.errors import HubError
+from dobby.core.events import EventType
 from dobby.core.notes import task_notes
 from dobby.core.retry import Backoff, Retry
 from dobby.core.timefmt import format_duration, parse_time
@@ -26,6 +27,12 @@ from dobby.integrations.slack.commands import cost, task_link
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "failed", "cancelled")
+# The events that carry a task or a race (handle): not a task's output (task.log), which comes
+# for every chunk every task prints, nor the hosts' and GPUs' news.
+NOTIFY_EVENTS = (
+    *(t.value for t in EventType if t.startswith("task.") and t != EventType.TASK_LOG),
+    "race.*",
+)
 RECENT = 2000  # finished tasks remembered for a late track()
 SUMMARY_CHARS = 1500
 
@@ -248,7 +255,7 @@ class Notifier:
 
     def _follow(self) -> None:
         # since=None at first: the hub starts at its newest event; later we resume without gaps.
-        for event in self.hub.events(since=self._since, give_up_after=30.0):
+        for event in self.hub.events(since=self._since, types=NOTIFY_EVENTS, give_up_after=30.0):
             if self._stop.is_set():
                 return
             if isinstance(event, dict):
