@@ -59,13 +59,19 @@ def serve_http(app: Any, *, host: str, port: int, path: str) -> None:
     """Serve the Bolt app's HTTP endpoint with Tornado until interrupted."""
     import asyncio
 
+    import tornado.httpserver
+    import tornado.netutil
     import tornado.web
 
+    from dobby.core import descriptors
     from dobby.integrations.slack.http import EventsHandler
 
     async def run() -> None:
         web = tornado.web.Application([(path, EventsHandler, {"app": app})])
-        web.listen(port, address=host)
+        server = tornado.httpserver.HTTPServer(web)
+        sockets = tornado.netutil.bind_sockets(port, address=host)
+        # Out of descriptors, Slack's requests wait instead of an accept failing in a loop.
+        server.add_sockets([descriptors.Listener.wrap(sock) for sock in sockets])
         click.echo(f"dobby slack: HTTP events at http://{host}:{port}{path}", err=True)
         await asyncio.Event().wait()
 

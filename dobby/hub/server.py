@@ -17,10 +17,10 @@ from typing import Any
 import tornado.httpserver
 import tornado.netutil
 
+from dobby.core import descriptors
 from dobby.core.aio import stacks, stop_tasks
 from dobby.core.config import Settings, load_settings
 from dobby.core.errors import ConfigError
-from dobby.hub import descriptors
 from dobby.hub.app import make_app
 from dobby.hub.core import Hub
 

@@ -1,5 +1,5 @@
 """A hub out of file descriptors waits for some to be free, and loses nothing meanwhile
-(dobby.hub.descriptors): real hub process, real sshd host, the hub's limit lowered with
+(dobby.core.descriptors): real hub process, real sshd host, the hub's limit lowered with
 prlimit(2) while a task runs."""
 
 from __future__ import annotations

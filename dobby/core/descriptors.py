@@ -1,5 +1,6 @@
-"""The hub's file descriptors: as many as the system lets it have, and a listener that waits
-when there are none left instead of failing in a loop.
+"""File descriptors of Dobby's servers: as many as the system lets the hub have, and a
+listener (the hub's, the Slack bot's HTTP endpoint's) that waits when there are none left
+instead of failing in a loop.
 
 A hub holds a descriptor per host connection, per client connection, per followed task with
 output (its log copy, dobby.store.tasklog.LogWriter) and a few of its own: 1,000 chatty tasks
