@@ -69,6 +69,12 @@ def ssh_hosts(sshd_cluster: SshdCluster) -> list[SshHost]:
 
 
 @pytest.fixture
+def h3(ssh_hosts: list[SshHost]) -> SshHost:
+    """Return the third host (the one most tests with one remote host use)."""
+    return ssh_hosts[2]
+
+
+@pytest.fixture
 def local_entry(tmp_path: Path, fake_bin: Path) -> dict[str, Any]:
     """Return the inventory entry of this machine as host ``local``, running the fake agents."""
     return {

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import resource
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dobby.client.http import HubClient
-from tests.fixtures.hub import HubProcess, write_inventory
+from tests.fixtures.hub import HubProcess
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_until
 
@@ -28,16 +27,8 @@ def open_descriptors(pid: int) -> int:
 
 
 @pytest.fixture
-def h3(ssh_hosts: list[SshHost]) -> SshHost:
-    return ssh_hosts[2]
-
-
-@pytest.fixture
-def hub(tmp_path: Path, h3: SshHost) -> Iterator[HubProcess]:
-    inventory = write_inventory(tmp_path / "inventory.yaml", [h3.inventory_entry()])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(h3: SshHost) -> list[dict[str, Any]]:
+    return [h3.inventory_entry()]
 
 
 def test_a_hub_out_of_descriptors_waits_and_loses_nothing(hub: HubProcess, h3: SshHost) -> None:

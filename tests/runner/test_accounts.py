@@ -27,11 +27,6 @@ PER_NAME = 3
 
 
 @pytest.fixture
-def h3(ssh_hosts: list[SshHost]) -> SshHost:
-    return ssh_hosts[2]
-
-
-@pytest.fixture
 def hub_hosts(request: pytest.FixtureRequest, local_entry: dict[str, Any]) -> list[dict[str, Any]]:
     if "h3" not in request.fixturenames:  # the in-process hub: two names on this machine
         return [{**local_entry, "name": name} for name in NAMES]

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def h3(ssh_hosts: list[SshHost]) -> SshHost:
-    return ssh_hosts[2]
-
-
-@pytest.fixture
 def hub_hosts(h3: SshHost) -> list[dict[str, Any]]:
     return [h3.inventory_entry()]
 

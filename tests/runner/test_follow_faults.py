@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,16 +65,8 @@ def started_printing(results: Path, task_id: str) -> Callable[[], bool]:
 
 
 @pytest.fixture
-def h3(ssh_hosts: list[SshHost]) -> SshHost:
-    return ssh_hosts[2]
-
-
-@pytest.fixture
-def hub(tmp_path: Path, h3: SshHost) -> Iterator[HubProcess]:
-    inventory = write_inventory(tmp_path / "inventory.yaml", [h3.inventory_entry()])
-    proc = HubProcess(home=tmp_path / "home", inventory=inventory).start()
-    yield proc
-    proc.stop()
+def hub_hosts(h3: SshHost) -> list[dict[str, Any]]:
+    return [h3.inventory_entry()]
 
 
 def session_processes(host: SshHost) -> list[int]:
