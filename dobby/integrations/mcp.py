@@ -101,8 +101,17 @@ class BatchDefaults(BaseModel):
 # -- plumbing ---------------------------------------------------------------------------------
 
 
+_CLIENTS: dict[tuple[str | None, str | None], HubClient] = {}
+
+
 def _hub() -> HubClient:
-    return HubClient()
+    """Return the client of the hub DOBBY_URL and DOBBY_API_KEY name now, one per pair, kept:
+    a session's calls go on one connection (a TLS handshake each, for a hub behind https)."""
+    key = (os.environ.get("DOBBY_URL"), os.environ.get("DOBBY_API_KEY"))
+    client = _CLIENTS.get(key)
+    if client is None:
+        client = _CLIENTS[key] = HubClient()
+    return client
 
 
 def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -4,12 +4,9 @@ real HTTP/1.1 server on a socket whose every connection the test controls."""
 from __future__ import annotations
 
 import gc
-import json
 import signal
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,101 +16,10 @@ from dobby.client.http import HubClient
 from dobby.core.errors import HubError
 from dobby.core.retry import Backoff
 from tests.fixtures.hub import HubProcess
+from tests.fixtures.keepalive import TASK, KeepAliveServer
 from tests.fixtures.wait import wait_until
 
-TASK = {"id": "abcd1234", "status": "running"}
 NO_RETRY = Backoff(tries=1)  # a second send can only come from the connection's own re-send
-
-
-@dataclass
-class Seen:
-    """A request the server read: on which connection (1, 2, …), what, with which headers."""
-
-    conn: int
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-# What the server does with the request numbered N (1, 2, …) of connection C: answer it and
-# keep the connection ("keep"), answer and close it ("close"), say so in the answer too
-# ("say-close"), close it without answering ("drop"), or never answer ("hang").
-Plan = Callable[[int, int], str]
-
-
-@dataclass
-class KeepAliveServer:
-    """An HTTP/1.1 server answering every request with TASK, connection by connection."""
-
-    plan: Plan = lambda conn, n: "keep"  # noqa: E731
-    seen: list[Seen] = field(default_factory=list)
-    ended: list[int] = field(default_factory=list)  # connections the client closed (EOF read)
-    closed: threading.Event = field(default_factory=threading.Event)  # the server closed one
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            number = len(self.conns)
-            threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, number: int) -> None:
-        reader = conn.makefile("rb")
-        count = 0
-        try:
-            while True:
-                line = reader.readline()
-                if not line:
-                    self.ended.append(number)
-                    return
-                method, path, _ = line.decode().split(" ", 2)
-                headers = {}
-                while (h := reader.readline().decode().strip()) != "":
-                    name, _, value = h.partition(":")
-                    headers[name.strip()] = value.strip()
-                reader.read(int(headers.get("Content-Length", 0)))
-                count += 1
-                self.seen.append(Seen(number, method, path, headers))
-                what = self.plan(number, count)
-                if what == "hang":
-                    continue
-                if what == "drop":
-                    break
-                body = json.dumps(TASK).encode()
-                extra = b"Connection: close\r\n" if what == "say-close" else b""
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + extra
-                    + b"Content-Length: %d\r\n\r\n" % len(body)
-                    + body
-                )
-                if what in ("close", "say-close"):
-                    break
-        except OSError:
-            return
-        finally:
-            reader.close()
-            conn.close()
-        self.closed.set()
-
-    def stop(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @pytest.fixture

@@ -15,8 +15,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
+from dobby.integrations import mcp
 from dobby.integrations.mcp import mcp_snippet
 from tests.fixtures.hub import HubProcess, free_port, make_git_project
+from tests.fixtures.keepalive import TASK, KeepAliveServer
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_listening, wait_until
 
@@ -260,3 +262,20 @@ def test_mcp_config_prints_the_snippet(hub: HubProcess) -> None:
     assert entry["env"]["DOBBY_URL"] == hub.url
     assert Path(entry["command"]).name in ("dobby-mcp", Path(sys.executable).name)
     assert mcp_snippet("http://h:1")["mcpServers"]["dobby"]["env"] == {"DOBBY_URL": "http://h:1"}
+
+
+def test_the_server_keeps_one_client_per_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mcp, "_CLIENTS", {})
+    monkeypatch.delenv("DOBBY_API_KEY", raising=False)
+    server = KeepAliveServer()
+    try:
+        monkeypatch.setenv("DOBBY_URL", server.url)
+        assert mcp._hub().task("abcd1234") == TASK
+        assert mcp._hub().task("abcd1234") == TASK
+        assert [s.conn for s in server.seen] == [1, 1]  # a session's calls: one connection
+        monkeypatch.setenv("DOBBY_URL", "http://127.0.0.1:9")
+        assert mcp._hub().url == "http://127.0.0.1:9"  # the hub named now, not the first one
+    finally:
+        for client in mcp._CLIENTS.values():
+            client.close()
+        server.stop()
