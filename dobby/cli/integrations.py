@@ -71,7 +71,7 @@ def serve_http(app: Any, *, host: str, port: int, path: str) -> None:
         server = tornado.httpserver.HTTPServer(web)
         sockets = tornado.netutil.bind_sockets(port, address=host)
         # Out of descriptors, Slack's requests wait instead of an accept failing in a loop.
-        server.add_sockets([descriptors.Listener.wrap(sock) for sock in sockets])
+        server.add_sockets([descriptors.Listener.wrap(s, "dobby slack") for s in sockets])
         click.echo(f"dobby slack: HTTP events at http://{host}:{port}{path}", err=True)
         await asyncio.Event().wait()
 

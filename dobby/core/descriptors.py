@@ -78,12 +78,17 @@ class Listener(socket.socket):
 
     _paused = False
     _short = False  # a shortage was said, and connections have waited since
+    who = "the hub"  # the server its lines name
 
     @classmethod
-    def wrap(cls, sock: socket.socket) -> Listener:
-        """Return ``sock`` (a bound, listening socket) as a Listener; ``sock`` is detached."""
+    def wrap(cls, sock: socket.socket, who: str = "the hub") -> Listener:
+        """Return ``sock`` (a bound, listening socket) as a Listener; ``sock`` is detached.
+
+        ``who``: the server, as its log lines name it.
+        """
         listener = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
         listener.setblocking(False)
+        listener.who = who
         return listener
 
     def accept(self) -> tuple[socket.socket, Any]:
@@ -93,7 +98,7 @@ class Listener(socket.socket):
             # Nobody waits any more: what waited through the shortage was accepted.
             if self._short:
                 self._short = False
-                log.warning("the hub accepts connections again")
+                log.warning("%s accepts connections again", self.who)
             raise
         except OSError as exc:
             if exc.errno not in OUT_OF:
@@ -105,8 +110,9 @@ class Listener(socket.socket):
         if not self._short:
             self._short = True
             log.warning(
-                "the hub is out of file descriptors (%s): new connections wait %gs at a time "
+                "%s is out of file descriptors (%s): new connections wait %gs at a time "
                 "until some are free",
+                self.who,
                 exc.strerror or exc,
                 ACCEPT_PAUSE,
             )

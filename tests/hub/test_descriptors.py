@@ -4,7 +4,6 @@ prlimit(2) while a task runs."""
 
 from __future__ import annotations
 
-import os
 import resource
 import threading
 from pathlib import Path
@@ -14,16 +13,13 @@ import pytest
 
 from dobby.client.http import HubClient
 from tests.fixtures.hub import HubProcess
+from tests.fixtures.procs import out_of_descriptors
 from tests.fixtures.sshd import SshHost
 from tests.fixtures.wait import wait_until
 
 pytestmark = pytest.mark.slow  # a hub process and an sshd host
 
 LINES = 40
-
-
-def open_descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.fixture
@@ -44,11 +40,8 @@ def test_a_hub_out_of_descriptors_waits_and_loses_nothing(hub: HubProcess, h3: S
     )
     task = client.add_task(prompt=prompt, backend="shell")
     hub.wait_status(task["id"], ("running",))
-    hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
-    # Below what it holds: a descriptor or two the hub closes meanwhile make no room yet.
-    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_descriptors(pid) - 2, hard))
     answers: list[dict[str, Any]] = []
-    try:
+    with out_of_descriptors(pid):
         go.write_text("")
         out = h3.home / f".dobby/tasks/{task['id']}"
         wait_until(lambda: (out / "exit").exists(), what="the task's run to end on its host")
@@ -56,10 +49,9 @@ def test_a_hub_out_of_descriptors_waits_and_loses_nothing(hub: HubProcess, h3: S
         asking = threading.Thread(target=lambda: answers.append(HubClient(url=hub.url).health()))
         asking.start()
         wait_until(lambda: "out of file descriptors" in hub.log(), what="the hub to say so")
-    finally:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
     asking.join(30)
     assert answers and answers[0]["pid"] == pid  # answered once descriptors were free
+    wait_until(lambda: "the hub accepts connections again" in hub.log(), what="the hub to say so")
     go.unlink()
     done = hub.wait_status(task["id"])
     assert done["status"] == "completed", done

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from tests.fixtures.hub import HubProcess, free_port, make_git_project
+from tests.fixtures.procs import out_of_descriptors
 from tests.fixtures.slack_api import (
     SECRET,
     FakeSlack,
@@ -22,7 +25,7 @@ from tests.fixtures.slack_api import (
     reaction,
     signed_headers,
 )
-from tests.fixtures.wait import wait_listening
+from tests.fixtures.wait import wait_listening, wait_until
 
 pytestmark = pytest.mark.slow  # the dobby slack process against a hub process
 
@@ -34,9 +37,16 @@ def hub(hub: HubProcess, tmp_path: Path) -> HubProcess:
     return hub
 
 
+class Bot(NamedTuple):
+    url: str  # its events endpoint
+    slack: FakeSlack
+    proc: subprocess.Popen[bytes]
+    log: Path  # its stdout and stderr
+
+
 @pytest.fixture
-def bot_process(hub: HubProcess, tmp_path: Path) -> Iterator[tuple[str, FakeSlack]]:
-    """Run ``dobby slack --http`` against the fake Slack API; yield its events URL."""
+def bot_process(hub: HubProcess, tmp_path: Path) -> Iterator[Bot]:
+    """Run ``dobby slack --http`` against the fake Slack API."""
     with FakeSlack() as slack:
         port = free_port()
         env = {
@@ -61,7 +71,7 @@ def bot_process(hub: HubProcess, tmp_path: Path) -> Iterator[tuple[str, FakeSlac
                 what="dobby slack --http",
                 detail=lambda: (tmp_path / "slack.log").read_text(),
             )
-            yield f"http://127.0.0.1:{port}/slack/events", slack
+            yield Bot(f"http://127.0.0.1:{port}/slack/events", slack, proc, tmp_path / "slack.log")
         finally:
             proc.terminate()
             proc.wait(10)
@@ -83,8 +93,8 @@ def send(url: str, event: dict) -> int:
     return post(url, req.raw_body, signed_headers(req.raw_body))[0]
 
 
-def test_http_events_mode_end_to_end(bot_process: tuple[str, FakeSlack], hub: HubProcess) -> None:
-    url, slack = bot_process
+def test_http_events_mode_end_to_end(bot_process: Bot, hub: HubProcess) -> None:
+    url, slack = bot_process.url, bot_process.slack
     challenge = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "t"})
     forged = {**signed_headers(challenge), "x-slack-signature": "v0=" + "0" * 64}
     assert post(url, challenge, forged)[0] == 401
@@ -109,6 +119,31 @@ def test_http_events_mode_end_to_end(bot_process: tuple[str, FakeSlack], hub: Hu
     assert task["prompt"] == "echo over-http" and task["status"] == "completed"
     assert f"https://dobby.example.com/dashboard#/tasks/{task['id']}" in done[0]
     assert "over-http" in done[0]
+
+
+def test_out_of_descriptors_slack_requests_wait_and_are_answered(bot_process: Bot) -> None:
+    challenge = json.dumps({"type": "url_verification", "challenge": "c-456", "token": "t"})
+    answers: list[tuple[int, str]] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(post(bot_process.url, challenge, signed_headers(challenge)))
+    )
+    with out_of_descriptors(bot_process.proc.pid):
+        asking.start()  # its connection cannot be accepted now: it waits, it does not fail
+        wait_until(
+            lambda: "out of file descriptors" in bot_process.log.read_text(),
+            what="dobby slack to say it is out of descriptors",
+        )
+        assert not answers
+    asking.join(30)
+    assert answers and answers[0][0] == 200 and "c-456" in answers[0][1]
+    wait_until(
+        lambda: "dobby slack accepts connections again" in bot_process.log.read_text(),
+        what="dobby slack to say it accepts again",
+    )
+    log = bot_process.log.read_text()
+    # Said once, not a traceback for every try of the accept loop.
+    assert log.count("dobby slack is out of file descriptors") == 1, log
+    assert "Traceback" not in log and "Exception in callback" not in log, log
 
 
 def test_http_mode_needs_a_signing_secret(hub: HubProcess) -> None:
