@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import shlex
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -28,6 +27,7 @@ from dobby.client.http import HubClient, _query
 from dobby.core.errors import HubError, ValidationError
 from dobby.core.retry import Backoff
 from dobby.core.timefmt import ago, format_duration, local_time, parse_duration, seconds_between
+from tests.fixtures.keepalive import self_signed, tls_server_context
 
 KEY = "sk-secret-key-123"
 TASK = {
@@ -593,17 +593,11 @@ def test_client_says_when_the_hub_does_not_answer() -> None:
 
 
 def test_client_reaches_a_hub_behind_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, key = self_signed(tmp_path)
     tls = FakeHub()
-    tls.server.socket = context.wrap_socket(tls.server.socket, server_side=True)
+    tls.server.socket = tls_server_context(cert, key).wrap_socket(
+        tls.server.socket, server_side=True
+    )
     tls.json("GET", "/tasks/abcd1234", TASK)
     url = f"https://127.0.0.1:{tls.port}"
     try:

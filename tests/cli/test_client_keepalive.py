@@ -16,7 +16,7 @@ from dobby.client.http import HubClient
 from dobby.core.errors import HubError
 from dobby.core.retry import Backoff
 from tests.fixtures.hub import HubProcess
-from tests.fixtures.keepalive import TASK, KeepAliveServer
+from tests.fixtures.keepalive import TASK, KeepAliveServer, self_signed, tls_server_context
 from tests.fixtures.wait import wait_until
 
 NO_RETRY = Backoff(tries=1)  # a second send can only come from the connection's own re-send
@@ -143,3 +143,26 @@ def test_a_kept_connection_outlives_a_hub_restart(tmp_path: Path, how: str) -> N
         client.close()
         hub.stop()
     assert "Traceback" not in hub.log(), hub.log_tail()
+
+
+def test_a_hub_behind_tls_keeps_its_connection_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setattr(wire, "_TLS", [])  # the next request builds the context again...
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # ...trusting this certificate
+    # The 4th request is answered as if the connection were kept, then it is closed while idle.
+    server = KeepAliveServer(
+        plan=lambda conn, n: "close" if n == 4 else "keep", tls=tls_server_context(cert, key)
+    )
+    try:
+        with HubClient(url=server.url, retry=NO_RETRY) as client:
+            for _ in range(4):
+                assert client.task("abcd1234") == TASK
+            assert server.closed.wait(5)
+            assert client.task("abcd1234") == TASK  # not sent into the closed one
+            assert client.task("abcd1234") == TASK
+        assert [s.conn for s in server.seen] == [1, 1, 1, 1, 2, 2]  # one handshake each
+        wait_until(lambda: server.ended == [2], what="the closed client's connection to end")
+    finally:
+        server.stop()
