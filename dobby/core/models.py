@@ -322,8 +322,10 @@ class Task:
         for name in _container_fields(Task):
             value = values[name]
             kind = value.__class__
-            if kind is list:  # most are empty: a new list, not a call per field
-                values[name] = [v if v.__class__ in _SCALARS else _plain(v) for v in value]
+            if kind is list:  # most are empty: a new list, not a comprehension's call
+                values[name] = (
+                    [v if v.__class__ in _SCALARS else _plain(v) for v in value] if value else []
+                )
             elif kind is Tokens:
                 values[name] = Tokens(**value.__dict__)
             elif value is not None:
@@ -359,8 +361,10 @@ class Task:
             kind = value.__class__
             if kind in _SCALARS:
                 out[name] = value
-            elif kind is list:
-                out[name] = [v if v.__class__ in _SCALARS else _plain(v) for v in value]
+            elif kind is list:  # most are empty: a new list, not a comprehension's call
+                out[name] = (
+                    [v if v.__class__ in _SCALARS else _plain(v) for v in value] if value else []
+                )
             elif kind is Tokens:
                 out[name] = dict(value.__dict__)
             else:

@@ -122,11 +122,13 @@ class Ledger:
                 return Overrun(scope, window, spent, cap, window_end(window, day))
         return None
 
-    def prune(self, day: _dt.date) -> None:
-        """Forget days no window can reach any more."""
+    def prune(self, day: _dt.date) -> bool:
+        """Forget days no window can reach any more; return whether there were any."""
         oldest = (day - _dt.timedelta(days=KEEP_DAYS)).isoformat()
-        for key in [k for k in self.days if k < oldest]:
+        gone = [k for k in self.days if k < oldest]
+        for key in gone:
             del self.days[key]
+        return bool(gone)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ledger as stored."""

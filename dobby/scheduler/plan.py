@@ -152,9 +152,10 @@ def plan(state: PlanInput) -> Plan:
             reason = WAIT_CAPACITY
         return reason
 
-    closed = out.closed  # not ``out``: the plan holds this function, and a cycle is left to
-    # the garbage collector (a pass's hosts, capacity and plan: ~25 objects a submit, and a
-    # 13 ms collection of them all in the middle of a later request)
+    # Over ``out.closed``, not ``out``: the plan holds this function, and a cycle through it
+    # was left to the garbage collector (~25 objects a pass: a 13 ms collection per ~1,000
+    # submits, in the middle of a request).
+    closed = out.closed
 
     def explain(task: Task) -> str | None:
         return held_back(task) or closed.get(signature(task))

@@ -303,16 +303,21 @@ class Usage:
         if event != "task.finished":
             return
         now = self._clock()
-        self.ledger.charge(
-            task.id, task.cost_usd, project=task.project, day=self._today(now), finished=True
+        counted = task.id in self.ledger.counted
+        changed = bool(
+            self.ledger.charge(
+                task.id, task.cost_usd, project=task.project, day=self._today(now), finished=True
+            )
         )
-        self.ledger.prune(self._today(now))
+        changed = self.ledger.prune(self._today(now)) or changed or counted
         if task.account:
             acc = self.account(task.account)
             acc.observe(_windows(task.usage_windows), now=now)
             if task.status == TaskStatus.COMPLETED.value:
                 acc.backoff_level = 0  # the wall moved: the next limit starts over
-        self._persist()
+            changed = True
+        if changed:  # not for every shell task that ends: its accounts and spend as they were
+            self._persist()
 
     def _on_event(self, event: Event) -> None:
         """Take the windows a running claude reports (rate_limit_event) as they come."""

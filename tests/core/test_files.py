@@ -58,5 +58,8 @@ def test_formats_round_trip() -> None:
     assert iso(moment) == "2026-01-02T01:04:05.000006Z"
     assert parse_time(iso(moment)) == moment
     assert iso_from_epoch(0) == "1970-01-01T00:00:00.000000Z"
+    before = dt.datetime.now(dt.UTC)
     now = utcnow()
-    assert now.endswith("Z") and parse_time(now).tzinfo is not None
+    # iso's text exactly (utcnow formats on its own, faster): whole microseconds too.
+    assert now == iso(parse_time(now)) and len(now) == len("2026-01-02T01:04:05.000006Z")
+    assert before <= parse_time(now) <= dt.datetime.now(dt.UTC)

@@ -226,3 +226,19 @@ def test_a_first_start_counts_the_spend_of_the_finished_tasks_in_the_store(
     assert world.usage.ledger.spent("month", day) == 1.75
     assert world.store.get_meta("spend") == world.usage.ledger.to_dict()  # counted once
     world.close()
+
+
+def test_a_finished_task_is_written_to_the_spend_only_when_it_changes_it(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    day = _dt.datetime.fromtimestamp(NOW, _dt.UTC).date()
+    # On h3 (no account): only its cost changes what is kept, and that is kept.
+    paid = claude("a", host="h3", status="completed", cost_usd=0.2)
+    world.save(paid, "task.finished")
+    world.reopen()
+    assert world.usage.ledger.spent("day", day) == 0.2
+    assert world.store.get_meta("spend") == world.usage.ledger.to_dict()
+    world.store.set_meta("spend", "untouched")  # what a needless write would replace
+    free = Task(prompt="true", backend="shell", host="h3", status="completed")
+    world.save(free, "task.finished")
+    assert world.store.get_meta("spend") == "untouched"
+    world.close()
