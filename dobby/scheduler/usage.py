@@ -303,13 +303,13 @@ class Usage:
         if event != "task.finished":
             return
         now = self._clock()
-        counted = task.id in self.ledger.counted
-        changed = bool(
-            self.ledger.charge(
-                task.id, task.cost_usd, project=task.project, day=self._today(now), finished=True
-            )
+        day = self._today(now)
+        changed = task.id in self.ledger.counted  # its running total is forgotten now
+        added = self.ledger.charge(
+            task.id, task.cost_usd, project=task.project, day=day, finished=True
         )
-        changed = self.ledger.prune(self._today(now)) or changed or counted
+        changed |= added > 0
+        changed |= self.ledger.prune(day)
         if task.account:
             acc = self.account(task.account)
             acc.observe(_windows(task.usage_windows), now=now)
