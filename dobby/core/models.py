@@ -116,7 +116,8 @@ class Host:
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Return the host as JSON; env values are secrets and are redacted by default."""
-        data = dataclasses.asdict(self)
+        # Not dataclasses.asdict: its deep copy per field made GET /hosts ~2.5 ms at 100 hosts.
+        data = {name: _plain(getattr(self, name)) for name in _field_names(Host)}
         data["slurm"] = self.slurm.to_dict() if self.slurm else None
         if redact:
             data["env"] = {k: "***" for k in self.env}

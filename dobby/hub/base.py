@@ -205,9 +205,11 @@ class SSEHandler(BaseHandler):
 
 
 def json_bytes(data: Any) -> bytes:
-    """Return ``data`` as UTF-8 JSON; a lone surrogate in an old record is kept as its escape."""
-    # Inside JSON text a surrogate can only sit in a string, where \udfff is its escape.
-    return json.dumps(data, ensure_ascii=False).encode("utf-8", "backslashreplace")
+    """Return ``data`` as JSON text in ASCII (valid UTF-8): every other character is escaped,
+    a lone surrogate in an old record too."""
+    # ASCII, not UTF-8: the encoder's escapes cost less than the UTF-8 pass after it (GET
+    # /hosts at 100 hosts, 101 KiB: 1.7 against 2.5 ms), and the store's pages are ASCII too.
+    return json.dumps(data).encode("ascii")
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:

@@ -39,6 +39,7 @@ from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.batches import UNACCEPTED
+from dobby.scheduler.holders import Holders
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue, Signature, signature
@@ -89,7 +90,7 @@ class SchedulerLoop:
         self.dispatching: set[str] = set()
         self.queue = PendingQueue(aging=settings.priority_aging)
         self.deps = deps.Tracker()  # which queued tasks wait for dependencies
-        self.active: dict[str, Task] = {}  # running or being launched: each holds a slot
+        self.active = Holders()  # running or being launched: each holds a slot
         self.timed: dict[str, float] = {}  # queued task id -> its not_before (epoch)
         self._timers: list[tuple[float, str]] = []  # (not_before, id): when a hold ends
         # Why each signature's skipped tasks last waited, as saved on them: a pass saves
@@ -178,9 +179,9 @@ class SchedulerLoop:
             self.timed.pop(task.id, None)
         self._hold(task.id, time.time())
         if holds_slot(task) or task.id in self.dispatching:
-            self.active[task.id] = task
+            self.active.put(task)
         else:
-            self.active.pop(task.id, None)
+            self.active.discard(task.id)
         if TaskStatus(task.status).finished:
             self._finished.append(task)
             self.deps.changed(task.id)
@@ -267,18 +268,11 @@ class SchedulerLoop:
         return result
 
     def _plan_input(self, blocked: Mapping[str, str], now: float) -> PlanInput:
-        holders = list(self.active.values())
-        load: dict[str, int] = {}
-        projects: dict[str, int] = {}
-        for task in holders:
-            load[task.host or ""] = load.get(task.host or "", 0) + 1
-            # A person's interactive session uses a host slot but does not hold up the
-            # project's queue.
-            if task.project and task.kind != INTERACTIVE:
-                projects[task.project] = projects.get(task.project, 0) + 1
+        holders = self.active
+        load = holders.hosts
         # GPUs held by running or launching tasks stay reserved (dobby.machines.gpu); freed at
         # the end.
-        gpus_free = self._free_gpus(holders)
+        gpus_free = self._free_gpus(holders.gpu_holders.values())
         states = {n: self.hosts.states.get(n) or HostState() for n in self.hosts.hosts}
         over_hub, over_projects = self.usage.overruns(now)
         slots = [
@@ -296,10 +290,10 @@ class SchedulerLoop:
             hosts=slots,
             running_total=len(holders),
             max_total=self.settings.max_concurrent_agents,
-            busy_projects=projects,
+            busy_projects=holders.projects,
             project_limits={p.name: p.max_concurrent for p in self.store.projects()},
             blocked=blocked,
-            busy_schedules={t.schedule_id for t in holders if t.schedule_id},
+            busy_schedules=holders.schedules.keys(),
             now=now,
             aging=self.settings.priority_aging,
             limited=self.usage.limited_hosts(now),
@@ -435,7 +429,7 @@ class SchedulerLoop:
         self.dispatching.discard(task_id)
         held = self.active.get(task_id)
         if held is not None and not holds_slot(held):
-            self.active.pop(task_id, None)
+            self.active.discard(task_id)
 
     async def _dispatch(self, task_id: str) -> None:
         settling = False

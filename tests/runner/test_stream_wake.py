@@ -154,6 +154,31 @@ def test_a_watched_task_is_read_as_it_grows_and_its_end_seen_with_no_look_of_its
     assert stream.data["k"] == written
 
 
+def test_a_file_inotify_cannot_see_is_polled_by_tail_and_still_read_with_no_look_of_its_own(
+    tmp_path: Path, stream: Stream
+) -> None:
+    """`tail -F` watches no file by inotify once one of them is out of its reach (on NFS, or a
+    symbolic link, as here): it polls them all, silently. What it prints then still wakes the
+    stream, whose own looks are an hour apart: every line arrives, and the end."""
+    real = tmp_path / "elsewhere.jsonl"
+    real.write_bytes(b"")
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").symlink_to(real)
+    stream.send("+", "k", "0", str(task))
+    watched(stream)
+    written = b""
+    with real.open("ab", buffering=0) as out:
+        for n in range(5):
+            line = f"polled line {n}\n".encode()
+            out.write(line)
+            written += line
+            stream.wait_for(f"line {n}", lambda: stream.data.get("k", b"") == written)
+    (task / "exit").write_text("0\n")
+    stream.wait_for("the end", lambda: "k" in stream.ends)
+    assert stream.ends["k"] == f"{len(written)} 0 0 0"
+
+
 def test_watched_tasks_are_each_read_as_they_grow_whichever_grows(
     tmp_path: Path, stream: Stream
 ) -> None:
