@@ -279,6 +279,32 @@ def test_stored_bad_values_are_repaired_on_read() -> None:
     json.dumps(task.to_dict(), allow_nan=False)  # a repaired task is plain JSON again
 
 
+def test_a_stored_task_reads_as_the_constructor_builds_it() -> None:
+    """Task.from_dict fills the task in directly: the same task as the constructor would make,
+    from a whole document, a sparse one (defaults, fresh lists each) or a repaired one."""
+    whole = doc()
+    sparse = {
+        "prompt": "only this",
+        "status": "running",
+        "tokens": {"output": 3},
+        "id": "abcd1234",
+        "created_at": "2026-12-03T10:00:00.000000Z",
+    }
+    bad = doc(cost_usd="lots", tokens={"input": "x"}, status="weird", after="abcd")
+    for record in (whole, sparse, bad):
+        task = Task.from_dict(record)
+        built = Task(**repair_record(record))
+        assert task.__dict__ == built.__dict__ and type(task) is Task
+        for name, value in vars(task).items():  # a default list or dict is its own
+            if name not in record and isinstance(value, list | dict):
+                assert value is not vars(built)[name], name
+    one, two = Task.from_dict(sparse), Task.from_dict(sparse)
+    one.after.append("x")
+    assert two.after == [] and one.title == "only this" and one.status == TaskStatus.RUNNING
+    with pytest.raises(TypeError, match="prompt"):  # as the constructor says
+        Task.from_dict({"status": "running"})
+
+
 # -- field lists are derived from (or checked against) the models ---------------------------
 
 

@@ -173,7 +173,7 @@ def test_a_file_inotify_cannot_see_is_polled_by_tail_and_still_read_with_no_look
             line = f"polled line {n}\n".encode()
             out.write(line)
             written += line
-            stream.wait_for(f"line {n}", lambda: stream.data.get("k", b"") == written)
+            stream.wait_for(f"line {n}", lambda w=written: stream.data.get("k", b"") == w)
     (task / "exit").write_text("0\n")
     stream.wait_for("the end", lambda: "k" in stream.ends)
     assert stream.ends["k"] == f"{len(written)} 0 0 0"
