@@ -13,7 +13,7 @@ from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 
 from dobby.core.models import Task
 
-INTERACTIVE = "interactive"  # `dobby remote` sessions: they hold a host slot only
+INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 
 
 def _key(task: Task) -> tuple[str, str | None, str | None, bool]:

@@ -39,7 +39,7 @@ from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.batches import UNACCEPTED
-from dobby.scheduler.holders import Holders
+from dobby.scheduler.holders import INTERACTIVE, Holders
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue, Signature, signature
@@ -54,7 +54,6 @@ log = logging.getLogger("dobby.scheduler")
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 IDLE_WAIT = 1.0  # the longest the loop sleeps without a kick (staleness, schedules)
 SETTLE_BACKOFF = Backoff(first=0.25, cap=5.0)  # asking a host about a launch it may have run
-INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
 HELD = (USAGE_LIMIT, BUDGET)  # waits only a pass that looks at the task may end
 KEPT = (*HELD, "host")  # what a task not reached by a pass keeps showing
 MAX_SIGNATURES = 4096  # remembered answers per placement signature
