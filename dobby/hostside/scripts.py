@@ -711,9 +711,10 @@ def render_follow() -> str:
     through a forwarder, each command costs a process hop more, which cost 1,000 `true` tasks
     over 20 hosts a sixth of their throughput on 2 busy cores. The wait still times out: it
     grows while every file is quiet, to WATCHED_WAIT once `tail` watches every followed task
-    (for what inotify cannot see, NFS), and is FOLLOW_IDLE with nothing followed and no
-    launch under way (then a stream with a forwarder looks whether it lives: one killed means
-    no command can come, and the stream ends). Without GNU `tail` (it died by itself
+    (for a `tail` that stopped: what inotify cannot see, `tail` polls), and is FOLLOW_IDLE
+    with nothing followed and no launch under way (then a stream with a forwarder looks
+    whether it lives: one killed means no command can come, and the stream ends). Without
+    GNU `tail` (it died by itself
     WATCH_TRIES times) or inotify (its stderr says so), the stream goes on with its own looks
     at the files, as before.
     """
