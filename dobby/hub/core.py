@@ -320,7 +320,7 @@ class Hub:
 
     def _tasks_on(self, host: str) -> int:
         """Return how many tasks run (or are being launched) on ``host``."""
-        return sum(1 for t in self.scheduler.active.values() if t.host == host)
+        return self.scheduler.active.hosts[host]
 
     def running_tasks(self) -> list[Task]:
         """Return the running tasks, newest first, as the scheduler holds them (no store read).

@@ -12,8 +12,7 @@ from collections import Counter
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 
 from dobby.core.models import Task
-
-INTERACTIVE = "interactive"  # `dobby remote` sessions (runner/interactive.py watches those)
+from dobby.runner.interactive import KIND as INTERACTIVE  # `dobby remote` sessions
 
 
 def _key(task: Task) -> tuple[str, str | None, str | None, bool]:
@@ -27,6 +26,8 @@ class Holders(Mapping[str, Task]):
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
+        # What each was counted for: the task kept is a shallow copy, whose lists its saver
+        # may still change (a recount from it could miss what to take back).
         self._keys: dict[str, tuple[str, str | None, str | None, bool]] = {}
         self.hosts: Counter[str] = Counter()  # host -> holders there
         # A person's interactive session uses a host slot but does not hold up the project.

@@ -35,11 +35,12 @@ from dobby.machines.hosts import HostManager, HostState
 from dobby.machines.slurm.outcome import waiting_text
 from dobby.results.halves import CONTINUE_PROMPT, fallback_prompt
 from dobby.runner import settle
+from dobby.runner.interactive import KIND as INTERACTIVE  # `dobby remote` sessions
 from dobby.runner.runner import Runner
 from dobby.runner.slurm import QUEUED, holds_slot
 from dobby.scheduler import deps
 from dobby.scheduler.batches import UNACCEPTED
-from dobby.scheduler.holders import INTERACTIVE, Holders
+from dobby.scheduler.holders import Holders
 from dobby.scheduler.intake import Intake
 from dobby.scheduler.plan import HostSlot, Plan, PlanInput, plan
 from dobby.scheduler.queue import PendingQueue, Signature, signature
@@ -211,13 +212,7 @@ class SchedulerLoop:
             try:
                 self.schedule_once()
                 if self.watchdog.due(time.time()):
-                    self.watchdog.check(
-                        [
-                            t
-                            for t in self.active.values()
-                            if t.status == RUNNING and t.kind != INTERACTIVE
-                        ]
-                    )
+                    self.watchdog.check(self.active.values())  # it keeps the running ones
             except Exception:  # noqa: BLE001 - the loop must survive a bad decision
                 log.exception("scheduling pass failed")
             await wait_event(self._wake, self._idle_wait())

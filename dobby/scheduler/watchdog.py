@@ -23,6 +23,7 @@ from dobby.core.models import Reason, Task, TaskStatus
 from dobby.core.ports import SaveTask
 from dobby.core.timefmt import parse_time, utcnow
 from dobby.machines.hosts import HostManager
+from dobby.runner.interactive import KIND as INTERACTIVE  # `dobby remote` sessions
 from dobby.store.db import Store
 from dobby.store.tasklog import TaskLogs
 
@@ -97,7 +98,7 @@ class Watchdog:
             t
             for t in running
             if t.status == TaskStatus.RUNNING.value
-            and t.kind != "interactive"  # a person drives it (dobby remote): quiet is fine
+            and t.kind != INTERACTIVE  # a person drives it (dobby remote): quiet is fine
             and getattr(states.get(t.host or ""), "reachable", None) is not False
         ]
         seen, self._seen = self._seen, {}
