@@ -78,6 +78,31 @@ def process_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def waited_seconds(pid: int) -> float:
+    """Return how long the main thread of process ``pid`` (the hub's event loop) waited,
+    runnable, for a CPU (``/proc/PID/schedstat``); NaN when there is no such process."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def weigh_down(pids: list[int], shares: int, name: str = "dobby-bench-hosts") -> Path | None:
+    """Move ``pids`` (and what they start from then on) into a v1 ``cpu`` cgroup of CPU weight
+    ``shares`` (a session of its own weighs 1024); return the group, None when the machine has
+    none. For loopback hosts that stand in for machines with CPUs of their own.
+    """
+    group = Path("/sys/fs/cgroup/cpu") / f"{name}-{os.getpid()}"
+    try:
+        group.mkdir(exist_ok=True)
+        (group / "cpu.shares").write_text(str(shares))
+        for pid in pids:
+            (group / "cgroup.procs").write_text(str(pid))
+    except OSError:
+        return None
+    return group
+
+
 # The start of the command line of a stream's `tail -F` (render_follow).
 STREAM_TAIL = "\0".join([*scripts.WATCH_TAIL, ""]).encode()
 

@@ -11,7 +11,9 @@ Goal (issue 15): API p99 ≤ 100 ms and RSS ≤ 300 MB with 1,000 running over 1
 At the end the hub stops and every sshd, tmux server and task process of the test users is
 killed, also when the run fails (``--cancel`` first cancels every task through the API).
 Run as root (it starts sshd and creates test users): `python bench/hosts100.py
-[--hosts 100 --tasks 1000 --rounds 100 --profile hub.txt]`.
+[--hosts 100 --tasks 1000 --rounds 100 --profile hub.txt --hosts-weight 128]`. The hosts share
+the hub's cores here; ``--hosts-weight`` gives them, and all they start, a smaller share of the
+CPU, as machines of their own would leave the hub all of its cores.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cpu import process_seconds  # noqa: E402
+from bench.cpu import process_seconds, waited_seconds, weigh_down  # noqa: E402
 from bench.dispatch import pct, submit_spread  # noqa: E402
 from bench.recovery import SHARED_DISK  # noqa: E402
 from bench.scratch import scratch_dir  # noqa: E402
@@ -195,7 +197,19 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         f"{args.tasks} running {cpu['quiet'] * 100:.0f}% uncalled, {cpu['called'] * 100:.0f}% "
         "called"
     )
-    shape = {"hosts": args.hosts, "tasks": args.tasks, "clients": args.clients}
+    waited = figures["hub_waited"]
+    # Runnable but on no CPU: on this machine the hub shares its cores with every host.
+    print(
+        f"   hub's loop waited for a CPU: idle phase {waited['idle'] * 1000:.0f} ms per s "
+        f"called, with {args.tasks} running {waited['called'] * 1000:.0f} ms per s called"
+        + (f" (hosts at CPU weight {args.hosts_weight})" if args.hosts_weight else "")
+    )
+    shape = {
+        "hosts": args.hosts,
+        "tasks": args.tasks,
+        "clients": args.clients,
+        "hosts_weight": args.hosts_weight,
+    }
     print(json.dumps({**shape, **figures}))
 
 
@@ -231,9 +245,10 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
         wait_idle(client)
         time.sleep(args.settle)
         load_idle = os.getloadavg()[0]
-        cpu0, c0 = process_seconds(pid), time.perf_counter()
+        cpu0, w0, c0 = process_seconds(pid), waited_seconds(pid), time.perf_counter()
         idle = measure(client, names, warm, args.rounds, args.clients)
         idle_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        idle_wait = (waited_seconds(pid) - w0) / (time.perf_counter() - c0)
         idle_rss = memory(pid)
 
         t0 = time.perf_counter()
@@ -258,9 +273,10 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
         cpu0, c0 = process_seconds(pid), time.perf_counter()
         time.sleep(5)  # the hub's own cost of following N tasks, nobody calling
         quiet_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
-        cpu0, c0 = process_seconds(pid), time.perf_counter()
+        cpu0, w0, c0 = process_seconds(pid), waited_seconds(pid), time.perf_counter()
         busy = measure(client, names, ids, args.rounds, args.clients)
         busy_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        busy_wait = (waited_seconds(pid) - w0) / (time.perf_counter() - c0)
         load_end = os.getloadavg()[0]
         if spy is not None:
             spy.wait(60)
@@ -289,6 +305,7 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
                 "rss_busy_mb": busy_rss.get("VmRSS", 0) / 1024,
                 "rss_peak_mb": max(rss.peak_kib, busy_rss.get("VmHWM", 0)) / 1024,
                 "hub_cpu": {"idle": idle_cpu, "quiet": quiet_cpu, "called": busy_cpu},
+                "hub_waited": {"idle": idle_wait, "called": busy_wait},
             },
         )
         if args.cancel:
@@ -313,12 +330,23 @@ def main() -> None:
     parser.add_argument(
         "--cancel", action="store_true", help="cancel every task through the API at the end"
     )
+    parser.add_argument(
+        "--hosts-weight",
+        type=int,
+        help="put the sshd hosts and all they start in a cgroup of this CPU weight (1024: a "
+        "session's): they stand in for machines with CPUs of their own",
+    )
     args = parser.parse_args()
 
     work = scratch_dir("dobby-bench-hosts-")
     t0 = time.perf_counter()
     cluster = SshdCluster(count=args.hosts, user_prefix="dobbyh")
+    group = None
     try:
+        if args.hosts_weight:
+            group = weigh_down([h.pid for h in cluster.hosts if h.pid], args.hosts_weight)
+            if group is None:
+                sys.exit("--hosts-weight: no v1 cpu cgroup to make here (run as root)")
         run(args, cluster, work, time.perf_counter() - t0)
     finally:
         t0 = time.perf_counter()
@@ -327,6 +355,11 @@ def main() -> None:
             f"   hosts closed in {time.perf_counter() - t0:.1f} s; processes of the test users "
             f"left: {left_behind(cluster)}"
         )
+        if group is not None:
+            try:
+                group.rmdir()
+            except OSError:
+                pass  # a process of it still ends
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def start(host: str | None, port: int | None, inventory: str | None, home: str |
     # No garbage collection while the hub loads: what it loads lives as long as the process,
     # and collecting it as it came took a tenth of the imports (33 ms of 0.31 s), before a
     # restarted hub's first connect. The hub turns collection on once it is built
-    # (dobby.hub.server.freeze_heap).
+    # (dobby.hub.heap.OldHeap.start).
     gc.disable()
     # The one import of the hub the CLI makes (tools/layers.py ENTRY_POINTS).
     from dobby.hub.server import dashboard_url, serve
