@@ -346,7 +346,7 @@ def main() -> None:
         if args.hosts_weight:
             group = weigh_down([h.pid for h in cluster.hosts if h.pid], args.hosts_weight)
             if group is None:
-                sys.exit("--hosts-weight: no v1 cpu cgroup to make here (run as root)")
+                sys.exit("--hosts-weight needs root and a v1 cpu cgroup (/sys/fs/cgroup/cpu)")
         run(args, cluster, work, time.perf_counter() - t0)
     finally:
         t0 = time.perf_counter()
