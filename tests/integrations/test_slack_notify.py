@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
 
 import pytest
@@ -181,3 +183,38 @@ def test_the_notifier_asks_the_hub_for_task_and_race_events_but_no_output() -> N
     assert wanted is not None
     assert all(wanted(t) for t in ("task.finished", "task.awaiting_approval", "race.finished"))
     assert not any(wanted(t) for t in ("task.log", "gpus.updated", "host.updated"))
+
+
+class OutOfDescriptors(HubClient):
+    """A hub client on a machine out of file descriptors: every call fails as the OS does
+    (the slack bot's import of its HTTP stack hit it once, under a lowered limit)."""
+
+    def __init__(self) -> None:
+        super().__init__(url="http://127.0.0.1:9")
+        self.notifier: Notifier | None = None
+
+    def _fail(self) -> Any:
+        assert self.notifier is not None
+        self.notifier.stop()  # one round of each loop is enough
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def events(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fail()
+
+    def task(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fail()
+
+
+def test_out_of_descriptors_is_one_line_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    hub = OutOfDescriptors()
+    n = Notifier(hub=hub, post=Recorder().post, hub_url=HUB, poll_interval=0.01)
+    hub.notifier = n
+    with caplog.at_level(logging.INFO, logger="dobby.integrations.slack.notify"):
+        n.run()  # the event stream: fails, says so, and would retry
+        n._stop.clear()
+        n.track("t1", WHERE)
+        n._poll()  # the safety net's poll of tracked tasks
+    said = [r.getMessage() for r in caplog.records]
+    assert "cannot follow the hub's events: [Errno 24] Too many open files (retrying in 1s)" in said
+    assert "could not poll tracked tasks: [Errno 24] Too many open files" in said
+    assert not [r for r in caplog.records if r.exc_info], said  # no traceback

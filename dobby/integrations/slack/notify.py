@@ -244,6 +244,8 @@ class Notifier:
                 continue
             except HubError as exc:
                 problem = f"event stream from the hub lost: {exc}"
+            except OSError as exc:  # out of descriptors or memory here: the machine's, no bug
+                problem = f"cannot follow the hub's events: {exc}"
             except Exception:  # a bug must not end notifications for good
                 log.exception("notifier failed")
                 problem = "notifier failed"
@@ -268,7 +270,7 @@ class Notifier:
         while not self._stop.wait(self.poll_interval):
             try:
                 self.reconcile()
-            except HubError as exc:
+            except (HubError, OSError) as exc:
                 log.info("could not poll tracked tasks: %s", exc)
             except Exception:
                 log.exception("polling tracked tasks failed")
