@@ -33,6 +33,9 @@ ACCEPT_PAUSE = 0.5
 # accept(2) failures that are the process's or the system's lack of resources, not the
 # connection's: every waiting connection would fail the same way until something is freed.
 OUT_OF = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# ...and what each is out of, as the warning names it (ENFILE: the system's whole file table,
+# which root never meets; ENOBUFS/ENOMEM: the kernel's memory for a socket).
+SHORT_OF = {errno.ENOBUFS: "memory", errno.ENOMEM: "memory"}
 
 
 def raise_limit() -> int:
@@ -110,9 +113,10 @@ class Listener(socket.socket):
         if not self._short:
             self._short = True
             log.warning(
-                "%s is out of file descriptors (%s): new connections wait %gs at a time "
-                "until some are free",
+                "%s is out of %s (%s): new connections wait %gs at a time "
+                "until there is room again",
                 self.who,
+                SHORT_OF.get(exc.errno or 0, "file descriptors"),
                 exc.strerror or exc,
                 ACCEPT_PAUSE,
             )
