@@ -628,6 +628,12 @@ WATCHED_WAIT = 1.0
 # that goes on. Gaps of 1, 2, 4 and 5 ms held 100 chatty tasks' lines up to 5 ms (host line
 # to the stream's frame p99 4.3-5.2 ms, 2.4-2.6 ms with these).
 RELAY_GAPS = (0.0002,) * 4 + (0.001, 0.002, 0.004, FOLLOW_FAST)
+# Slices of FOLLOW_FAST a launch under way is waited for in before the forwarder runs: on the
+# wake pipe, which its end writes to (its answer goes at once: a look every FOLLOW_FAST made
+# it 2.5 ms later on average), with a look at stdin after each (bash waits on one descriptor),
+# so a command that came meanwhile waits one slice at most (5: the second of two launches at
+# once lost 5% of its rate waiting up to a whole FOLLOW_FAST).
+LAUNCH_SLICES = 5
 RELAY_REST = 0.0001  # seconds the relay waits for the rest of what `tail` wrote at once
 HINTS_FILE = 1 << 20  # bytes of hints the stream reads before it empties the file
 
@@ -754,7 +760,7 @@ spawn() {{ local i=0 o
   while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
   ls[i]=$1 lf[i]=$2 o=$rd/$i
   ( rcfile=$o.rc  # a global: an exit through set -e drops a function's locals first
-    trap 'printf "%s\\n" "$?" >"$rcfile"; [ -z "$fw" ] || printf x 1<>"$wake"' EXIT
+    trap 'printf "%s\\n" "$?" >"$rcfile"; printf x 1<>"$wake"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
     behind
     shopt -u nullglob dotglob
@@ -1010,11 +1016,25 @@ while :; do
   elif [ ${{#ls[@]}} = 0 ]; then
     IFS= read -r -d '' -t $wait -n 1 -u $in x; s=$?
   else
-    # A launch under way: its end is looked for every FOLLOW_FAST (one killed writes no
-    # byte), the files at their own pace (a host launching back to back would otherwise read
-    # every file 200 times a second).
+    # A launch under way: its end writes a byte to the wake pipe, and is looked for every
+    # FOLLOW_FAST too (one killed writes none); the files at their own pace (a host launching
+    # back to back would otherwise read every file 200 times a second). Before the forwarder
+    # runs, commands come on stdin: the wait is on the wake pipe in slices, stdin looked at
+    # after each (see LAUNCH_SLICES).
     while :; do
-      IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $in x; s=$?; ticks=$((ticks - 1))
+      if [ -n "$fw" ]; then IFS= read -r -d '' -t {FOLLOW_FAST} -n 1 -u $in x; s=$?
+      else
+        x= s=0 n={LAUNCH_SLICES}
+        while :; do
+          if IFS= read -r -d '' -t {FOLLOW_FAST / LAUNCH_SLICES:g} -n 1 -u $wf x; then
+            while read -t 0 -u $wf; do IFS= read -r -d '' -n 1 -u $wf x; done  # stale ones too
+            n=0
+          fi
+          x=; read -t 0 && {{ IFS= read -r -d '' -n 1 x; s=$?; break; }}
+          n=$((n - 1)); [ $n -gt 0 ] || break
+        done
+      fi
+      ticks=$((ticks - 1))
       [ -n "$x" ] && break
       [ $s != 0 ] && [ $s -le 128 ] && break
       landings

@@ -276,6 +276,62 @@ def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: S
     stream.wait_for("a line after", lambda: stream.data.get("k") == b"still read\n")
 
 
+def test_launches_are_answered_as_they_end_before_the_forwarder_runs(
+    tmp_path: Path, stream: Stream
+) -> None:
+    """Before any task is watched the stream reads its commands from stdin itself; a launch
+    under way is waited for on the wake pipe, which its end writes to. So each is answered as
+    it ends though the stream looks for the ends of launches every hour, and a command that
+    came during one is taken then (and its own launch answered as it ends too)."""
+    assert stream.helpers() == {"tail": [], "bash": []}  # no forwarder yet
+    assert stream.proc.stdin is not None
+    for key, script in (("a", "sleep 0.5; echo first"), ("b", "echo second >&2")):
+        stream.proc.stdin.write(
+            scripts.stream_command("L", key, str(len(script))) + script.encode()
+        )
+    stream.wait_for("both launches", lambda: {"a", "b"} <= set(stream.launches))
+    assert stream.launches == {"a": (0, b"first\n", b""), "b": (0, b"", b"second\n")}
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "out.jsonl").write_bytes(b"done\n")
+    (task / "exit").write_text("0\n")
+    script = "exit 3"
+    stream.proc.stdin.write(
+        scripts.stream_command("L", "c", str(len(script)))
+        + script.encode()
+        + scripts.stream_command("+", "k", "0", str(task))
+    )
+    stream.wait_for(
+        "the third launch and the join", lambda: "c" in stream.launches and "k" in stream.ends
+    )
+    assert stream.launches["c"] == (3, b"", b"")
+    assert stream.ends["k"] == "5 0 0 0" and stream.data["k"] == b"done\n"
+    assert stream.helpers() == {"tail": [], "bash": []}  # all of it without a forwarder
+
+
+def test_a_command_that_comes_during_a_launch_is_taken_before_the_launch_ends(
+    monkeypatch: pytest.MonkeyPatch, rare_looks: None
+) -> None:
+    """...waiting a slice of the stream's look at most, not for the launch under way to end:
+    with looks an hour apart in slices of 36 ms, a quick launch sent while a slow one runs is
+    answered first."""
+    monkeypatch.setattr(scripts, "LAUNCH_SLICES", int(HOUR / 0.036))
+    stream = Stream()
+    try:
+        assert stream.proc.stdin is not None
+        for key, script in (("slow", "sleep 5; echo slow"), ("quick", "echo quick")):
+            stream.proc.stdin.write(
+                scripts.stream_command("L", key, str(len(script))) + script.encode()
+            )
+        stream.wait_for("the quick launch", lambda: "quick" in stream.launches)
+        assert "slow" not in stream.launches
+        assert stream.launches["quick"] == (0, b"quick\n", b"")
+        stream.wait_for("the slow launch", lambda: "slow" in stream.launches)
+        assert stream.launches["slow"] == (0, b"slow\n", b"")
+    finally:
+        stream.close()
+
+
 def test_the_stream_ends_its_tail_and_relay(tmp_path: Path, stream: Stream) -> None:
     follow_one(stream, tmp_path)
     helpers = stream.helpers()
