@@ -8,7 +8,7 @@ and what the pass has started so far; ``HostIndex`` answers "which host, if any"
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dobby.core.errors import NoEligibleHost, NotFound, ValidationError
@@ -67,15 +67,17 @@ def eligible(task: Task, host: Host) -> bool:
 
 
 def check_placeable(
-    task: Task, hosts: Collection[Host], slots: Sequence[HostSlot] | None = None
+    task: Task, hosts: Collection[Host], slots: Iterable[HostSlot] | None = None
 ) -> None:
     """Raise a clear error at submit if no inventory host can ever run ``task``.
 
     With ``slots``, a host whose probe found no CLI for the task's backend counts as unable.
+    Each answer stops at the first host that settles it (``slots`` may be made as it is
+    read): a task most hosts can run costs a look at one or two, however many there are.
     """
-    names = [h.name for h in hosts]
-    if task.want_host and task.want_host not in names:
-        raise NotFound(f"unknown host '{task.want_host}' (hosts: {', '.join(names) or 'none'})")
+    if task.want_host and not any(h.name == task.want_host for h in hosts):
+        names = ", ".join(h.name for h in hosts) or "none"
+        raise NotFound(f"unknown host '{task.want_host}' (hosts: {names})")
     if not any(eligible(task, h) for h in hosts):
         want = []
         if task.want_host:
@@ -86,10 +88,16 @@ def check_placeable(
         if task.gpus:
             want.append(f"{task.gpus} GPU(s) (inventory gpus: true|auto)")
         raise NoEligibleHost(f"no host matches {' + '.join(want)}")
-    if slots is not None:
-        fit = [s for s in slots if eligible(task, s.host)]
-        if fit and all(has_backend(s, task.backend) is False for s in fit):
-            raise NoEligibleHost(missing_cli_message(task.backend, [s.host.name for s in fit]))
+    if slots is None:
+        return
+    without = []  # the eligible hosts known to lack the backend's CLI, so far
+    for slot in slots:
+        if eligible(task, slot.host):
+            if has_backend(slot, task.backend) is not False:
+                return
+            without.append(slot.host.name)
+    if without:
+        raise NoEligibleHost(missing_cli_message(task.backend, without))
 
 
 @dataclass

@@ -172,17 +172,22 @@ class Intake:
 
     def check_placement(self, task: Task) -> None:
         """Fail now if no inventory host can run ``task`` (unless it waits for one)."""
-        if not task.wait_for_host:
-            check_placeable(task, *(self._hosts_seen or self._look_at_hosts()))
+        if task.wait_for_host:
+            return
+        if self._hosts_seen is not None:
+            check_placeable(task, *self._hosts_seen)
+        else:  # the slots made as they are read: most tasks are settled by the first host
+            check_placeable(task, self.hosts.hosts.values(), self._slots())
+
+    def _slots(self) -> Iterator[HostSlot]:
+        states = self.hosts.states
+        for name, host in self.hosts.hosts.items():
+            state = states.get(name)
+            if state is not None:
+                yield HostSlot(host=host, reachable=state.reachable, clis=state.clis)
 
     def _look_at_hosts(self) -> tuple[list[Host], list[HostSlot]]:
-        states = self.hosts.states
-        slots = [
-            HostSlot(host=h, reachable=states[n].reachable, clis=states[n].clis)
-            for n, h in self.hosts.hosts.items()
-            if n in states
-        ]
-        return list(self.hosts.hosts.values()), slots
+        return list(self.hosts.hosts.values()), list(self._slots())
 
     @contextlib.contextmanager
     def one_look(self) -> Iterator[None]:

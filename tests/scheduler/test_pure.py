@@ -208,6 +208,71 @@ def test_check_placeable_errors_at_submit() -> None:
         check_placeable(task("x", labels=("gpu",)), hosts)
 
 
+def eager_check(task: Task, hosts: list[Host], slots: list[HostSlot] | None) -> None:
+    """The placement check as it was: every host looked at, every slot made first."""
+    from dobby.scheduler.capacity import eligible, has_backend, missing_cli_message
+
+    names = [h.name for h in hosts]
+    if task.want_host and task.want_host not in names:
+        raise NotFound(f"unknown host '{task.want_host}' (hosts: {', '.join(names) or 'none'})")
+    if not any(eligible(task, h) for h in hosts):
+        raise NoEligibleHost("no host matches")
+    if slots is not None:
+        fit = [s for s in slots if eligible(task, s.host)]
+        if fit and all(has_backend(s, task.backend) is False for s in fit):
+            raise NoEligibleHost(missing_cli_message(task.backend, [s.host.name for s in fit]))
+
+
+def outcome(check, *args) -> str:  # type: ignore[no-untyped-def]
+    try:
+        check(*args)
+    except (NotFound, NoEligibleHost) as exc:
+        text = str(exc)
+        return f"{type(exc).__name__}: {'no host matches' if 'no host matches' in text else text}"
+    return "ok"
+
+
+CLIS = st.sampled_from([None, frozenset(), frozenset({"codex"}), frozenset({"claude"}), BOTH])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    hosts=st.lists(
+        st.tuples(
+            st.sampled_from(["cpu", "gpu"]),
+            st.sampled_from([("shell",), ("claude", "shell"), ("claude", "codex", "shell")]),
+            st.sampled_from([None, True, False]),
+            CLIS,
+            st.booleans(),  # probed: a host with no state yet has no slot
+        ),
+        max_size=6,
+    ),
+    want=st.sampled_from([None, "h0", "h3", "zz"]),
+    label=st.sampled_from([None, "cpu", "gpu"]),
+    backend=st.sampled_from(["shell", "claude", "codex"]),
+    lazily=st.booleans(),
+)
+def test_the_placement_check_decides_as_the_eager_one_did(  # type: ignore[no-untyped-def]
+    hosts, want, label, backend, lazily
+) -> None:
+    """Stopping at the first host that settles it (slots made as they are read) gives the
+    same answer and the same message, whatever the hosts, their probes and the task."""
+    models = [
+        host(f"h{i}", labels=(lab,), backends=list(backends))
+        for i, (lab, backends, *_) in enumerate(hosts)
+    ]
+    slots = [
+        slot(h, reachable=reachable, clis=clis)
+        for h, (_, _, reachable, clis, probed) in zip(models, hosts, strict=True)
+        if probed
+    ]
+    t = task("t", host=want, labels=(label,) if label else (), backend=backend)
+    expected = outcome(eager_check, t, models, slots)
+    given_slots = iter(slots) if lazily else slots
+    assert outcome(check_placeable, t, models, given_slots) == expected
+    assert outcome(check_placeable, t, models) == outcome(eager_check, t, models, None)
+
+
 def test_project_caps_skip_to_the_next_project() -> None:
     tasks = [task(f"a{i}", project="a", at=i) for i in range(3)]
     tasks += [task(f"b{i}", project="b", at=10 + i) for i in range(3)]
