@@ -126,6 +126,79 @@ def streams_seconds() -> float:
     return total
 
 
+def _part(pid: str, comm: str, cmdline: bytes, hub: int | None) -> str:
+    if hub is not None and pid == str(hub):
+        return "hub"
+    if pid == str(os.getpid()):
+        return "bench"
+    if b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0"):
+        return "streams"
+    if comm.startswith("tmux"):
+        return "tmux"
+    if comm == "sshd":
+        return "sshd"
+    return "other"
+
+
+def _in_group(proc: Path) -> bool:
+    if _group is None:
+        return True
+    try:
+        return f"/{_group.name}" in (proc / "cgroup").read_text()
+    except OSError:
+        return False
+
+
+def by_part(hub: int | None = None) -> dict[str, tuple[str, float, float]]:
+    """Return the CPU seconds each process of this benchmark alive now used so far: pid →
+    (part, its own, its reaped children's). Parts: ``hub``, ``bench`` (this process),
+    ``streams`` (the hosts' log streams: a launch is a child of its stream), ``tmux`` (servers:
+    a task is a child of its pane), ``sshd`` (an exec, a login shell, SFTP), ``other``.
+
+    Only processes in this benchmark's cgroup (:func:`join_cgroup`): init reaps orphans of
+    earlier parts lazily here, and would count them in the part after.
+    """
+    seen: dict[str, tuple[str, float, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or not _in_group(proc):
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / tick
+        kids = (int(fields[13]) + int(fields[14])) / tick
+        seen[proc.name] = (_part(proc.name, comm, cmdline, hub), own, kids)
+    return seen
+
+
+def parts_per_task(
+    start: dict[str, tuple[str, float, float]], tasks: int, hub: int | None = None
+) -> str:
+    """Return the CPU per task of each part since ``start`` (a :func:`by_part` reading), e.g.
+    "streams 3.1+5.8" (its own + its reaped children's, ms).
+
+    A process counts once reaped by one alive at both readings (or born since): read after
+    the tasks ended, the parts hold what they cost, children and all. One gone since
+    ``start`` counts nothing more (its reaper, if it is ours, counts what it used since).
+    """
+    sums: dict[str, list[float]] = {}
+    for pid, (part, own, kids) in by_part(hub).items():
+        _, own0, kids0 = start.get(pid, (part, 0.0, 0.0))
+        used = sums.setdefault(part, [0.0, 0.0])
+        used[0] += own - own0
+        used[1] += kids - kids0
+    shown = []
+    for name in ("hub", "bench", "streams", "tmux", "sshd", "other"):
+        own, kids = (x * 1000 / max(tasks, 1) for x in sums.get(name, [0.0, 0.0]))
+        if own + kids >= 0.05:
+            shown.append(f"{name} {own:.1f}+{kids:.1f}" if kids >= 0.05 else f"{name} {own:.1f}")
+    return ", ".join(shown)
+
+
 def self_seconds() -> float:
     """Return the CPU seconds this process used."""
     times = os.times()

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,21 @@ def submit_spread(client: HubClient, prompt: str, hosts: list[str], count: int) 
                 range(count),
             )
         )
+
+
+def create_cost(where: Path, count: int = 200) -> float:
+    """Return the seconds one new directory in ``where`` costs now (they are kept: no deletion
+    of the benchmark's own makes the next ones slower).
+
+    On ext4 without a journal each new inode is searched for past every one freed in the last
+    minute (five while its table is not written back): files made just after a run deleted
+    its users' homes cost several times more, the hosts' tasks and the hub's included.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for i in range(count):
+        (where / str(i)).mkdir()
+    return (time.perf_counter() - t0) / count
 
 
 def started_at(task: dict[str, Any]) -> float:
@@ -148,10 +164,14 @@ def lean_files(home: str, i: int) -> tuple[str, list[str]]:
     return paths.task_dir, ["true", "", run_sh]
 
 
-async def lean_loop(hosts, tasks: int, per_host: int, *, way: str, run: int = 0) -> float:  # type: ignore[no-untyped-def]
+async def lean_loop(  # type: ignore[no-untyped-def]
+    hosts, tasks: int, per_host: int, *, way: str, run: int = 0, ended: Callable[[], Any] = str
+) -> float:
     """Return the wall time of a lean asyncssh loop for ``tasks`` tasks over ``hosts``.
 
-    Its files are set aside (``lean.<run>``), not deleted: see :func:`remove_lean`.
+    Its files are set aside (``lean.<run>``), not deleted: see :func:`remove_lean`. ``ended``
+    is called once every task ended, before its tmux servers and connections go (with them,
+    what their processes used).
 
     One warm connection per host, ``per_host`` tasks at once per host, each launched by one
     exec that writes its files, then followed by one SFTP stat of its exit file every 20 ms.
@@ -225,6 +245,7 @@ async def lean_loop(hosts, tasks: int, per_host: int, *, way: str, run: int = 0)
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(tasks)))
         wall = time.perf_counter() - t0
+        ended()
         await asyncio.gather(
             *(c.run(f"tmux -L lean kill-server 2>/dev/null; mv lean lean.{run}") for c in conns)
         )
@@ -360,13 +381,23 @@ def main() -> None:
             # The lean sequence runs before Dobby's part and after it, and Dobby is compared
             # with their mean: the machine drifts, and a deletion before the run (its users'
             # files of the last run) costs the files made after it less and less.
-            def lean_run(way: str, run: int) -> tuple[float, str]:
-                """Return the wall time of a lean loop and the CPU and processes per task."""
-                c0, n0 = cpu.used(), cpu.processes()
-                wall = asyncio.run(lean_loop(hosts, args.tasks, args.max_agents, way=way, run=run))
-                return wall, cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(
-                    n0, args.tasks
+            def lean_run(way: str, run: int) -> tuple[float, str, str]:
+                """Return the wall time of a lean loop, the CPU and processes per task, and the
+                CPU per task by part."""
+                c0, n0, p0 = cpu.used(), cpu.processes(), cpu.by_part()
+                parts: list[str] = []
+                wall = asyncio.run(
+                    lean_loop(
+                        hosts,
+                        args.tasks,
+                        args.max_agents,
+                        way=way,
+                        run=run,
+                        ended=lambda: parts.append(cpu.parts_per_task(p0, args.tasks)),
+                    )
                 )
+                used = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
+                return wall, used, parts[0]
 
             remove_lean(hosts)
             os.kill(hub.proc.pid, signal.SIGSTOP)  # its host probes are not the lean loop's
@@ -375,9 +406,11 @@ def main() -> None:
             finally:
                 os.kill(hub.proc.pid, signal.SIGCONT)
 
+            mkdir_s = create_cost(work / "mkdir-probe")
             # Submitted from 4 client threads at once, as a batch of work arrives.
             c0, n0 = cpu.used(), cpu.processes()
             assert hub.proc is not None
+            p0 = cpu.by_part(hub.proc.pid)
             hub0, self0 = cpu.process_seconds(hub.proc.pid), cpu.self_seconds()
             t0 = time.perf_counter()
             ids = submit_spread(client, "true", [h.name for h in hosts[: args.hosts]], args.tasks)
@@ -385,6 +418,7 @@ def main() -> None:
                 watcher.wait("task.finished", tid, timeout=600)
             dobby_wall = time.perf_counter() - t0
             dobby_cpu = cpu.per_task_ms(c0, args.tasks) + cpu.processes_per_task(n0, args.tasks)
+            dobby_parts = cpu.parts_per_task(p0, args.tasks, hub.proc.pid)
             hub_ms = (cpu.process_seconds(hub.proc.pid) - hub0) * 1000 / args.tasks
             client_ms = (cpu.self_seconds() - self0) * 1000 / args.tasks
             bad = [client.task(t) for t in ids]
@@ -397,7 +431,7 @@ def main() -> None:
             # The hub is paused while the baselines run: its host probes (a login shell and
             # each agent's --version, every host) would otherwise be charged to them.
             os.kill(hub.proc.pid, signal.SIGSTOP)
-            lean: dict[str, tuple[float, str]] = {}
+            lean: dict[str, tuple[float, str, str]] = {}
             try:
                 for run, way in enumerate(LEAN_WAYS, start=1):
                     lean[way] = lean_run(way, run)
@@ -416,10 +450,14 @@ def main() -> None:
                 f"  {dobby_cpu}"
             )
             print(f"   dobby  task started → finished on /events  {fmt(held)}")
+            print(f"   disk   a new directory cost {mkdir_s * 1e6:.0f} us just before")
             print(
                 f"   dobby  CPU/task: hub {hub_ms:.1f} ms, this benchmark's clients "
                 f"{client_ms:.1f} ms, the rest (hosts: sshd, tmux, tasks) on the line above"
             )
+            # Where the CPU went, beside the lean loop's (parts_per_task): a launch is a child of
+            # the host's stream here and of sshd there, a task a child of its tmux pane in both.
+            print(f"   dobby  CPU/task by part, ms (own+children's): {dobby_parts}")
             # What one hub could dispatch if its hosts had CPUs of their own (real hosts do):
             # here they share this machine's with the hub and the lean loop's hosts alike.
             print(f"   dobby  hub-bound ceiling: {1000 / hub_ms:.0f} tasks/s per core of the hub")
@@ -429,12 +467,14 @@ def main() -> None:
                 "floor": "lean loop: no tmux (floor)      ",
             }
             rows = [("before", *lean_before)] + [(way, *lean[way]) for way in LEAN_WAYS]
-            for way, wall, used in rows:
+            for way, wall, used, parts in rows:
                 label = labels.get(way, "lean loop: the same, run before  ")
                 print(
                     f"   base   {label} {wall:7.2f} s  ({args.tasks / wall:6.1f} tasks/s)  "
                     f"dobby at {wall / dobby_wall * 100:5.1f}% of it  {used}"
                 )
+                if way in ("before", "run.sh"):
+                    print(f"          by part (own+children's): {parts}")
             print(
                 f"   base   lean loop, mean of before and after {lean_wall:7.2f} s  "
                 f"({args.tasks / lean_wall:6.1f} tasks/s)  dobby at "
@@ -513,6 +553,7 @@ def main() -> None:
                         "floor_tasks_per_s": args.tasks / lean["floor"][0],
                         "of_lean": lean_wall / dobby_wall,
                         "hub_cpu_ms_per_task": hub_ms,
+                        "mkdir_us": mkdir_s * 1e6,
                         "batch_first_running_ms": pct(firsts, 50) * 1000,
                         "batch_first_seen_ms": pct(seens, 50) * 1000,
                         "batch_tasks_per_s": args.tasks / pct(walls, 50),
