@@ -73,7 +73,7 @@ async def run_hub(
             pass
     heap = OldHeap()
     if freeze:
-        heap.start()
+        heap.start(loop)
     if ready is not None:
         ready.set()
     try:

@@ -3,6 +3,7 @@ reference cycle frozen alive is still freed once it is garbage (dobby.hub.heap).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
@@ -72,3 +73,31 @@ def test_a_stopped_heap_freezes_nothing_more(heap: OldHeap) -> None:
     gc.collect()
     assert gc.get_freeze_count() == frozen
     del kept
+
+
+async def test_a_walk_of_everything_runs_on_the_loop_as_soon_as_it_is_due() -> None:
+    """Not at the collector's next full collection, which may come in some request much later."""
+    enabled = gc.isenabled()
+    gc.collect()
+    heap = OldHeap()
+    heap.start(asyncio.get_running_loop())
+    try:
+        nodes = [Node() for _ in range(100)]
+        refs = [weakref.ref(n) for n in nodes]
+        gc.collect()  # they live through it: frozen
+        del nodes  # garbage now, each a cycle of its own
+        grown = [[i] for i in range(int(heap.base * heap.regrow) + 1_000)]
+        gc.collect()  # the frozen part grew by more than regrow: a walk is due
+        assert heap.walks == 1
+        assert all(r() is not None for r in refs)
+        await asyncio.sleep(0)  # one turn of the loop, no collection of the test's own
+        assert heap.walks == 2
+        assert all(r() is None for r in refs)
+        assert heap.base >= len(grown)
+        del grown
+    finally:
+        heap.stop()
+        gc.unfreeze()
+        gc.collect()
+        if not enabled:
+            gc.disable()
