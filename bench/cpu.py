@@ -107,6 +107,12 @@ def weigh_down(pids: list[int], shares: int, name: str = "dobby-bench-hosts") ->
 STREAM_TAIL = "\0".join([*scripts.WATCH_TAIL, ""]).encode()
 
 
+def is_stream(cmdline: bytes) -> bool:
+    """Return True if ``cmdline`` (from /proc) is a host's log stream: its bash, forwarder or
+    relay (bash of the same text)."""
+    return b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0")
+
+
 def streams_seconds() -> float:
     """Return the CPU seconds the hosts' log streams alive now used (found by their text):
     each stream's bash, its forwarder and relay (bash of the same text), and its `tail -F`."""
@@ -118,8 +124,7 @@ def streams_seconds() -> float:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        ours = b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0")
-        if ours or cmdline.startswith(STREAM_TAIL):
+        if is_stream(cmdline) or cmdline.startswith(STREAM_TAIL):
             used = process_seconds(int(proc.name))
             if used == used:  # not NaN: it did not end in between
                 total += used
@@ -131,7 +136,7 @@ def _part(pid: str, comm: str, cmdline: bytes, hub: int | None) -> str:
         return "hub"
     if pid == str(os.getpid()):
         return "bench"
-    if b"dobby-follow" in cmdline and cmdline.startswith(b"bash\0-c\0"):
+    if is_stream(cmdline):
         return "streams"
     if comm.startswith("tmux"):
         return "tmux"

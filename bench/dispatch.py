@@ -165,7 +165,13 @@ def lean_files(home: str, i: int) -> tuple[str, list[str]]:
 
 
 async def lean_loop(  # type: ignore[no-untyped-def]
-    hosts, tasks: int, per_host: int, *, way: str, run: int = 0, ended: Callable[[], Any] = str
+    hosts,
+    tasks: int,
+    per_host: int,
+    *,
+    way: str,
+    run: int = 0,
+    ended: Callable[[], object] | None = None,
 ) -> float:
     """Return the wall time of a lean asyncssh loop for ``tasks`` tasks over ``hosts``.
 
@@ -245,7 +251,8 @@ async def lean_loop(  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(tasks)))
         wall = time.perf_counter() - t0
-        ended()
+        if ended is not None:
+            ended()
         await asyncio.gather(
             *(c.run(f"tmux -L lean kill-server 2>/dev/null; mv lean lean.{run}") for c in conns)
         )

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -20,12 +21,13 @@ class Node:
         self.me = self
 
 
-@pytest.fixture
-def heap() -> Iterator[OldHeap]:
+@contextmanager
+def started(loop: asyncio.AbstractEventLoop | None = None) -> Iterator[OldHeap]:
+    """An OldHeap started on a collected heap; the collector as it was afterwards."""
     enabled = gc.isenabled()
     gc.collect()
     old = OldHeap()
-    old.start()
+    old.start(loop)
     try:
         yield old
     finally:
@@ -34,6 +36,12 @@ def heap() -> Iterator[OldHeap]:
         gc.collect()
         if not enabled:
             gc.disable()
+
+
+@pytest.fixture
+def heap() -> Iterator[OldHeap]:
+    with started() as old:
+        yield old
 
 
 def test_what_lived_through_a_full_collection_is_not_walked_by_the_next(heap: OldHeap) -> None:
@@ -77,11 +85,7 @@ def test_a_stopped_heap_freezes_nothing_more(heap: OldHeap) -> None:
 
 async def test_a_walk_of_everything_runs_on_the_loop_as_soon_as_it_is_due() -> None:
     """Not at the collector's next full collection, which may come in some request much later."""
-    enabled = gc.isenabled()
-    gc.collect()
-    heap = OldHeap()
-    heap.start(asyncio.get_running_loop())
-    try:
+    with started(asyncio.get_running_loop()) as heap:
         nodes = [Node() for _ in range(100)]
         refs = [weakref.ref(n) for n in nodes]
         gc.collect()  # they live through it: frozen
@@ -95,9 +99,3 @@ async def test_a_walk_of_everything_runs_on_the_loop_as_soon_as_it_is_due() -> N
         assert all(r() is None for r in refs)
         assert heap.base >= len(grown)
         del grown
-    finally:
-        heap.stop()
-        gc.unfreeze()
-        gc.collect()
-        if not enabled:
-            gc.disable()
