@@ -190,17 +190,42 @@ def parts_per_task(
     the tasks ended, the parts hold what they cost, children and all. One gone since
     ``start`` counts nothing more (its reaper, if it is ours, counts what it used since).
     """
+    return _shown(_since(start, hub), 1000 / max(tasks, 1), PARTS)
+
+
+def parts_share(
+    start: dict[str, tuple[str, float, float]],
+    seconds: float,
+    hub: int | None = None,
+    parts: tuple[str, ...] = ("hub", "streams", "tmux", "sshd"),
+) -> str:
+    """Return each part's CPU since ``start`` as a share of one core over ``seconds``, e.g.
+    "streams 16.1+11.6%" (own + reaped children's; see :func:`parts_per_task`)."""
+    return _shown(_since(start, hub), 100 / max(seconds, 1e-9), parts, "%")
+
+
+PARTS = ("hub", "bench", "streams", "tmux", "sshd", "other")
+
+
+def _since(start: dict[str, tuple[str, float, float]], hub: int | None) -> dict[str, list[float]]:
     sums: dict[str, list[float]] = {}
     for pid, (part, own, kids) in by_part(hub).items():
         _, own0, kids0 = start.get(pid, (part, 0.0, 0.0))
         used = sums.setdefault(part, [0.0, 0.0])
         used[0] += own - own0
         used[1] += kids - kids0
+    return sums
+
+
+def _shown(
+    sums: dict[str, list[float]], scale: float, parts: tuple[str, ...], unit: str = ""
+) -> str:
     shown = []
-    for name in ("hub", "bench", "streams", "tmux", "sshd", "other"):
-        own, kids = (x * 1000 / max(tasks, 1) for x in sums.get(name, [0.0, 0.0]))
+    for name in parts:
+        own, kids = (x * scale for x in sums.get(name, [0.0, 0.0]))
         if own + kids >= 0.05:
-            shown.append(f"{name} {own:.1f}+{kids:.1f}" if kids >= 0.05 else f"{name} {own:.1f}")
+            text = f"{own:.1f}+{kids:.1f}" if kids >= 0.05 else f"{own:.1f}"
+            shown.append(f"{name} {text}{unit}")
     return ", ".join(shown)
 
 

@@ -7,6 +7,8 @@ long-running shell tasks (default 1,000 ``sleep``, spread evenly) running on tho
          GET /results?limit=50, POST /tasks (a ``true`` task) and GET /health, each request a
          fresh connection from ``--clients`` client threads, as the CLI makes them
   RSS    the hub's resident memory: idle, peak while the tasks run (VmHWM, from /proc)
+  CPU    what following the N tasks costs with nobody calling (``--quiet`` seconds), as a
+         share of a core: the hub's, and the hosts' log streams, tmux servers and sshd
 Goal (issue 15): API p99 ≤ 100 ms and RSS ≤ 300 MB with 1,000 running over 100 hosts.
 At the end the hub stops and every sshd, tmux server and task process of the test users is
 killed, also when the run fails (``--cancel`` first cancels every task through the API).
@@ -33,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cpu import process_seconds, waited_seconds, weigh_down  # noqa: E402
+from bench.cpu import by_part, parts_share, process_seconds, waited_seconds, weigh_down  # noqa: E402
 from bench.dispatch import pct, submit_spread  # noqa: E402
 from bench.recovery import SHARED_DISK  # noqa: E402
 from bench.scratch import scratch_dir  # noqa: E402
@@ -197,6 +199,10 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         f"{args.tasks} running {cpu['quiet'] * 100:.0f}% uncalled, {cpu['called'] * 100:.0f}% "
         "called"
     )
+    print(
+        f"   with {args.tasks} running, nobody calling ({args.quiet:.0f} s), % of a core, own + "
+        f"reaped children's: {figures['quiet_parts']}"
+    )
     waited = figures["hub_waited"]
     # Runnable but on no CPU: on this machine the hub shares its cores with every host.
     print(
@@ -270,9 +276,10 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         load_busy = os.getloadavg()[0]
-        cpu0, c0 = process_seconds(pid), time.perf_counter()
-        time.sleep(5)  # the hub's own cost of following N tasks, nobody calling
+        cpu0, c0, parts0 = process_seconds(pid), time.perf_counter(), by_part(pid)
+        time.sleep(args.quiet)  # what following N tasks costs, nobody calling
         quiet_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
+        quiet_parts = parts_share(parts0, time.perf_counter() - c0, pid)
         cpu0, w0, c0 = process_seconds(pid), waited_seconds(pid), time.perf_counter()
         busy = measure(client, names, ids, args.rounds, args.clients)
         busy_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
@@ -305,6 +312,7 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
                 "rss_busy_mb": busy_rss.get("VmRSS", 0) / 1024,
                 "rss_peak_mb": max(rss.peak_kib, busy_rss.get("VmHWM", 0)) / 1024,
                 "hub_cpu": {"idle": idle_cpu, "quiet": quiet_cpu, "called": busy_cpu},
+                "quiet_parts": quiet_parts,
                 "hub_waited": {"idle": idle_wait, "called": busy_wait},
             },
         )
@@ -326,6 +334,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="calls of each endpoint")
     parser.add_argument("--clients", type=int, default=2, help="client threads calling")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before measuring")
+    parser.add_argument(
+        "--quiet", type=float, default=10.0, help="seconds measured with nobody calling"
+    )
     parser.add_argument("--profile", help="record the hub with py-spy into this file (raw)")
     parser.add_argument(
         "--cancel", action="store_true", help="cancel every task through the API at the end"

@@ -634,6 +634,7 @@ RELAY_GAPS = (0.0002,) * 4 + (0.001, 0.002, 0.004, FOLLOW_FAST)
 # so a command that came meanwhile waits one slice at most (5: the second of two launches at
 # once lost 5% of its rate waiting up to a whole FOLLOW_FAST).
 LAUNCH_SLICES = 5
+LIVES_FULL = 5  # looks at a task's run.sh by `kill -0` for each look at its state (lives)
 RELAY_REST = 0.0001  # seconds the relay waits for the rest of what `tail` wrote at once
 HINTS_FILE = 1 << 20  # bytes of hints the stream reads before it empties the file
 
@@ -679,7 +680,9 @@ def render_follow() -> str:
     its output was sent up to OFFSET (its end: run.sh writes ``exit`` after tee closed
     out.jsonl), then KEY is forgotten. A and E (0/1) say whether anything is in the artifacts
     directory (a glob: no process) and whether err.log is non-empty: the hub reads them only
-    then. End of stdin ends it.
+    then. ``G KEY OFFSET ended`` once, when the process the task's ``pid`` file names (its
+    run.sh) is gone and no exit code was written: the session ended without one (killed, its
+    tmux server gone), which only a probe of it tells apart. End of stdin ends it.
 
     ``L KEY LEN`` + LEN bytes of bash runs those as a launch (:func:`render_launch`) in a
     subshell of the stream, and ``L KEY RC OUTLEN ERRLEN`` + its stdout + its stderr (their
@@ -731,9 +734,9 @@ def render_follow() -> str:
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
 shopt -s nullglob dotglob
-declare -A fd off dir jt wt dk hint ran
+declare -A fd off dir jt wt dk hint ran pd
 declare -a ls lp lf
-idle={quiet} full=1 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds yet
+idle={quiet} full=1 looks=0 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
   p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}
@@ -746,7 +749,7 @@ wake=$rd/wake
 mkfifo "$wake" && exec {{wf}}<>"$wake" && : >"$rd/c.0" && exec {{cr}}<"$rd/c.0" ||
   {{ echo 'E no wake pipe'; exit 1; }}
 close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
-  unset "dk[${{dir[$1]}}]" "fd[$1]" "off[$1]" "dir[$1]" "jt[$1]" "wt[$1]" "ran[$1]"; }}
+  unset "dk[${{dir[$1]}}]" "fd[$1]" "off[$1]" "dir[$1]" "jt[$1]" "wt[$1]" "ran[$1]" "pd[$1]"; }}
 ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
   printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
@@ -764,8 +767,8 @@ spawn() {{ local i=0 o
     exec </dev/null >"$o.out" 2>"$o.err"
     behind
     shopt -u nullglob dotglob
-    unset -f close ended words cmd cmds forward alive watch hints relay take spawn landed \
-      landings follow apart behind
+    unset -f close ended words cmd cmds forward alive lives watch hints relay take spawn \
+      landed landings follow apart behind
     set --
     eval "$script" ) &
   lp[i]=$!
@@ -828,9 +831,33 @@ cmds() {{ local chunk op n m k o d
     return 0
   done; }}
 # Whether process PID lives: not a zombie either (an orphan's, where init does not reap).
+# The state follows the last ") " (a name may hold one): a regex, where ${{st##*') '}} cost
+# ~50 us more a look (bash tries every prefix of the line).
 alive() {{ local st
   [ -r "/proc/$1/stat" ] || {{ kill -0 "$1"; return; }}
-  read -r st <"/proc/$1/stat" || return; st=${{st##*') '}}; [ "${{st%% *}}" != Z ]; }}
+  read -r st <"/proc/$1/stat" && [[ $st =~ .*\\)\\ (.) ]] && [ "${{BASH_REMATCH[1]}}" != Z ]; }}
+# Whether the run.sh of each followed task lives (the process its pid file names, read once):
+# one that ended without writing its exit code is said at once, and once (G), so the hub asks
+# about its session then, where it probed every task's session every few seconds to find out
+# (at 1,000 running over 100 hosts, a fork and a tmux client per host every 5 s: a fifth of a
+# core). Looked at once a second, with builtins only: `kill -0`, one system call; every
+# LIVES_FULL-th time its state too (alive: ~45 us), for a run.sh whose tmux server died and
+# left it a zombie of an init that does not reap. Dead first, then no exit file: run.sh
+# writes its exit code before it ends.
+lives() {{ local k p deep=0
+  looks=$((looks + 1)); [ $((looks % {LIVES_FULL})) = 0 ] && deep=1
+  for k in "${{!fd[@]}}"; do
+    p=${{pd[$k]-}}
+    if [ -z "$p" ]; then
+      [[ -s ${{dir[$k]}}/pid ]] || continue  # not started yet
+      read -r p <"${{dir[$k]}}/pid"; [[ $p =~ ^[0-9]+$ ]] || continue
+      pd[$k]=$p
+    fi
+    [ "$p" = - ] && continue
+    if kill -0 "$p"; then [ $deep = 0 ] || alive "$p" && continue; fi
+    [[ -s ${{dir[$k]}}/exit ]] && continue
+    pd[$k]=-; printf 'G %s %s ended\n' "$k" "${{off[$k]}}"
+  done; }}
 # `tail -F` over the files of the tasks followed over WATCH_AFTER seconds (most short tasks
 # end sooner, and are read at the fast pace): what they grow by goes to the wake pipe, so a
 # file is read as soon as it grew, by inotify, and the stream's own looks can be WATCHED_WAIT
@@ -840,6 +867,7 @@ alive() {{ local st
 # serve it (it polls then: the stream's own looks are faster).
 watch() {{ local k n new=0 due=() files=() st=
   wsec=$SECONDS wall=0
+  lives
   for k in "${{!fd[@]}}"; do
     [ $((SECONDS - jt[$k])) -gt {WATCH_AFTER} ] || continue
     due+=("$k"); [ -n "${{wt[$k]+x}}" ] || new=1

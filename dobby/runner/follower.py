@@ -49,6 +49,12 @@ log = logging.getLogger("dobby.runner")
 READ_LIMIT = 1 << 20
 TIMEOUT_GRACE = 30.0  # run.sh's own timeout(1) normally ends the task first
 PROBE_EVERY = 5.0
+# A streamed task's session is probed when its stream says its run.sh ended with no exit code
+# (scripts.render_follow, G), and this often besides: for what the stream cannot see (a pid
+# file never written, a pid taken again within a second). Every PROBE_EVERY, 1,000 running
+# over 100 hosts cost a fork and a tmux client per host every 5 s: a fifth of a core of the
+# hosts' and 5% of the hub's, nothing printed.
+STREAMED_PROBE_EVERY = 30.0
 STOPPING_PROBE_EVERY = 0.5  # a stopped agent ends within its grace: notice it soon
 FAST_POLL = 0.02
 FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
@@ -59,7 +65,7 @@ CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on
 # A streamed task is looked at this often when quiet (status, timeout): its probes wake it
 # as often, and a cancel or a new launch of it pokes it at once. Once a second, 1,000 running
 # tasks cost the hub 6% of a core of wake-ups and timers, nothing printed.
-STREAM_WAKE = PROBE_EVERY
+STREAM_WAKE = 5.0
 ADOPT_PROBE_AFTER = 0.5  # an adopted streamed task's session is asked about this soon
 STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
 # A task the hub keeps failing to follow or collect for a reason of its own side (not its
@@ -379,12 +385,14 @@ class Followers:
         # code). Asked first, the host held that output back by a command's round trip,
         # over a second on a hub re-adopting 500 tasks.
         next_probe = (
-            checked + ADOPT_PROBE_AFTER if adopt else probe_time(checked, PROBE_EVERY, phase)
+            checked + ADOPT_PROBE_AFTER
+            if adopt
+            else probe_time(checked, STREAMED_PROBE_EVERY, phase)
         )
         pending = b""  # the start of a line not written whole yet: held here, not re-read
         # The session's probe runs beside the feed, not in its place: it waits for the host's
         # other tasks (PROBE_GATHER), then for its answer, and lines that came meanwhile waited
-        # with it (every PROBE_EVERY, for every task of the host).
+        # with it (for every task of the host).
         probing: asyncio.Future[dict[str, str] | None] | None = None
         try:
             while True:
@@ -398,12 +406,14 @@ class Followers:
                 if task_id in self._unsent:
                     await self._kill(task, transport, paths)
                     self._unsent.discard(task_id)
-                every = STOPPING_PROBE_EVERY if stopping else PROBE_EVERY
+                every = STOPPING_PROBE_EVERY if stopping else STREAMED_PROBE_EVERY
                 next_probe = min(next_probe, probe_time(now, every, phase))
                 # A probe under way wakes the loop with its answer: until then, the next one's
-                # time is no reason to look (one slower than PROBE_EVERY would spin the loop).
+                # time is no reason to look (one slower than the period would spin the loop).
                 wait = STREAM_WAKE if probing else min(STREAM_WAKE, max(0.0, next_probe - now))
                 frames = await feed.next(wait)
+                if feed.asked:  # the stream saw its run.sh end with no exit code: ask now
+                    feed.asked, next_probe = False, 0.0
                 data, ended = self._joined(frames, sink.size + len(pending))
                 if data:
                     pending = await self._append(task, sink, pending + data, final=False)

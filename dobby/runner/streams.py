@@ -69,6 +69,7 @@ class Feed:
         self._error: TransportError | None = None
         self._wake = asyncio.Event()
         self.poked = False  # the hub's side changed (a cancel): look at the task again
+        self.asked = False  # the host's side changed (its run.sh is gone): probe the session
 
     def put(self, frame: Frame) -> None:
         """Queue a frame."""
@@ -83,6 +84,11 @@ class Feed:
     def poke(self) -> None:
         """Wake the follower now (something changed on the hub's side)."""
         self.poked = True
+        self._wake.set()
+
+    def ask(self) -> None:
+        """Wake the follower to probe its task's session now (its run.sh ended, no exit code)."""
+        self.asked = True
         self._wake.set()
 
     async def next(self, timeout: float) -> list[Frame]:
@@ -203,6 +209,10 @@ class HostStream:
                                 stderr=stderr == "1",
                             )
                         )
+                elif kind == "G":
+                    feed = self.feeds.get(key)
+                    if feed is not None:
+                        feed.ask()
                 elif kind == "L":
                     out_len, err_len = (int(n) for n in rest.split(" "))
                     out = await self._stream.readexactly(out_len)

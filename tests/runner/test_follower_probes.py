@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from tests.fixtures.wait import wait_until_async
 async def test_lines_reach_the_copy_while_the_sessions_probe_waits(
     tmp_path: Path, local_entry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The probe waited for the host's other tasks, then for its answer: every PROBE_EVERY,
+    # The probe waited for the host's other tasks, then for its answer: every probe period,
     # every task of the host held its lines back that long (25-30 ms at p99.9, over 5 hosts).
-    monkeypatch.setattr(follower, "PROBE_EVERY", 0.2)
+    monkeypatch.setattr(follower, "STREAMED_PROBE_EVERY", 0.2)
     inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
     chatty = "for i in $(seq 6000); do echo line $i; sleep 0.02; done"
     held: dict[str, Any] = {}
@@ -53,7 +54,7 @@ async def test_lines_reach_the_copy_while_the_sessions_probe_waits(
                 await held["asked"].wait()
             at_probe = app.core.logs.size(tid)
             monkeypatch.setattr(Feed, "next", counted)
-            # ~1.2 s of lines (~60): the probe waits over several PROBE_EVERY, as a slow
+            # ~1.2 s of lines (~60): the probe waits over several periods, as a slow
             # host's may; the loop looks once a line or so, and does not spin meanwhile.
             await wait_until_async(
                 lambda: app.core.logs.size(tid) > at_probe + 600,
@@ -68,3 +69,40 @@ async def test_lines_reach_the_copy_while_the_sessions_probe_waits(
         assert (await app.call("GET", f"/tasks/{tid}"))[1]["status"] == "running"
         await app.call("POST", f"/tasks/{tid}/cancel")
         await app.wait_status(tid, ("cancelled",))
+
+
+async def test_a_session_ended_without_an_exit_code_is_found_when_the_stream_says_so(
+    tmp_path: Path, local_entry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No periodic probe in this test's time: only the stream's word that run.sh is gone
+    # (scripts.render_follow, G) can make the hub look at the session.
+    monkeypatch.setattr(follower, "STREAMED_PROBE_EVERY", 3600.0)
+    monkeypatch.setattr(follower, "PROBE_EVERY", 3600.0)  # the tasks polled (none here)
+    asked: list[str] = []
+    real_probe = Probes.probe
+
+    async def probe(self: Probes, transport: Transport, paths: scripts.TaskPaths) -> dict[str, str]:
+        asked.append(paths.task_id)
+        return await real_probe(self, transport, paths)
+
+    monkeypatch.setattr(Probes, "probe", probe)
+    inventory = write_inventory(tmp_path / "inventory.yaml", [local_entry])
+    async with running_app(home=tmp_path / "home", inventory=inventory) as app:
+        ids = [
+            (await app.call("POST", "/tasks", {"prompt": "sleep 600", "backend": "shell"}))[1]["id"]
+            for _ in range(2)
+        ]
+        pid_files = [Path(local_entry["workdir"]) / "tasks" / tid / "pid" for tid in ids]
+        for tid, pid_file in zip(ids, pid_files, strict=True):
+            await app.wait_status(tid, ("running",))
+            await wait_until_async(lambda f=pid_file: f.exists() and f.read_text().strip())
+        killed, spared = ids
+        subprocess.run(["tmux", "kill-session", "-t", f"dobby-{killed}"], check=True)
+        task = await app.wait_status(killed, timeout=30)
+        assert (task["status"], task["reason"]) == ("failed", "host_lost")
+        assert f"dobby-{killed}" in task["error"]
+        await asyncio.sleep(1.5)  # the stream's next look: the other task still lives
+        assert asked == [killed]
+        assert (await app.call("GET", f"/tasks/{spared}"))[1]["status"] == "running"
+        await app.call("POST", f"/tasks/{spared}/cancel")
+        await app.wait_status(spared, ("cancelled",))

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -465,6 +466,74 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         follow.wait(10)
         reader.join(10)
         stdout.close()
+
+
+def read_frames(stdout: Any, until: float) -> list[tuple[float, str]]:
+    """Return the frames' head lines the stream writes until ``until`` (monotonic), each with
+    when it came; a D frame's bytes are read and left out."""
+    import threading
+
+    seen: list[tuple[float, str]] = []
+
+    def read() -> None:
+        while line := stdout.readline():
+            head = line.decode().rstrip("\n")
+            seen.append((time.monotonic(), head))
+            if head.startswith("D "):
+                stdout.read(int(head.split(" ")[3]))
+
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(max(0.0, until - time.monotonic()))
+    return list(seen)
+
+
+def test_a_run_sh_gone_without_an_exit_code_is_said_once(tmp_path: Path) -> None:
+    """The stream tells the hub when a task's run.sh (the pid in its pid file) ended without
+    writing its exit code, once, so the hub probes that session then and no other one."""
+    follow = start_follow()
+    assert follow.stdin is not None and follow.stdout is not None
+    runs = {name: subprocess.Popen(["sleep", "600"]) for name in ("killed", "ended", "lives")}
+    # A run.sh whose tmux server died: its parent does not reap it (nor does init on some
+    # machines), so it stays a zombie, which `kill -0` still finds.
+    reaper = subprocess.Popen(
+        ["bash", "-c", "sleep 600 & echo $!; exec sleep 600"], stdout=subprocess.PIPE, text=True
+    )
+    assert reaper.stdout is not None
+    zombie = int(reaper.stdout.readline())
+    pids = {**{name: run.pid for name, run in runs.items()}, "zombie": zombie}
+    try:
+        for name, pid in pids.items():
+            task_dir = tmp_path / name
+            task_dir.mkdir()
+            (task_dir / "out.jsonl").write_text("line\n")
+            (task_dir / "pid").write_text(f"{pid}\n")
+            follow.stdin.write(scripts.stream_command("+", name, "0", str(task_dir)))
+        unstarted = tmp_path / "unstarted"  # no pid file yet: nothing to say
+        unstarted.mkdir()
+        follow.stdin.write(scripts.stream_command("+", "unstarted", "0", str(unstarted)))
+        time.sleep(0.3)
+        runs["killed"].kill()  # as a SIGKILL of run.sh, or its session's end, would
+        runs["killed"].wait()
+        os.kill(zombie, 9)
+        (tmp_path / "ended" / "exit").write_text("0\n")  # run.sh writes its code, then ends
+        runs["ended"].kill()
+        runs["ended"].wait()
+        killed_at = time.monotonic()
+        # Looked at once a second, a zombie every LIVES_FULL looks.
+        frames = read_frames(follow.stdout, killed_at + scripts.LIVES_FULL + 2.5)
+        gone = [(at - killed_at, head) for at, head in frames if head.startswith("G ")]
+        # Not the one alive, nor the unstarted; the killed one within a look or two.
+        assert [head for _, head in gone] == ["G killed 5 ended", "G zombie 5 ended"], frames
+        assert gone[0][0] < 2.5, gone
+        assert "X ended 5 0 0 0" in [head for _, head in frames]
+    finally:
+        for run in [*runs.values(), reaper]:
+            run.kill()
+            run.wait()
+        reaper.stdout.close()
+        follow.stdin.close()
+        follow.wait(10)
+        follow.stdout.close()
 
 
 def _proc_count(pid: int, file: str, name: str) -> int:
