@@ -739,7 +739,8 @@ exec 2>/dev/null  # the hub never reads it: one redirection here, none in every 
 shopt -s nullglob dotglob
 declare -A fd off dir jt wt dk hint ran pd
 declare -a ls lp lf
-idle={quiet} full=1 looks=0 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds
+looks=0  # how many times lives looked
+idle={quiet} full=1 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds yet
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
   p=${{rd##*/dobby-stream.}}; p=${{p%%.*}}

@@ -62,9 +62,10 @@ FOLLOW_BACKOFF = Backoff(first=0.2, cap=5.0)  # after any fault while following
 # to the writer thread and back waited for the GIL under load (p99 +7 ms on live lines).
 INLINE_APPEND = 64 * 1024
 CLOSE_WAIT = 0.5  # the followers get this long to end at a stop (tasks go on on their hosts)
-# A streamed task is looked at this often when quiet (status, timeout): its probes wake it
-# as often, and a cancel or a new launch of it pokes it at once. Once a second, 1,000 running
-# tasks cost the hub 6% of a core of wake-ups and timers, nothing printed.
+# A streamed task is looked at this often when quiet (status, timeout): a cancel or a new
+# launch of it pokes it at once, and so does its stream's word that its run.sh is gone. Once
+# a second, 1,000 running tasks cost the hub 6% of a core of wake-ups and timers, nothing
+# printed.
 STREAM_WAKE = 5.0
 ADOPT_PROBE_AFTER = 0.5  # an adopted streamed task's session is asked about this soon
 STATUS_EVERY = 2.0  # ...and its record read again at most this often (a cancel pokes it)
