@@ -180,6 +180,9 @@ def by_part(hub: int | None = None) -> dict[str, tuple[str, float, float]]:
     return seen
 
 
+PARTS = ("hub", "bench", "streams", "tmux", "sshd", "other")
+
+
 def parts_per_task(
     start: dict[str, tuple[str, float, float]], tasks: int, hub: int | None = None
 ) -> str:
@@ -202,9 +205,6 @@ def parts_share(
     """Return each part's CPU since ``start`` as a share of one core over ``seconds``, e.g.
     "streams 16.1+11.6%" (own + reaped children's; see :func:`parts_per_task`)."""
     return _shown(_since(start, hub), 100 / max(seconds, 1e-9), parts, "%")
-
-
-PARTS = ("hub", "bench", "streams", "tmux", "sshd", "other")
 
 
 def _since(start: dict[str, tuple[str, float, float]], hub: int | None) -> dict[str, list[float]]:

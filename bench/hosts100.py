@@ -278,8 +278,9 @@ def run(args: argparse.Namespace, cluster: SshdCluster, work: Path, hosts_up: fl
         load_busy = os.getloadavg()[0]
         cpu0, c0, parts0 = process_seconds(pid), time.perf_counter(), by_part(pid)
         time.sleep(args.quiet)  # what following N tasks costs, nobody calling
-        quiet_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)
-        quiet_parts = parts_share(parts0, time.perf_counter() - c0, pid)
+        quiet = time.perf_counter() - c0
+        quiet_cpu = (process_seconds(pid) - cpu0) / quiet
+        quiet_parts = parts_share(parts0, quiet, pid)
         cpu0, w0, c0 = process_seconds(pid), waited_seconds(pid), time.perf_counter()
         busy = measure(client, names, ids, args.rounds, args.clients)
         busy_cpu = (process_seconds(pid) - cpu0) / (time.perf_counter() - c0)

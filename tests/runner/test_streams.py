@@ -9,11 +9,12 @@ import os
 import random
 import shlex
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 import pytest
 
@@ -428,8 +429,6 @@ def start_follow() -> subprocess.Popen[bytes]:
 
 def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
     """Joins land in the stream's timed one-byte wait at every moment, also as it times out."""
-    import threading
-
     follow = start_follow()
     assert follow.stdin is not None and follow.stdout is not None
     stdout = follow.stdout
@@ -468,11 +467,9 @@ def test_every_join_gets_its_end_whenever_it_arrives(tmp_path: Path) -> None:
         stdout.close()
 
 
-def read_frames(stdout: Any, until: float) -> list[tuple[float, str]]:
+def read_frames(stdout: IO[bytes], until: float) -> list[tuple[float, str]]:
     """Return the frames' head lines the stream writes until ``until`` (monotonic), each with
     when it came; a D frame's bytes are read and left out."""
-    import threading
-
     seen: list[tuple[float, str]] = []
 
     def read() -> None:
