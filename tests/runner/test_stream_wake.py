@@ -309,24 +309,54 @@ def test_launches_are_answered_as_they_end_before_the_forwarder_runs(
     assert stream.helpers() == {"tail": [], "bash": []}  # all of it without a forwarder
 
 
-def test_a_command_that_comes_during_a_launch_is_taken_before_the_launch_ends(
-    monkeypatch: pytest.MonkeyPatch, rare_looks: None
+def launch(stream: Stream, *launches: tuple[str, str]) -> None:
+    """Send launches (KEY, bash) to the stream, all in one write."""
+    assert stream.proc.stdin is not None
+    stream.proc.stdin.write(
+        b"".join(
+            scripts.stream_command("L", key, str(len(script.encode()))) + script.encode()
+            for key, script in launches
+        )
+    )
+
+
+def test_a_command_that_comes_during_launches_is_taken_before_they_end(
+    monkeypatch: pytest.MonkeyPatch, rare_looks: None, tmp_path: Path
 ) -> None:
-    """...waiting a slice of the stream's look at most, not for the launch under way to end:
-    with looks an hour apart in slices of 36 ms, a quick launch sent while a slow one runs is
-    answered first."""
+    """...waiting a slice of the stream's look at most while commands come during launches:
+    with looks an hour apart in slices of 36 ms, a quick launch sent while two slow ones run
+    (the second came during the first) is answered first."""
     monkeypatch.setattr(scripts, "LAUNCH_SLICES", int(HOUR / 0.036))
     stream = Stream()
+    started = tmp_path / "started"
     try:
-        assert stream.proc.stdin is not None
-        for key, script in (("slow", "sleep 5; echo slow"), ("quick", "echo quick")):
-            stream.proc.stdin.write(
-                scripts.stream_command("L", key, str(len(script))) + script.encode()
-            )
+        launch(stream, ("slow", "sleep 5; echo slow"), ("slow2", f": >{started}; sleep 5"))
+        wait_until(started.exists, what="the second slow launch")
+        launch(stream, ("quick", "echo quick"))
         stream.wait_for("the quick launch", lambda: "quick" in stream.launches)
-        assert "slow" not in stream.launches
+        assert "slow" not in stream.launches and "slow2" not in stream.launches
         assert stream.launches["quick"] == (0, b"quick\n", b"")
         stream.wait_for("the slow launch", lambda: "slow" in stream.launches)
+        assert stream.launches["slow"] == (0, b"slow\n", b"")
+    finally:
+        stream.close()
+
+
+def test_a_launch_alone_is_waited_for_in_one_look(
+    monkeypatch: pytest.MonkeyPatch, rare_looks: None, tmp_path: Path
+) -> None:
+    """A launch that came with none under way is waited for in one slice of the stream's look,
+    stdin unread meanwhile (a host launching one task at a time looks at nothing else): with
+    looks an hour apart, a command that comes during it is taken when it ends."""
+    monkeypatch.setattr(scripts, "LAUNCH_SLICES", int(HOUR / 0.036))
+    stream = Stream()
+    started = tmp_path / "started"
+    try:
+        launch(stream, ("slow", f": >{started}; sleep 2; echo slow"))
+        wait_until(started.exists, what="the slow launch")
+        launch(stream, ("quick", "echo quick"))
+        stream.wait_for("the quick launch", lambda: "quick" in stream.launches)
+        assert list(stream.launches) == ["slow", "quick"]
         assert stream.launches["slow"] == (0, b"slow\n", b"")
     finally:
         stream.close()
