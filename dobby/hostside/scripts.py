@@ -623,6 +623,12 @@ WATCH_TAIL = ("tail", "-v", "-n", "0", "-F", "-s", str(FOLLOW_SLOW))
 # A look costs bash ~0.15 ms per task: 100 hosts of 10 sleeping tasks looking every 0.2 s
 # took 52% of a core on one machine, nothing printed.
 WATCHED_WAIT = 1.0
+# ...and the stream reads every watched task's files itself (not only those `tail` named) one
+# look in this many: 100 hosts following 10 quiet tasks each spent 15% of a core reading
+# them all every second (~0.15 ms per task), where `tail` names every file that grows, and
+# every file it watches as it starts. Its looks at whether each task's run.sh lives and at
+# whether its `tail` does (started again if not) stay once a second.
+WATCHED_LOOKS = 10
 # Seconds the relay of `tail -F` lets pass between two wakes of the stream: a line after a
 # quiet spell wakes it at once, the next within RELAY_GAPS[0], and output that goes on without
 # a pause wakes it every RELAY_GAPS[-1], as fast as the stream's own looks went and no faster
@@ -727,7 +733,8 @@ def render_follow() -> str:
     through a forwarder, each command costs a process hop more, which cost 1,000 `true` tasks
     over 20 hosts a sixth of their throughput on 2 busy cores. The wait still times out: it
     grows while every file is quiet, to WATCHED_WAIT once `tail` watches every followed task
-    (for a `tail` that stopped: what inotify cannot see, `tail` polls), and is FOLLOW_IDLE
+    (for a `tail` that stopped: what inotify cannot see, `tail` polls; every file is read
+    then one time in WATCHED_LOOKS, for a hint dropped), and is FOLLOW_IDLE
     with nothing followed and no launch under way (then a stream with a forwarder looks
     whether it lives: one killed means no command can come, and the stream ends). Without
     GNU `tail` (it died by itself
@@ -1095,7 +1102,11 @@ while :; do
     # all, a byte a read (bash keeps what a buffered read took and left for the next read of
     # whatever descriptor).
     full=0; while read -t 0 -u $wf; do IFS= read -r -d '' -n 1 -u $wf x; done
-  else alive "$fw" || exit 0  # the forwarder was killed: no command can come
+  else
+    alive "$fw" || exit 0  # the forwarder was killed: no command can come
+    # Timed out with every task watched: `tail` wakes the stream for what they print, and the
+    # stream's own look at them all is a backstop (a hint it dropped), every WATCHED_LOOKS-th.
+    [ $wall = 1 ] && [ $((looks % {WATCHED_LOOKS})) != 0 ] && full=0
   fi
 done
 """

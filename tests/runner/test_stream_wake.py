@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -152,6 +153,34 @@ def test_a_watched_task_is_read_as_it_grows_and_its_end_seen_with_no_look_of_its
     stream.wait_for("the end", lambda: "k" in stream.ends)
     assert stream.ends["k"] == f"{len(written)} 0 0 0"
     assert stream.data["k"] == written
+
+
+def test_what_tail_did_not_name_is_read_by_the_streams_own_look_every_few(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Once `tail` watches every followed task, the stream reads only the files it named, and
+    all of them itself one look in WATCHED_LOOKS (a hint dropped): with its `tail` stopped
+    (alive, silent), a line and the exit file still arrive, by those looks."""
+    monkeypatch.setattr(scripts, "WATCHED_LOOKS", 2)
+    stream = Stream()
+    tail = None
+    try:
+        task = tmp_path / "t"
+        task.mkdir()
+        (task / "out.jsonl").write_bytes(b"")
+        stream.send("+", "k", "0", str(task))
+        watched(stream)
+        (tail,) = stream.helpers()["tail"]
+        os.kill(tail, signal.SIGSTOP)
+        with (task / "out.jsonl").open("ab") as out:
+            out.write(b"unnamed\n")
+        (task / "exit").write_text("0\n")
+        stream.wait_for("the end", lambda: "k" in stream.ends)
+        assert stream.data["k"] == b"unnamed\n" and stream.ends["k"] == "8 0 0 0"
+    finally:
+        if tail is not None:
+            os.kill(tail, signal.SIGCONT)
+        stream.close()
 
 
 def test_a_file_inotify_cannot_see_is_polled_by_tail_and_still_read_with_no_look_of_its_own(
