@@ -917,8 +917,8 @@ watch() {{ local k n new=0 due=() files=() st=
   tp=$(apart; {" ".join(WATCH_TAIL)} --pid=$$ -- "${{files[@]}}" >&$tw 2>"$rd/tail.err" \
     </dev/null & echo $!); }}
 # The task directories the relay named since the last round (one read of the hints file).
-# Emptied once it is big: a hint the relay wrote right then is lost, and its file waits for
-# the stream's next look of its own.
+# Emptied once it is big: a hint the relay wrote right then is lost, so that round reads
+# every file (what the lost hint stood for was written before it).
 hints() {{ local h d
   hint=()
   IFS= read -r -d '' -u $hr h; hoff=$((hoff + ${{#h}}))
@@ -927,7 +927,7 @@ hints() {{ local h d
     [ -n "${{dk[$d]+x}}" ] || full=1  # a name no task has: a task printed it, read them all
   done
   if [ $hoff -gt {HINTS_FILE} ]; then
-    : >"$rd/hints"; exec {{hr}}<&-; exec {{hr}}<"$rd/hints"; hoff=0
+    : >"$rd/hints"; exec {{hr}}<&-; exec {{hr}}<"$rd/hints"; hoff=0 full=1
   fi; }}
 # In a process of its own: what `tail -F` wrote becomes a byte in the wake pipe at once,
 # then one for what came in each gap of RELAY_GAPS after it (growing while output goes on),

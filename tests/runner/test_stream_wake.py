@@ -183,6 +183,41 @@ def test_what_tail_did_not_name_is_read_by_the_streams_own_look_every_few(
         stream.close()
 
 
+def test_every_byte_arrives_while_the_hints_file_is_emptied_each_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The relay's hints file is emptied once it is big (here: every round); a hint written
+    as it was lost has that round read every file: with no other look of the stream's own,
+    every line and the end of two chatty tasks still arrive."""
+    monkeypatch.setattr(scripts, "HINTS_FILE", 1)
+    monkeypatch.setattr(scripts, "WATCHED_LOOKS", 10**6)
+    monkeypatch.setattr(scripts, "WATCHED_WAIT", HOUR)
+    monkeypatch.setattr(scripts, "FOLLOW_FAST", HOUR)
+    stream = Stream()
+    try:
+        tasks = [tmp_path / name for name in ("a", "b")]
+        for i, task in enumerate(tasks):
+            task.mkdir()
+            (task / "out.jsonl").write_bytes(b"")
+            stream.send("+", f"k{i}", "0", str(task))
+        watched(stream)
+        outs = [(task / "out.jsonl").open("ab", buffering=0) for task in tasks]
+        written = [b"", b""]
+        for n in range(300):
+            i = n % 2
+            line = f"line {n}\n".encode()
+            outs[i].write(line)
+            written[i] += line
+            time.sleep(0.001)
+        for out, task in zip(outs, tasks, strict=True):
+            out.close()
+            (task / "exit").write_text("0\n")
+        stream.wait_for("both ends", lambda: {"k0", "k1"} <= set(stream.ends))
+        assert [stream.data["k0"], stream.data["k1"]] == written
+    finally:
+        stream.close()
+
+
 def test_a_file_inotify_cannot_see_is_polled_by_tail_and_still_read_with_no_look_of_its_own(
     tmp_path: Path, stream: Stream
 ) -> None:
