@@ -648,7 +648,7 @@ RELAY_GAPS = (0.0002,) * 4 + (0.001, 0.002, 0.004, FOLLOW_FAST)
 # waited for in one slice: a command that comes during it waits up to FOLLOW_FAST (or the
 # launch's end), and takes the slices back.
 LAUNCH_SLICES = 5
-LIVES_FULL = 5  # looks at a task's run.sh by `kill -0` for each look at its state (lives)
+LIVES_FULL = 5  # looks at a task's run.sh by `kill -0` for each look at its state (_lives)
 RELAY_REST = 0.0001  # seconds the relay waits for the rest of what `tail` wrote at once
 HINTS_FILE = 1 << 20  # bytes of hints the stream reads before it empties the file
 
@@ -706,7 +706,9 @@ def render_follow() -> str:
     host one fork, where an exec of its own costs sshd a session and a login shell. The
     subshell first leaves everything of the stream behind: its stdin and stdout (a tmux
     server it starts must not hold the stream's channel open), the files it follows,
-    ``LC_ALL``, the shell options, the functions and the positional parameters.
+    ``LC_ALL``, the shell options and the positional parameters. The stream's functions stay
+    defined in it: their names start with ``_``, as no command's a launch runs does (unsetting
+    them cost each launch ~0.2 ms of CPU, the copy-on-write pages of the stream's heap).
 
     Each launch starts its session with a tmux client process of its own. Never a control
     client (``tmux -C``): every tmux before 3.7 sends notifications to a control client that
@@ -751,7 +753,7 @@ exec 2>/dev/null  # the hub never reads it: one redirection here, none in every 
 shopt -s nullglob dotglob
 declare -A fd off dir jt wt dk hint ran pd
 declare -a ls lp lf
-looks=0  # how many times lives looked
+looks=0  # how many times _lives looked
 idle={quiet} full=1 tp= rp= tw= hr= hoff=0 wsec= wsoon= wall=0 tailfail=0  # no fast rounds yet
 # A stream killed (a SIGKILL, a lost host) never ran its exit trap: the next one clears up.
 for rd in "${{TMPDIR:-/tmp}}"/dobby-stream.*.*; do
@@ -764,32 +766,30 @@ trap 'kill $tp $rp 2>/dev/null; rm -rf "$rd"' EXIT
 wake=$rd/wake
 mkfifo "$wake" && exec {{wf}}<>"$wake" && : >"$rd/c.0" && exec {{cr}}<"$rd/c.0" ||
   {{ echo 'E no wake pipe'; exit 1; }}
-close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
+_close() {{ local f=${{fd[$1]}}; [ "$f" != - ] && exec {{f}}<&-
   unset "dk[${{dir[$1]}}]" "fd[$1]" "off[$1]" "dir[$1]" "jt[$1]" "wt[$1]" "ran[$1]" "pd[$1]"; }}
-ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
+_ended() {{ local code= a=0 e=0 art; read -r code <"$d/exit"
   art=("$d"/artifacts/*); [ ${{#art[@]}} -gt 0 ] && a=1; [ -s "$d/err.log" ] && e=1
-  printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; close "$k"; }}
+  printf 'X %s %s %s %s %s\n' "$k" "${{off[$k]}}" $a $e "$code"; _close "$k"; }}
 # In a process of the stream's: the files it follows closed.
-apart() {{ for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done; }}
+_apart() {{ for f in "${{fd[@]}}"; do [ "$f" != - ] && exec {{f}}<&-; done; }}
 # …and its own pipes too, the locale it was given back: a process that is not the stream's.
-behind() {{ apart; exec {{wf}}>&- {{cr}}<&-; [ -n "$tw" ] && exec {{tw}}>&- {{hr}}<&-
+_behind() {{ _apart; exec {{wf}}>&- {{cr}}<&-; [ -n "$tw" ] && exec {{tw}}>&- {{hr}}<&-
   if [ -n "$lcset" ]; then LC_ALL=$lc; else unset LC_ALL; fi; }}
 # Run a launch (KEY FOLLOW; its bash in $script) in a subshell in a free slot.
-spawn() {{ local i=0 o
+_spawn() {{ local i=0 o
   while [ -n "${{ls[i]+x}}" ]; do i=$((i + 1)); done
   ls[i]=$1 lf[i]=$2 o=$rd/$i
   ( rcfile=$o.rc  # a global: an exit through set -e drops a function's locals first
     trap 'printf "%s\\n" "$?" >"$rcfile"; printf x 1<>"$wake"' EXIT
     exec </dev/null >"$o.out" 2>"$o.err"
-    behind
+    _behind
     shopt -u nullglob dotglob
-    unset -f close ended words cmd cmds forward alive lives watch hints relay take spawn \
-      landed landings follow apart behind
     set --
     eval "$script" ) &
   lp[i]=$!
 }}
-landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=  # SLOT: the launch's answer
+_landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=  # SLOT: the launch's answer
   read -r rc <"$o.rc"  # a launch that went well printed nothing: a stat, not a read, each
   [[ -s $o.out ]] && IFS= read -r -d '' out <"$o.out"
   [[ -s $o.err ]] && IFS= read -r -d '' err <"$o.err"
@@ -797,44 +797,44 @@ landed() {{ local k=${{ls[$1]}} o=$rd/$1 rc= out= err=  # SLOT: the launch's ans
   [ ${{#out}} -gt {LAUNCH_OUTPUT} ] && out=${{out: -{LAUNCH_OUTPUT}}}
   [ ${{#err}} -gt {LAUNCH_OUTPUT} ] && err=${{err: -{LAUNCH_OUTPUT}}}
   printf 'L %s %s %s %s\n%s%s' "$k" "$rc" ${{#out}} ${{#err}} "$out" "$err"
-  [ "$rc" = 0 ] && [ -n "${{lf[$1]}}" ] && follow "${{lf[$1]}}"
+  [ "$rc" = 0 ] && [ -n "${{lf[$1]}}" ] && _follow "${{lf[$1]}}"
   unset "ls[$1]" "lp[$1]" "lf[$1]"; }}
-follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR: a + command's words
+_follow() {{ local spec=$1 k o  # KEY OFFSET TASK_DIR: a + command's words
   k=${{spec%% *}} spec=${{spec#* }}; o=${{spec%% *}}
-  take + "$k" "$o" "${{spec#* }}"; }}
-landings() {{ local i
+  _take + "$k" "$o" "${{spec#* }}"; }}
+_landings() {{ local i
   for i in "${{!ls[@]}}"; do
-    if [[ -s $rd/$i.rc ]]; then landed "$i"
+    if [[ -s $rd/$i.rc ]]; then _landed "$i"
     elif ! kill -0 "${{lp[i]}}"; then  # killed: no exit trap wrote its code
       [[ -s $rd/$i.rc ]] || {{ wait "${{lp[i]}}"; printf '%s\\n' $? >"$rd/$i.rc"; }}
-      landed "$i"
+      _landed "$i"
     fi
   done; }}
 # A command's words (KEY OFFSET DIR…, after a space, before a newline) into the caller's k,
 # o and d (all that follows the first two).
-words() {{ local line=${{1%$'\n'}}; line=${{line# }}
+_words() {{ local line=${{1%$'\n'}}; line=${{line# }}
   k=${{line%% *}}; [[ $line = *' '* ]] && line=${{line#* }} || line=
   o=${{line%% *}}; [[ $line = *' '* ]] && d=${{line#* }} || d=; }}
 # A command on stdin (before the forwarder takes it over): its op byte was read; then the
 # length of the rest, and the rest in one read (a launch's bash after it).
-cmd() {{ local n line k o d
+_cmd() {{ local n line k o d
   IFS= read -r -N {COMMAND_DIGITS} n || exit 0
   IFS= read -r -N $((10#$n)) line || exit 0
-  words "$line"
+  _words "$line"
   # Launches are waited for in slices while commands come during them (LAUNCH_SLICES).
   if [ ${{#ls[@]}} = 0 ]; then sn=1 sl={FOLLOW_FAST:g}
   else sn={LAUNCH_SLICES} sl={FOLLOW_FAST / LAUNCH_SLICES:g}; fi
   if [ "$1" = L ]; then IFS= read -r -d '' -N "$o" script || exit 0; fi
-  take "$1" "$k" "$o" "$d"; }}
-# The channel's commands, copied to files by the forwarder (forward): all that came since, as
+  _take "$1" "$k" "$o" "$d"; }}
+# The channel's commands, copied to files by the forwarder (_forward): all that came since, as
 # many whole commands as there are (a launch's bash after its line); the rest waits in $cbuf.
-cmds() {{ local chunk op n m k o d
+_cmds() {{ local chunk op n m k o d
   while :; do
     IFS= read -r -d '' -u $cr chunk; cbuf+=$chunk
     while [ ${{#cbuf}} -gt {COMMAND_DIGITS} ]; do
       op=${{cbuf:0:1}} n=$((10#${{cbuf:1:{COMMAND_DIGITS}}})) m=0
       [ ${{#cbuf}} -ge $((n + {COMMAND_DIGITS + 1})) ] || return 0
-      words "${{cbuf:{COMMAND_DIGITS + 1}:n}}"
+      _words "${{cbuf:{COMMAND_DIGITS + 1}:n}}"
       if [ "$op" = L ]; then
         m=$o; [ ${{#cbuf}} -ge $((n + m + {COMMAND_DIGITS + 1})) ] || return 0
         script=${{cbuf:n + {COMMAND_DIGITS + 1}:m}}
@@ -845,14 +845,14 @@ cmds() {{ local chunk op n m k o d
            continue 2 ;;  # the forwarder went on in a file of its own
         Q) exit 0 ;;  # end of the channel: the hub closed the stream
       esac
-      take "$op" "$k" "$o" "$d"
+      _take "$op" "$k" "$o" "$d"
     done
     return 0
   done; }}
 # Whether process PID lives: not a zombie either (an orphan's, where init does not reap).
 # The state follows the last ") " (a name may hold one): a regex, where ${{st##*') '}} cost
 # ~50 us more a look (bash tries every prefix of the line).
-alive() {{ local st
+_alive() {{ local st
   [ -r "/proc/$1/stat" ] || {{ kill -0 "$1"; return; }}
   read -r st <"/proc/$1/stat" && [[ $st =~ .*\\)\\ (.) ]] && [ "${{BASH_REMATCH[1]}}" != Z ]; }}
 # Whether the run.sh of each followed task lives (the process its pid file names, read once):
@@ -860,10 +860,10 @@ alive() {{ local st
 # about its session then, where it probed every task's session every few seconds to find out
 # (at 1,000 running over 100 hosts, a fork and a tmux client per host every 5 s: a fifth of a
 # core). Looked at once a second, with builtins only: `kill -0`, one system call; every
-# LIVES_FULL-th time its state too (alive: ~45 us), for a run.sh whose tmux server died and
+# LIVES_FULL-th time its state too (_alive: ~45 us), for a run.sh whose tmux server died and
 # left it a zombie of an init that does not reap. Dead first, then no exit file: run.sh
 # writes its exit code before it ends.
-lives() {{ local k p deep=0
+_lives() {{ local k p deep=0
   looks=$((looks + 1)); [ $((looks % {LIVES_FULL})) = 0 ] && deep=1
   for k in "${{!fd[@]}}"; do
     p=${{pd[$k]-}}
@@ -873,7 +873,7 @@ lives() {{ local k p deep=0
       pd[$k]=$p
     fi
     [ "$p" = - ] && continue
-    if kill -0 "$p"; then [ $deep = 0 ] || alive "$p" && continue; fi
+    if kill -0 "$p"; then [ $deep = 0 ] || _alive "$p" && continue; fi
     [[ -s ${{dir[$k]}}/exit ]] && continue
     pd[$k]=-; printf 'G %s %s ended\n' "$k" "${{off[$k]}}"
   done; }}
@@ -884,16 +884,16 @@ lives() {{ local k p deep=0
 # stdin over and the relay starts. Looked at once a second: started again when a task is not
 # watched yet, given up after three that died by themselves or one that says inotify cannot
 # serve it (it polls then: the stream's own looks are faster).
-watch() {{ local k n new=0 due=() files=() st=
+_watch() {{ local k n new=0 due=() files=() st=
   wsec=$SECONDS wall=0
-  lives
+  _lives
   for k in "${{!fd[@]}}"; do
     [ $((SECONDS - jt[$k])) -gt {WATCH_AFTER} ] || continue
     due+=("$k"); [ -n "${{wt[$k]+x}}" ] || new=1
   done
   n=${{#due[@]}}
   if [ -n "$tp" ]; then
-    if ! alive "$tp"; then tailfail=$((tailfail + 1)) tp=
+    if ! _alive "$tp"; then tailfail=$((tailfail + 1)) tp=
     else
       IFS= read -r -d '' st <"$rd/tail.err"
       [[ $st == *inotify* ]] && tailfail={WATCH_TRIES}
@@ -906,21 +906,21 @@ watch() {{ local k n new=0 due=() files=() st=
   for k in "${{due[@]}}"; do wt[$k]=1 files+=("${{dir[$k]}}/out.jsonl" "${{dir[$k]}}/exit"); done
   if [ -z "$fw" ]; then  # from now on the forwarder reads stdin, and the stream the pipe
     exec {{pin}}<&0  # a command sent to the background would read /dev/null
-    fw=$(apart; forward <&$pin >/dev/null & echo $!)
+    fw=$(_apart; _forward <&$pin >/dev/null & echo $!)
     exec 0</dev/null {{pin}}<&-
     in=$wf
   fi
   if [ -z "$rp" ]; then  # its output goes through a pipe to the relay, started once
     mkfifo "$rd/tail" && exec {{tw}}<>"$rd/tail" && : >"$rd/hints" &&
       exec {{hr}}<"$rd/hints" || {{ tailfail={WATCH_TRIES}; return; }}
-    rp=$(apart; relay >/dev/null & echo $!)
+    rp=$(_apart; _relay >/dev/null & echo $!)
   fi
-  tp=$(apart; {" ".join(WATCH_TAIL)} --pid=$$ -- "${{files[@]}}" >&$tw 2>"$rd/tail.err" \
+  tp=$(_apart; {" ".join(WATCH_TAIL)} --pid=$$ -- "${{files[@]}}" >&$tw 2>"$rd/tail.err" \
     </dev/null & echo $!); }}
 # The task directories the relay named since the last round (one read of the hints file).
 # Emptied once it is big: a hint the relay wrote right then is lost, so that round reads
 # every file (what the lost hint stood for was written before it).
-hints() {{ local h d
+_hints() {{ local h d
   hint=()
   IFS= read -r -d '' -u $hr h; hoff=$((hoff + ${{#h}}))
   while [[ $h == *$'\n'* ]]; do
@@ -938,7 +938,7 @@ hints() {{ local h d
 # printing such a line itself makes the stream read every file (a name no task has), or, if
 # it names another task's file, delays its own to the stream's next look of its own. It
 # reads one descriptor only: what a timed read of bash took and left behind is read next.
-relay() {{ local x p g gaps=({" ".join(str(g) for g in RELAY_GAPS)}) hf last= carry= names
+_relay() {{ local x p g gaps=({" ".join(str(g) for g in RELAY_GAPS)}) hf last= carry= names
   exec {{cr}}<&- 0</dev/null {{hf}}>>"$rd/hints"
   while :; do
     IFS= read -r -t 1 -N 1 -u $tw x
@@ -964,7 +964,7 @@ relay() {{ local x p g gaps=({" ".join(str(g) for g in RELAY_GAPS)}) hf last= ca
 # stream reads like a log (one read for all that came), then a byte to the wake pipe. The
 # stream waits on that pipe alone, which a launch that ends also writes to, so either ends
 # its wait at once (bash waits on one descriptor only).
-forward() {{ local op n rest m s w f=0 size=0
+_forward() {{ local op n rest m s w f=0 size=0
   exec {{cr}}<&- {{w}}>>"$rd/c.0"
   while IFS= read -r -N 1 op && IFS= read -r -N {COMMAND_DIGITS} n &&
       IFS= read -r -N $((10#$n)) rest; do
@@ -988,23 +988,23 @@ forward() {{ local op n rest m s w f=0 size=0
 # after a hub restart, the streams of 50 hosts on 2 cores, each looking at 10 chatty tasks
 # every 5 ms until its `tail` came a second or two later, took 4.3 s of CPU in the 5 s the
 # hub needed to follow them all again.
-take() {{ case $1 in
+_take() {{ case $1 in
   +|W) fd[$2]=- off[$2]=$3 dir[$2]=$4 jt[$2]=$SECONDS dk[$4]=$2 wall=0
      if [ "$1" = W ]; then ran[$2]=1 jt[$2]=$((SECONDS - {WATCH_AFTER} - 1)) wsoon=1
      elif [ $idle -gt {joined} ]; then idle={joined}; fi ;;
-  -) [ -n "${{fd[$2]+x}}" ] && close "$2" ;;
-  L) spawn "$2" "$4" ;;
+  -) [ -n "${{fd[$2]+x}}" ] && _close "$2" ;;
+  L) _spawn "$2" "$4" ;;
 esac; }}
 cn=0 cbuf= fw= in=0  # commands on stdin until a task is watched (wake)
 sn=1 sl={FOLLOW_FAST:g}  # a launch is waited for in one slice (LAUNCH_SLICES)
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 while :; do
   busy=0
-  [ -n "$fw" ] && cmds
-  [ -n "$hr" ] && hints
+  [ -n "$fw" ] && _cmds
+  [ -n "$hr" ] && _hints
   # Launches first: one that ended (its byte woke this round) and began its task has that
   # task followed now, and read in this round, not after the wait.
-  landings
+  _landings
   # Woken, not timed out: a watched task's files only if the relay named them. With every
   # task watched, only the named ones are visited: a pass over 20 tasks to skip 19 cost
   # 0.18 ms a round, the wake's median cost.
@@ -1018,7 +1018,7 @@ while :; do
     [[ -s $d/exit ]] && ended=1  # not -e: an exit file being written is empty
     if [[ $f = - ]]; then
       if [ ! -e "$d/out.jsonl" ]; then  # not created yet (a failed exec would end bash)
-        [ $ended = 1 ] && ended
+        [ $ended = 1 ] && _ended
         continue
       fi
       exec {{f}}<"$d/out.jsonl"
@@ -1044,12 +1044,12 @@ while :; do
       [ $n -gt 0 ] && [ -z "${{ran[$k]+x}}" ] && busy=1
       [ $s != 0 ] && break
     done
-    [ $ended = 1 ] && ended
+    [ $ended = 1 ] && _ended
   done
   # After the reads: the files of a task that joined are read before `tail` is forked for
   # them (on a busy host, forks wait their turn). `tail` names every file it watches as it
   # starts, so a line written between this read and its start wakes the next round.
-  [ "$SECONDS" != "$wsec" ] && watch
+  [ "$SECONDS" != "$wsec" ] && _watch
   if [ $busy = 1 ]; then idle=0; else idle=$((idle + 1)); fi
   {_render_follow_wait()}
   [ $wall = 1 ] && wait={WATCHED_WAIT} ticks={_ticks(WATCHED_WAIT)}
@@ -1085,7 +1085,7 @@ while :; do
       ticks=$((ticks - 1))
       [ -n "$x" ] && break
       [ $s != 0 ] && [ $s -le 128 ] && break
-      landings
+      _landings
       [ $ticks -le 0 ] || [ ${{#ls[@]}} = 0 ] && break
     done
   fi
@@ -1093,8 +1093,8 @@ while :; do
   full=1
   if [ -z "$fw" ]; then  # the byte is a command's first; the rest of it is there to read
     if [ -n "$x" ]; then
-      cmd "$x"
-      while read -t 0; do IFS= read -r -n 1 x || exit 0; cmd "$x"; done
+      _cmd "$x"
+      while read -t 0; do IFS= read -r -n 1 x || exit 0; _cmd "$x"; done
     elif [ $s != 0 ] && [ $s -le 128 ]; then
       exit 0  # end of stdin: the hub closed the stream
     fi
@@ -1104,7 +1104,7 @@ while :; do
     # whatever descriptor).
     full=0; while read -t 0 -u $wf; do IFS= read -r -d '' -n 1 -u $wf x; done
   else
-    alive "$fw" || exit 0  # the forwarder was killed: no command can come
+    _alive "$fw" || exit 0  # the forwarder was killed: no command can come
     # Timed out with every task watched: `tail` wakes the stream for what they print, and the
     # stream's own look at them all is a backstop (a hint it dropped), every WATCHED_LOOKS-th.
     [ $wall = 1 ] && [ $((looks % {WATCHED_LOOKS})) != 0 ] && full=0

@@ -719,8 +719,9 @@ async def kill_stream(streams: HostStreams, transport: Transport) -> None:
 async def test_a_launch_through_the_stream_gets_what_an_exec_gets(
     transport: Transport, streams: HostStreams
 ) -> None:
-    """Its locale and shell options are the login's, and nothing of the stream is left to it:
-    a process it starts (a tmux server) holds neither the stream's channel nor its files."""
+    """Its locale and shell options are the login's, and nothing of the stream is left to it
+    but its functions, under names no command has (``_``): a process it starts (a tmux server)
+    holds neither the stream's channel nor its files."""
     d = f"{transport.workdir}/tasks/h"
     await put(transport, f"{d}/out.jsonl", b"x\n", append=False)
     look = 'printf "%s|%s|" "${LC_ALL-unset}" "$(shopt -p nullglob dotglob | tr "\\n" " ")"'
@@ -730,6 +731,11 @@ async def test_a_launch_through_the_stream_gets_what_an_exec_gets(
     *seen, pid = res.stdout.split("|")
     exec_seen = (await transport.run(look)).stdout.split("|")[:2]
     assert seen == exec_seen and "shopt -u nullglob" in seen[1]
+    functions = "compgen -A function"
+    launched = await streams.launch(transport, functions)
+    assert launched is not None
+    extra = set(launched.stdout.split()) - set((await transport.run(functions)).stdout.split())
+    assert extra and all(name.startswith("_") for name in extra), extra
     fds = Path(f"/proc/{pid.strip()}/fd")
     try:
         assert sorted(int(n) for n in os.listdir(fds)) == [0, 1, 2]
