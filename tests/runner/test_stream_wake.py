@@ -71,6 +71,16 @@ class Stream:
         assert self.proc.stdin is not None
         self.proc.stdin.write(scripts.stream_command(op, *words))
 
+    def launch(self, *launches: tuple[str, str]) -> None:
+        """Send launches (KEY, bash), all in one write."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(
+            b"".join(
+                scripts.stream_command("L", key, str(len(script.encode()))) + script.encode()
+                for key, script in launches
+            )
+        )
+
     def wait_for(self, what: str, check: object, timeout: float = 30) -> None:
         with self.changed:
             assert self.changed.wait_for(check, timeout), what  # type: ignore[arg-type]
@@ -331,9 +341,7 @@ def test_commands_and_launches_wake_the_stream_at_once(tmp_path: Path, stream: S
     (other / "exit").write_text("0\n")
     stream.send("+", "j", "0", str(other))
     stream.wait_for("the join", lambda: stream.ends.get("j") == "7 0 0 0")
-    script = "sleep 0.3; echo launched"
-    assert stream.proc.stdin is not None
-    stream.proc.stdin.write(scripts.stream_command("L", "l1", str(len(script))) + script.encode())
+    stream.launch(("l1", "sleep 0.3; echo launched"))
     stream.wait_for("the launch", lambda: "l1" in stream.launches)
     assert stream.launches["l1"] == (0, b"launched\n", b"")
     (task / "out.jsonl").write_bytes(b"still read\n")
@@ -348,11 +356,8 @@ def test_launches_are_answered_as_they_end_before_the_forwarder_runs(
     it ends though the stream looks for the ends of launches every hour, and a command that
     came during one is taken then (and its own launch answered as it ends too)."""
     assert stream.helpers() == {"tail": [], "bash": []}  # no forwarder yet
-    assert stream.proc.stdin is not None
-    for key, script in (("a", "sleep 0.5; echo first"), ("b", "echo second >&2")):
-        stream.proc.stdin.write(
-            scripts.stream_command("L", key, str(len(script))) + script.encode()
-        )
+    for launch in (("a", "sleep 0.5; echo first"), ("b", "echo second >&2")):
+        stream.launch(launch)
     stream.wait_for("both launches", lambda: {"a", "b"} <= set(stream.launches))
     assert stream.launches == {"a": (0, b"first\n", b""), "b": (0, b"", b"second\n")}
     task = tmp_path / "t"
@@ -360,6 +365,7 @@ def test_launches_are_answered_as_they_end_before_the_forwarder_runs(
     (task / "out.jsonl").write_bytes(b"done\n")
     (task / "exit").write_text("0\n")
     script = "exit 3"
+    assert stream.proc.stdin is not None  # the launch and the join in one write
     stream.proc.stdin.write(
         scripts.stream_command("L", "c", str(len(script)))
         + script.encode()
@@ -373,17 +379,6 @@ def test_launches_are_answered_as_they_end_before_the_forwarder_runs(
     assert stream.helpers() == {"tail": [], "bash": []}  # all of it without a forwarder
 
 
-def launch(stream: Stream, *launches: tuple[str, str]) -> None:
-    """Send launches (KEY, bash) to the stream, all in one write."""
-    assert stream.proc.stdin is not None
-    stream.proc.stdin.write(
-        b"".join(
-            scripts.stream_command("L", key, str(len(script.encode()))) + script.encode()
-            for key, script in launches
-        )
-    )
-
-
 def test_a_command_that_comes_during_launches_is_taken_before_they_end(
     monkeypatch: pytest.MonkeyPatch, rare_looks: None, tmp_path: Path
 ) -> None:
@@ -394,9 +389,9 @@ def test_a_command_that_comes_during_launches_is_taken_before_they_end(
     stream = Stream()
     started = tmp_path / "started"
     try:
-        launch(stream, ("slow", "sleep 5; echo slow"), ("slow2", f": >{started}; sleep 5"))
+        stream.launch(("slow", "sleep 5; echo slow"), ("slow2", f": >{started}; sleep 5"))
         wait_until(started.exists, what="the second slow launch")
-        launch(stream, ("quick", "echo quick"))
+        stream.launch(("quick", "echo quick"))
         stream.wait_for("the quick launch", lambda: "quick" in stream.launches)
         assert "slow" not in stream.launches and "slow2" not in stream.launches
         assert stream.launches["quick"] == (0, b"quick\n", b"")
@@ -416,9 +411,9 @@ def test_a_launch_alone_is_waited_for_in_one_look(
     stream = Stream()
     started = tmp_path / "started"
     try:
-        launch(stream, ("slow", f": >{started}; sleep 2; echo slow"))
+        stream.launch(("slow", f": >{started}; sleep 2; echo slow"))
         wait_until(started.exists, what="the slow launch")
-        launch(stream, ("quick", "echo quick"))
+        stream.launch(("quick", "echo quick"))
         stream.wait_for("the quick launch", lambda: "quick" in stream.launches)
         assert list(stream.launches) == ["slow", "quick"]
         assert stream.launches["slow"] == (0, b"slow\n", b"")
@@ -470,11 +465,7 @@ def test_the_forwarder_goes_on_in_new_files_and_the_stream_removes_the_old(
         follow_one(stream, tmp_path)  # the forwarder takes the commands over from here
         for i in range(40):
             stream.send("-", f"gone{i}-" + "x" * 300)  # a leave of a key never joined
-            script = f"echo launch {i}; " + "# padding " * 30
-            assert stream.proc.stdin is not None
-            stream.proc.stdin.write(
-                scripts.stream_command("L", f"l{i}", str(len(script))) + script.encode()
-            )
+            stream.launch((f"l{i}", f"echo launch {i}; " + "# padding " * 30))
         stream.wait_for("every launch", lambda: len(stream.launches) == 40)
         assert all(
             stream.launches[f"l{i}"] == (0, f"launch {i}\n".encode(), b"") for i in range(40)
