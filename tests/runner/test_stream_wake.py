@@ -286,8 +286,8 @@ def test_watched_tasks_are_each_read_as_they_grow_whichever_grows(
         (tasks[key] / "exit").write_text("0\n")
     stream.wait_for("their ends", lambda: set(stream.ends) == set(ending))
     assert stream.ends == {key: f"{len(written[key])} 0 0 0" for key in ending}
-    with (tasks["k1"] / "out.jsonl").open("ab") as out:
-        out.write(b"after the others ended\n")
+    with (tasks["k1"] / "out.jsonl").open("ab") as late:
+        late.write(b"after the others ended\n")
     stream.wait_for("a line after", lambda: stream.data["k1"].endswith(b"ended\n"))
 
 
