@@ -747,6 +747,10 @@ def render_follow() -> str:
     chunk = FOLLOW_CHUNK
     joined = FOLLOW_BACKOFF[0][0] - FOLLOW_JOIN_FAST  # quiet rounds counted after a join
     quiet = sum(count for count, _ in FOLLOW_BACKOFF)  # ...and at the start: the slowest wait
+    # How a launch is waited for (LAUNCH_SLICES): in one slice, or in slices with a look at
+    # stdin after each while commands come during launches.
+    one_slice = f"sn=1 sl={FOLLOW_FAST:g}"
+    slices = f"sn={LAUNCH_SLICES} sl={FOLLOW_FAST / LAUNCH_SLICES:g}"
     body = f"""lcset=${{LC_ALL+1}} lc=${{LC_ALL-}}
 export LC_ALL=C
 exec 2>/dev/null  # the hub never reads it: one redirection here, none in every round
@@ -822,8 +826,7 @@ _cmd() {{ local n line k o d
   IFS= read -r -N $((10#$n)) line || exit 0
   _words "$line"
   # Launches are waited for in slices while commands come during them (LAUNCH_SLICES).
-  if [ ${{#ls[@]}} = 0 ]; then sn=1 sl={FOLLOW_FAST:g}
-  else sn={LAUNCH_SLICES} sl={FOLLOW_FAST / LAUNCH_SLICES:g}; fi
+  if [ ${{#ls[@]}} = 0 ]; then {one_slice}; else {slices}; fi
   if [ "$1" = L ]; then IFS= read -r -d '' -N "$o" script || exit 0; fi
   _take "$1" "$k" "$o" "$d"; }}
 # The channel's commands, copied to files by the forwarder (_forward): all that came since, as
@@ -996,7 +999,7 @@ _take() {{ case $1 in
   L) _spawn "$2" "$4" ;;
 esac; }}
 cn=0 cbuf= fw= in=0  # commands on stdin until a task is watched (wake)
-sn=1 sl={FOLLOW_FAST:g}  # a launch is waited for in one slice (LAUNCH_SLICES)
+{one_slice}  # a launch is waited for in one slice until a command comes during one
 printf '%s\\n' {shell_quote(FOLLOW_READY.decode())}
 while :; do
   busy=0
